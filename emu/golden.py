@@ -1,0 +1,178 @@
+"""The golden emulator: executes a program image from external memory with the hardware's exact integer
+semantics and its cycle model (emu/timing.py). The RTL must agree with it on every byte written to
+external memory, on the cycle count, on the useful-MAC count and on every fault.
+
+Integer products go through float64 matrix multiplies: every partial sum is below 2**31 (proven by the
+compiler) and float64 holds integers exactly up to 2**53.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from . import numerics
+from .config import AccelConfig
+from .faults import FaultCode, HardwareFault
+from .isa import INSTR_BYTES, Buffer, Instr, Opcode, decode
+from .timing import Timer, dma_spans, element_bytes, preload_cycles
+
+__all__ = ["Golden", "RunResult", "check_fields"]
+
+
+@dataclasses.dataclass
+class RunResult:
+    cycles: int
+    macs: int
+    instructions: int
+
+    def utilization(self, cfg: AccelConfig) -> float:
+        return self.macs / max(1, self.cycles * cfg.macs)
+
+
+def _entry_width(cfg: AccelConfig, buf: Buffer) -> int:
+    return cfg.rows if buf == Buffer.ACT else cfg.cols
+
+
+def _depth(cfg: AccelConfig, buf: Buffer) -> int:
+    return {Buffer.ACT: cfg.act_depth, Buffer.WGT: cfg.wgt_depth, Buffer.PARAM: cfg.param_depth,
+            Buffer.OUT: cfg.out_depth}[buf]
+
+
+def check_fields(instr: Instr, cfg: AccelConfig) -> tuple[FaultCode, str] | None:
+    """Decode-time checks, in the order the hardware makes them: ILLEGAL_FIELD, then BUFFER_RANGE."""
+    op = instr.op
+    if op in (Opcode.LOAD, Opcode.STORE):
+        allowed = (Buffer.ACT, Buffer.WGT, Buffer.PARAM) if op == Opcode.LOAD else (Buffer.OUT,)
+        if instr.buf not in allowed:
+            return FaultCode.ILLEGAL_FIELD, f"buf={instr.buf} not allowed for {op.name}"
+        buf = Buffer(instr.buf)
+        if instr.rows == 0:
+            return FaultCode.ILLEGAL_FIELD, "rows=0"
+        if not 1 <= instr.row_len <= _entry_width(cfg, buf):
+            return FaultCode.ILLEGAL_FIELD, f"row_len={instr.row_len} outside 1..{_entry_width(cfg, buf)}"
+        if instr.buf_addr + instr.rows > _depth(cfg, buf):
+            return FaultCode.BUFFER_RANGE, f"{buf.name}[{instr.buf_addr}:+{instr.rows}] > {_depth(cfg, buf)}"
+    elif op == Opcode.MATMUL:
+        if instr.rows == 0:
+            return FaultCode.ILLEGAL_FIELD, "rows=0"
+        if not 1 <= instr.k_valid <= cfg.rows or not 1 <= instr.n_valid <= cfg.cols:
+            return FaultCode.ILLEGAL_FIELD, f"k_valid={instr.k_valid} n_valid={instr.n_valid}"
+        if (instr.act_addr + instr.rows > cfg.act_depth or instr.wgt_addr + cfg.rows > cfg.wgt_depth
+                or instr.acc_addr + instr.rows > cfg.acc_depth):
+            return FaultCode.BUFFER_RANGE, "MATMUL operand past a buffer's end"
+    elif op == Opcode.POST:
+        if instr.rows == 0:
+            return FaultCode.ILLEGAL_FIELD, "rows=0"
+        if (instr.acc_addr + instr.rows > cfg.acc_depth or instr.out_addr + instr.rows > cfg.out_depth
+                or instr.param_addr >= cfg.param_depth):
+            return FaultCode.BUFFER_RANGE, "POST operand past a buffer's end"
+    return None
+
+
+class Golden:
+    """One accelerator instance: on-chip buffers plus a view of external memory (uint8, little endian)."""
+
+    def __init__(self, cfg: AccelConfig, memory: np.ndarray):
+        if memory.dtype != np.uint8 or memory.ndim != 1:
+            raise TypeError("external memory must be a 1-D uint8 array")
+        self.cfg = cfg
+        self.mem = memory
+        c = cfg
+        self.act = np.zeros((c.act_depth, c.rows), np.int64)
+        self.wgt = np.zeros((c.wgt_depth, c.cols), np.int64)
+        self.bias = np.zeros((c.param_depth, c.cols), np.int64)
+        self.mult = np.zeros((c.param_depth, c.cols), np.int64)
+        self.acc = np.zeros((c.acc_depth, c.cols), np.int64)
+        self.out = np.zeros((c.out_depth, c.cols), np.int64)
+        self.trace: list[tuple[int, Instr, int]] | None = None  # (pc, instr, issue cycle) when enabled
+
+    # ---- one instruction each ----
+    def _gather(self, instr: Instr) -> np.ndarray:
+        """Bytes of a LOAD, shaped [rows, row_len * element_bytes]."""
+        row_bytes = instr.row_len * element_bytes(Buffer(instr.buf))
+        idx = (instr.ext_addr + np.arange(instr.rows, dtype=np.int64)[:, None] * instr.ext_stride
+               + np.arange(row_bytes, dtype=np.int64)[None, :])
+        return self.mem[idx]
+
+    def _load(self, i: Instr) -> None:
+        buf = Buffer(i.buf)
+        raw = self._gather(i)
+        rows = slice(i.buf_addr, i.buf_addr + i.rows)
+        if buf == Buffer.PARAM:
+            words = raw.view("<i4").reshape(i.rows, i.row_len, 2).astype(np.int64)
+            self.bias[rows] = 0
+            self.mult[rows] = 0
+            self.bias[rows, :i.row_len] = words[:, :, 0]
+            self.mult[rows, :i.row_len] = words[:, :, 1]
+            return
+        bits = self.cfg.act_bits if buf == Buffer.ACT else self.cfg.weight_bits
+        target = self.act if buf == Buffer.ACT else self.wgt
+        target[rows] = 0
+        target[rows, :i.row_len] = numerics.wrap(raw.view(np.int8), bits)
+
+    def _store(self, i: Instr) -> None:
+        vals = self.out[i.buf_addr:i.buf_addr + i.rows, :i.row_len].astype(np.int8).view(np.uint8)
+        idx = (i.ext_addr + np.arange(i.rows, dtype=np.int64)[:, None] * i.ext_stride
+               + np.arange(i.row_len, dtype=np.int64)[None, :])
+        self.mem[idx] = vals
+
+    def _matmul(self, i: Instr) -> None:
+        a = self.act[i.act_addr:i.act_addr + i.rows].astype(np.float64)
+        w = self.wgt[i.wgt_addr:i.wgt_addr + self.cfg.rows].astype(np.float64)
+        prod = (a @ w).astype(np.int64)
+        dst = slice(i.acc_addr, i.acc_addr + i.rows)
+        if i.accumulate:
+            prod = prod + self.acc[dst]
+        self.acc[dst] = numerics.wrap(prod, self.cfg.acc_bits)
+
+    def _post(self, i: Instr) -> None:
+        acc = self.acc[i.acc_addr:i.acc_addr + i.rows]
+        y = numerics.requantize(acc, self.bias[i.param_addr], self.mult[i.param_addr], i.shift,
+                                i.zero_point, i.clamp_lo, i.clamp_hi)
+        self.out[i.out_addr:i.out_addr + i.rows] = numerics.wrap(y, self.cfg.act_bits)
+
+    # ---- a whole run ----
+    def run(self, prog_addr: int, prog_len: int, *, watchdog: int = 0) -> RunResult:
+        """Run the program at `prog_addr` (`prog_len` instructions). Raises HardwareFault."""
+        cfg = self.cfg
+        if prog_len == 0 or prog_len > cfg.instr_depth:
+            raise HardwareFault(FaultCode.PROGRAM_RANGE, 0,
+                                f"program length {prog_len} outside 1..{cfg.instr_depth}")
+        if prog_addr + prog_len * INSTR_BYTES > self.mem.size:
+            raise HardwareFault(FaultCode.BUS_ERROR, 0, "program lies past the end of external memory")
+        blob = self.mem[prog_addr:prog_addr + prog_len * INSTR_BYTES].tobytes()
+        timer = Timer(cfg, preload_cycles(prog_addr, prog_len, cfg))
+        macs = 0
+        for pc in range(prog_len):
+            word = int.from_bytes(blob[pc * INSTR_BYTES:(pc + 1) * INSTR_BYTES], "little")
+            instr = decode(word)
+            if instr is None:
+                raise HardwareFault(FaultCode.ILLEGAL_OPCODE, pc, f"opcode {word & 0xF}")
+            bad = check_fields(instr, cfg)
+            if bad is not None:
+                raise HardwareFault(bad[0], pc, bad[1])
+            if instr.op in (Opcode.LOAD, Opcode.STORE):
+                nbytes = max(a + n for a, n in dma_spans(instr))
+                if nbytes > self.mem.size:
+                    raise HardwareFault(FaultCode.BUS_ERROR, pc, f"access up to byte {nbytes:#x} "
+                                        f"past the memory's {self.mem.size:#x} bytes")
+            issued = timer.now
+            timer.issue(instr)
+            if watchdog and timer.now > watchdog:
+                raise HardwareFault(FaultCode.WATCHDOG, pc, f"cycle limit {watchdog} reached")
+            if self.trace is not None:
+                self.trace.append((pc, instr, issued))
+            op = instr.op
+            if op == Opcode.LOAD:
+                self._load(instr)
+            elif op == Opcode.STORE:
+                self._store(instr)
+            elif op == Opcode.MATMUL:
+                self._matmul(instr)
+                macs += instr.rows * instr.k_valid * instr.n_valid
+            elif op == Opcode.POST:
+                self._post(instr)
+            elif op == Opcode.END:
+                return RunResult(cycles=timer.now, macs=macs, instructions=pc + 1)
+        raise HardwareFault(FaultCode.PROGRAM_RANGE, prog_len, "ran past the last instruction without END")

@@ -1,0 +1,159 @@
+"""The instruction set: opcodes, fields and the binary encoding, defined once.
+
+Every instruction is one 128-bit little-endian word. Bits [3:0] hold the opcode; each opcode's fields
+follow from bit 4 upwards in the order listed in `FIELDS`, so the bit positions are derived from this
+table and written nowhere else (docs/isa.md is generated from it, the gateware builds its decoder
+layouts from it). Unused high bits are zero.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Iterable
+
+import numpy as np
+
+__all__ = ["INSTR_BITS", "INSTR_BYTES", "OPCODE_BITS", "Opcode", "Buffer", "Field", "FIELDS", "Instr",
+           "field_layout", "encode", "decode", "encode_program", "decode_program"]
+
+INSTR_BITS = 128
+INSTR_BYTES = INSTR_BITS // 8
+OPCODE_BITS = 4
+
+
+class Opcode(enum.IntEnum):
+    """Opcode values. 0 and every value not listed are illegal (zeroed memory never executes)."""
+    LOAD = 1    # DMA: external memory -> ACT, WGT or PARAM buffer, 2-D strided
+    STORE = 2   # DMA: OUT buffer -> external memory, 2-D strided
+    MATMUL = 3  # array: ACC[t] (+)= ACT[t] x WGT tile, for T activation vectors
+    POST = 4    # post-processing: OUT[t] = requantize(ACC[t] + bias) with clamp
+    SYNC = 5    # barrier: wait until the DMA and compute units are both idle
+    END = 6     # wait for both units, then raise done
+
+
+class Buffer(enum.IntEnum):
+    """On-chip buffer selector in the `buf` field of LOAD/STORE."""
+    ACT = 0
+    WGT = 1
+    PARAM = 2
+    OUT = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    name: str
+    width: int
+    signed: bool = False
+    doc: str = ""
+
+
+_DMA_FIELDS = (
+    Field("buf", 2, doc="Buffer: LOAD takes ACT, WGT or PARAM; STORE takes OUT"),
+    Field("rows", 16, doc="number of rows (buffer entries) to move, >= 1"),
+    Field("row_len", 8, doc="elements per row, 1..entry width (rows for ACT, cols otherwise); "
+                             "LOAD zero-fills the rest of the entry, STORE writes only these"),
+    Field("buf_addr", 16, doc="first buffer entry; row r uses entry buf_addr + r"),
+    Field("ext_addr", 32, doc="byte address in external memory of row 0"),
+    Field("ext_stride", 32, doc="bytes between the starts of consecutive rows in external memory"),
+)
+
+FIELDS: dict[Opcode, tuple[Field, ...]] = {
+    Opcode.LOAD: _DMA_FIELDS,
+    Opcode.STORE: _DMA_FIELDS,
+    Opcode.MATMUL: (
+        Field("rows", 16, doc="T: activation vectors streamed through the array, >= 1"),
+        Field("act_addr", 16, doc="ACT entry of vector 0; vector t is entry act_addr + t"),
+        Field("wgt_addr", 16, doc="first of the `rows`(R) WGT entries holding the R x C weight tile"),
+        Field("acc_addr", 16, doc="ACC entry of result 0"),
+        Field("accumulate", 1, doc="1: add into ACC; 0: overwrite ACC"),
+        Field("k_valid", 7, doc="useful reduction lanes in this tile, 1..R (counts useful MACs only)"),
+        Field("n_valid", 7, doc="useful output lanes in this tile, 1..C (counts useful MACs only)"),
+    ),
+    Opcode.POST: (
+        Field("rows", 16, doc="entries to post-process, >= 1"),
+        Field("acc_addr", 16, doc="first ACC entry read"),
+        Field("out_addr", 16, doc="first OUT entry written"),
+        Field("param_addr", 16, doc="PARAM entry with the (bias, multiplier) of each of the C lanes"),
+        Field("shift", 6, doc="rounding right shift applied to (acc + bias) * multiplier, 0..63"),
+        Field("zero_point", 8, signed=True, doc="output zero point added after the shift"),
+        Field("clamp_lo", 8, signed=True, doc="lower saturation bound (ReLU: max(zero_point, act_min))"),
+        Field("clamp_hi", 8, signed=True, doc="upper saturation bound"),
+    ),
+    Opcode.SYNC: (),
+    Opcode.END: (),
+}
+
+
+def field_layout(op: Opcode) -> list[tuple[Field, int]]:
+    """(field, lsb) pairs of an opcode, lsb counted in the 128-bit word. The only place bits are placed."""
+    out, lsb = [], OPCODE_BITS
+    for f in FIELDS[op]:
+        out.append((f, lsb))
+        lsb += f.width
+    assert lsb <= INSTR_BITS, (op, lsb)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Instr:
+    """One decoded instruction: its opcode and its field values (signed fields as Python ints)."""
+    op: Opcode
+    fields: dict
+
+    def __getattr__(self, name):
+        try:
+            return self.__dict__["fields"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __str__(self) -> str:
+        args = " ".join(f"{k}={v}" for k, v in self.fields.items())
+        return f"{self.op.name} {args}".rstrip()
+
+
+def make(op: Opcode, **values: int) -> Instr:
+    """Build an instruction, checking that every field is given and fits its width."""
+    names = [f.name for f in FIELDS[op]]
+    missing = [n for n in names if n not in values]
+    unknown = [n for n in values if n not in names]
+    if missing or unknown:
+        raise ValueError(f"{op.name}: missing fields {missing}, unknown fields {unknown}")
+    for f in FIELDS[op]:
+        v = int(values[f.name])
+        lo, hi = ((-(1 << (f.width - 1)), (1 << (f.width - 1)) - 1) if f.signed else (0, (1 << f.width) - 1))
+        if not lo <= v <= hi:
+            raise ValueError(f"{op.name}.{f.name}={v} does not fit {f.width} bits "
+                             f"({'signed' if f.signed else 'unsigned'}, {lo}..{hi})")
+    return Instr(op, {n: int(values[n]) for n in names})
+
+
+def encode(instr: Instr) -> int:
+    word = int(instr.op)
+    for f, lsb in field_layout(instr.op):
+        word |= (instr.fields[f.name] & ((1 << f.width) - 1)) << lsb
+    return word
+
+
+def decode(word: int) -> Instr | None:
+    """Decode a 128-bit word; None for an illegal opcode (the caller raises the fault)."""
+    try:
+        op = Opcode(word & ((1 << OPCODE_BITS) - 1))
+    except ValueError:
+        return None
+    values = {}
+    for f, lsb in field_layout(op):
+        v = (word >> lsb) & ((1 << f.width) - 1)
+        if f.signed and v >> (f.width - 1):
+            v -= 1 << f.width
+        values[f.name] = v
+    return Instr(op, values)
+
+
+def encode_program(instrs: Iterable[Instr]) -> bytes:
+    return b"".join(encode(i).to_bytes(INSTR_BYTES, "little") for i in instrs)
+
+
+def decode_program(blob: bytes | np.ndarray) -> list[int]:
+    """Split a program image into 128-bit words (not yet decoded: decoding may fault at run time)."""
+    blob = bytes(blob)
+    return [int.from_bytes(blob[i:i + INSTR_BYTES], "little") for i in range(0, len(blob), INSTR_BYTES)]

@@ -1,0 +1,101 @@
+"""The cycle model: how many clock cycles each instruction takes. The RTL matches it cycle for cycle
+against the fixed-latency external memory model (sim/), and the golden emulator counts with it.
+
+Execution: instructions issue in program order, one per cycle at most. LOAD/STORE go to the DMA unit,
+MATMUL/POST to the compute unit; an instruction waits until its unit is idle, so a DMA transfer overlaps
+the compute instruction before it. SYNC and END wait until both units are idle.
+
+Constants that describe the gateware's latencies live here and nowhere else.
+"""
+from __future__ import annotations
+
+from .config import AccelConfig, ELEMENT_BYTES, PARAM_BYTES
+from .isa import INSTR_BYTES, Buffer, Instr, Opcode
+
+__all__ = ["AXI_MAX_BURST_BEATS", "AXI_BOUNDARY", "DMA_SETUP", "DMA_READ_LATENCY", "DMA_WRITE_LATENCY",
+           "MATMUL_LATENCY", "POST_LATENCY", "element_bytes", "bursts", "dma_cycles", "instr_cycles",
+           "preload_cycles", "Timer"]
+
+AXI_MAX_BURST_BEATS = 256   # AXI4 INCR
+AXI_BOUNDARY = 4096         # a burst never crosses a 4 KiB boundary
+DMA_SETUP = 1               # cycles from DMA issue to its first address
+DMA_READ_LATENCY = 2        # cycles from a read burst's address to its first data beat accepted
+DMA_WRITE_LATENCY = 2       # cycles from a write burst's last beat to its response accepted, plus address
+MATMUL_LATENCY = 0          # extra pipeline stages in the MAC datapath beyond the 2R + C + T - 2 of a fold
+POST_LATENCY = 3            # pipeline stages of the post-processing unit
+
+
+def element_bytes(buf: Buffer) -> int:
+    return PARAM_BYTES if buf == Buffer.PARAM else ELEMENT_BYTES
+
+
+def bursts(addr: int, nbytes: int, bus_bytes: int) -> list[tuple[int, int]]:
+    """AXI bursts (aligned start address, beats) covering bytes [addr, addr + nbytes)."""
+    out = []
+    start = addr - addr % bus_bytes
+    end = addr + nbytes
+    while start < end:
+        limit = min(start - start % AXI_BOUNDARY + AXI_BOUNDARY, start + AXI_MAX_BURST_BEATS * bus_bytes)
+        stop = min(limit, end + (-end) % bus_bytes)
+        out.append((start, (stop - start) // bus_bytes))
+        start = stop
+    return out
+
+
+def dma_spans(instr: Instr) -> list[tuple[int, int]]:
+    """Contiguous byte spans (address, bytes) a LOAD/STORE moves, in order.
+
+    Rows whose stride equals their byte length are one span: the DMA streams them as one transfer."""
+    row_bytes = instr.row_len * element_bytes(Buffer(instr.buf))
+    if instr.ext_stride == row_bytes:
+        return [(instr.ext_addr, row_bytes * instr.rows)]
+    return [(instr.ext_addr + r * instr.ext_stride, row_bytes) for r in range(instr.rows)]
+
+
+def dma_cycles(instr: Instr, cfg: AccelConfig) -> int:
+    latency = DMA_READ_LATENCY if instr.op == Opcode.LOAD else DMA_WRITE_LATENCY
+    total = DMA_SETUP
+    for addr, nbytes in dma_spans(instr):
+        for _, beats in bursts(addr, nbytes, cfg.bus_bytes):
+            total += latency + beats
+    return total
+
+
+def instr_cycles(instr: Instr, cfg: AccelConfig) -> int:
+    """Cycles the instruction keeps its unit busy."""
+    if instr.op in (Opcode.LOAD, Opcode.STORE):
+        return dma_cycles(instr, cfg)
+    if instr.op == Opcode.MATMUL:
+        return 2 * cfg.rows + cfg.cols + instr.rows - 2 + MATMUL_LATENCY
+    if instr.op == Opcode.POST:
+        return instr.rows + POST_LATENCY
+    return 0
+
+
+def preload_cycles(prog_addr: int, prog_len: int, cfg: AccelConfig) -> int:
+    """Cycles to copy the program into the instruction memory before the first instruction issues."""
+    total = DMA_SETUP
+    for _, beats in bursts(prog_addr, prog_len * INSTR_BYTES, cfg.bus_bytes):
+        total += DMA_READ_LATENCY + beats
+    return total
+
+
+class Timer:
+    """Issue-order simulation of the two units; `now` after `end()` is the run's cycle count."""
+
+    def __init__(self, cfg: AccelConfig, start: int = 0):
+        self.cfg = cfg
+        self.now = start          # cycle the next instruction may issue
+        self.dma_free = start
+        self.compute_free = start
+
+    def issue(self, instr: Instr) -> None:
+        if instr.op in (Opcode.SYNC, Opcode.END):
+            t = max(self.now, self.dma_free, self.compute_free)
+        elif instr.op in (Opcode.LOAD, Opcode.STORE):
+            t = max(self.now, self.dma_free)
+            self.dma_free = t + instr_cycles(instr, self.cfg)
+        else:
+            t = max(self.now, self.compute_free)
+            self.compute_free = t + instr_cycles(instr, self.cfg)
+        self.now = t + 1
