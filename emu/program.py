@@ -1,0 +1,123 @@
+"""A compiled program: instructions, the external-memory image and a JSON manifest.
+
+On disk (an output directory): `manifest.json`, `memory.bin` (the whole initial external-memory image,
+program included). Written to a temporary directory first and renamed, so a failed compile leaves
+nothing half-written.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from .config import AccelConfig
+from .ir import QParams
+from .isa import Instr, decode, decode_program, INSTR_BYTES
+
+__all__ = ["TensorRegion", "Program", "ProgramError", "MANIFEST", "MEMORY"]
+
+MANIFEST = "manifest.json"
+MEMORY = "memory.bin"
+FORMAT_VERSION = 1
+
+
+class ProgramError(ValueError):
+    """A program directory that cannot be used (missing, corrupt, another format version)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorRegion:
+    """An activation tensor in external memory: `batch` rows of `size` bytes, row r at addr + r * size."""
+    name: str
+    addr: int
+    shape: tuple[int, ...]   # per sample, without batch (NHWC for feature maps)
+    qparams: QParams
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "addr": self.addr, "shape": list(self.shape),
+                "scale": self.qparams.scale, "zero_point": self.qparams.zero_point, "bits": self.qparams.bits}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "TensorRegion":
+        return cls(d["name"], int(d["addr"]), tuple(d["shape"]),
+                   QParams(float(d["scale"]), int(d["zero_point"]), int(d["bits"])))
+
+
+@dataclasses.dataclass
+class Program:
+    cfg: AccelConfig
+    image: np.ndarray            # uint8 external-memory image, program at prog_addr
+    prog_addr: int
+    prog_len: int
+    batch: int                   # samples one run of the program processes
+    input: TensorRegion
+    output: TensorRegion
+    layers: list[dict]           # per layer: name, kind, output TensorRegion json, source, ideal macs
+    input_layout: str = "nc"
+
+    @property
+    def instructions(self) -> list[Instr]:
+        words = decode_program(self.image[self.prog_addr:self.prog_addr + self.prog_len * INSTR_BYTES])
+        return [decode(w) for w in words]
+
+    def layer_regions(self) -> list[TensorRegion]:
+        return [TensorRegion.from_json(l["output"]) for l in self.layers]
+
+    def manifest(self) -> dict:
+        return {
+            "format": FORMAT_VERSION,
+            "config": self.cfg.to_dict(),
+            "prog_addr": self.prog_addr,
+            "prog_len": self.prog_len,
+            "memory_bytes": int(self.image.size),
+            "batch": self.batch,
+            "input_layout": self.input_layout,
+            "input": self.input.to_json(),
+            "output": self.output.to_json(),
+            "layers": self.layers,
+        }
+
+    def save(self, out_dir: str) -> None:
+        out_dir = os.path.abspath(out_dir)
+        parent = os.path.dirname(out_dir)
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".systola-", dir=parent)
+        try:
+            with open(os.path.join(tmp, MANIFEST), "w") as f:
+                json.dump(self.manifest(), f, indent=1)
+            self.image.tofile(os.path.join(tmp, MEMORY))
+            if os.path.isdir(out_dir):
+                shutil.rmtree(out_dir)
+            os.replace(tmp, out_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    @classmethod
+    def load(cls, out_dir: str) -> "Program":
+        path = os.path.join(out_dir, MANIFEST)
+        if not os.path.isfile(path):
+            raise ProgramError(f"{out_dir!r} is not a compiled program directory (no {MANIFEST}); "
+                               f"create one with `systola compile MODEL.pt2 -o {out_dir}`")
+        try:
+            with open(path) as f:
+                m = json.load(f)
+            if m.get("format") != FORMAT_VERSION:
+                raise ProgramError(f"{path}: format {m.get('format')!r}, this systola reads {FORMAT_VERSION}")
+            image = np.fromfile(os.path.join(out_dir, MEMORY), dtype=np.uint8)
+            if image.size != m["memory_bytes"]:
+                raise ProgramError(f"{out_dir}/{MEMORY} has {image.size} bytes, the manifest says "
+                                   f"{m['memory_bytes']}")
+            return cls(AccelConfig.from_dict(m["config"]), image, m["prog_addr"], m["prog_len"], m["batch"],
+                       TensorRegion.from_json(m["input"]), TensorRegion.from_json(m["output"]), m["layers"],
+                       m.get("input_layout", "nc"))
+        except (KeyError, TypeError, json.JSONDecodeError, FileNotFoundError) as e:
+            raise ProgramError(f"{out_dir}: corrupt program directory ({type(e).__name__}: {e})") from None

@@ -1,0 +1,99 @@
+"""Running a Program on a backend: chunks a batch of inputs into runs of `program.batch` samples,
+writes each chunk into a fresh copy of the memory image, executes, and reads every layer's output back.
+
+A backend is a callable ``(cfg, memory, prog_addr, prog_len, watchdog) -> (memory, RunResult)`` that
+raises HardwareFault; `golden` is the emulator, `rtl` (sim/hil.py) the simulated gateware.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from .config import AccelConfig
+from .faults import FaultCode, HardwareFault
+from .golden import Golden, RunResult
+from .program import Program
+
+__all__ = ["RunOutput", "run_program", "quantize_input", "BACKENDS", "get_backend", "check_config"]
+
+
+def _golden(cfg, memory, prog_addr, prog_len, watchdog):
+    g = Golden(cfg, memory)
+    return memory, g.run(prog_addr, prog_len, watchdog=watchdog)
+
+
+def _rtl(simulator: str = "verilator", waves: str | None = None):
+    def run(cfg, memory, prog_addr, prog_len, watchdog):
+        from sim.hil import run_rtl  # imported lazily: cocotb is only needed for this backend
+        return run_rtl(cfg, memory, prog_addr, prog_len, simulator=simulator, waves=waves, watchdog=watchdog)
+    return run
+
+
+BACKENDS = ("golden", "rtl")
+
+
+def get_backend(name: str, **opts) -> Callable:
+    if name == "golden":
+        return _golden
+    if name == "rtl":
+        return _rtl(**opts)
+    raise ValueError(f"backend {name!r} is not accepted: expected one of {', '.join(BACKENDS)}")
+
+
+@dataclasses.dataclass
+class RunOutput:
+    output: np.ndarray                 # int64 [B, *output shape]
+    layers: dict[str, np.ndarray]      # every layer's output tensor, int64, batch first
+    cycles: int                        # summed over runs
+    macs: int
+    runs: int
+
+    def utilization(self, cfg: AccelConfig) -> float:
+        return RunResult(self.cycles, self.macs, 0).utilization(cfg)
+
+
+def check_config(program: Program, hw: AccelConfig) -> None:
+    """Refuse a program built for another configuration (the RTL compares the CFG_* registers)."""
+    if program.cfg != hw:
+        diff = [f"{k}: program {v}, hardware {getattr(hw, k)}"
+                for k, v in program.cfg.to_dict().items() if getattr(hw, k) != v]
+        raise HardwareFault(FaultCode.CONFIG_MISMATCH, 0, "program built for another configuration ("
+                            + "; ".join(diff) + ")")
+
+
+def quantize_input(program: Program, x: np.ndarray) -> np.ndarray:
+    """float32 model input (batch first, in the model's own layout) -> int64 in the program's layout."""
+    want = program.input.shape
+    x = np.asarray(x)
+    if program.input_layout == "nchw" and x.ndim == 4:
+        x = x.transpose(0, 2, 3, 1)
+    if x.ndim < 1 or tuple(x.shape[1:]) != tuple(want):
+        raise ValueError(f"input shape {tuple(x.shape)} is not accepted: expected (batch, "
+                         f"{', '.join(map(str, want))})")
+    return program.input.qparams.quantize(x)
+
+
+def run_program(program: Program, x_int: np.ndarray, *, backend: Callable = _golden, watchdog: int = 0,
+                hw: AccelConfig | None = None, progress: Callable | None = None) -> RunOutput:
+    """Run integer inputs [B, *input shape] through the program, `program.batch` samples at a time."""
+    check_config(program, hw or program.cfg)
+    B, pb = len(x_int), program.batch
+    regions = program.layer_regions()
+    outs = {r.name: np.zeros((B,) + r.shape, np.int64) for r in regions}
+    cycles = macs = runs = 0
+    starts = range(0, B, pb)
+    for s in (progress(starts) if progress else starts):
+        n = min(pb, B - s)
+        mem = program.image.copy()
+        chunk = np.full((pb, program.input.size), program.input.qparams.zero_point, np.int64)
+        chunk[:n] = x_int[s:s + n].reshape(n, -1)
+        a = program.input.addr
+        mem[a:a + chunk.size] = chunk.astype(np.int8).view(np.uint8).ravel()
+        mem, res = backend(program.cfg, mem, program.prog_addr, program.prog_len, watchdog)
+        for r in regions:
+            raw = mem[r.addr:r.addr + pb * r.size].view(np.int8).astype(np.int64)
+            outs[r.name][s:s + n] = raw.reshape((pb,) + r.shape)[:n]
+        cycles, macs, runs = cycles + res.cycles, macs + res.macs, runs + 1
+    return RunOutput(outs[program.output.name], outs, cycles, macs, runs)
