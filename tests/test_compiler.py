@@ -1,0 +1,79 @@
+"""The compiled program on the golden emulator equals the integer reference on every element."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from emu.compiler import CompileError, compile_graph
+from emu.config import AccelConfig
+from emu.reference import run_reference
+from emu.runtime import run_program
+from graphs import random_input, random_mlp
+
+
+def assert_matches_reference(graph, cfg, x, batch):
+    """The one comparison every compiler test makes: all layers, every element, exact."""
+    program = compile_graph(graph, cfg, batch=batch)
+    out = run_program(program, x)
+    ref = run_reference(graph, x)
+    for node in graph.nodes:
+        np.testing.assert_array_equal(out.layers[node.output], ref[node.output], err_msg=node.name)
+    return program, out
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.integers(1, 9), cols=st.integers(1, 9), bits=st.sampled_from([(2, 2), (4, 4), (8, 8), (4, 8), (8, 3)]),
+       dims=st.lists(st.integers(1, 40), min_size=2, max_size=4), batch=st.integers(1, 20),
+       n=st.integers(1, 45), relu=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_golden_equals_reference(rows, cols, bits, dims, batch, n, relu, seed):
+    act_bits, weight_bits = bits
+    rng = np.random.default_rng(seed)
+    g = random_mlp(rng, dims, act_bits=act_bits, weight_bits=weight_bits, relu=relu)
+    cfg = AccelConfig(rows=rows, cols=cols, act_bits=act_bits, weight_bits=weight_bits)
+    assert_matches_reference(g, cfg, random_input(rng, g, n), batch)
+
+
+def test_small_buffers_split_the_batch():
+    rng = np.random.default_rng(3)
+    g = random_mlp(rng, [30, 17, 5])
+    cfg = AccelConfig(rows=4, cols=3, act_depth=40, acc_depth=9, out_depth=12)
+    program, out = assert_matches_reference(g, cfg, random_input(rng, g, 50), 25)
+    assert out.runs == 2
+
+
+def test_mixed_precision_on_wider_hardware():
+    rng = np.random.default_rng(4)
+    g = random_mlp(rng, [12, 7], act_bits=4, weight_bits=2)
+    assert_matches_reference(g, AccelConfig(rows=5, cols=2), random_input(rng, g, 9), 4)
+
+
+def test_accumulator_overflow_is_refused():
+    rng = np.random.default_rng(5)
+    g = random_mlp(rng, [3000, 4])
+    g.nodes[0].weight[:] = 127
+    with pytest.raises(CompileError, match=r"layer fc1: accumulators can reach \d+ \(K=3000\), which does not "
+                                           r"fit acc_bits=20"):
+        compile_graph(g, AccelConfig(acc_bits=20), batch=1)
+
+
+def test_too_many_bits_for_the_hardware_are_refused():
+    g = random_mlp(np.random.default_rng(6), [8, 4])
+    with pytest.raises(CompileError, match="8-bit activations, but the accelerator is built for act_bits=4"):
+        compile_graph(g, AccelConfig(act_bits=4), batch=1)
+    with pytest.raises(CompileError, match="batch=0 is not accepted"):
+        compile_graph(g, AccelConfig(), batch=0)
+
+
+def test_program_too_long_for_instruction_memory():
+    g = random_mlp(np.random.default_rng(7), [64, 64])
+    with pytest.raises(CompileError, match="instructions, instr_depth=16"):
+        compile_graph(g, AccelConfig(instr_depth=16), batch=1)
+
+
+def test_save_load_round_trip(tmp_path):
+    from emu.program import Program
+    g = random_mlp(np.random.default_rng(8), [10, 6])
+    p = compile_graph(g, AccelConfig(rows=3, cols=5), batch=4)
+    p.save(tmp_path / "out")
+    q = Program.load(tmp_path / "out")
+    assert q.cfg == p.cfg and np.array_equal(q.image, p.image) and q.layers == p.layers
+    assert [str(i) for i in q.instructions] == [str(i) for i in p.instructions]
