@@ -8,6 +8,7 @@ compiler) and float64 holds integers exactly up to 2**53.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -15,7 +16,7 @@ from . import numerics
 from .config import AccelConfig
 from .faults import FaultCode, HardwareFault
 from .isa import INSTR_BYTES, Buffer, Instr, Opcode, decode
-from .timing import Timer, dma_spans, element_bytes, preload_cycles
+from .timing import Timer, dma_spans, element_bytes, instr_cycles, preload_cycles
 
 __all__ = ["Golden", "RunResult", "check_fields"]
 
@@ -68,6 +69,24 @@ def check_fields(instr: Instr, cfg: AccelConfig) -> tuple[FaultCode, str] | None
                 or instr.param_addr >= cfg.param_depth):
             return FaultCode.BUFFER_RANGE, "POST operand past a buffer's end"
     return None
+
+
+@functools.lru_cache(maxsize=32)
+def _decoded(blob: bytes, cfg: AccelConfig) -> list[tuple[Instr | None, tuple[FaultCode, str] | None, int, int]]:
+    """(instruction, decode-time fault, DMA end byte, cycles) per word; a program runs many times,
+    it is decoded and timed once."""
+    out = []
+    for pc in range(len(blob) // INSTR_BYTES):
+        word = int.from_bytes(blob[pc * INSTR_BYTES:(pc + 1) * INSTR_BYTES], "little")
+        instr = decode(word)
+        if instr is None:
+            out.append((None, (FaultCode.ILLEGAL_OPCODE, f"opcode {word & 0xF}"), 0, 0))
+            continue
+        bad = check_fields(instr, cfg)
+        end = max(a + n for a, n in dma_spans(instr)) if bad is None and instr.op in (
+            Opcode.LOAD, Opcode.STORE) else 0
+        out.append((instr, bad, end, instr_cycles(instr, cfg) if bad is None else 0))
+    return out
 
 
 class Golden:
@@ -144,21 +163,14 @@ class Golden:
         blob = self.mem[prog_addr:prog_addr + prog_len * INSTR_BYTES].tobytes()
         timer = Timer(cfg, preload_cycles(prog_addr, prog_len, cfg))
         macs = 0
-        for pc in range(prog_len):
-            word = int.from_bytes(blob[pc * INSTR_BYTES:(pc + 1) * INSTR_BYTES], "little")
-            instr = decode(word)
-            if instr is None:
-                raise HardwareFault(FaultCode.ILLEGAL_OPCODE, pc, f"opcode {word & 0xF}")
-            bad = check_fields(instr, cfg)
+        for pc, (instr, bad, end, cycles) in enumerate(_decoded(blob, cfg)):
             if bad is not None:
                 raise HardwareFault(bad[0], pc, bad[1])
-            if instr.op in (Opcode.LOAD, Opcode.STORE):
-                nbytes = max(a + n for a, n in dma_spans(instr))
-                if nbytes > self.mem.size:
-                    raise HardwareFault(FaultCode.BUS_ERROR, pc, f"access up to byte {nbytes:#x} "
-                                        f"past the memory's {self.mem.size:#x} bytes")
+            if end > self.mem.size:
+                raise HardwareFault(FaultCode.BUS_ERROR, pc, f"access up to byte {end:#x} "
+                                    f"past the memory's {self.mem.size:#x} bytes")
             issued = timer.now
-            timer.issue(instr)
+            timer.issue(instr, cycles)
             if watchdog and timer.now > watchdog:
                 raise HardwareFault(FaultCode.WATCHDOG, pc, f"cycle limit {watchdog} reached")
             if self.trace is not None:

@@ -89,13 +89,16 @@ class Timer:
         self.dma_free = start
         self.compute_free = start
 
-    def issue(self, instr: Instr) -> None:
+    def issue(self, instr: Instr, cycles: int | None = None) -> None:
+        """Issue `instr`; `cycles` is its `instr_cycles` when the caller has it already."""
+        if cycles is None:
+            cycles = instr_cycles(instr, self.cfg)
         if instr.op in (Opcode.SYNC, Opcode.END):
             t = max(self.now, self.dma_free, self.compute_free)
         elif instr.op in (Opcode.LOAD, Opcode.STORE):
             t = max(self.now, self.dma_free)
-            self.dma_free = t + instr_cycles(instr, self.cfg)
+            self.dma_free = t + cycles
         else:
             t = max(self.now, self.compute_free)
-            self.compute_free = t + instr_cycles(instr, self.cfg)
+            self.compute_free = t + cycles
         self.now = t + 1
