@@ -36,18 +36,20 @@ def quantize(model, quantizer, x, qat=False, dynamic=True):
     """export -> prepare (PTQ calibration or a few QAT steps) -> convert_pt2e."""
     torch.manual_seed(0)
     gm = torch.export.export(model.eval(), (x[:4],), dynamic_shapes=BATCH if dynamic else None).module()
+    batches = [x] if dynamic else list(x.split(4))  # a static export only takes batches of 4
     if qat:
         prepared = prepare_qat_pt2e(gm, quantizer)
         move_exported_model_to_train(prepared)
         opt = torch.optim.SGD(prepared.parameters(), lr=1e-2)
-        for _ in range(3):
+        for batch in batches[:3]:
             opt.zero_grad()
-            prepared(x[:4] if not dynamic else x).square().mean().backward()
+            prepared(batch).square().mean().backward()
             opt.step()
         move_exported_model_to_eval(prepared)
     else:
         prepared = prepare_pt2e(gm, quantizer)
-        prepared(x[:4] if not dynamic else x)
+        for batch in batches:
+            prepared(batch)
     return convert_pt2e(prepared)
 
 

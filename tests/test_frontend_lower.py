@@ -1,0 +1,176 @@
+"""lower(): shipped checkpoints, XNNPACK-style int8 models, static/dynamic batch, no-ops, clamps, errors."""
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from emu import ir
+from emu.frontend import SystolaQuantizer, UnsupportedModelError, load_pt2, lower
+from test_frontend_quantizer import TinyMLP, calibration_data, export, quantize
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+MODELS = os.path.join(ROOT, "examples", "models")
+
+
+def _lower_model(model, quantizer=None, dynamic=True, features=16):
+    x = calibration_data(features=features)
+    quantizer = quantizer or SystolaQuantizer(act_bits=8, weight_bits=8)
+    return lower(export(quantize(model, quantizer, x, dynamic=dynamic), x, dynamic=dynamic))
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_shipped_checkpoint(bits):
+    path = os.path.join(MODELS, f"digits_mlp_w{bits}a{bits}.pt2")
+    assert os.path.getsize(path) < 100_000
+    graph = lower(load_pt2(path))
+    assert [(graph.tensors[n.input].shape, graph.tensors[n.output].shape) for n in graph.nodes] == \
+        [((64,), (64,)), ((64,), (32,)), ((32,), (10,))]
+    assert graph.nodes[0].input == graph.input and graph.nodes[-1].output == graph.output
+    for a, b in zip(graph.nodes, graph.nodes[1:]):
+        assert b.input == a.output
+    qmax = (1 << (bits - 1)) - 1
+    for node in graph.nodes:
+        assert node.weight_bits == bits and graph.tensors[node.output].qparams.bits == bits
+        assert node.weight.dtype == np.int64 and node.bias.dtype == np.int64
+        assert -qmax <= node.weight.min() and node.weight.max() <= qmax
+        assert node.weight_scale.shape == (node.weight.shape[0],) and np.all(node.weight_scale > 0)
+        assert np.abs(node.bias).max() < 2 ** 31
+    out = graph.tensors[graph.nodes[0].output].qparams   # after ReLU: zero point at or above qmin
+    assert graph.nodes[0].clamp == (max(out.qmin, out.zero_point), out.qmax)
+    last = graph.tensors[graph.output].qparams            # no activation
+    assert graph.nodes[-1].clamp == (last.qmin, last.qmax)
+
+
+def test_import_is_quiet():
+    code = "import emu.frontend; emu.frontend.load_pt2(%r)" % os.path.join(MODELS, "digits_mlp_w8a8.pt2")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and "Failed to load" not in done.stderr
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+def test_static_and_dynamic_batch(dynamic):
+    torch.manual_seed(0)
+    graph = _lower_model(TinyMLP(), dynamic=dynamic)
+    assert [n.weight.shape for n in graph.nodes] == [(12, 16), (8, 12), (4, 8)]
+    assert graph.tensors[graph.input].shape == (16,)
+
+
+def test_static_equals_dynamic():
+    torch.manual_seed(0)
+    model = TinyMLP()
+    a, b = _lower_model(model, dynamic=False), _lower_model(model, dynamic=True)
+    assert a.tensors == b.tensors
+    for x, y in zip(a.nodes, b.nodes):
+        np.testing.assert_array_equal(x.weight, y.weight)
+        np.testing.assert_array_equal(x.bias, y.bias)
+        assert x.clamp == y.clamp
+
+
+def test_xnnpack_symmetric_int8():
+    from torchao.testing.pt2e._xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
+
+    class Mlp(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = torch.nn.Linear(16, 12), torch.nn.Linear(12, 4)
+
+        def forward(self, x):
+            return self.fc2(F.relu(self.fc1(x)))
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # XNNPACKQuantizer warns that it is deprecated
+        quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    graph = _lower_model(Mlp(), quantizer)
+    assert [n.weight_bits for n in graph.nodes] == [8, 8]
+    assert all(np.abs(n.weight).max() <= 127 for n in graph.nodes)
+    assert all(t.qparams.bits == 8 for t in graph.tensors.values())
+    out = graph.tensors[graph.nodes[0].output].qparams
+    assert graph.nodes[0].clamp == (max(-128, out.zero_point), 127)
+
+
+def test_clamp_bounds():
+    class Clamped(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = torch.nn.Linear(16, 12), torch.nn.Linear(12, 4, bias=False)
+
+        def forward(self, x):
+            return self.fc2(F.hardtanh(self.fc1(x), -0.5, 0.25))
+
+    torch.manual_seed(0)
+    graph = _lower_model(Clamped())
+    q = graph.tensors[graph.nodes[0].output].qparams
+    bounds = torch.ops.quantized_decomposed.quantize_per_tensor(
+        torch.tensor([-0.5, 0.25]), q.scale, q.zero_point, q.qmin, q.qmax, torch.int8)
+    assert graph.nodes[0].clamp == tuple(bounds.tolist())
+    assert not graph.nodes[1].bias.any()
+
+
+def test_noops_skipped():
+    class Noisy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = torch.nn.Linear(16, 12), torch.nn.Linear(12, 4)
+            self.drop = torch.nn.Dropout(0.5)
+
+        def forward(self, x):
+            h = F.relu(self.fc1(torch.flatten(x, 1).contiguous()))
+            return self.fc2(self.drop(h.reshape(-1, 12)))
+
+    torch.manual_seed(0)
+    graph = _lower_model(Noisy())
+    assert [n.weight.shape for n in graph.nodes] == [(12, 16), (4, 12)]
+
+
+def _assert_one_line_error(info, node_name, op):
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"node {node_name!r}" in message and op in message and "supported:" in message
+
+
+def test_unsupported_sigmoid():
+    class Sig(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = torch.nn.Linear(16, 12), torch.nn.Linear(12, 4)
+
+        def forward(self, x):
+            return self.fc2(torch.sigmoid(self.fc1(x)))
+
+    torch.manual_seed(0)
+    with pytest.raises(UnsupportedModelError) as info:
+        _lower_model(Sig())
+    _assert_one_line_error(info, "sigmoid", "aten.sigmoid")
+    assert isinstance(info.value, ValueError)
+
+
+def test_unsupported_conv():
+    class Conv(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 2, 3)
+            self.fc = torch.nn.Linear(2 * 2 * 2, 4)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(self.conv(x), 1))
+
+    torch.manual_seed(0)
+    x = torch.randn(8, 1, 4, 4)
+    converted = quantize(Conv(), SystolaQuantizer(act_bits=8, weight_bits=8), x)
+    with pytest.raises(UnsupportedModelError) as info:
+        lower(export(converted, x))
+    _assert_one_line_error(info, "conv2d", "aten.conv2d")
+
+
+def test_qparams_are_ir_qparams():
+    torch.manual_seed(0)
+    graph = _lower_model(TinyMLP(), SystolaQuantizer(act_bits=4, weight_bits=2))
+    assert all(isinstance(t.qparams, ir.QParams) and t.qparams.bits == 4 for t in graph.tensors.values())
+    assert all(n.weight_bits == 2 and set(np.unique(n.weight)) <= {-1, 0, 1} for n in graph.nodes)
