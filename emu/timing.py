@@ -21,7 +21,8 @@ AXI_BOUNDARY = 4096         # a burst never crosses a 4 KiB boundary
 DMA_SETUP = 1               # cycles from DMA issue to its first address
 DMA_READ_LATENCY = 2        # cycles from a read burst's address to its first data beat accepted
 DMA_WRITE_LATENCY = 2       # cycles from a write burst's last beat to its response accepted, plus address
-MATMUL_LATENCY = 0          # extra pipeline stages in the MAC datapath beyond the 2R + C + T - 2 of a fold
+MATMUL_LATENCY = 4          # registers around the array beyond the 2R + C + T - 2 of a fold: issue, buffer
+                            # read, the PE product register, the ACC read-add-write (hdl/compute.py)
 POST_LATENCY = 3            # pipeline stages of the post-processing unit
 
 
@@ -42,12 +43,15 @@ def bursts(addr: int, nbytes: int, bus_bytes: int) -> list[tuple[int, int]]:
     return out
 
 
-def dma_spans(instr: Instr) -> list[tuple[int, int]]:
+def dma_spans(instr: Instr, bus_bytes: int = 1) -> list[tuple[int, int]]:
     """Contiguous byte spans (address, bytes) a LOAD/STORE moves, in order.
 
-    Rows whose stride equals their byte length are one span: the DMA streams them as one transfer."""
+    Rows whose stride equals their byte length are one span when a row is at least one bus beat long
+    (row_bytes >= bus_bytes): the DMA streams them as one transfer. Shorter rows are moved one span each,
+    because a beat would then complete several buffer entries and a buffer takes one entry a cycle.
+    The byte extent (the end of the last span) does not depend on `bus_bytes`."""
     row_bytes = instr.row_len * element_bytes(Buffer(instr.buf))
-    if instr.ext_stride == row_bytes:
+    if instr.ext_stride == row_bytes and row_bytes >= bus_bytes:
         return [(instr.ext_addr, row_bytes * instr.rows)]
     return [(instr.ext_addr + r * instr.ext_stride, row_bytes) for r in range(instr.rows)]
 
@@ -55,7 +59,7 @@ def dma_spans(instr: Instr) -> list[tuple[int, int]]:
 def dma_cycles(instr: Instr, cfg: AccelConfig) -> int:
     latency = DMA_READ_LATENCY if instr.op == Opcode.LOAD else DMA_WRITE_LATENCY
     total = DMA_SETUP
-    for addr, nbytes in dma_spans(instr):
+    for addr, nbytes in dma_spans(instr, cfg.bus_bytes):
         for _, beats in bursts(addr, nbytes, cfg.bus_bytes):
             total += latency + beats
     return total

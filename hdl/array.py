@@ -1,0 +1,93 @@
+"""The weight-stationary systolic array: `rows` x `cols` processing elements (PEs).
+
+Dataflow (R = rows = reduction lanes K, C = cols = output lanes N)::
+
+      a[t][0] ──> PE[0][0] ──> PE[0][1] ──> ... PE[0][C-1]        activations move right, one PE a cycle
+      a[t][1] ─┐     │psum         │                               (row k enters k cycles late: skew)
+        (1 reg)└> PE[1][0] ──> PE[1][1] ──> ...                    partial sums move down, one PE a cycle
+         ...         │             │
+                     v             v   (column n delayed C-1-n cycles: deskew)
+                  y[t][0]       y[t][1] ...                        y[t][n] = sum_k a[t][k] * w[k][n]
+
+Each PE holds one weight w[k][n] (loaded a row at a time through `w_load`/`w_row`/`w_data` before a
+stream starts) and has two pipeline registers: the product a*w (act_bits x weight_bits, signed), and the
+partial sum psum_in + product (acc_bits, signed, wrapping). The product register keeps the multiplier
+out of the accumulator's carry path (the FPGA critical path); it adds one cycle of latency.
+
+Timing: the vector presented on `a_in` with `a_valid` at cycle c comes out on `y_out` with `y_valid` at
+cycle c + LATENCY, LATENCY = R + C (skew R-1, product 1, psum chain R, deskew C-1, minus the R-1 overlap of
+skew and chain). Vectors may be presented back to back, one per cycle. A fold of T vectors therefore keeps
+the array busy R (weight load) + T + R + C - 2 cycles plus the pipeline registers: the 2R + C + T - 2 of
+emu.timing, whose MATMUL_LATENCY counts the registers around the array (see hdl/compute.py).
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["SystolicArray"]
+
+
+class SystolicArray(wiring.Component):
+    def __init__(self, *, rows: int, cols: int, act_bits: int, weight_bits: int, acc_bits: int):
+        self.rows, self.cols = rows, cols
+        self._act_bits, self._weight_bits, self._acc_bits = act_bits, weight_bits, acc_bits
+        super().__init__({
+            "w_load": In(1), "w_row": In(max(1, (rows - 1).bit_length())),
+            "w_data": In(data.ArrayLayout(signed(weight_bits), cols)),
+            "a_valid": In(1), "a_in": In(data.ArrayLayout(signed(act_bits), rows)),
+            "y_valid": Out(1), "y_out": Out(data.ArrayLayout(signed(acc_bits), cols)),
+        })
+
+    @property
+    def latency(self) -> int:
+        return self.rows + self.cols
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C = self.rows, self.cols
+        weight = [[Signal(signed(self._weight_bits), name=f"w_{k}_{n}") for n in range(C)] for k in range(R)]
+        with m.If(self.w_load):
+            for k in range(R):
+                with m.If(self.w_row == k):
+                    m.d.sync += [weight[k][n].eq(self.w_data[n]) for n in range(C)]
+
+        # input skew: row k sees the vector k cycles after row 0
+        row_in = []
+        for k in range(R):
+            sig = self.a_in[k]
+            for d in range(k):
+                reg = Signal(signed(self._act_bits), name=f"skew_{k}_{d}")
+                m.d.sync += reg.eq(sig)
+                sig = reg
+            row_in.append(sig)
+
+        psum_above = [None] * C
+        for k in range(R):
+            a = row_in[k]
+            for n in range(C):
+                prod = Signal(signed(self._act_bits + self._weight_bits), name=f"prod_{k}_{n}")
+                psum = Signal(signed(self._acc_bits), name=f"psum_{k}_{n}")
+                a_next = Signal(signed(self._act_bits), name=f"a_{k}_{n}")
+                m.d.sync += [prod.eq(a * weight[k][n]), a_next.eq(a)]
+                m.d.sync += psum.eq(prod if psum_above[n] is None else psum_above[n] + prod)
+                psum_above[n] = psum
+                a = a_next
+
+        # output deskew: column n leaves the chain n cycles after column 0
+        for n in range(C):
+            sig = psum_above[n]
+            for d in range(C - 1 - n):
+                reg = Signal(signed(self._acc_bits), name=f"deskew_{n}_{d}")
+                m.d.sync += reg.eq(sig)
+                sig = reg
+            m.d.comb += self.y_out[n].eq(sig)
+
+        valid = self.a_valid
+        for d in range(self.latency):
+            reg = Signal(name=f"valid_{d}")
+            m.d.sync += reg.eq(valid)
+            valid = reg
+        m.d.comb += self.y_valid.eq(valid)
+        return m

@@ -1,0 +1,76 @@
+"""On-chip buffers: one memory each, one synchronous read port and one write port.
+
+Entry layouts (all signed two's complement):
+  ACT    `rows` elements of act_bits       (one activation vector, the K lanes of a tile)
+  WGT    `cols` elements of weight_bits    (one K row of a weight tile)
+  PARAM  `cols` elements of {bias: int32, mult: int32}
+  ACC    `cols` elements of acc_bits
+  OUT    `cols` elements of act_bits
+The DMA moves bytes; `from_bytes` / `to_bytes` convert an entry between its external-memory byte image
+(little endian, one sign-extended byte per activation/weight, 8 bytes per PARAM element) and its layout.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Shape, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from emu.config import AccelConfig, PARAM_BYTES
+
+__all__ = ["param_layout", "entry_layouts", "entry_bytes_max", "from_bytes", "to_bytes", "Buffer"]
+
+param_layout = data.StructLayout({"bias": signed(32), "mult": signed(32)})
+
+
+def entry_layouts(cfg: AccelConfig) -> dict[str, data.ArrayLayout]:
+    return {
+        "act": data.ArrayLayout(signed(cfg.act_bits), cfg.rows),
+        "wgt": data.ArrayLayout(signed(cfg.weight_bits), cfg.cols),
+        "param": data.ArrayLayout(param_layout, cfg.cols),
+        "acc": data.ArrayLayout(signed(cfg.acc_bits), cfg.cols),
+        "out": data.ArrayLayout(signed(cfg.act_bits), cfg.cols),
+    }
+
+
+def entry_bytes_max(cfg: AccelConfig) -> int:
+    """Largest byte image of one entry the DMA assembles: ACT, WGT, PARAM or a 16-byte instruction."""
+    return max(cfg.rows, cfg.cols, PARAM_BYTES * cfg.cols, 16)
+
+
+def from_bytes(raw, layout: data.ArrayLayout, elem_bytes: int):
+    """Entry value from its byte image: element i keeps the low bits of bytes [i*eb, (i+1)*eb)."""
+    width = Shape.cast(layout.elem_shape).width
+    return Cat(*(raw[8 * elem_bytes * i:8 * elem_bytes * i + width] for i in range(layout.length)))
+
+
+def to_bytes(entry: data.View, elem_bits: int):
+    """Byte image of an OUT entry: each act_bits element sign-extended to one byte."""
+    return Cat(*(Cat(entry.as_value()[elem_bits * i:elem_bits * (i + 1)],
+                     *([entry.as_value()[elem_bits * (i + 1) - 1]] * (8 - elem_bits)))
+                 for i in range(len(entry))))
+
+
+class Buffer(wiring.Component):
+    """A `depth` x `layout` memory. Read data appears one cycle after `rd_addr` (read-first on collision:
+    the units never read and write one entry in the same cycle)."""
+
+    def __init__(self, *, layout: data.ArrayLayout, depth: int):
+        self._layout = layout
+        self._depth = depth
+        abits = max(1, (depth - 1).bit_length())
+        super().__init__({
+            "rd_addr": In(abits), "rd_data": Out(layout),
+            "wr_en": In(1), "wr_addr": In(abits), "wr_data": In(layout),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.mem = mem = Memory(shape=self._layout, depth=self._depth, init=[])
+        wr = mem.write_port()
+        rd = mem.read_port()
+        m.d.comb += [
+            rd.addr.eq(self.rd_addr), self.rd_data.eq(rd.data),
+            wr.en.eq(self.wr_en), wr.addr.eq(self.wr_addr), wr.data.eq(self.wr_data),
+        ]
+        return m

@@ -1,0 +1,113 @@
+"""The accelerator top level and its Verilog.
+
+    s_axil_* (AXI4-Lite slave) ── CSR ── start/args ──> Sequencer ──> DMA ── m_axi_* (AXI4 master)
+                                                          │   ^         │ writes ACT/WGT/PARAM/instr memory
+                                                          │   └ decode  │ reads OUT
+                                                          v
+                                               ComputeUnit: WGT,ACT -> SystolicArray -> ACC
+                                                            ACC,PARAM -> PostProc -> OUT
+
+Ports: clk, rst (synchronous, active high), m_axi_* and s_axil_* named as cocotbext-axi expects, `done`
+(level: STATUS.done) and `irq` (same). `generate_verilog(cfg)` names the module `systola_accel`.
+"""
+from __future__ import annotations
+
+from amaranth.back import verilog
+from amaranth.hdl import Const, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import Out
+
+from emu import regs
+from emu.config import AccelConfig, EXT_ADDR_BITS, PARAM_BYTES
+from emu.isa import INSTR_BITS, Buffer as Buf
+
+from .axi import axi4_signature, axil_signature, connect_flat, flat_members
+from .buffers import Buffer, entry_bytes_max, entry_layouts, from_bytes, to_bytes
+from .compute import ComputeUnit
+from .csr import CSR
+from .dma import DMA
+from .sequencer import TARGET_INSTR, Sequencer
+
+__all__ = ["Accelerator", "generate_verilog", "TOP_NAME", "AXI_ID_BITS"]
+
+TOP_NAME = "systola_accel"
+AXI_ID_BITS = 1
+
+
+class Accelerator(wiring.Component):
+    def __init__(self, cfg: AccelConfig):
+        if not isinstance(cfg, AccelConfig):
+            raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
+        self.cfg = cfg
+        self._m_sig = axi4_signature(addr_bits=EXT_ADDR_BITS, data_bits=cfg.bus_bits, id_bits=AXI_ID_BITS)
+        self._s_sig = axil_signature(addr_bits=regs.CSR_ADDR_BITS).flip()
+        super().__init__({**flat_members("m_axi_", self._m_sig), **flat_members("s_axil_", self._s_sig),
+                          "done": Out(1), "irq": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        lay = entry_layouts(cfg)
+        eb = entry_bytes_max(cfg)
+        m.submodules.csr = csr = CSR(cfg)
+        m.submodules.seq = seq = Sequencer(cfg)
+        m.submodules.dma = dma = DMA(bus_bytes=cfg.bus_bytes, entry_bytes=eb, id_bits=AXI_ID_BITS)
+        m.submodules.cu = cu = ComputeUnit(cfg)
+        m.submodules.act = act = Buffer(layout=lay["act"], depth=cfg.act_depth)
+        m.submodules.wgt = wgt = Buffer(layout=lay["wgt"], depth=cfg.wgt_depth)
+        m.submodules.param = param = Buffer(layout=lay["param"], depth=cfg.param_depth)
+        m.submodules.out = out = Buffer(layout=lay["out"], depth=cfg.out_depth)
+        m.submodules.imem = imem = Memory(shape=INSTR_BITS, depth=cfg.instr_depth, init=[])
+        imem_wr = imem.write_port()
+        imem_rd = imem.read_port(transparent_for=(imem_wr,))  # the last preload beat may write entry 0
+
+        connect_flat(m, self, "m_axi_", dma.bus, self._m_sig)
+        connect_flat(m, self, "s_axil_", csr.bus, self._s_sig)
+        m.d.comb += [self.done.eq(csr.done), self.irq.eq(csr.done)]
+
+        # CSR <-> sequencer
+        m.d.comb += [
+            seq.start.eq(csr.start), seq.prog_addr.eq(csr.prog_addr), seq.prog_len.eq(csr.prog_len),
+            seq.watchdog.eq(csr.watchdog),
+            csr.running.eq(seq.running), csr.finished.eq(seq.finished), csr.error_code.eq(seq.error_code),
+            csr.error_pc.eq(seq.error_pc), csr.cycles.eq(seq.cycles), csr.macs.eq(seq.macs),
+        ]
+        # sequencer -> units
+        for name in ("start", "store", "target", "rows", "row_bytes", "buf_addr", "ext_addr", "ext_stride"):
+            m.d.comb += getattr(dma, name).eq(getattr(seq, "dma_" + name))
+        m.d.comb += [seq.dma_busy.eq(dma.busy), seq.dma_error.eq(dma.error)]
+        for name in ("start", "post", "rows", "act_addr", "wgt_addr", "acc_addr", "accumulate", "out_addr",
+                     "param_addr", "shift", "zero_point", "clamp_lo", "clamp_hi"):
+            m.d.comb += getattr(cu, name).eq(getattr(seq, "cu_" + name))
+        m.d.comb += seq.cu_busy.eq(cu.busy)
+
+        # DMA writes: the byte image of one entry goes to the buffer its target names
+        for buf, target, elem_bytes in ((act, Buf.ACT, 1), (wgt, Buf.WGT, 1), (param, Buf.PARAM, PARAM_BYTES)):
+            m.d.comb += [
+                buf.wr_en.eq(dma.wr_en & (dma.wr_target == target)),
+                buf.wr_addr.eq(dma.wr_addr),
+                buf.wr_data.eq(from_bytes(dma.wr_data, buf.wr_data.shape(), elem_bytes)),
+            ]
+        m.d.comb += [
+            imem_wr.en.eq(dma.wr_en & (dma.wr_target == TARGET_INSTR)),
+            imem_wr.addr.eq(dma.wr_addr), imem_wr.data.eq(dma.wr_data[:INSTR_BITS]),
+            imem_rd.addr.eq(seq.imem_rd_addr), seq.imem_rd_data.eq(imem_rd.data),
+        ]
+        # DMA reads (STORE) come from OUT, each act_bits element sign-extended to a byte
+        m.d.comb += [out.rd_addr.eq(dma.rd_addr), dma.rd_data.eq(to_bytes(out.rd_data, cfg.act_bits))]
+
+        # compute unit <-> buffers
+        m.d.comb += [
+            act.rd_addr.eq(cu.act_rd_addr), cu.act_rd_data.eq(act.rd_data),
+            wgt.rd_addr.eq(cu.wgt_rd_addr), cu.wgt_rd_data.eq(wgt.rd_data),
+            param.rd_addr.eq(cu.param_rd_addr), cu.param_rd_data.eq(param.rd_data),
+            out.wr_en.eq(cu.out_wr_en), out.wr_addr.eq(cu.out_wr_addr), out.wr_data.eq(cu.out_wr_data),
+        ]
+        return m
+
+
+def generate_verilog(cfg: AccelConfig) -> str:
+    """Verilog text of `Accelerator(cfg)`, module `systola_accel`."""
+    top = Accelerator(cfg)
+    return verilog.convert(top, name=TOP_NAME, emit_src=False)
