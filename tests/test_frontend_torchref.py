@@ -1,0 +1,72 @@
+"""torchref: torch's own Q/DQ arithmetic per lowered layer and end to end, against plain integer math."""
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from emu.frontend import SystolaQuantizer, load_pt2, lower
+from emu.frontend.torchref import torch_forward, torch_layer, torch_layer_outputs
+from test_frontend_quantizer import TinyMLP, calibration_data, export, quantize
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+sys.path.insert(0, os.path.join(ROOT, "examples"))
+import digits  # noqa: E402
+
+
+def _integer_layer(graph, node, x_int):
+    """Straightforward float64 requantization: round half to even, then the layer's clamp."""
+    qx, qy = graph.tensors[node.input].qparams, graph.tensors[node.output].qparams
+    acc = (x_int - qx.zero_point) @ node.weight.T + node.bias
+    y = np.round(acc * (qx.scale * node.weight_scale / qy.scale)) + qy.zero_point
+    return np.clip(y, *node.clamp).astype(np.int64)
+
+
+def _checkpoint(bits):
+    ep = load_pt2(os.path.join(ROOT, "examples", "models", f"digits_mlp_w{bits}a{bits}.pt2"))
+    return ep, lower(ep)
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_layers_agree_with_integer_math(bits):
+    ep, graph = _checkpoint(bits)
+    _, _, x_test, _ = digits.load_split()
+    x_int = graph.tensors[graph.input].qparams.quantize(x_test)
+    for node in graph.nodes:
+        y_torch = torch_layer(node.name, ep, graph, x_int)
+        y_int = _integer_layer(graph, node, x_int)
+        assert y_torch.dtype == np.int64 and y_torch.shape == (len(x_test), node.weight.shape[0])
+        assert np.abs(y_torch - y_int).max() <= 1
+        assert (y_torch == y_int).mean() > 0.95
+        x_int = y_torch
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_layers_compose_to_forward(bits):
+    ep, graph = _checkpoint(bits)
+    _, _, x_test, y_test = digits.load_split()
+    x_int = graph.tensors[graph.input].qparams.quantize(x_test)
+    inputs = {graph.input: x_int}
+    for node in graph.nodes:
+        inputs[node.output] = torch_layer(node.name, ep, graph, inputs[node.input])
+    per_layer = torch_layer_outputs(ep, graph, inputs)
+    for node in graph.nodes:
+        np.testing.assert_array_equal(per_layer[node.name], inputs[node.output])
+    y_float = torch_forward(ep, x_test)
+    assert y_float.dtype == np.float32 and y_float.shape == (len(x_test), 10)
+    np.testing.assert_array_equal(graph.tensors[graph.output].qparams.quantize(y_float), inputs[graph.output])
+    assert (y_float.argmax(1) == y_test).mean() > 0.95
+
+
+@pytest.mark.parametrize("bits", [8, 4, 2])
+def test_tiny_mlp_relu6(bits):
+    torch.manual_seed(0)
+    x = calibration_data()
+    ep = export(quantize(TinyMLP(), SystolaQuantizer(act_bits=bits, weight_bits=bits), x), x)
+    graph = lower(ep)
+    x_int = graph.tensors[graph.input].qparams.quantize(x.numpy())
+    for node in graph.nodes:
+        y_torch = torch_layer(node.name, ep, graph, x_int)
+        assert np.abs(y_torch - _integer_layer(graph, node, x_int)).max() <= 1
+        x_int = y_torch
