@@ -72,7 +72,8 @@ def test_static_equals_dynamic():
         assert x.clamp == y.clamp
 
 
-def test_xnnpack_symmetric_int8():
+@pytest.mark.parametrize("per_channel", [True, False], ids=["per_channel", "per_tensor"])
+def test_xnnpack_symmetric_int8(per_channel):
     from torchao.testing.pt2e._xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
 
     class Mlp(torch.nn.Module):
@@ -86,10 +87,12 @@ def test_xnnpack_symmetric_int8():
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # XNNPACKQuantizer warns that it is deprecated
-        quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+        quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
     graph = _lower_model(Mlp(), quantizer)
     assert [n.weight_bits for n in graph.nodes] == [8, 8]
     assert all(np.abs(n.weight).max() <= 127 for n in graph.nodes)
+    if not per_channel:  # one scale per tensor, broadcast over the output channels
+        assert all(np.all(n.weight_scale == n.weight_scale[0]) for n in graph.nodes)
     assert all(t.qparams.bits == 8 for t in graph.tensors.values())
     out = graph.tensors[graph.nodes[0].output].qparams
     assert graph.nodes[0].clamp == (max(-128, out.zero_point), 127)

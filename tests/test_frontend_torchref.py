@@ -70,3 +70,20 @@ def test_tiny_mlp_relu6(bits):
         y_torch = torch_layer(node.name, ep, graph, x_int)
         assert np.abs(y_torch - _integer_layer(graph, node, x_int)).max() <= 1
         x_int = y_torch
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_post_datapath_within_one_lsb(bits):
+    """The accelerator's integer requantization (emu.numerics) stays within 1 LSB of torch, layer by layer."""
+    from emu import numerics
+    ep, graph = _checkpoint(bits)
+    _, _, x_test, _ = digits.load_split()
+    x_int = graph.tensors[graph.input].qparams.quantize(x_test)
+    for node in graph.nodes:
+        qx, qy = graph.tensors[node.input].qparams, graph.tensors[node.output].qparams
+        multiplier, shift = node.requant(graph)
+        acc = (x_int - qx.zero_point) @ node.weight.T
+        y_post = numerics.requantize(acc, node.bias, multiplier, shift, qy.zero_point, *node.clamp)
+        y_torch = torch_layer(node.name, ep, graph, x_int)
+        assert np.abs(y_post - y_torch).max() <= 1 and (y_post == y_torch).mean() > 0.95
+        x_int = y_torch
