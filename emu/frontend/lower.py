@@ -49,9 +49,11 @@ _NOOP_VIEWS = (aten.flatten.using_ints, aten.view.default, aten.reshape.default,
 
 
 def load_pt2(path: str | os.PathLike) -> torch.export.ExportedProgram:
-    """Load a `.pt2` file written by `torch.export.save`; the quantized_decomposed ops are registered first."""
-    from . import _import_torchao_quietly  # already imported with the package; keeps the intent visible
-    _import_torchao_quietly()
+    """Load a `.pt2` file written by `torch.export.save`.
+
+    Its quantized_decomposed ops resolve because importing `emu.frontend` has imported torchao's PT2E
+    package (quietly) already.
+    """
     return torch.export.load(os.fspath(path))
 
 
@@ -233,7 +235,7 @@ class _Lowering:
             if len(val.shape) != 2:
                 raise self.fail(node, f"an input of shape {val.shape} (only [batch, features])")
             self.input = node.name
-            self.tensors[node.name] = ir.TensorInfo(node.name, (val.shape[1],), q)
+            self.tensors[node.name] = ir.TensorInfo(node.name, (int(val.shape[1]),), q)
             return _Quantized(node.name)
         if isinstance(val, _Linear):
             self.nodes.append(self.make_dense(node, val, q))
@@ -289,10 +291,12 @@ class _Lowering:
 
 
 def _op_name(node: torch.fx.Node) -> str:
-    if node.op == "call_function":
-        return getattr(node.target, "__name__", str(node.target)) if not isinstance(
-            node.target, torch._ops.OpOverload) else str(node.target)
-    return node.op
+    """'aten.sigmoid.default' for an ATen/registered op, the function name otherwise, the node kind else."""
+    if node.op != "call_function":
+        return node.op
+    if isinstance(node.target, torch._ops.OpOverload):
+        return str(node.target)
+    return getattr(node.target, "__name__", str(node.target))
 
 
 def _bits_of(qmax: int) -> int:
