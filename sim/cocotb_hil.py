@@ -1,0 +1,93 @@
+"""The cocotb side of a hardware-in-the-loop run (runs inside the simulator process).
+
+Reads its job from the JSON named by $SYSTOLA_HIL_JOB and writes a result JSON next to it. Python stays
+out of the per-clock loop: with the HDL memory model the only per-run traffic is a few AXI4-Lite register
+accesses, one wait for `done` (bounded by a cycle limit) and one memory dump.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
+
+from emu import regs
+from emu.faults import FaultCode
+
+CLOCK_NS = 10
+
+
+def _hex_words(path: str, size: int, bus_bytes: int) -> bytes:
+    words = [ln.strip() for ln in open(path) if ln.strip() and not ln.startswith(("//", "@"))]
+    return b"".join(bytes.fromhex(w.rjust(2 * bus_bytes, "0"))[::-1] for w in words)[:size]
+
+
+@cocotb.test()
+async def run_program(dut):
+    job = json.load(open(os.environ["SYSTOLA_HIL_JOB"]))
+    result = {"timeout": False}
+    cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
+    ram = None
+    if job["memory_model"] == "axi":
+        from cocotbext.axi import AxiBus, AxiRam
+        ram = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=job["mem_size"])
+        ram.write(0, bytes.fromhex(open(job["mem_in_raw"]).read()))
+        if job.get("backpressure"):
+            rng = random.Random(job.get("seed", 1))
+
+            def pauses():
+                while True:
+                    yield rng.random() < 0.3
+            for ch in (ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
+                       ram.read_if.ar_channel, ram.read_if.r_channel):
+                ch.set_pause_generator(pauses())
+    else:
+        dut.dump.value = 0
+    from cocotbext.axi import AxiLiteBus, AxiLiteMaster
+    axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
+
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, 4)
+    dut.rst.value = 0
+    await ClockCycles(dut.clk, 2)
+
+    async def rd(name):
+        return await axil.read_dword(regs.OFFSET[name])
+
+    result["magic"] = await rd("MAGIC")
+    hw = {name: await rd(name) for name in job["expect_cfg"]}
+    result["hw_cfg"] = hw
+    if result["magic"] != regs.MAGIC or hw != job["expect_cfg"]:
+        result.update(code=int(FaultCode.CONFIG_MISMATCH), pc=0)
+        json.dump(result, open(job["result"], "w"))
+        return
+
+    await axil.write_dword(regs.OFFSET["PROG_ADDR"], job["prog_addr"])
+    await axil.write_dword(regs.OFFSET["PROG_LEN"], job["prog_len"])
+    await axil.write_dword(regs.OFFSET["WATCHDOG"], job["watchdog"])
+    await axil.write_dword(regs.OFFSET["CTRL"], 1)
+    start_ns = cocotb.utils.get_sim_time("ns")
+    limit = Timer(job["max_cycles"] * CLOCK_NS, unit="ns")
+    fired = await First(RisingEdge(dut.done), limit)
+    result["sim_cycles"] = int((cocotb.utils.get_sim_time("ns") - start_ns) // CLOCK_NS)
+    if fired is limit:
+        result["timeout"] = True
+        json.dump(result, open(job["result"], "w"))
+        return
+    await RisingEdge(dut.clk)
+    result["status"] = await rd("STATUS")
+    result["code"] = await rd("ERROR_CODE")
+    result["pc"] = await rd("ERROR_PC")
+    result["cycles"] = await rd("CYCLES_LO") | (await rd("CYCLES_HI")) << 32
+    result["macs"] = await rd("MACS_LO") | (await rd("MACS_HI")) << 32
+    if ram is not None:
+        open(job["mem_out_raw"], "w").write(ram.read(0, job["mem_size"]).hex())
+    else:
+        dut.dump.value = 1
+        await RisingEdge(dut.clk)
+        dut.dump.value = 0
+        await RisingEdge(dut.clk)
+    json.dump(result, open(job["result"], "w"))

@@ -1,0 +1,134 @@
+"""Hardware-in-the-loop: run a program image on the RTL, with Golden's interface and results.
+
+`run_rtl` builds (or reuses) the simulation of the configuration, writes the memory image and a job JSON
+into a run directory, runs the cocotb test module sim/cocotb_hil.py in a simulator subprocess and reads
+back the memory and the registers. The testbench reads the CFG_* registers over AXI4-Lite and refuses to
+start a program built for another configuration (HardwareFault CONFIG_MISMATCH at pc 0).
+
+The HDL memory model holds ceil(size / bus_bytes) bus words: a memory whose size is not a multiple of
+the bus width answers the bytes of its last, partial word instead of a bus error (keep sizes aligned).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from emu import regs
+from emu.config import AccelConfig
+from emu.faults import FaultCode, HardwareFault
+from emu.golden import RunResult
+from emu.isa import Opcode, decode_program
+
+from .runner import MEM_WORDS_MAX, REPO, build
+
+__all__ = ["run_rtl", "SimulationTimeout", "DEFAULT_MAX_CYCLES"]
+
+DEFAULT_MAX_CYCLES = 20_000_000
+_run_ids = itertools.count()
+
+
+class SimulationTimeout(RuntimeError):
+    """The simulation ran past its cycle limit without the accelerator raising done."""
+
+
+def _write_words(path: Path, mem: np.ndarray, bus_bytes: int) -> None:
+    words = mem.reshape(-1, bus_bytes)[:, ::-1].tobytes().hex()
+    n = 2 * bus_bytes
+    path.write_text("\n".join(words[i:i + n] for i in range(0, len(words), n)) + "\n")
+
+
+def _read_words(path: Path, size: int, bus_bytes: int) -> np.ndarray:
+    words = [ln.split("//")[0].strip() for ln in path.read_text().splitlines()]
+    words = [w for w in words if w and not w.startswith("@")]
+    raw = bytes.fromhex("".join(w.rjust(2 * bus_bytes, "0") for w in words))
+    return np.frombuffer(raw, np.uint8).reshape(-1, bus_bytes)[:, ::-1].reshape(-1)[:size].copy()
+
+
+def _instructions(memory: np.ndarray, prog_addr: int, prog_len: int) -> int:
+    for pc, word in enumerate(decode_program(memory[prog_addr:prog_addr + 16 * prog_len])):
+        if word & 0xF == Opcode.END:
+            return pc + 1
+    return prog_len
+
+
+def run_rtl(cfg: AccelConfig, memory: np.ndarray, prog_addr: int, prog_len: int, *,
+            simulator: str = "verilator", waves: str | os.PathLike | None = None, watchdog: int = 0,
+            memory_model: str = "hdl", hardware: AccelConfig | None = None,
+            max_cycles: int = DEFAULT_MAX_CYCLES, backpressure: bool = False,
+            seed: int = 1) -> tuple[np.ndarray, RunResult]:
+    """Run the program at `prog_addr` (`prog_len` instructions) on the RTL of `hardware` (default `cfg`).
+
+    Returns (memory after the run, RunResult(cycles, macs, instructions)); raises HardwareFault like
+    emu.golden.Golden.run, or SimulationTimeout after `max_cycles` cycles without done.
+    memory_model: "hdl" (fixed-latency Verilog memory, cycle-exact with emu.timing) or "axi"
+    (cocotbext-axi AxiRam; `backpressure` adds random pauses on all five channels; cycles then differ).
+    waves: path of a VCD to write (the design is built with tracing for it).
+    """
+    if memory.dtype != np.uint8 or memory.ndim != 1:
+        raise TypeError("memory must be a 1-D uint8 array")
+    hw = hardware or cfg
+    b = build(hw, simulator=simulator, memory_model=memory_model, waves=waves is not None)
+    bus = hw.bus_bytes
+    if memory_model == "hdl" and memory.size > MEM_WORDS_MAX * bus:
+        raise ValueError(f"memory of {memory.size} bytes exceeds the HDL memory model's "
+                         f"{MEM_WORDS_MAX * bus} bytes")
+    run_dir = b.build_dir / "runs" / f"{os.getpid()}-{next(_run_ids)}"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    padded = np.zeros(-(-memory.size // bus) * bus, np.uint8)
+    padded[:memory.size] = memory
+    job = {
+        "memory_model": memory_model, "prog_addr": prog_addr, "prog_len": prog_len, "watchdog": watchdog,
+        "max_cycles": max_cycles, "mem_size": int(padded.size), "backpressure": backpressure, "seed": seed,
+        "expect_cfg": regs.config_registers(cfg), "result": str(run_dir / "result.json"),
+        "mem_in_raw": str(run_dir / "mem_in.raw"), "mem_out_raw": str(run_dir / "mem_out.raw"),
+    }
+    plusargs = []
+    if memory_model == "hdl":
+        _write_words(run_dir / "mem_in.hex", padded, bus)
+        plusargs = [f"+MEM_IN={run_dir / 'mem_in.hex'}", f"+MEM_OUT={run_dir / 'mem_out.hex'}",
+                    f"+MEM_SIZE={padded.size}"]
+    else:
+        (run_dir / "mem_in.raw").write_text(padded.tobytes().hex())
+    (run_dir / "job.json").write_text(json.dumps(job))
+
+    from cocotb_tools.runner import get_runner
+    runner = get_runner(simulator)
+    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    runner.test(test_module="sim.cocotb_hil", hdl_toplevel=b.toplevel, hdl_toplevel_lang="verilog",
+                build_dir=b.build_dir, test_dir=run_dir, plusargs=plusargs, waves=waves is not None,
+                extra_env={"SYSTOLA_HIL_JOB": str(run_dir / "job.json"), "PYTHONPATH": pythonpath,
+                           "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING")},
+                log_file=run_dir / "sim.log")
+    if waves is not None:
+        dumps = sorted(run_dir.glob("*.vcd")) + sorted(run_dir.glob("*.fst"))
+        if dumps:
+            shutil.copyfile(dumps[0], waves)
+    result_path = run_dir / "result.json"
+    if not result_path.exists():
+        log = (run_dir / "sim.log").read_text()[-4000:] if (run_dir / "sim.log").exists() else ""
+        raise RuntimeError(f"the RTL simulation in {run_dir} produced no result:\n{log}")
+    result = json.loads(result_path.read_text())
+    if result["timeout"]:
+        raise SimulationTimeout(f"the RTL simulation ran {max_cycles} cycles without done "
+                                f"(run directory {run_dir}" + (f", waves in {waves})" if waves else ")"))
+    code = FaultCode(result["code"])
+    if code == FaultCode.CONFIG_MISMATCH:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise HardwareFault(code, 0, f"hardware reports {result['hw_cfg']}, program built for "
+                            f"{job['expect_cfg']}")
+    if memory_model == "hdl":
+        after = _read_words(run_dir / "mem_out.hex", memory.size, bus)
+    else:
+        after = np.frombuffer(bytes.fromhex((run_dir / "mem_out.raw").read_text()), np.uint8)[:memory.size].copy()
+    shutil.rmtree(run_dir, ignore_errors=True)
+    if code != FaultCode.NONE:
+        raise HardwareFault(code, result["pc"], f"RTL status {result['status']:#x}")
+    return after, RunResult(cycles=result["cycles"], macs=result["macs"],
+                            instructions=_instructions(memory, prog_addr, prog_len))
