@@ -8,14 +8,15 @@ Model: `DigitsMLP`, 64 -> 64 -> ReLU -> 32 -> ReLU -> 10 (torch.nn.Linear layers
 
 Flow: `train_float` (Adam, fixed seed) -> `qat` (torch.export, `prepare_qat_pt2e` with `SystolaQuantizer`,
 a few fine-tuning epochs, `convert_pt2e`) -> `export_pt2` (torch.export with a static or dynamic batch,
-`torch.export.save`). Everything is seeded and runs single-threaded, so a rerun gives the same files'
-numbers.
+`torch.export.save`). Everything is seeded and `main` runs single-threaded, so a rerun reproduces the same
+weights, quantization parameters and accuracies (only the archive's random serialization id differs).
 
 ``python examples/digits.py`` regenerates ``examples/models/digits_mlp_w8a8.pt2`` and ``..._w4a4.pt2``
 and prints float and quantized test accuracies.
 """
 from __future__ import annotations
 
+import copy
 import os
 import sys
 
@@ -97,9 +98,7 @@ def qat(model: torch.nn.Module, act_bits: int, weight_bits: int, x_train: np.nda
 
 
 def _copy(model: torch.nn.Module) -> torch.nn.Module:
-    clone = type(model)()
-    clone.load_state_dict(model.state_dict())
-    return clone.eval()
+    return copy.deepcopy(model).eval()
 
 
 def export_pt2(converted: torch.fx.GraphModule, path: str, dynamic_batch: bool = True,
