@@ -78,7 +78,11 @@ def _load_model(path: str):
     if not os.path.isfile(path):
         raise UserError(f"model file {path!r} does not exist (expected a torch.export.save .pt2 file)")
     from .frontend.lower import load_pt2, lower
-    ep = load_pt2(path)
+    try:
+        ep = load_pt2(path)
+    except Exception as e:  # torch raises many kinds for a file that is not an exported program
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"model file {path!r} could not be loaded as a torch.export .pt2 file ({first})") from None
     return ep, lower(ep)
 
 

@@ -13,8 +13,9 @@ from emu import ir
 from emu.frontend import SystolaQuantizer, UnsupportedModelError, load_pt2, lower
 from test_frontend_quantizer import TinyMLP, calibration_data, export, quantize
 
-ROOT = os.path.join(os.path.dirname(__file__), "..")
-MODELS = os.path.join(ROOT, "examples", "models")
+from emu.zoo.digits import MODELS_DIR as MODELS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _lower_model(model, quantizer=None, dynamic=True, features=16):

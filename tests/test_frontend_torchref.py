@@ -1,7 +1,4 @@
 """torchref: torch's own Q/DQ arithmetic per lowered layer and end to end, against plain integer math."""
-import os
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -10,9 +7,7 @@ from emu.frontend import SystolaQuantizer, load_pt2, lower
 from emu.frontend.torchref import torch_forward, torch_layer, torch_layer_outputs
 from test_frontend_quantizer import TinyMLP, calibration_data, export, quantize
 
-ROOT = os.path.join(os.path.dirname(__file__), "..")
-sys.path.insert(0, os.path.join(ROOT, "examples"))
-import digits  # noqa: E402
+from emu.zoo import digits
 
 
 def _integer_layer(graph, node, x_int):
@@ -24,7 +19,7 @@ def _integer_layer(graph, node, x_int):
 
 
 def _checkpoint(bits):
-    ep = load_pt2(os.path.join(ROOT, "examples", "models", f"digits_mlp_w{bits}a{bits}.pt2"))
+    ep = load_pt2(digits.checkpoint(f"w{bits}a{bits}"))
     return ep, lower(ep)
 
 

@@ -11,30 +11,45 @@ a few fine-tuning epochs, `convert_pt2e`) -> `export_pt2` (torch.export with a s
 `torch.export.save`). Everything is seeded and `main` runs single-threaded, so a rerun reproduces the same
 weights, quantization parameters and accuracies (only the archive's random serialization id differs).
 
-``python examples/digits.py`` regenerates ``examples/models/digits_mlp_w8a8.pt2`` and ``..._w4a4.pt2``
-and prints float and quantized test accuracies.
+``python examples/train_digits.py`` regenerates ``emu/zoo/models/digits_mlp_{float.pt,w8a8.pt2,w4a4.pt2}``
+and prints float and quantized test accuracies; `checkpoint(tag)` and `float_model()` read them back.
 """
 from __future__ import annotations
 
 import copy
 import os
-import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from emu.frontend import SystolaQuantizer  # noqa: E402  (imports torchao quietly)
+from ..frontend import SystolaQuantizer  # imports torchao quietly, so it goes first
 from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train  # noqa: E402
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e  # noqa: E402
 
-__all__ = ["load_split", "DigitsMLP", "train_float", "qat", "export_pt2", "accuracy", "MODELS_DIR", "main"]
+__all__ = ["load_split", "DigitsMLP", "train_float", "qat", "export_pt2", "accuracy", "MODELS_DIR", "main",
+           "checkpoint", "float_model", "TAGS"]
 
 MODELS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
 SEED = 0
 _DYNAMIC_BATCH = {"x": {0: torch.export.Dim("batch")}}
+
+
+TAGS = ("w8a8", "w4a4")
+
+
+def checkpoint(tag: str) -> str:
+    """Path of a shipped quantized checkpoint: tag is one of TAGS."""
+    if tag not in TAGS:
+        raise ValueError(f"digits checkpoint {tag!r} is not accepted: expected one of {', '.join(TAGS)}")
+    return os.path.join(MODELS_DIR, f"digits_mlp_{tag}.pt2")
+
+
+def float_model() -> "DigitsMLP":
+    """The float model the shipped checkpoints were fine-tuned from."""
+    model = DigitsMLP()
+    model.load_state_dict(torch.load(os.path.join(MODELS_DIR, "digits_mlp_float.pt"), weights_only=True))
+    return model.eval()
 
 
 def load_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -130,6 +145,7 @@ def main() -> None:
     x_train, y_train, x_test, y_test = load_split()
     model = train_float(x_train, y_train)
     print(f"float      test accuracy {100 * accuracy(model, x_test, y_test):.2f} %")
+    torch.save(model.state_dict(), os.path.join(MODELS_DIR, "digits_mlp_float.pt"))
     for bits in (8, 4):
         converted = qat(model, bits, bits, x_train, y_train)
         path = os.path.join(MODELS_DIR, f"digits_mlp_w{bits}a{bits}.pt2")
