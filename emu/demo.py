@@ -42,7 +42,7 @@ def run_demo(*, quick: bool = False, rtl: bool = False, cfg: AccelConfig = Accel
     for tag in ("w8a8", "w4a4"):
         ep = load_pt2(digits.checkpoint(tag))
         graph = lower(ep)
-        program = compile_graph(graph, cfg, batch=64)
+        program = compile_graph(graph, cfg, batch=150)  # the 450 test images in three full runs
         xq = quantize_input(program, x_test)
         torch_acc = float(np.mean(torch_forward(ep, x_test).argmax(1) == y_test))
         gold = run_program(program, xq, progress=_bar(f"{tag} golden"))

@@ -1,0 +1,46 @@
+"""`systola verify` end to end on real torch models: the XNNPACK-style int8 digits MLP and the shipped QAT models."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from emu.cli import main
+from emu.zoo import digits
+from test_frontend_quantizer import export, quantize
+
+
+@pytest.fixture(scope="module")
+def xnnpack_model(tmp_path_factory):
+    """The shipped float digits MLP, PTQ-quantized with torchao's XNNPACK-style symmetric int8 config."""
+    from torchao.testing.pt2e._xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # XNNPACKQuantizer warns that it is deprecated
+        quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    x_train = torch.from_numpy(digits.load_split()[0][:256])
+    path = tmp_path_factory.mktemp("xnn") / "digits_xnnpack.pt2"
+    torch.export.save(export(quantize(digits.float_model(), quantizer, x_train), x_train), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def x_npy(tmp_path_factory):
+    path = tmp_path_factory.mktemp("x") / "x.npy"
+    np.save(path, digits.load_split()[2][:100])
+    return path
+
+
+@pytest.mark.parametrize("rows, cols", [(8, 8), (3, 5)])
+def test_xnnpack_int8_model_verifies(capsys, xnnpack_model, x_npy, rows, cols):
+    code = main(["verify", str(xnnpack_model), "--input", str(x_npy), "--rows", str(rows), "--cols", str(cols),
+                 "--batch", "32"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "PASS" in out and "worse" in out
+
+
+@pytest.mark.parametrize("tag", digits.TAGS)
+def test_shipped_qat_models_verify(capsys, x_npy, tag):
+    code = main(["verify", digits.checkpoint(tag), "--input", str(x_npy)])
+    out = capsys.readouterr().out
+    assert code == 0, out
