@@ -1,0 +1,78 @@
+"""Faults on the RTL: the same (code, pc) as the golden emulator."""
+import numpy as np
+import pytest
+
+from emu import isa
+from emu.config import AccelConfig
+from emu.faults import FaultCode, HardwareFault
+from emu.isa import Buffer, Opcode
+
+from sim.compare import CFG_3X5, assert_same_as_golden, golden
+
+pytestmark = pytest.mark.rtl
+
+MEM = 1 << 14
+
+
+def _image(instrs, words=None):
+    mem = np.random.default_rng(7).integers(0, 256, MEM, dtype=np.uint8)
+    blob = bytearray(isa.encode_program(instrs))
+    for pc, word in (words or {}).items():
+        blob[16 * pc:16 * pc + 16] = word.to_bytes(16, "little")
+    mem[:len(blob)] = np.frombuffer(bytes(blob), np.uint8)
+    return mem, len(blob) // 16
+
+
+LOAD = isa.make(Opcode.LOAD, buf=Buffer.ACT, rows=4, row_len=3, buf_addr=0, ext_addr=5000, ext_stride=3)
+MATMUL = isa.make(Opcode.MATMUL, rows=4, act_addr=0, wgt_addr=0, acc_addr=0, accumulate=0, k_valid=3, n_valid=5)
+SYNC, END = isa.make(Opcode.SYNC), isa.make(Opcode.END)
+
+CASES = {
+    "illegal_opcode": ([LOAD, SYNC, END, END], {2: 0xF}, FaultCode.ILLEGAL_OPCODE),
+    "illegal_field": ([LOAD, isa.make(Opcode.LOAD, buf=Buffer.WGT, rows=0, row_len=1, buf_addr=0, ext_addr=0,
+                                      ext_stride=1), END], {}, FaultCode.ILLEGAL_FIELD),
+    "store_from_act": ([isa.make(Opcode.STORE, buf=Buffer.ACT, rows=1, row_len=1, buf_addr=0, ext_addr=0,
+                                 ext_stride=1), END], {}, FaultCode.ILLEGAL_FIELD),
+    "buffer_range": ([LOAD, MATMUL, isa.make(Opcode.POST, rows=2, acc_addr=63, out_addr=0, param_addr=0, shift=0,
+                                             zero_point=0, clamp_lo=-128, clamp_hi=127), END], {},
+                     FaultCode.BUFFER_RANGE),
+    "bus_error_load": ([LOAD, isa.make(Opcode.LOAD, buf=Buffer.WGT, rows=3, row_len=5, buf_addr=0,
+                                       ext_addr=MEM - 8, ext_stride=5), MATMUL, END], {}, FaultCode.BUS_ERROR),
+    "bus_error_store": ([isa.make(Opcode.STORE, buf=Buffer.OUT, rows=2, row_len=5, buf_addr=0,
+                                  ext_addr=MEM + 4096, ext_stride=5), SYNC, END], {}, FaultCode.BUS_ERROR),
+    "missing_end": ([LOAD, MATMUL, SYNC], {}, FaultCode.PROGRAM_RANGE),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_fault_matches_golden(name):
+    instrs, words, code = CASES[name]
+    mem, n = _image(instrs, words)
+    _, _, fault = golden(CFG_3X5, mem, 0, n)
+    assert fault is not None and fault.code == code
+    assert_same_as_golden(CFG_3X5, mem, 0, n)
+
+
+def test_watchdog():
+    mem, n = _image([LOAD, MATMUL, SYNC, MATMUL, END])
+    assert_same_as_golden(CFG_3X5, mem, 0, n, watchdog=40)
+
+
+def test_program_length_zero_and_too_long():
+    mem, n = _image([END])
+    assert_same_as_golden(CFG_3X5, mem, 0, 0)
+    assert_same_as_golden(CFG_3X5, mem, 0, CFG_3X5.instr_depth + 1)
+
+
+def test_program_past_memory_end():
+    mem, n = _image([END])
+    assert_same_as_golden(CFG_3X5, mem, MEM - 32, 4)
+
+
+def test_config_mismatch():
+    from sim.hil import run_rtl
+    mem, n = _image([LOAD, END])
+    other = AccelConfig(**{**CFG_3X5.to_dict(), "act_depth": 128})
+    with pytest.raises(HardwareFault) as info:
+        run_rtl(other, mem, 0, n, hardware=CFG_3X5)
+    assert (info.value.code, info.value.pc) == (FaultCode.CONFIG_MISMATCH, 0)

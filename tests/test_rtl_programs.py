@@ -1,0 +1,26 @@
+"""Whole-accelerator random programs on the RTL: memory, cycles and MACs equal to the golden emulator."""
+import pytest
+
+from sim.randprog import random_case
+
+from sim.compare import CFG_2X7, CFG_3X5, CFG_W4A4, assert_same_as_golden
+
+pytestmark = pytest.mark.rtl
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_3x5(seed):
+    mem, pa, pl, _ = random_case(CFG_3X5, seed)
+    assert_same_as_golden(CFG_3X5, mem, pa, pl)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_w4a4(seed):
+    mem, pa, pl, _ = random_case(CFG_W4A4, 100 + seed)
+    assert_same_as_golden(CFG_W4A4, mem, pa, pl)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_random_128bit_bus(seed):
+    mem, pa, pl, _ = random_case(CFG_2X7, 200 + seed)
+    assert_same_as_golden(CFG_2X7, mem, pa, pl)
