@@ -75,6 +75,12 @@ async def run_program(dut):
     result["sim_cycles"] = int((cocotb.utils.get_sim_time("ns") - start_ns) // CLOCK_NS)
     if fired is limit:
         result["timeout"] = True
+        if os.environ.get("SYSTOLA_HIL_PROBE"):
+            for path in os.environ["SYSTOLA_HIL_PROBE"].split(","):
+                h = dut
+                for part in path.split("."):
+                    h = getattr(h, part)
+                result.setdefault("probe", {})[path] = str(h.value)
         json.dump(result, open(job["result"], "w"))
         return
     await RisingEdge(dut.clk)

@@ -117,7 +117,8 @@ def run_rtl(cfg: AccelConfig, memory: np.ndarray, prog_addr: int, prog_len: int,
     result = json.loads(result_path.read_text())
     if result["timeout"]:
         raise SimulationTimeout(f"the RTL simulation ran {max_cycles} cycles without done "
-                                f"(run directory {run_dir}" + (f", waves in {waves})" if waves else ")"))
+                                f"(STATUS {result.get('status', 0):#x}; run directory {run_dir}"
+                                + (f", waves in {waves})" if waves else ")"))
     code = FaultCode(result["code"])
     if code == FaultCode.CONFIG_MISMATCH:
         shutil.rmtree(run_dir, ignore_errors=True)

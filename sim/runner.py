@@ -90,11 +90,19 @@ endmodule
 """
 
 
+def _build_args(simulator: str) -> list[str]:
+    if simulator == "verilator":
+        return [*waiver_args(), "-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert"]
+    # Yosys starts its `always @*` blocks with an event on a `reg ... = 0` declaration; Icarus only
+    # raises that event at time 0 in Verilog-2005 mode (in -g2012, cocotb's default, outputs stay X)
+    return ["-g2005"]
+
+
 def _key(cfg: AccelConfig, texts: list[str], simulator: str, toplevel: str, waves: bool) -> str:
     h = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode())
     for t in texts:
         h.update(t.encode())
-    h.update(f"{simulator}/{toplevel}/{waves}/{' '.join(waiver_args())}".encode())
+    h.update(f"{simulator}/{toplevel}/{waves}/{' '.join(_build_args(simulator))}".encode())
     return h.hexdigest()[:16]
 
 
@@ -127,9 +135,7 @@ def build(cfg: AccelConfig, *, simulator: str = "verilator", memory_model: str =
     os.environ["MAKEFLAGS"] = " ".join(filter(None, [os.environ.get("MAKEFLAGS"), "CFG_CXXFLAGS_PCH_I=-include"]))
     from cocotb_tools.runner import get_runner
     runner = get_runner(simulator)
-    build_args = []
-    if simulator == "verilator":
-        build_args = [*waiver_args(), "-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert"]
+    build_args = _build_args(simulator)
     runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir, build_args=build_args,
                  timescale=("1ns", "1ps"), waves=waves, always=True)
     stamp.write_text(json.dumps({"cfg": cfg.to_dict(), "toplevel": toplevel, "simulator": simulator}))
