@@ -1,0 +1,108 @@
+"""HIL speed and utilization on 8x8 W8A8: a 256x256x256 matmul, RTL (cocotb + HDL memory) vs golden.
+
+Prints: simulated cycles per wall second of the cocotb-driven run (one await on done), RTL cycles vs
+golden cycles (the cycle model's error), and array utilization vs the ideal weight-stationary count
+sum over folds of 2R + C + T - 2 (folds = ceil(K/R) * ceil(N/C), T = M).
+
+Layout (a compiler's choice, made here by hand): A as [K/8][M][8] so one ACT chunk is one contiguous
+span, W as [K/8][N/8][8][8] so one tile is 64 contiguous bytes. Loads for the next fold overlap the
+current MATMUL; SYNC separates folds. Run: python bench/hil_speed.py
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from emu import isa, numerics  # noqa: E402
+from emu.config import AccelConfig  # noqa: E402
+from emu.golden import Golden  # noqa: E402
+from emu.isa import Buffer, Opcode  # noqa: E402
+
+
+def matmul_program(cfg: AccelConfig, M: int, K: int, N: int, seed: int = 0):
+    R, C = cfg.rows, cfg.cols
+    kt_n, nt_n, group = K // R, N // C, cfg.acc_depth // M
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-128, 128, (M, K))
+    w = rng.integers(-128, 128, (K, N))
+    a_base, w_base, p_base, c_base, prog_base = 1 << 16, 1 << 18, 1 << 20, 1 << 21, 0
+    mem = np.zeros(1 << 22, np.uint8)
+    mem[a_base:a_base + M * K] = a.reshape(M, kt_n, R).transpose(1, 0, 2).astype(np.int8).view(np.uint8).reshape(-1)
+    mem[w_base:w_base + K * N] = w.reshape(kt_n, R, nt_n, C).transpose(0, 2, 1, 3).astype(np.int8).view(np.uint8).reshape(-1)
+    mult, shift = numerics.requant_params(np.full(N, 1.0 / 4096))
+    params = np.stack([np.zeros(N, np.int64), mult], axis=1).astype("<i4").view(np.uint8).reshape(-1)
+    mem[p_base:p_base + params.size] = params
+
+    def load_act(kt):
+        return isa.make(Opcode.LOAD, buf=Buffer.ACT, rows=M, row_len=R, buf_addr=(kt % 2) * M,
+                        ext_addr=a_base + kt * M * R, ext_stride=R)
+
+    def load_wgt(kt, nt, slot):
+        return isa.make(Opcode.LOAD, buf=Buffer.WGT, rows=R, row_len=C, buf_addr=slot * R,
+                        ext_addr=w_base + (kt * nt_n + nt) * R * C, ext_stride=C)
+
+    prog = [isa.make(Opcode.LOAD, buf=Buffer.PARAM, rows=nt_n, row_len=C, buf_addr=0, ext_addr=p_base,
+                     ext_stride=8 * C)]
+    folds = [(g, kt, nt) for g in range(0, nt_n, group) for kt in range(kt_n) for nt in range(g, min(g + group, nt_n))]
+    prog += [load_act(folds[0][1]), load_wgt(folds[0][1], folds[0][2], 0), isa.make(Opcode.SYNC)]
+    for i, (g, kt, nt) in enumerate(folds):
+        if i + 1 < len(folds):
+            _, kt2, nt2 = folds[i + 1]
+            if kt2 != kt:
+                prog.append(load_act(kt2))
+            prog.append(load_wgt(kt2, nt2, (i + 1) % 2))
+        prog.append(isa.make(Opcode.MATMUL, rows=M, act_addr=(kt % 2) * M, wgt_addr=(i % 2) * R,
+                             acc_addr=(nt - g) * M, accumulate=int(kt > 0), k_valid=R, n_valid=C))
+        prog.append(isa.make(Opcode.SYNC))
+        last_of_group = i + 1 == len(folds) or folds[i + 1][0] != g
+        if last_of_group:
+            for nt_ in range(g, min(g + group, nt_n)):
+                prog.append(isa.make(Opcode.POST, rows=M, acc_addr=(nt_ - g) * M, out_addr=(nt_ - g) * M,
+                                     param_addr=nt_, shift=shift, zero_point=0, clamp_lo=-128, clamp_hi=127))
+            prog.append(isa.make(Opcode.SYNC))
+            for nt_ in range(g, min(g + group, nt_n)):
+                prog.append(isa.make(Opcode.STORE, buf=Buffer.OUT, rows=M, row_len=C, buf_addr=(nt_ - g) * M,
+                                     ext_addr=c_base + nt_ * C, ext_stride=N))
+            prog.append(isa.make(Opcode.SYNC))
+    prog.append(isa.make(Opcode.END))
+    blob = np.frombuffer(isa.encode_program(prog), np.uint8)
+    mem[prog_base:prog_base + blob.size] = blob
+    expect = np.clip(numerics.round_shift((a @ w) * mult, shift), -128, 127)
+    return mem, prog_base, len(prog), len(folds), (c_base, expect)
+
+
+def main() -> None:
+    from sim.hil import run_rtl
+    from sim.runner import build
+    M = K = N = 256
+    cfg = AccelConfig(rows=8, cols=8, instr_depth=8192)
+    mem, pa, pl, folds, (c_base, expect) = matmul_program(cfg, M, K, N)
+    t = time.time()
+    build(cfg)
+    print(f"build (or cache hit): {time.time() - t:.1f} s")
+    g_mem = mem.copy()
+    t = time.time()
+    g = Golden(cfg, g_mem).run(pa, pl)
+    print(f"golden: {g.cycles} cycles, {g.macs} MACs, {time.time() - t:.2f} s")
+    t = time.time()
+    r_mem, r = run_rtl(cfg, mem.copy(), pa, pl)
+    wall = time.time() - t
+    print(f"RTL (cocotb, HDL memory): {r.cycles} cycles in {wall:.2f} s wall (process start, image "
+          f"load and dump included) = {r.cycles / wall / 1e3:.0f} k cycles/s")
+    print(f"cycle model error: {r.cycles - g.cycles} cycles ({(r.cycles - g.cycles) / g.cycles:+.3%})")
+    print(f"memory identical to golden: {np.array_equal(r_mem, g_mem)}")
+    c = r_mem[c_base:c_base + M * N].view(np.int8).reshape(M, N)
+    print(f"result equals numpy: {np.array_equal(c, expect)}")
+    ideal = folds * (2 * cfg.rows + cfg.cols + M - 2)
+    print(f"utilization: {r.macs / (r.cycles * cfg.macs):.1%} of the array over the run; ideal weight-"
+          f"stationary count {ideal} cycles ({M * K * N / (ideal * cfg.macs):.1%}); "
+          f"RTL/ideal cycles = {r.cycles / ideal:.3f}")
+
+
+if __name__ == "__main__":
+    main()
