@@ -20,7 +20,7 @@ def assert_matches_reference(graph, cfg, x, batch):
     return program, out
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=st.integers(1, 9), cols=st.integers(1, 9), bits=st.sampled_from([(2, 2), (4, 4), (8, 8), (4, 8), (8, 3)]),
        dims=st.lists(st.integers(1, 40), min_size=2, max_size=4), batch=st.integers(1, 20),
        n=st.integers(1, 45), relu=st.booleans(), seed=st.integers(0, 2**32 - 1))
@@ -28,7 +28,7 @@ def test_golden_equals_reference(rows, cols, bits, dims, batch, n, relu, seed):
     act_bits, weight_bits = bits
     rng = np.random.default_rng(seed)
     g = random_mlp(rng, dims, act_bits=act_bits, weight_bits=weight_bits, relu=relu)
-    cfg = AccelConfig(rows=rows, cols=cols, act_bits=act_bits, weight_bits=weight_bits)
+    cfg = AccelConfig(rows=rows, cols=cols, act_bits=act_bits, weight_bits=weight_bits, instr_depth=1 << 16)
     assert_matches_reference(g, cfg, random_input(rng, g, n), batch)
 
 
