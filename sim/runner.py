@@ -10,6 +10,7 @@ simulator, the top level and the waves flag, so an unchanged design is never reb
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import functools
 import hashlib
 import json
@@ -125,6 +126,20 @@ def build(cfg: AccelConfig, *, simulator: str = "verilator", memory_model: str =
     stamp = build_dir / "systola_build.json"
     if stamp.exists():
         return result
+    BUILD_ROOT.mkdir(parents=True, exist_ok=True)
+    # parallel test workers ask for the same configuration: one builds, the others wait for its stamp
+    with open(BUILD_ROOT / f"{build_dir.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not stamp.exists():
+                _build_into(build_dir, stamp, cfg, texts, simulator, toplevel, waves)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return result
+
+
+def _build_into(build_dir: Path, stamp: Path, cfg: AccelConfig, texts: list[str], simulator: str, toplevel: str,
+                waves: bool) -> None:
     build_dir.mkdir(parents=True, exist_ok=True)
     sources = []
     for name, text in zip(("systola_accel.v", "systola_hil.v", "axi_mem.v"), texts):
@@ -139,4 +154,3 @@ def build(cfg: AccelConfig, *, simulator: str = "verilator", memory_model: str =
     runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir, build_args=build_args,
                  timescale=("1ns", "1ps"), waves=waves, always=True)
     stamp.write_text(json.dumps({"cfg": cfg.to_dict(), "toplevel": toplevel, "simulator": simulator}))
-    return result
