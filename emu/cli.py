@@ -35,13 +35,8 @@ class UserError(Exception):
 def _user_errors() -> tuple[type[BaseException], ...]:
     from .compiler import CompileError
     from .program import ProgramError
-    errors: list[type[BaseException]] = [UserError, ConfigError, CompileError, ProgramError]
-    try:
-        from .frontend import UnsupportedModelError
-        errors.append(UnsupportedModelError)
-    except ImportError:
-        pass
-    return tuple(errors)
+    from .frontend import UnsupportedModelError
+    return UserError, ConfigError, CompileError, ProgramError, UnsupportedModelError
 
 
 # ---- argument helpers ----

@@ -104,7 +104,6 @@ class Golden:
         self.mult = np.zeros((c.param_depth, c.cols), np.int64)
         self.acc = np.zeros((c.acc_depth, c.cols), np.int64)
         self.out = np.zeros((c.out_depth, c.cols), np.int64)
-        self.trace: list[tuple[int, Instr, int]] | None = None  # (pc, instr, issue cycle) when enabled
 
     # ---- one instruction each ----
     def _gather(self, instr: Instr) -> np.ndarray:
@@ -169,12 +168,9 @@ class Golden:
             if end > self.mem.size:
                 raise HardwareFault(FaultCode.BUS_ERROR, pc, f"access up to byte {end:#x} "
                                     f"past the memory's {self.mem.size:#x} bytes")
-            issued = timer.now
             timer.issue(instr, cycles)
             if watchdog and timer.now > watchdog:
                 raise HardwareFault(FaultCode.WATCHDOG, pc, f"cycle limit {watchdog} reached")
-            if self.trace is not None:
-                self.trace.append((pc, instr, issued))
             op = instr.op
             if op == Opcode.LOAD:
                 self._load(instr)

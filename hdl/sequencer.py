@@ -115,9 +115,7 @@ class Sequencer(wiring.Component):
                            Mux(cu_op, ~self.cu_busy, ~self.dma_busy & ~self.cu_busy))
                 with m.If(self.dma_error):
                     fault(FaultCode.BUS_ERROR, dma_pc)
-                with m.Elif(preloading & self.dma_busy):
-                    pass
-                with m.Else():
+                with m.Elif(~(preloading & self.dma_busy)):  # issue nothing while the preload runs
                     m.d.sync += preloading.eq(0)
                     with m.If(pc == prog_len):
                         fault(FaultCode.PROGRAM_RANGE, pc)
