@@ -16,7 +16,7 @@ from . import numerics
 from .config import AccelConfig
 from .faults import FaultCode, HardwareFault
 from .isa import INSTR_BYTES, Buffer, Instr, Opcode, decode
-from .timing import Timer, dma_spans, element_bytes, instr_cycles, preload_cycles
+from .timing import Timer, dma_extent, element_bytes, instr_cycles, preload_cycles
 
 __all__ = ["Golden", "RunResult", "check_fields"]
 
@@ -48,12 +48,13 @@ def check_fields(instr: Instr, cfg: AccelConfig) -> tuple[FaultCode, str] | None
         if instr.buf not in allowed:
             return FaultCode.ILLEGAL_FIELD, f"buf={instr.buf} not allowed for {op.name}"
         buf = Buffer(instr.buf)
-        if instr.rows == 0:
-            return FaultCode.ILLEGAL_FIELD, "rows=0"
+        if instr.rows == 0 or instr.blocks == 0:
+            return FaultCode.ILLEGAL_FIELD, f"rows={instr.rows} blocks={instr.blocks}"
         if not 1 <= instr.row_len <= _entry_width(cfg, buf):
             return FaultCode.ILLEGAL_FIELD, f"row_len={instr.row_len} outside 1..{_entry_width(cfg, buf)}"
-        if instr.buf_addr + instr.rows > _depth(cfg, buf):
-            return FaultCode.BUFFER_RANGE, f"{buf.name}[{instr.buf_addr}:+{instr.rows}] > {_depth(cfg, buf)}"
+        entries = instr.rows * instr.blocks
+        if instr.buf_addr + entries > _depth(cfg, buf):
+            return FaultCode.BUFFER_RANGE, f"{buf.name}[{instr.buf_addr}:+{entries}] > {_depth(cfg, buf)}"
     elif op == Opcode.MATMUL:
         if instr.rows == 0:
             return FaultCode.ILLEGAL_FIELD, "rows=0"
@@ -83,8 +84,7 @@ def _decoded(blob: bytes, cfg: AccelConfig) -> list[tuple[Instr | None, tuple[Fa
             out.append((None, (FaultCode.ILLEGAL_OPCODE, f"opcode {word & 0xF}"), 0, 0))
             continue
         bad = check_fields(instr, cfg)
-        end = max(a + n for a, n in dma_spans(instr)) if bad is None and instr.op in (
-            Opcode.LOAD, Opcode.STORE) else 0
+        end = dma_extent(instr) if bad is None and instr.op in (Opcode.LOAD, Opcode.STORE) else 0
         out.append((instr, bad, end, instr_cycles(instr, cfg) if bad is None else 0))
     return out
 
@@ -106,19 +106,21 @@ class Golden:
         self.out = np.zeros((c.out_depth, c.cols), np.int64)
 
     # ---- one instruction each ----
-    def _gather(self, instr: Instr) -> np.ndarray:
-        """Bytes of a LOAD, shaped [rows, row_len * element_bytes]."""
-        row_bytes = instr.row_len * element_bytes(Buffer(instr.buf))
-        idx = (instr.ext_addr + np.arange(instr.rows, dtype=np.int64)[:, None] * instr.ext_stride
-               + np.arange(row_bytes, dtype=np.int64)[None, :])
-        return self.mem[idx]
+    @staticmethod
+    def _addresses(i: Instr) -> np.ndarray:
+        """Byte addresses a LOAD/STORE moves, shaped [blocks * rows, row_len * element_bytes]: entry order."""
+        row_bytes = i.row_len * element_bytes(Buffer(i.buf))
+        starts = (i.ext_addr + np.arange(i.blocks, dtype=np.int64)[:, None] * i.block_stride
+                  + np.arange(i.rows, dtype=np.int64)[None, :] * i.ext_stride).reshape(-1)
+        return starts[:, None] + np.arange(row_bytes, dtype=np.int64)[None, :]
 
     def _load(self, i: Instr) -> None:
         buf = Buffer(i.buf)
-        raw = self._gather(i)
-        rows = slice(i.buf_addr, i.buf_addr + i.rows)
+        raw = self.mem[self._addresses(i)]
+        n = i.rows * i.blocks
+        rows = slice(i.buf_addr, i.buf_addr + n)
         if buf == Buffer.PARAM:
-            words = raw.view("<i4").reshape(i.rows, i.row_len, 2).astype(np.int64)
+            words = raw.view("<i4").reshape(n, i.row_len, 2).astype(np.int64)
             self.bias[rows] = 0
             self.mult[rows] = 0
             self.bias[rows, :i.row_len] = words[:, :, 0]
@@ -130,10 +132,8 @@ class Golden:
         target[rows, :i.row_len] = numerics.wrap(raw.view(np.int8), bits)
 
     def _store(self, i: Instr) -> None:
-        vals = self.out[i.buf_addr:i.buf_addr + i.rows, :i.row_len].astype(np.int8).view(np.uint8)
-        idx = (i.ext_addr + np.arange(i.rows, dtype=np.int64)[:, None] * i.ext_stride
-               + np.arange(i.row_len, dtype=np.int64)[None, :])
-        self.mem[idx] = vals
+        vals = self.out[i.buf_addr:i.buf_addr + i.rows * i.blocks, :i.row_len].astype(np.int8).view(np.uint8)
+        self.mem[self._addresses(i)] = vals
 
     def _matmul(self, i: Instr) -> None:
         a = self.act[i.act_addr:i.act_addr + i.rows].astype(np.float64)
@@ -141,7 +141,7 @@ class Golden:
         prod = (a @ w).astype(np.int64)
         dst = slice(i.acc_addr, i.acc_addr + i.rows)
         if i.accumulate:
-            prod = prod + self.acc[dst]
+            prod = np.maximum(prod, self.acc[dst]) if i.reduce_max else prod + self.acc[dst]
         self.acc[dst] = numerics.wrap(prod, self.cfg.acc_bits)
 
     def _post(self, i: Instr) -> None:

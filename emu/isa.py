@@ -23,9 +23,9 @@ OPCODE_BITS = 4
 
 class Opcode(enum.IntEnum):
     """Opcode values. 0 and every value not listed are illegal (zeroed memory never executes)."""
-    LOAD = 1    # DMA: external memory -> ACT, WGT or PARAM buffer, 2-D strided
-    STORE = 2   # DMA: OUT buffer -> external memory, 2-D strided
-    MATMUL = 3  # array: ACC[t] (+)= ACT[t] x WGT tile, for T activation vectors
+    LOAD = 1    # DMA: external memory -> ACT, WGT or PARAM buffer, 3-D strided (blocks of rows)
+    STORE = 2   # DMA: OUT buffer -> external memory, 3-D strided
+    MATMUL = 3  # array: ACC[t] (+)= ACT[t] x WGT tile (or max=), for T activation vectors
     POST = 4    # post-processing: OUT[t] = requantize(ACC[t] + bias) with clamp
     SYNC = 5    # barrier: wait until the DMA and compute units are both idle
     END = 6     # wait for both units, then raise done
@@ -45,6 +45,7 @@ class Field:
     width: int
     signed: bool = False
     doc: str = ""
+    default: int | None = None  # value `make` uses when the field is not given; None: required
 
 
 _DMA_FIELDS = (
@@ -53,8 +54,12 @@ _DMA_FIELDS = (
     Field("row_len", 8, doc="elements per row, 1..entry width (rows for ACT, cols otherwise); "
                              "LOAD zero-fills the rest of the entry, STORE writes only these"),
     Field("buf_addr", 16, doc="first buffer entry; row r uses entry buf_addr + r"),
-    Field("ext_addr", 32, doc="byte address in external memory of row 0"),
-    Field("ext_stride", 32, doc="bytes between the starts of consecutive rows in external memory"),
+    Field("ext_addr", 32, doc="byte address in external memory of row 0 of block 0"),
+    Field("ext_stride", 20, doc="bytes between the starts of consecutive rows of a block in external memory"),
+    Field("blocks", 10, default=1, doc="number of blocks of `rows` rows, >= 1; row r of block b is at "
+                                       "ext_addr + b * block_stride + r * ext_stride and uses entry "
+                                       "buf_addr + b * rows + r (convolution: one block per output row)"),
+    Field("block_stride", 20, default=0, doc="bytes between the starts of consecutive blocks"),
 )
 
 FIELDS: dict[Opcode, tuple[Field, ...]] = {
@@ -68,6 +73,8 @@ FIELDS: dict[Opcode, tuple[Field, ...]] = {
         Field("accumulate", 1, doc="1: add into ACC; 0: overwrite ACC"),
         Field("k_valid", 7, doc="useful reduction lanes in this tile, 1..R (counts useful MACs only)"),
         Field("n_valid", 7, doc="useful output lanes in this tile, 1..C (counts useful MACs only)"),
+        Field("reduce_max", 1, default=0, doc="with accumulate=1: ACC = max(ACC, result) instead of ACC + result "
+                                   "(max pooling); ignored when accumulate=0"),
     ),
     Opcode.POST: (
         Field("rows", 16, doc="entries to post-process, >= 1"),
@@ -112,8 +119,9 @@ class Instr:
 
 
 def make(op: Opcode, **values: int) -> Instr:
-    """Build an instruction, checking that every field is given and fits its width."""
+    """Build an instruction, checking that every field without a default is given and all fit their widths."""
     names = [f.name for f in FIELDS[op]]
+    values = {**{f.name: f.default for f in FIELDS[op] if f.default is not None}, **values}
     missing = [n for n in names if n not in values]
     unknown = [n for n in values if n not in names]
     if missing or unknown:

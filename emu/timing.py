@@ -13,7 +13,7 @@ from .config import AccelConfig, ELEMENT_BYTES, PARAM_BYTES
 from .isa import INSTR_BYTES, Buffer, Instr, Opcode
 
 __all__ = ["AXI_MAX_BURST_BEATS", "AXI_BOUNDARY", "DMA_SETUP", "DMA_READ_LATENCY", "DMA_WRITE_LATENCY",
-           "MATMUL_LATENCY", "POST_LATENCY", "element_bytes", "bursts", "dma_cycles", "instr_cycles",
+           "MATMUL_LATENCY", "POST_LATENCY", "element_bytes", "bursts", "dma_spans", "dma_extent", "dma_cycles", "instr_cycles",
            "preload_cycles", "Timer"]
 
 AXI_MAX_BURST_BEATS = 256   # AXI4 INCR
@@ -44,16 +44,29 @@ def bursts(addr: int, nbytes: int, bus_bytes: int) -> list[tuple[int, int]]:
 
 
 def dma_spans(instr: Instr, bus_bytes: int = 1) -> list[tuple[int, int]]:
-    """Contiguous byte spans (address, bytes) a LOAD/STORE moves, in order.
+    """Contiguous byte spans (address, bytes) a LOAD/STORE moves, in order: block by block, row by row.
 
-    Rows whose stride equals their byte length are one span when a row is at least one bus beat long
-    (row_bytes >= bus_bytes): the DMA streams them as one transfer. Shorter rows are moved one span each,
-    because a beat would then complete several buffer entries and a buffer takes one entry a cycle.
-    The byte extent (the end of the last span) does not depend on `bus_bytes`."""
+    A block's rows are one span when their stride equals their byte length and a row is at least one bus
+    beat long (row_bytes >= bus_bytes): the DMA streams them as one transfer. Shorter rows are moved one
+    span each, because a beat would then complete several buffer entries and a buffer takes one entry a
+    cycle. Blocks are never merged. The byte extent does not depend on `bus_bytes`."""
     row_bytes = instr.row_len * element_bytes(Buffer(instr.buf))
-    if instr.ext_stride == row_bytes and row_bytes >= bus_bytes:
-        return [(instr.ext_addr, row_bytes * instr.rows)]
-    return [(instr.ext_addr + r * instr.ext_stride, row_bytes) for r in range(instr.rows)]
+    merged = instr.ext_stride == row_bytes and row_bytes >= bus_bytes
+    out = []
+    for b in range(instr.blocks):
+        base = instr.ext_addr + b * instr.block_stride
+        if merged:
+            out.append((base, row_bytes * instr.rows))
+        else:
+            out += [(base + r * instr.ext_stride, row_bytes) for r in range(instr.rows)]
+    return out
+
+
+def dma_extent(instr: Instr) -> int:
+    """One past the last byte a LOAD/STORE touches."""
+    row_bytes = instr.row_len * element_bytes(Buffer(instr.buf))
+    return (instr.ext_addr + (instr.blocks - 1) * instr.block_stride + (instr.rows - 1) * instr.ext_stride
+            + row_bytes)
 
 
 def dma_cycles(instr: Instr, cfg: AccelConfig) -> int:

@@ -42,6 +42,20 @@ def test_load_act_strided_wraps_and_zero_fills(rng, bits):
     np.testing.assert_array_equal(g.act[2:6], want)
 
 
+def test_load_blocks_walk_rows_then_blocks(rng):
+    cfg = AccelConfig(rows=4, cols=2)
+    mem = rng.integers(0, 256, 0x8000).astype(np.uint8)
+    instr = isa.make(Opcode.LOAD, buf=Buffer.ACT, rows=3, row_len=2, buf_addr=5, ext_addr=40, ext_stride=7,
+                     blocks=4, block_stride=100)
+    g, _ = run(cfg, [instr], mem)
+    want = np.zeros((12, 4), np.int64)
+    for b in range(4):
+        for r in range(3):
+            a = 40 + 100 * b + 7 * r
+            want[3 * b + r, :2] = mem[a:a + 2].view(np.int8)
+    np.testing.assert_array_equal(g.act[5:17], want)
+
+
 def test_load_param_reads_bias_and_multiplier(rng):
     cfg = AccelConfig(rows=2, cols=4)
     words = rng.integers(-2**31, 2**31, size=(3, 2))
@@ -52,8 +66,8 @@ def test_load_param_reads_bias_and_multiplier(rng):
     np.testing.assert_array_equal(g.mult[1], list(words[:, 1]) + [0])
 
 
-@pytest.mark.parametrize("accumulate", [0, 1])
-def test_matmul(rng, accumulate):
+@pytest.mark.parametrize("accumulate, reduce_max", [(0, 0), (1, 0), (1, 1), (0, 1)])
+def test_matmul(rng, accumulate, reduce_max):
     cfg = AccelConfig(rows=3, cols=5)
     g = Golden(cfg, np.zeros(0x8000, np.uint8))
     g.act[:7] = rng.integers(-128, 128, (7, 3))
@@ -61,8 +75,10 @@ def test_matmul(rng, accumulate):
     g.acc[:] = rng.integers(-1000, 1000, g.acc.shape)
     before = g.acc.copy()
     g._matmul(isa.make(Opcode.MATMUL, rows=6, act_addr=1, wgt_addr=4, acc_addr=10, accumulate=accumulate,
-                       k_valid=3, n_valid=5))
-    want = g.act[1:7] @ g.wgt[4:7] + (before[10:16] if accumulate else 0)
+                       k_valid=3, n_valid=5, reduce_max=reduce_max))
+    want = g.act[1:7] @ g.wgt[4:7]
+    if accumulate:
+        want = np.maximum(want, before[10:16]) if reduce_max else want + before[10:16]
     np.testing.assert_array_equal(g.acc[10:16], want)
     np.testing.assert_array_equal(g.acc[:10], before[:10])
 
@@ -93,15 +109,18 @@ def test_store_writes_only_its_bytes(rng):
     cfg = AccelConfig(rows=2, cols=4)
     mem = np.full(0x8000, 0xAA, np.uint8)
     blob = isa.encode_program([isa.make(Opcode.STORE, buf=Buffer.OUT, rows=3, row_len=3, buf_addr=1,
-                                        ext_addr=1001, ext_stride=7), isa.make(Opcode.END)])
+                                        ext_addr=1001, ext_stride=7, blocks=2, block_stride=40),
+                               isa.make(Opcode.END)])
     mem[PROG:PROG + len(blob)] = np.frombuffer(blob, np.uint8)
     g = Golden(cfg, mem)
     g.out[:] = rng.integers(-128, 128, g.out.shape)
     before = mem.copy()
     g.run(PROG, 2)
-    for r in range(3):
-        np.testing.assert_array_equal(mem[1001 + 7 * r:1004 + 7 * r].view(np.int8), g.out[1 + r, :3])
-        before[1001 + 7 * r:1004 + 7 * r] = mem[1001 + 7 * r:1004 + 7 * r]
+    for b in range(2):
+        for r in range(3):
+            a = 1001 + 40 * b + 7 * r
+            np.testing.assert_array_equal(mem[a:a + 3].view(np.int8), g.out[1 + 3 * b + r, :3])
+            before[a:a + 3] = mem[a:a + 3]
     np.testing.assert_array_equal(mem, before)  # nothing else touched
 
 
