@@ -14,7 +14,7 @@ import numpy as np
 
 from . import numerics
 
-__all__ = ["QParams", "TensorInfo", "Dense", "Graph", "Node"]
+__all__ = ["QParams", "TensorInfo", "Dense", "Conv2d", "Pool2d", "Add", "add_weights", "Graph", "Node"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,8 +51,30 @@ class TensorInfo:
         return int(np.prod(self.shape))
 
 
+class _Layer:
+    """Shared by every node: inputs, the integer rescale and the clamp."""
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input,)
+
+    def in_scale(self, graph: "Graph") -> float:
+        return graph.tensors[self.inputs[0]].qparams.scale
+
+    def real_scale(self, graph: "Graph") -> np.ndarray:
+        """in_scale * (weight scale or 1/window) / out_scale per output channel."""
+        raise NotImplementedError
+
+    def requant(self, graph: "Graph") -> tuple[np.ndarray, int]:
+        """(multiplier[N], shift) of this layer; the compiler and the reference both take them from here."""
+        return numerics.requant_params(self.real_scale(graph))
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
 @dataclasses.dataclass
-class Dense:
+class Dense(_Layer):
     """y = clamp(requant((x - zx) @ weight.T + bias)); a torch Linear (with an optional ReLU-style clamp)."""
     name: str
     input: str
@@ -64,14 +86,100 @@ class Dense:
     clamp: tuple[int, int]    # output integer range after the activation function
     source: str = ""          # the torch graph node(s) it came from, for messages and tables
 
-    def requant(self, graph: "Graph") -> tuple[np.ndarray, int]:
-        """(multiplier[N], shift) of this layer; the compiler and the reference both take them from here."""
-        sx = graph.tensors[self.input].qparams.scale
-        sy = graph.tensors[self.output].qparams.scale
-        return numerics.requant_params(sx * self.weight_scale / sy)
+    def real_scale(self, graph):
+        return self.in_scale(graph) * np.asarray(self.weight_scale, np.float64) / graph.tensors[self.output].qparams.scale
 
 
-Node = Dense
+@dataclasses.dataclass
+class Conv2d(_Layer):
+    """y = clamp(requant(conv(x - zx, weight) + bias)) on NHWC maps; padding reads as the real value 0.
+
+    weight is int64 [N, KH, KW, Cin]; stride (sh, sw); padding (top, left, bottom, right); dilation (dh, dw).
+    Output size OH = (H + top + bottom - dh * (KH - 1) - 1) // sh + 1, likewise OW."""
+    name: str
+    input: str
+    output: str
+    weight: np.ndarray
+    weight_scale: np.ndarray
+    weight_bits: int
+    bias: np.ndarray
+    clamp: tuple[int, int]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    source: str = ""
+
+    real_scale = Dense.real_scale
+
+    def describe(self) -> str:
+        kh, kw = self.weight.shape[1:3]
+        return f"Conv2d {kh}x{kw}/{self.stride[0]}"
+
+
+@dataclasses.dataclass
+class Pool2d(_Layer):
+    """Max or average pooling on NHWC maps, requantized to the output's parameters.
+
+    max: y = clamp(requant(max over the window of x - zx)); padding never wins (reads as the minimum).
+    avg: y = clamp(requant(sum over the window of (x - zx)) / (KH * KW)); padding counts as the real value 0
+    (torch's count_include_pad=True). A global average pool is an avg pool whose window is the whole map."""
+    name: str
+    input: str
+    output: str
+    kind: str                           # "max" or "avg"
+    kernel: tuple[int, int]
+    clamp: tuple[int, int]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    source: str = ""
+    weight_bits: int = 2                # the unit weights the accelerator multiplies by
+
+    def real_scale(self, graph):
+        channels = graph.tensors[self.output].shape[-1]
+        div = self.kernel[0] * self.kernel[1] if self.kind == "avg" else 1
+        return np.full(channels, self.in_scale(graph) / (div * graph.tensors[self.output].qparams.scale))
+
+    def describe(self) -> str:
+        return f"{self.kind.capitalize()}Pool {self.kernel[0]}x{self.kernel[1]}/{self.stride[0]}"
+
+
+@dataclasses.dataclass
+class Add(_Layer):
+    """y = clamp(requant(wa * (a - za) + wb * (b - zb))), the integer weights (wa, wb) ~ (sa, sb) / unit.
+
+    Inputs with equal scales add with unit weights (exact); otherwise the front end picks the weights
+    (`add_weights`) so that wa * unit and wb * unit approximate the two scales."""
+    name: str
+    input: str
+    other: str
+    output: str
+    weights: tuple[int, int]
+    unit: float                          # real value of one accumulator step
+    weight_bits: int
+    clamp: tuple[int, int]
+    source: str = ""
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input, self.other)
+
+    def real_scale(self, graph):
+        return np.full(graph.tensors[self.output].shape[-1], self.unit / graph.tensors[self.output].qparams.scale)
+
+
+def add_weights(sa: float, sb: float, bits: int = 8) -> tuple[tuple[int, int], float, int]:
+    """((wa, wb), unit, weight_bits) for an Add of inputs with scales sa, sb: unit weights when the scales
+    are equal, else the larger scale gets 2**(bits-1) - 1 and the other its rounded ratio (at least 1)."""
+    if sa == sb:
+        return (1, 1), sa, 2
+    top = (1 << (bits - 1)) - 1
+    big = max(sa, sb)
+    unit = big / top
+    wa, wb = (max(1, round(s / unit)) for s in (sa, sb))
+    return (wa, wb), unit, bits
+
+
+Node = Dense | Conv2d | Pool2d | Add
 
 
 @dataclasses.dataclass
@@ -86,6 +194,6 @@ class Graph:
         lines = []
         for n in self.nodes:
             i, o = self.tensors[n.input], self.tensors[n.output]
-            lines.append(f"{type(n).__name__:8s} {n.name:20s} {i.shape} -> {o.shape} "
+            lines.append(f"{n.describe():14s} {n.name:20s} {i.shape} -> {o.shape} "
                          f"W{n.weight_bits}A{o.qparams.bits}")
         return "\n".join(lines)

@@ -22,7 +22,7 @@ __all__ = ["TensorRegion", "Program", "ProgramError", "MANIFEST", "MEMORY"]
 
 MANIFEST = "manifest.json"
 MEMORY = "memory.bin"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class ProgramError(ValueError):
@@ -31,24 +31,57 @@ class ProgramError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class TensorRegion:
-    """An activation tensor in external memory: `batch` rows of `size` bytes, row r at addr + r * size."""
+    """An activation tensor in external memory: `batch` samples of `sample_bytes` bytes, sample n at
+    addr + n * sample_bytes, each an NHWC map (a vector is a 1 x 1 x K map) with a border of `pad`
+    (top, left, bottom, right) pixels holding `pad_value`, so convolution windows read it as padding."""
     name: str
     addr: int
     shape: tuple[int, ...]   # per sample, without batch (NHWC for feature maps)
     qparams: QParams
+    pad: tuple[int, int, int, int] = (0, 0, 0, 0)
+    pad_value: int = 0
 
     @property
     def size(self) -> int:
         return int(np.prod(self.shape))
 
+    @property
+    def hwc(self) -> tuple[int, int, int]:
+        return tuple(self.shape) if len(self.shape) == 3 else (1, 1, self.size)
+
+    @property
+    def padded_hwc(self) -> tuple[int, int, int]:
+        h, w, c = self.hwc
+        return h + self.pad[0] + self.pad[2], w + self.pad[1] + self.pad[3], c
+
+    @property
+    def sample_bytes(self) -> int:
+        return int(np.prod(self.padded_hwc))
+
+    def pack(self, x: np.ndarray) -> np.ndarray:
+        """int64 [n, *shape] -> the bytes of n samples (uint8 [n * sample_bytes]), border included."""
+        n = len(x)
+        (h, w, c), (pt, pl, pb, pr) = self.hwc, self.pad
+        full = np.full((n,) + self.padded_hwc, self.pad_value, np.int64)
+        full[:, pt:pt + h, pl:pl + w] = np.asarray(x, np.int64).reshape(n, h, w, c)
+        return full.astype(np.int8).view(np.uint8).reshape(-1)
+
+    def unpack(self, raw: np.ndarray, n: int) -> np.ndarray:
+        """The first n samples of the bytes at `addr` (uint8, at least n * sample_bytes) -> int64 [n, *shape]."""
+        (h, w, _), (pt, pl, _, _) = self.hwc, self.pad
+        full = raw[:n * self.sample_bytes].view(np.int8).astype(np.int64).reshape((n,) + self.padded_hwc)
+        return full[:, pt:pt + h, pl:pl + w].reshape((n,) + tuple(self.shape))
+
     def to_json(self) -> dict:
         return {"name": self.name, "addr": self.addr, "shape": list(self.shape),
-                "scale": self.qparams.scale, "zero_point": self.qparams.zero_point, "bits": self.qparams.bits}
+                "scale": self.qparams.scale, "zero_point": self.qparams.zero_point, "bits": self.qparams.bits,
+                "pad": list(self.pad), "pad_value": self.pad_value}
 
     @classmethod
     def from_json(cls, d: dict) -> "TensorRegion":
         return cls(d["name"], int(d["addr"]), tuple(d["shape"]),
-                   QParams(float(d["scale"]), int(d["zero_point"]), int(d["bits"])))
+                   QParams(float(d["scale"]), int(d["zero_point"]), int(d["bits"])),
+                   tuple(d.get("pad", (0, 0, 0, 0))), int(d.get("pad_value", 0)))
 
 
 @dataclasses.dataclass

@@ -1,31 +1,82 @@
 """The integer reference: the graph evaluated straight from the IR, no tiling, no hardware.
 
-Every integer backend (golden, RTL) must equal it on every element of every layer.
+Every integer backend (golden, RTL) must equal it on every element of every layer. Feature maps are
+int64 [B, H, W, C]; vectors [B, K]. Sums go through float64 matrix products, exact because every
+partial sum is below 2**31 (the compiler's accumulator proof) << 2**53.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from . import numerics
-from .ir import Dense, Graph
+from .ir import Add, Conv2d, Dense, Graph, Pool2d
 
-__all__ = ["run_reference"]
+__all__ = ["run_reference", "windows"]
+
+
+def windows(x: np.ndarray, kernel, stride, padding, dilation=(1, 1), pad_value: int = 0) -> np.ndarray:
+    """[B, OH, OW, KH, KW, C] view of the padded NHWC map x ([B, H, W, C]) under a sliding window."""
+    (kh, kw), (sh, sw), (pt, pl, pb, pr), (dh, dw) = kernel, stride, padding, dilation
+    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=pad_value)
+    B, H, W, C = xp.shape
+    oh, ow = (H - dh * (kh - 1) - 1) // sh + 1, (W - dw * (kw - 1) - 1) // sw + 1
+    s = xp.strides
+    return np.lib.stride_tricks.as_strided(
+        xp, (B, oh, ow, kh, kw, C), (s[0], s[1] * sh, s[2] * sw, s[1] * dh, s[2] * dw, s[3]), writeable=False)
+
+
+def _requant(node, graph: Graph, acc: np.ndarray) -> np.ndarray:
+    mult, shift = node.requant(graph)
+    return numerics.requantize(acc, 0, mult, shift, graph.tensors[node.output].qparams.zero_point, *node.clamp)
+
+
+def _matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return (x.astype(np.float64) @ np.asarray(w, np.float64).T).astype(np.int64)
 
 
 def _dense(node: Dense, graph: Graph, x: np.ndarray) -> np.ndarray:
     zx = graph.tensors[node.input].qparams.zero_point
-    zy = graph.tensors[node.output].qparams.zero_point
-    # float64 products are exact: |sum| < 2**31 (the compiler's accumulator proof) << 2**53
-    acc = ((x - zx).astype(np.float64) @ np.asarray(node.weight, np.float64).T).astype(np.int64)
-    acc += np.asarray(node.bias, np.int64)
-    mult, shift = node.requant(graph)
-    return numerics.requantize(acc, 0, mult, shift, zy, *node.clamp)
+    return _requant(node, graph, _matmul(x.reshape(len(x), -1) - zx, node.weight) + node.bias)
+
+
+def _conv(node: Conv2d, graph: Graph, x: np.ndarray) -> np.ndarray:
+    zx = graph.tensors[node.input].qparams.zero_point
+    n, kh, kw, cin = node.weight.shape
+    win = windows(x - zx, (kh, kw), node.stride, node.padding, node.dilation)
+    B, oh, ow = win.shape[:3]
+    acc = _matmul(win.reshape(B * oh * ow, -1), node.weight.reshape(n, -1)) + node.bias
+    return _requant(node, graph, acc).reshape(B, oh, ow, n)
+
+
+def _pool(node: Pool2d, graph: Graph, x: np.ndarray) -> np.ndarray:
+    q = graph.tensors[node.input].qparams
+    if node.kind == "max":
+        win = windows(x, node.kernel, node.stride, node.padding, pad_value=q.qmin)
+        acc = win.max(axis=(3, 4)) - q.zero_point
+    else:
+        acc = windows(x - q.zero_point, node.kernel, node.stride, node.padding).sum(axis=(3, 4))
+    return _requant(node, graph, acc)
+
+
+def _add(node: Add, graph: Graph, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    za, zb = (graph.tensors[t].qparams.zero_point for t in node.inputs)
+    wa, wb = node.weights
+    return _requant(node, graph, wa * (a - za) + wb * (b - zb))
 
 
 def run_reference(graph: Graph, x_int: np.ndarray) -> dict[str, np.ndarray]:
     """Integer tensors by name (int64, batch first) for an integer input of shape [B, *input shape]."""
-    values = {graph.input: np.asarray(x_int, np.int64)}
+    B = len(x_int)
+    values = {graph.input: np.asarray(x_int, np.int64).reshape((B,) + graph.tensors[graph.input].shape)}
     for node in graph.nodes:
-        x = values[node.input].reshape(len(x_int), -1)
-        values[node.output] = _dense(node, graph, x).reshape((len(x_int),) + graph.tensors[node.output].shape)
+        args = [values[t] for t in node.inputs]
+        if isinstance(node, Dense):
+            y = _dense(node, graph, *args)
+        elif isinstance(node, Conv2d):
+            y = _conv(node, graph, *args)
+        elif isinstance(node, Pool2d):
+            y = _pool(node, graph, *args)
+        else:
+            y = _add(node, graph, *args)
+        values[node.output] = y.reshape((B,) + graph.tensors[node.output].shape)
     return values

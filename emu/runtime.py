@@ -87,13 +87,12 @@ def run_program(program: Program, x_int: np.ndarray, *, backend: Callable = _gol
     for s in (progress(starts) if progress else starts):
         n = min(pb, B - s)
         mem = program.image.copy()
-        chunk = np.full((pb, program.input.size), program.input.qparams.zero_point, np.int64)
-        chunk[:n] = x_int[s:s + n].reshape(n, -1)
-        a = program.input.addr
-        mem[a:a + chunk.size] = chunk.astype(np.int8).view(np.uint8).ravel()
+        region = program.input
+        chunk = np.full((pb,) + region.shape, region.qparams.zero_point, np.int64)  # unused slots: zeros
+        chunk[:n] = x_int[s:s + n].reshape((n,) + region.shape)
+        mem[region.addr:region.addr + pb * region.sample_bytes] = region.pack(chunk)
         mem, res = backend(program.cfg, mem, program.prog_addr, program.prog_len, watchdog)
         for r in regions:
-            raw = mem[r.addr:r.addr + pb * r.size].view(np.int8).astype(np.int64)
-            outs[r.name][s:s + n] = raw.reshape((pb,) + r.shape)[:n]
+            outs[r.name][s:s + n] = r.unpack(mem[r.addr:], n)
         cycles, macs, runs = cycles + res.cycles, macs + res.macs, runs + 1
     return RunOutput(outs[program.output.name], outs, cycles, macs, runs)

@@ -1,0 +1,233 @@
+"""One accelerator layer as a tiled matrix product, and its instruction stream.
+
+Every layer the compiler accepts becomes a `Gemm`: for each output pixel p (of `pixels` per sample) and
+output channel n,
+
+    ACC[p, n] = reduce over K-tiles i of  sum_k ACT_i[p, k] * W[n, col_i + k]      (reduce: + or max)
+    OUT[p, n] = requantize(ACC[p, n] + bias[n])
+
+where K-tile i reads `length` <= R consecutive bytes of a source tensor per pixel, at a byte offset from the
+pixel's window origin. Convolution windows, pooling windows and the two inputs of an Add are all lists of
+K-tiles; the DMA gathers them with 3-D strided loads (sample, output row, output column), so no host code
+touches activations between layers. Output channels are tiled `lanes` (<= C) at a time.
+
+Schedule, for a chunk of m samples (m * pixels entries) and a group G of N-tiles whose accumulators fit
+the ACC buffer at once::
+
+    LOAD PARAM of G; LOAD ACT of the first K-tile; LOAD WGT of the first step; SYNC
+    for each step (K-tile i, N-tile j in G), K-tile major, skipping all-zero weight tiles:
+        MATMUL ACT slot of i x WGT slot -> ACC region of j (the first step of j overwrites)
+        LOAD the next step's WGT tile (other slot), and its ACT K-tile when it changes (other slot)
+        SYNC
+    for each j in G: POST ACC region of j -> OUT slot; STORE the previous OUT slot; SYNC
+
+ACT, WGT and OUT are double-buffered, so the DMA works behind the array.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+
+from . import isa, numerics
+from .config import AccelConfig, PARAM_BYTES
+from .isa import Buffer, Opcode
+from .program import TensorRegion
+
+__all__ = ["CompileError", "KTile", "Gemm", "Memory", "dma", "emit"]
+
+ALIGN = 64  # every region starts on a 64-byte boundary (any bus width divides it)
+_BLOCKS_MAX = (1 << 10) - 1
+_STRIDE_LIMIT = 1 << 20
+_ROWS_MAX = (1 << 16) - 1
+
+
+class CompileError(ValueError):
+    """A graph this configuration cannot run; the message names the layer and the limit."""
+
+
+class Memory:
+    """Bump allocator over the external-memory image."""
+
+    def __init__(self):
+        self.chunks: list[tuple[int, bytes]] = []
+        self.top = 0
+
+    def alloc(self, nbytes: int, data: bytes | None = None) -> int:
+        addr = self.top
+        self.top = -(-(addr + nbytes) // ALIGN) * ALIGN
+        if data is not None:
+            self.chunks.append((addr, data))
+        return addr
+
+    def image(self) -> np.ndarray:
+        img = np.zeros(max(self.top, ALIGN), np.uint8)
+        for addr, data in self.chunks:
+            img[addr:addr + len(data)] = np.frombuffer(data, np.uint8)
+        return img
+
+
+@dataclasses.dataclass
+class KTile:
+    src: TensorRegion
+    offset: int                      # bytes from sample 0's pixel-(0, 0) window origin to the first element
+    length: int                      # reduction lanes, 1..R
+    strides: tuple[int, int, int]    # bytes per sample, per output row, per output column
+
+
+@dataclasses.dataclass
+class Gemm:
+    name: str
+    ktiles: list[KTile]
+    weight: np.ndarray               # int64 [N, sum of lengths], columns in K-tile order
+    bias: np.ndarray                 # int64 [N], input zero points already folded in
+    real_scale: np.ndarray           # float64 [N] -> (multiplier, shift)
+    zero_point: int
+    clamp: tuple[int, int]
+    out: TensorRegion
+    out_hw: tuple[int, int]          # OH, OW
+    lanes: int                       # output channels per N-tile, 1..C
+    reduce_max: bool = False
+
+
+def dma(op: Opcode, buf: Buffer, buf_addr: int, addr: int, dims: list[tuple[int, int]], row_len: int,
+        where: str) -> list[isa.Instr]:
+    """LOAD/STORE instructions moving `row_len`-element rows at addr + sum(i_d * stride_d) over the index
+    space `dims` [(count, stride)], outermost first, to consecutive buffer entries in row-major order.
+
+    Dimensions of count 1 are dropped and a dimension is merged into the next one in when its stride is
+    the next's count times stride; the innermost two go in one instruction (rows, blocks), the rest loop."""
+    merged: list[list[int]] = []
+    for count, stride in dims:
+        if count == 1:
+            continue
+        if merged and merged[-1][1] == count * stride:
+            merged[-1] = [merged[-1][0] * count, stride]
+        else:
+            merged.append([count, stride])
+    row_bytes = row_len * (PARAM_BYTES if buf == Buffer.PARAM else 1)
+    rows, stride = merged.pop() if merged else (1, row_bytes)
+    blocks, block_stride = merged.pop() if merged else (1, 0)
+    if blocks > 1 and block_stride >= _STRIDE_LIMIT:
+        merged.append([blocks, block_stride])
+        blocks, block_stride = 1, 0
+    if rows > _ROWS_MAX or stride >= _STRIDE_LIMIT:
+        raise CompileError(f"{where}: a transfer of {rows} rows {stride} bytes apart does not fit a DMA "
+                           f"instruction (rows <= {_ROWS_MAX}, stride < {_STRIDE_LIMIT})")
+    out = []
+    for idx in itertools.product(*(range(c) for c, _ in merged)):
+        base = addr + sum(i * s for i, (_, s) in zip(idx, merged))
+        for b0 in range(0, blocks, _BLOCKS_MAX):
+            nb = min(_BLOCKS_MAX, blocks - b0)
+            out.append(isa.make(op, buf=buf, rows=rows, row_len=row_len, buf_addr=buf_addr,
+                                ext_addr=base + b0 * block_stride, ext_stride=stride, blocks=nb,
+                                block_stride=block_stride if nb > 1 else 0))
+            buf_addr += rows * nb
+    return out
+
+
+def _tiles(g: Gemm, cfg: AccelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Weight tiles [nt, kt, R, C] (tile[j, i][k, c] = W[j*lanes + c, col_i + k]) and which are used."""
+    R, C, L = cfg.rows, cfg.cols, g.lanes
+    N = g.weight.shape[0]
+    nt, kt = -(-N // L), len(g.ktiles)
+    w = np.zeros((nt * L, g.weight.shape[1]), np.int64)
+    w[:N] = g.weight
+    tiles = np.zeros((nt, kt, R, C), np.int64)
+    col = 0
+    for i, t in enumerate(g.ktiles):
+        tiles[:, i, :t.length, :L] = w[:, col:col + t.length].reshape(nt, L, t.length).transpose(0, 2, 1)
+        col += t.length
+    used = tiles.any(axis=(2, 3))
+    for j in np.flatnonzero(~used.any(axis=1)):
+        if g.reduce_max:
+            raise CompileError(f"layer {g.name}: output tile {j} reads no input")
+        used[j, 0] = True  # an all-zero row of weights still needs its ACC written (bias only)
+    return tiles, used
+
+
+def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
+    """Append the instructions of one layer for `batch` samples; returns the MACs the array counts."""
+    R, C, L = cfg.rows, cfg.cols, g.lanes
+    N = g.weight.shape[0]
+    pixels = g.out_hw[0] * g.out_hw[1]
+    cap = min(cfg.act_depth // 2, cfg.out_depth // 2, cfg.acc_depth, _ROWS_MAX)
+    if pixels > cap:
+        raise CompileError(f"layer {g.name}: {g.out_hw[0]}x{g.out_hw[1]} = {pixels} output pixels per sample; "
+                           f"this configuration's buffers hold {cap} (act_depth/2, out_depth/2, acc_depth)")
+    if cfg.wgt_depth < 2 * R or cfg.param_depth < 1:
+        raise CompileError(f"wgt_depth={cfg.wgt_depth} must hold two {R}-entry weight tiles")
+    mult, shift = numerics.requant_params(g.real_scale)
+    tiles, used = _tiles(g, cfg)
+    nt, kt = used.shape
+    w_addr = {}
+    for j, i in zip(*np.nonzero(used)):
+        w_addr[j, i] = mem.alloc(R * C, tiles[j, i].astype(np.int8).tobytes())
+    lane_params = np.zeros((nt * L, 2), np.int64)   # (bias, multiplier) of channel j * L + c
+    lane_params[:N, 0], lane_params[:N, 1] = g.bias, mult
+    params = np.zeros((nt, C, 2), np.int64)
+    params[:, :L] = lane_params.reshape(nt, L, 2)
+    p_addr = mem.alloc(params.size * 4, params.astype("<i4").tobytes())
+
+    m = min(batch, cap // pixels)
+    out_h, out_w = g.out_hw
+    oc = g.out.padded_hwc
+    out_origin = g.out.addr + (g.out.pad[0] * oc[1] + g.out.pad[1]) * oc[2]
+    macs = 0
+    for m0 in range(0, batch, m):
+        mm = min(m, batch - m0)
+        entries = mm * pixels
+        group = max(1, min(nt, cfg.acc_depth // entries, cfg.param_depth))
+
+        def load_act(i: int, slot: int) -> None:
+            t = g.ktiles[i]
+            dims = [(mm, t.strides[0]), (out_h, t.strides[1]), (out_w, t.strides[2])]
+            prog.extend(dma(Opcode.LOAD, Buffer.ACT, slot * m * pixels, t.src.addr + m0 * t.strides[0] + t.offset,
+                            dims, t.length, f"layer {g.name}"))
+
+        def load_wgt(step: tuple[int, int], slot: int) -> None:
+            i, j = step
+            prog.append(isa.make(Opcode.LOAD, buf=Buffer.WGT, rows=R, row_len=C, buf_addr=slot * R,
+                                 ext_addr=w_addr[j, i], ext_stride=C))
+
+        def store(j: int, slot: int) -> None:
+            dims = [(mm, g.out.sample_bytes), (out_h, oc[1] * oc[2]), (out_w, oc[2])]
+            prog.extend(dma(Opcode.STORE, Buffer.OUT, slot * m * pixels,
+                            out_origin + m0 * g.out.sample_bytes + j * L, dims, min(L, N - j * L),
+                            f"layer {g.name}"))
+
+        for g0 in range(0, nt, group):
+            js = range(g0, min(nt, g0 + group))
+            steps = [(i, j) for i in range(kt) for j in js if used[j, i]]
+            prog.extend(dma(Opcode.LOAD, Buffer.PARAM, 0, p_addr + g0 * C * PARAM_BYTES,
+                            [(len(js), C * PARAM_BYTES)], C, f"layer {g.name}"))
+            act_slot = {steps[0][0]: 0}
+            load_act(steps[0][0], 0)
+            load_wgt(steps[0], 0)
+            prog.append(isa.make(Opcode.SYNC))
+            started = set()
+            for s, (i, j) in enumerate(steps):
+                prog.append(isa.make(Opcode.MATMUL, rows=entries, act_addr=act_slot[i] * m * pixels,
+                                     wgt_addr=(s % 2) * R, acc_addr=(j - g0) * entries,
+                                     accumulate=int(j in started), reduce_max=int(g.reduce_max),
+                                     k_valid=g.ktiles[i].length, n_valid=min(L, N - j * L)))
+                macs += entries * g.ktiles[i].length * min(L, N - j * L)
+                started.add(j)
+                if s + 1 < len(steps):
+                    nxt = steps[s + 1]
+                    if nxt[0] != i:
+                        act_slot[nxt[0]] = 1 - act_slot[i]
+                        load_act(nxt[0], act_slot[nxt[0]])
+                    load_wgt(nxt, (s + 1) % 2)
+                prog.append(isa.make(Opcode.SYNC))
+            for n, j in enumerate(js):
+                prog.append(isa.make(Opcode.POST, rows=entries, acc_addr=(j - g0) * entries,
+                                     out_addr=(n % 2) * m * pixels, param_addr=j - g0, shift=shift,
+                                     zero_point=g.zero_point, clamp_lo=g.clamp[0], clamp_hi=g.clamp[1]))
+                if n:
+                    store(j - 1, (n - 1) % 2)
+                prog.append(isa.make(Opcode.SYNC))
+            store(js[-1], (len(js) - 1) % 2)
+            prog.append(isa.make(Opcode.SYNC))
+    return macs
