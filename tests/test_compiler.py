@@ -7,17 +7,7 @@ from emu.compiler import CompileError, compile_graph
 from emu.config import AccelConfig
 from emu.reference import run_reference
 from emu.runtime import run_program
-from graphs import random_input, random_mlp
-
-
-def assert_matches_reference(graph, cfg, x, batch):
-    """The one comparison every compiler test makes: all layers, every element, exact."""
-    program = compile_graph(graph, cfg, batch=batch)
-    out = run_program(program, x)
-    ref = run_reference(graph, x)
-    for node in graph.nodes:
-        np.testing.assert_array_equal(out.layers[node.output], ref[node.output], err_msg=node.name)
-    return program, out
+from graphs import assert_matches_reference, random_input, random_mlp
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
