@@ -2,10 +2,18 @@
 
 Accepted graph (after `convert_pt2e` and `torch.export`, static or dynamic batch)::
 
-    x --quantize_per_tensor--> q0                                   (the graph input tensor, [B, K])
-    dequantize_per_tensor(q_i), dequantize_per_channel(w_int) [, float bias]
-        -> aten.linear -> [relu | relu_ | relu6 | hardtanh | clamp]* -> quantize_per_tensor   (one ir.Dense)
+    x --quantize_per_tensor--> q0                       (the graph input tensor, [B, K] or [B, C, H, W])
+    dequantize_per_tensor(q_i) [, dequantize_per_channel(w_int), float bias]
+        -> layer op -> [relu | relu6 | hardtanh | clamp | max_pool2d]* -> quantize_per_tensor   (one IR node)
     ... -> dequantize_per_tensor -> output
+
+Layer ops: aten.linear (ir.Dense), aten.conv2d (ir.Conv2d; grouped convolutions become dense ones with
+zero blocks, which the compiler skips), aten.max_pool2d / avg_pool2d / adaptive_avg_pool2d / mean over
+H and W (ir.Pool2d), aten.add.Tensor of two dequantized tensors (ir.Add), and an activation or max pool
+applied straight to a dequantized tensor (an ir.Pool2d max of window 1 when nothing else: a requantize).
+Clamps commute with max pooling, so a clamp before or after a max pool joins its layer's clamp.
+Feature maps become NHWC tensors ([H, W, C]); a flatten of a map is a view, and the next linear's weight
+columns are permuted from torch's C, H, W order to H, W, C.
 
 Each `ir.Dense` takes: weight int [N, K] and weight_scale [N] (per-tensor weights broadcast their scale);
 weight_bits from the weight's quant_min/quant_max ([-(2**(b-1)-1), 2**(b-1)-1] or the full signed range);
@@ -38,8 +46,9 @@ qd = torch.ops.quantized_decomposed
 
 #: One line for error messages: what the lowering accepts.
 SUPPORTED = ("supported: quantize/dequantize_per_tensor (signed int8 dtype, 2..8-bit full range), "
-             "dequantize_per_channel weights (axis 0, zero point 0), aten.linear, relu/relu6/hardtanh/clamp "
-             "after a linear, and no-op flatten/view/reshape/contiguous/clone/dropout(eval)")
+             "dequantize_per_channel weights (axis 0, zero point 0), aten.linear, aten.conv2d, max_pool2d, "
+             "avg_pool2d, adaptive_avg_pool2d, mean over H and W, add.Tensor, relu/relu6/hardtanh/clamp, "
+             "flatten, and no-op view/reshape/contiguous/clone/dropout(eval)")
 
 _QUANTIZE = (qd.quantize_per_tensor.default, qd.quantize_per_tensor.tensor)
 _DEQUANTIZE = (qd.dequantize_per_tensor.default, qd.dequantize_per_tensor.tensor)
@@ -74,30 +83,37 @@ class _FloatInput:          # the user's float input
 
 
 @dataclasses.dataclass
-class _Quantized:           # an integer tensor of the IR
+class _Quantized:           # an integer tensor of the IR; `flat`: torch sees a map flattened to [B, C*H*W]
     tensor: str
+    flat: bool = False
 
 
 @dataclasses.dataclass
 class _Dequantized:         # dequantize_per_tensor of an IR tensor
     tensor: str
+    flat: bool = False
 
 
 @dataclasses.dataclass
 class _Weight:              # a dequantized integer weight
-    values: np.ndarray      # int64
+    values: np.ndarray      # int64, torch layout ([N, K] or [N, Cin, KH, KW])
     scale: np.ndarray       # float64, per output channel (or [1] per tensor)
     bits: int
 
 
 @dataclasses.dataclass
-class _Linear:              # a float linear result, possibly clamped, not yet quantized
-    input: str
-    weight: _Weight
-    bias: np.ndarray | None
-    lo: float
-    hi: float
+class _Pending:             # a float layer result, possibly clamped, not yet quantized
+    op: str                 # "linear", "conv", "max", "avg", "add", "identity"
+    inputs: list            # _Dequantized values
+    args: dict
     nodes: list
+    lo: float = -math.inf
+    hi: float = math.inf
+
+
+def _pair(v) -> tuple[int, int]:
+    v = list(v) if isinstance(v, (list, tuple)) else [v]
+    return (int(v[0]), int(v[-1]))
 
 
 class _Lowering:
@@ -106,9 +122,10 @@ class _Lowering:
         self.consts = constants_of(ep)
         self.values: dict[torch.fx.Node, object] = {}
         self.tensors: dict[str, ir.TensorInfo] = {}
-        self.nodes: list[ir.Dense] = []
+        self.nodes: list = []
         self.input: str | None = None
         self.output: str | None = None
+        self.layout = "nc"
 
     # -- helpers --
     def fail(self, node: torch.fx.Node, what: str) -> UnsupportedModelError:
@@ -153,8 +170,8 @@ class _Lowering:
                                   f"range of torch.int8 with 2..8 bits")
         if np.any(zp != 0):
             raise self.fail(node, "weights with a nonzero zero point (weights must be symmetric)")
-        if values.dim() != 2:
-            raise self.fail(node, f"weight of shape {tuple(values.shape)} (linear weights are [N, K])")
+        if values.dim() not in (2, 4):
+            raise self.fail(node, f"weight of shape {tuple(values.shape)} (linear [N, K] or conv [N, C, KH, KW])")
         v = values.to(torch.int64).numpy()
         if v.min() < qmin or v.max() > qmax:
             raise self.fail(node, f"weight values outside [{qmin}, {qmax}]")
@@ -163,6 +180,17 @@ class _Lowering:
     def shape(self, node) -> tuple[int, ...]:
         val = node.meta.get("val")
         return tuple(val.shape) if isinstance(val, torch.Tensor) else ()
+
+    def ir_shape(self, node) -> tuple[int, ...]:
+        """The IR shape (no batch; NHWC for maps) of a torch node's [B, ...] value."""
+        s = tuple(int(d) for d in self.shape(node)[1:])
+        return (s[1], s[2], s[0]) if len(s) == 3 else s
+
+    def dequantized(self, node, arg, what: str) -> _Dequantized:
+        val = self.values.get(arg) if isinstance(arg, torch.fx.Node) else None
+        if not isinstance(val, _Dequantized):
+            raise self.fail(node, f"{what} that is not a dequantized per-tensor activation")
+        return val
 
     # -- the walk --
     def run(self) -> ir.Graph:
@@ -181,10 +209,10 @@ class _Lowering:
                 raise self.fail(node, f"node kind {node.op}")
         if len(user_inputs) != 1:
             raise UnsupportedModelError(f"the model takes {len(user_inputs)} inputs {list(user_inputs)}; "
-                                        f"supported: exactly one [batch, features] tensor")
+                                        f"supported: exactly one [batch, features] or [batch, C, H, W] tensor")
         if self.input is None or not self.nodes:
-            raise UnsupportedModelError(f"the model has no quantized input or no quantized linear layer; {SUPPORTED}")
-        return ir.Graph(self.tensors, self.nodes, self.input, self.output)
+            raise UnsupportedModelError(f"the model has no quantized input or no quantized layer; {SUPPORTED}")
+        return ir.Graph(self.tensors, self.nodes, self.input, self.output, self.layout)
 
     def visit(self, node: torch.fx.Node) -> None:
         t = node.target
@@ -198,80 +226,192 @@ class _Lowering:
             if isinstance(val, _Quantized):
                 if self.act_qparams(node) != self.tensors[val.tensor].qparams:
                     raise self.fail(node, "a dequantize whose parameters differ from its quantize")
-                self.values[node] = _Dequantized(val.tensor)
+                self.values[node] = _Dequantized(val.tensor, val.flat)
             else:
                 self.values[node] = self.weight(node, per_channel=False)
         elif t == qd.dequantize_per_channel.default:
             self.values[node] = self.weight(node, per_channel=True)
         elif t == aten.linear.default:
             self.values[node] = self.visit_linear(node, val)
+        elif t == aten.conv2d.default:
+            self.values[node] = self.visit_conv(node)
         elif t in ACTIVATION_OPS:
-            if not isinstance(val, _Linear) or len(src.users) != 1:
-                raise self.fail(node, "an activation that does not directly follow a linear layer")
+            if isinstance(val, _Dequantized):
+                val = _Pending("identity", [val], {}, [])
+            elif not isinstance(val, _Pending) or len(src.users) != 1 or val.op == "avg":
+                raise self.fail(node, "an activation that follows neither a layer nor a dequantized tensor")
             lo, hi = _activation_bounds(node)
             val.lo, val.hi = max(val.lo, lo), min(val.hi, hi)
             val.nodes.append(node)
             self.values[node] = val
+        elif t == aten.max_pool2d.default:
+            self.values[node] = self.visit_max_pool(node, val)
+        elif t in (aten.avg_pool2d.default, aten.adaptive_avg_pool2d.default, aten.mean.dim):
+            self.values[node] = self.visit_avg_pool(node)
+        elif t in (aten.add.Tensor, aten.add_.Tensor):
+            if len(node.args) != 2 or node.kwargs.get("alpha", 1) != 1:
+                raise self.fail(node, "an add with alpha or a scalar operand")
+            a, b = (self.dequantized(node, x, "an add input") for x in node.args)
+            self.values[node] = _Pending("add", [a, b], {}, [node])
         elif t in _NOOP_VIEWS:
-            if t == aten.dropout.default and (len(node.args) < 3 or node.args[2]):
-                raise self.fail(node, "dropout in training mode (export the model in eval mode)")
-            in_shape, out_shape = self.shape(src), self.shape(node)
-            if len(in_shape) != 2 or in_shape[1:] != out_shape[1:] or len(out_shape) != 2:
-                raise self.fail(node, f"a reshape from {in_shape} to {out_shape} (only [batch, features] "
-                                      f"tensors, unchanged)")
-            self.values[node] = val
+            self.values[node] = self.visit_view(node, src, val)
         else:
             raise self.fail(node, "this op")
+
+    def visit_view(self, node, src, val):
+        if node.target == aten.dropout.default and (len(node.args) < 3 or node.args[2]):
+            raise self.fail(node, "dropout in training mode (export the model in eval mode)")
+        in_shape, out_shape = self.shape(src), self.shape(node)
+        if in_shape == out_shape:
+            return val
+        flat_map = len(in_shape) == 4 and len(out_shape) == 2 and int(np.prod(in_shape[1:])) == out_shape[1]
+        if flat_map and isinstance(val, (_Dequantized, _Quantized)):
+            return type(val)(val.tensor, flat=True)
+        raise self.fail(node, f"a reshape from {in_shape} to {out_shape} (only flattening [B, C, H, W] to "
+                              f"[B, C*H*W] or shape-preserving views)")
 
     def visit_quantize(self, node, val):
         q = self.act_qparams(node)
         if isinstance(val, _Dequantized):
-            if q != self.tensors[val.tensor].qparams:
-                raise self.fail(node, "requantizing a tensor to different parameters")
-            return _Quantized(val.tensor)
+            if q == self.tensors[val.tensor].qparams:
+                return _Quantized(val.tensor, val.flat)
+            val = _Pending("identity", [val], {}, [])   # a requantize
         if isinstance(val, _FloatInput):
             if self.input is not None:
                 raise self.fail(node, "a second quantization of the model input")
-            if len(val.shape) != 2:
-                raise self.fail(node, f"an input of shape {val.shape} (only [batch, features])")
+            if len(val.shape) not in (2, 4):
+                raise self.fail(node, f"an input of shape {val.shape} (only [batch, features] or [B, C, H, W])")
             self.input = node.name
-            self.tensors[node.name] = ir.TensorInfo(node.name, (int(val.shape[1]),), q)
+            self.layout = "nchw" if len(val.shape) == 4 else "nc"
+            self.tensors[node.name] = ir.TensorInfo(node.name, self.ir_shape(node), q)
             return _Quantized(node.name)
-        if isinstance(val, _Linear):
-            self.nodes.append(self.make_dense(node, val, q))
+        if isinstance(val, _Pending):
+            self.tensors[node.name] = ir.TensorInfo(node.name, self.ir_shape(node), q)
+            self.nodes.append(self.make_node(node, val, q))
             return _Quantized(node.name)
-        raise self.fail(node, "a quantize that follows neither the input, a linear layer nor a dequantize")
+        raise self.fail(node, "a quantize that follows neither the input, a layer nor a dequantize")
 
-    def visit_linear(self, node, val) -> _Linear:
-        if not isinstance(val, _Dequantized):
-            raise self.fail(node, "a linear whose input is not a dequantized per-tensor activation")
+    def visit_linear(self, node, val) -> _Pending:
+        x = self.dequantized(node, node.args[0], "a linear input")
         weight = self.values.get(node.args[1])
-        if not isinstance(weight, _Weight):
-            raise self.fail(node, "a linear whose weight is not a dequantized integer constant")
-        bias = node.args[2] if len(node.args) > 2 else None
-        if bias is not None:
-            bias = self.const(node, bias).double().numpy()
-        k = self.tensors[val.tensor].shape[0]
-        if weight.values.shape[1] != k:
-            raise self.fail(node, f"weight shape {weight.values.shape} does not match input features {k}")
-        return _Linear(val.tensor, weight, bias, -math.inf, math.inf, [node])
+        if not isinstance(weight, _Weight) or weight.values.ndim != 2:
+            raise self.fail(node, "a linear whose weight is not a dequantized integer [N, K] constant")
+        w = weight.values
+        shape = self.tensors[x.tensor].shape
+        if w.shape[1] != int(np.prod(shape)):
+            raise self.fail(node, f"weight shape {w.shape} does not match the input's {int(np.prod(shape))} features")
+        if len(shape) == 3:
+            if not x.flat:
+                raise self.fail(node, "a linear applied to a feature map without flatten")
+            h, wd, c = shape   # torch flattens C, H, W; the IR's map is H, W, C
+            w = w.reshape(-1, c, h, wd).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+        return _Pending("linear", [x], {"weight": _Weight(w, weight.scale, weight.bits),
+                                        "bias": self.bias_arg(node, 2)}, [node])
 
-    def make_dense(self, node, lin: _Linear, q: ir.QParams) -> ir.Dense:
-        n = lin.weight.values.shape[0]
-        w_scale = np.broadcast_to(lin.weight.scale, (n,)).astype(np.float64).copy()
-        in_scale = self.tensors[lin.input].qparams.scale
-        if lin.bias is None:
-            bias = np.zeros(n, np.int64)
+    def bias_arg(self, node, i):
+        bias = node.args[i] if len(node.args) > i else None
+        return None if bias is None else self.const(node, bias).double().numpy()
+
+    def visit_conv(self, node) -> _Pending:
+        x = self.dequantized(node, node.args[0], "a conv input")
+        weight = self.values.get(node.args[1])
+        if not isinstance(weight, _Weight) or weight.values.ndim != 4:
+            raise self.fail(node, "a conv whose weight is not a dequantized integer [N, C, KH, KW] constant")
+        a = list(node.args) + [None] * 7
+        stride, padding, dilation = _pair(a[3] or 1), _pair(a[4] or 0), _pair(a[5] or 1)
+        groups = int(a[6] or 1)
+        w = weight.values                             # [N, Cin/groups, KH, KW]
+        n, cg = w.shape[:2]
+        cin = cg * groups
+        if self.tensors[x.tensor].shape[-1] != cin or len(self.tensors[x.tensor].shape) != 3:
+            raise self.fail(node, f"weight shape {w.shape} does not match the input map {self.tensors[x.tensor].shape}")
+        dense = np.zeros((n, cin) + w.shape[2:], np.int64)
+        per_group = n // groups
+        for gi in range(groups):
+            dense[gi * per_group:(gi + 1) * per_group, gi * cg:(gi + 1) * cg] = w[gi * per_group:(gi + 1) * per_group]
+        return _Pending("conv", [x], {"weight": _Weight(dense.transpose(0, 2, 3, 1), weight.scale, weight.bits),
+                                      "bias": self.bias_arg(node, 2), "stride": stride,
+                                      "padding": (padding[0], padding[1], padding[0], padding[1]),
+                                      "dilation": dilation}, [node])
+
+    def visit_max_pool(self, node, val) -> _Pending:
+        a = list(node.args) + [None] * 6
+        kernel = _pair(a[1])
+        stride = _pair(a[2]) if a[2] else kernel
+        padding, dilation, ceil = _pair(a[3] or 0), _pair(a[4] or 1), bool(a[5])
+        if dilation != (1, 1) or ceil:
+            raise self.fail(node, "max pooling with dilation or ceil_mode")
+        if isinstance(val, _Pending) and val.op == "identity" and len(node.args[0].users) == 1:
+            pending = val                              # a clamp before the pool: clamps commute with max
         else:
-            bias = np.round(lin.bias / (in_scale * w_scale)).astype(np.int64)
+            pending = _Pending("identity", [self.dequantized(node, node.args[0], "a max pool input")], {}, [])
+        pending.op = "max"
+        pending.args = {"kernel": kernel, "stride": stride, "padding": (padding[0], padding[1]) * 2}
+        pending.nodes.append(node)
+        return pending
+
+    def visit_avg_pool(self, node) -> _Pending:
+        x = self.dequantized(node, node.args[0], "an average pool input")
+        h, w, _ = self.tensors[x.tensor].shape
+        t, a = node.target, list(node.args) + [None] * 7
+        if t == aten.mean.dim:
+            dims = sorted(d % 4 for d in a[1])
+            if dims != [2, 3]:
+                raise self.fail(node, f"a mean over dims {a[1]} (only H and W: a global average pool)")
+            kernel, stride, padding = (h, w), (1, 1), (0, 0)
+        elif t == aten.adaptive_avg_pool2d.default:
+            oh, ow = _pair(a[1])
+            if h % oh or w % ow:
+                raise self.fail(node, f"adaptive pooling of {h}x{w} to {oh}x{ow} (sizes must divide)")
+            kernel = stride = (h // oh, w // ow)
+            padding = (0, 0)
+        else:
+            kernel = _pair(a[1])
+            stride = _pair(a[2]) if a[2] else kernel
+            padding = _pair(a[3] or 0)
+            ceil, include_pad, divisor = bool(a[4]), True if a[5] is None else bool(a[5]), a[6]
+            if ceil or divisor is not None or (not include_pad and any(padding)):
+                raise self.fail(node, "average pooling with ceil_mode, divisor_override or count_include_pad=False")
+        return _Pending("avg", [x], {"kernel": kernel, "stride": stride, "padding": (padding[0], padding[1]) * 2},
+                        [node])
+
+    def make_node(self, node, p: _Pending, q: ir.QParams):
+        clamp = _clamp_range(p.lo, p.hi, node, q)
+        source = " -> ".join(x.name for x in p.nodes + [node])
+        name = p.nodes[0].name if p.nodes else node.name
+        ins = [x.tensor for x in p.inputs]
+        if p.op in ("linear", "conv"):
+            weight = p.args["weight"]
+            n = weight.values.shape[0]
+            w_scale = np.broadcast_to(weight.scale, (n,)).astype(np.float64).copy()
+            in_scale = self.tensors[ins[0]].qparams.scale
+            bias = p.args["bias"]
+            bias = np.zeros(n, np.int64) if bias is None else np.round(bias / (in_scale * w_scale)).astype(np.int64)
             if np.abs(bias).max() >= 1 << 31:
                 raise self.fail(node, "a bias that does not fit int32 in units of in_scale * weight_scale")
-        clamp = _clamp_range(lin.lo, lin.hi, node, q)
-        self.tensors[node.name] = ir.TensorInfo(node.name, (n,), q)
-        linear = lin.nodes[0]
-        return ir.Dense(name=linear.name, input=lin.input, output=node.name, weight=lin.weight.values,
-                        weight_scale=w_scale, weight_bits=lin.weight.bits, bias=bias, clamp=clamp,
-                        source=" -> ".join(x.name for x in lin.nodes + [node]))
+            if p.op == "linear":
+                return ir.Dense(name=name, input=ins[0], output=node.name, weight=weight.values,
+                                weight_scale=w_scale, weight_bits=weight.bits, bias=bias, clamp=clamp, source=source)
+            return ir.Conv2d(name=name, input=ins[0], output=node.name, weight=weight.values, weight_scale=w_scale,
+                             weight_bits=weight.bits, bias=bias, clamp=clamp, stride=p.args["stride"],
+                             padding=p.args["padding"], dilation=p.args["dilation"], source=source)
+        if p.op == "add":
+            sa, sb = (self.tensors[t].qparams.scale for t in ins)
+            weights, unit, bits = ir.add_weights(sa, sb)
+            return ir.Add(name=name, input=ins[0], other=ins[1], output=node.name, weights=weights, unit=unit,
+                          weight_bits=bits, clamp=clamp, source=source)
+        if self.tensors[ins[0]].shape != self.tensors[node.name].shape and p.op == "identity":
+            raise self.fail(node, "a requantize that changes the shape")
+        if len(self.tensors[ins[0]].shape) != 3:
+            if p.op != "identity":
+                raise self.fail(node, "pooling a tensor that is not a feature map")
+            k = self.tensors[ins[0]].size   # requantize a vector: a 1 x 1 window over a 1 x 1 x K map
+            self.tensors[node.name] = ir.TensorInfo(node.name, (1, 1, k), q)
+            self.tensors[ins[0]] = ir.TensorInfo(ins[0], (1, 1, k), self.tensors[ins[0]].qparams)
+        kind = "avg" if p.op == "avg" else "max"
+        a = p.args or {"kernel": (1, 1), "stride": (1, 1), "padding": (0, 0, 0, 0)}
+        return ir.Pool2d(name=name, input=ins[0], output=node.name, kind=kind, kernel=a["kernel"], clamp=clamp,
+                         stride=a["stride"], padding=a["padding"], source=source)
 
     def visit_output(self, node) -> None:
         outs = node.args[0]
@@ -281,13 +421,8 @@ class _Lowering:
         if not isinstance(val, (_Dequantized, _Quantized)):
             raise self.fail(node, "an output that is not a (de)quantized tensor of the last layer")
         self.output = val.tensor
-        expected = self.input
-        for d in self.nodes:
-            if d.input != expected:
-                raise self.fail(node, f"layer {d.name!r} reads {d.input!r}, not {expected!r} (only chains)")
-            expected = d.output
-        if self.output != expected:
-            raise self.fail(node, f"the output {self.output!r} is not the last layer's output {expected!r}")
+        if self.output != self.nodes[-1].output:
+            raise self.fail(node, f"the output {self.output!r} is not the last layer's output")
 
 
 def _op_name(node: torch.fx.Node) -> str:

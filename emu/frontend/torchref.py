@@ -1,8 +1,9 @@
 """Torch's own quantize/dequantize float semantics, to cross-check the integer emulator.
 
-`torch_layer` reruns the torch nodes one `ir.Dense` came from (its ``source``) with torch's ops:
-``dequantize_per_tensor`` of the integer input, ``aten.linear`` with the dequantized weight and the model's
-float bias, the activation, then ``quantize_per_tensor`` (round half to even, saturating) back to integers.
+`torch_layer_outputs` interprets the converted torch graph with every IR tensor's quantize node fed the
+integers the emulator computed, so each layer runs torch's own ops (``dequantize_per_tensor``, the float
+conv/linear/pool/add with the model's float bias, the activation, ``quantize_per_tensor``: round half to
+even, saturating) on exactly the emulator's inputs.
 Any disagreement with the integer datapath is then a property of the integer requantization (Q31
 multiplier, round half up, integer bias), expected to be at most 1 LSB.
 """
@@ -44,36 +45,61 @@ def _evaluator(ep: torch.export.ExportedProgram):
     return arg
 
 
-def _dequantize_node(node: torch.fx.Node) -> torch.fx.Node:
-    """The dequantize_per_tensor feeding a linear's input, looking through no-op views."""
-    while node.target not in (torch.ops.quantized_decomposed.dequantize_per_tensor.default,
-                              torch.ops.quantized_decomposed.dequantize_per_tensor.tensor):
-        node = node.args[0]
-    return node
+def _to_torch(x: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
+    """IR layout (NHWC maps) -> torch layout (NCHW), as int8."""
+    x = np.asarray(x).reshape((len(x),) + tuple(shape))
+    if len(shape) == 3:
+        x = x.transpose(0, 3, 1, 2)
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.int8))
 
 
-def torch_layer(node_name: str, ep: torch.export.ExportedProgram, graph: ir.Graph, x_int: np.ndarray,
-                _arg=None) -> np.ndarray:
-    """Torch's integer output (int64 [B, N]) of IR node `node_name` for integer input `x_int` ([B, K])."""
-    dense = next(n for n in graph.nodes if n.name == node_name)
-    by_name = {n.name: n for n in ep.graph.nodes}
-    chain = [by_name[s] for s in dense.source.split(" -> ")]
-    arg = _arg or _evaluator(ep)
-    dq = _dequantize_node(chain[0].args[0])
-    x = torch.from_numpy(np.asarray(x_int, dtype=np.int8))
-    v = dq.target(x, *arg(dq.args[1:]), **arg(dict(dq.kwargs)))
-    with torch.no_grad():
-        for node in chain:
-            v = node.target(v, *arg(node.args[1:]), **arg(dict(node.kwargs)))
-    return v.to(torch.int64).numpy()
+def _from_torch(v: torch.Tensor, shape: tuple[int, ...]) -> np.ndarray:
+    y = v.to(torch.int64).numpy()
+    if len(shape) == 3 and y.ndim == 4:
+        y = y.transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(y).reshape((len(y),) + tuple(shape))
 
 
 def torch_layer_outputs(ep: torch.export.ExportedProgram, graph: ir.Graph,
-                        x_int_per_layer_input: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """`torch_layer` for every IR node: {node name: int64 [B, N]}, given {input tensor name: int64 [B, K]}."""
+                        inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Torch's integer output of every IR node whose inputs are all in `inputs`, fed exactly those integers.
+
+    The converted graph is interpreted node by node; the quantize node that defines an IR tensor given in
+    `inputs` is replaced by those integers for everything downstream, so each layer sees the same inputs
+    as the integer emulator. {node name: int64 [B, *output shape] in IR layout}."""
     arg = _evaluator(ep)
-    return {n.name: torch_layer(n.name, ep, graph, x_int_per_layer_input[n.input], _arg=arg)
-            for n in graph.nodes}
+    B = len(next(iter(inputs.values())))
+    env: dict[str, torch.Tensor] = {}
+    computed: dict[str, torch.Tensor] = {}
+    user = ep.graph_signature.user_inputs
+
+    def resolve(a):
+        if isinstance(a, torch.fx.Node):
+            return env[a.name] if a.name in env else arg(a)
+        if isinstance(a, (list, tuple)):
+            return type(a)(resolve(x) for x in a)
+        return a
+
+    with torch.no_grad():
+        for node in ep.graph.nodes:
+            if node.op == "placeholder" and node.name in user:
+                shape = node.meta["val"].shape
+                env[node.name] = torch.zeros((B,) + tuple(int(d) for d in shape[1:]))
+            elif node.op == "call_function":
+                v = node.target(*resolve(node.args), **resolve(dict(node.kwargs)))
+                if node.name in graph.tensors:
+                    computed[node.name] = v
+                    if node.name in inputs:
+                        v = _to_torch(inputs[node.name], graph.tensors[node.name].shape).reshape(v.shape)
+                env[node.name] = v
+    return {n.name: _from_torch(computed[n.output], graph.tensors[n.output].shape)
+            for n in graph.nodes if all(t in inputs for t in n.inputs)}
+
+
+def torch_layer(node_name: str, ep: torch.export.ExportedProgram, graph: ir.Graph, *x_int: np.ndarray) -> np.ndarray:
+    """Torch's integer output of IR node `node_name` fed its integer input(s) (IR layout, batch first)."""
+    node = next(n for n in graph.nodes if n.name == node_name)
+    return torch_layer_outputs(ep, graph, dict(zip(node.inputs, x_int)))[node_name]
 
 
 def torch_forward(ep: torch.export.ExportedProgram, x_float: np.ndarray) -> np.ndarray:
