@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="compile a quantized .pt2 model into a program directory")
     c.add_argument("model", help="torch.export.save file of a PT2E-converted model")
     c.add_argument("-o", "--output", required=True, help="program directory to write")
-    c.add_argument("--batch", type=int, default=64, help="samples per run of the program (default 64)")
+    c.add_argument("--batch", type=int, default=None, help="samples per run of the program (default: the largest of 64, 32, ... 1 whose program fits the instruction memory)")
     _add_config_flags(c)
     c.set_defaults(func=cmd_compile)
 
@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("model")
     v.add_argument("--input", required=True, help=".npy float32 input, batch first")
     v.add_argument("--backends", default="golden", help="comma-separated: golden,rtl (default golden)")
-    v.add_argument("--batch", type=int, default=64, help="samples per run of the program")
+    v.add_argument("--batch", type=int, default=None, help="samples per run of the program (default: as large as fits, up to 64)")
     v.add_argument("--sim", default="verilator", help="RTL simulator: verilator or icarus")
     _add_config_flags(v)
     v.set_defaults(func=cmd_verify)

@@ -47,7 +47,7 @@ def check_layers(ep, graph: Graph, ref: dict[str, np.ndarray], runs: dict[str, R
 
 
 def verify(ep, graph: Graph, cfg: AccelConfig, x: np.ndarray, backends: dict[str, Callable], *,
-           batch: int = 64, out: TextIO = sys.stdout) -> bool:
+           batch: int | None = None, out: TextIO = sys.stdout) -> bool:
     """Compile, run every backend, compare; print a table; True if everything agrees."""
     from .frontend.torchref import torch_forward
     program = compile_graph(graph, cfg, batch=batch)

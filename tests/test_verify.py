@@ -23,6 +23,37 @@ def xnnpack_model(tmp_path_factory):
     return path
 
 
+class ResidualCNN(torch.nn.Module):
+    """Every operator the CNN path lowers: padded and stride-2 convs, BatchNorm (folded), a residual add,
+    ReLU6, max pool, global average pool, flatten, linear."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.c1, self.b1 = nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.c2, self.c3 = nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 12, 3, stride=2, padding=1)
+        self.pool, self.gap, self.fc = nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(1), nn.Linear(12, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.b1(self.c1(x)))
+        x = torch.relu(x + self.c2(x))
+        x = self.pool(torch.nn.functional.relu6(self.c3(x)))
+        return self.fc(torch.flatten(self.gap(x), 1))
+
+
+@pytest.fixture(scope="module")
+def xnnpack_cnn(tmp_path_factory):
+    from torchao.testing.pt2e._xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    torch.manual_seed(0)
+    x_train = torch.from_numpy(digits.load_split()[0][:128]).reshape(-1, 1, 8, 8)
+    path = tmp_path_factory.mktemp("xnn") / "cnn_xnnpack.pt2"
+    torch.export.save(export(quantize(ResidualCNN().eval(), quantizer, x_train), x_train), path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def x_npy(tmp_path_factory):
     path = tmp_path_factory.mktemp("x") / "x.npy"
@@ -37,6 +68,16 @@ def test_xnnpack_int8_model_verifies(capsys, xnnpack_model, x_npy, rows, cols):
     out = capsys.readouterr().out
     assert code == 0, out
     assert "PASS" in out and "worse" in out
+
+
+@pytest.mark.parametrize("rows, cols", [(8, 8), (3, 5)])
+def test_xnnpack_residual_cnn_verifies(capsys, tmp_path, xnnpack_cnn, rows, cols):
+    x = tmp_path / "x.npy"
+    np.save(x, digits.load_split()[2][:24].reshape(-1, 1, 8, 8))
+    code = main(["verify", str(xnnpack_cnn), "--input", str(x), "--rows", str(rows), "--cols", str(cols)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "Add" in out or "add" in out
 
 
 @pytest.mark.parametrize("tag", digits.TAGS)
