@@ -23,6 +23,7 @@ examples:
   systola run out --input x.npy --output y.npy   run on the golden emulator (cycles, utilization)
   systola run out --input x.npy --output y.npy --backend rtl --waves run.fst
   systola verify model.pt2 --input x.npy --backends golden,rtl
+  systola eval model.pt2 --dataset digits --backend rtl    accuracy of the held-out split on the RTL
   systola disasm out                             list the program's instructions
   systola hdl -o accel.v --rows 8 --cols 8       write the accelerator's Verilog
 """
@@ -107,10 +108,10 @@ def _save_npy(path: str, array: np.ndarray) -> None:
         raise
 
 
-def _progress(desc: str):
+def _progress(desc: str, always: bool = False):
     def wrap(it):
         from tqdm import tqdm
-        return tqdm(it, desc=desc, unit="run", leave=False, disable=len(it) < 4, file=sys.stderr)
+        return tqdm(it, desc=desc, unit="run", leave=False, disable=len(it) < 4 and not always, file=sys.stderr)
     return wrap
 
 
@@ -168,6 +169,27 @@ def cmd_verify(args) -> int:
     runners = {b: _backend(b, args) for b in backends}
     ok = verify(ep, graph, cfg, x, runners, batch=args.batch, out=sys.stdout)
     return 0 if ok else 1
+
+
+def cmd_eval(args) -> int:
+    from .evaluate import DATASETS, evaluate, load_dataset
+    if args.dataset not in DATASETS:
+        raise UserError(f"--dataset {args.dataset!r} is not accepted: expected one of {', '.join(DATASETS)}")
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit {args.limit} is not accepted: expected a positive number of samples")
+    cfg = _config(args)
+    ep, graph = _load_model(args.model)
+    x, y = load_dataset(args.dataset, graph)
+    x, y = x[:args.limit], y[:args.limit]
+    r = evaluate(ep, graph, cfg, x, y, backend=_backend(args.backend, args), batch=args.batch,
+                 progress=_progress(f"{args.backend} {os.path.basename(args.model)}", always=True))
+    print(f"{os.path.basename(args.model)} on {args.dataset}: {r.samples} held-out samples, {cfg.describe()}")
+    print(f"  {args.backend:7s} accuracy {100 * r.accuracy:6.2f} %   every layer "
+          f"{'equals' if r.reference_equal else 'DIFFERS FROM'} the integer reference")
+    print(f"  torch   accuracy {100 * r.torch_accuracy:6.2f} %   (the converted Q/DQ model in float)")
+    print(f"  {r.cycles_per_inference:.0f} cycles per inference, array utilization {100 * r.utilization:.1f} %, "
+          f"{r.instructions} instructions, {r.batch} samples per run")
+    return 0 if r.reference_equal else 1
 
 
 def cmd_disasm(args) -> int:
@@ -230,6 +252,17 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--sim", default="verilator", help="RTL simulator: verilator or icarus")
     _add_config_flags(v)
     v.set_defaults(func=cmd_verify)
+
+    e = sub.add_parser("eval", help="accuracy over a held-out split on the accelerator (golden or RTL)")
+    e.add_argument("model", help="torch.export.save file of a PT2E-converted model")
+    e.add_argument("--dataset", default="digits", help="held-out split to score: digits (sklearn's bundled "
+                   "8x8 digits, the test quarter)")
+    e.add_argument("--backend", default="golden", help="golden (emulator) or rtl (simulated gateware)")
+    e.add_argument("--sim", default="verilator", help="RTL simulator: verilator (default) or icarus")
+    e.add_argument("--limit", type=int, help="score only the first N samples")
+    e.add_argument("--batch", type=int, default=None, help="samples per run (default: as large as fits)")
+    _add_config_flags(e)
+    e.set_defaults(func=cmd_eval)
 
     d = sub.add_parser("disasm", help="list a compiled program's instructions")
     d.add_argument("program")

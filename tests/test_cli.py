@@ -48,6 +48,12 @@ def test_verify_passes_on_3x5(capsys, x_npy):
     assert "PASS" in out
 
 
+def test_eval_reports_accuracy_equal_to_reference(capsys):
+    code, out, _ = systola(capsys, "eval", MODEL, "--limit", "100", "--rows", "3", "--cols", "5")
+    assert code == 0, out
+    assert "golden  accuracy" in out and "equals the integer reference" in out and "cycles per inference" in out
+
+
 BAD = [
     (["compile", "missing.pt2", "-o", "{tmp}/o"], "model file 'missing.pt2' does not exist"),
     (["compile", MODEL, "-o", "{tmp}/o", "--rows", "0"], "rows=0 is not accepted: expected an integer from 1 to 64"),
@@ -66,6 +72,9 @@ BAD = [
     (["run", "{prog}", "--input", "{x}", "--output", "{tmp}/y.npy", "--backend", "fpga"], "backend 'fpga' is not accepted: expected one of golden, rtl"),
     (["run", "{prog}", "--input", "{x}", "--output", "{tmp}/y.npy", "--rows", "4"], "CONFIG_MISMATCH"),
     (["verify", MODEL, "--input", "{x}", "--backends", ","], "--backends is empty"),
+    (["eval", MODEL, "--dataset", "mnist"], "--dataset 'mnist' is not accepted: expected one of digits"),
+    (["eval", MODEL, "--limit", "0"], "--limit 0 is not accepted"),
+    (["eval", MODEL, "--backend", "rtl", "--sim", "vcs"], "--sim 'vcs' is not accepted"),
 ]
 
 

@@ -1,0 +1,55 @@
+"""Accuracy of a quantized model over a held-out split, on the accelerator (golden or RTL), with the
+integer reference's and torch's Q/DQ accuracy beside it, and the hardware's cycles and utilization.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from .compiler import compile_graph
+from .config import AccelConfig
+from .reference import run_reference
+from .runtime import quantize_input, run_program
+
+__all__ = ["DATASETS", "EvalResult", "load_dataset", "evaluate"]
+
+DATASETS = ("digits",)
+
+
+def load_dataset(name: str, graph) -> tuple[np.ndarray, np.ndarray]:
+    """(x float32 in the model's input layout, labels) of the held-out split of dataset `name`."""
+    if name not in DATASETS:
+        raise ValueError(f"dataset {name!r} is not accepted: expected one of {', '.join(DATASETS)}")
+    from .zoo import digits
+    _, _, x, y = digits.load_split()
+    if graph.input_layout == "nchw":
+        x = x.reshape(len(x), 1, 8, 8)
+    return x, y
+
+
+@dataclasses.dataclass
+class EvalResult:
+    samples: int
+    accuracy: float            # the backend's predictions
+    reference_equal: bool      # the backend's every layer equals the integer reference's
+    torch_accuracy: float      # torch's converted Q/DQ model, float arithmetic
+    cycles_per_inference: float
+    utilization: float
+    instructions: int
+    batch: int
+
+
+def evaluate(ep, graph, cfg: AccelConfig, x: np.ndarray, y: np.ndarray, *, backend: Callable,
+             batch: int | None = None, progress: Callable | None = None) -> EvalResult:
+    from .frontend.torchref import torch_forward
+    program = compile_graph(graph, cfg, batch=batch)
+    xq = quantize_input(program, x)
+    out = run_program(program, xq, backend=backend, progress=progress)
+    ref = run_reference(graph, xq)
+    equal = all(np.array_equal(out.layers[n.output], ref[n.output]) for n in graph.nodes)
+    predicted = out.output.reshape(len(x), -1).argmax(1)
+    torch_pred = np.asarray(torch_forward(ep, x)).reshape(len(x), -1).argmax(1)
+    return EvalResult(len(x), float(np.mean(predicted == y)), equal, float(np.mean(torch_pred == y)),
+                      out.cycles / len(x), out.utilization(cfg), program.prog_len, program.batch)
