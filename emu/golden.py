@@ -138,7 +138,8 @@ class Golden:
     def _matmul(self, i: Instr) -> None:
         a = self.act[i.act_addr:i.act_addr + i.rows].astype(np.float64)
         w = self.wgt[i.wgt_addr:i.wgt_addr + self.cfg.rows].astype(np.float64)
-        prod = (a @ w).astype(np.int64)
+        # the array's partial sums wrap at acc_bits, so reduce_max compares the wrapped result with ACC
+        prod = numerics.wrap((a @ w).astype(np.int64), self.cfg.acc_bits)
         dst = slice(i.acc_addr, i.acc_addr + i.rows)
         if i.accumulate:
             prod = np.maximum(prod, self.acc[dst]) if i.reduce_max else prod + self.acc[dst]

@@ -7,7 +7,8 @@ and the datapath below finishes every buffer write by then. With s = cycle - (t 
 MATMUL  s = 0 .. R-1      WGT entry wgt_addr + s read; row s of the array loads it at s + 1
         s = R .. R+T-1    ACT entry act_addr + i (i = s - R) read; enters the array at s + 1
         s = 2R+C+1+i      result row i leaves the array (latency R + C) and is written to ACC
-                          (accumulate: ACC entry read the cycle before and added, acc_bits wrapping)
+                          (accumulate: ACC entry read the cycle before and added, acc_bits wrapping;
+                          accumulate with reduce_max: the signed maximum of the two at acc_bits)
         last write at s = 2R + C + T  ->  needs MATMUL_LATENCY >= 4 (the register after issue, the
         buffer read, the product register and the ACC write)
 POST    s = 0 .. T-1      ACC entry acc_addr + s read (PARAM entry param_addr read throughout)
@@ -42,7 +43,7 @@ class ComputeUnit(wiring.Component):
         lay = entry_layouts(cfg)
         super().__init__({
             "start": In(1), "post": In(1), "rows": In(16),
-            "act_addr": In(16), "wgt_addr": In(16), "acc_addr": In(16), "accumulate": In(1),
+            "act_addr": In(16), "wgt_addr": In(16), "acc_addr": In(16), "accumulate": In(1), "reduce_max": In(1),
             "out_addr": In(16), "param_addr": In(16),
             "shift": In(6), "zero_point": In(signed(8)), "clamp_lo": In(signed(8)), "clamp_hi": In(signed(8)),
             "busy": Out(1),
@@ -61,7 +62,7 @@ class ComputeUnit(wiring.Component):
         m.submodules.post_unit = pp = PostProc(lanes=C, acc_bits=cfg.acc_bits, act_bits=cfg.act_bits)
         m.submodules.acc = acc = Buffer(layout=entry_layouts(cfg)["acc"], depth=cfg.acc_depth)
 
-        post, rows, accumulate = Signal(), Signal(16), Signal()
+        post, rows, accumulate, reduce_max = Signal(), Signal(16), Signal(), Signal()
         act_addr, wgt_addr, acc_addr, out_addr, param_addr = (Signal(16, name=n) for n in
                                                               ("r_act", "r_wgt", "r_acc", "r_out", "r_param"))
         shift, zp, lo, hi = Signal(6), Signal(signed(8)), Signal(signed(8)), Signal(signed(8))
@@ -75,7 +76,7 @@ class ComputeUnit(wiring.Component):
         with m.If(self.start):
             matmul_cycles = 2 * R + C - 2 + timing.MATMUL_LATENCY
             m.d.sync += [
-                post.eq(self.post), rows.eq(self.rows), accumulate.eq(self.accumulate),
+                post.eq(self.post), rows.eq(self.rows), accumulate.eq(self.accumulate), reduce_max.eq(self.reduce_max),
                 act_addr.eq(self.act_addr), wgt_addr.eq(self.wgt_addr), acc_addr.eq(self.acc_addr),
                 out_addr.eq(self.out_addr), param_addr.eq(self.param_addr),
                 shift.eq(self.shift), zp.eq(self.zero_point), lo.eq(self.clamp_lo), hi.eq(self.clamp_hi),
@@ -104,7 +105,10 @@ class ComputeUnit(wiring.Component):
             acc.wr_addr.eq(acc_addr + out_row),
         ]
         for n in range(C):
-            m.d.comb += acc.wr_data[n].eq(Mux(accumulate, acc.rd_data[n] + arr.y_out[n], arr.y_out[n]))
+            # both operands are signed acc_bits values, so the comparison is the signed one at acc_bits
+            old, new = acc.rd_data[n], arr.y_out[n]
+            combined = Mux(reduce_max, Mux(old > new, old, new), old + new)
+            m.d.comb += acc.wr_data[n].eq(Mux(accumulate, combined, new))
 
         # ---- POST ----
         p_valid = Signal()

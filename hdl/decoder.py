@@ -1,7 +1,10 @@
 """Instruction decode: field views built from emu.isa.field_layout, and the decode-time fault checks.
 
 The checks are emu.golden.check_fields in hardware, same order: ILLEGAL_OPCODE, then ILLEGAL_FIELD, then
-BUFFER_RANGE. All sums of 16-bit fields are formed at 17 bits, so they never wrap.
+BUFFER_RANGE. All sums of 16-bit fields are formed at 17 bits, so they never wrap. A LOAD/STORE's entry
+count rows * blocks (16 x 10 bits, unsigned) is a 26-bit product and buf_addr + rows * blocks a 27-bit sum,
+so it cannot wrap either. The product is combinational, on the instruction memory -> issue path; should
+that path limit Fmax, the check can move into a registered decode stage.
 """
 from __future__ import annotations
 
@@ -52,8 +55,9 @@ class Decoder(wiring.Component):
                             with m.Case(buf):
                                 m.d.comb += depth.eq(d)
                     m.d.comb += [
-                        illegal_field.eq(~allowed | (v.rows == 0) | (v.row_len == 0) | (v.row_len > width)),
-                        out_of_range.eq(v.buf_addr + v.rows > depth),
+                        illegal_field.eq(~allowed | (v.rows == 0) | (v.blocks == 0) | (v.row_len == 0)
+                                         | (v.row_len > width)),
+                        out_of_range.eq(v.buf_addr + v.rows * v.blocks > depth),
                     ]
             with m.Case(Opcode.MATMUL):
                 v = self.views[Opcode.MATMUL]

@@ -1,15 +1,21 @@
-"""The DMA unit: an AXI4 master moving 2-D strided byte regions between external memory and a buffer.
+"""The DMA unit: an AXI4 master moving 3-D strided byte regions between external memory and a buffer.
 
-A transfer (LOAD: memory -> buffer entries; STORE: OUT entries -> memory) is `rows` rows of `row_bytes`
-bytes at byte addresses ext_addr + r * ext_stride (any alignment, any stride). Rows form one contiguous
-span when ext_stride == row_bytes >= bus_bytes, otherwise each row is its own span (emu.timing.dma_spans).
-Each span is cut into INCR bursts of at most 256 beats that never cross a 4 KiB boundary
-(emu.timing.bursts); bursts run strictly one after another, so with a slave that answers after a fixed
-latency a burst costs exactly DMA_READ_LATENCY (LOAD) or DMA_WRITE_LATENCY (STORE) + beats cycles, and
-the first address goes out DMA_SETUP = 1 cycle after `start`:
+A transfer (LOAD: memory -> buffer entries; STORE: OUT entries -> memory) is `blocks` blocks of `rows`
+rows of `row_bytes` bytes; row r of block b is at byte address ext_addr + b * block_stride + r * ext_stride
+(any alignment, any strides, 32-bit wrapping) and is buffer entry buf_addr + b * rows + r: entries count on
+across blocks. A block's rows form one contiguous span when ext_stride == row_bytes >= bus_bytes,
+otherwise each row is its own span; blocks are never merged (emu.timing.dma_spans). Each span is cut
+into INCR bursts of at most 256 beats that never cross a 4 KiB boundary (emu.timing.bursts); bursts run
+strictly one after another, so with a slave that answers after a fixed latency a burst costs exactly
+DMA_READ_LATENCY (LOAD) or DMA_WRITE_LATENCY (STORE) + beats cycles, and the first address goes out
+DMA_SETUP = 1 cycle after `start` (once per transfer, not per block):
 
   LOAD  burst: AR (cycle a) ... first R beat at a + 2 (memory latency) ... last beat, next AR.
   STORE burst: AW (cycle a), W beats a+1 .. a+beats, B accepted at a+beats+1, next AW.
+
+The next row or block is chosen on a burst's last R beat (LOAD) or its B response (STORE), in the same
+cycle that ends the burst, so moving to a new row or block costs no cycle beyond that formula: the address
+of the next span is ready in a register when the state machine enters ADDR.
 
 Back-pressure is honoured on AR/AW/W (ready from the slave) and R/B are accepted whenever valid in the
 matching state. Unaligned first/last beats are handled with per-lane byte selection (WSTRB on writes).
@@ -33,12 +39,16 @@ __all__ = ["DMA"]
 
 
 class DMA(wiring.Component):
+    """Transfer arguments, sampled on `start` (all unsigned): `rows` (17 bits: the program preload moves up
+    to 65536 entries) rows per block, `blocks` (10 bits) blocks, `row_bytes` (10 bits), `buf_addr` (16 bits,
+    first entry), `ext_addr` (32 bits), `ext_stride` and `block_stride` (20 bits each, bytes)."""
+
     def __init__(self, *, bus_bytes: int, entry_bytes: int, id_bits: int = 1):
         self._B, self._EB = bus_bytes, entry_bytes
         super().__init__({
             "start": In(1), "store": In(1), "target": In(2),
-            "rows": In(17), "row_bytes": In(10), "buf_addr": In(16),
-            "ext_addr": In(32), "ext_stride": In(32),
+            "rows": In(17), "blocks": In(10), "row_bytes": In(10), "buf_addr": In(16),
+            "ext_addr": In(32), "ext_stride": In(20), "block_stride": In(20),
             "busy": Out(1), "error": Out(1),
             "wr_en": Out(1), "wr_target": Out(2), "wr_addr": Out(16), "wr_data": Out(8 * entry_bytes),
             "rd_addr": Out(16), "rd_data": In(8 * entry_bytes),
@@ -52,9 +62,13 @@ class DMA(wiring.Component):
         bus = self.bus
 
         store, target = Signal(), Signal(2)
-        rb, stride = Signal(10), Signal(32)          # bytes per row (entry), bytes between row starts
+        rb, stride = Signal(10), Signal(20)          # bytes per row (entry), bytes between row starts
+        block_stride = Signal(20)                    # bytes between block starts
+        block_base = Signal(32)                      # start of the current block
         row_base, cur = Signal(32), Signal(32)       # start of the current row; next burst's first byte
-        span_rem, spans_left = Signal(27), Signal(17)
+        span_rem, spans_left = Signal(27), Signal(17)  # bytes left in this span; spans after it in this block
+        span_bytes, block_spans = Signal(27), Signal(17)  # every block: bytes of a span, spans after the first
+        blocks_left = Signal(10)                     # blocks after the current one
         entry, pos = Signal(16), Signal(10)          # LOAD: entry being assembled; bytes of it moved
         asm = Signal(8 * EB)                         # LOAD: bytes of `entry` received so far
         cur_entry, nxt_idx, primed = Signal(8 * EB), Signal(16), Signal()  # STORE: current entry, next index
@@ -127,6 +141,12 @@ class DMA(wiring.Component):
                 m.d.sync += [spans_left.eq(spans_left - 1), row_base.eq(row_base + stride),
                              cur.eq(row_base + stride), span_rem.eq(rb)]
                 m.next = "ADDR"
+            with m.Elif(blocks_left != 0):
+                next_block = block_base + block_stride
+                m.d.sync += [blocks_left.eq(blocks_left - 1), block_base.eq(next_block),
+                             row_base.eq(next_block), cur.eq(next_block),
+                             span_rem.eq(span_bytes), spans_left.eq(block_spans)]
+                m.next = "ADDR"
             with m.Else():
                 m.next = "IDLE"
 
@@ -137,11 +157,15 @@ class DMA(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.start):
                     merged = (self.ext_stride == self.row_bytes) & (self.row_bytes >= B)
+                    first_span = Mux(merged, self.rows * self.row_bytes, self.row_bytes)
+                    spans_after_first = Mux(merged, 0, self.rows - 1)
                     m.d.sync += [
                         store.eq(self.store), target.eq(self.target), rb.eq(self.row_bytes),
-                        stride.eq(self.ext_stride), row_base.eq(self.ext_addr), cur.eq(self.ext_addr),
-                        span_rem.eq(Mux(merged, self.rows * self.row_bytes, self.row_bytes)),
-                        spans_left.eq(Mux(merged, 0, self.rows - 1)),
+                        stride.eq(self.ext_stride), block_stride.eq(self.block_stride),
+                        block_base.eq(self.ext_addr), row_base.eq(self.ext_addr), cur.eq(self.ext_addr),
+                        span_rem.eq(first_span), spans_left.eq(spans_after_first),
+                        span_bytes.eq(first_span), block_spans.eq(spans_after_first),
+                        blocks_left.eq(self.blocks - 1),
                         entry.eq(self.buf_addr), pos.eq(0), asm.eq(0), error.eq(0), primed.eq(0),
                         nxt_idx.eq(self.buf_addr),
                     ]

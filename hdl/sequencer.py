@@ -42,10 +42,11 @@ class Sequencer(wiring.Component):
             "cycles": Out(64), "macs": Out(64),
             "imem_rd_addr": Out(self._imem_abits), "imem_rd_data": In(INSTR_BITS),
             "dma_start": Out(1), "dma_store": Out(1), "dma_target": Out(2), "dma_rows": Out(17),
-            "dma_row_bytes": Out(10), "dma_buf_addr": Out(16), "dma_ext_addr": Out(32),
-            "dma_ext_stride": Out(32), "dma_busy": In(1), "dma_error": In(1),
+            "dma_blocks": Out(10), "dma_row_bytes": Out(10), "dma_buf_addr": Out(16), "dma_ext_addr": Out(32),
+            "dma_ext_stride": Out(20), "dma_block_stride": Out(20), "dma_busy": In(1), "dma_error": In(1),
             "cu_start": Out(1), "cu_post": Out(1), "cu_rows": Out(16), "cu_act_addr": Out(16),
-            "cu_wgt_addr": Out(16), "cu_acc_addr": Out(16), "cu_accumulate": Out(1), "cu_out_addr": Out(16),
+            "cu_wgt_addr": Out(16), "cu_acc_addr": Out(16), "cu_accumulate": Out(1), "cu_reduce_max": Out(1),
+            "cu_out_addr": Out(16),
             "cu_param_addr": Out(16), "cu_shift": Out(6), "cu_zero_point": Out(signed(8)),
             "cu_clamp_lo": Out(signed(8)), "cu_clamp_hi": Out(signed(8)), "cu_busy": In(1),
         })
@@ -69,15 +70,16 @@ class Sequencer(wiring.Component):
         # instruction fields to the units (they only look while their start is high)
         m.d.comb += [
             self.dma_store.eq(dec.opcode == Opcode.STORE), self.dma_target.eq(ld.buf),
-            self.dma_rows.eq(ld.rows),
+            self.dma_rows.eq(ld.rows), self.dma_blocks.eq(ld.blocks),
             self.dma_row_bytes.eq(Mux(ld.buf == Buffer.PARAM, ld.row_len * PARAM_BYTES, ld.row_len)),
             self.dma_buf_addr.eq(ld.buf_addr), self.dma_ext_addr.eq(ld.ext_addr),
-            self.dma_ext_stride.eq(ld.ext_stride),
+            self.dma_ext_stride.eq(ld.ext_stride), self.dma_block_stride.eq(ld.block_stride),
             self.cu_post.eq(dec.opcode == Opcode.POST),
             self.cu_rows.eq(Mux(dec.opcode == Opcode.POST, po.rows, mm.rows)),
             self.cu_act_addr.eq(mm.act_addr), self.cu_wgt_addr.eq(mm.wgt_addr),
             self.cu_acc_addr.eq(Mux(dec.opcode == Opcode.POST, po.acc_addr, mm.acc_addr)),
-            self.cu_accumulate.eq(mm.accumulate), self.cu_out_addr.eq(po.out_addr),
+            self.cu_accumulate.eq(mm.accumulate), self.cu_reduce_max.eq(mm.reduce_max),
+            self.cu_out_addr.eq(po.out_addr),
             self.cu_param_addr.eq(po.param_addr), self.cu_shift.eq(po.shift),
             self.cu_zero_point.eq(po.zero_point), self.cu_clamp_lo.eq(po.clamp_lo),
             self.cu_clamp_hi.eq(po.clamp_hi),
@@ -96,12 +98,13 @@ class Sequencer(wiring.Component):
                     with m.If((self.prog_len == 0) | (self.prog_len > cfg.instr_depth)):
                         m.d.sync += [self.error_code.eq(FaultCode.PROGRAM_RANGE), self.finished.eq(1)]
                     with m.Else():
-                        # the preload is a LOAD of prog_len 16-byte entries into instruction memory
+                        # the preload is a LOAD of one block of prog_len 16-byte entries into instruction memory
                         m.d.comb += [
                             self.dma_start.eq(1), self.dma_target.eq(TARGET_INSTR), self.dma_store.eq(0),
-                            self.dma_rows.eq(self.prog_len), self.dma_row_bytes.eq(INSTR_BYTES),
-                            self.dma_buf_addr.eq(0), self.dma_ext_addr.eq(self.prog_addr),
-                            self.dma_ext_stride.eq(INSTR_BYTES),
+                            self.dma_rows.eq(self.prog_len), self.dma_blocks.eq(1),
+                            self.dma_row_bytes.eq(INSTR_BYTES), self.dma_buf_addr.eq(0),
+                            self.dma_ext_addr.eq(self.prog_addr), self.dma_ext_stride.eq(INSTR_BYTES),
+                            self.dma_block_stride.eq(0),
                         ]
                         m.d.sync += [preloading.eq(1), dma_pc.eq(0)]
                         m.next = "RUN"

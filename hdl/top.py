@@ -74,11 +74,12 @@ class Accelerator(wiring.Component):
             csr.error_pc.eq(seq.error_pc), csr.cycles.eq(seq.cycles), csr.macs.eq(seq.macs),
         ]
         # sequencer -> units
-        for name in ("start", "store", "target", "rows", "row_bytes", "buf_addr", "ext_addr", "ext_stride"):
+        for name in ("start", "store", "target", "rows", "blocks", "row_bytes", "buf_addr", "ext_addr", "ext_stride",
+                     "block_stride"):
             m.d.comb += getattr(dma, name).eq(getattr(seq, "dma_" + name))
         m.d.comb += [seq.dma_busy.eq(dma.busy), seq.dma_error.eq(dma.error)]
-        for name in ("start", "post", "rows", "act_addr", "wgt_addr", "acc_addr", "accumulate", "out_addr",
-                     "param_addr", "shift", "zero_point", "clamp_lo", "clamp_hi"):
+        for name in ("start", "post", "rows", "act_addr", "wgt_addr", "acc_addr", "accumulate", "reduce_max",
+                     "out_addr", "param_addr", "shift", "zero_point", "clamp_lo", "clamp_hi"):
             m.d.comb += getattr(cu, name).eq(getattr(seq, "cu_" + name))
         m.d.comb += seq.cu_busy.eq(cu.busy)
 

@@ -1,8 +1,10 @@
 """Random, race-free test programs: LOAD / MATMUL / POST / STORE rounds built with emu.isa.make.
 
 Dependencies between the two units are separated by SYNC (the ISA leaves hazards to the program): loads
-of a round, SYNC, MATMUL and POST (same unit, in order), SYNC, STORE. Addresses, strides, row lengths and
-sizes are random, unaligned included; the whole memory is random so stray writes show up.
+of a round, SYNC, MATMUL and POST (same unit, in order), SYNC, STORE. Addresses, strides, row lengths,
+block counts, block strides and sizes are random, unaligned included; LOAD blocks may overlap (bytes read
+twice), a STORE's blocks and rows never do. MATMULs accumulate by adding or by max (reduce_max). The whole
+memory is random so stray writes show up.
 """
 from __future__ import annotations
 
@@ -24,56 +26,91 @@ def _stride(rng, row_bytes: int) -> int:
     return row_bytes if rng.random() < 0.5 else row_bytes + int(rng.integers(1, 40))
 
 
+def _block_stride(rng, block_bytes: int, *, overlap: bool) -> int:
+    """Bytes between blocks of `block_bytes` (first byte of row 0 to one past the last row): with `overlap`
+    (LOAD) also 0 and strides shorter than a block, which read bytes twice; otherwise blocks are disjoint.
+    Some strides are long enough that blocks land in different 4 KiB pages."""
+    kind = rng.integers(0, 4)
+    if overlap and kind == 0:
+        return int(rng.integers(0, block_bytes + 1))
+    if kind == 1:
+        return block_bytes
+    if kind == 2:
+        return block_bytes + int(rng.integers(1, 300))
+    return block_bytes + int(rng.integers(1000, 4000))
+
+
+def _split(rng, entries: int, max_blocks: int = 4) -> tuple[int, int]:
+    """(rows, blocks) with rows * blocks == entries: a random divisor of `entries` as the block count."""
+    divisors = [b for b in range(1, min(entries, max_blocks) + 1) if entries % b == 0]
+    blocks = int(rng.choice(divisors))
+    return entries // blocks, blocks
+
+
 def random_case(cfg: AccelConfig, seed: int, *, rounds: int = 3, max_t: int = 12):
-    """(memory, prog_addr, prog_len, store regions [(addr, stride, rows, row_len)]) of one random program."""
+    """(memory, prog_addr, prog_len, STOREs) of one random program; the STOREs (emu.isa.Instr) say which
+    bytes the program may write (emu.timing.dma_spans)."""
     rng = np.random.default_rng(seed)
     mem = rng.integers(0, 256, MEM_BYTES, dtype=np.uint8)
     R, C = cfg.rows, cfg.cols
     prog = []
     stores = []
 
-    def ext(rows, row_bytes, region):
+    def dma(op, buf, rows, blocks, row_len, buf_addr, region, *, row_bytes=None, overlap=True):
+        """A LOAD/STORE of `blocks` blocks of `rows` rows placed at a random address inside `region`."""
+        row_bytes = row_len if row_bytes is None else row_bytes
         stride = _stride(rng, row_bytes)
-        span = (rows - 1) * stride + row_bytes
+        block_bytes = (rows - 1) * stride + row_bytes
+        block_stride = _block_stride(rng, block_bytes, overlap=overlap) if blocks > 1 else 0
+        extent = (blocks - 1) * block_stride + block_bytes
         lo, hi = region
-        return int(rng.integers(lo, hi - span)), stride
+        return isa.make(op, buf=buf, rows=rows, row_len=row_len, buf_addr=buf_addr,
+                        ext_addr=int(rng.integers(lo, hi - extent)), ext_stride=stride, blocks=blocks,
+                        block_stride=block_stride)
 
     for rnd in range(rounds):
-        t = int(rng.integers(1, max_t + 1))
-        t = min(t, cfg.act_depth, cfg.acc_depth, cfg.out_depth)
+        t_max = min(max_t, cfg.act_depth, cfg.acc_depth, cfg.out_depth)
+        a_blocks = int(rng.integers(1, min(4, t_max) + 1))
+        t = a_blocks * int(rng.integers(1, t_max // a_blocks + 1))
         wgt_addr = int(rng.integers(0, cfg.wgt_depth - R + 1))
         act_addr = int(rng.integers(0, cfg.act_depth - t + 1))
         acc_addr = int(rng.integers(0, cfg.acc_depth - t + 1))
         out_addr = int(rng.integers(0, cfg.out_depth - t + 1))
-        param_addr = int(rng.integers(0, cfg.param_depth))
+        p_blocks = int(rng.integers(1, min(2, cfg.param_depth) + 1))
+        param_base = int(rng.integers(0, cfg.param_depth - p_blocks + 1))
+        param_addr = param_base + int(rng.integers(0, p_blocks))
         w_len, a_len, p_len = int(rng.integers(1, C + 1)), int(rng.integers(1, R + 1)), int(rng.integers(1, C + 1))
-        a, s = ext(R, w_len, DATA_REGION)
-        prog.append(isa.make(Opcode.LOAD, buf=Buffer.WGT, rows=R, row_len=w_len, buf_addr=wgt_addr, ext_addr=a, ext_stride=s))
-        a, s = ext(t, a_len, DATA_REGION)
-        prog.append(isa.make(Opcode.LOAD, buf=Buffer.ACT, rows=t, row_len=a_len, buf_addr=act_addr, ext_addr=a, ext_stride=s))
-        # parameters: plausible bias and multiplier values written where the LOAD reads them
-        a, s = ext(1, p_len * PARAM_BYTES, DATA_REGION)
-        bias = rng.integers(-2000, 2000, p_len)
-        mult = rng.integers(1 << 20, 1 << 30, p_len)
-        rec = np.stack([bias, mult], axis=1).astype("<i4").view(np.uint8).reshape(-1)
-        mem[a:a + rec.size] = rec
-        prog.append(isa.make(Opcode.LOAD, buf=Buffer.PARAM, rows=1, row_len=p_len, buf_addr=param_addr, ext_addr=a, ext_stride=s))
+        w_rows, w_blocks = _split(rng, R)
+        prog.append(dma(Opcode.LOAD, Buffer.WGT, w_rows, w_blocks, w_len, wgt_addr, DATA_REGION))
+        prog.append(dma(Opcode.LOAD, Buffer.ACT, t // a_blocks, a_blocks, a_len, act_addr, DATA_REGION))
+        # parameters: one entry per block, plausible bias and multiplier values written where the LOAD
+        # reads them (blocks disjoint, so no record overwrites another)
+        load = dma(Opcode.LOAD, Buffer.PARAM, 1, p_blocks, p_len, param_base, DATA_REGION,
+                   row_bytes=p_len * PARAM_BYTES, overlap=False)
+        for b in range(p_blocks):
+            bias = rng.integers(-2000, 2000, p_len)
+            mult = rng.integers(1 << 20, 1 << 30, p_len)
+            rec = np.stack([bias, mult], axis=1).astype("<i4").view(np.uint8).reshape(-1)
+            a = load.ext_addr + b * load.block_stride
+            mem[a:a + rec.size] = rec
+        prog.append(load)
         prog.append(isa.make(Opcode.SYNC))
         prog.append(isa.make(Opcode.MATMUL, rows=t, act_addr=act_addr, wgt_addr=wgt_addr, acc_addr=acc_addr,
                              accumulate=int(rng.integers(0, 2)), k_valid=int(rng.integers(1, R + 1)),
-                             n_valid=int(rng.integers(1, C + 1))))
-        if rng.random() < 0.5:  # a second MATMUL accumulating into the same rows
+                             n_valid=int(rng.integers(1, C + 1)), reduce_max=int(rng.integers(0, 2))))
+        if rng.random() < 0.6:  # a second MATMUL accumulating into the same rows: add or max (pooling)
             prog.append(isa.make(Opcode.MATMUL, rows=t, act_addr=act_addr, wgt_addr=wgt_addr, acc_addr=acc_addr,
-                                 accumulate=1, k_valid=R, n_valid=C))
+                                 accumulate=1, k_valid=R, n_valid=C, reduce_max=int(rng.integers(0, 2))))
         lo = int(rng.integers(cfg.act_min, 1))
         prog.append(isa.make(Opcode.POST, rows=t, acc_addr=acc_addr, out_addr=out_addr, param_addr=param_addr,
                              shift=int(rng.integers(24, 40)), zero_point=int(rng.integers(-10, 10)),
                              clamp_lo=lo, clamp_hi=int(rng.integers(lo, cfg.act_max + 1))))
         prog.append(isa.make(Opcode.SYNC))
-        o_len = int(rng.integers(1, C + 1))
-        a, s = ext(t, o_len, OUT_REGION)
-        prog.append(isa.make(Opcode.STORE, buf=Buffer.OUT, rows=t, row_len=o_len, buf_addr=out_addr, ext_addr=a, ext_stride=s))
-        stores.append((a, s, t, o_len))
+        o_rows, o_blocks = _split(rng, t)
+        store = dma(Opcode.STORE, Buffer.OUT, o_rows, o_blocks, int(rng.integers(1, C + 1)), out_addr, OUT_REGION,
+                    overlap=False)
+        prog.append(store)
+        stores.append(store)
     prog.append(isa.make(Opcode.END))
     blob = np.frombuffer(isa.encode_program(prog), np.uint8)
     prog_addr = 16 * int(rng.integers(0, (PROG_REGION[1] - blob.size) // 16))

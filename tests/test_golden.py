@@ -92,6 +92,17 @@ def test_matmul_wraps_to_acc_bits():
     assert g.acc[0, 0] == numerics.wrap(np.int64(32767 - 100 + 127 * 127), 16)
 
 
+def test_matmul_max_compares_the_wrapped_result():
+    """The array's sum wraps at acc_bits before it meets ACC: max(-20832, 100) = 100, not wrap(44704)."""
+    cfg = AccelConfig(rows=3, cols=1, acc_bits=16)
+    g = Golden(cfg, np.zeros(0x8000, np.uint8))
+    g.act[0], g.wgt[:3, 0], g.acc[0, 0] = 127, [127, 127, 98], 100
+    g._matmul(isa.make(Opcode.MATMUL, rows=1, act_addr=0, wgt_addr=0, acc_addr=0, accumulate=1, k_valid=3,
+                       n_valid=1, reduce_max=1))
+    assert numerics.wrap(np.int64(127 * (127 + 127 + 98)), 16) == -20832
+    assert g.acc[0, 0] == 100
+
+
 def test_post(rng):
     cfg = AccelConfig(rows=2, cols=4, act_bits=4)
     g = Golden(cfg, np.zeros(0x8000, np.uint8))

@@ -6,7 +6,7 @@ from amaranth.sim import Simulator
 from emu import isa, numerics
 from emu.config import AccelConfig
 from emu.faults import FaultCode
-from emu.golden import check_fields
+from emu.golden import Golden, check_fields
 from emu.isa import Buffer, Opcode
 
 from hdl.array import SystolicArray
@@ -100,6 +100,13 @@ def _words(cfg):
                 v -= top
             vals[f.name] = v
         out.append(isa.encode(isa.make(op, **vals)))
+    # rows * blocks around each buffer's end, blocks = 0, and a product past 16 bits
+    for op, buf, depth in ((Opcode.LOAD, Buffer.ACT, cfg.act_depth), (Opcode.LOAD, Buffer.PARAM, cfg.param_depth),
+                           (Opcode.STORE, Buffer.OUT, cfg.out_depth)):
+        for buf_addr, rows, blocks in ((depth - 12, 4, 3), (depth - 11, 4, 3), (1, 2, 0), (0, 1 << 15, 1023),
+                                       (0, 1, depth), (1, 1, depth)):
+            out.append(isa.encode(isa.make(op, buf=buf, rows=rows, row_len=1, buf_addr=max(buf_addr, 0),
+                                           ext_addr=0, ext_stride=1, blocks=blocks, block_stride=0)))
     return out
 
 
@@ -126,3 +133,237 @@ def test_generated_verilog_lints_clean():
     from sim.runner import verilog_for
     lint(verilog_for(AccelConfig(rows=3, cols=5, act_depth=64, wgt_depth=32, acc_depth=64, out_depth=64,
                                  param_depth=8, instr_depth=128)))
+
+
+class _FixedLatencyMemory:
+    """Python model of sim/axi_mem.v for the Amaranth simulator: AR/AW accepted while idle, first R beat two
+    cycles after AR, W accepted from the cycle after AW, B the cycle after the last W beat. Records bursts."""
+
+    def __init__(self, mem: np.ndarray, bus_bytes: int):
+        self.mem, self.B = mem, bus_bytes
+        self.bursts = []                        # (aligned address, beats) in issue order
+        self.r_state, self.r_word, self.r_left = 0, 0, 0
+        self.w_state, self.w_word = 0, 0
+        self.rvalid = self.rlast = self.bvalid = 0
+        self.rdata = 0
+
+    def _word(self, w):
+        return int.from_bytes(self.mem[w * self.B:(w + 1) * self.B].tobytes(), "little")
+
+    def drive(self, ctx, bus):
+        """Registered slave outputs of this cycle."""
+        ctx.set(bus.arready, self.r_state == 0)
+        ctx.set(bus.rvalid, self.rvalid)
+        ctx.set(bus.rlast, self.rlast)
+        ctx.set(bus.rdata, self.rdata)
+        ctx.set(bus.awready, self.w_state == 0)
+        ctx.set(bus.wready, self.w_state == 1)
+        ctx.set(bus.bvalid, self.bvalid)
+
+    def step(self, ctx, bus):
+        """Sample the master's outputs (after `drive`) and advance one clock."""
+        if self.r_state == 0 and ctx.get(bus.arvalid):
+            self.r_word, self.r_left = ctx.get(bus.araddr) // self.B, ctx.get(bus.arlen)
+            self.bursts.append((ctx.get(bus.araddr), self.r_left + 1))
+            self.r_state = 1
+        elif self.r_state == 1:
+            self.rdata, self.rvalid, self.rlast, self.r_state = self._word(self.r_word), 1, self.r_left == 0, 2
+        elif self.r_state == 2 and ctx.get(bus.rready):
+            if self.r_left == 0:
+                self.rvalid = self.rlast = 0
+                self.r_state = 0
+            else:
+                self.r_word, self.r_left = self.r_word + 1, self.r_left - 1
+                self.rdata, self.rlast = self._word(self.r_word), self.r_left == 0
+        if self.w_state == 0 and ctx.get(bus.awvalid):
+            self.w_word = ctx.get(bus.awaddr) // self.B
+            self.bursts.append((ctx.get(bus.awaddr), ctx.get(bus.awlen) + 1))
+            self.w_state = 1
+        elif self.w_state == 1 and ctx.get(bus.wvalid):
+            data, strb = ctx.get(bus.wdata), ctx.get(bus.wstrb)
+            for j in range(self.B):
+                if strb >> j & 1:
+                    self.mem[self.w_word * self.B + j] = data >> (8 * j) & 0xFF
+            self.w_word += 1
+            if ctx.get(bus.wlast):
+                self.bvalid, self.w_state = 1, 2
+        elif self.w_state == 2 and ctx.get(bus.bready):
+            self.bvalid, self.w_state = 0, 0
+
+
+DMA_CASES = {
+    # blocks overlap (block_stride < a block's extent), rows one span each, a block crosses 4 KiB
+    "load_rows_overlapping_blocks": dict(op=Opcode.LOAD, buf=Buffer.ACT, rows=3, row_len=5, buf_addr=2,
+                                         ext_addr=4096 - 23, ext_stride=7, blocks=4, block_stride=9),
+    # merged rows (ext_stride == row bytes >= bus bytes), unaligned, blocks far apart
+    "load_merged_blocks": dict(op=Opcode.LOAD, buf=Buffer.WGT, rows=4, row_len=16, buf_addr=1,
+                               ext_addr=4011, ext_stride=16, blocks=3, block_stride=301),
+    "load_param_blocks": dict(op=Opcode.LOAD, buf=Buffer.PARAM, rows=1, row_len=2, buf_addr=0, ext_addr=13,
+                              ext_stride=16, blocks=3, block_stride=40),
+    "store_rows_blocks": dict(op=Opcode.STORE, buf=Buffer.OUT, rows=2, row_len=3, buf_addr=3, ext_addr=4090,
+                              ext_stride=5, blocks=3, block_stride=12),
+    "store_merged_blocks": dict(op=Opcode.STORE, buf=Buffer.OUT, rows=3, row_len=16, buf_addr=0,
+                                ext_addr=8185, ext_stride=16, blocks=2, block_stride=50),
+}
+
+
+@pytest.mark.parametrize("bus_bits", [32, 64, 128])
+@pytest.mark.parametrize("case", sorted(DMA_CASES))
+def test_dma_3d_transfer_matches_golden(case, bus_bits):
+    """One LOAD/STORE: bursts = emu.timing.bursts of dma_spans, busy cycles = dma_cycles, data = golden."""
+    from emu.timing import bursts, dma_cycles, dma_spans, element_bytes
+    from hdl.dma import DMA
+    fields = dict(DMA_CASES[case])
+    instr = isa.make(fields.pop("op"), **fields)
+    cfg = AccelConfig(rows=16, cols=16, bus_bits=bus_bits)
+    B, EB = cfg.bus_bytes, 8 * 16
+    rng = np.random.default_rng(bus_bits)
+    mem = rng.integers(0, 256, 3 * 4096, dtype=np.uint8)
+    before = mem.copy()
+    slave = _FixedLatencyMemory(mem, B)
+    dut = DMA(bus_bytes=B, entry_bytes=EB)
+    row_bytes = instr.row_len * element_bytes(Buffer(instr.buf))
+    entries = instr.rows * instr.blocks
+    out_images = rng.integers(0, 256, (64, EB), dtype=np.uint8)  # STORE source: a 64-entry OUT buffer
+    writes = {}
+    state = {}
+
+    async def tb(ctx):
+        for name in ("rows", "blocks", "buf_addr", "ext_addr", "ext_stride", "block_stride"):
+            ctx.set(getattr(dut, name), getattr(instr, name))
+        ctx.set(dut.store, instr.op == Opcode.STORE)
+        ctx.set(dut.target, instr.buf)
+        ctx.set(dut.row_bytes, row_bytes)
+        ctx.set(dut.start, 1)
+        rd_addr = ctx.get(dut.rd_addr)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        cycle = 1
+        while True:
+            slave.drive(ctx, dut.bus)
+            ctx.set(dut.rd_data, int.from_bytes(out_images[rd_addr % 64].tobytes(), "little"))  # one-cycle read
+            if not ctx.get(dut.busy):
+                break
+            if ctx.get(dut.wr_en):
+                assert ctx.get(dut.wr_target) == instr.buf
+                writes[ctx.get(dut.wr_addr)] = ctx.get(dut.wr_data)
+            rd_addr = ctx.get(dut.rd_addr)
+            slave.step(ctx, dut.bus)
+            await ctx.tick()
+            cycle += 1
+        state["cycles"] = cycle
+        assert not ctx.get(dut.error)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+    want_bursts = [b for a, n in dma_spans(instr, B) for b in bursts(a, n, B)]
+    assert slave.bursts == want_bursts
+    assert state["cycles"] == dma_cycles(instr, cfg)
+    g = Golden(cfg, before.copy())
+    addresses = g._addresses(instr)
+    if instr.op == Opcode.LOAD:
+        want = {instr.buf_addr + e: int.from_bytes(before[addresses[e]].tobytes(), "little")
+                for e in range(entries)}
+        assert writes == want
+    else:
+        assert not writes
+        expect = before.copy()
+        expect[addresses] = out_images[instr.buf_addr:instr.buf_addr + entries, :row_bytes]
+        np.testing.assert_array_equal(mem, expect)
+
+
+def _compute_with_buffers(cfg):
+    """The compute unit wired to ACT, WGT, PARAM and OUT buffers as in hdl/top.py."""
+    from amaranth.hdl import Module
+    from hdl.buffers import Buffer as Mem, entry_layouts
+    from hdl.compute import ComputeUnit
+    m = Module()
+    lay = entry_layouts(cfg)
+    m.submodules.cu = cu = ComputeUnit(cfg)
+    bufs = {}
+    for name in ("act", "wgt", "param", "out"):
+        m.submodules[name] = bufs[name] = Mem(layout=lay[name], depth=getattr(cfg, f"{name}_depth"))
+    for name in ("act", "wgt", "param"):
+        m.d.comb += [bufs[name].rd_addr.eq(getattr(cu, f"{name}_rd_addr")),
+                     getattr(cu, f"{name}_rd_data").eq(bufs[name].rd_data)]
+    m.d.comb += [bufs["out"].wr_en.eq(cu.out_wr_en), bufs["out"].wr_addr.eq(cu.out_wr_addr),
+                 bufs["out"].wr_data.eq(cu.out_wr_data)]
+    return m, cu, bufs
+
+
+def test_compute_max_mode_matches_golden():
+    """MATMULs overwriting, accumulating with reduce_max and adding, read back through a POST with
+    multiplier 1 and shift 0 (every ACC value stays within int8, so OUT shows it whole): OUT equals golden
+    and each instruction keeps the unit busy for instr_cycles. Small values of both signs check the signed
+    compare; one result (4 * 128 * 128 - 60) wraps at acc_bits=16 to -60, below the ACC value it meets."""
+    from emu.timing import instr_cycles
+    cfg = AccelConfig(rows=5, cols=4, acc_bits=16, act_depth=32, wgt_depth=16, acc_depth=16, out_depth=16,
+                      param_depth=2, instr_depth=16)
+    rng = np.random.default_rng(5)
+    g = Golden(cfg, np.zeros(16, np.uint8))
+    g.act[:] = rng.integers(-3, 4, g.act.shape)
+    g.wgt[:] = rng.integers(-3, 4, g.wgt.shape)
+    g.act[20] = [-128, -128, -128, -128, 60]
+    g.wgt[10:15] = 0
+    g.wgt[10:15, 0] = [-128, -128, -128, -128, -1]
+    g.wgt[14, 1:] = [-2, 1, 2]
+    g.bias[1], g.mult[1] = 0, 1
+    mm = dict(op=Opcode.MATMUL, k_valid=5, n_valid=4)
+    program = [
+        dict(mm, rows=9, act_addr=0, wgt_addr=0, acc_addr=2, accumulate=0, reduce_max=1),  # max ignored
+        dict(mm, rows=9, act_addr=6, wgt_addr=5, acc_addr=2, accumulate=1, reduce_max=1),
+        dict(mm, rows=1, act_addr=20, wgt_addr=10, acc_addr=2, accumulate=1, reduce_max=1),  # wraps
+        dict(mm, rows=4, act_addr=11, wgt_addr=3, acc_addr=6, accumulate=1, reduce_max=0),
+        dict(op=Opcode.POST, rows=11, acc_addr=1, out_addr=3, param_addr=1, shift=0, zero_point=0,
+             clamp_lo=-128, clamp_hi=127),
+    ]
+    instrs = [isa.make(f.pop("op"), **f) for f in (dict(p) for p in program)]
+    m, cu, bufs = _compute_with_buffers(cfg)
+    busy = []
+    got = np.zeros_like(g.out)
+
+    async def tb(ctx):
+        for name, table in (("act", g.act), ("wgt", g.wgt)):
+            for e, row in enumerate(table):
+                ctx.set(bufs[name].wr_en, 1)
+                ctx.set(bufs[name].wr_addr, e)
+                for k, v in enumerate(row):
+                    ctx.set(bufs[name].wr_data[k], int(v))
+                await ctx.tick()
+            ctx.set(bufs[name].wr_en, 0)
+        ctx.set(bufs["param"].wr_en, 1)
+        ctx.set(bufs["param"].wr_addr, 1)
+        for k in range(cfg.cols):
+            ctx.set(bufs["param"].wr_data[k].bias, int(g.bias[1, k]))
+            ctx.set(bufs["param"].wr_data[k].mult, int(g.mult[1, k]))
+        await ctx.tick()
+        ctx.set(bufs["param"].wr_en, 0)
+        for instr in instrs:
+            for name, value in instr.fields.items():
+                if hasattr(cu, name):
+                    ctx.set(getattr(cu, name), value)
+            ctx.set(cu.post, instr.op == Opcode.POST)
+            ctx.set(cu.start, 1)
+            await ctx.tick()
+            ctx.set(cu.start, 0)
+            cycles = 1
+            while ctx.get(cu.busy):
+                await ctx.tick()
+                cycles += 1
+            busy.append(cycles)
+        for e in range(cfg.out_depth):
+            ctx.set(bufs["out"].rd_addr, e)
+            await ctx.tick()
+            got[e] = [ctx.get(bufs["out"].rd_data[k]) for k in range(cfg.cols)]
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+    for instr in instrs:
+        (g._matmul if instr.op == Opcode.MATMUL else g._post)(instr)
+    assert busy == [instr_cycles(i, cfg) for i in instrs]
+    assert (np.abs(g.acc) < 128).all() and g.acc[2, 0] > -60
+    np.testing.assert_array_equal(got, g.out)

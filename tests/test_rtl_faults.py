@@ -31,6 +31,12 @@ CASES = {
     "illegal_opcode": ([LOAD, SYNC, END, END], {2: 0xF}, FaultCode.ILLEGAL_OPCODE),
     "illegal_field": ([LOAD, isa.make(Opcode.LOAD, buf=Buffer.WGT, rows=0, row_len=1, buf_addr=0, ext_addr=0,
                                       ext_stride=1), END], {}, FaultCode.ILLEGAL_FIELD),
+    "zero_blocks": ([LOAD, SYNC, isa.make(Opcode.STORE, buf=Buffer.OUT, rows=2, row_len=1, buf_addr=0, ext_addr=0,
+                                          ext_stride=1, blocks=0, block_stride=4), END], {}, FaultCode.ILLEGAL_FIELD),
+    # 13 blocks of 5 rows: 65 ACT entries, one more than act_depth although rows and blocks each fit
+    "blocks_buffer_range": ([LOAD, isa.make(Opcode.LOAD, buf=Buffer.ACT, rows=5, row_len=3, buf_addr=0,
+                                            ext_addr=5000, ext_stride=3, blocks=13, block_stride=20), END], {},
+                            FaultCode.BUFFER_RANGE),
     "store_from_act": ([isa.make(Opcode.STORE, buf=Buffer.ACT, rows=1, row_len=1, buf_addr=0, ext_addr=0,
                                  ext_stride=1), END], {}, FaultCode.ILLEGAL_FIELD),
     "buffer_range": ([LOAD, MATMUL, isa.make(Opcode.POST, rows=2, acc_addr=63, out_addr=0, param_addr=0, shift=0,

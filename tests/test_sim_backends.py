@@ -2,7 +2,10 @@
 import numpy as np
 import pytest
 
+from emu import isa
 from emu.golden import Golden
+from emu.isa import Opcode
+from emu.timing import dma_spans
 
 from sim.compare import CFG_3X5, CFG_W4A4, assert_same_as_golden, needs_iverilog
 from sim.randprog import random_case
@@ -18,16 +21,19 @@ def test_icarus_small_program():
 
 @pytest.mark.parametrize("cfg", [CFG_3X5, CFG_W4A4], ids=["3x5", "w4a4"])
 def test_axi_ram_backpressure_with_guards(cfg):
-    """AXI protocol run: random pauses on all five channels; bytes outside every STORE row untouched."""
+    """AXI protocol run: random pauses on all five channels, 3-D LOADs and STOREs among the transfers;
+    bytes outside every STORE row untouched."""
     from sim.hil import run_rtl
     mem, pa, pl, stores = random_case(cfg, 31, rounds=2, max_t=6)
+    dma = [i for i in map(isa.decode, isa.decode_program(mem[pa:pa + 16 * pl])) if i.op in (Opcode.LOAD, Opcode.STORE)]
+    assert {i.op for i in dma if i.blocks > 1} == {Opcode.LOAD, Opcode.STORE}
     g = mem.copy()
     g_res = Golden(cfg, g).run(pa, pl)
     r_mem, r_res = run_rtl(cfg, mem.copy(), pa, pl, memory_model="axi", backpressure=True, seed=5)
     written = np.zeros(mem.size, bool)
-    for addr, stride, rows, row_len in stores:
-        for r in range(rows):
-            written[addr + r * stride:addr + r * stride + row_len] = True
+    for store in stores:
+        for addr, nbytes in dma_spans(store):
+            written[addr:addr + nbytes] = True
     assert np.array_equal(r_mem[~written], mem[~written]), "a DMA write touched a guard byte"
     assert np.array_equal(r_mem, g)
     assert r_res.macs == g_res.macs
