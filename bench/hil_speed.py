@@ -1,8 +1,13 @@
 """HIL speed and utilization on 8x8 W8A8: a 256x256x256 matmul, RTL (cocotb + HDL memory) vs golden.
 
-Prints: simulated cycles per wall second of the cocotb-driven run (one await on done), RTL cycles vs
-golden cycles (the cycle model's error), and array utilization vs the ideal weight-stationary count
-sum over folds of 2R + C + T - 2 (folds = ceil(K/R) * ceil(N/C), T = M).
+Prints, all from one invocation on one machine:
+- HIL speed: accelerator cycles (CYCLES register) per wall second of the cocotb-driven run (HDL clock,
+  HDL memory, one await on done), divided by the same Verilog in a plain `verilator --binary` harness
+  (sim/ceiling.py: no cocotb, no VPI; the ceiling). Both time the stretch from the CTRL write to done
+  inside the simulator; the totals with image write, simulator start, $readmemh and dump come second.
+- RTL cycles vs golden cycles (the cycle model's error).
+- array utilization vs the ideal weight-stationary count sum over folds of 2R + C + T - 2
+  (folds = ceil(K/R) * ceil(N/C), T = M).
 
 Layout (a compiler's choice, made here by hand): A as [K/8][M][8] so one ACT chunk is one contiguous
 span, W as [K/8][N/8][8][8] so one tile is 64 contiguous bytes. Loads for the next fold overlap the
@@ -77,26 +82,39 @@ def matmul_program(cfg: AccelConfig, M: int, K: int, N: int, seed: int = 0):
 
 
 def main() -> None:
-    from sim.hil import run_rtl
+    from sim.ceiling import build_ceiling, run_ceiling
+    from sim.hil import simulate
     from sim.runner import build
     M = K = N = 256
     cfg = AccelConfig(rows=8, cols=8, instr_depth=8192)
     mem, pa, pl, folds, (c_base, expect) = matmul_program(cfg, M, K, N)
     t = time.time()
     build(cfg)
-    print(f"build (or cache hit): {time.time() - t:.1f} s")
+    build_ceiling(cfg)
+    print(f"builds (or cache hits), cocotb and plain Verilator: {time.time() - t:.1f} s")
     g_mem = mem.copy()
     t = time.time()
     g = Golden(cfg, g_mem).run(pa, pl)
     print(f"golden: {g.cycles} cycles, {g.macs} MACs, {time.time() - t:.2f} s")
-    t = time.time()
-    r_mem, r = run_rtl(cfg, mem.copy(), pa, pl)
-    wall = time.time() - t
-    print(f"RTL (cocotb, HDL memory): {r.cycles} cycles in {wall:.2f} s wall (process start, image "
-          f"load and dump included) = {r.cycles / wall / 1e3:.0f} k cycles/s")
-    print(f"cycle model error: {r.cycles - g.cycles} cycles ({(r.cycles - g.cycles) / g.cycles:+.3%})")
-    print(f"memory identical to golden: {np.array_equal(r_mem, g_mem)}")
-    c = r_mem[c_base:c_base + M * N].view(np.int8).reshape(M, N)
+
+    hil = simulate(cfg, mem.copy(), pa, pl)
+    ceil = run_ceiling(cfg, mem.copy(), pa, pl)
+    r = hil.result
+    hil_rate, ceil_rate = r.cycles / hil.run_seconds, ceil.cycles / ceil.run_seconds
+    print(f"cocotb run (CTRL write to done): {r.cycles} cycles in {hil.run_seconds:.3f} s = "
+          f"{hil_rate / 1e3:.0f} k cycles/s")
+    print(f"plain Verilator run (same span): {ceil.cycles} cycles in {ceil.run_seconds:.3f} s = "
+          f"{ceil_rate / 1e3:.0f} k cycles/s")
+    print(f"HIL speed ratio (cocotb / plain Verilator): {hil_rate / ceil_rate:.2f}")
+    print(f"totals with image write, simulator start, $readmemh, dump and read-back: cocotb "
+          f"{hil.total_seconds:.2f} s ({r.cycles / hil.total_seconds / 1e3:.0f} k cycles/s), plain Verilator "
+          f"{ceil.total_seconds:.2f} s ({ceil.cycles / ceil.total_seconds / 1e3:.0f} k cycles/s), ratio "
+          f"{ceil.total_seconds / hil.total_seconds:.2f}")
+    print(f"cycle model error: {r.cycles - g.cycles} cycles ({(r.cycles - g.cycles) / g.cycles:+.3%}); "
+          f"plain Verilator cycles {ceil.cycles}")
+    print(f"memory identical to golden: cocotb {np.array_equal(hil.memory, g_mem)}, plain Verilator "
+          f"{np.array_equal(ceil.memory, g_mem)}")
+    c = hil.memory[c_base:c_base + M * N].view(np.int8).reshape(M, N)
     print(f"result equals numpy: {np.array_equal(c, expect)}")
     ideal = folds * (2 * cfg.rows + cfg.cols + M - 2)
     print(f"utilization: {r.macs / (r.cycles * cfg.macs):.1%} of the array over the run; ideal weight-"

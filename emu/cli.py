@@ -239,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--raw", action="store_true", help="write the output's integers instead of floats")
     r.add_argument("--backend", default="golden", help="golden (emulator) or rtl (simulated gateware)")
     r.add_argument("--sim", default="verilator", help="RTL simulator: verilator (default) or icarus")
-    r.add_argument("--waves", help="write the RTL waveform to this .fst/.vcd file")
+    r.add_argument("--waves", help="write the RTL waveform of the last run (the failing one, if any) to "
+                   "this FST file")
     r.add_argument("--watchdog", type=int, default=0, help="cycle limit of each run (0: none)")
     _add_config_flags(r)
     r.set_defaults(func=cmd_run)
@@ -287,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     except _user_errors() as e:
         print(f"systola: error: {e}", file=sys.stderr)
         return 2
-    except HardwareFault as e:
+    except (HardwareFault, TimeoutError) as e:  # TimeoutError: sim.hil's cycle limit on a hung design
         print(f"systola: {e}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:

@@ -10,10 +10,12 @@ the bus width answers the bytes of its last, partial word instead of a bus error
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,25 +26,27 @@ from emu.faults import FaultCode, HardwareFault
 from emu.golden import RunResult
 from emu.isa import Opcode, decode_program
 
-from .runner import MEM_WORDS_MAX, REPO, build
+from .runner import CLOCK_NS, MEM_WORDS_MAX, REPO, build
 
-__all__ = ["run_rtl", "SimulationTimeout", "DEFAULT_MAX_CYCLES"]
+__all__ = ["run_rtl", "simulate", "HilRun", "SimulationTimeout", "DEFAULT_MAX_CYCLES", "write_words", "read_words"]
 
 DEFAULT_MAX_CYCLES = 20_000_000
 _run_ids = itertools.count()
 
 
-class SimulationTimeout(RuntimeError):
-    """The simulation ran past its cycle limit without the accelerator raising done."""
+class SimulationTimeout(TimeoutError):
+    """The simulation ran past its cycle limit without the accelerator raising done (a hung design)."""
 
 
-def _write_words(path: Path, mem: np.ndarray, bus_bytes: int) -> None:
+def write_words(path: Path, mem: np.ndarray, bus_bytes: int) -> None:
+    """$readmemh image of `mem`: one bus word a line, most significant byte first, word 0 first."""
     words = mem.reshape(-1, bus_bytes)[:, ::-1].tobytes().hex()
     n = 2 * bus_bytes
     path.write_text("\n".join(words[i:i + n] for i in range(0, len(words), n)) + "\n")
 
 
-def _read_words(path: Path, size: int, bus_bytes: int) -> np.ndarray:
+def read_words(path: Path, size: int, bus_bytes: int) -> np.ndarray:
+    """The first `size` bytes of a $writememh image written by the memory model."""
     words = [ln.split("//")[0].strip() for ln in path.read_text().splitlines()]
     words = [w for w in words if w and not w.startswith("@")]
     raw = bytes.fromhex("".join(w.rjust(2 * bus_bytes, "0") for w in words))
@@ -56,21 +60,41 @@ def _instructions(memory: np.ndarray, prog_addr: int, prog_len: int) -> int:
     return prog_len
 
 
-def run_rtl(cfg: AccelConfig, memory: np.ndarray, prog_addr: int, prog_len: int, *,
-            simulator: str = "verilator", waves: str | os.PathLike | None = None, watchdog: int = 0,
-            memory_model: str = "hdl", hardware: AccelConfig | None = None,
-            max_cycles: int = DEFAULT_MAX_CYCLES, backpressure: bool = False,
-            seed: int = 1) -> tuple[np.ndarray, RunResult]:
+@dataclasses.dataclass
+class HilRun:
+    """One run on the RTL: the memory after it, Golden's RunResult, and where the wall time went."""
+    memory: np.ndarray
+    result: RunResult
+    run_seconds: float     # CTRL write to done, inside the simulator (the accelerator's stretch)
+    total_seconds: float   # image write, simulator start, configuration, run, dump and read-back
+
+
+def run_rtl(cfg: AccelConfig, memory: np.ndarray, prog_addr: int, prog_len: int, **kw) -> tuple[np.ndarray, RunResult]:
+    """Run the program at `prog_addr` (`prog_len` instructions) on the RTL; see `simulate` for the options.
+
+    Returns (memory after the run, RunResult(cycles, macs, instructions)), the backend contract of
+    emu.runtime; raises HardwareFault like emu.golden.Golden.run, or SimulationTimeout.
+    """
+    run = simulate(cfg, memory, prog_addr, prog_len, **kw)
+    return run.memory, run.result
+
+
+def simulate(cfg: AccelConfig, memory: np.ndarray, prog_addr: int, prog_len: int, *,
+             simulator: str = "verilator", waves: str | os.PathLike | None = None, watchdog: int = 0,
+             memory_model: str = "hdl", hardware: AccelConfig | None = None,
+             max_cycles: int = DEFAULT_MAX_CYCLES, backpressure: bool = False, seed: int = 1) -> HilRun:
     """Run the program at `prog_addr` (`prog_len` instructions) on the RTL of `hardware` (default `cfg`).
 
-    Returns (memory after the run, RunResult(cycles, macs, instructions)); raises HardwareFault like
-    emu.golden.Golden.run, or SimulationTimeout after `max_cycles` cycles without done.
+    Raises HardwareFault like emu.golden.Golden.run, or SimulationTimeout after `max_cycles` cycles
+    without done (the testbench's own watchdog, for a design that hangs).
     memory_model: "hdl" (fixed-latency Verilog memory, cycle-exact with emu.timing) or "axi"
     (cocotbext-axi AxiRam; `backpressure` adds random pauses on all five channels; cycles then differ).
-    waves: path of a VCD to write (the design is built with tracing for it).
+    waves: path of an FST waveform to write (the design is built with tracing for it); it holds the
+    whole run, and is written also when the run faults or times out.
     """
     if memory.dtype != np.uint8 or memory.ndim != 1:
         raise TypeError("memory must be a 1-D uint8 array")
+    t_begin = time.perf_counter()
     hw = hardware or cfg
     b = build(hw, simulator=simulator, memory_model=memory_model, waves=waves is not None)
     bus = hw.bus_bytes
@@ -86,50 +110,54 @@ def run_rtl(cfg: AccelConfig, memory: np.ndarray, prog_addr: int, prog_len: int,
     job = {
         "memory_model": memory_model, "prog_addr": prog_addr, "prog_len": prog_len, "watchdog": watchdog,
         "max_cycles": max_cycles, "mem_size": int(padded.size), "backpressure": backpressure, "seed": seed,
-        "expect_cfg": regs.config_registers(cfg), "result": str(run_dir / "result.json"),
+        "clock_ns": CLOCK_NS, "expect_cfg": regs.config_registers(cfg), "result": str(run_dir / "result.json"),
         "mem_in_raw": str(run_dir / "mem_in.raw"), "mem_out_raw": str(run_dir / "mem_out.raw"),
     }
-    plusargs = []
+    plusargs, test_args = [], []
     if memory_model == "hdl":
-        _write_words(run_dir / "mem_in.hex", padded, bus)
+        write_words(run_dir / "mem_in.hex", padded, bus)
         plusargs = [f"+MEM_IN={run_dir / 'mem_in.hex'}", f"+MEM_OUT={run_dir / 'mem_out.hex'}",
                     f"+MEM_SIZE={padded.size}"]
     else:
         (run_dir / "mem_in.raw").write_text(padded.tobytes().hex())
+    if waves is not None:
+        waves = Path(waves).resolve()
+        if simulator == "verilator":
+            test_args = ["--trace-file", str(waves)]
+        else:
+            plusargs.append(f"+dumpfile_path={waves}")
     (run_dir / "job.json").write_text(json.dumps(job))
 
     from cocotb_tools.runner import get_runner
     runner = get_runner(simulator)
     pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     runner.test(test_module="sim.cocotb_hil", hdl_toplevel=b.toplevel, hdl_toplevel_lang="verilog",
-                build_dir=b.build_dir, test_dir=run_dir, plusargs=plusargs, waves=waves is not None,
+                build_dir=b.build_dir, test_dir=run_dir, plusargs=plusargs, test_args=test_args,
+                waves=waves is not None,
                 extra_env={"SYSTOLA_HIL_JOB": str(run_dir / "job.json"), "PYTHONPATH": pythonpath,
                            "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING")},
                 log_file=run_dir / "sim.log")
-    if waves is not None:
-        dumps = sorted(run_dir.glob("*.vcd")) + sorted(run_dir.glob("*.fst"))
-        if dumps:
-            shutil.copyfile(dumps[0], waves)
     result_path = run_dir / "result.json"
     if not result_path.exists():
         log = (run_dir / "sim.log").read_text()[-4000:] if (run_dir / "sim.log").exists() else ""
         raise RuntimeError(f"the RTL simulation in {run_dir} produced no result:\n{log}")
     result = json.loads(result_path.read_text())
+    waves_note = f"; waves in {waves}" if waves is not None else ""
     if result["timeout"]:
-        raise SimulationTimeout(f"the RTL simulation ran {max_cycles} cycles without done "
-                                f"(STATUS {result.get('status', 0):#x}; run directory {run_dir}"
-                                + (f", waves in {waves})" if waves else ")"))
+        raise SimulationTimeout(f"the RTL simulation ran {max_cycles} cycles without done (the testbench's "
+                                f"cycle limit; run directory {run_dir}{waves_note})")
     code = FaultCode(result["code"])
     if code == FaultCode.CONFIG_MISMATCH:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise HardwareFault(code, 0, f"hardware reports {result['hw_cfg']}, program built for "
                             f"{job['expect_cfg']}")
     if memory_model == "hdl":
-        after = _read_words(run_dir / "mem_out.hex", memory.size, bus)
+        after = read_words(run_dir / "mem_out.hex", memory.size, bus)
     else:
         after = np.frombuffer(bytes.fromhex((run_dir / "mem_out.raw").read_text()), np.uint8)[:memory.size].copy()
     shutil.rmtree(run_dir, ignore_errors=True)
     if code != FaultCode.NONE:
-        raise HardwareFault(code, result["pc"], f"RTL status {result['status']:#x}")
-    return after, RunResult(cycles=result["cycles"], macs=result["macs"],
-                            instructions=_instructions(memory, prog_addr, prog_len))
+        raise HardwareFault(code, result["pc"], f"RTL status {result['status']:#x}{waves_note}")
+    return HilRun(after, RunResult(cycles=result["cycles"], macs=result["macs"],
+                                   instructions=_instructions(memory, prog_addr, prog_len)),
+                  result["run_seconds"], time.perf_counter() - t_begin)
