@@ -10,8 +10,10 @@ Prints, all from one invocation on one machine:
   (folds = ceil(K/R) * ceil(N/C), T = M).
 
 Layout (a compiler's choice, made here by hand): A as [K/8][M][8] so one ACT chunk is one contiguous
-span, W as [K/8][N/8][8][8] so one tile is 64 contiguous bytes. Loads for the next fold overlap the
-current MATMUL; SYNC separates folds. Run: python bench/hil_speed.py
+span, W as [K/8][N/8][8][8] so one tile is 64 contiguous bytes, C as [N/8][M][8] so one STORE is one
+span. Each fold's MATMUL issues before the loads for the next fold, so the DMA works behind it; SYNC
+separates folds. OUT is double-buffered between groups of N-tiles, and a group's STOREs run during the
+next group's folds. Run: python bench/hil_speed.py
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from emu.isa import Buffer, Opcode  # noqa: E402
 
 def matmul_program(cfg: AccelConfig, M: int, K: int, N: int, seed: int = 0):
     R, C = cfg.rows, cfg.cols
-    kt_n, nt_n, group = K // R, N // C, cfg.acc_depth // M
+    kt_n, nt_n, group = K // R, N // C, min(cfg.acc_depth, cfg.out_depth // 2) // M
     rng = np.random.default_rng(seed)
     a = rng.integers(-128, 128, (M, K))
     w = rng.integers(-128, 128, (K, N))
@@ -55,25 +57,29 @@ def matmul_program(cfg: AccelConfig, M: int, K: int, N: int, seed: int = 0):
                      ext_stride=8 * C)]
     folds = [(g, kt, nt) for g in range(0, nt_n, group) for kt in range(kt_n) for nt in range(g, min(g + group, nt_n))]
     prog += [load_act(folds[0][1]), load_wgt(folds[0][1], folds[0][2], 0), isa.make(Opcode.SYNC)]
+    stores = []   # STOREs of the previous group, spread over this group's folds that load no activations
     for i, (g, kt, nt) in enumerate(folds):
+        # the MATMUL issues first, so the DMA work for the next fold runs behind it
+        prog.append(isa.make(Opcode.MATMUL, rows=M, act_addr=(kt % 2) * M, wgt_addr=(i % 2) * R,
+                             acc_addr=(nt - g) * M, accumulate=int(kt > 0), k_valid=R, n_valid=C))
         if i + 1 < len(folds):
             _, kt2, nt2 = folds[i + 1]
             if kt2 != kt:
                 prog.append(load_act(kt2))
+            elif stores:
+                prog.append(stores.pop(0))
             prog.append(load_wgt(kt2, nt2, (i + 1) % 2))
-        prog.append(isa.make(Opcode.MATMUL, rows=M, act_addr=(kt % 2) * M, wgt_addr=(i % 2) * R,
-                             acc_addr=(nt - g) * M, accumulate=int(kt > 0), k_valid=R, n_valid=C))
         prog.append(isa.make(Opcode.SYNC))
-        last_of_group = i + 1 == len(folds) or folds[i + 1][0] != g
-        if last_of_group:
+        if i + 1 == len(folds) or folds[i + 1][0] != g:
+            out_half = (g // group) % 2 * group * M   # OUT is double-buffered between groups
             for nt_ in range(g, min(g + group, nt_n)):
-                prog.append(isa.make(Opcode.POST, rows=M, acc_addr=(nt_ - g) * M, out_addr=(nt_ - g) * M,
+                prog.append(isa.make(Opcode.POST, rows=M, acc_addr=(nt_ - g) * M, out_addr=out_half + (nt_ - g) * M,
                                      param_addr=nt_, shift=shift, zero_point=0, clamp_lo=-128, clamp_hi=127))
             prog.append(isa.make(Opcode.SYNC))
-            for nt_ in range(g, min(g + group, nt_n)):
-                prog.append(isa.make(Opcode.STORE, buf=Buffer.OUT, rows=M, row_len=C, buf_addr=(nt_ - g) * M,
-                                     ext_addr=c_base + nt_ * C, ext_stride=N))
-            prog.append(isa.make(Opcode.SYNC))
+            prog += stores   # whatever the group could not hide
+            stores = [isa.make(Opcode.STORE, buf=Buffer.OUT, rows=M, row_len=C, buf_addr=out_half + (nt_ - g) * M,
+                               ext_addr=c_base + nt_ * M * C, ext_stride=C) for nt_ in range(g, min(g + group, nt_n))]
+    prog += stores + [isa.make(Opcode.SYNC)]
     prog.append(isa.make(Opcode.END))
     blob = np.frombuffer(isa.encode_program(prog), np.uint8)
     mem[prog_base:prog_base + blob.size] = blob
@@ -114,7 +120,7 @@ def main() -> None:
           f"plain Verilator cycles {ceil.cycles}")
     print(f"memory identical to golden: cocotb {np.array_equal(hil.memory, g_mem)}, plain Verilator "
           f"{np.array_equal(ceil.memory, g_mem)}")
-    c = hil.memory[c_base:c_base + M * N].view(np.int8).reshape(M, N)
+    c = hil.memory[c_base:c_base + M * N].view(np.int8).reshape(N // cfg.cols, M, cfg.cols).transpose(1, 0, 2).reshape(M, N)
     print(f"result equals numpy: {np.array_equal(c, expect)}")
     ideal = folds * (2 * cfg.rows + cfg.cols + M - 2)
     print(f"utilization: {r.macs / (r.cycles * cfg.macs):.1%} of the array over the run; ideal weight-"
