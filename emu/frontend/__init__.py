@@ -10,7 +10,7 @@ import io
 import logging
 import warnings
 
-__all__ = ["UnsupportedModelError", "SystolaQuantizer", "load_pt2", "lower"]
+__all__ = ["UnsupportedModelError", "SystolaQuantizer", "CALIBRATIONS", "load_pt2", "lower"]
 
 
 class UnsupportedModelError(ValueError):
@@ -35,5 +35,6 @@ def _import_torchao_quietly() -> None:
 
 _import_torchao_quietly()
 
+from .observers import CALIBRATIONS  # noqa: E402
 from .quantizer import SystolaQuantizer  # noqa: E402
 from .lower import load_pt2, lower  # noqa: E402

@@ -1,6 +1,7 @@
 """A PT2E quantizer that produces exactly the numerics Systola's integer graph IR accepts.
 
-Quantization scheme (the same for PTQ and QAT; see `emu.ir` for the integer meaning):
+Quantization scheme (the same for PTQ and QAT; see `emu.ir` for the integer meaning and
+``docs/quantization.md`` for the conventions in full):
 
 * Weights: symmetric, per output channel (axis 0), signed, zero point 0, *restricted* range
   ``[-(2**(b-1) - 1), 2**(b-1) - 1]`` (e.g. [-127, 127] at 8 bits, [-7, 7] at 4, ternary [-1, 1] at 2).
@@ -13,16 +14,33 @@ Quantization scheme (the same for PTQ and QAT; see `emu.ir` for the integer mean
 
 Widths below 8 are expressed with ``torch.int8`` and a narrowed ``quant_min``/``quant_max``.
 
-Observers: PTQ uses min/max observers (per channel for weights). QAT uses `FakeQuantize` around
-moving-average min/max observers, which `prepare_qat_pt2e` accepts and `convert_pt2e` folds.
+Every tensor has one set of quantization parameters, chosen where it is produced: a layer's ``act_bits``
+is the width of its *output*; its input is quantized as its producer said (only the graph input, which no
+layer produces, takes the consuming layer's width). So a network never requantizes between layers, even
+with mixed widths.
 
-Annotated patterns live in `ANNOTATORS`, a table from pattern name to function, applied in order: fused
-patterns (``linear`` followed by ``relu``/``relu6``/``hardtanh``/``clamp``, so the activation sits inside
-the quantized layer) before the bare ones. Further layer kinds (conv2d, pooling, add) are new entries.
+Annotated patterns (`ANNOTATORS`, applied in order):
+
+* ``conv2d`` / ``linear`` [-> batch_norm] [-> relu | relu6 | hardtanh | clamp]: one quantized layer; the
+  batch norm is folded (by `prepare_pt2e` before annotation for PTQ, by `convert_pt2e` for QAT) and the
+  activation is a clamp inside the layer.
+* ``add(a, b)`` [-> activation]: both inputs share one set of parameters (the accelerator adds them with
+  unit weights); the output (after the activation) has its own.
+* ``max_pool2d``: output shares its input's parameters (max commutes with a monotone quantizer).
+* ``avg_pool2d`` / ``adaptive_avg_pool2d`` / ``mean.dim``: output has its own parameters.
+* ``flatten`` / ``view`` / ``reshape`` of a quantized tensor: output shares its input's parameters.
+
+Calibration (``calibration=`` for activations, ``weight_calibration=`` for weights; see
+`emu.frontend.observers`): ``"minmax"``, ``"percentile"`` (activations only) or ``"mse"``. QAT wraps the
+same observers in `FakeQuantize` (``"minmax"`` becomes a moving-average min/max there) or, with
+``learn_scales=True``, in torchao's `LearnableFakeQuantize` (LSQ: the observer initialises the scale and
+zero point, then both are trained by backpropagation with LSQ's gradient scaling).
 """
 from __future__ import annotations
 
-from typing import Callable
+import fnmatch
+import operator
+from typing import Callable, Mapping
 
 import torch
 from torch.fx import GraphModule, Node
@@ -33,18 +51,35 @@ from torchao.quantization.pt2e import (
     MovingAveragePerChannelMinMaxObserver,
     PerChannelMinMaxObserver,
 )
-from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, QuantizationSpec, Quantizer
+from torchao.quantization.pt2e.learnable_fake_quantize import LearnableFakeQuantize
+from torchao.quantization.pt2e.quantizer import (
+    QuantizationAnnotation,
+    QuantizationSpec,
+    Quantizer,
+    SharedQuantizationSpec,
+)
 
-__all__ = ["SystolaQuantizer", "ANNOTATORS", "ACTIVATION_OPS", "weight_range", "act_range"]
+from .observers import CALIBRATIONS, MSEObserver, PercentileObserver, PerChannelMSEObserver
+
+__all__ = ["SystolaQuantizer", "ANNOTATORS", "ACTIVATION_OPS", "POOL_OPS", "weight_range", "act_range"]
 
 BITS_MIN, BITS_MAX = 2, 8
 #: Smallest scale an observer may produce (as XNNPACK's config); keeps all-zero channels finite.
 _EPS = 2.0 ** -12
 
 aten = torch.ops.aten
-#: Element-wise clamps that may follow a linear inside one quantized layer.
+#: Element-wise clamps that may follow a layer (or an add) inside one quantized op.
 ACTIVATION_OPS = (aten.relu.default, aten.relu_.default, aten.relu6.default, aten.hardtanh.default,
                   aten.hardtanh_.default, aten.clamp.default)
+_LAYER_OPS = (aten.conv2d.default, aten.linear.default)
+_BATCH_NORM_OPS = (aten.batch_norm.default, aten._native_batch_norm_legit_no_training.default,
+                   aten._native_batch_norm_legit.default, aten.cudnn_batch_norm.default)
+_ADD_OPS = (aten.add.Tensor, aten.add_.Tensor)
+_MAX_POOL_OPS = (aten.max_pool2d.default,)
+_AVG_POOL_OPS = (aten.avg_pool2d.default, aten.adaptive_avg_pool2d.default, aten.mean.dim)
+#: Pooling ops the quantizer annotates.
+POOL_OPS = _MAX_POOL_OPS + _AVG_POOL_OPS
+_VIEW_OPS = (aten.flatten.using_ints, aten.view.default, aten.reshape.default, aten._unsafe_view.default)
 
 
 def weight_range(bits: int) -> tuple[int, int]:
@@ -64,87 +99,262 @@ def _check_bits(name: str, value) -> int:
     return value
 
 
+def _check_layer_bits(layer_bits) -> dict[str, tuple[int, int]]:
+    if layer_bits is None:
+        return {}
+    if not isinstance(layer_bits, Mapping):
+        raise ValueError(f"layer_bits={layer_bits!r} is not accepted: expected a dict from a module or node "
+                         "name pattern to (act_bits, weight_bits)")
+    out = {}
+    for key, value in layer_bits.items():
+        if not isinstance(key, str):
+            raise ValueError(f"layer_bits key {key!r} is not accepted: expected a module or node name pattern")
+        if not (isinstance(value, tuple) and len(value) == 2 and all(
+                not isinstance(b, bool) and isinstance(b, int) and BITS_MIN <= b <= BITS_MAX for b in value)):
+            raise ValueError(f"layer_bits[{key!r}]={value!r} is not accepted: expected a pair (act_bits, "
+                             f"weight_bits) of integers from {BITS_MIN} to {BITS_MAX}")
+        out[key] = value
+    return out
+
+
+def _check_choice(name: str, value, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not accepted: expected one of {', '.join(map(repr, choices))}")
+    return value
+
+
+# ---- annotation helpers ----
 def _annotate(node: Node, input_qspec_map: dict | None = None, output_qspec=None) -> None:
     node.meta["quantization_annotation"] = QuantizationAnnotation(
         input_qspec_map=input_qspec_map or {}, output_qspec=output_qspec, _annotated=True)
 
 
-def _is_annotated(node: Node) -> bool:
-    a = node.meta.get("quantization_annotation")
-    return a is not None and a._annotated
+def _annotation(node) -> QuantizationAnnotation | None:
+    a = node.meta.get("quantization_annotation") if isinstance(node, Node) else None
+    return a if a is not None and a._annotated else None
 
 
-def _annotate_linear_core(q: "SystolaQuantizer", linear: Node, output: Node) -> bool:
-    """Annotate one linear whose quantized output is taken at `output` (the linear or its activation)."""
-    nodes = [linear, output]
-    if any(_is_annotated(n) for n in nodes):
-        return False
-    act, weight = linear.args[0], linear.args[1]
-    qmap = {act: q.act_spec, weight: q.weight_spec}
-    if len(linear.args) > 2 and isinstance(linear.args[2], Node):
-        qmap[linear.args[2]] = None  # float bias
-    if output is linear:
-        _annotate(linear, qmap, q.act_spec)
-    else:
-        _annotate(linear, qmap)
-        _annotate(output, output_qspec=q.act_spec)
-    return True
+def _is_call(node, targets) -> bool:
+    return isinstance(node, Node) and node.op == "call_function" and node.target in targets
 
 
-def _annotate_linear_act(q: "SystolaQuantizer", gm: GraphModule) -> None:
+def _only_user(node: Node) -> Node | None:
+    return next(iter(node.users)) if len(node.users) == 1 else None
+
+
+def _follow_activation(node: Node) -> Node:
+    user = _only_user(node)
+    return user if _is_call(user, ACTIVATION_OPS) and not _annotation(user) else node
+
+
+def _annotate_layer(q: "SystolaQuantizer", gm: GraphModule) -> None:
+    """conv2d / linear [-> batch_norm [-> getitem 0]] [-> activation]: one quantized layer."""
     for node in gm.graph.nodes:
-        if node.op != "call_function" or node.target not in ACTIVATION_OPS:
+        if not _is_call(node, _LAYER_OPS) or _annotation(node):
             continue
-        linear = node.args[0]
-        if (isinstance(linear, Node) and linear.op == "call_function"
-                and linear.target == aten.linear.default and len(linear.users) == 1):
-            _annotate_linear_core(q, linear, node)
+        chain, last = [node], node
+        bn = _only_user(last)
+        if _is_call(bn, _BATCH_NORM_OPS):
+            chain.append(bn)
+            last = bn
+            item = _only_user(bn)
+            if _is_call(item, (operator.getitem,)) and item.args[1] == 0:
+                chain.append(item)
+                last = item
+        output = _follow_activation(last)
+        if output is not last:
+            chain.append(output)
+        if any(_annotation(n) for n in chain[1:]):
+            continue
+        act_bits, weight_bits = q.bits_for(node)
+        qmap = {node.args[0]: q.act_spec(act_bits), node.args[1]: q.weight_spec(weight_bits)}
+        if len(node.args) > 2 and isinstance(node.args[2], Node):
+            qmap[node.args[2]] = None  # float bias
+        _annotate(node, qmap, q.act_spec(act_bits) if output is node else None)
+        for n in chain[1:]:
+            _annotate(n, output_qspec=q.act_spec(act_bits) if n is output else None)
 
 
-def _annotate_linear(q: "SystolaQuantizer", gm: GraphModule) -> None:
+def _annotate_add(q: "SystolaQuantizer", gm: GraphModule) -> None:
+    """add(a, b) [-> activation]: a and b share one set of parameters; the output has its own."""
     for node in gm.graph.nodes:
-        if node.op == "call_function" and node.target == aten.linear.default:
-            _annotate_linear_core(q, node, node)
+        if not _is_call(node, _ADD_OPS) or _annotation(node) or node.kwargs.get("alpha", 1) != 1:
+            continue
+        a, b = node.args[:2]
+        if not (isinstance(a, Node) and isinstance(b, Node)):
+            continue
+        output = _follow_activation(node)
+        act_bits, _ = q.bits_for(node)
+        qmap = {a: q.act_spec(act_bits)}
+        if b is not a:
+            qmap[b] = SharedQuantizationSpec((a, node))
+        _annotate(node, qmap, q.act_spec(act_bits) if output is node else None)
+        if output is not node:
+            _annotate(output, output_qspec=q.act_spec(act_bits))
+
+
+def _annotate_pool(q: "SystolaQuantizer", gm: GraphModule) -> None:
+    """max pool: output shares the input's parameters; average pools: own output parameters."""
+    for node in gm.graph.nodes:
+        if not _is_call(node, POOL_OPS) or _annotation(node):
+            continue
+        act_bits, _ = q.bits_for(node)
+        x = node.args[0]
+        if node.target in _MAX_POOL_OPS:
+            _annotate(node, {x: q.act_spec(act_bits)}, SharedQuantizationSpec((x, node)))
+        else:
+            _annotate(node, {x: q.act_spec(act_bits)}, q.act_spec(act_bits))
+
+
+def _annotate_views(q: "SystolaQuantizer", gm: GraphModule) -> None:
+    """flatten / view / reshape of an annotated op's output: pass its parameters through unchanged."""
+    for node in gm.graph.nodes:  # topological order: chains of views pass along
+        if not _is_call(node, _VIEW_OPS) or _annotation(node):
+            continue
+        x = node.args[0]
+        producer = _annotation(x)
+        if producer is None or producer.output_qspec is None:
+            continue
+        _annotate(node, {x: SharedQuantizationSpec(x)}, SharedQuantizationSpec((x, node)))
 
 
 #: Pattern name -> annotator(quantizer, graph module); applied in this order.
 ANNOTATORS: dict[str, Callable[["SystolaQuantizer", GraphModule], None]] = {
-    "linear_act": _annotate_linear_act,
-    "linear": _annotate_linear,
+    "layer": _annotate_layer,
+    "add": _annotate_add,
+    "pool": _annotate_pool,
+    "view": _annotate_views,
 }
 
 
-def _spec(qrange: tuple[int, int], qscheme, is_qat: bool, *, ptq, qat, **kw) -> QuantizationSpec:
-    """An int8-container spec narrowed to `qrange`: a min/max observer for PTQ, fake-quant for QAT."""
-    ctr = FakeQuantize.with_args(observer=qat, eps=_EPS) if is_qat else ptq.with_args(eps=_EPS)
-    return QuantizationSpec(dtype=torch.int8, quant_min=qrange[0], quant_max=qrange[1], qscheme=qscheme,
-                            observer_or_fake_quant_ctr=ctr, **kw)
+def _root_spec(spec):
+    """The QuantizationSpec a (possibly shared) spec resolves to."""
+    while isinstance(spec, SharedQuantizationSpec):
+        target = spec.edge_or_node
+        if isinstance(target, Node):
+            spec = _annotation(target).output_qspec
+        else:
+            arg, user = target
+            spec = _annotation(user).input_qspec_map[arg]
+    return spec
+
+
+def _share_producer_params(gm: GraphModule) -> None:
+    """Make every input edge whose producer is annotated use the producer's output parameters.
+
+    Run after all annotators: each tensor is then quantized once, with the width its producer chose.
+    An add whose two producers chose different widths cannot share one set of parameters: refused.
+    """
+    for node in gm.graph.nodes:
+        ann = _annotation(node)
+        if ann is None:
+            continue
+        for arg, spec in list(ann.input_qspec_map.items()):
+            if isinstance(spec, QuantizationSpec) and spec.qscheme == torch.per_tensor_affine:
+                producer = _annotation(arg)
+                if producer is not None and producer.output_qspec is not None:
+                    ann.input_qspec_map[arg] = SharedQuantizationSpec(arg)
+        if _is_call(node, _ADD_OPS) and len(ann.input_qspec_map) == 2:
+            a, b = node.args[:2]
+            spec_a = _root_spec(ann.input_qspec_map[a])
+            producer_b = _annotation(b)
+            if producer_b is not None and producer_b.output_qspec is not None:
+                spec_b = _root_spec(producer_b.output_qspec)
+                if (spec_a.quant_min, spec_a.quant_max) != (spec_b.quant_min, spec_b.quant_max):
+                    raise ValueError(
+                        f"add {node.name!r} is not accepted: its inputs {a.name!r} and {b.name!r} are quantized "
+                        f"to [{spec_a.quant_min}, {spec_a.quant_max}] and [{spec_b.quant_min}, "
+                        f"{spec_b.quant_max}]; an add needs both at one width: give their producers the same "
+                        "act_bits")
+
+
+def _module_path(node: Node) -> str:
+    stack = node.meta.get("nn_module_stack")
+    if not stack:
+        return ""
+    path = list(stack.values())[-1][0]
+    return path.split("L['self'].")[-1] if isinstance(path, str) else ""
 
 
 class SystolaQuantizer(Quantizer):
     """Annotates a `torch.export`-ed model for Systola: W`weight_bits` A`act_bits`, both 2..8.
 
+    ``layer_bits`` overrides the widths per layer: a dict from a pattern (`fnmatch`, e.g. ``"fc3"``,
+    ``"block.*"``, ``"add*"``) to ``(act_bits, weight_bits)``, matched against the module path of the
+    layer's conv/linear/add/pool node (``"stem"``, ``"block.conv1"``) and, failing that, the node's name
+    (``"add"``, ``"max_pool2d"``); the first matching entry wins. ``act_bits`` is the width of the layer's
+    output; ``weight_bits`` is ignored by layers without weights.
+
     ``is_qat=True`` selects fake-quantize modules for `prepare_qat_pt2e`; ``False`` observers for
-    `prepare_pt2e` calibration.
+    `prepare_pt2e` calibration. ``calibration`` (activations: ``"minmax"``, ``"percentile"``, ``"mse"``) and
+    ``weight_calibration`` (``"minmax"``, ``"mse"``) pick the observers (`emu.frontend.observers`).
+    ``learn_scales=True`` (QAT only) makes the scales and zero points trainable (LSQ), initialised by
+    those observers on the first forward passes.
     """
 
-    def __init__(self, *, act_bits: int = 8, weight_bits: int = 8, is_qat: bool = False):
+    def __init__(self, *, act_bits: int = 8, weight_bits: int = 8, is_qat: bool = False,
+                 calibration: str = "minmax", weight_calibration: str = "minmax", learn_scales: bool = False,
+                 layer_bits: Mapping[str, tuple[int, int]] | None = None):
         super().__init__()
         self.act_bits = _check_bits("act_bits", act_bits)
         self.weight_bits = _check_bits("weight_bits", weight_bits)
         if not isinstance(is_qat, bool):
             raise ValueError(f"is_qat={is_qat!r} is not accepted: expected True or False")
         self.is_qat = is_qat
+        self.calibration = _check_choice("calibration", calibration, CALIBRATIONS)
+        self.weight_calibration = _check_choice("weight_calibration", weight_calibration, ("minmax", "mse"))
+        if not isinstance(learn_scales, bool):
+            raise ValueError(f"learn_scales={learn_scales!r} is not accepted: expected True or False")
+        if learn_scales and not is_qat:
+            raise ValueError("learn_scales=True is not accepted with is_qat=False: scales are learned by QAT")
+        self.learn_scales = learn_scales
+        self.layer_bits = _check_layer_bits(layer_bits)
+        self._specs: dict[tuple[str, int], QuantizationSpec] = {}
 
-        self.act_spec = _spec(act_range(act_bits), torch.per_tensor_affine, is_qat,
-                              ptq=MinMaxObserver, qat=MovingAverageMinMaxObserver)
-        self.weight_spec = _spec(weight_range(weight_bits), torch.per_channel_symmetric, is_qat,
-                                 ptq=PerChannelMinMaxObserver, qat=MovingAveragePerChannelMinMaxObserver,
-                                 ch_axis=0)
+    # -- specs: one object per (kind, width), so equal widths share observers implicitly --
+    def act_spec(self, bits: int) -> QuantizationSpec:
+        """Per-tensor affine spec over the full signed `bits`-wide range."""
+        key = ("act", bits)
+        if key not in self._specs:
+            observer = {"minmax": MinMaxObserver, "percentile": PercentileObserver,
+                        "mse": MSEObserver}[self.calibration]
+            if self.is_qat and not self.learn_scales and self.calibration == "minmax":
+                observer = MovingAverageMinMaxObserver
+            self._specs[key] = self._spec(act_range(bits), torch.per_tensor_affine, observer)
+        return self._specs[key]
+
+    def weight_spec(self, bits: int) -> QuantizationSpec:
+        """Per-output-channel symmetric spec over the restricted signed `bits`-wide range."""
+        key = ("weight", bits)
+        if key not in self._specs:
+            observer = {"minmax": PerChannelMinMaxObserver, "mse": PerChannelMSEObserver}[self.weight_calibration]
+            if self.is_qat and not self.learn_scales and self.weight_calibration == "minmax":
+                observer = MovingAveragePerChannelMinMaxObserver
+            self._specs[key] = self._spec(weight_range(bits), torch.per_channel_symmetric, observer, ch_axis=0)
+        return self._specs[key]
+
+    def _spec(self, qrange: tuple[int, int], qscheme, observer, **kw) -> QuantizationSpec:
+        if not self.is_qat:
+            ctr = observer.with_args(eps=_EPS)
+        elif self.learn_scales:
+            ctr = LearnableFakeQuantize.with_args(observer=observer, use_grad_scaling=True, eps=_EPS)
+        else:
+            ctr = FakeQuantize.with_args(observer=observer, eps=_EPS)
+        return QuantizationSpec(dtype=torch.int8, quant_min=qrange[0], quant_max=qrange[1], qscheme=qscheme,
+                                observer_or_fake_quant_ctr=ctr, **kw)
+
+    def bits_for(self, node: Node) -> tuple[int, int]:
+        """(act_bits, weight_bits) of the layer whose main node is `node`."""
+        path = _module_path(node)
+        for pattern, bits in self.layer_bits.items():
+            if (path and fnmatch.fnmatchcase(path, pattern)) or fnmatch.fnmatchcase(node.name, pattern):
+                return bits
+        return self.act_bits, self.weight_bits
 
     def annotate(self, model: GraphModule) -> GraphModule:
         for annotator in ANNOTATORS.values():
             annotator(self, model)
+        _share_producer_params(model)
         return model
 
     def validate(self, model: GraphModule) -> None:
@@ -152,4 +362,7 @@ class SystolaQuantizer(Quantizer):
         names any node left unquantized."""
 
     def __repr__(self) -> str:
-        return f"SystolaQuantizer(act_bits={self.act_bits}, weight_bits={self.weight_bits}, is_qat={self.is_qat})"
+        extra = "".join(f", {k}={getattr(self, k)!r}" for k, default in (
+            ("calibration", "minmax"), ("weight_calibration", "minmax"), ("learn_scales", False),
+            ("layer_bits", {})) if getattr(self, k) != default)
+        return f"SystolaQuantizer(act_bits={self.act_bits}, weight_bits={self.weight_bits}, is_qat={self.is_qat}{extra})"

@@ -1,22 +1,29 @@
-"""A small digits classifier, quantization-aware trained for Systola and exported as `.pt2`.
+"""Digits classifiers, quantization-aware trained for Systola and exported as `.pt2`.
 
 Data: scikit-learn's bundled `load_digits()` (1797 8x8 images, no download), split with
 ``train_test_split(test_size=0.25, random_state=0, stratify=y)``. Pixels (0..16) are divided by 16, so
-inputs are float32 in [0, 1], flattened to 64 features.
+inputs are float32 in [0, 1]: flattened to [n, 64] for the MLP, [n, 1, 8, 8] for the CNN
+(``load_split(model)``).
 
-Model: `DigitsMLP`, 64 -> 64 -> ReLU -> 32 -> ReLU -> 10 (torch.nn.Linear layers with bias).
+Models (`emu.zoo.nets`): ``"mlp"`` = `DigitsMLP` (64-64-32-10), ``"cnn"`` = `DigitsCNN` (3x3 convolutions
+with batch norm, one residual block, a stride-2 convolution, max and global average pooling, one linear).
 
 Flow: `train_float` (Adam, fixed seed) -> `qat` (torch.export, `prepare_qat_pt2e` with `SystolaQuantizer`,
-a few fine-tuning epochs, `convert_pt2e`) -> `export_pt2` (torch.export with a static or dynamic batch,
-`torch.export.save`). Everything is seeded and `main` runs single-threaded, so a rerun reproduces the same
-weights, quantization parameters and accuracies (only the archive's random serialization id differs).
+fine-tuning, `convert_pt2e`) -> `export_pt2` (torch.export with a static or dynamic batch,
+`torch.export.save`). The fine-tuning recipe per model and width is `RECIPES`: at 8 and 4 bits fake
+quantization with moving-average min/max observers; at 2 bits LSQ (learned scales and zero points,
+torchao's `LearnableFakeQuantize` with LSQ gradient scaling) initialised by MSE-optimal clipping on the
+training set, a cosine learning-rate decay, and 8-bit logits. Everything is seeded and `main` runs single-threaded, so a rerun on the same machine reproduces the
+same weights, quantization parameters and accuracies (only the archive's random serialization id differs).
 
-``python examples/train_digits.py`` regenerates ``emu/zoo/models/digits_mlp_{float.pt,w8a8.pt2,w4a4.pt2}``
-and prints float and quantized test accuracies; `checkpoint(tag)` and `float_model()` read them back.
+``python examples/train_digits.py`` regenerates ``emu/zoo/models/digits_{mlp,cnn}_{float.pt,w8a8.pt2,
+w4a4.pt2,w2a2.pt2}`` and ``accuracy.json`` (correct test images of each), and prints the table;
+`checkpoint(tag, model)` and `float_model(model)` read them back.
 """
 from __future__ import annotations
 
 import copy
+import json
 import os
 
 import numpy as np
@@ -25,89 +32,144 @@ import torch.nn.functional as F
 
 from ..frontend import SystolaQuantizer  # imports torchao quietly, so it goes first
 from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train  # noqa: E402
+from torchao.quantization.pt2e.learnable_fake_quantize import enable_range_learning  # noqa: E402
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e  # noqa: E402
+from .nets import DigitsCNN, DigitsMLP  # noqa: E402
 
-__all__ = ["load_split", "DigitsMLP", "train_float", "qat", "export_pt2", "accuracy", "MODELS_DIR", "main",
-           "checkpoint", "float_model", "TAGS"]
+__all__ = ["load_split", "DigitsMLP", "DigitsCNN", "train_float", "qat", "export_pt2", "accuracy", "MODELS_DIR",
+           "main", "checkpoint", "float_model", "TAGS", "MODELS", "RECIPES", "ACCURACY_FILE",
+           "recorded_accuracy"]
 
 MODELS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
+#: Correct test images of every shipped model, written by `main`.
+ACCURACY_FILE = os.path.join(MODELS_DIR, "accuracy.json")
 SEED = 0
 _DYNAMIC_BATCH = {"x": {0: torch.export.Dim("batch")}}
 
+#: Model name -> network class.
+MODELS = {"mlp": DigitsMLP, "cnn": DigitsCNN}
+#: Model name -> shape of one input (without the batch dimension).
+INPUT_SHAPES = {"mlp": (64,), "cnn": (1, 8, 8)}
+#: Quantized checkpoints shipped for every model.
+TAGS = ("w8a8", "w4a4", "w2a2")
+#: Float training (epochs, learning rate) per model.
+FLOAT_TRAINING = {"mlp": (100, 3e-3), "cnn": (40, 3e-3)}
 
-TAGS = ("w8a8", "w4a4")
+#: Fine-tuning recipe per model and width (act_bits = weight_bits): `qat` keyword arguments. At 2 bits the
+#: logits (the last layer's output) stay 8-bit: 4 output levels would tie most argmaxes.
+RECIPES = {
+    "mlp": {
+        8: dict(epochs=30, lr=1e-3),
+        4: dict(epochs=30, lr=1e-3),
+        2: dict(epochs=120, lr=3e-3, cosine=True, calibration="mse", weight_calibration="mse", learn_scales=True,
+                layer_bits={"fc3": (8, 2)}),
+    },
+    "cnn": {
+        8: dict(epochs=30, lr=1e-3),
+        4: dict(epochs=30, lr=1e-3),
+        2: dict(epochs=60, lr=3e-3, cosine=True, calibration="mse", weight_calibration="mse", learn_scales=True,
+                layer_bits={"fc": (8, 2)}),
+    },
+}
 
 
-def checkpoint(tag: str) -> str:
-    """Path of a shipped quantized checkpoint: tag is one of TAGS."""
+def _check_model(model: str) -> str:
+    if model not in MODELS:
+        raise ValueError(f"digits model {model!r} is not accepted: expected one of {', '.join(MODELS)}")
+    return model
+
+
+def checkpoint(tag: str, model: str = "mlp") -> str:
+    """Path of a shipped quantized checkpoint: tag is one of TAGS, model one of MODELS."""
+    _check_model(model)
     if tag not in TAGS:
         raise ValueError(f"digits checkpoint {tag!r} is not accepted: expected one of {', '.join(TAGS)}")
-    return os.path.join(MODELS_DIR, f"digits_mlp_{tag}.pt2")
+    return os.path.join(MODELS_DIR, f"digits_{model}_{tag}.pt2")
 
 
-def float_model() -> "DigitsMLP":
+def float_model(model: str = "mlp") -> torch.nn.Module:
     """The float model the shipped checkpoints were fine-tuned from."""
-    model = DigitsMLP()
-    model.load_state_dict(torch.load(os.path.join(MODELS_DIR, "digits_mlp_float.pt"), weights_only=True))
-    return model.eval()
+    net = MODELS[_check_model(model)]()
+    net.load_state_dict(torch.load(os.path.join(MODELS_DIR, f"digits_{model}_float.pt"), weights_only=True))
+    return net.eval()
 
 
-def load_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(x_train, y_train, x_test, y_test): x float32 [n, 64] in [0, 1], y int64 labels 0..9."""
+def recorded_accuracy(model: str = "mlp") -> dict[str, int]:
+    """Correct test images ("float" and each tag) recorded when the shipped checkpoints were trained."""
+    with open(ACCURACY_FILE) as f:
+        return json.load(f)[_check_model(model)]
+
+
+def load_split(model: str = "mlp") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x_train, y_train, x_test, y_test): x float32 in [0, 1] shaped for `model`, y int64 labels 0..9."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
     digits = load_digits()
-    x = (digits.data / 16.0).astype(np.float32)
+    x = (digits.data / 16.0).astype(np.float32).reshape(-1, *INPUT_SHAPES[_check_model(model)])
     y = digits.target.astype(np.int64)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=SEED, stratify=y)
     return x_train, y_train, x_test, y_test
 
 
-class DigitsMLP(torch.nn.Module):
-    def __init__(self, hidden: tuple[int, int] = (64, 32)):
-        super().__init__()
-        self.fc1 = torch.nn.Linear(64, hidden[0])
-        self.fc2 = torch.nn.Linear(hidden[0], hidden[1])
-        self.fc3 = torch.nn.Linear(hidden[1], 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
-
-
-def _fit(model, x: np.ndarray, y: np.ndarray, epochs: int, lr: float, batch: int = 64) -> None:
+def _fit(model, x: np.ndarray, y: np.ndarray, epochs: int, lr: float, batch: int = 64,
+         cosine: bool = False) -> None:
+    """Adam on cross-entropy; ``cosine`` anneals the learning rate to 0 over the epochs."""
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     gen = torch.Generator().manual_seed(SEED)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs) if cosine else None
     for _ in range(epochs):
         for idx in torch.randperm(len(xt), generator=gen).split(batch):
             opt.zero_grad()
             F.cross_entropy(model(xt[idx]), yt[idx]).backward()
             opt.step()
+        if schedule is not None:
+            schedule.step()
 
 
 def accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
     """Top-1 accuracy in [0, 1] of a float or converted model on float32 inputs."""
+    return _correct(model, x, y) / len(y)
+
+
+def _correct(model, x: np.ndarray, y: np.ndarray) -> int:
     with torch.no_grad():
-        return float((model(torch.from_numpy(x)).argmax(1).numpy() == y).mean())
+        return int((model(torch.from_numpy(x)).argmax(1).numpy() == y).sum())
 
 
-def train_float(x_train: np.ndarray, y_train: np.ndarray, epochs: int = 100, lr: float = 3e-3) -> DigitsMLP:
-    """A float DigitsMLP trained from a fixed seed."""
+def train_float(x_train: np.ndarray, y_train: np.ndarray, epochs: int | None = None, lr: float | None = None,
+                model: str = "mlp") -> torch.nn.Module:
+    """A float `model` trained from a fixed seed (epochs and lr default to FLOAT_TRAINING[model])."""
+    default_epochs, default_lr = FLOAT_TRAINING[_check_model(model)]
     torch.manual_seed(SEED)
-    model = DigitsMLP()
-    _fit(model, x_train, y_train, epochs, lr)
-    return model.eval()
+    net = MODELS[model]()
+    net.train()
+    _fit(net, x_train, y_train, epochs or default_epochs, lr or default_lr)
+    return net.eval()
 
 
 def qat(model: torch.nn.Module, act_bits: int, weight_bits: int, x_train: np.ndarray, y_train: np.ndarray,
-        epochs: int = 30, lr: float = 1e-3) -> torch.fx.GraphModule:
-    """Quantization-aware fine-tuning of a copy of `model`; returns the `convert_pt2e` result."""
+        epochs: int = 30, lr: float = 1e-3, *, calibration: str = "minmax", weight_calibration: str = "minmax",
+        learn_scales: bool = False, layer_bits: dict | None = None, cosine: bool = False) -> torch.fx.GraphModule:
+    """Quantization-aware fine-tuning of a copy of `model`; returns the `convert_pt2e` result.
+
+    With ``learn_scales`` the quantizers are first calibrated on the whole training set (eval mode, so
+    batch norms keep their statistics), then their scales and zero points train with the weights (LSQ).
+    """
     torch.manual_seed(SEED)
     example = (torch.from_numpy(x_train[:8]),)
     graph = torch.export.export(_copy(model), example, dynamic_shapes=_DYNAMIC_BATCH).module()
-    prepared = prepare_qat_pt2e(graph, SystolaQuantizer(act_bits=act_bits, weight_bits=weight_bits, is_qat=True))
+    quantizer = SystolaQuantizer(act_bits=act_bits, weight_bits=weight_bits, is_qat=True, calibration=calibration,
+                                 weight_calibration=weight_calibration, learn_scales=learn_scales,
+                                 layer_bits=layer_bits)
+    prepared = prepare_qat_pt2e(graph, quantizer)
+    if learn_scales:
+        move_exported_model_to_eval(prepared)
+        with torch.no_grad():
+            prepared(torch.from_numpy(x_train))
+        prepared.apply(enable_range_learning)
     move_exported_model_to_train(prepared)
-    _fit(prepared, x_train, y_train, epochs, lr)
+    _fit(prepared, x_train, y_train, epochs, lr, cosine=cosine)
     move_exported_model_to_eval(prepared)
     return convert_pt2e(prepared)
 
@@ -117,14 +179,14 @@ def _copy(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def export_pt2(converted: torch.fx.GraphModule, path: str, dynamic_batch: bool = True,
-               features: int = 64) -> torch.export.ExportedProgram:
-    """torch.export `converted` ([batch, features] float input) and save it to `path`.
+               input_shape: tuple[int, ...] = (64,)) -> torch.export.ExportedProgram:
+    """torch.export `converted` ([batch, *input_shape] float input) and save it to `path`.
 
     The float weights `convert_pt2e` leaves behind (unused once the integer weights are folded in) are
     dropped first so the file holds only what the graph reads.
     """
     _drop_unused_parameters(converted)
-    example = (torch.zeros(8, features),)
+    example = (torch.zeros(8, *input_shape),)
     dynamic = _DYNAMIC_BATCH if dynamic_batch else None
     ep = torch.export.export(converted, example, dynamic_shapes=dynamic)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -140,18 +202,33 @@ def _drop_unused_parameters(gm: torch.fx.GraphModule) -> None:
             delattr(gm.get_submodule(owner) if owner else gm, attr)
 
 
+def train_model(model: str, tags: tuple[str, ...] = TAGS, out_dir: str = MODELS_DIR) -> dict[str, int]:
+    """Train `model` in float and at each tag; write its checkpoints; return correct test images of each."""
+    x_train, y_train, x_test, y_test = load_split(model)
+    net = train_float(x_train, y_train, model=model)
+    torch.save(net.state_dict(), os.path.join(out_dir, f"digits_{model}_float.pt"))
+    correct = {"float": _correct(net, x_test, y_test)}
+    for tag in tags:
+        bits = int(tag[1])
+        converted = qat(net, bits, bits, x_train, y_train, **RECIPES[model][bits])
+        path = os.path.join(out_dir, f"digits_{model}_{tag}.pt2")
+        ep = export_pt2(converted, path, dynamic_batch=True, input_shape=INPUT_SHAPES[model])
+        correct[tag] = _correct(ep.module(), x_test, y_test)
+    return correct
+
+
 def main() -> None:
     torch.set_num_threads(1)  # bit-for-bit repeatable training
-    x_train, y_train, x_test, y_test = load_split()
-    model = train_float(x_train, y_train)
-    print(f"float      test accuracy {100 * accuracy(model, x_test, y_test):.2f} %")
-    torch.save(model.state_dict(), os.path.join(MODELS_DIR, "digits_mlp_float.pt"))
-    for bits in (8, 4):
-        converted = qat(model, bits, bits, x_train, y_train)
-        path = os.path.join(MODELS_DIR, f"digits_mlp_w{bits}a{bits}.pt2")
-        ep = export_pt2(converted, path, dynamic_batch=True)
-        print(f"W{bits}A{bits} QAT   test accuracy {100 * accuracy(ep.module(), x_test, y_test):.2f} %  "
-              f"-> {os.path.relpath(path)} ({os.path.getsize(path)} bytes)")
+    total = len(load_split()[3])
+    results = {model: train_model(model) for model in MODELS}
+    with open(ACCURACY_FILE, "w") as f:
+        json.dump({"test_images": total, **results}, f, indent=2)
+        f.write("\n")
+    print(f"digits test accuracy ({total} held-out images), torch float and QAT-converted Q/DQ models")
+    print(f"{'model':5s} {'float':>7s}" + "".join(f" {tag.upper():>7s}" for tag in TAGS))
+    for model, correct in results.items():
+        print(f"{model:5s}" + "".join(f" {100 * correct[k] / total:6.2f}%" for k in ("float",) + TAGS))
+    print(f"checkpoints and {os.path.relpath(ACCURACY_FILE)} in {os.path.relpath(MODELS_DIR)}")
 
 
 if __name__ == "__main__":
