@@ -13,7 +13,7 @@ from emu import ir
 from emu.frontend import SystolaQuantizer, UnsupportedModelError, load_pt2, lower
 from test_frontend_quantizer import TinyMLP, calibration_data, export, quantize
 
-from emu.zoo.digits import MODELS_DIR as MODELS
+from emu.zoo.digits import MODELS_DIR as MODELS, checkpoint as digits_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -155,22 +155,34 @@ def test_unsupported_sigmoid():
     assert isinstance(info.value, ValueError)
 
 
-def test_unsupported_conv():
-    class Conv(torch.nn.Module):
+def test_unsupported_ceil_mode_pool():
+    class Pool(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.conv = torch.nn.Conv2d(1, 2, 3)
-            self.fc = torch.nn.Linear(2 * 2 * 2, 4)
+            self.fc = torch.nn.Linear(2, 4)
 
         def forward(self, x):
-            return self.fc(torch.flatten(self.conv(x), 1))
+            return self.fc(torch.flatten(F.max_pool2d(self.conv(x), 2, ceil_mode=True), 1))
 
     torch.manual_seed(0)
     x = torch.randn(8, 1, 4, 4)
-    converted = quantize(Conv(), SystolaQuantizer(act_bits=8, weight_bits=8), x)
+    converted = quantize(Pool(), SystolaQuantizer(act_bits=8, weight_bits=8), x)
     with pytest.raises(UnsupportedModelError) as info:
         lower(export(converted, x))
-    _assert_one_line_error(info, "conv2d", "aten.conv2d")
+    _assert_one_line_error(info, "max_pool2d", "aten.max_pool2d")
+    assert "ceil_mode" in str(info.value)
+
+
+@pytest.mark.parametrize("tag", ["w8a8", "w2a2"])
+def test_shipped_cnn_lowers_to_every_operator(tag):
+    graph = lower(load_pt2(digits_checkpoint(tag, "cnn")))
+    kinds = [n.describe() for n in graph.nodes]
+    assert graph.input_layout == "nchw" and graph.tensors[graph.input].shape == (8, 8, 1)
+    assert "Conv2d 3x3/2" in kinds and "Add" in kinds and "MaxPool 2x2/2" in kinds and kinds[-1] == "Dense"
+    assert any(k.startswith("AvgPool") for k in kinds)
+    add = next(n for n in graph.nodes if isinstance(n, ir.Add))
+    assert add.weights == (1, 1)   # the quantizer shares the add inputs' qparams: an exact add
 
 
 def test_qparams_are_ir_qparams():
