@@ -26,6 +26,8 @@ examples:
   systola eval model.pt2 --dataset digits --backend rtl    accuracy of the held-out split on the RTL
   systola disasm out                             list the program's instructions
   systola hdl -o accel.v --rows 8 --cols 8       write the accelerator's Verilog
+  systola synth --device LFE5U-85F-6 --out syn    area and Fmax with Yosys + nextpnr (pip-installed)
+  systola synth --board ulx3s-85f --out syn       the same, plus a bitstream for the board
 """
 
 
@@ -214,6 +216,28 @@ def cmd_hdl(args) -> int:
     return 0
 
 
+def cmd_synth(args) -> int:
+    from . import synth
+    cfg = _config(args)
+    try:
+        target = synth.parse_target(board=args.board, device=args.device)
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise UserError(f"--out {args.out!r} is a file; expected a directory (created if missing)")
+        parent = os.path.dirname(os.path.abspath(args.out))
+        if not os.path.isdir(parent):
+            raise UserError(f"cannot write {args.out!r}: directory {parent!r} does not exist")
+        report = synth.synthesize(cfg, target, args.out, freq_mhz=args.freq, seed=args.seed)
+    except synth.SynthError as e:
+        raise UserError(str(e)) from None
+    except synth.ToolError as e:
+        print(f"systola: {e}", file=sys.stderr)
+        return 1
+    print(f"{cfg.describe()} on {report['device']}:")
+    print(synth.format_report(report))
+    print(f"report: {os.path.join(args.out, 'report.json')}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
     return run_demo(quick=args.quick, rtl=args.rtl)
@@ -273,6 +297,16 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("-o", "--output", required=True, help="Verilog file to write")
     _add_config_flags(h)
     h.set_defaults(func=cmd_hdl)
+
+    s = sub.add_parser("synth", help="synthesize, place and route with YoWASP Yosys/nextpnr: area, Fmax, bitstream")
+    where = s.add_mutually_exclusive_group(required=True)
+    where.add_argument("--board", help="ulx3s-85f, ulx3s-45f, ulx3s-25f, orangecrab-25f, orangecrab-85f, icebreaker")
+    where.add_argument("--device", help="part for area and timing only, e.g. LFE5U-85F-6, iCE40UP5K-SG48")
+    s.add_argument("--out", required=True, help="directory for report.json, the bitstream and build files")
+    s.add_argument("--freq", type=float, default=150.0, help="target clock in MHz (default 150)")
+    s.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    _add_config_flags(s)
+    s.set_defaults(func=cmd_synth)
 
     m = sub.add_parser("demo", help="digits MLP at W8A8 and W4A4: accuracy, cycles, utilization")
     m.add_argument("--quick", action="store_true", help="fewer samples")

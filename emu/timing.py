@@ -21,9 +21,10 @@ AXI_BOUNDARY = 4096         # a burst never crosses a 4 KiB boundary
 DMA_SETUP = 1               # cycles from DMA issue to its first address
 DMA_READ_LATENCY = 2        # cycles from a read burst's address to its first data beat accepted
 DMA_WRITE_LATENCY = 2       # cycles from a write burst's last beat to its response accepted, plus address
-MATMUL_LATENCY = 4          # registers around the array beyond the 2R + C + T - 2 of a fold: issue, buffer
-                            # read, the PE product register, the ACC read-add-write (hdl/compute.py)
-POST_LATENCY = 3            # pipeline stages of the post-processing unit
+MATMUL_LATENCY = 5          # registers around the array beyond the 2R + C + T - 2 of a fold: issue, buffer
+                            # read, the array's input register, the PE product register, the ACC
+                            # read-add-write (hdl/compute.py)
+POST_LATENCY = 14           # issue, PARAM/ACC read, then the post-processing unit's 12 pipeline stages
 
 
 def element_bytes(buf: Buffer) -> int:

@@ -14,9 +14,12 @@ stream starts) and has two pipeline registers: the product a*w (act_bits x weigh
 partial sum psum_in + product (acc_bits, signed, wrapping). The product register keeps the multiplier
 out of the accumulator's carry path (the FPGA critical path); it adds one cycle of latency.
 
+`a_in` is registered once before the skew, so the buffer's read data (a block RAM output, slow on FPGAs)
+does not feed a multiplier directly.
+
 Timing: the vector presented on `a_in` with `a_valid` at cycle c comes out on `y_out` with `y_valid` at
-cycle c + LATENCY, LATENCY = R + C (skew R-1, product 1, psum chain R, deskew C-1, minus the R-1 overlap of
-skew and chain). Vectors may be presented back to back, one per cycle. A fold of T vectors therefore keeps
+cycle c + LATENCY, LATENCY = R + C + 1 (input register 1, skew R-1, product 1, psum chain R, deskew C-1,
+minus the R-1 overlap of skew and chain). Vectors may be presented back to back, one per cycle. A fold of T vectors therefore keeps
 the array busy R (weight load) + T + R + C - 2 cycles plus the pipeline registers: the 2R + C + T - 2 of
 emu.timing, whose MATMUL_LATENCY counts the registers around the array (see hdl/compute.py).
 """
@@ -42,7 +45,7 @@ class SystolicArray(wiring.Component):
 
     @property
     def latency(self) -> int:
-        return self.rows + self.cols
+        return self.rows + self.cols + 1
 
     def elaborate(self, platform):
         m = Module()
@@ -54,9 +57,11 @@ class SystolicArray(wiring.Component):
                     m.d.sync += [weight[k][n].eq(self.w_data[n]) for n in range(C)]
 
         # input skew: row k sees the vector k cycles after row 0
+        a_reg = Signal(data.ArrayLayout(signed(self._act_bits), R), name="a_reg")
+        m.d.sync += a_reg.eq(self.a_in)
         row_in = []
         for k in range(R):
-            sig = self.a_in[k]
+            sig = a_reg[k]
             for d in range(k):
                 reg = Signal(signed(self._act_bits), name=f"skew_{k}_{d}")
                 m.d.sync += reg.eq(sig)

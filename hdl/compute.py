@@ -6,13 +6,14 @@ and the datapath below finishes every buffer write by then. With s = cycle - (t 
 
 MATMUL  s = 0 .. R-1      WGT entry wgt_addr + s read; row s of the array loads it at s + 1
         s = R .. R+T-1    ACT entry act_addr + i (i = s - R) read; enters the array at s + 1
-        s = 2R+C+1+i      result row i leaves the array (latency R + C) and is written to ACC
+        s = 2R+C+2+i      result row i leaves the array (latency R + C + 1) and is written to ACC
                           (accumulate: ACC entry read the cycle before and added, acc_bits wrapping;
                           accumulate with reduce_max: the signed maximum of the two at acc_bits)
-        last write at s = 2R + C + T  ->  needs MATMUL_LATENCY >= 4 (the register after issue, the
-        buffer read, the product register and the ACC write)
+        last write at s = 2R + C + T + 1  ->  needs MATMUL_LATENCY >= 5 (the register after issue, the
+        buffer read, the array's input register, the product register and the ACC write)
 POST    s = 0 .. T-1      ACC entry acc_addr + s read (PARAM entry param_addr read throughout)
-        s = i + 2         requantized row i written to OUT  ->  last at T + 1, POST_LATENCY >= 3
+        s = i + 1 + L     requantized row i written to OUT (L = PostProc.LATENCY = 12)
+                          ->  last at T + L, POST_LATENCY >= L + 2
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from .postproc import PostProc
 
 __all__ = ["ComputeUnit", "MATMUL_LATENCY_MIN", "POST_LATENCY_MIN"]
 
-MATMUL_LATENCY_MIN = 4
+MATMUL_LATENCY_MIN = 5
 POST_LATENCY_MIN = 1 + PostProc.LATENCY + 1
 
 

@@ -85,6 +85,17 @@ class Sequencer(wiring.Component):
             self.cu_clamp_hi.eq(po.clamp_hi),
         ]
 
+        # MACS += rows * k_valid * n_valid of each issued MATMUL, in three registered steps (the product
+        # stays off the issue path); it lands 3 cycles after issue, before any run can end (a MATMUL
+        # keeps the compute unit busy longer, and END/DRAIN wait for it)
+        mac_count_go, mac_rows, mac_k, mac_n = Signal(), Signal(16), Signal(8), Signal(8)
+        mac_kn, mac_rows_d, mac_kn_go = Signal(16), Signal(16), Signal()
+        mac_term, mac_term_go = Signal(32), Signal()
+        m.d.sync += [mac_count_go.eq(0), mac_kn.eq(mac_k * mac_n), mac_rows_d.eq(mac_rows),
+                     mac_kn_go.eq(mac_count_go), mac_term.eq(mac_rows_d * mac_kn), mac_term_go.eq(mac_kn_go)]
+        with m.If(mac_term_go):
+            m.d.sync += self.macs.eq(self.macs + mac_term)
+
         def fault(code, at):
             m.d.sync += [self.error_code.eq(code), self.error_pc.eq(at), self.cycles.eq(cycle)]
             m.next = "DRAIN"
@@ -135,7 +146,8 @@ class Sequencer(wiring.Component):
                         with m.If(cu_op):
                             m.d.comb += self.cu_start.eq(1)
                         with m.If(op == Opcode.MATMUL):
-                            m.d.sync += self.macs.eq(self.macs + mm.rows * mm.k_valid * mm.n_valid)
+                            m.d.sync += [mac_count_go.eq(1), mac_rows.eq(mm.rows),
+                                         mac_k.eq(mm.k_valid), mac_n.eq(mm.n_valid)]
                         with m.If(op == Opcode.END):
                             m.d.sync += [self.cycles.eq(cycle + 1), self.finished.eq(1)]
                             m.next = "IDLE"

