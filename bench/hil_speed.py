@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from emu import isa, numerics  # noqa: E402
-from emu.config import AccelConfig  # noqa: E402
+from emu.config import AccelConfig, PARAM_DTYPE  # noqa: E402
 from emu.golden import Golden  # noqa: E402
 from emu.isa import Buffer, Opcode  # noqa: E402
 
@@ -42,7 +42,9 @@ def matmul_program(cfg: AccelConfig, M: int, K: int, N: int, seed: int = 0):
     mem[a_base:a_base + M * K] = a.reshape(M, kt_n, R).transpose(1, 0, 2).astype(np.int8).view(np.uint8).reshape(-1)
     mem[w_base:w_base + K * N] = w.reshape(kt_n, R, nt_n, C).transpose(0, 2, 1, 3).astype(np.int8).view(np.uint8).reshape(-1)
     mult, shift = numerics.requant_params(np.full(N, 1.0 / 4096))
-    params = np.stack([np.zeros(N, np.int64), mult], axis=1).astype("<i4").view(np.uint8).reshape(-1)
+    params = np.zeros(N, PARAM_DTYPE)
+    params["mult"] = mult
+    params = np.frombuffer(params.tobytes(), np.uint8)
     mem[p_base:p_base + params.size] = params
 
     def load_act(kt):
@@ -54,7 +56,7 @@ def matmul_program(cfg: AccelConfig, M: int, K: int, N: int, seed: int = 0):
                         ext_addr=w_base + (kt * nt_n + nt) * R * C, ext_stride=C)
 
     prog = [isa.make(Opcode.LOAD, buf=Buffer.PARAM, rows=nt_n, row_len=C, buf_addr=0, ext_addr=p_base,
-                     ext_stride=8 * C)]
+                     ext_stride=PARAM_DTYPE.itemsize * C)]
     folds = [(g, kt, nt) for g in range(0, nt_n, group) for kt in range(kt_n) for nt in range(g, min(g + group, nt_n))]
     prog += [load_act(folds[0][1]), load_wgt(folds[0][1], folds[0][2], 0), isa.make(Opcode.SYNC)]
     stores = []   # STOREs of the previous group, spread over this group's folds that load no activations

@@ -152,18 +152,20 @@ class _Compiler:
             lanes, hw = q, out.hwc[:2]
         zcols = np.concatenate([np.full(t.length, g.tensors[t.src.name].qparams.zero_point) for t in tiles])
         reduce_max = isinstance(node, Pool2d) and node.kind == "max"
-        bias = np.asarray(getattr(node, "bias", np.zeros(n_out)), np.int64)
-        if reduce_max:
-            bias = bias - xq[0].zero_point
-        else:
-            bias = bias - weight @ zcols
-            lo, hi = min(q.qmin for q in xq), max(q.qmax for q in xq)
-            bound = numerics.accumulator_bound(weight, lo, hi, bias)
-            if bound > cfg.acc_max:
-                raise CompileError(f"layer {node.name}: accumulators can reach {bound} (K={weight.shape[1]}), "
-                                   f"which does not fit acc_bits={cfg.acc_bits} (max {cfg.acc_max}); use fewer "
-                                   f"bits or a wider accumulator")
-        return Gemm(node.name, tiles, weight, bias, node.real_scale(g), yq.zero_point, node.clamp, out, hw,
+        mult, bias, shift = node.post_params(g)
+        # the array sums x * w on the stored x; the zero points come off in the bias, after the multiply
+        zero_sum = np.full(n_out, xq[0].zero_point) if reduce_max else weight @ zcols
+        bias = bias - zero_sum * mult
+        lo, hi = min(q.qmin for q in xq), max(q.qmax for q in xq)
+        acc = np.full(n_out, max(abs(lo), abs(hi))) if reduce_max else numerics.accumulator_bound(weight, lo, hi)
+        if acc.max() > cfg.acc_max:
+            raise CompileError(f"layer {node.name}: accumulators can reach {acc.max()} (K={weight.shape[1]}), "
+                               f"which does not fit acc_bits={cfg.acc_bits} (max {cfg.acc_max}); use fewer "
+                               f"bits or a wider accumulator")
+        if (acc.astype(object) * mult + np.abs(bias)).max() >= 1 << 63:
+            raise CompileError(f"layer {node.name}: the requantization sum acc * multiplier + bias can reach "
+                               f"2**63 (a bias of {np.abs(bias).max()} POST units)")
+        return Gemm(node.name, tiles, weight, bias, mult, shift, yq.zero_point, node.clamp, out, hw,
                     lanes, reduce_max)
 
     def run(self) -> Program:

@@ -9,15 +9,19 @@ import dataclasses
 import json
 from typing import Any
 
-__all__ = ["AccelConfig", "ConfigError", "EXT_ADDR_BITS", "ELEMENT_BYTES", "PARAM_BYTES"]
+import numpy as np
+
+__all__ = ["AccelConfig", "ConfigError", "EXT_ADDR_BITS", "ELEMENT_BYTES", "PARAM_DTYPE", "PARAM_BYTES"]
 
 #: External (AXI) address width in bits. Byte addresses.
 EXT_ADDR_BITS = 32
 #: Bytes an activation or weight element occupies in external memory (any width 2..8 bits is stored
 #: sign-extended in one byte, so a tensor's layout does not depend on the precision it is run at).
 ELEMENT_BYTES = 1
-#: Bytes one requantization parameter element occupies: int32 bias then int32 multiplier, little endian.
-PARAM_BYTES = 8
+#: One requantization parameter element (one output lane) in external memory, packed little endian: the
+#: int64 bias, added after the multiply in units of 2**-shift output steps, then the int32 multiplier.
+PARAM_DTYPE = np.dtype([("bias", "<i8"), ("mult", "<i4")])
+PARAM_BYTES = PARAM_DTYPE.itemsize
 
 
 class ConfigError(ValueError):

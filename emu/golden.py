@@ -13,7 +13,7 @@ import functools
 import numpy as np
 
 from . import numerics
-from .config import AccelConfig
+from .config import AccelConfig, PARAM_DTYPE
 from .faults import FaultCode, HardwareFault
 from .isa import INSTR_BYTES, Buffer, Instr, Opcode, decode
 from .timing import Timer, dma_extent, element_bytes, instr_cycles, preload_cycles
@@ -120,11 +120,11 @@ class Golden:
         n = i.rows * i.blocks
         rows = slice(i.buf_addr, i.buf_addr + n)
         if buf == Buffer.PARAM:
-            words = raw.view("<i4").reshape(n, i.row_len, 2).astype(np.int64)
+            rec = np.ascontiguousarray(raw).view(PARAM_DTYPE).reshape(n, i.row_len)
             self.bias[rows] = 0
             self.mult[rows] = 0
-            self.bias[rows, :i.row_len] = words[:, :, 0]
-            self.mult[rows, :i.row_len] = words[:, :, 1]
+            self.bias[rows, :i.row_len] = rec["bias"]
+            self.mult[rows, :i.row_len] = rec["mult"]
             return
         bits = self.cfg.act_bits if buf == Buffer.ACT else self.cfg.weight_bits
         target = self.act if buf == Buffer.ACT else self.wgt

@@ -3,7 +3,8 @@ the integer reference consume.
 
 Activations are per-tensor affine: real = scale * (q - zero_point), q a signed `bits`-wide integer.
 Weights are symmetric per output channel: real = weight_scale[n] * w[n, ...], w a signed `bits`-wide integer.
-Bias is an int32 in units of input_scale * weight_scale[n] (torch's convention for quantized linear/conv).
+Bias is a float in units of input_scale * weight_scale[n] (the real bias divided by that step, unrounded);
+`post_params` turns it into the POST's int64 bias, in units of 2**-shift output steps.
 Feature maps are stored channels-last (NHWC) without the batch dimension; vectors as [features].
 """
 from __future__ import annotations
@@ -69,6 +70,12 @@ class _Layer:
         """(multiplier[N], shift) of this layer; the compiler and the reference both take them from here."""
         return numerics.requant_params(self.real_scale(graph))
 
+    def post_params(self, graph: "Graph") -> tuple[np.ndarray, np.ndarray, int]:
+        """(multiplier[N], POST bias[N] int64, shift): y = requantize(sum (x - zx) w, bias, multiplier, shift)."""
+        mult, shift = self.requant(graph)
+        bias = getattr(self, "bias", None)
+        return mult, (np.zeros(len(mult), np.int64) if bias is None else numerics.post_bias(bias, mult)), shift
+
     def describe(self) -> str:
         return type(self).__name__
 
@@ -82,7 +89,7 @@ class Dense(_Layer):
     weight: np.ndarray        # int64 [N, K], within weight_bits
     weight_scale: np.ndarray  # float64 [N]
     weight_bits: int
-    bias: np.ndarray          # int64 [N], units of in_scale * weight_scale[n]
+    bias: np.ndarray          # float64 [N], units of in_scale * weight_scale[n]
     clamp: tuple[int, int]    # output integer range after the activation function
     source: str = ""          # the torch graph node(s) it came from, for messages and tables
 

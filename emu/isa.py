@@ -26,7 +26,7 @@ class Opcode(enum.IntEnum):
     LOAD = 1    # DMA: external memory -> ACT, WGT or PARAM buffer, 3-D strided (blocks of rows)
     STORE = 2   # DMA: OUT buffer -> external memory, 3-D strided
     MATMUL = 3  # array: ACC[t] (+)= ACT[t] x WGT tile (or max=), for T activation vectors
-    POST = 4    # post-processing: OUT[t] = requantize(ACC[t] + bias) with clamp
+    POST = 4    # post-processing: OUT[t] = requantize(ACC[t] * multiplier + bias) with clamp
     SYNC = 5    # barrier: wait until the DMA and compute units are both idle
     END = 6     # wait for both units, then raise done
 

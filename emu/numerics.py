@@ -4,11 +4,14 @@ Everything is exact integer arithmetic; docs/numerics.md states the same rules i
 
 Requantization of one output lane (POST instruction)::
 
-    v = acc + bias                          # exact; |v| < 2**31 proven by the compiler
-    p = v * multiplier                      # exact 64-bit product, multiplier in [0, 2**31)
+    p = acc * multiplier + bias             # exact; |p| < 2**63 proven by the compiler
     r = (p + (1 << (shift - 1))) >> shift   # shift >= 1: round half up (towards +inf), arithmetic shift
     r = p                                   # shift == 0
     y = clamp(r + zero_point, clamp_lo, clamp_hi)
+
+acc is the signed acc_bits accumulator, multiplier in [0, 2**31), bias an int64 in units of 2**-shift
+output steps: adding it after the multiply keeps the bias as precise as the multiplier, which matters
+when the input step is coarse (2-bit activations) and the output step fine (8-bit logits).
 
 The real-valued rescale ``in_scale * w_scale[n] / out_scale`` is ``multiplier[n] * 2**-shift`` with one
 ``shift`` per layer (chosen so the largest channel's multiplier is normalised into [2**30, 2**31)).
@@ -19,7 +22,7 @@ import math
 
 import numpy as np
 
-__all__ = ["wrap", "round_shift", "requantize", "requant_params", "MULT_BITS", "SHIFT_MAX",
+__all__ = ["wrap", "round_shift", "requantize", "post_bias", "requant_params", "MULT_BITS", "SHIFT_MAX",
            "accumulator_bound"]
 
 #: Multipliers are unsigned values below 2**MULT_BITS, stored in an int32 word.
@@ -46,9 +49,14 @@ def round_shift(p: np.ndarray, shift: int) -> np.ndarray:
 def requantize(acc: np.ndarray, bias: np.ndarray, multiplier: np.ndarray, shift: int, zero_point: int,
                clamp_lo: int, clamp_hi: int) -> np.ndarray:
     """The POST datapath on int64 arrays; `bias` and `multiplier` broadcast along the last axis (lanes)."""
-    v = np.asarray(acc, dtype=np.int64) + np.asarray(bias, dtype=np.int64)
-    p = v * np.asarray(multiplier, dtype=np.int64)
+    p = np.asarray(acc, dtype=np.int64) * np.asarray(multiplier, dtype=np.int64) + np.asarray(bias, dtype=np.int64)
     return np.clip(round_shift(p, shift) + np.int64(zero_point), clamp_lo, clamp_hi)
+
+
+def post_bias(bias: np.ndarray, multiplier: np.ndarray) -> np.ndarray:
+    """A layer's bias in POST units (2**-shift output steps), from the bias in accumulator units
+    (real bias / (in_scale * w_scale), a float): round(bias * multiplier), half to even."""
+    return np.round(np.asarray(bias, np.float64) * np.asarray(multiplier, np.float64)).astype(np.int64)
 
 
 def requant_params(real_scale: np.ndarray) -> tuple[np.ndarray, int]:
@@ -71,13 +79,11 @@ def requant_params(real_scale: np.ndarray) -> tuple[np.ndarray, int]:
     return mult, shift
 
 
-def accumulator_bound(weights: np.ndarray, act_lo: int, act_hi: int, bias: np.ndarray) -> int:
-    """Largest |partial or full sum| any accumulator of this layer can hold, plus |bias|.
+def accumulator_bound(weights: np.ndarray, act_lo: int, act_hi: int) -> np.ndarray:
+    """Per output lane, the largest |partial or full sum| its accumulator can hold (int64 [N]).
 
-    `weights` is [N, K] (already integer). For every output lane n the reduction over any subset of K is
-    bounded by sum_k |w[n, k]| * max(|act_lo|, |act_hi|); the POST adds the bias on top. The compiler
-    refuses a layer whose bound does not fit the accumulator.
-    """
+    `weights` is [N, K] (already integer). The reduction over any subset of K is bounded by
+    sum_k |w[n, k]| * max(|act_lo|, |act_hi|). The compiler refuses a layer whose bound does not fit the
+    accumulator, or whose POST sum acc * multiplier + bias could reach 2**63."""
     a = max(abs(int(act_lo)), abs(int(act_hi)))
-    w = np.abs(np.asarray(weights, dtype=np.int64)).reshape(weights.shape[0], -1).sum(axis=1)
-    return int((w * a + np.abs(np.asarray(bias, dtype=np.int64))).max())
+    return np.abs(np.asarray(weights, dtype=np.int64)).reshape(weights.shape[0], -1).sum(axis=1) * a

@@ -26,8 +26,8 @@ def windows(x: np.ndarray, kernel, stride, padding, dilation=(1, 1), pad_value: 
 
 
 def _requant(node, graph: Graph, acc: np.ndarray) -> np.ndarray:
-    mult, shift = node.requant(graph)
-    return numerics.requantize(acc, 0, mult, shift, graph.tensors[node.output].qparams.zero_point, *node.clamp)
+    mult, bias, shift = node.post_params(graph)
+    return numerics.requantize(acc, bias, mult, shift, graph.tensors[node.output].qparams.zero_point, *node.clamp)
 
 
 def _matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -36,7 +36,7 @@ def _matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 def _dense(node: Dense, graph: Graph, x: np.ndarray) -> np.ndarray:
     zx = graph.tensors[node.input].qparams.zero_point
-    return _requant(node, graph, _matmul(x.reshape(len(x), -1) - zx, node.weight) + node.bias)
+    return _requant(node, graph, _matmul(x.reshape(len(x), -1) - zx, node.weight))
 
 
 def _conv(node: Conv2d, graph: Graph, x: np.ndarray) -> np.ndarray:
@@ -44,7 +44,7 @@ def _conv(node: Conv2d, graph: Graph, x: np.ndarray) -> np.ndarray:
     n, kh, kw, cin = node.weight.shape
     win = windows(x - zx, (kh, kw), node.stride, node.padding, node.dilation)
     B, oh, ow = win.shape[:3]
-    acc = _matmul(win.reshape(B * oh * ow, -1), node.weight.reshape(n, -1)) + node.bias
+    acc = _matmul(win.reshape(B * oh * ow, -1), node.weight.reshape(n, -1))
     return _requant(node, graph, acc).reshape(B, oh, ow, n)
 
 

@@ -4,7 +4,7 @@ Every layer the compiler accepts becomes a `Gemm`: for each output pixel p (of `
 output channel n,
 
     ACC[p, n] = reduce over K-tiles i of  sum_k ACT_i[p, k] * W[n, col_i + k]      (reduce: + or max)
-    OUT[p, n] = requantize(ACC[p, n] + bias[n])
+    OUT[p, n] = requantize(ACC[p, n], bias[n], multiplier[n], shift)
 
 where K-tile i reads `length` <= R consecutive bytes of a source tensor per pixel, at a byte offset from the
 pixel's window origin. Convolution windows, pooling windows and the two inputs of an Add are all lists of
@@ -30,8 +30,8 @@ import itertools
 
 import numpy as np
 
-from . import isa, numerics
-from .config import AccelConfig, PARAM_BYTES
+from . import isa
+from .config import AccelConfig, PARAM_BYTES, PARAM_DTYPE
 from .isa import Buffer, Opcode
 from .program import TensorRegion
 
@@ -81,8 +81,9 @@ class Gemm:
     name: str
     ktiles: list[KTile]
     weight: np.ndarray               # int64 [N, sum of lengths], columns in K-tile order
-    bias: np.ndarray                 # int64 [N], input zero points already folded in
-    real_scale: np.ndarray           # float64 [N] -> (multiplier, shift)
+    bias: np.ndarray                 # int64 [N], POST units, input zero points already folded in
+    mult: np.ndarray                 # int64 [N]
+    shift: int
     zero_point: int
     clamp: tuple[int, int]
     out: TensorRegion
@@ -158,17 +159,16 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
                            f"this configuration's buffers hold {cap} (act_depth/2, out_depth/2, acc_depth)")
     if cfg.wgt_depth < 2 * R or cfg.param_depth < 1:
         raise CompileError(f"wgt_depth={cfg.wgt_depth} must hold two {R}-entry weight tiles")
-    mult, shift = numerics.requant_params(g.real_scale)
     tiles, used = _tiles(g, cfg)
     nt, kt = used.shape
     w_addr = {}
     for j, i in zip(*np.nonzero(used)):
         w_addr[j, i] = mem.alloc(R * C, tiles[j, i].astype(np.int8).tobytes())
-    lane_params = np.zeros((nt * L, 2), np.int64)   # (bias, multiplier) of channel j * L + c
-    lane_params[:N, 0], lane_params[:N, 1] = g.bias, mult
-    params = np.zeros((nt, C, 2), np.int64)
-    params[:, :L] = lane_params.reshape(nt, L, 2)
-    p_addr = mem.alloc(params.size * 4, params.astype("<i4").tobytes())
+    lanes = np.zeros(nt * L, PARAM_DTYPE)            # channel j * L + c
+    lanes["bias"][:N], lanes["mult"][:N] = g.bias, g.mult
+    params = np.zeros((nt, C), PARAM_DTYPE)
+    params[:, :L] = lanes.reshape(nt, L)
+    p_addr = mem.alloc(params.nbytes, params.tobytes())
 
     m = min(batch, cap // pixels)
     out_h, out_w = g.out_hw
@@ -223,7 +223,7 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
                 prog.append(isa.make(Opcode.SYNC))
             for n, j in enumerate(js):
                 prog.append(isa.make(Opcode.POST, rows=entries, acc_addr=(j - g0) * entries,
-                                     out_addr=(n % 2) * m * pixels, param_addr=j - g0, shift=shift,
+                                     out_addr=(n % 2) * m * pixels, param_addr=j - g0, shift=g.shift,
                                      zero_point=g.zero_point, clamp_lo=g.clamp[0], clamp_hi=g.clamp[1]))
                 if n:
                     store(j - 1, (n - 1) % 2)

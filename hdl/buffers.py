@@ -16,11 +16,12 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from emu.config import AccelConfig, PARAM_BYTES
+from emu.config import AccelConfig, PARAM_BYTES, PARAM_DTYPE
 
 __all__ = ["param_layout", "entry_layouts", "entry_bytes_max", "from_bytes", "to_bytes", "Buffer"]
 
-param_layout = data.StructLayout({"bias": signed(32), "mult": signed(32)})
+#: One PARAM lane, the fields of emu.config.PARAM_DTYPE in their byte order.
+param_layout = data.StructLayout({name: signed(8 * PARAM_DTYPE[name].itemsize) for name in PARAM_DTYPE.names})
 
 
 def entry_layouts(cfg: AccelConfig) -> dict[str, data.ArrayLayout]:

@@ -2,8 +2,7 @@
 
 Per lane, all signed two's complement::
 
-    v = acc + bias                 acc: acc_bits, bias: 32 bits -> 33 bits
-    p = v * mult                   mult: 32 bits; the product wraps to 64 bits (numpy int64 does too)
+    p = acc * mult + bias          acc: acc_bits, mult: 32 bits, bias: 64 bits; wraps to 64 bits (as numpy int64)
     r = (p + 2**(shift-1)) >> shift   for shift >= 1 (round half up, arithmetic shift; the add wraps to 64)
     r = p                          for shift == 0
     y = min(max(r + zero_point, clamp_lo), clamp_hi)   (64-bit wrapping add, then clip like np.clip)
@@ -11,17 +10,17 @@ Per lane, all signed two's complement::
 
 The multiplier uses no hard DSP block: it is a radix-4 Booth multiplier in logic, built here from muxes and
 adders (no `*` for synthesis to map), so the array keeps every DSP. Booth digit i (i = 0..15) of `mult` is
-d_i = -2 m[2i+1] + m[2i] + m[2i-1] (m[-1] = 0), so p = sum_i d_i * v * 4**i (mod 2**64). Each partial product
+d_i = -2 m[2i+1] + m[2i] + m[2i-1] (m[-1] = 0), so acc * mult = sum_i d_i * v * 4**i (mod 2**64). Each partial product
 is written as (x_i XOR neg_i) << 2i with x_i in {0, v, 2v}, and the +1 that completes each negation is
 gathered into one correction word (bit 2i = neg_i): 17 terms summed by a tree of registered 64-bit adders.
 
 Pipeline, one register stage per cycle, LATENCY = 12 cycles from `acc` to `out` (each stage holds at
 most one 64-bit carry chain, the FPGA critical path of the unit)::
 
-    1  acc, bias, mult captured          9   r0 = p + 2**(shift-1)
-    2  v = acc + bias                    10  r = r0 >> shift
+    1  acc, bias, mult captured          9   r0 = p + (bias + 2**(shift-1))
+    2  v = acc; bias + 2**(shift-1)      10  r = r0 >> shift
     3  Booth partial products            11  b = r + zero_point
-    4..8  adder tree 17 -> 9 -> 5 -> 3 -> 2 -> 1 = p
+    4..8  adder tree 17 -> 9 -> 5 -> 3 -> 2 -> 1 = p = acc * mult
     12 y = clip(b, clamp_lo, clamp_hi) wrapped to act_bits
 
 `out_valid`/`out` follow `in_valid` and all other inputs by LATENCY cycles: the controls (`param`, `shift`,
@@ -118,7 +117,6 @@ class PostProc(wiring.Component):
         # cycle; each arrives in the cycle before the stage register that uses it.
         half = Signal(signed(PRODUCT_BITS))    # 2**(shift-1), 0 for shift 0
         m.d.sync += half.eq(Mux(self.shift == 0, 0, Const(1, PRODUCT_BITS) << (self.shift - 1)[:6]))
-        half = _delay(m, half, 7, "half")                                  # for stage 9
         shift = _delay(m, self.shift, 9, "shift")                          # for stage 10
         zp = _delay(m, self.zero_point, 10, "zero_point")                  # for stage 11
         lo = _delay(m, self.clamp_lo, 11, "clamp_lo")                      # for stage 12
@@ -129,10 +127,12 @@ class PostProc(wiring.Component):
 
         for n in range(self._lanes):
             acc = Signal(signed(self._acc_bits), name=f"acc_{n}")
-            bias, mult = Signal(signed(32), name=f"bias_{n}"), Signal(signed(32), name=f"mult_{n}")
-            v = Signal(signed(33), name=f"v_{n}")
+            bias, mult = Signal(signed(64), name=f"bias_{n}"), Signal(signed(32), name=f"mult_{n}")
+            v = Signal(signed(self._acc_bits), name=f"v_{n}")
+            bias_half = Signal(signed(PRODUCT_BITS), name=f"bias_half_{n}")
             m.d.sync += [acc.eq(self.acc[n]), bias.eq(self.param[n].bias), mult.eq(self.param[n].mult),
-                         v.eq(acc + bias)]
+                         v.eq(acc), bias_half.eq(bias + half)]
+            bias_half = _delay(m, bias_half, 6, f"bias_half_{n}")         # for stage 9
             mult_d = _delay(m, mult, 1, f"mult_{n}")                      # lines up with v
             prod = adder_tree(m, booth_terms(m, v, mult_d, name=f"booth_{n}"), name=f"sum_{n}")
 
@@ -141,7 +141,7 @@ class PostProc(wiring.Component):
             biased = Signal(signed(PRODUCT_BITS), name=f"biased_{n}")
             y = Signal(signed(self._act_bits), name=f"y_{n}")
             m.d.sync += [
-                rounded.eq(prod + half),
+                rounded.eq(prod + bias_half),
                 shifted.eq(rounded >> shift),
                 biased.eq(shifted + zp),
             ]

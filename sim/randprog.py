@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from emu import isa
-from emu.config import AccelConfig, PARAM_BYTES
+from emu.config import AccelConfig, PARAM_BYTES, PARAM_DTYPE
 from emu.isa import Buffer, Opcode
 
 __all__ = ["random_case", "PROG_REGION", "DATA_REGION", "OUT_REGION", "MEM_BYTES"]
@@ -88,9 +88,10 @@ def random_case(cfg: AccelConfig, seed: int, *, rounds: int = 3, max_t: int = 12
         load = dma(Opcode.LOAD, Buffer.PARAM, 1, p_blocks, p_len, param_base, DATA_REGION,
                    row_bytes=p_len * PARAM_BYTES, overlap=False)
         for b in range(p_blocks):
-            bias = rng.integers(-2000, 2000, p_len)
-            mult = rng.integers(1 << 20, 1 << 30, p_len)
-            rec = np.stack([bias, mult], axis=1).astype("<i4").view(np.uint8).reshape(-1)
+            rec = np.zeros(p_len, PARAM_DTYPE)
+            rec["bias"] = rng.integers(-1 << 40, 1 << 40, p_len)
+            rec["mult"] = rng.integers(1 << 20, 1 << 30, p_len)
+            rec = np.frombuffer(rec.tobytes(), np.uint8)
             a = load.ext_addr + b * load.block_stride
             mem[a:a + rec.size] = rec
         prog.append(load)

@@ -37,7 +37,7 @@ def test_shipped_checkpoint(bits):
     qmax = (1 << (bits - 1)) - 1
     for node in graph.nodes:
         assert node.weight_bits == bits and graph.tensors[node.output].qparams.bits == bits
-        assert node.weight.dtype == np.int64 and node.bias.dtype == np.int64
+        assert node.weight.dtype == np.int64 and node.bias.dtype == np.float64
         assert -qmax <= node.weight.min() and node.weight.max() <= qmax
         assert node.weight_scale.shape == (node.weight.shape[0],) and np.all(node.weight_scale > 0)
         assert np.abs(node.bias).max() < 2 ** 31

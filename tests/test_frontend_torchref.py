@@ -76,9 +76,9 @@ def test_post_datapath_within_one_lsb(bits):
     x_int = graph.tensors[graph.input].qparams.quantize(x_test)
     for node in graph.nodes:
         qx, qy = graph.tensors[node.input].qparams, graph.tensors[node.output].qparams
-        multiplier, shift = node.requant(graph)
+        multiplier, bias, shift = node.post_params(graph)
         acc = (x_int - qx.zero_point) @ node.weight.T
-        y_post = numerics.requantize(acc, node.bias, multiplier, shift, qy.zero_point, *node.clamp)
+        y_post = numerics.requantize(acc, bias, multiplier, shift, qy.zero_point, *node.clamp)
         y_torch = torch_layer(node.name, ep, graph, x_int)
         assert np.abs(y_post - y_torch).max() <= 1 and (y_post == y_torch).mean() > 0.95
         x_int = y_torch

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from emu import isa, numerics
-from emu.config import AccelConfig
+from emu.config import AccelConfig, PARAM_DTYPE
 from emu.faults import FaultCode, HardwareFault
 from emu.golden import Golden
 from emu.isa import Buffer, Opcode
@@ -58,12 +58,13 @@ def test_load_blocks_walk_rows_then_blocks(rng):
 
 def test_load_param_reads_bias_and_multiplier(rng):
     cfg = AccelConfig(rows=2, cols=4)
-    words = rng.integers(-2**31, 2**31, size=(3, 2))
+    rec = np.zeros(3, PARAM_DTYPE)
+    rec["bias"], rec["mult"] = rng.integers(-2**62, 2**62, 3), rng.integers(-2**31, 2**31, 3)
     mem = np.zeros(0x8000, np.uint8)
-    mem[64:64 + 24] = np.frombuffer(words.astype("<i4").tobytes(), np.uint8)
-    g, _ = run(cfg, [load(Buffer.PARAM, rows=1, row_len=3, buf_addr=1, ext_addr=64, ext_stride=24)], mem)
-    np.testing.assert_array_equal(g.bias[1], list(words[:, 0]) + [0])
-    np.testing.assert_array_equal(g.mult[1], list(words[:, 1]) + [0])
+    mem[64:64 + rec.nbytes] = np.frombuffer(rec.tobytes(), np.uint8)
+    g, _ = run(cfg, [load(Buffer.PARAM, rows=1, row_len=3, buf_addr=1, ext_addr=64, ext_stride=rec.nbytes)], mem)
+    np.testing.assert_array_equal(g.bias[1], list(rec["bias"]) + [0])
+    np.testing.assert_array_equal(g.mult[1], list(rec["mult"]) + [0])
 
 
 @pytest.mark.parametrize("accumulate, reduce_max", [(0, 0), (1, 0), (1, 1), (0, 1)])
@@ -107,11 +108,11 @@ def test_post(rng):
     cfg = AccelConfig(rows=2, cols=4, act_bits=4)
     g = Golden(cfg, np.zeros(0x8000, np.uint8))
     g.acc[:5] = rng.integers(-50000, 50000, (5, 4))
-    g.bias[2] = rng.integers(-1000, 1000, 4)
+    g.bias[2] = rng.integers(-1 << 42, 1 << 42, 4)
     g.mult[2] = rng.integers(1 << 29, 1 << 31, 4)
     g._post(isa.make(Opcode.POST, rows=5, acc_addr=0, out_addr=3, param_addr=2, shift=40, zero_point=-3,
                      clamp_lo=-3, clamp_hi=7))
-    v = (g.acc[:5] + g.bias[2]) * g.mult[2]
+    v = g.acc[:5] * g.mult[2] + g.bias[2]
     want = np.clip(np.floor(v / 2**40 + 0.5).astype(np.int64) - 3, -3, 7)
     np.testing.assert_array_equal(g.out[3:8], want)
 

@@ -20,7 +20,7 @@ def test_postproc_matches_numerics(acc_bits, act_bits):
     rng = np.random.default_rng(acc_bits * 10 + act_bits)
     dut = PostProc(lanes=lanes, acc_bits=acc_bits, act_bits=act_bits)
     acc = rng.integers(-(1 << (acc_bits - 1)), 1 << (acc_bits - 1), (n, lanes))
-    bias = rng.integers(-(1 << 31), 1 << 31, (n, lanes))
+    bias = rng.integers(-(1 << 62), 1 << 62, (n, lanes))
     mult = rng.integers(0, 1 << 31, (n, lanes))
     shift = rng.integers(0, 64, n)
     zp, lo = rng.integers(-128, 128, n), rng.integers(-128, 128, n)

@@ -37,13 +37,19 @@ def test_requant_params_approximate_the_scales(scales):
     np.testing.assert_allclose(mult / 2.0 ** shift, s, rtol=0, atol=2.0 ** -shift)
 
 
+def test_post_bias_keeps_the_fraction():
+    """A bias of 0.4 accumulator steps at multiplier 3 * 2**29 is 0.6 * 2**30 POST units: not rounded to 0."""
+    assert numerics.post_bias(np.array([0.4, -2.0]), np.array([3 << 29, 1 << 30])).tolist() == \
+        [round(0.4 * (3 << 29)), -(2 << 30)]
+
+
 def test_requant_params_refuses_bad_scales():
     with pytest.raises(ValueError, match="positive and finite"):
         numerics.requant_params(np.array([1.0, 0.0]))
 
 
 def test_requantize_clamps_and_adds_zero_point():
-    y = numerics.requantize(np.array([[100, -100, 0]]), np.array([0, 0, 1]), np.array([1 << 30] * 3), 31,
+    y = numerics.requantize(np.array([[100, -100, 0]]), np.array([0, 0, 1 << 30]), np.array([1 << 30] * 3), 31,
                             zero_point=-5, clamp_lo=-8, clamp_hi=40)
-    # multiplier 2**30 >> 31 halves: 50 - 5 = 45 -> 40; -50 - 5 -> -8; (0 + 1) / 2 = 0.5 rounds up: 1 - 5 = -4
+    # multiplier 2**30 >> 31 halves: 50 - 5 = 45 -> 40; -50 - 5 -> -8; bias 2**30 / 2**31 = 0.5 rounds up: 1 - 5 = -4
     assert y.tolist() == [[40, -8, -4]]

@@ -17,7 +17,7 @@ columns are permuted from torch's C, H, W order to H, W, C.
 
 Each `ir.Dense` takes: weight int [N, K] and weight_scale [N] (per-tensor weights broadcast their scale);
 weight_bits from the weight's quant_min/quant_max ([-(2**(b-1)-1), 2**(b-1)-1] or the full signed range);
-bias = round_half_even(bias_float / (in_scale * weight_scale[n])) as int64, which must fit int32; clamp =
+bias = bias_float / (in_scale * weight_scale[n]) as a float (emu.ir.Dense.post_params rounds it in POST units); clamp =
 the output integer range after the activation, computed with torch's own quantize op on the activation's
 float bounds (rounding commutes with clamping, so this is exact); output QParams from the quantize node.
 Activations must use the signed full range [-2**(b-1), 2**(b-1)-1] of torch.int8, b in 2..8.
@@ -386,9 +386,9 @@ class _Lowering:
             w_scale = np.broadcast_to(weight.scale, (n,)).astype(np.float64).copy()
             in_scale = self.tensors[ins[0]].qparams.scale
             bias = p.args["bias"]
-            bias = np.zeros(n, np.int64) if bias is None else np.round(bias / (in_scale * w_scale)).astype(np.int64)
-            if np.abs(bias).max() >= 1 << 31:
-                raise self.fail(node, "a bias that does not fit int32 in units of in_scale * weight_scale")
+            bias = np.zeros(n) if bias is None else bias / (in_scale * w_scale)
+            if not np.all(np.isfinite(bias)):
+                raise self.fail(node, "a bias that is not finite")
             if p.op == "linear":
                 return ir.Dense(name=name, input=ins[0], output=node.name, weight=weight.values,
                                 weight_scale=w_scale, weight_bits=weight.bits, bias=bias, clamp=clamp, source=source)
