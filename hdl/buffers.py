@@ -7,7 +7,7 @@ Entry layouts (all signed two's complement):
   ACC    `cols` elements of acc_bits
   OUT    `cols` elements of act_bits
 The DMA moves bytes; `from_bytes` / `to_bytes` convert an entry between its external-memory byte image
-(little endian, one sign-extended byte per activation/weight, 8 bytes per PARAM element) and its layout.
+(little endian, one sign-extended byte per activation/weight, 12 bytes per PARAM element) and its layout.
 """
 from __future__ import annotations
 
