@@ -1,5 +1,6 @@
-"""Hardware in the loop on a real network: the shipped digits MLP on the simulated RTL (Verilator) equals
-the golden emulator and the integer reference on every element of every layer, and in cycles."""
+"""Hardware in the loop on real networks: the shipped digits MLP and residual CNN (stride-2 conv, padding,
+residual add, max and global average pooling) on the simulated RTL (Verilator) equal the golden emulator
+and the integer reference on every element of every layer, and in cycles."""
 import numpy as np
 import pytest
 
@@ -13,11 +14,12 @@ from emu.zoo import digits
 pytestmark = pytest.mark.rtl
 
 
-@pytest.mark.parametrize("rows, cols", [(8, 8), (3, 5)])
-def test_digits_mlp_on_verilator(rows, cols):
-    graph = lower(load_pt2(digits.checkpoint("w8a8")))
-    program = compile_graph(graph, AccelConfig(rows=rows, cols=cols), batch=16)
-    xq = quantize_input(program, digits.load_split()[2][:16])
+@pytest.mark.parametrize("model, tag, rows, cols, n", [("mlp", "w8a8", 8, 8, 16), ("mlp", "w8a8", 3, 5, 16),
+                                                      ("cnn", "w4a4", 8, 8, 4)])
+def test_digits_network_on_verilator(model, tag, rows, cols, n):
+    graph = lower(load_pt2(digits.checkpoint(tag, model)))
+    program = compile_graph(graph, AccelConfig(rows=rows, cols=cols), batch=n)
+    xq = quantize_input(program, digits.load_split(model)[2][:n])
     rtl = run_program(program, xq, backend=get_backend("rtl"))
     gold = run_program(program, xq)
     ref = run_reference(graph, xq)
