@@ -21,6 +21,7 @@ import functools
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 from amaranth.hdl import Shape
@@ -184,6 +185,8 @@ def cached_build(name: str, cfg: AccelConfig, texts: dict[str, str], flags: list
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if not stamp.exists():
+                print(f"systola: building {name} for {cfg.describe()} (once; cached in {build_dir})",
+                      file=sys.stderr)
                 build_dir.mkdir(parents=True, exist_ok=True)
                 for file_name, text in texts.items():
                     (build_dir / file_name).write_text(text)
@@ -222,9 +225,15 @@ def build(cfg: AccelConfig, *, simulator: str = "verilator", memory_model: str =
     def make(build_dir: Path) -> None:
         verilator_make_env()
         from cocotb_tools.runner import get_runner
-        get_runner(simulator).build(sources=[build_dir / n for n in texts], hdl_toplevel=toplevel,
-                                    build_dir=build_dir, build_args=_build_args(simulator, toplevel, waves),
-                                    timescale=("1ns", "1ps"), waves=waves, always=True)
+        log = build_dir / "build.log"   # the compiler's chatter goes here, not to the user's terminal
+        try:
+            get_runner(simulator).build(sources=[build_dir / n for n in texts], hdl_toplevel=toplevel,
+                                        build_dir=build_dir, build_args=_build_args(simulator, toplevel, waves),
+                                        timescale=("1ns", "1ps"), waves=waves, always=True, log_file=log)
+        except RuntimeError as e:
+            tail = log.read_text(errors="replace").splitlines()[-20:] if log.exists() else []
+            raise RuntimeError(f"{simulator} build of {toplevel} failed ({e}); last lines of {log}:\n"
+                               + "\n".join(tail)) from None
 
     build_dir = cached_build(f"{simulator}-{toplevel}", cfg, texts, flags, make)
     return Build(cfg, simulator, memory_model, toplevel, build_dir, waves)
