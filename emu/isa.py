@@ -27,8 +27,8 @@ class Opcode(enum.IntEnum):
     STORE = 2   # DMA: OUT buffer -> external memory, 3-D strided
     MATMUL = 3  # array: ACC[t] (+)= ACT[t] x WGT tile (or max=), for T activation vectors
     POST = 4    # post-processing: OUT[t] = requantize(ACC[t] * multiplier + bias) with clamp
-    SYNC = 5    # barrier: wait until the DMA and compute units are both idle
-    END = 6     # wait for both units, then raise done
+    SYNC = 5    # barrier: wait until the DMA, array and post-processing units are all idle
+    END = 6     # wait for all units, then raise done
 
 
 class Buffer(enum.IntEnum):

@@ -2,8 +2,9 @@
 against the fixed-latency external memory model (sim/), and the golden emulator counts with it.
 
 Execution: instructions issue in program order, one per cycle at most. LOAD/STORE go to the DMA unit,
-MATMUL/POST to the compute unit; an instruction waits until its unit is idle, so a DMA transfer overlaps
-the compute instruction before it. SYNC and END wait until both units are idle.
+MATMUL to the array, POST to the post-processing unit; an instruction waits until its unit is idle, so a
+DMA transfer or a POST overlaps the instructions before it on the other units. SYNC and END wait until all
+three units are idle. Hazards between units are the program's to order with SYNC.
 
 Constants that describe the gateware's latencies live here and nowhere else.
 """
@@ -105,18 +106,22 @@ class Timer:
         self.cfg = cfg
         self.now = start          # cycle the next instruction may issue
         self.dma_free = start
-        self.compute_free = start
+        self.array_free = start
+        self.post_free = start
 
     def issue(self, instr: Instr, cycles: int | None = None) -> None:
         """Issue `instr`; `cycles` is its `instr_cycles` when the caller has it already."""
         if cycles is None:
             cycles = instr_cycles(instr, self.cfg)
         if instr.op in (Opcode.SYNC, Opcode.END):
-            t = max(self.now, self.dma_free, self.compute_free)
+            t = max(self.now, self.dma_free, self.array_free, self.post_free)
         elif instr.op in (Opcode.LOAD, Opcode.STORE):
             t = max(self.now, self.dma_free)
             self.dma_free = t + cycles
+        elif instr.op == Opcode.MATMUL:
+            t = max(self.now, self.array_free)
+            self.array_free = t + cycles
         else:
-            t = max(self.now, self.compute_free)
-            self.compute_free = t + cycles
+            t = max(self.now, self.post_free)
+            self.post_free = t + cycles
         self.now = t + 1

@@ -3,7 +3,7 @@
 Cycle 0 is the cycle `start` is seen: the program (prog_len 16-byte instructions at prog_addr) is copied
 into instruction memory by the DMA. From the cycle the DMA goes idle, the instruction at `pc` is decoded
 each cycle (instruction memory read port, address pc or pc + 1 when issuing: one instruction a cycle) and
-issued as soon as its unit is idle (LOAD/STORE: DMA; MATMUL/POST: compute; SYNC/END: both). `cycle` counts
+issued as soon as its unit is idle (LOAD/STORE: DMA; MATMUL: array; POST: post-processing; SYNC/END: all). `cycle` counts
 cycles since start; END issued at cycle t ends the run with CYCLES = t + 1 (emu.timing.Timer).
 
 Faults (emu.faults), checked each cycle in this order:
@@ -48,7 +48,7 @@ class Sequencer(wiring.Component):
             "cu_wgt_addr": Out(16), "cu_acc_addr": Out(16), "cu_accumulate": Out(1), "cu_reduce_max": Out(1),
             "cu_out_addr": Out(16),
             "cu_param_addr": Out(16), "cu_shift": Out(6), "cu_zero_point": Out(signed(8)),
-            "cu_clamp_lo": Out(signed(8)), "cu_clamp_hi": Out(signed(8)), "cu_busy": In(1),
+            "cu_clamp_lo": Out(signed(8)), "cu_clamp_hi": Out(signed(8)), "cu_busy": In(1), "cu_post_busy": In(1),
         })
 
     def elaborate(self, platform):
@@ -100,6 +100,8 @@ class Sequencer(wiring.Component):
             m.d.sync += [self.error_code.eq(code), self.error_pc.eq(at), self.cycles.eq(cycle)]
             m.next = "DRAIN"
 
+        all_idle = ~self.dma_busy & ~self.cu_busy & ~self.cu_post_busy
+
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -126,7 +128,8 @@ class Sequencer(wiring.Component):
                 dma_op = (op == Opcode.LOAD) | (op == Opcode.STORE)
                 cu_op = (op == Opcode.MATMUL) | (op == Opcode.POST)
                 free = Mux(dma_op, ~self.dma_busy,
-                           Mux(cu_op, ~self.cu_busy, ~self.dma_busy & ~self.cu_busy))
+                           Mux(op == Opcode.MATMUL, ~self.cu_busy,
+                               Mux(op == Opcode.POST, ~self.cu_post_busy, all_idle)))
                 with m.If(self.dma_error):
                     fault(FaultCode.BUS_ERROR, dma_pc)
                 with m.Elif(~(preloading & self.dma_busy)):  # issue nothing while the preload runs
@@ -153,7 +156,7 @@ class Sequencer(wiring.Component):
                             m.next = "IDLE"
             with m.State("DRAIN"):
                 m.d.comb += self.running.eq(1)
-                with m.If(~self.dma_busy & ~self.cu_busy):
+                with m.If(all_idle):
                     with m.If(self.dma_error):
                         m.d.sync += [self.error_code.eq(FaultCode.BUS_ERROR), self.error_pc.eq(dma_pc)]
                     m.d.sync += self.finished.eq(1)

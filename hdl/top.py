@@ -81,7 +81,7 @@ class Accelerator(wiring.Component):
         for name in ("start", "post", "rows", "act_addr", "wgt_addr", "acc_addr", "accumulate", "reduce_max",
                      "out_addr", "param_addr", "shift", "zero_point", "clamp_lo", "clamp_hi"):
             m.d.comb += getattr(cu, name).eq(getattr(seq, "cu_" + name))
-        m.d.comb += seq.cu_busy.eq(cu.busy)
+        m.d.comb += [seq.cu_busy.eq(cu.busy), seq.cu_post_busy.eq(cu.post_busy)]
 
         # DMA writes: the byte image of one entry goes to the buffer its target names
         for buf, target, elem_bytes in ((act, Buf.ACT, 1), (wgt, Buf.WGT, 1), (param, Buf.PARAM, PARAM_BYTES)):

@@ -1,7 +1,7 @@
 """Random, race-free test programs: LOAD / MATMUL / POST / STORE rounds built with emu.isa.make.
 
-Dependencies between the two units are separated by SYNC (the ISA leaves hazards to the program): loads
-of a round, SYNC, MATMUL and POST (same unit, in order), SYNC, STORE. Addresses, strides, row lengths,
+Dependencies between units are separated by SYNC (the ISA leaves hazards to the program): loads
+of a round, SYNC, MATMULs (one unit, in order), SYNC, POST, SYNC, STORE. Addresses, strides, row lengths,
 block counts, block strides and sizes are random, unaligned included; LOAD blocks may overlap (bytes read
 twice), a STORE's blocks and rows never do. MATMULs accumulate by adding or by max (reduce_max). The whole
 memory is random so stray writes show up.
@@ -103,6 +103,7 @@ def random_case(cfg: AccelConfig, seed: int, *, rounds: int = 3, max_t: int = 12
             prog.append(isa.make(Opcode.MATMUL, rows=t, act_addr=act_addr, wgt_addr=wgt_addr, acc_addr=acc_addr,
                                  accumulate=1, k_valid=R, n_valid=C, reduce_max=int(rng.integers(0, 2))))
         lo = int(rng.integers(cfg.act_min, 1))
+        prog.append(isa.make(Opcode.SYNC))   # POST runs on its own unit: it must not overtake the MATMULs
         prog.append(isa.make(Opcode.POST, rows=t, acc_addr=acc_addr, out_addr=out_addr, param_addr=param_addr,
                              shift=int(rng.integers(24, 40)), zero_point=int(rng.integers(-10, 10)),
                              clamp_lo=lo, clamp_hi=int(rng.integers(lo, cfg.act_max + 1))))

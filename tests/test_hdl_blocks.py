@@ -354,7 +354,7 @@ def test_compute_max_mode_matches_golden():
             await ctx.tick()
             ctx.set(cu.start, 0)
             cycles = 1
-            while ctx.get(cu.busy):
+            while ctx.get(cu.post_busy if instr.op == Opcode.POST else cu.busy):
                 await ctx.tick()
                 cycles += 1
             busy.append(cycles)
