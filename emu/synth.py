@@ -17,7 +17,6 @@ import dataclasses
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ import time
 from .config import AccelConfig
 
 __all__ = ["Target", "SynthError", "ToolError", "BOARDS", "DEVICE_FORMS", "parse_target", "estimate",
-           "check_fits", "synthesize", "REPORT_FIELDS", "mac_multiplier"]
+           "check_fits", "synthesize", "format_report", "REPORT_FIELDS", "mac_multiplier"]
 
 REPORT_FIELDS = ("device", "target_mhz", "fmax_mhz", "timing_met", "luts", "ffs", "dsps", "brams", "seconds")
 

@@ -3,7 +3,7 @@
 `PinHarness` wraps `Accelerator(cfg)` for a board (or a package too small for its ~400 AXI pins) the way a
 built-in self-test does: a 31-bit LFSR (x^31 + x^28 + 1) shifts pseudo-random bits through a scan register
 that drives every accelerator input (`m_axi_*` responses and `s_axil_*` requests), and a multiple-input
-signature register (MISR) folds every accelerator output into one bit that drives `signature`. Nothing is
+signature register (MISR) folds every accelerator output into one bit that drives `misr_out`. Nothing is
 constant, so synthesis keeps and places the whole accelerator; but the AXI ports reach no host or memory:
 the harness proves area and timing, it is not a system a host can use.
 
@@ -26,13 +26,11 @@ __all__ = ["PinHarness", "BoardTop", "ecp5_pll_dividers", "ecp5_pll"]
 class PinHarness(wiring.Component):
     """`Accelerator(cfg)` with its ports replaced by an LFSR-fed scan register and a 1-bit MISR output."""
 
-    signature: Out(1)
-
     def __init__(self, cfg: AccelConfig):
         if not isinstance(cfg, AccelConfig):
             raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
         self._cfg = cfg
-        super().__init__()
+        super().__init__({"misr_out": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -51,7 +49,7 @@ class PinHarness(wiring.Component):
         flat_out = Cat(*outputs)
         misr = Signal(len(flat_out))
         m.d.sync += misr.eq(Cat(misr[-1], misr[:-1]) ^ flat_out)
-        m.d.sync += self.signature.eq(misr[-1])
+        m.d.sync += self.misr_out.eq(misr[-1])
         return m
 
 
@@ -83,7 +81,8 @@ def ecp5_pll_dividers(*, clkin_mhz: float, clkout_mhz: float) -> tuple[int, int,
 def ecp5_pll(m: Module, *, clkin, clkin_mhz: float, clkout_mhz: float, domain: str = "sync") -> float:
     """Drive clock domain `domain` (created here, reset held until lock) from an EHXPLLL; returns its MHz."""
     clki_div, clkfb_div, clkop_div, achieved = ecp5_pll_dividers(clkin_mhz=clkin_mhz, clkout_mhz=clkout_mhz)
-    m.domains[domain] = cd = ClockDomain(domain)
+    cd = ClockDomain(domain)
+    m.domains += cd
     locked = Signal()
     m.submodules.pll = Instance(
         "EHXPLLL",
@@ -111,7 +110,7 @@ def ecp5_pll(m: Module, *, clkin, clkin_mhz: float, clkout_mhz: float, domain: s
 
 class BoardTop(Elaboratable):
     """A board build: the board clock (through an EHXPLLL on ECP5 when `clock_mhz` differs from it) clocks a
-    `PinHarness(cfg)` whose signature bit drives the board's first LED. `clock_mhz` is the clock achieved."""
+    `PinHarness(cfg)` whose MISR bit drives the board's first LED. `clock_mhz` is the clock achieved."""
 
     def __init__(self, cfg: AccelConfig, *, clock_mhz: float | None):
         self._cfg = cfg
@@ -135,5 +134,5 @@ class BoardTop(Elaboratable):
         m.submodules.harness = harness = PinHarness(self._cfg)
         led = platform.request("led", 0, dir="-")
         m.submodules.led_buf = led_buf = io.Buffer("o", led)
-        m.d.comb += led_buf.o.eq(harness.signature)
+        m.d.comb += led_buf.o.eq(harness.misr_out)
         return m
