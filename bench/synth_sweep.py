@@ -19,7 +19,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from emu.config import AccelConfig  # noqa: E402
 from emu.synth import SynthError, parse_target, synthesize  # noqa: E402
 
-COLUMNS = ("config", "mult", "luts", "ffs", "dsps", "brams", "fmax_mhz", "timing_met", "peak_gops", "seconds")
 
 
 def table(rows: list[dict]) -> str:

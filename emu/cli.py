@@ -235,6 +235,9 @@ def cmd_synth(args) -> int:
     print(f"{cfg.describe()} on {report['device']}:")
     print(synth.format_report(report))
     print(f"report: {os.path.join(args.out, 'report.json')}")
+    if report["bitstream"] and not report["timing_met"]:
+        print(f"warning: the bitstream clocks the accelerator at {report['target_mhz']:g} MHz, above its Fmax; "
+              f"rebuild with --freq {int(report['fmax_mhz'])} or lower before loading it", file=sys.stderr)
     return 0
 
 

@@ -212,6 +212,20 @@ class _Stages:
         self._bar.close()
 
 
+class _place_and_route_lock:
+    """One nextpnr at a time per machine: place and route takes most of the CPU and memory, so concurrent
+    `systola synth` runs (a sweep, a test run) queue for it; elaboration and Yosys still overlap."""
+
+    def __enter__(self):
+        import fcntl
+        self._f = open(os.path.join(tempfile.gettempdir(), "systola-nextpnr.lock"), "w")
+        fcntl.flock(self._f, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()   # releases the lock
+
+
 def _nextpnr_report(path: str, family: str) -> dict:
     with open(path) as f:
         rep = json.load(f)
@@ -310,15 +324,16 @@ def synthesize(cfg: AccelConfig, target: Target, out_dir: str, *, freq_mhz: floa
             pnr += ["--pcf", "top.pcf", "--asc", "top.asc"]
             if not target.board:
                 pnr += ["--pcf-allow-unconstrained", "--freq", f"{freq_mhz:g}"]
-        stages.run(f"place and route (nextpnr-{target.family})", pnr, cwd=build, log="nextpnr.out", env=env)
+        with _place_and_route_lock():
+            stages.run(f"place and route (nextpnr-{target.family})", pnr, cwd=build, log="nextpnr.out", env=env)
         bitstream = None
         if target.board:
+            # YoWASP tools see only their working directory: pack there, then move the bitstream out
             bitstream = os.path.join(out_dir, f"{target.board}.bit")
-            tmp_bit = bitstream + ".tmp"
-            pack = (["yowasp-ecppack", "--input", "top.config", "--bit", os.path.abspath(tmp_bit)]
-                    if target.family == "ecp5" else ["yowasp-icepack", "top.asc", os.path.abspath(tmp_bit)])
+            pack = (["yowasp-ecppack", "--input", "top.config", "--bit", "top.bit"] if target.family == "ecp5"
+                    else ["yowasp-icepack", "top.asc", "top.bit"])
             stages.run(f"pack bitstream ({pack[0][7:]})", pack, cwd=build, log="pack.out", env=env)
-            os.replace(tmp_bit, bitstream)
+            os.replace(os.path.join(build, "top.bit"), bitstream)
     finally:
         stages.close()
 
