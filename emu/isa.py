@@ -81,7 +81,7 @@ FIELDS: dict[Opcode, tuple[Field, ...]] = {
         Field("acc_addr", 16, doc="first ACC entry read"),
         Field("out_addr", 16, doc="first OUT entry written"),
         Field("param_addr", 16, doc="PARAM entry with the (bias, multiplier) of each of the C lanes"),
-        Field("shift", 6, doc="rounding right shift applied to (acc + bias) * multiplier, 0..63"),
+        Field("shift", 6, doc="rounding right shift applied to acc * multiplier + bias, 0..63"),
         Field("zero_point", 8, signed=True, doc="output zero point added after the shift"),
         Field("clamp_lo", 8, signed=True, doc="lower saturation bound (ReLU: max(zero_point, act_min))"),
         Field("clamp_hi", 8, signed=True, doc="upper saturation bound"),
