@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-
 from .config import AccelConfig
 from .evaluate import evaluate, load_dataset
 from .runtime import get_backend

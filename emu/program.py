@@ -61,7 +61,7 @@ class TensorRegion:
     def pack(self, x: np.ndarray) -> np.ndarray:
         """int64 [n, *shape] -> the bytes of n samples (uint8 [n * sample_bytes]), border included."""
         n = len(x)
-        (h, w, c), (pt, pl, pb, pr) = self.hwc, self.pad
+        (h, w, c), (pt, pl) = self.hwc, self.pad[:2]
         full = np.full((n,) + self.padded_hwc, self.pad_value, np.int64)
         full[:, pt:pt + h, pl:pl + w] = np.asarray(x, np.int64).reshape(n, h, w, c)
         return full.astype(np.int8).view(np.uint8).reshape(-1)

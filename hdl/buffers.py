@@ -11,7 +11,7 @@ The DMA moves bytes; `from_bytes` / `to_bytes` convert an entry between its exte
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Shape, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Shape, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out

@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 
 from emu.config import AccelConfig
 from emu.faults import FaultCode
-from emu.isa import FIELDS, INSTR_BITS, OPCODE_BITS, Buffer, Opcode, field_layout
+from emu.isa import INSTR_BITS, OPCODE_BITS, Buffer, Opcode, field_layout
 
 __all__ = ["instr_layout", "Decoder"]
 

@@ -13,7 +13,7 @@ Ports: clk, rst (synchronous, active high), m_axi_* and s_axil_* named as cocotb
 from __future__ import annotations
 
 from amaranth.back import verilog
-from amaranth.hdl import Const, Module, Signal
+from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import Out

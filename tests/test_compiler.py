@@ -5,8 +5,6 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from emu.compiler import CompileError, compile_graph
 from emu.config import AccelConfig
-from emu.reference import run_reference
-from emu.runtime import run_program
 from graphs import assert_matches_reference, random_input, random_mlp
 
 

@@ -71,7 +71,7 @@ def test_per_channel_mse_weights():
     kw = dict(ch_axis=0, dtype=torch.int8, qscheme=torch.per_channel_symmetric, quant_min=lo, quant_max=hi)
     minmax, mse = PerChannelMinMaxObserver(**kw), PerChannelMSEObserver(**kw)
     minmax(w), mse(w)
-    (s_minmax, z_minmax), (s_mse, z_mse) = minmax.calculate_qparams(), mse.calculate_qparams()
+    (s_minmax, _), (s_mse, z_mse) = minmax.calculate_qparams(), mse.calculate_qparams()
     assert s_mse.shape == (8,) and int(z_mse.abs().max()) == 0
     assert (s_mse < 0.7 * s_minmax).all()                         # ternary: clip well inside max|w|
 

@@ -1,6 +1,5 @@
 """`systola synth`: argument checking (fast) and one real Yosys + nextpnr run on a small configuration."""
 import json
-import os
 
 import pytest
 
