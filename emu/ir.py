@@ -9,6 +9,7 @@ Feature maps are stored channels-last (NHWC) without the batch dimension; vector
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 
 import numpy as np
@@ -52,7 +53,7 @@ class TensorInfo:
         return int(np.prod(self.shape))
 
 
-class _Layer:
+class _Layer(abc.ABC):
     """Shared by every node: inputs, the integer rescale and the clamp."""
 
     @property
@@ -62,9 +63,9 @@ class _Layer:
     def in_scale(self, graph: "Graph") -> float:
         return graph.tensors[self.inputs[0]].qparams.scale
 
+    @abc.abstractmethod
     def real_scale(self, graph: "Graph") -> np.ndarray:
         """in_scale * (weight scale or 1/window) / out_scale per output channel."""
-        raise NotImplementedError
 
     def requant(self, graph: "Graph") -> tuple[np.ndarray, int]:
         """(multiplier[N], shift) of this layer; the compiler and the reference both take them from here."""

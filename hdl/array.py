@@ -29,6 +29,8 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from .pipeline import delay
+
 __all__ = ["SystolicArray"]
 
 
@@ -89,10 +91,5 @@ class SystolicArray(wiring.Component):
                 sig = reg
             m.d.comb += self.y_out[n].eq(sig)
 
-        valid = self.a_valid
-        for d in range(self.latency):
-            reg = Signal(name=f"valid_{d}")
-            m.d.sync += reg.eq(valid)
-            valid = reg
-        m.d.comb += self.y_valid.eq(valid)
+        m.d.comb += self.y_valid.eq(delay(m, self.a_valid, self.latency, "valid"))
         return m

@@ -34,6 +34,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .buffers import param_layout
+from .pipeline import delay
 
 __all__ = ["PostProc", "booth_terms"]
 
@@ -81,15 +82,6 @@ def adder_tree(m: Module, terms: list, *, name: str) -> Signal:
     return terms[0]
 
 
-def _delay(m: Module, sig, cycles: int, name: str):
-    """`sig` delayed by `cycles` registers."""
-    for d in range(cycles):
-        reg = Signal.like(sig, name=f"{name}_d{d}")
-        m.d.sync += reg.eq(sig)
-        sig = reg
-    return sig
-
-
 class PostProc(wiring.Component):
     LATENCY = 12
 
@@ -106,24 +98,19 @@ class PostProc(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        valid = self.in_valid
-        for d in range(self.LATENCY):
-            reg = Signal(name=f"valid_{d}")
-            m.d.sync += reg.eq(valid)
-            valid = reg
-        m.d.comb += self.out_valid.eq(valid)
+        m.d.comb += self.out_valid.eq(delay(m, self.in_valid, self.LATENCY, "valid"))
 
         # The per-row controls travel down the pipeline with the data, so every input may change every
         # cycle; each arrives in the cycle before the stage register that uses it.
         half = Signal(signed(PRODUCT_BITS))    # 2**(shift-1), 0 for shift 0
         m.d.sync += half.eq(Mux(self.shift == 0, 0, Const(1, PRODUCT_BITS) << (self.shift - 1)[:6]))
-        shift = _delay(m, self.shift, 9, "shift")                          # for stage 10
-        zp = _delay(m, self.zero_point, 10, "zero_point")                  # for stage 11
-        lo = _delay(m, self.clamp_lo, 11, "clamp_lo")                      # for stage 12
-        hi = _delay(m, self.clamp_hi, 11, "clamp_hi")
+        shift = delay(m, self.shift, 9, "shift")                          # for stage 10
+        zp = delay(m, self.zero_point, 10, "zero_point")                  # for stage 11
+        lo = delay(m, self.clamp_lo, 11, "clamp_lo")                      # for stage 12
+        hi = delay(m, self.clamp_hi, 11, "clamp_hi")
         lo_above_hi = Signal()
         m.d.sync += lo_above_hi.eq(self.clamp_lo > self.clamp_hi)
-        lo_above_hi = _delay(m, lo_above_hi, 10, "lo_above_hi")
+        lo_above_hi = delay(m, lo_above_hi, 10, "lo_above_hi")
 
         for n in range(self._lanes):
             acc = Signal(signed(self._acc_bits), name=f"acc_{n}")
@@ -132,8 +119,8 @@ class PostProc(wiring.Component):
             bias_half = Signal(signed(PRODUCT_BITS), name=f"bias_half_{n}")
             m.d.sync += [acc.eq(self.acc[n]), bias.eq(self.param[n].bias), mult.eq(self.param[n].mult),
                          v.eq(acc), bias_half.eq(bias + half)]
-            bias_half = _delay(m, bias_half, 6, f"bias_half_{n}")         # for stage 9
-            mult_d = _delay(m, mult, 1, f"mult_{n}")                      # lines up with v
+            bias_half = delay(m, bias_half, 6, f"bias_half_{n}")         # for stage 9
+            mult_d = delay(m, mult, 1, f"mult_{n}")                      # lines up with v
             prod = adder_tree(m, booth_terms(m, v, mult_d, name=f"booth_{n}"), name=f"sum_{n}")
 
             rounded = Signal(signed(PRODUCT_BITS), name=f"rounded_{n}")

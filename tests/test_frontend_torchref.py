@@ -18,6 +18,14 @@ def _integer_layer(graph, node, x_int):
     return np.clip(y, *node.clamp).astype(np.int64)
 
 
+def _torch_chain(ep, graph, x_int):
+    """(node, its integer input, torch's integer output) layer by layer, each layer fed torch's previous one."""
+    for node in graph.nodes:
+        y_torch = torch_layer(node.name, ep, graph, x_int)
+        yield node, x_int, y_torch
+        x_int = y_torch
+
+
 def _checkpoint(bits):
     ep = load_pt2(digits.checkpoint(f"w{bits}a{bits}"))
     return ep, lower(ep)
@@ -28,13 +36,11 @@ def test_layers_agree_with_integer_math(bits):
     ep, graph = _checkpoint(bits)
     _, _, x_test, _ = digits.load_split()
     x_int = graph.tensors[graph.input].qparams.quantize(x_test)
-    for node in graph.nodes:
-        y_torch = torch_layer(node.name, ep, graph, x_int)
-        y_int = _integer_layer(graph, node, x_int)
+    for node, x_in, y_torch in _torch_chain(ep, graph, x_int):
+        y_int = _integer_layer(graph, node, x_in)
         assert y_torch.dtype == np.int64 and y_torch.shape == (len(x_test), node.weight.shape[0])
         assert np.abs(y_torch - y_int).max() <= 1
         assert (y_torch == y_int).mean() > 0.95
-        x_int = y_torch
 
 
 @pytest.mark.parametrize("bits", [8, 4])
@@ -61,10 +67,8 @@ def test_tiny_mlp_relu6(bits):
     ep = export(quantize(TinyMLP(), SystolaQuantizer(act_bits=bits, weight_bits=bits), x), x)
     graph = lower(ep)
     x_int = graph.tensors[graph.input].qparams.quantize(x.numpy())
-    for node in graph.nodes:
-        y_torch = torch_layer(node.name, ep, graph, x_int)
-        assert np.abs(y_torch - _integer_layer(graph, node, x_int)).max() <= 1
-        x_int = y_torch
+    for node, x_in, y_torch in _torch_chain(ep, graph, x_int):
+        assert np.abs(y_torch - _integer_layer(graph, node, x_in)).max() <= 1
 
 
 @pytest.mark.parametrize("bits", [8, 4])
@@ -74,11 +78,9 @@ def test_post_datapath_within_one_lsb(bits):
     ep, graph = _checkpoint(bits)
     _, _, x_test, _ = digits.load_split()
     x_int = graph.tensors[graph.input].qparams.quantize(x_test)
-    for node in graph.nodes:
+    for node, x_in, y_torch in _torch_chain(ep, graph, x_int):
         qx, qy = graph.tensors[node.input].qparams, graph.tensors[node.output].qparams
         multiplier, bias, shift = node.post_params(graph)
-        acc = (x_int - qx.zero_point) @ node.weight.T
+        acc = (x_in - qx.zero_point) @ node.weight.T
         y_post = numerics.requantize(acc, bias, multiplier, shift, qy.zero_point, *node.clamp)
-        y_torch = torch_layer(node.name, ep, graph, x_int)
         assert np.abs(y_post - y_torch).max() <= 1 and (y_post == y_torch).mean() > 0.95
-        x_int = y_torch

@@ -22,6 +22,8 @@ are meant for calibration: inside a QAT fake-quantizer calibrate first, then fre
 """
 from __future__ import annotations
 
+import abc
+
 import torch
 from torchao.quantization.pt2e.observer import UniformQuantizationObserverBase
 
@@ -65,8 +67,9 @@ class _SampleObserver(UniformQuantizationObserverBase):
         self._samples = samples
         return x_orig
 
+    @abc.abstractmethod
     def _clip(self, samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+        """(lo, hi) clipping range chosen from the retained samples."""
 
     @torch.jit.export
     def calculate_qparams(self):
