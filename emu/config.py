@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["AccelConfig", "ConfigError", "EXT_ADDR_BITS", "ELEMENT_BYTES", "PARAM_DTYPE", "PARAM_BYTES"]
+__all__ = ["AccelConfig", "ConfigError", "EXT_ADDR_BITS", "ELEMENT_BYTES", "PARAM_DTYPE", "PARAM_BYTES", "mac_multiplier"]
 
 #: External (AXI) address width in bits. Byte addresses.
 EXT_ADDR_BITS = 32
@@ -135,3 +135,9 @@ class AccelConfig:
     def describe(self) -> str:
         return (f"{self.rows}x{self.cols} array, W{self.weight_bits}A{self.act_bits}, "
                 f"{self.acc_bits}-bit accumulators, {self.bus_bits}-bit bus")
+
+
+def mac_multiplier(act_bits: int, weight_bits: int) -> str:
+    """How a PE's product is built: "lut" (shift-and-add in logic, no DSP) when the narrower operand has at
+    most 4 bits, else "dsp" (one hard multiplier: MULT18X18D on ECP5, SB_MAC16 on iCE40)."""
+    return "lut" if min(act_bits, weight_bits) <= 4 else "dsp"

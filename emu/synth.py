@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 
-from .config import AccelConfig
+from .config import AccelConfig, mac_multiplier
 
 __all__ = ["Target", "SynthError", "ToolError", "BOARDS", "DEVICE_FORMS", "parse_target", "estimate",
            "check_fits", "synthesize", "format_report", "REPORT_FIELDS", "mac_multiplier"]
@@ -112,12 +112,6 @@ def parse_target(*, board: str | None = None, device: str | None = None) -> Targ
 
 
 # ---- resource estimate, checked before any tool runs ----
-def mac_multiplier(act_bits: int, weight_bits: int) -> str:
-    """How a PE's product is built: "lut" (shift-and-add in logic, no DSP) when the narrower operand has at
-    most 4 bits, else "dsp" (one hard multiplier: MULT18X18D on ECP5, SB_MAC16 on iCE40)."""
-    return "lut" if min(act_bits, weight_bits) <= 4 else "dsp"
-
-
 def estimate(cfg: AccelConfig, target: Target) -> dict[str, int]:
     """What `cfg` needs of `target`: hard multipliers (exact) and block RAMs (the buffers and the instruction
     memory, each packed into whole RAM blocks of its best shape; Yosys may put a very small one in LUTs)."""

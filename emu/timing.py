@@ -14,7 +14,7 @@ from .config import AccelConfig, ELEMENT_BYTES, PARAM_BYTES
 from .isa import INSTR_BYTES, Buffer, Instr, Opcode
 
 __all__ = ["AXI_MAX_BURST_BEATS", "AXI_BOUNDARY", "DMA_SETUP", "DMA_READ_LATENCY", "DMA_WRITE_LATENCY",
-           "MATMUL_LATENCY", "POST_LATENCY", "element_bytes", "bursts", "dma_spans", "dma_extent", "dma_cycles", "instr_cycles",
+           "MATMUL_LATENCY", "POST_LATENCY", "FETCH_LATENCY", "element_bytes", "bursts", "dma_spans", "dma_extent", "dma_cycles", "instr_cycles",
            "preload_cycles", "Timer"]
 
 AXI_MAX_BURST_BEATS = 256   # AXI4 INCR
@@ -22,10 +22,12 @@ AXI_BOUNDARY = 4096         # a burst never crosses a 4 KiB boundary
 DMA_SETUP = 1               # cycles from DMA issue to its first address
 DMA_READ_LATENCY = 2        # cycles from a read burst's address to its first data beat accepted
 DMA_WRITE_LATENCY = 2       # cycles from a write burst's last beat to its response accepted, plus address
-MATMUL_LATENCY = 5          # registers around the array beyond the 2R + C + T - 2 of a fold: issue, buffer
-                            # read, the array's input register, the PE product register, the ACC
-                            # read-add-write (hdl/compute.py)
-POST_LATENCY = 14           # issue, PARAM/ACC read, then the post-processing unit's 12 pipeline stages
+MATMUL_LATENCY = 9          # registers around the array beyond the 2R + C + T - 2 of a fold: issue, buffer
+                            # read (2), the array's input register, the PE multiplier (3), the sum register
+                            # of the ACC read-add-write, the ACC write (hdl/compute.py)
+POST_LATENCY = 15           # issue, PARAM/ACC read (2), the post-processing unit's 12 pipeline stages
+FETCH_LATENCY = 10          # from the preload's end to the first instruction at the head of the issue queue:
+                            # fetch enable, instruction memory read (2), decode (6), queue (hdl/sequencer.py)
 
 
 def element_bytes(buf: Buffer) -> int:
@@ -92,8 +94,9 @@ def instr_cycles(instr: Instr, cfg: AccelConfig) -> int:
 
 
 def preload_cycles(prog_addr: int, prog_len: int, cfg: AccelConfig) -> int:
-    """Cycles to copy the program into the instruction memory before the first instruction issues."""
-    total = DMA_SETUP
+    """Cycles from start to the first cycle an instruction may issue: the DMA copies the program into the
+    instruction memory, then the fetch pipeline brings the first instruction to the head of the queue."""
+    total = DMA_SETUP + FETCH_LATENCY
     for _, beats in bursts(prog_addr, prog_len * INSTR_BYTES, cfg.bus_bytes):
         total += DMA_READ_LATENCY + beats
     return total

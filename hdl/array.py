@@ -10,16 +10,18 @@ Dataflow (R = rows = reduction lanes K, C = cols = output lanes N)::
                   y[t][0]       y[t][1] ...                        y[t][n] = sum_k a[t][k] * w[k][n]
 
 Each PE holds one weight w[k][n] (loaded a row at a time through `w_load`/`w_row`/`w_data` before a
-stream starts) and has two pipeline registers: the product a*w (act_bits x weight_bits, signed), and the
-partial sum psum_in + product (acc_bits, signed, wrapping). The product register keeps the multiplier
-out of the accumulator's carry path (the FPGA critical path); it adds one cycle of latency.
+stream starts), multiplies a*w (act_bits x weight_bits, signed) in MULT_LATENCY = 3 cycles (operands
+registered, product registered twice: on ECP5 one MULT18X18D with its input, pipeline and output registers,
+hdl/ecp5.py; elsewhere, and for products of 4 bits or less, the same three registers around a `*`), and
+registers the partial sum psum_in + product (acc_bits, signed, wrapping). No stage holds more than the
+multiplier or one acc_bits carry chain.
 
 `a_in` is registered once before the skew, so the buffer's read data (a block RAM output, slow on FPGAs)
 does not feed a multiplier directly.
 
 Timing: the vector presented on `a_in` with `a_valid` at cycle c comes out on `y_out` with `y_valid` at
-cycle c + LATENCY, LATENCY = R + C + 1 (input register 1, skew R-1, product 1, psum chain R, deskew C-1,
-minus the R-1 overlap of skew and chain). Vectors may be presented back to back, one per cycle. A fold of T vectors therefore keeps
+cycle c + LATENCY, LATENCY = R + C + MULT_LATENCY (input register 1, skew R-1, product MULT_LATENCY, psum
+chain R, deskew C-1, minus the R overlap of skew, chain and input register). Vectors may be presented back to back, one per cycle. A fold of T vectors therefore keeps
 the array busy R (weight load) + T + R + C - 2 cycles plus the pipeline registers: the 2R + C + T - 2 of
 emu.timing, whose MATMUL_LATENCY counts the registers around the array (see hdl/compute.py).
 """
@@ -29,9 +31,15 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from emu.config import mac_multiplier
+
+from . import ecp5
 from .pipeline import delay
 
-__all__ = ["SystolicArray"]
+__all__ = ["SystolicArray", "MULT_LATENCY"]
+
+MULT_LATENCY = 3
+assert MULT_LATENCY == ecp5.MULT_LATENCY
 
 
 class SystolicArray(wiring.Component):
@@ -47,7 +55,7 @@ class SystolicArray(wiring.Component):
 
     @property
     def latency(self) -> int:
-        return self.rows + self.cols + 1
+        return self.rows + self.cols + MULT_LATENCY
 
     def elaborate(self, platform):
         m = Module()
@@ -70,14 +78,21 @@ class SystolicArray(wiring.Component):
                 sig = reg
             row_in.append(sig)
 
+        hard = ecp5.is_ecp5(platform) and mac_multiplier(self._act_bits, self._weight_bits) == "dsp"
         psum_above = [None] * C
         for k in range(R):
             a = row_in[k]
             for n in range(C):
-                prod = Signal(signed(self._act_bits + self._weight_bits), name=f"prod_{k}_{n}")
+                if hard:
+                    prod = ecp5.multiplier(m, a, weight[k][n], name=f"mult_{k}_{n}")
+                else:
+                    a_r, w_r = Signal.like(a, name=f"a_r_{k}_{n}"), Signal.like(weight[k][n], name=f"w_r_{k}_{n}")
+                    prod = Signal(signed(self._act_bits + self._weight_bits), name=f"prod_{k}_{n}")
+                    m.d.sync += [a_r.eq(a), w_r.eq(weight[k][n]), prod.eq(a_r * w_r)]
+                    prod = delay(m, prod, MULT_LATENCY - 2, f"prod_{k}_{n}")
                 psum = Signal(signed(self._acc_bits), name=f"psum_{k}_{n}")
                 a_next = Signal(signed(self._act_bits), name=f"a_{k}_{n}")
-                m.d.sync += [prod.eq(a * weight[k][n]), a_next.eq(a)]
+                m.d.sync += a_next.eq(a)
                 m.d.sync += psum.eq(prod if psum_above[n] is None else psum_above[n] + prod)
                 psum_above[n] = psum
                 a = a_next

@@ -4,37 +4,40 @@ POST of one group of ACC rows overlaps the MATMULs filling the next.
 It owns the accumulator buffer. An instruction accepted on `start` at cycle t keeps `busy` (MATMUL) or
 `post_busy` (POST, `post` = 1) high until cycle t + emu.timing.instr_cycles(instr) (MATMUL
 2R + C + T - 2 + MATMUL_LATENCY, POST T + POST_LATENCY), and the datapath below finishes every buffer write
-by then. With s = cycle - (t + 1):
+by then. Buffer addresses come from registers that count on; every buffer read takes B =
+hdl.bram.BlockRAM.LATENCY = 2 cycles. With s = cycle - (t + 1) and L = the array's latency R + C + 3:
 
-MATMUL  s = 0 .. R-1      WGT entry wgt_addr + s read; row s of the array loads it at s + 1
-        s = R .. R+T-1    ACT entry act_addr + i (i = s - R) read; enters the array at s + 1
-        s = 2R+C+2+i      result row i leaves the array (latency R + C + 1) and is written to ACC
-                          (accumulate: ACC entry read the cycle before and added, acc_bits wrapping;
-                          accumulate with reduce_max: the signed maximum of the two at acc_bits)
-        last write at s = 2R + C + T + 1  ->  needs MATMUL_LATENCY >= 5 (the register after issue, the
-        buffer read, the array's input register, the product register and the ACC write)
+MATMUL  s = 0 .. R-1      WGT entry wgt_addr + s read; row s of the array loads it at s + B
+        s = R .. R+T-1    ACT entry act_addr + i (i = s - R) read; enters the array at s + B
+        s = R+i+B+L-B     ACC entry acc_addr + i read (accumulate), so it arrives with the result row
+        s = R+i+B+L       result row i leaves the array; ACC value = result, or (accumulate) ACC + result
+                          (acc_bits wrapping), or (accumulate with reduce_max) the signed maximum of the
+                          two at acc_bits, registered
+        s = R+i+B+L+1     ... and written to ACC
+        last write at s = 2R + C + T + 5  ->  MATMUL_LATENCY >= B + MULT_LATENCY + 4 = 9
 POST    s = 0 .. T-1      ACC entry acc_addr + s read (PARAM entry param_addr read throughout)
-        s = i + 1 + L     requantized row i written to OUT (L = PostProc.LATENCY = 12)
-                          ->  last at T + L, POST_LATENCY >= L + 2
+        s = i + B + P     requantized row i written to OUT (P = PostProc.LATENCY)
+                          ->  last at T - 1 + B + P, POST_LATENCY >= B + P + 1
 """
 from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from emu import timing
 from emu.config import AccelConfig
 
-from .array import SystolicArray
+from .array import MULT_LATENCY, SystolicArray
+from .bram import BlockRAM
 from .buffers import entry_layouts
+from .pipeline import delay
 from .postproc import PostProc
 
 __all__ = ["ComputeUnit", "MATMUL_LATENCY_MIN", "POST_LATENCY_MIN"]
 
-MATMUL_LATENCY_MIN = 5
-POST_LATENCY_MIN = 1 + PostProc.LATENCY + 1
+MATMUL_LATENCY_MIN = BlockRAM.LATENCY + MULT_LATENCY + 4
+POST_LATENCY_MIN = BlockRAM.LATENCY + PostProc.LATENCY + 1
 
 
 class ComputeUnit(wiring.Component):
@@ -64,84 +67,80 @@ class ComputeUnit(wiring.Component):
         m.submodules.array = arr = SystolicArray(rows=R, cols=C, act_bits=cfg.act_bits,
                                                  weight_bits=cfg.weight_bits, acc_bits=cfg.acc_bits)
         m.submodules.post_unit = pp = PostProc(lanes=C, acc_bits=cfg.acc_bits, act_bits=cfg.act_bits)
-        # ACC: one write port and a read port for MATMUL's read-add-write, one read port for POST, so a POST
-        # of some ACC rows runs while a MATMUL fills others (read-first: the program never lets the two
-        # units touch one row at once; SYNC orders them)
-        m.submodules.acc = acc_mem = Memory(shape=entry_layouts(cfg)["acc"], depth=cfg.acc_depth, init=[])
-        acc_wr, acc_rd, post_rd = acc_mem.write_port(), acc_mem.read_port(), acc_mem.read_port()
+        # ACC: one write port, a read port for MATMUL's read-add-write and one for POST, so a POST of some ACC
+        # rows runs while a MATMUL fills others (the program never lets the two units touch one row at once;
+        # SYNC orders them)
+        m.submodules.acc = acc = BlockRAM(shape=entry_layouts(cfg)["acc"], depth=cfg.acc_depth, read_ports=2)
+        acc_rd, post_rd = 0, 1
+        B = BlockRAM.LATENCY
 
         # MATMUL state
         rows, accumulate, reduce_max = Signal(16), Signal(), Signal()
-        act_addr, wgt_addr, acc_addr = (Signal(16, name=n) for n in ("r_act", "r_wgt", "r_acc"))
         remaining = Signal(18)     # busy cycles left
         step = Signal(18)          # s in the docstring
-        acc_row = Signal(16)       # result rows written to ACC so far
         m.d.comb += self.busy.eq(remaining != 0)
         with m.If(remaining != 0):
-            m.d.sync += [remaining.eq(remaining - 1), step.eq(step + 1)]
+            m.d.sync += [remaining.eq(remaining - 1), step.eq(step + 1), self.wgt_rd_addr.eq(self.wgt_rd_addr + 1)]
+        w_phase = self.busy & (step < R)
+        a_phase = self.busy & (step >= R) & (step < R + rows)
+        with m.If(a_phase):
+            m.d.sync += self.act_rd_addr.eq(self.act_rd_addr + 1)
+        acc_rd_ptr, acc_wr_ptr = Signal(16), Signal(16)
         with m.If(self.start & ~self.post):
             matmul_cycles = 2 * R + C - 2 + timing.MATMUL_LATENCY
             m.d.sync += [
                 rows.eq(self.rows), accumulate.eq(self.accumulate), reduce_max.eq(self.reduce_max),
-                act_addr.eq(self.act_addr), wgt_addr.eq(self.wgt_addr), acc_addr.eq(self.acc_addr),
-                remaining.eq(self.rows - 1 + matmul_cycles), step.eq(0), acc_row.eq(0),
+                self.wgt_rd_addr.eq(self.wgt_addr), self.act_rd_addr.eq(self.act_addr),
+                acc_rd_ptr.eq(self.acc_addr), acc_wr_ptr.eq(self.acc_addr),
+                remaining.eq(self.rows - 1 + matmul_cycles), step.eq(0),
             ]
 
         # POST state
-        p_rows, p_acc_addr, out_addr, param_addr = (Signal(16, name=n) for n in ("p_rows", "p_acc", "r_out", "r_param"))
+        p_rows = Signal(16)
         shift, zp, lo, hi = Signal(6), Signal(signed(8)), Signal(signed(8)), Signal(signed(8))
-        p_remaining, p_step, out_row = Signal(18), Signal(18), Signal(16)
+        p_remaining, p_step, out_ptr = Signal(18), Signal(18), Signal(16)
         m.d.comb += self.post_busy.eq(p_remaining != 0)
         with m.If(p_remaining != 0):
-            m.d.sync += [p_remaining.eq(p_remaining - 1), p_step.eq(p_step + 1)]
+            m.d.sync += [p_remaining.eq(p_remaining - 1), p_step.eq(p_step + 1),
+                         acc.rd_addr[post_rd].eq(acc.rd_addr[post_rd] + 1)]
         with m.If(self.start & self.post):
             m.d.sync += [
-                p_rows.eq(self.rows), p_acc_addr.eq(self.acc_addr), out_addr.eq(self.out_addr),
-                param_addr.eq(self.param_addr), shift.eq(self.shift), zp.eq(self.zero_point),
+                p_rows.eq(self.rows), acc.rd_addr[post_rd].eq(self.acc_addr), out_ptr.eq(self.out_addr),
+                self.param_rd_addr.eq(self.param_addr), shift.eq(self.shift), zp.eq(self.zero_point),
                 lo.eq(self.clamp_lo), hi.eq(self.clamp_hi),
-                p_remaining.eq(self.rows - 1 + timing.POST_LATENCY), p_step.eq(0), out_row.eq(0),
+                p_remaining.eq(self.rows - 1 + timing.POST_LATENCY), p_step.eq(0),
             ]
 
         # ---- MATMUL ----
-        w_phase = self.busy & (step < R)
-        w_load = Signal()
-        w_row = Signal(range(max(2, R)))
-        m.d.sync += [w_load.eq(w_phase), w_row.eq(step)]
-        a_phase = self.busy & (step >= R) & (step < R + rows)
-        a_valid = Signal()
-        m.d.sync += a_valid.eq(a_phase)
+        a_valid = delay(m, a_phase, B, "a_valid")
         m.d.comb += [
-            self.wgt_rd_addr.eq(wgt_addr + step),
-            self.act_rd_addr.eq(act_addr + step - R),
-            arr.w_load.eq(w_load), arr.w_row.eq(w_row), arr.w_data.eq(self.wgt_rd_data),
-            arr.a_valid.eq(a_valid), arr.a_in.eq(self.act_rd_data),
+            arr.w_load.eq(delay(m, w_phase, B, "w_load")), arr.w_row.eq(delay(m, step, B, "w_row")),
+            arr.w_data.eq(self.wgt_rd_data), arr.a_valid.eq(a_valid), arr.a_in.eq(self.act_rd_data),
         ]
+        # ACC rows are read B cycles ahead of the result rows they are added to
+        acc_rd_go = delay(m, a_valid, arr.latency - B, "acc_rd_go")
+        with m.If(acc_rd_go):
+            m.d.sync += acc_rd_ptr.eq(acc_rd_ptr + 1)
+        m.d.comb += acc.rd_addr[acc_rd].eq(acc_rd_ptr)
         with m.If(arr.y_valid):
-            m.d.sync += acc_row.eq(acc_row + 1)
-        m.d.comb += [
-            acc_wr.en.eq(arr.y_valid),
-            acc_wr.addr.eq(acc_addr + acc_row),
-            acc_rd.addr.eq(acc_addr + acc_row + arr.y_valid),
-        ]
+            m.d.sync += acc_wr_ptr.eq(acc_wr_ptr + 1)
         for n in range(C):
             # both operands are signed acc_bits values, so the comparison is the signed one at acc_bits
-            old, new = acc_rd.data[n], arr.y_out[n]
+            old, new = acc.rd_data[acc_rd][n], arr.y_out[n]
             combined = Mux(reduce_max, Mux(old > new, old, new), old + new)
-            m.d.comb += acc_wr.data[n].eq(Mux(accumulate, combined, new))
+            m.d.sync += acc.wr_data[n].eq(Mux(accumulate, combined, new))
+        m.d.sync += [acc.wr_en.eq(arr.y_valid), acc.wr_addr.eq(acc_wr_ptr)]
 
         # ---- POST ----
-        p_valid = Signal()
-        m.d.sync += p_valid.eq(self.post_busy & (p_step < p_rows))
+        p_phase = self.post_busy & (p_step < p_rows)
         m.d.comb += [
-            post_rd.addr.eq(p_acc_addr + p_step),
-            self.param_rd_addr.eq(param_addr),
-            pp.in_valid.eq(p_valid), pp.acc.eq(post_rd.data), pp.param.eq(self.param_rd_data),
+            pp.in_valid.eq(delay(m, p_phase, B, "p_valid")), pp.acc.eq(acc.rd_data[post_rd]),
+            pp.param.eq(self.param_rd_data),
             pp.shift.eq(shift), pp.zero_point.eq(zp), pp.clamp_lo.eq(lo), pp.clamp_hi.eq(hi),
         ]
         with m.If(pp.out_valid):
-            m.d.sync += out_row.eq(out_row + 1)
+            m.d.sync += out_ptr.eq(out_ptr + 1)
         m.d.comb += [
-            self.out_wr_en.eq(pp.out_valid), self.out_wr_addr.eq(out_addr + out_row),
-            self.out_wr_data.eq(pp.out),
+            self.out_wr_en.eq(pp.out_valid), self.out_wr_addr.eq(out_ptr), self.out_wr_data.eq(pp.out),
         ]
         return m

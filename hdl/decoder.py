@@ -1,10 +1,16 @@
-"""Instruction decode: field views built from emu.isa.field_layout, and the decode-time fault checks.
+"""Instruction decode, pipelined: field views built from emu.isa.field_layout, the decode-time fault checks,
+and the values the units need that take arithmetic (a PARAM row's bytes, a LOAD/STORE's entry count, a
+MATMUL's MACs per row).
 
 The checks are emu.golden.check_fields in hardware, same order: ILLEGAL_OPCODE, then ILLEGAL_FIELD, then
-BUFFER_RANGE. All sums of 16-bit fields are formed at 17 bits, so they never wrap. A LOAD/STORE's entry
-count rows * blocks (16 x 10 bits, unsigned) is a 26-bit product and buf_addr + rows * blocks a 27-bit sum,
-so it cannot wrap either. The product is combinational, on the instruction memory -> issue path; should
-that path limit Fmax, the check can move into a registered decode stage.
+BUFFER_RANGE; a word fetched from past the program's end (`past_end`) is PROGRAM_RANGE before all of them.
+Sums of 16-bit fields are formed at 17 bits, so they never wrap. A LOAD/STORE's entry count rows * blocks
+(16 x 10 bits, unsigned) is a 26-bit product, compared with depth - buf_addr, so nothing wraps either.
+
+Pipeline: a word presented with `valid` in cycle c comes out with its results in cycle c + LATENCY. The
+first stage decodes the fields and starts the product `count` (rows * blocks, or k_valid * n_valid for a
+MATMUL) in hdl.pipeline.product's adder tree; the last stage compares the count with the room left in the
+buffer. No stage holds more than one carry chain. `flush` drops what is in flight.
 """
 from __future__ import annotations
 
@@ -12,11 +18,15 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from emu.config import AccelConfig
+from emu.config import AccelConfig, PARAM_BYTES
 from emu.faults import FaultCode
 from emu.isa import INSTR_BITS, OPCODE_BITS, Buffer, Opcode, field_layout
 
+from .pipeline import delay, product, product_latency
+
 __all__ = ["instr_layout", "Decoder"]
+
+COUNT_BITS = 26
 
 
 def instr_layout(op: Opcode) -> data.FlexibleLayout:
@@ -27,63 +37,103 @@ def instr_layout(op: Opcode) -> data.FlexibleLayout:
     return data.FlexibleLayout(INSTR_BITS, fields)
 
 
+def views(word) -> dict[Opcode, data.View]:
+    """Per-opcode field views of a 128-bit `word`."""
+    return {op: data.View(instr_layout(op), word) for op in Opcode}
+
+
 class Decoder(wiring.Component):
-    """Combinational: `word` in, opcode, per-opcode field views and `fault` (a FaultCode, 0 if legal) out."""
+    """In: `word`, `valid`, `past_end`, `flush`. Out, LATENCY cycles later: `out_word`, `out_valid`, `fault`
+    (a FaultCode, 0 if legal), `row_bytes` (LOAD/STORE: bytes per row, 10 bits), `count` (LOAD/STORE:
+    entries moved, rows * blocks; MATMUL: k_valid * n_valid; 26 bits, unsigned)."""
+
+    PRODUCT_LATENCY = product_latency(10)
+    LATENCY = PRODUCT_LATENCY + 1
 
     def __init__(self, cfg: AccelConfig):
         self._cfg = cfg
-        super().__init__({"word": In(INSTR_BITS), "opcode": Out(OPCODE_BITS), "fault": Out(4)})
-        self.views = {op: data.View(instr_layout(op), self.word) for op in Opcode}
+        super().__init__({
+            "word": In(INSTR_BITS), "valid": In(1), "past_end": In(1), "flush": In(1),
+            "out_word": Out(INSTR_BITS), "out_valid": Out(1), "fault": Out(4), "row_bytes": Out(10),
+            "count": Out(COUNT_BITS),
+        })
 
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
-        m.d.comb += self.opcode.eq(self.word[:OPCODE_BITS])
-        illegal_field, out_of_range = Signal(), Signal()
-        legal = Signal()
-        with m.Switch(self.opcode):
+        v = views(self.word)
+        ld, mm, po = v[Opcode.LOAD], v[Opcode.MATMUL], v[Opcode.POST]
+        opcode = self.word[:OPCODE_BITS]
+        dma_op = (opcode == Opcode.LOAD) | (opcode == Opcode.STORE)
+
+        # ---- stage 1: field checks that need at most one carry chain, the room left in a DMA buffer ----
+        legal, illegal_field, out_of_range = Signal(), Signal(), Signal()   # out_of_range: MATMUL/POST only
+        room = Signal(signed(18))                                           # LOAD/STORE: depth - buf_addr
+        row_bytes = Signal(10)
+        depth = Signal(17)
+        with m.Switch(ld.buf):
+            for buf, d in ((Buffer.ACT, cfg.act_depth), (Buffer.WGT, cfg.wgt_depth),
+                           (Buffer.PARAM, cfg.param_depth), (Buffer.OUT, cfg.out_depth)):
+                with m.Case(buf):
+                    m.d.comb += depth.eq(d)
+        m.d.sync += [
+            room.eq(depth - ld.buf_addr),
+            row_bytes.eq(Mux(ld.buf == Buffer.PARAM, ld.row_len * PARAM_BYTES, ld.row_len)),
+            legal.eq(0), illegal_field.eq(0), out_of_range.eq(0),
+        ]
+        with m.Switch(opcode):
             for op in (Opcode.LOAD, Opcode.STORE):
                 with m.Case(op):
-                    v = self.views[op]
-                    m.d.comb += legal.eq(1)
-                    allowed = (v.buf != Buffer.OUT) if op == Opcode.LOAD else (v.buf == Buffer.OUT)
-                    width = Mux(v.buf == Buffer.ACT, cfg.rows, cfg.cols)
-                    depth = Signal(17, name=f"{op.name.lower()}_depth")
-                    with m.Switch(v.buf):
-                        for buf, d in ((Buffer.ACT, cfg.act_depth), (Buffer.WGT, cfg.wgt_depth),
-                                       (Buffer.PARAM, cfg.param_depth), (Buffer.OUT, cfg.out_depth)):
-                            with m.Case(buf):
-                                m.d.comb += depth.eq(d)
-                    m.d.comb += [
-                        illegal_field.eq(~allowed | (v.rows == 0) | (v.blocks == 0) | (v.row_len == 0)
-                                         | (v.row_len > width)),
-                        out_of_range.eq(v.buf_addr + v.rows * v.blocks > depth),
+                    allowed = (ld.buf != Buffer.OUT) if op == Opcode.LOAD else (ld.buf == Buffer.OUT)
+                    width = Mux(ld.buf == Buffer.ACT, cfg.rows, cfg.cols)
+                    m.d.sync += [
+                        legal.eq(1),
+                        illegal_field.eq(~allowed | (ld.rows == 0) | (ld.blocks == 0) | (ld.row_len == 0)
+                                         | (ld.row_len > width)),
                     ]
             with m.Case(Opcode.MATMUL):
-                v = self.views[Opcode.MATMUL]
-                m.d.comb += [
+                m.d.sync += [
                     legal.eq(1),
-                    illegal_field.eq((v.rows == 0) | (v.k_valid == 0) | (v.k_valid > cfg.rows)
-                                     | (v.n_valid == 0) | (v.n_valid > cfg.cols)),
-                    out_of_range.eq((v.act_addr + v.rows > cfg.act_depth)
-                                    | (v.wgt_addr + cfg.rows > cfg.wgt_depth)
-                                    | (v.acc_addr + v.rows > cfg.acc_depth)),
+                    illegal_field.eq((mm.rows == 0) | (mm.k_valid == 0) | (mm.k_valid > cfg.rows)
+                                     | (mm.n_valid == 0) | (mm.n_valid > cfg.cols)),
+                    out_of_range.eq((mm.act_addr + mm.rows > cfg.act_depth)
+                                    | (mm.wgt_addr + cfg.rows > cfg.wgt_depth)
+                                    | (mm.acc_addr + mm.rows > cfg.acc_depth)),
                 ]
             with m.Case(Opcode.POST):
-                v = self.views[Opcode.POST]
-                m.d.comb += [
+                m.d.sync += [
                     legal.eq(1),
-                    illegal_field.eq(v.rows == 0),
-                    out_of_range.eq((v.acc_addr + v.rows > cfg.acc_depth)
-                                    | (v.out_addr + v.rows > cfg.out_depth)
-                                    | (v.param_addr >= cfg.param_depth)),
+                    illegal_field.eq(po.rows == 0),
+                    out_of_range.eq((po.acc_addr + po.rows > cfg.acc_depth)
+                                    | (po.out_addr + po.rows > cfg.out_depth)
+                                    | (po.param_addr >= cfg.param_depth)),
                 ]
             with m.Case(Opcode.SYNC, Opcode.END):
-                m.d.comb += legal.eq(1)
-        with m.If(~legal):
-            m.d.comb += self.fault.eq(FaultCode.ILLEGAL_OPCODE)
-        with m.Elif(illegal_field):
-            m.d.comb += self.fault.eq(FaultCode.ILLEGAL_FIELD)
-        with m.Elif(out_of_range):
-            m.d.comb += self.fault.eq(FaultCode.BUFFER_RANGE)
+                m.d.sync += legal.eq(1)
+
+        count = product(m, Mux(dma_op, ld.rows, mm.k_valid), Mux(dma_op, ld.blocks, mm.n_valid), name="count")
+
+        # ---- carried alongside the product; the last stage makes the range check and the fault ----
+        lag = self.PRODUCT_LATENCY - 1
+        valids, prev = [], self.valid
+        for i in range(self.PRODUCT_LATENCY):
+            valids.append(Signal(name=f"valid_d{i}"))
+            m.d.sync += valids[-1].eq(prev)
+            prev = valids[-1]
+        with m.If(self.flush):
+            m.d.sync += [s.eq(0) for s in valids]
+        word = delay(m, delay(m, self.word, 1, "word"), lag, "word_s")
+        past_end = delay(m, self.past_end, self.PRODUCT_LATENCY, "past_end")
+        dma_now = delay(m, dma_op, self.PRODUCT_LATENCY, "dma_op")
+        legal, illegal_field, out_of_range, room, row_bytes = (
+            delay(m, s, lag, n) for s, n in ((legal, "legal"), (illegal_field, "illegal_field"),
+                                             (out_of_range, "out_of_range"), (room, "room"),
+                                             (row_bytes, "row_bytes")))
+        oor = Mux(dma_now, count > room, out_of_range)  # unsigned vs signed: compared exactly
+        fault = Mux(past_end, FaultCode.PROGRAM_RANGE,
+                    Mux(~legal, FaultCode.ILLEGAL_OPCODE,
+                        Mux(illegal_field, FaultCode.ILLEGAL_FIELD,
+                            Mux(oor, FaultCode.BUFFER_RANGE, 0))))
+        m.d.sync += [self.out_word.eq(word), self.out_valid.eq(valids[-1] & ~self.flush), self.fault.eq(fault),
+                     self.row_bytes.eq(row_bytes), self.count.eq(count)]
         return m

@@ -1,9 +1,12 @@
-"""Pipeline registers shared by the datapath blocks."""
+"""Pipeline building blocks shared by the units: delay lines, a registered multiplier tree, a small queue."""
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
 
-__all__ = ["delay"]
+__all__ = ["delay", "product", "product_latency", "Queue"]
 
 
 def delay(m: Module, sig, cycles: int, name: str):
@@ -13,3 +16,75 @@ def delay(m: Module, sig, cycles: int, name: str):
         m.d.sync += reg.eq(sig)
         sig = reg
     return sig
+
+
+def product_latency(b_bits: int) -> int:
+    """Cycles `product` takes for a `b_bits`-bit multiplier operand."""
+    return 1 + max(0, b_bits - 1).bit_length()
+
+
+def product(m: Module, a, b, *, name: str) -> Signal:
+    """Unsigned a * b (len(a) + len(b) bits) in logic, `product_latency(len(b))` cycles after a and b: one
+    register for the shifted partial products, then one per level of a pairwise adder tree, so no stage
+    holds more than one carry chain. For the few narrow control products (entry counts, MAC counts) that
+    must not sit on a single-cycle path; the MAC array's products use the DSP blocks."""
+    width = len(a) + len(b)
+    terms = []
+    for j in range(len(b)):
+        t = Signal(width, name=f"{name}_t{j}")
+        m.d.sync += t.eq(Mux(b[j], a << j, 0))
+        terms.append(t)
+    level = 0
+    while len(terms) > 1:
+        nxt = []
+        for i in range(0, len(terms), 2):
+            s = Signal(width, name=f"{name}_l{level}_{i // 2}")
+            m.d.sync += s.eq(terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i])
+            nxt.append(s)
+        terms, level = nxt, level + 1
+    return terms[0]
+
+
+class Queue(wiring.Component):
+    """A first-in first-out queue of `depth` entries of `width` bits whose head is a register.
+
+    `w_en` pushes `w_data` (the writer keeps count of free entries: pushing into a full queue is not
+    checked); `r_rdy`/`r_data` are registered, so a consumer's decision logic starts at a flip-flop;
+    `r_en` pops the head when `r_rdy`. An entry pushed in cycle c is at the head in cycle c + 1 at the
+    earliest. Behind the head, entries wait in a small memory with an asynchronous read (LUT RAM on FPGAs).
+    `flush` empties the queue (it wins over a push in the same cycle)."""
+
+    def __init__(self, *, width: int, depth: int):
+        if not isinstance(depth, int) or depth < 2:
+            raise ValueError(f"depth={depth!r} is not accepted: expected an integer >= 2")
+        self._width, self._depth = width, depth
+        super().__init__({"w_en": In(1), "w_data": In(width), "r_en": In(1), "r_rdy": Out(1),
+                          "r_data": Out(width), "flush": In(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        inner = self._depth - 1
+        m.submodules.storage = storage = Memory(shape=self._width, depth=inner, init=[])
+        wr, rd = storage.write_port(), storage.read_port(domain="comb")
+        produce, consume = Signal(range(inner)), Signal(range(inner))
+        level = Signal(range(inner + 1))      # entries behind the head
+
+        def incr(ptr):
+            return Mux(ptr == inner - 1, 0, ptr + 1)
+
+        take = ~self.r_rdy | self.r_en         # the head register is free this cycle
+        from_storage = take & (level != 0)
+        bypass = take & (level == 0) & self.w_en
+        to_storage = self.w_en & ~bypass
+        m.d.comb += [wr.addr.eq(produce), wr.data.eq(self.w_data), wr.en.eq(to_storage), rd.addr.eq(consume)]
+        with m.If(to_storage):
+            m.d.sync += produce.eq(incr(produce))
+        with m.If(from_storage):
+            m.d.sync += [self.r_data.eq(rd.data), consume.eq(incr(consume))]
+        with m.Elif(bypass):
+            m.d.sync += self.r_data.eq(self.w_data)
+        m.d.sync += [self.r_rdy.eq(from_storage | bypass | (self.r_rdy & ~self.r_en)),
+                     level.eq(level + to_storage - from_storage)]
+        with m.If(self.flush):
+            m.d.sync += [self.r_rdy.eq(0), level.eq(0), produce.eq(0), consume.eq(0)]
+        return m

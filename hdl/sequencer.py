@@ -1,39 +1,62 @@
 """The sequencer: program preload, in-order issue to the DMA and compute units, faults and counters.
 
 Cycle 0 is the cycle `start` is seen: the program (prog_len 16-byte instructions at prog_addr) is copied
-into instruction memory by the DMA. From the cycle the DMA goes idle, the instruction at `pc` is decoded
-each cycle (instruction memory read port, address pc or pc + 1 when issuing: one instruction a cycle) and
-issued as soon as its unit is idle (LOAD/STORE: DMA; MATMUL: array; POST: post-processing; SYNC/END: all). `cycle` counts
-cycles since start; END issued at cycle t ends the run with CYCLES = t + 1 (emu.timing.Timer).
+into instruction memory by the DMA. From the cycle the DMA goes idle, instructions are fetched in order,
+one a cycle, into a pipeline that runs ahead of issue:
+
+  fetch (instruction memory, hdl.bram.BlockRAM.LATENCY cycles) -> decode (hdl.decoder.Decoder.LATENCY
+  cycles: fields, fault checks, entry and MAC counts) -> queue (hdl.pipeline.Queue, registered head)
+
+The instruction at the head of the queue issues as soon as its unit is idle (LOAD/STORE: DMA; MATMUL:
+array; POST: post-processing; SYNC/END: all), so everything issue decides on is a flip-flop. Fetching is
+credit-counted: the queue holds as many entries as the loop from a pop back to a fetched entry at the head
+takes cycles, so after the first instruction reaches the head (emu.timing.FETCH_LATENCY cycles after the
+preload ends) the queue never runs dry and one instruction can issue every cycle. `cycle` counts cycles
+since start; END issued at cycle t ends the run with CYCLES = t + 1 (emu.timing.Timer).
 
 Faults (emu.faults), checked each cycle in this order:
   BUS_ERROR       the DMA reported an error response: pc of that LOAD/STORE (0 for the preload)
   PROGRAM_RANGE   pc reached prog_len without END (prog_len 0 or > instr_depth: at start, pc 0)
   ILLEGAL_OPCODE / ILLEGAL_FIELD / BUFFER_RANGE   decode checks of the instruction at pc
   WATCHDOG        the instruction at pc would issue at cycle >= WATCHDOG (WATCHDOG != 0)
+(the first three come with the head entry from the decoder; they are checked once it is at the head)
 After a fault nothing more issues; the run ends once both units are idle. A bus error reported while
 draining replaces the fault: it belongs to an earlier instruction.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from emu.config import AccelConfig, PARAM_BYTES
+from emu import timing
+from emu.config import AccelConfig
 from emu.faults import FaultCode
-from emu.isa import INSTR_BITS, INSTR_BYTES, Buffer, Opcode
+from emu.isa import INSTR_BITS, INSTR_BYTES, OPCODE_BITS, Opcode
 
-from .decoder import Decoder
+from .bram import BlockRAM
+from .decoder import COUNT_BITS, Decoder, views
+from .pipeline import Queue, delay, product, product_latency
 
-__all__ = ["Sequencer", "TARGET_INSTR"]
+__all__ = ["Sequencer", "TARGET_INSTR", "FETCH_LATENCY", "QUEUE_DEPTH"]
 
 #: DMA write target of the program preload (LOAD targets are the Buffer values ACT, WGT, PARAM).
 TARGET_INSTR = 3
 
 
+#: Cycles from the preload's end (the first cycle the DMA is idle) to the first instruction at the head of
+#: the queue: fetch enable, instruction memory, decoder, queue head register.
+FETCH_LATENCY = 1 + BlockRAM.LATENCY + Decoder.LATENCY + 1
+#: Entries the queue must hold for one issue a cycle: a pop frees a credit in the next cycle, whose fetch
+#: reaches the head BlockRAM.LATENCY + Decoder.LATENCY + 1 cycles later.
+QUEUE_DEPTH = 1 + BlockRAM.LATENCY + Decoder.LATENCY + 1
+
+
 class Sequencer(wiring.Component):
     def __init__(self, cfg: AccelConfig):
+        if timing.FETCH_LATENCY != FETCH_LATENCY:
+            raise ValueError(f"emu.timing.FETCH_LATENCY={timing.FETCH_LATENCY} but the fetch pipeline takes "
+                             f"{FETCH_LATENCY} cycles")
         self._cfg = cfg
         self._imem_abits = max(1, (cfg.instr_depth - 1).bit_length())
         super().__init__({
@@ -53,31 +76,56 @@ class Sequencer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg = self._cfg
-        m.submodules.decoder = dec = Decoder(cfg)
-        m.d.comb += dec.word.eq(self.imem_rd_data)
-        ld, mm, po = dec.views[Opcode.LOAD], dec.views[Opcode.MATMUL], dec.views[Opcode.POST]
+        m.submodules.decoder = dec = Decoder(self._cfg)
+        entry_bits = INSTR_BITS + 4 + 10 + COUNT_BITS
+        m.submodules.queue = queue = Queue(width=entry_bits, depth=QUEUE_DEPTH)
 
         pc, dma_pc = Signal(17), Signal(17)
-        prog_len, watchdog = Signal(17), Signal(32)
+        prog_len = Signal(17)
         preloading = Signal()
         cycle = Signal(64)
-        issue = Signal()
+        flush = Signal()
 
-        m.d.comb += self.imem_rd_addr.eq(Mux(issue, pc + 1, pc))
+        # ---- fetch: one word a cycle while a queue entry is free for it, up to the word past the end ----
+        fetch_pc, fetching = Signal(17), Signal()
+        credits = Signal(range(QUEUE_DEPTH + 1))
+        fetch = fetching & (credits != 0)
+        pop = Signal()
+        m.d.comb += self.imem_rd_addr.eq(fetch_pc)
+        m.d.sync += credits.eq(credits - fetch + pop)
+        with m.If(fetch):
+            m.d.sync += fetch_pc.eq(fetch_pc + 1)
+            with m.If(fetch_pc == prog_len):
+                m.d.sync += fetching.eq(0)
+        fetched = Signal(2)     # (valid, past the end) of the word on imem_rd_data
+        m.d.comb += fetched.eq(delay(m, Cat(fetch, fetch_pc == prog_len), BlockRAM.LATENCY, "fetched"))
+        m.d.comb += [dec.word.eq(self.imem_rd_data), dec.valid.eq(fetched[0] & ~flush),
+                     dec.past_end.eq(fetched[1]), dec.flush.eq(flush)]
+        m.d.comb += [queue.w_en.eq(dec.out_valid & ~flush),
+                     queue.w_data.eq(Cat(dec.out_word, dec.fault, dec.row_bytes, dec.count)),
+                     queue.flush.eq(flush), queue.r_en.eq(pop)]
+
+        # ---- the head entry ----
+        head_word = queue.r_data[:INSTR_BITS]
+        head_fault = queue.r_data[INSTR_BITS:INSTR_BITS + 4]
+        head_row_bytes = queue.r_data[INSTR_BITS + 4:INSTR_BITS + 14]
+        head_count = queue.r_data[INSTR_BITS + 14:]
+        v = views(head_word)
+        ld, mm, po = v[Opcode.LOAD], v[Opcode.MATMUL], v[Opcode.POST]
+        op = head_word[:OPCODE_BITS]
+
         m.d.sync += self.finished.eq(0)  # a one-cycle pulse; the FSM below overrides it when a run ends
 
         # instruction fields to the units (they only look while their start is high)
         m.d.comb += [
-            self.dma_store.eq(dec.opcode == Opcode.STORE), self.dma_target.eq(ld.buf),
-            self.dma_rows.eq(ld.rows), self.dma_blocks.eq(ld.blocks),
-            self.dma_row_bytes.eq(Mux(ld.buf == Buffer.PARAM, ld.row_len * PARAM_BYTES, ld.row_len)),
+            self.dma_store.eq(op == Opcode.STORE), self.dma_target.eq(ld.buf),
+            self.dma_rows.eq(ld.rows), self.dma_blocks.eq(ld.blocks), self.dma_row_bytes.eq(head_row_bytes),
             self.dma_buf_addr.eq(ld.buf_addr), self.dma_ext_addr.eq(ld.ext_addr),
             self.dma_ext_stride.eq(ld.ext_stride), self.dma_block_stride.eq(ld.block_stride),
-            self.cu_post.eq(dec.opcode == Opcode.POST),
-            self.cu_rows.eq(Mux(dec.opcode == Opcode.POST, po.rows, mm.rows)),
+            self.cu_post.eq(op == Opcode.POST),
+            self.cu_rows.eq(Mux(op == Opcode.POST, po.rows, mm.rows)),
             self.cu_act_addr.eq(mm.act_addr), self.cu_wgt_addr.eq(mm.wgt_addr),
-            self.cu_acc_addr.eq(Mux(dec.opcode == Opcode.POST, po.acc_addr, mm.acc_addr)),
+            self.cu_acc_addr.eq(Mux(op == Opcode.POST, po.acc_addr, mm.acc_addr)),
             self.cu_accumulate.eq(mm.accumulate), self.cu_reduce_max.eq(mm.reduce_max),
             self.cu_out_addr.eq(po.out_addr),
             self.cu_param_addr.eq(po.param_addr), self.cu_shift.eq(po.shift),
@@ -85,19 +133,22 @@ class Sequencer(wiring.Component):
             self.cu_clamp_hi.eq(po.clamp_hi),
         ]
 
-        # MACS += rows * k_valid * n_valid of each issued MATMUL, in three registered steps (the product
-        # stays off the issue path); it lands 3 cycles after issue, before any run can end (a MATMUL
-        # keeps the compute unit busy longer, and END/DRAIN wait for it)
-        mac_count_go, mac_rows, mac_k, mac_n = Signal(), Signal(16), Signal(8), Signal(8)
-        mac_kn, mac_rows_d, mac_kn_go = Signal(16), Signal(16), Signal()
-        mac_term, mac_term_go = Signal(32), Signal()
-        m.d.sync += [mac_count_go.eq(0), mac_kn.eq(mac_k * mac_n), mac_rows_d.eq(mac_rows),
-                     mac_kn_go.eq(mac_count_go), mac_term.eq(mac_rows_d * mac_kn), mac_term_go.eq(mac_kn_go)]
-        with m.If(mac_term_go):
+        # MACS += rows * (k_valid * n_valid, the head's count) of each issued MATMUL, through a registered
+        # product tree; it lands product_latency(16) + 1 cycles after issue, before any run can end (a MATMUL
+        # keeps the array busy longer, and END/DRAIN wait for it)
+        mac_go, mac_rows, mac_kn = Signal(), Signal(16), Signal(16)
+        m.d.sync += mac_go.eq(0)
+        mac_term = product(m, mac_rows, mac_kn, name="mac_term")
+        with m.If(delay(m, mac_go, product_latency(16), "mac_go")):
             m.d.sync += self.macs.eq(self.macs + mac_term)
 
+        # watchdog: `overdue` is (WATCHDOG != 0) & (cycle >= WATCHDOG) as a register; `wd_left` counts
+        # WATCHDOG - cycle - 1 down and stops once negative, so its sign bit is the comparison
+        wd_on, wd_left = Signal(), Signal(signed(34))
+        overdue = wd_on & wd_left[-1]
+
         def fault(code, at):
-            m.d.sync += [self.error_code.eq(code), self.error_pc.eq(at), self.cycles.eq(cycle)]
+            m.d.sync += [self.error_code.eq(code), self.error_pc.eq(at), self.cycles.eq(cycle), fetching.eq(0)]
             m.next = "DRAIN"
 
         all_idle = ~self.dma_busy & ~self.cu_busy & ~self.cu_post_busy
@@ -105,10 +156,12 @@ class Sequencer(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
+                    m.d.comb += flush.eq(1)
                     m.d.sync += [self.error_code.eq(0), self.error_pc.eq(0), pc.eq(0), cycle.eq(1),
                                  self.macs.eq(0), self.cycles.eq(0), prog_len.eq(self.prog_len),
-                                 watchdog.eq(self.watchdog)]
-                    with m.If((self.prog_len == 0) | (self.prog_len > cfg.instr_depth)):
+                                 wd_on.eq(self.watchdog != 0), wd_left.eq(Cat(self.watchdog, 0).as_signed() - 2),
+                                 fetch_pc.eq(0), fetching.eq(0), credits.eq(QUEUE_DEPTH)]
+                    with m.If((self.prog_len == 0) | (self.prog_len > self._cfg.instr_depth)):
                         m.d.sync += [self.error_code.eq(FaultCode.PROGRAM_RANGE), self.finished.eq(1)]
                     with m.Else():
                         # the preload is a LOAD of one block of prog_len 16-byte entries into instruction memory
@@ -124,24 +177,24 @@ class Sequencer(wiring.Component):
             with m.State("RUN"):
                 m.d.comb += self.running.eq(1)
                 m.d.sync += cycle.eq(cycle + 1)
-                op = dec.opcode
+                with m.If(~wd_left[-1]):
+                    m.d.sync += wd_left.eq(wd_left - 1)
                 dma_op = (op == Opcode.LOAD) | (op == Opcode.STORE)
                 cu_op = (op == Opcode.MATMUL) | (op == Opcode.POST)
                 free = Mux(dma_op, ~self.dma_busy,
                            Mux(op == Opcode.MATMUL, ~self.cu_busy,
                                Mux(op == Opcode.POST, ~self.cu_post_busy, all_idle)))
+                with m.If(preloading & ~self.dma_busy):
+                    m.d.sync += [preloading.eq(0), fetching.eq(1)]
                 with m.If(self.dma_error):
                     fault(FaultCode.BUS_ERROR, dma_pc)
-                with m.Elif(~(preloading & self.dma_busy)):  # issue nothing while the preload runs
-                    m.d.sync += preloading.eq(0)
-                    with m.If(pc == prog_len):
-                        fault(FaultCode.PROGRAM_RANGE, pc)
-                    with m.Elif(dec.fault != 0):
-                        fault(dec.fault, pc)
-                    with m.Elif((watchdog != 0) & (cycle >= watchdog)):
+                with m.Elif(queue.r_rdy):
+                    with m.If(head_fault != 0):
+                        fault(head_fault, pc)
+                    with m.Elif(overdue):
                         fault(FaultCode.WATCHDOG, pc)
                     with m.Elif(free):
-                        m.d.comb += issue.eq(1)
+                        m.d.comb += pop.eq(1)
                         m.d.sync += pc.eq(pc + 1)
                         with m.If(dma_op):
                             m.d.comb += self.dma_start.eq(1)
@@ -149,10 +202,9 @@ class Sequencer(wiring.Component):
                         with m.If(cu_op):
                             m.d.comb += self.cu_start.eq(1)
                         with m.If(op == Opcode.MATMUL):
-                            m.d.sync += [mac_count_go.eq(1), mac_rows.eq(mm.rows),
-                                         mac_k.eq(mm.k_valid), mac_n.eq(mm.n_valid)]
+                            m.d.sync += [mac_go.eq(1), mac_rows.eq(mm.rows), mac_kn.eq(head_count)]
                         with m.If(op == Opcode.END):
-                            m.d.sync += [self.cycles.eq(cycle + 1), self.finished.eq(1)]
+                            m.d.sync += [self.cycles.eq(cycle + 1), self.finished.eq(1), fetching.eq(0)]
                             m.next = "IDLE"
             with m.State("DRAIN"):
                 m.d.comb += self.running.eq(1)

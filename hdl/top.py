@@ -15,7 +15,6 @@ from __future__ import annotations
 from amaranth.back import verilog
 from amaranth.hdl import Module
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import Out
 
 from emu import regs
@@ -23,6 +22,7 @@ from emu.config import AccelConfig, EXT_ADDR_BITS, PARAM_BYTES
 from emu.isa import INSTR_BITS, Buffer as Buf
 
 from .axi import axi4_signature, axil_signature, connect_flat, flat_members
+from .bram import BlockRAM
 from .buffers import Buffer, entry_bytes_max, entry_layouts, from_bytes, to_bytes
 from .compute import ComputeUnit
 from .csr import CSR
@@ -54,13 +54,11 @@ class Accelerator(wiring.Component):
         m.submodules.seq = seq = Sequencer(cfg)
         m.submodules.dma = dma = DMA(bus_bytes=cfg.bus_bytes, entry_bytes=eb, id_bits=AXI_ID_BITS)
         m.submodules.cu = cu = ComputeUnit(cfg)
-        m.submodules.act = act = Buffer(layout=lay["act"], depth=cfg.act_depth)
-        m.submodules.wgt = wgt = Buffer(layout=lay["wgt"], depth=cfg.wgt_depth)
-        m.submodules.param = param = Buffer(layout=lay["param"], depth=cfg.param_depth)
+        m.submodules.act = act = BlockRAM(shape=lay["act"], depth=cfg.act_depth)
+        m.submodules.wgt = wgt = BlockRAM(shape=lay["wgt"], depth=cfg.wgt_depth)
+        m.submodules.param = param = BlockRAM(shape=lay["param"], depth=cfg.param_depth)
         m.submodules.out = out = Buffer(layout=lay["out"], depth=cfg.out_depth)
-        m.submodules.imem = imem = Memory(shape=INSTR_BITS, depth=cfg.instr_depth, init=[])
-        imem_wr = imem.write_port()
-        imem_rd = imem.read_port(transparent_for=(imem_wr,))  # the last preload beat may write entry 0
+        m.submodules.imem = imem = BlockRAM(shape=INSTR_BITS, depth=cfg.instr_depth)
 
         connect_flat(m, self, "m_axi_", dma.bus, self._m_sig)
         connect_flat(m, self, "s_axil_", csr.bus, self._s_sig)
@@ -91,18 +89,18 @@ class Accelerator(wiring.Component):
                 buf.wr_data.eq(from_bytes(dma.wr_data, buf.wr_data.shape(), elem_bytes)),
             ]
         m.d.comb += [
-            imem_wr.en.eq(dma.wr_en & (dma.wr_target == TARGET_INSTR)),
-            imem_wr.addr.eq(dma.wr_addr), imem_wr.data.eq(dma.wr_data[:INSTR_BITS]),
-            imem_rd.addr.eq(seq.imem_rd_addr), seq.imem_rd_data.eq(imem_rd.data),
+            imem.wr_en.eq(dma.wr_en & (dma.wr_target == TARGET_INSTR)),
+            imem.wr_addr.eq(dma.wr_addr), imem.wr_data.eq(dma.wr_data[:INSTR_BITS]),
+            imem.rd_addr[0].eq(seq.imem_rd_addr), seq.imem_rd_data.eq(imem.rd_data[0]),
         ]
         # DMA reads (STORE) come from OUT, each act_bits element sign-extended to a byte
         m.d.comb += [out.rd_addr.eq(dma.rd_addr), dma.rd_data.eq(to_bytes(out.rd_data, cfg.act_bits))]
 
         # compute unit <-> buffers
         m.d.comb += [
-            act.rd_addr.eq(cu.act_rd_addr), cu.act_rd_data.eq(act.rd_data),
-            wgt.rd_addr.eq(cu.wgt_rd_addr), cu.wgt_rd_data.eq(wgt.rd_data),
-            param.rd_addr.eq(cu.param_rd_addr), cu.param_rd_data.eq(param.rd_data),
+            act.rd_addr[0].eq(cu.act_rd_addr), cu.act_rd_data.eq(act.rd_data[0]),
+            wgt.rd_addr[0].eq(cu.wgt_rd_addr), cu.wgt_rd_data.eq(wgt.rd_data[0]),
+            param.rd_addr[0].eq(cu.param_rd_addr), cu.param_rd_data.eq(param.rd_data[0]),
             out.wr_en.eq(cu.out_wr_en), out.wr_addr.eq(cu.out_wr_addr), out.wr_data.eq(cu.out_wr_data),
         ]
         return m

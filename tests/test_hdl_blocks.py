@@ -121,12 +121,24 @@ def test_decoder_faults_match_check_fields():
     dut = Decoder(cfg)
     words = _words(cfg)
 
+    def want(word):
+        instr = isa.decode(word)
+        return FaultCode.ILLEGAL_OPCODE if instr is None else (check_fields(instr, cfg) or (0,))[0]
+
     async def tb(ctx):
-        for word in words:
-            ctx.set(dut.word, word)
-            instr = isa.decode(word)
-            want = FaultCode.ILLEGAL_OPCODE if instr is None else (check_fields(instr, cfg) or (0,))[0]
-            assert ctx.get(dut.fault) == want, (hex(word), instr, want)
+        # one word a cycle, every other one marked past the program's end; results LATENCY cycles later
+        seen = []
+        for cycle in range(len(words) + Decoder.LATENCY):
+            if cycle < len(words):
+                ctx.set(dut.word, words[cycle])
+                ctx.set(dut.past_end, cycle % 2)
+            ctx.set(dut.valid, cycle < len(words))
+            await ctx.tick()
+            if ctx.get(dut.out_valid):
+                seen.append((ctx.get(dut.out_word), ctx.get(dut.fault)))
+        assert [w for w, _ in seen] == words
+        for i, (word, fault) in enumerate(seen):
+            assert fault == (FaultCode.PROGRAM_RANGE if i % 2 else want(word)), (hex(word), want(word))
 
     sim = Simulator(dut)
     sim.add_testbench(tb)
@@ -280,19 +292,20 @@ def test_dma_3d_transfer_matches_golden(case, bus_bits):
 
 
 def _compute_with_buffers(cfg):
-    """The compute unit wired to ACT, WGT, PARAM and OUT buffers as in hdl/top.py."""
+    """The compute unit wired to ACT, WGT, PARAM and OUT block RAMs as in hdl/top.py."""
     from amaranth.hdl import Module
-    from hdl.buffers import Buffer as Mem, entry_layouts
+    from hdl.bram import BlockRAM
+    from hdl.buffers import entry_layouts
     from hdl.compute import ComputeUnit
     m = Module()
     lay = entry_layouts(cfg)
     m.submodules.cu = cu = ComputeUnit(cfg)
     bufs = {}
     for name in ("act", "wgt", "param", "out"):
-        m.submodules[name] = bufs[name] = Mem(layout=lay[name], depth=getattr(cfg, f"{name}_depth"))
+        m.submodules[name] = bufs[name] = BlockRAM(shape=lay[name], depth=getattr(cfg, f"{name}_depth"))
     for name in ("act", "wgt", "param"):
-        m.d.comb += [bufs[name].rd_addr.eq(getattr(cu, f"{name}_rd_addr")),
-                     getattr(cu, f"{name}_rd_data").eq(bufs[name].rd_data)]
+        m.d.comb += [bufs[name].rd_addr[0].eq(getattr(cu, f"{name}_rd_addr")),
+                     getattr(cu, f"{name}_rd_data").eq(bufs[name].rd_data[0])]
     m.d.comb += [bufs["out"].wr_en.eq(cu.out_wr_en), bufs["out"].wr_addr.eq(cu.out_wr_addr),
                  bufs["out"].wr_data.eq(cu.out_wr_data)]
     return m, cu, bufs
@@ -304,6 +317,7 @@ def test_compute_max_mode_matches_golden():
     and each instruction keeps the unit busy for instr_cycles. Small values of both signs check the signed
     compare; one result (4 * 128 * 128 - 60) wraps at acc_bits=16 to -60, below the ACC value it meets."""
     from emu.timing import instr_cycles
+    from hdl.bram import BlockRAM
     cfg = AccelConfig(rows=5, cols=4, acc_bits=16, act_depth=32, wgt_depth=16, acc_depth=16, out_depth=16,
                       param_depth=2, instr_depth=16)
     rng = np.random.default_rng(5)
@@ -359,9 +373,9 @@ def test_compute_max_mode_matches_golden():
                 cycles += 1
             busy.append(cycles)
         for e in range(cfg.out_depth):
-            ctx.set(bufs["out"].rd_addr, e)
-            await ctx.tick()
-            got[e] = [ctx.get(bufs["out"].rd_data[k]) for k in range(cfg.cols)]
+            ctx.set(bufs["out"].rd_addr[0], e)
+            await ctx.tick().repeat(BlockRAM.LATENCY)
+            got[e] = [ctx.get(bufs["out"].rd_data[0][k]) for k in range(cfg.cols)]
 
     sim = Simulator(m)
     sim.add_clock(1e-6)
