@@ -360,7 +360,7 @@ def synthesize(cfg: AccelConfig, target: Target, out_dir: str, *, freq_mhz: floa
 # ---- what each kind of build feeds Yosys ----
 def _booth_selection(cfg: AccelConfig, top: str) -> str:
     """Yosys selection of the multipliers built in logic (the `booth` pass) rather than in DSP blocks:
-    every `*` outside the systolic array (the DMA's rows x row bytes, the sequencer's MAC count), and the
+    every `*` outside the systolic array (small control products such as the DMA's span bytes), and the
     array's too when its products are narrow (`mac_multiplier` "lut")."""
     if mac_multiplier(cfg.act_bits, cfg.weight_bits) == "lut":
         return "t:$mul"
@@ -374,12 +374,19 @@ def _yosys_script(cfg: AccelConfig, family: str, top: str, accel: str, source: s
                       f"booth {_booth_selection(cfg, accel)}", synth, "write_json top.json", ""])
 
 
+@dataclasses.dataclass(frozen=True)
+class _Family:
+    """What the gateware asks of a platform when elaborated for a bare device: its `family` (hdl/ecp5.py)."""
+    family: str
+
+
 def _device_files(cfg: AccelConfig, target: Target):
     from amaranth.back import rtlil
     from hdl.top import Accelerator, TOP_NAME
     if target.family == "ecp5":
         top, accel = TOP_NAME, TOP_NAME
-        text = rtlil.convert(Accelerator(cfg), name=top, emit_src=False)
+        # elaborated for the family, so the datapath instantiates the ECP5 block RAMs and multipliers
+        text = rtlil.convert(Accelerator(cfg), name=top, platform=_Family("ecp5"), emit_src=False)
     else:
         from hdl.harness import PinHarness
         top, accel = "systola_harness", "systola_harness.accel"

@@ -1,7 +1,192 @@
-"""(placeholder until the ecp5 branch lands)"""
-BLOCK_RAM_LATENCY = 2
-MULT_LATENCY = 3
+"""ECP5 primitives for the memories and multipliers, instantiated by hand.
+
+Yosys maps memories to DP16KD with REGMODE NOREG (5.8 ns clock-to-out at speed grade 6) and multipliers
+to MULT18X18D with every register bypassed; both leave little of a 150 MHz period for routing. The
+helpers here instantiate the primitives with their internal registers enabled. Each has a behavioural
+twin in the datapath files (a `Memory` read port plus one register; a three-stage register pipeline)
+that it matches cycle for cycle, so callers choose with `is_ecp5(platform)` and nothing else changes.
+
+Pin conventions follow Yosys's own mapping (techlibs/lattice/brams_map_16kd.v, dsp_map_18x18.v):
+DP16KD address pins carry a bit address, the word address of a port `2**shift` bits wide (9 counts as
+8) sitting on AD[13:shift]; in the x18 mode the write port's AD[1:0] are byte enables, and in the x36
+mode (the PDPW16KD, which nextpnr takes as a DP16KD with DATA_WIDTH 36) port A writes and port B reads
+all 36 bits: data bits 0-17 on DIA/DOA, 18-35 on DIB/DOB, and ADA[3:0] are the byte enables.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, ResetSignal, Signal, Value, signed
+from amaranth.utils import ceil_log2
+
+__all__ = ["BLOCK_RAM_LATENCY", "MULT_LATENCY", "EbrLayout", "block_ram", "ebr_layout", "is_ecp5", "multiplier"]
+
+BLOCK_RAM_LATENCY = 2  # the EBR's address register, then its output register (REGMODE OUTREG)
+MULT_LATENCY = 3       # MULT18X18D input registers, pipeline register, output register
+
+_EBR_ADDR_BITS = 14
+_EBR_MAX_DEPTH = 16384
+# (deepest memory the mode holds, port width in bits, low address bits below the word address)
+_EBR_MODES = (
+    (512, 36, 5),
+    (1024, 18, 4),
+    (2048, 9, 3),
+    (4096, 4, 2),
+    (8192, 2, 1),
+    (16384, 1, 0),
+)
+_MULT_OPERAND_BITS = 18
 
 
 def is_ecp5(platform) -> bool:
+    """True when elaborating for an ECP5 part: the platform's `family` is "ecp5"."""
     return getattr(platform, "family", None) == "ecp5"
+
+
+class EbrLayout(NamedTuple):
+    """How `block_ram` tiles a memory: EBR port width in bits, and how many EBRs side by side."""
+    port_width: int
+    blocks: int
+    addr_shift: int  # the word address sits on AD[13:addr_shift]
+
+
+def ebr_layout(width: int, depth: int) -> EbrLayout:
+    """The narrowest-address EBR mode that holds `depth` words without depth muxing, tiled across `width`.
+
+    Raises ValueError for a width or depth below 1, or a depth above 16384 (one EBR's deepest mode).
+    """
+    if not isinstance(width, int) or width < 1:
+        raise ValueError(f"block RAM width must be a positive integer, not {width!r}")
+    if not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"block RAM depth must be a positive integer, not {depth!r}")
+    if depth > _EBR_MAX_DEPTH:
+        raise ValueError(f"block RAM depth {depth} is deeper than one EBR ({_EBR_MAX_DEPTH} words); "
+                         f"depth muxing is not implemented")
+    for max_depth, port_width, shift in _EBR_MODES:
+        if depth <= max_depth:
+            return EbrLayout(port_width, -(-width // port_width), shift)
+    raise AssertionError("unreachable: the last mode covers the deepest memory")
+
+
+def _bits(value: Value, count: int):
+    """`value` zero-extended or truncated to `count` bits, as a list of 1-bit Values (LSB first)."""
+    value = Value.cast(value).as_unsigned()
+    return [value[i] if i < len(value) else Const(0, 1) for i in range(count)]
+
+
+def block_ram(m: Module, *, width: int, depth: int, wr_en, wr_addr, wr_data, rd_addr, rd_data,
+              name: str) -> None:
+    """A `depth` x `width` memory built from DP16KD blocks in the sync domain.
+
+    One write port (A) and one read port (B, REGMODE_B = OUTREG). `rd_data` (`width` bits, driven here
+    with m.d.comb) shows the entry at `rd_addr` presented in cycle c during cycle c + BLOCK_RAM_LATENCY.
+    A write presented in cycle c is seen by reads presented from cycle c + 1 on; a read of the address
+    written in the same cycle is undefined, reads and writes of different addresses are independent.
+    Addresses are unsigned; bits above ceil_log2(depth) are ignored. Initial contents are undefined and
+    the read data is not reset. Depth 512 or less uses the 36-bit PDP mode, deeper memories the widest
+    DP16KD mode that needs no depth muxing (x18 to 1024, x9 to 2048, x4 to 4096, x2 to 8192, x1 to 16384).
+    """
+    layout = ebr_layout(width, depth)
+    wr_data, rd_data = Value.cast(wr_data), Value.cast(rd_data)
+    for port, value in (("wr_data", wr_data), ("rd_data", rd_data)):
+        if len(value) != width:
+            raise ValueError(f"block RAM {name!r}: {port} is {len(value)} bits wide, the memory {width}")
+    wr_en = Value.cast(wr_en)
+    if len(wr_en) != 1:
+        raise ValueError(f"block RAM {name!r}: wr_en must be 1 bit wide, not {len(wr_en)}")
+
+    pdp = layout.port_width == 36
+    word_bits = _EBR_ADDR_BITS - layout.addr_shift
+    abits = ceil_log2(depth)
+    wr_word = _bits(Value.cast(wr_addr)[:abits] if abits else Const(0, 1), word_bits)
+    rd_word = _bits(Value.cast(rd_addr)[:abits] if abits else Const(0, 1), word_bits)
+    if pdp:  # ADA[3:0] are the byte enables and the only write enable (WEA is tied high, as Yosys does)
+        wr_low, rd_low = [wr_en] * 4 + [Const(0, 1)], [Const(0, 1)] * 5
+    elif layout.port_width == 18:  # ADA[1:0] are byte enables: both bytes always
+        wr_low, rd_low = [Const(1, 1)] * 2 + [Const(0, 1)] * 2, [Const(0, 1)] * 4
+    else:
+        wr_low, rd_low = [Const(0, 1)] * layout.addr_shift, [Const(0, 1)] * layout.addr_shift
+    ada, adb = wr_low + wr_word, rd_low + rd_word
+
+    padded = layout.port_width * layout.blocks
+    wr_bits = _bits(wr_data, padded)
+    rd_tiles = []
+    for block in range(layout.blocks):
+        lo = block * layout.port_width
+        di = wr_bits[lo:lo + layout.port_width] + [Const(0, 1)] * (36 - layout.port_width)
+        do = Signal(layout.port_width, name=f"{name}_do{block}")
+        pins = {
+            "i_CLKA": ClockSignal("sync"), "i_CLKB": ClockSignal("sync"),
+            "i_CEA": Const(1, 1), "i_OCEA": Const(1, 1), "i_RSTA": Const(0, 1),
+            "i_WEA": Const(1, 1) if pdp else wr_en,
+            "i_CEB": Const(1, 1), "i_OCEB": Const(1, 1), "i_RSTB": Const(0, 1), "i_WEB": Const(0, 1),
+        }
+        for cs in range(3):
+            pins[f"i_CSA{cs}"] = pins[f"i_CSB{cs}"] = Const(0, 1)
+        for bit in range(_EBR_ADDR_BITS):
+            pins[f"i_ADA{bit}"] = ada[bit]
+            pins[f"i_ADB{bit}"] = adb[bit]
+        for bit in range(18):
+            pins[f"i_DIA{bit}"] = di[bit]
+            pins[f"i_DIB{bit}"] = di[18 + bit] if pdp else Const(0, 1)
+        if pdp:
+            for bit in range(18):
+                pins[f"o_DOA{bit}"] = do[bit]
+                pins[f"o_DOB{bit}"] = do[18 + bit]
+        else:
+            for bit in range(layout.port_width):
+                pins[f"o_DOB{bit}"] = do[bit]
+        # In the PDP mode nextpnr copies REGMODE between the halves; both say OUTREG so neither wins.
+        m.submodules[f"{name}_ebr{block}"] = Instance(
+            "DP16KD",
+            p_DATA_WIDTH_A=layout.port_width, p_DATA_WIDTH_B=layout.port_width,
+            p_REGMODE_A="OUTREG" if pdp else "NOREG", p_REGMODE_B="OUTREG",
+            p_RESETMODE="SYNC", p_ASYNC_RESET_RELEASE="SYNC",
+            p_CSDECODE_A="0b000", p_CSDECODE_B="0b000",
+            p_WRITEMODE_A="NORMAL", p_WRITEMODE_B="NORMAL",
+            p_CLKAMUX="CLKA", p_CLKBMUX="CLKB", p_GSR="DISABLED",
+            **pins)
+        rd_tiles.append(do)
+    m.d.comb += rd_data.eq(Cat(*rd_tiles)[:width])
+
+
+def multiplier(m: Module, a, b, *, name: str) -> Value:
+    """Signed `a` * `b` on one MULT18X18D with input, pipeline and output registers (sync domain).
+
+    `a` and `b` are signed Values of 1 to 18 bits. The product of the operands presented in cycle c
+    appears in cycle c + MULT_LATENCY; it is returned as a signed Value of len(a) + len(b) bits (exact,
+    no rounding). The domain's reset clears all three register stages, like the behavioural pipeline.
+    """
+    a, b = Value.cast(a), Value.cast(b)
+    for label, operand in (("a", a), ("b", b)):
+        shape = operand.shape()
+        if not shape.signed:
+            raise TypeError(f"multiplier {name!r}: operand {label} must be signed, not {shape!r}")
+        if not 1 <= shape.width <= _MULT_OPERAND_BITS:
+            raise ValueError(f"multiplier {name!r}: operand {label} is {shape.width} bits wide; "
+                             f"MULT18X18D takes 1 to {_MULT_OPERAND_BITS}")
+    a18 = Signal(signed(_MULT_OPERAND_BITS), name=f"{name}_a18")
+    b18 = Signal(signed(_MULT_OPERAND_BITS), name=f"{name}_b18")
+    m.d.comb += [a18.eq(a), b18.eq(b)]  # sign extension
+    product = Signal(signed(2 * _MULT_OPERAND_BITS), name=f"{name}_p36")
+    pins = {
+        "i_CLK0": ClockSignal("sync"), "i_CE0": Const(1, 1),
+        "i_RST0": ResetSignal("sync", allow_reset_less=True),
+        "i_SIGNEDA": Const(1, 1), "i_SIGNEDB": Const(1, 1),
+        "i_SOURCEA": Const(0, 1), "i_SOURCEB": Const(0, 1),
+    }
+    for bit in range(_MULT_OPERAND_BITS):
+        pins[f"i_A{bit}"] = a18[bit]
+        pins[f"i_B{bit}"] = b18[bit]
+        pins[f"i_C{bit}"] = Const(0, 1)
+    for bit in range(2 * _MULT_OPERAND_BITS):
+        pins[f"o_P{bit}"] = product[bit]
+    registers = {}
+    for reg in ("INPUTA", "INPUTB", "PIPELINE", "OUTPUT"):
+        registers.update({f"p_REG_{reg}_CLK": "CLK0", f"p_REG_{reg}_CE": "CE0", f"p_REG_{reg}_RST": "RST0"})
+    m.submodules[f"{name}_dsp"] = Instance(
+        "MULT18X18D",
+        p_REG_INPUTC_CLK="NONE", p_CAS_MATCH_REG="FALSE", p_MULT_BYPASS="DISABLED",
+        p_SOURCEB_MODE="B_SHIFT", p_RESETMODE="SYNC", p_GSR="DISABLED",
+        **registers, **pins)
+    return product[:len(a) + len(b)].as_signed()

