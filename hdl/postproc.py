@@ -41,45 +41,63 @@ __all__ = ["PostProc", "booth_terms"]
 PRODUCT_BITS = 64
 
 
-def booth_terms(m: Module, v, mult, *, name: str) -> list[Signal]:
-    """Radix-4 Booth partial products of the signed `v` * `mult` (`mult` signed, even width), registered,
-    plus the negation correction word: terms whose 64-bit wrapping sum is v * mult mod 2**64."""
+def booth_terms(m: Module, v, mult, *, name: str) -> list[tuple[Signal, int]]:
+    """Radix-4 Booth partial products of the signed `v` * `mult` (`mult` signed, even width), registered, as
+    (value, bit offset) pairs whose sum is v * mult minus the last digit's negation carry, which is
+    `mult[-1] << (len(mult) - 2)` (the caller adds it).
+
+    Digit i selects x_i in {0, v, 2v} (len(v) + 1 bits, signed) and its negation flag neg_i; its partial
+    product is (x_i XOR neg_i) * 4**i, and the +neg_i that completes the negation rides two bits below the
+    next digit's partial product (bits 2i+1..2i of that term are free), so no term is wider than
+    len(v) + 3 bits and no sign extension is materialised."""
     digits = len(mult) // 2
     terms = []
-    correction = []
     for i in range(digits):
         b0 = mult[2 * i - 1] if i > 0 else Const(0, 1)
         b1, b2 = mult[2 * i], mult[2 * i + 1]
         one = b1 ^ b0
         two = (b2 & ~b1 & ~b0) | (~b2 & b1 & b0)
-        width = PRODUCT_BITS - 2 * i
-        x = Signal(signed(len(v) + 1), name=f"{name}_x{i}")
-        m.d.comb += x.eq(Mux(one, v, Mux(two, v << 1, 0)))
-        pp = Signal(signed(width), name=f"{name}_pp{i}")
-        m.d.sync += pp.eq(x ^ b2.replicate(width))
-        terms.append(Cat(Const(0, 2 * i), pp).as_signed() if i else pp)
-        correction += [b2, Const(0, 1)]
-    corr = Signal(PRODUCT_BITS, name=f"{name}_corr")
-    m.d.sync += corr.eq(Cat(*correction))
-    return terms + [corr]
+        x = Mux(one, v, Mux(two, v << 1, 0))
+        pp = Signal(signed(len(v) + 1), name=f"{name}_pp{i}")
+        m.d.sync += pp.eq(x ^ b2.replicate(len(pp)))
+        if i == 0:
+            terms.append((pp, 0))
+        else:
+            neg = Signal(name=f"{name}_neg{i - 1}")
+            m.d.sync += neg.eq(mult[2 * i - 1])
+            terms.append((Cat(neg, Const(0, 1), pp).as_signed(), 2 * i - 2))
+    return terms
+
+
+def add_terms(a, a_off: int, b, b_off: int):
+    """(a << a_off) + (b << b_off) for signed a, b as (value, offset), mod 2**PRODUCT_BITS: the bits of the
+    lower-offset term below the other's offset pass through, only the overlap goes through an adder."""
+    if a_off > b_off:
+        a, a_off, b, b_off = b, b_off, a, a_off
+    k = b_off - a_off
+    if len(a) <= k:
+        a = a.as_signed() if len(a) else Const(0, signed(1))
+        a = Cat(a, a[-1].replicate(k + 1 - len(a))).as_signed()
+    total = Cat(a[:k], a[k:].as_signed() + b.as_signed())
+    return total[:PRODUCT_BITS - a_off].as_signed(), a_off
 
 
 def adder_tree(m: Module, terms: list, *, name: str) -> Signal:
-    """Sum of `terms` wrapped to PRODUCT_BITS, one register per level of pairwise adds."""
+    """Sum of the (value, offset) `terms` mod 2**PRODUCT_BITS, one register per level of pairwise adds."""
     level = 0
     while len(terms) > 1:
         nxt = []
-        for j in range(0, len(terms) - 1, 2):
-            s = Signal(signed(PRODUCT_BITS), name=f"{name}_l{level}_{j // 2}")
-            m.d.sync += s.eq(terms[j] + terms[j + 1])
-            nxt.append(s)
-        if len(terms) % 2:
-            s = Signal(signed(PRODUCT_BITS), name=f"{name}_l{level}_{len(terms) // 2}")
-            m.d.sync += s.eq(terms[-1])
-            nxt.append(s)
+        for j in range(0, len(terms), 2):
+            value, off = add_terms(*terms[j], *terms[j + 1]) if j + 1 < len(terms) else terms[j]
+            s = Signal(signed(len(value)), name=f"{name}_l{level}_{j // 2}")
+            m.d.sync += s.eq(value)
+            nxt.append((s, off))
         terms = nxt
         level += 1
-    return terms[0]
+    value, off = terms[0]
+    total = Signal(signed(PRODUCT_BITS), name=f"{name}_total")
+    m.d.comb += total.eq(Cat(Const(0, off), value))
+    return total
 
 
 class PostProc(wiring.Component):
@@ -102,12 +120,14 @@ class PostProc(wiring.Component):
 
         # The per-row controls travel down the pipeline with the data, so every input may change every
         # cycle; each arrives in the cycle before the stage register that uses it.
-        half = Signal(signed(PRODUCT_BITS))    # 2**(shift-1), 0 for shift 0
+        half = Signal(PRODUCT_BITS)            # 2**(shift-1), 0 for shift 0 (stage 1, shared by the lanes)
         m.d.sync += half.eq(Mux(self.shift == 0, 0, Const(1, PRODUCT_BITS) << (self.shift - 1)[:6]))
-        shift = delay(m, self.shift, 9, "shift")                          # for stage 10
-        zp = delay(m, self.zero_point, 10, "zero_point")                  # for stage 11
-        lo = delay(m, self.clamp_lo, 11, "clamp_lo")                      # for stage 12
-        hi = delay(m, self.clamp_hi, 11, "clamp_hi")
+        shift = delay(m, self.shift, 7, "shift")                          # for stage 8 (low 3 bits)
+        shift_hi = delay(m, shift[3:], 1, "shift_hi")                     # for stage 9
+        zp = delay(m, self.zero_point, 9, "zero_point")                   # for stage 10
+        lo = delay(m, self.clamp_lo, 10, "clamp_lo")                      # for stage 11
+        hi = delay(m, self.clamp_hi, 10, "clamp_hi")
+        lo_d, hi_d = delay(m, lo, 1, "clamp_lo_y"), delay(m, hi, 1, "clamp_hi_y")   # for stage 12
         lo_above_hi = Signal()
         m.d.sync += lo_above_hi.eq(self.clamp_lo > self.clamp_hi)
         lo_above_hi = delay(m, lo_above_hi, 10, "lo_above_hi")
@@ -115,24 +135,37 @@ class PostProc(wiring.Component):
         for n in range(self._lanes):
             acc = Signal(signed(self._acc_bits), name=f"acc_{n}")
             bias, mult = Signal(signed(64), name=f"bias_{n}"), Signal(signed(32), name=f"mult_{n}")
-            v = Signal(signed(self._acc_bits), name=f"v_{n}")
+            m.d.sync += [acc.eq(self.acc[n]), bias.eq(self.param[n].bias), mult.eq(self.param[n].mult)]
+            # bias + 2**(shift-1) + the top Booth digit's negation carry (mult[31] << 30), stage 2
+            neg_top = mult[-1]
+            carry_in = Cat(half[:30], half[30] ^ neg_top, half[31] | (half[30] & neg_top), half[32:])
             bias_half = Signal(signed(PRODUCT_BITS), name=f"bias_half_{n}")
-            m.d.sync += [acc.eq(self.acc[n]), bias.eq(self.param[n].bias), mult.eq(self.param[n].mult),
-                         v.eq(acc), bias_half.eq(bias + half)]
-            bias_half = delay(m, bias_half, 6, f"bias_half_{n}")         # for stage 9
-            mult_d = delay(m, mult, 1, f"mult_{n}")                      # lines up with v
-            prod = adder_tree(m, booth_terms(m, v, mult_d, name=f"booth_{n}"), name=f"sum_{n}")
+            m.d.sync += bias_half.eq(bias + carry_in)
+            terms = booth_terms(m, acc, mult, name=f"booth_{n}")
+            # the bias is the odd term: it passes the first levels as a register while the products pair up
+            rounded = adder_tree(m, terms + [(bias_half, 0)], name=f"sum_{n}")   # stage 7
 
-            rounded = Signal(signed(PRODUCT_BITS), name=f"rounded_{n}")
+            shifted_lo = Signal(signed(PRODUCT_BITS), name=f"shifted_lo_{n}")
             shifted = Signal(signed(PRODUCT_BITS), name=f"shifted_{n}")
             biased = Signal(signed(PRODUCT_BITS), name=f"biased_{n}")
-            y = Signal(signed(self._act_bits), name=f"y_{n}")
             m.d.sync += [
-                rounded.eq(prod + bias_half),
-                shifted.eq(rounded >> shift),
-                biased.eq(shifted + zp),
+                shifted_lo.eq(rounded >> shift[:3]),                      # stage 8
+                shifted.eq(shifted_lo >> Cat(Const(0, 3), shift_hi)),     # stage 9
+                biased.eq(shifted + zp),                                  # stage 10
             ]
-            # np.clip(b, lo, hi) = min(max(b, lo), hi): both comparisons against b, in parallel
-            m.d.sync += y.eq(Mux(biased < lo, Mux(lo_above_hi, hi, lo), Mux(biased > hi, hi, biased)))
+            # stage 11: np.clip's two comparisons against b, in parallel. b in [-256, 255] exactly when
+            # bits 8..63 all equal; then its low 9 bits are b, else its sign decides both.
+            small9 = biased[:9].as_signed()
+            small = biased[8:].all() | ~biased[8:].any()
+            below, above = Signal(name=f"below_{n}"), Signal(name=f"above_{n}")
+            b8 = Signal(signed(8), name=f"b8_{n}")
+            m.d.sync += [
+                below.eq(Mux(small, small9 < lo, biased[-1])),
+                above.eq(Mux(small, small9 > hi, ~biased[-1])),
+                b8.eq(biased[:8]),
+            ]
+            # stage 12: y = clip(b, lo, hi) wrapped to act_bits
+            y = Signal(signed(self._act_bits), name=f"y_{n}")
+            m.d.sync += y.eq(Mux(below, Mux(lo_above_hi, hi_d, lo_d), Mux(above, hi_d, b8)))
             m.d.comb += self.out[n].eq(y)
         return m
