@@ -41,32 +41,34 @@ __all__ = ["PostProc", "booth_terms"]
 PRODUCT_BITS = 64
 
 
-def booth_terms(m: Module, v, mult, *, name: str) -> list[tuple[Signal, int]]:
+def booth_terms(m: Module, v, mult, *, name: str):
     """Radix-4 Booth partial products of the signed `v` * `mult` (`mult` signed, even width), registered, as
-    (value, bit offset) pairs whose sum is v * mult minus the last digit's negation carry, which is
-    `mult[-1] << (len(mult) - 2)` (the caller adds it).
+    (value, bit offset) pairs whose sum is v * mult minus the last digit's negation carry; returns the
+    pairs and that carry (1 bit, combinational from `mult`), which the caller adds at bit len(mult) - 2.
 
-    Digit i selects x_i in {0, v, 2v} (len(v) + 1 bits, signed) and its negation flag neg_i; its partial
-    product is (x_i XOR neg_i) * 4**i, and the +neg_i that completes the negation rides two bits below the
+    Digit i selects x_i in {v, 2v} (len(v) + 1 bits, signed) and its negation flag neg_i, or zero; its
+    partial product is (x_i XOR neg_i) * 4**i, and the +neg_i that completes the negation rides two bits below the
     next digit's partial product (bits 2i+1..2i of that term are free), so no term is wider than
     len(v) + 3 bits and no sign extension is materialised."""
     digits = len(mult) // 2
-    terms = []
+    terms, negs = [], []
     for i in range(digits):
         b0 = mult[2 * i - 1] if i > 0 else Const(0, 1)
         b1, b2 = mult[2 * i], mult[2 * i + 1]
-        one = b1 ^ b0
+        zero = (b2 & b1 & b0) | ~(b2 | b1 | b0)
         two = (b2 & ~b1 & ~b0) | (~b2 & b1 & b0)
-        x = Mux(one, v, Mux(two, v << 1, 0))
-        pp = Signal(signed(len(v) + 1), name=f"{name}_pp{i}")
-        m.d.sync += pp.eq(x ^ b2.replicate(len(pp)))
+        pp = Signal(signed(len(v) + 1), name=f"{name}_pp{i}", reset_less=True)
+        # a zero digit clears the register (its synchronous reset), so each bit is one LUT4 of
+        # (two, negate, v[k], v[k-1]) instead of a five-input function
+        m.d.sync += pp.eq(Mux(zero, 0, Mux(two, v << 1, v) ^ b2.replicate(len(pp))))
+        negs.append(b2 & ~zero)
         if i == 0:
             terms.append((pp, 0))
         else:
             neg = Signal(name=f"{name}_neg{i - 1}")
-            m.d.sync += neg.eq(mult[2 * i - 1])
+            m.d.sync += neg.eq(negs[i - 1])
             terms.append((Cat(neg, Const(0, 1), pp).as_signed(), 2 * i - 2))
-    return terms
+    return terms, negs[-1]
 
 
 def add_terms(a, a_off: int, b, b_off: int):
@@ -137,11 +139,10 @@ class PostProc(wiring.Component):
             bias, mult = Signal(signed(64), name=f"bias_{n}"), Signal(signed(32), name=f"mult_{n}")
             m.d.sync += [acc.eq(self.acc[n]), bias.eq(self.param[n].bias), mult.eq(self.param[n].mult)]
             # bias + 2**(shift-1) + the top Booth digit's negation carry (mult[31] << 30), stage 2
-            neg_top = mult[-1]
+            terms, neg_top = booth_terms(m, acc, mult, name=f"booth_{n}")
             carry_in = Cat(half[:30], half[30] ^ neg_top, half[31] | (half[30] & neg_top), half[32:])
             bias_half = Signal(signed(PRODUCT_BITS), name=f"bias_half_{n}")
             m.d.sync += bias_half.eq(bias + carry_in)
-            terms = booth_terms(m, acc, mult, name=f"booth_{n}")
             # the bias is the odd term: it passes the first levels as a register while the products pair up
             rounded = adder_tree(m, terms + [(bias_half, 0)], name=f"sum_{n}")   # stage 7
 
