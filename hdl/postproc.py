@@ -121,18 +121,21 @@ class PostProc(wiring.Component):
         m.d.comb += self.out_valid.eq(delay(m, self.in_valid, self.LATENCY, "valid"))
 
         # The per-row controls travel down the pipeline with the data, so every input may change every
-        # cycle; each arrives in the cycle before the stage register that uses it.
+        # cycle; each arrives in the cycle before the stage register that uses it. The chains are shared by
+        # the lanes up to their last register, which each lane has its own of (the shifter's selects
+        # fan out to 64 muxes per lane).
         half = Signal(PRODUCT_BITS)            # 2**(shift-1), 0 for shift 0 (stage 1, shared by the lanes)
         m.d.sync += half.eq(Mux(self.shift == 0, 0, Const(1, PRODUCT_BITS) << (self.shift - 1)[:6]))
-        shift = delay(m, self.shift, 7, "shift")                          # for stage 8 (low 3 bits)
-        shift_hi = delay(m, shift[3:], 1, "shift_hi")                     # for stage 9
-        zp = delay(m, self.zero_point, 9, "zero_point")                   # for stage 10
-        lo = delay(m, self.clamp_lo, 10, "clamp_lo")                      # for stage 11
-        hi = delay(m, self.clamp_hi, 10, "clamp_hi")
-        lo_d, hi_d = delay(m, lo, 1, "clamp_lo_y"), delay(m, hi, 1, "clamp_hi_y")   # for stage 12
-        lo_above_hi = Signal()
-        m.d.sync += lo_above_hi.eq(self.clamp_lo > self.clamp_hi)
-        lo_above_hi = delay(m, lo_above_hi, 10, "lo_above_hi")
+        shift = delay(m, self.shift, 6, "shift")                          # for stage 8, after a lane's own
+        zp = delay(m, self.zero_point, 8, "zero_point")                   # for stage 10
+        lo = delay(m, self.clamp_lo, 9, "clamp_lo")                       # for stage 11
+        hi = delay(m, self.clamp_hi, 9, "clamp_hi")
+        # np.clip(b, lo, hi) = min(max(b, lo), hi) is hi for every b when lo > hi
+        lo_r, hi_r = delay(m, self.clamp_lo, 1, "clip_lo_in"), delay(m, self.clamp_hi, 1, "clip_hi_in")
+        clip_lo = Signal(signed(8))
+        m.d.sync += clip_lo.eq(Mux(lo_r > hi_r, hi_r, lo_r))                # stage 2
+        clip_lo = delay(m, clip_lo, 8, "clip_lo")                         # for stage 12
+        clip_hi = delay(m, hi, 1, "clip_hi")
 
         for n in range(self._lanes):
             acc = Signal(signed(self._acc_bits), name=f"acc_{n}")
@@ -146,27 +149,33 @@ class PostProc(wiring.Component):
             # the bias is the odd term: it passes the first levels as a register while the products pair up
             rounded = adder_tree(m, terms + [(bias_half, 0)], name=f"sum_{n}")   # stage 7
 
+            shift_n = delay(m, shift, 1, f"shift_{n}")
+            shift_hi_n = delay(m, shift_n[3:], 1, f"shift_hi_{n}")
+            zp_n = delay(m, zp, 1, f"zero_point_{n}")
+            lo_n, hi_n = delay(m, lo, 1, f"clamp_lo_{n}"), delay(m, hi, 1, f"clamp_hi_{n}")
+            clip_lo_n, clip_hi_n = delay(m, clip_lo, 1, f"clip_lo_{n}"), delay(m, clip_hi, 1, f"clip_hi_{n}")
+
             shifted_lo = Signal(signed(PRODUCT_BITS), name=f"shifted_lo_{n}")
             shifted = Signal(signed(PRODUCT_BITS), name=f"shifted_{n}")
             biased = Signal(signed(PRODUCT_BITS), name=f"biased_{n}")
             m.d.sync += [
-                shifted_lo.eq(rounded >> shift[:3]),                      # stage 8
-                shifted.eq(shifted_lo >> Cat(Const(0, 3), shift_hi)),     # stage 9
-                biased.eq(shifted + zp),                                  # stage 10
+                shifted_lo.eq(rounded >> shift_n[:3]),                    # stage 8
+                shifted.eq(shifted_lo >> Cat(Const(0, 3), shift_hi_n)),   # stage 9
+                biased.eq(shifted + zp_n),                                # stage 10
             ]
-            # stage 11: np.clip's two comparisons against b, in parallel. b in [-256, 255] exactly when
-            # bits 8..63 all equal; then its low 9 bits are b, else its sign decides both.
+            # stage 11: b lies in [-256, 255] exactly when bits 8..63 all equal; then its low 9 bits are b
+            # and two 9-bit comparisons decide the clip, else its sign does.
             small9 = biased[:9].as_signed()
-            small = biased[8:].all() | ~biased[8:].any()
-            below, above = Signal(name=f"below_{n}"), Signal(name=f"above_{n}")
+            small, sign = Signal(name=f"small_{n}"), Signal(name=f"sign_{n}")
+            lt_lo, gt_hi = Signal(name=f"lt_lo_{n}"), Signal(name=f"gt_hi_{n}")
             b8 = Signal(signed(8), name=f"b8_{n}")
             m.d.sync += [
-                below.eq(Mux(small, small9 < lo, biased[-1])),
-                above.eq(Mux(small, small9 > hi, ~biased[-1])),
-                b8.eq(biased[:8]),
+                small.eq(biased[8:].all() | ~biased[8:].any()), sign.eq(biased[-1]),
+                lt_lo.eq(small9 < lo_n), gt_hi.eq(small9 > hi_n), b8.eq(biased[:8]),
             ]
             # stage 12: y = clip(b, lo, hi) wrapped to act_bits
+            below, above = Mux(small, lt_lo, sign), Mux(small, gt_hi, ~sign)
             y = Signal(signed(self._act_bits), name=f"y_{n}")
-            m.d.sync += y.eq(Mux(below, Mux(lo_above_hi, hi_d, lo_d), Mux(above, hi_d, b8)))
+            m.d.sync += y.eq(Mux(below, clip_lo_n, Mux(above, clip_hi_n, b8)))
             m.d.comb += self.out[n].eq(y)
         return m
