@@ -10,17 +10,20 @@ Per lane, all signed two's complement::
 
 The multiplier uses no hard DSP block: it is a radix-4 Booth multiplier in logic, built here from muxes and
 adders (no `*` for synthesis to map), so the array keeps every DSP. Booth digit i (i = 0..15) of `mult` is
-d_i = -2 m[2i+1] + m[2i] + m[2i-1] (m[-1] = 0), so acc * mult = sum_i d_i * v * 4**i (mod 2**64). Each partial product
-is written as (x_i XOR neg_i) << 2i with x_i in {0, v, 2v}, and the +1 that completes each negation is
-gathered into one correction word (bit 2i = neg_i): 17 terms summed by a tree of registered 64-bit adders.
+d_i = -2 m[2i+1] + m[2i] + m[2i-1] (m[-1] = 0), so acc * mult = sum_i d_i * acc * 4**i (exact in 64 bits).
+Each partial product is (x_i XOR neg_i) << 2i with x_i in {acc, 2 acc} (acc_bits + 1 bits), its register
+cleared for a zero digit; the +neg_i that completes a negation sits two bits below the next partial
+product, the last one in the rounding constant. Every term keeps its own width and bit offset, so an adder
+only spans the bits where its operands overlap (35 to 64 bits). The 16 partial products and
+bias + 2**(shift-1) are summed by a tree of registered adders, 17 -> 9 -> 5 -> 3 -> 2 -> 1, all mod 2**64.
 
 Pipeline, one register stage per cycle, LATENCY = 12 cycles from `acc` to `out` (each stage holds at
-most one 64-bit carry chain, the FPGA critical path of the unit)::
+most one carry chain, the FPGA critical path of the unit; about 185 MHz alone on LFE5U-85F-6)::
 
-    1  acc, bias, mult captured          9   r0 = p + (bias + 2**(shift-1))
-    2  v = acc; bias + 2**(shift-1)      10  r = r0 >> shift
-    3  Booth partial products            11  b = r + zero_point
-    4..8  adder tree 17 -> 9 -> 5 -> 3 -> 2 -> 1 = p = acc * mult
+    1  acc, bias, mult captured; 2**(shift-1)      8   t = s >> (shift % 8)
+    2  Booth partial products; bias + 2**(shift-1)  9   r = t >> (shift & 56)
+    3..7  adder tree: s = acc * mult + bias + 2**(shift-1)   10  b = r + zero_point
+    11 b's bits 8..63 all equal?  b[:9] < clamp_lo?  b[:9] > clamp_hi?  sign
     12 y = clip(b, clamp_lo, clamp_hi) wrapped to act_bits
 
 `out_valid`/`out` follow `in_valid` and all other inputs by LATENCY cycles: the controls (`param`, `shift`,
