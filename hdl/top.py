@@ -52,7 +52,8 @@ class Accelerator(wiring.Component):
         eb = entry_bytes_max(cfg)
         m.submodules.csr = csr = CSR(cfg)
         m.submodules.seq = seq = Sequencer(cfg)
-        m.submodules.dma = dma = DMA(bus_bytes=cfg.bus_bytes, entry_bytes=eb, id_bits=AXI_ID_BITS)
+        m.submodules.dma = dma = DMA(bus_bytes=cfg.bus_bytes, entry_bytes=eb, id_bits=AXI_ID_BITS,
+                                       rd_latency=1)  # OUT is a one-cycle buffer here
         m.submodules.cu = cu = ComputeUnit(cfg)
         m.submodules.act = act = Buffer(layout=lay["act"], depth=cfg.act_depth)
         m.submodules.wgt = wgt = Buffer(layout=lay["wgt"], depth=cfg.wgt_depth)
