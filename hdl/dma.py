@@ -7,24 +7,40 @@ across blocks. A block's rows form one contiguous span when ext_stride == row_by
 otherwise each row is its own span; blocks are never merged (emu.timing.dma_spans). Each span is cut
 into INCR bursts of at most 256 beats that never cross a 4 KiB boundary (emu.timing.bursts); bursts run
 strictly one after another, so with a slave that answers after a fixed latency a burst costs exactly
-DMA_READ_LATENCY (LOAD) or DMA_WRITE_LATENCY (STORE) + beats cycles, and the first address goes out
-DMA_SETUP = 1 cycle after `start` (once per transfer, not per block):
+DMA_READ_LATENCY (LOAD) or DMA_WRITE_LATENCY (STORE) + beats cycles. The first address goes out
+emu.timing.DMA_SETUP cycles after `start` (once per transfer), and a LOAD stays busy DMA_LOAD_DRAIN cycles
+after its last R beat, until its last entry write is done:
 
   LOAD  burst: AR (cycle a) ... first R beat at a + 2 (memory latency) ... last beat, next AR.
   STORE burst: AW (cycle a), W beats a+1 .. a+beats, B accepted at a+beats+1, next AW.
 
-The next row or block is chosen on a burst's last R beat (LOAD) or its B response (STORE), in the same
-cycle that ends the burst, so moving to a new row or block costs no cycle beyond that formula: the address
-of the next span is ready in a register when the state machine enters ADDR.
+Pipeline (aimed at 150 MHz on an LFE5U-85F-6; bench/dma_fmax.py measures the unit standalone: 104 MHz at
+bus 8 / entry 96 bytes so far, the lane sequencer's span set-up (S2: beats == 1 -> mux -> two subtracts)
+is the critical path):
+  cycle 0  `start`: the arguments are registered;
+  cycle 1  rows * row_bytes (the bytes of a merged span) and per-transfer constants;
+  cycle 2  span set-up: the burst address generator and the lane sequencer load their first span;
+  then     burst geometry (4 KiB / 256-beat limits, beats) in two register stages behind the current
+           address; a burst lasts at least 3 cycles, so the next burst's address, length and byte count are
+           ready when the state machine returns to ADDR and moving to a new row or block costs no cycle.
+The lane sequencer walks the same spans a beat at a time (first lane, bytes, the entry byte the beat
+starts at), independent of the burst cuts, which are bus-aligned inside a span.
 
 Back-pressure is honoured on AR/AW/W (ready from the slave) and R/B are accepted whenever valid in the
 matching state. Unaligned first/last beats are handled with per-lane byte selection (WSTRB on writes).
 A response other than OKAY sets `error`; the transfer stops after that burst and `busy` drops.
 
-Entries: LOAD assembles the bytes of one entry (up to entry_bytes) and writes it, zero beyond row_bytes,
-on the beat that completes it (at most one per beat: a span's rows are >= bus_bytes long). STORE keeps the
-current entry in a register and the next one on the OUT buffer's read port, so a beat that straddles
-two entries takes bytes from both.
+LOAD: each accepted R beat is registered with its per-byte write enables and two lane rotations (one
+for the bytes of the current entry, one for the bytes that spill into the next); the next cycle rotates the
+beat and merges it into the assembly register, and the completed entry goes into the write register
+(wr_en/wr_addr/wr_data are registers), zero beyond row_bytes. At most one entry completes per beat (a
+span's rows are >= bus_bytes long), so the write comes 2 cycles after the beat that completes it.
+
+STORE: a beat producer runs ahead of the W channel with credits for an 8-beat W FIFO: it presents the
+entry holding a beat's last byte on `rd_addr` (a register), `rd_latency` cycles later (the 1-cycle source
+is registered once more) picks two bus words of it and funnels them onto the lanes; a beat that straddles
+two entries takes its first bytes from a carry register filled from the previous beat's entry. W beats
+go out of the FIFO back to back once the burst's AW is accepted.
 """
 from __future__ import annotations
 
@@ -36,9 +52,9 @@ from amaranth.utils import exact_log2
 
 from emu import timing
 
-__all__ = ["DMA", "SETUP_MIN", "LOAD_DRAIN_MIN"]
-
 from .axi import axi4_signature
+
+__all__ = ["DMA", "SETUP_MIN", "LOAD_DRAIN_MIN"]
 
 #: Cycles from `start` to the first address that the pipeline needs: arguments registered (0), the span
 #: product rows * row_bytes (1), span set-up (2), then the STORE beat producer's first beat through the

@@ -281,6 +281,13 @@ def test_dma_3d_transfer_matches_golden(case, bus_bits, rd_latency):
         np.testing.assert_array_equal(mem, expect)
 
 
+@pytest.mark.parametrize("rd_latency", [0, 3])
+def test_dma_rejects_bad_rd_latency(rd_latency):
+    from hdl.dma import DMA
+    with pytest.raises(ValueError, match=f"rd_latency must be 1 or 2 .*not {rd_latency}"):
+        DMA(bus_bytes=8, entry_bytes=96, rd_latency=rd_latency)
+
+
 def _compute_with_buffers(cfg):
     """The compute unit wired to ACT, WGT, PARAM and OUT buffers as in hdl/top.py."""
     from amaranth.hdl import Module
