@@ -80,6 +80,7 @@ class DMA(wiring.Component):
 
     def __init__(self, *, bus_bytes: int, entry_bytes: int, id_bits: int = 1, rd_latency: int = 1):
         if rd_latency not in (1, 2):
+            self._MustUse__silence = True   # never elaborated: no "created but never used" warning
             raise ValueError(f"rd_latency must be 1 or 2 (cycles from rd_addr to rd_data), not {rd_latency!r}")
         if timing.DMA_SETUP < SETUP_MIN or timing.DMA_LOAD_DRAIN != LOAD_DRAIN_MIN:
             raise ValueError(f"emu.timing DMA_SETUP={timing.DMA_SETUP} / DMA_LOAD_DRAIN={timing.DMA_LOAD_DRAIN} "
