@@ -1,9 +1,9 @@
-"""On-chip buffers: one memory each, one synchronous read port and one write port.
+"""On-chip buffer entries: their layouts and their byte images (each buffer is an hdl.bram.BlockRAM).
 
 Entry layouts (all signed two's complement):
   ACT    `rows` elements of act_bits       (one activation vector, the K lanes of a tile)
   WGT    `cols` elements of weight_bits    (one K row of a weight tile)
-  PARAM  `cols` elements of {bias: int32, mult: int32}
+  PARAM  `cols` elements of {bias: int64, mult: int32}
   ACC    `cols` elements of acc_bits
   OUT    `cols` elements of act_bits
 The DMA moves bytes; `from_bytes` / `to_bytes` convert an entry between its external-memory byte image
@@ -11,14 +11,12 @@ The DMA moves bytes; `from_bytes` / `to_bytes` convert an entry between its exte
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Shape, signed
-from amaranth.lib import data, wiring
-from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Cat, Shape, signed
+from amaranth.lib import data
 
 from emu.config import AccelConfig, PARAM_BYTES, PARAM_DTYPE
 
-__all__ = ["param_layout", "entry_layouts", "entry_bytes_max", "from_bytes", "to_bytes", "Buffer"]
+__all__ = ["param_layout", "entry_layouts", "entry_bytes_max", "from_bytes", "to_bytes"]
 
 #: One PARAM lane, the fields of emu.config.PARAM_DTYPE in their byte order.
 param_layout = data.StructLayout({name: signed(8 * PARAM_DTYPE[name].itemsize) for name in PARAM_DTYPE.names})
@@ -50,28 +48,3 @@ def to_bytes(entry: data.View, elem_bits: int):
     return Cat(*(Cat(entry.as_value()[elem_bits * i:elem_bits * (i + 1)],
                      *([entry.as_value()[elem_bits * (i + 1) - 1]] * (8 - elem_bits)))
                  for i in range(len(entry))))
-
-
-class Buffer(wiring.Component):
-    """A `depth` x `layout` memory. Read data appears one cycle after `rd_addr` (read-first on collision:
-    the units never read and write one entry in the same cycle)."""
-
-    def __init__(self, *, layout: data.ArrayLayout, depth: int):
-        self._layout = layout
-        self._depth = depth
-        abits = max(1, (depth - 1).bit_length())
-        super().__init__({
-            "rd_addr": In(abits), "rd_data": Out(layout),
-            "wr_en": In(1), "wr_addr": In(abits), "wr_data": In(layout),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.mem = mem = Memory(shape=self._layout, depth=self._depth, init=[])
-        wr = mem.write_port()
-        rd = mem.read_port()
-        m.d.comb += [
-            rd.addr.eq(self.rd_addr), self.rd_data.eq(rd.data),
-            wr.en.eq(self.wr_en), wr.addr.eq(self.wr_addr), wr.data.eq(self.wr_data),
-        ]
-        return m

@@ -7,44 +7,86 @@ across blocks. A block's rows form one contiguous span when ext_stride == row_by
 otherwise each row is its own span; blocks are never merged (emu.timing.dma_spans). Each span is cut
 into INCR bursts of at most 256 beats that never cross a 4 KiB boundary (emu.timing.bursts); bursts run
 strictly one after another, so with a slave that answers after a fixed latency a burst costs exactly
-DMA_READ_LATENCY (LOAD) or DMA_WRITE_LATENCY (STORE) + beats cycles, and the first address goes out
-DMA_SETUP = 1 cycle after `start` (once per transfer, not per block):
+DMA_READ_LATENCY (LOAD) or DMA_WRITE_LATENCY (STORE) + beats cycles. The first address goes out
+emu.timing.DMA_SETUP cycles after `start` (once per transfer), and a LOAD stays busy DMA_LOAD_DRAIN cycles
+after its last R beat, until its last entry write is done:
 
   LOAD  burst: AR (cycle a) ... first R beat at a + 2 (memory latency) ... last beat, next AR.
   STORE burst: AW (cycle a), W beats a+1 .. a+beats, B accepted at a+beats+1, next AW.
 
-The next row or block is chosen on a burst's last R beat (LOAD) or its B response (STORE), in the same
-cycle that ends the burst, so moving to a new row or block costs no cycle beyond that formula: the address
-of the next span is ready in a register when the state machine enters ADDR.
+Pipeline (aimed at 150 MHz on an LFE5U-85F-6; bench/dma_fmax.py measures the unit standalone: 104 MHz at
+bus 8 / entry 96 bytes so far, the lane sequencer's span set-up (S2: beats == 1 -> mux -> two subtracts)
+is the critical path):
+  cycle 0  `start`: the arguments are registered;
+  cycle 1  rows * row_bytes (the bytes of a merged span) and per-transfer constants;
+  cycle 2  span set-up: the burst address generator and the lane sequencer load their first span;
+  then     burst geometry (4 KiB / 256-beat limits, beats) in two register stages behind the current
+           address; a burst lasts at least 3 cycles, so the next burst's address, length and byte count are
+           ready when the state machine returns to ADDR and moving to a new row or block costs no cycle.
+The lane sequencer walks the same spans a beat at a time (first lane, bytes, the entry byte the beat
+starts at), independent of the burst cuts, which are bus-aligned inside a span.
 
 Back-pressure is honoured on AR/AW/W (ready from the slave) and R/B are accepted whenever valid in the
 matching state. Unaligned first/last beats are handled with per-lane byte selection (WSTRB on writes).
 A response other than OKAY sets `error`; the transfer stops after that burst and `busy` drops.
 
-Entries: LOAD assembles the bytes of one entry (up to entry_bytes) and writes it, zero beyond row_bytes,
-on the beat that completes it (at most one per beat: a span's rows are >= bus_bytes long). STORE keeps the
-current entry in a register and the next one on the OUT buffer's read port, so a beat that straddles
-two entries takes bytes from both.
+LOAD: each accepted R beat is registered with its per-byte write enables and two lane rotations (one
+for the bytes of the current entry, one for the bytes that spill into the next); the next cycle rotates the
+beat and merges it into the assembly register, and the completed entry goes into the write register
+(wr_en/wr_addr/wr_data are registers), zero beyond row_bytes. At most one entry completes per beat (a
+span's rows are >= bus_bytes long), so the write comes 2 cycles after the beat that completes it.
+
+STORE: a beat producer runs ahead of the W channel with credits for an 8-beat W FIFO: it presents the
+entry holding a beat's last byte on `rd_addr` (a register), `rd_latency` cycles later (the 1-cycle source
+is registered once more) picks two bus words of it and funnels them onto the lanes; a beat that straddles
+two entries takes its first bytes from a carry register filled from the previous beat's entry. W beats
+go out of the FIFO back to back once the burst's AW is accepted.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, signed
 from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
+from emu import timing
+
 from .axi import axi4_signature
 
-__all__ = ["DMA"]
+__all__ = ["DMA", "SETUP_MIN", "LOAD_DRAIN_MIN"]
+
+#: Cycles from `start` to the first address that the pipeline needs: arguments registered (0), the span
+#: product rows * row_bytes (1), span set-up (2), then the STORE beat producer's first beat through the
+#: buffer read (rd_addr register, 2 cycles of read latency), the word select, the lane funnel and the W FIFO.
+SETUP_MIN = 9
+#: Cycles a LOAD's last entry write comes after its last R beat: the beat register, then the write register.
+LOAD_DRAIN_MIN = 2
+W_FIFO_DEPTH = 8
+
+
+def _therm(n, width):
+    """Bits j < n, j in [0, width)."""
+    return Cat(*(n > j for j in range(width)))
 
 
 class DMA(wiring.Component):
     """Transfer arguments, sampled on `start` (all unsigned): `rows` (17 bits: the program preload moves up
     to 65536 entries) rows per block, `blocks` (10 bits) blocks, `row_bytes` (10 bits), `buf_addr` (16 bits,
-    first entry), `ext_addr` (32 bits), `ext_stride` and `block_stride` (20 bits each, bytes)."""
+    first entry), `ext_addr` (32 bits), `ext_stride` and `block_stride` (20 bits each, bytes).
 
-    def __init__(self, *, bus_bytes: int, entry_bytes: int, id_bits: int = 1):
-        self._B, self._EB = bus_bytes, entry_bytes
+    `rd_latency` (1 or 2): cycles from `rd_addr` to `rd_data` of the STORE source (2: a block RAM with an
+    output register)."""
+
+    def __init__(self, *, bus_bytes: int, entry_bytes: int, id_bits: int = 1, rd_latency: int = 1):
+        if rd_latency not in (1, 2):
+            self._MustUse__silence = True   # never elaborated: no "created but never used" warning
+            raise ValueError(f"rd_latency must be 1 or 2 (cycles from rd_addr to rd_data), not {rd_latency!r}")
+        if timing.DMA_SETUP < SETUP_MIN or timing.DMA_LOAD_DRAIN != LOAD_DRAIN_MIN:
+            raise ValueError(f"emu.timing DMA_SETUP={timing.DMA_SETUP} / DMA_LOAD_DRAIN={timing.DMA_LOAD_DRAIN} "
+                             f"do not match the DMA pipeline (DMA_SETUP >= {SETUP_MIN}, DMA_LOAD_DRAIN = "
+                             f"{LOAD_DRAIN_MIN})")
+        self._B, self._EB, self._rd_latency = bus_bytes, entry_bytes, rd_latency
         super().__init__({
             "start": In(1), "store": In(1), "target": In(2),
             "rows": In(17), "blocks": In(10), "row_bytes": In(10), "buf_addr": In(16),
@@ -59,127 +101,256 @@ class DMA(wiring.Component):
         m = Module()
         B, EB = self._B, self._EB
         lgB = exact_log2(B)
+        NW = -(-EB // B)             # entry words of B bytes (the last one padded with zeros)
         bus = self.bus
 
+        # ---- arguments, registered on start ----
         store, target = Signal(), Signal(2)
-        rb, stride = Signal(10), Signal(20)          # bytes per row (entry), bytes between row starts
-        block_stride = Signal(20)                    # bytes between block starts
-        block_base = Signal(32)                      # start of the current block
-        row_base, cur = Signal(32), Signal(32)       # start of the current row; next burst's first byte
-        span_rem, spans_left = Signal(27), Signal(17)  # bytes left in this span; spans after it in this block
-        span_bytes, block_spans = Signal(27), Signal(17)  # every block: bytes of a span, spans after the first
-        blocks_left = Signal(10)                     # blocks after the current one
-        entry, pos = Signal(16), Signal(10)          # LOAD: entry being assembled; bytes of it moved
-        asm = Signal(8 * EB)                         # LOAD: bytes of `entry` received so far
-        cur_entry, nxt_idx, primed = Signal(8 * EB), Signal(16), Signal()  # STORE: current entry, next index
-        skip = Signal(range(B))                      # first useful lane of the next beat
-        burst_rem = Signal(13)                       # useful bytes left in this burst
+        rows, blocks, rb, buf_addr = Signal(17), Signal(10), Signal(10), Signal(16)
+        ext_addr, stride, block_stride = Signal(32), Signal(20), Signal(20)
+        go = Signal()                                   # cycle 1 of a transfer
         error = Signal()
+        with m.If(self.start & ~self.busy):
+            m.d.sync += [store.eq(self.store), target.eq(self.target), rows.eq(self.rows),
+                         blocks.eq(self.blocks), rb.eq(self.row_bytes), buf_addr.eq(self.buf_addr),
+                         ext_addr.eq(self.ext_addr), stride.eq(self.ext_stride),
+                         block_stride.eq(self.block_stride), error.eq(0)]
+        m.d.sync += go.eq(self.start & ~self.busy)
+        m.d.comb += [self.wr_target.eq(target)]
 
+        # ---- transfer constants (cycle 1), span set-up (cycle 2) ----
+        merged, prod = Signal(), Signal(27)
+        span_bytes, block_spans = Signal(27), Signal(17)   # every block: bytes of a span, spans after the first
+        rb_mask = Signal(NW * B)                           # entry bytes below row_bytes
+        b_mrb = Signal(signed(12))                         # B - row_bytes
+        stride_lane, bstride_lane = Signal(lgB), Signal(lgB)
+        go2 = Signal()
+        m.d.sync += [prod.eq(rows * rb), merged.eq((stride == rb) & (rb >= B)), go2.eq(go),
+                     rb_mask.eq(_therm(rb, NW * B)), b_mrb.eq(B - rb),
+                     stride_lane.eq(stride[:lgB]), bstride_lane.eq(block_stride[:lgB])]
+        with m.If(go2):
+            m.d.sync += [span_bytes.eq(Mux(merged, prod, rb)), block_spans.eq(Mux(merged, 0, rows - 1))]
+
+        # ---- burst address generator ----
+        block_base, row_base, cur = Signal(32), Signal(32), Signal(32)
+        nxt_row, nxt_block = Signal(32), Signal(32)        # row_base + stride, block_base + block_stride
+        span_rem, spans_left, blocks_left = Signal(27), Signal(17), Signal(10)
+        final = Signal()
+        m.d.sync += [nxt_row.eq(row_base + stride), nxt_block.eq(block_base + block_stride)]
+        with m.If(go2):
+            m.d.sync += [block_base.eq(ext_addr), row_base.eq(ext_addr), cur.eq(ext_addr),
+                         span_rem.eq(Mux(merged, prod, rb)), spans_left.eq(Mux(merged, 0, rows - 1)),
+                         blocks_left.eq(blocks - 1), final.eq(0)]
+        # geometry, two register stages behind cur / span_rem (a burst lasts >= 3 cycles)
+        lane0 = cur[:lgB]
+        lim_nb, lim_beats = Signal(13), Signal(9)
+        beats_span = Signal(28 - lgB)
+        g_rem, g_addr = Signal(27), Signal(32)
+        beats_4k = (4096 >> lgB) - cur[lgB:12]
+        m.d.sync += [
+            lim_nb.eq(Mux(beats_4k <= 256, 4096 - cur[:12], 256 * B - lane0)),
+            lim_beats.eq(Mux(beats_4k <= 256, beats_4k, 256)),
+            beats_span.eq((lane0 + span_rem + (B - 1)) >> lgB),
+            g_rem.eq(span_rem), g_addr.eq(Cat(Const(0, lgB), cur[lgB:])),
+        ]
+        d_addr, d_len, d_nb, d_end = Signal(32), Signal(8), Signal(13), Signal()
+        take_all = g_rem <= lim_nb
+        m.d.sync += [d_addr.eq(g_addr), d_end.eq(take_all),
+                     d_nb.eq(Mux(take_all, g_rem, lim_nb)), d_len.eq(Mux(take_all, beats_span, lim_beats) - 1)]
         m.d.comb += [
             bus.awsize.eq(lgB), bus.arsize.eq(lgB), bus.awburst.eq(1), bus.arburst.eq(1),
-            self.error.eq(error), self.wr_target.eq(target), self.wr_addr.eq(entry),
-            self.rd_addr.eq(nxt_idx),
+            bus.awaddr.eq(d_addr), bus.araddr.eq(d_addr), bus.awlen.eq(d_len), bus.arlen.eq(d_len),
+            self.error.eq(error),
         ]
 
-        # ---- burst geometry from `cur` and `span_rem` ----
-        lane0 = cur[:lgB]
-        to_4k, to_max, limit, nb, beats = Signal(13), Signal(13), Signal(13), Signal(13), Signal(9)
-        m.d.comb += [
-            to_4k.eq(4096 - cur[:12]),
-            to_max.eq(256 * B - lane0),
-            limit.eq(Mux(to_4k < to_max, to_4k, to_max)),
-            nb.eq(Mux(span_rem < limit, span_rem, limit)),
-            beats.eq((lane0 + nb + (B - 1)) >> lgB),
+        # ---- lane sequencer: which bytes each beat carries, span by span (LOAD: R beats; STORE: producer) ----
+        advance = Signal()                                  # the beat described below moves this cycle
+        row_lane, block_lane = Signal(lgB), Signal(lgB)
+        l_spans_left, l_blocks_left = Signal(17), Signal(10)
+        beats_s, n_last = Signal(28 - lgB), Signal(lgB + 1)
+        skip, n, last = Signal(lgB), Signal(lgB + 1), Signal()
+        nmrb, n_last_mrb = Signal(signed(12)), Signal(signed(12))  # n - row_bytes, n_last - row_bytes
+        beats_left = Signal(28 - lgB)
+        pos, entry = Signal(10), Signal(16)                # byte of the entry the beat starts at; that entry
+        s = Signal(signed(12))
+        m.d.comb += s.eq(pos + nmrb)                        # bytes of the beat past the entry's end
+        complete = s >= 0
+        fill = pos + n
+        lanes_beat = Signal()
+
+        def restart():
+            with m.If(go2):      # also when a transfer stopped by an error left the sequencer mid-way
+                m.d.sync += [row_lane.eq(ext_addr[:lgB]), block_lane.eq(ext_addr[:lgB]),
+                             l_spans_left.eq(Mux(merged, 0, rows - 1)), l_blocks_left.eq(blocks - 1),
+                             pos.eq(0), entry.eq(buf_addr)]
+                m.next = "S1"
+
+        with m.FSM(name="lanes"):
+            with m.State("IDLE"):
+                restart()
+            with m.State("S1"):
+                t = row_lane + span_bytes + (B - 1)
+                m.d.sync += [beats_s.eq(t >> lgB), n_last.eq(t[:lgB] + 1)]
+                m.next = "S2"
+                restart()
+            with m.State("S2"):
+                one = beats_s == 1
+                n0 = Mux(one, n_last, B) - row_lane
+                m.d.sync += [skip.eq(row_lane), n.eq(n0), nmrb.eq(n0 - rb), n_last_mrb.eq(n_last - rb),
+                             beats_left.eq(beats_s), last.eq(one)]
+                m.next = "BEAT"
+                restart()
+            with m.State("BEAT"):
+                m.d.comb += lanes_beat.eq(1)
+                with m.If(advance):
+                    next_last = beats_left == 2
+                    m.d.sync += [pos.eq(Mux(complete, s, fill)), entry.eq(entry + complete), skip.eq(0),
+                                 beats_left.eq(beats_left - 1), last.eq(next_last),
+                                 n.eq(Mux(next_last, n_last, B)), nmrb.eq(Mux(next_last, n_last_mrb, b_mrb))]
+                    with m.If(last):
+                        with m.If(l_spans_left != 0):
+                            m.d.sync += [l_spans_left.eq(l_spans_left - 1), row_lane.eq(row_lane + stride_lane)]
+                            m.next = "S1"
+                        with m.Elif(l_blocks_left != 0):
+                            m.d.sync += [l_blocks_left.eq(l_blocks_left - 1), l_spans_left.eq(block_spans),
+                                         block_lane.eq(block_lane + bstride_lane),
+                                         row_lane.eq(block_lane + bstride_lane)]
+                            m.next = "S1"
+                        with m.Else():
+                            m.next = "IDLE"
+                restart()
+        # window of the beat in entry space: bytes [pos, pos + n) within two B-byte words
+        lane_win = Signal(2 * B)                            # lanes of words pos // B and pos // B + 1
+        m.d.comb += lane_win.eq(Cat(_therm(n, B), Const(0, B)) << pos[:lgB])
+        word = pos[lgB:]
+        beat_lanes = _therm(n, B) << skip                   # bus lanes the beat carries
+        beat_lanes = beat_lanes[:B]
+
+        # ---- LOAD: stage 0 registers the beat and its per-byte selects; stage 1 assembles and writes ----
+        beat_q = Signal(8 * B)
+        en_q, spill_q, complete_q = Signal(NW * B), Signal(B), Signal()
+        rot_q, rot2_q, entry_q = Signal(lgB), Signal(lgB), Signal(16)
+        load_beat, issue = Signal(), Signal()
+        m.d.comb += advance.eq(Mux(store, issue, load_beat))
+        en = Cat(*((((word == k // B) & lane_win[k % B]) | ((word + 1 == k // B) & lane_win[B + k % B]))
+                   & rb_mask[k] for k in range(NW * B)))
+        m.d.sync += [
+            beat_q.eq(bus.rdata),
+            en_q.eq(Mux(load_beat, en, 0)),
+            spill_q.eq(Mux(load_beat & complete, _therm(s[:lgB + 1], B), 0)),
+            complete_q.eq(load_beat & complete),
+            rot_q.eq(skip - pos[:lgB]), rot2_q.eq(skip - pos[:lgB] + rb[:lgB]),
+            entry_q.eq(entry),
         ]
-        aligned = Cat(Const(0, lgB), cur[lgB:])
-        m.d.comb += [bus.awaddr.eq(aligned), bus.araddr.eq(aligned),
-                     bus.awlen.eq(beats - 1), bus.arlen.eq(beats - 1)]
+        asm = Signal(NW * 8 * B)
+        wr_data = Signal(NW * 8 * B)
+        rot = Cat(beat_q, beat_q).bit_select(Cat(Const(0, 3), rot_q), 8 * B)
+        rot2 = Cat(beat_q, beat_q).bit_select(Cat(Const(0, 3), rot2_q), 8 * B)
+        clear = go
+        for k in range(NW * B):
+            byte, lane = slice(8 * k, 8 * k + 8), slice(8 * (k % B), 8 * (k % B) + 8)
+            new = Mux(en_q[k], rot[lane], asm[byte])
+            m.d.sync += wr_data[byte].eq(new)
+            if k < B:
+                new = Mux(spill_q[k], rot2[lane], new)
+            m.d.sync += asm[byte].eq(Mux(clear, 0, new))
+        wr_en, wr_addr = Signal(), Signal(16)
+        m.d.sync += [wr_en.eq(complete_q), wr_addr.eq(entry_q)]
+        m.d.comb += [self.wr_en.eq(wr_en), self.wr_addr.eq(wr_addr), self.wr_data.eq(wr_data[:8 * EB])]
 
-        # ---- lanes of the current beat ----
-        n_beat = Signal(range(B + 1))
-        m.d.comb += n_beat.eq(Mux(burst_rem < B - skip, burst_rem, B - skip))
-        last_beat = burst_rem == n_beat
-        lane_ok = Cat(*((skip <= j) & (j < skip + n_beat) for j in range(B)))
-        fill = Signal(11)
-        m.d.comb += fill.eq(pos + n_beat)
-        complete = fill >= rb
-        rb_mask = Cat(*((j < rb).replicate(8) for j in range(EB)))
+        # ---- STORE: producer P0 (read address), buffer read (2 cycles), X1 word select, X2 funnel -> W FIFO ----
+        m.submodules.wfifo = wfifo = ResetInserter(go)(SyncFIFO(width=9 * B, depth=W_FIFO_DEPTH))
+        credits = Signal(range(W_FIFO_DEPTH + 1))
+        pop = Signal()
+        m.d.comb += issue.eq(store & (credits != 0) & lanes_beat)
+        with m.If(go):
+            m.d.sync += credits.eq(W_FIFO_DEPTH)
+        with m.Else():
+            m.d.sync += credits.eq(credits - issue + pop)
+        straddle = complete & (s != 0)                      # the beat also carries bytes of entry + 1
+        rd_addr = Signal(16)
+        m.d.sync += rd_addr.eq(entry + straddle)
+        m.d.comb += self.rd_addr.eq(rd_addr)
+        # offsets + B into the padded entry (a zero word in front): lane j <- byte main_off - B + j
+        main_off = Signal(range((NW + 2) * B))
+        carry_off = Signal(range((NW + 2) * B))
+        m.d.comb += [main_off.eq(Mux(straddle, s - n + B, pos - skip + B)),
+                     carry_off.eq(Mux(complete, s, fill) + B)]  # the next beat's start, in the port entry
+        ctl = [Signal(1 + B + B + len(main_off) + len(carry_off), name=f"ctl{i}") for i in range(3)]
+        from_carry = Mux(straddle, _therm(n - s, B), 0)
+        m.d.sync += ctl[0].eq(Cat(issue, beat_lanes, from_carry, main_off, carry_off))
+        m.d.sync += [ctl[i + 1].eq(ctl[i]) for i in range(2)]
+        if self._rd_latency == 1:
+            src = Signal(8 * EB)
+            m.d.sync += src.eq(self.rd_data)
+        else:
+            src = self.rd_data
+        padded = Cat(Const(0, 8 * B), src, Const(0, 8 * (NW * B - EB) + 16 * B))
+        c2 = ctl[2]
+        v2, lanes2, fc2 = c2[0], c2[1:1 + B], c2[1 + B:1 + 2 * B]
+        mo2 = c2[1 + 2 * B:1 + 2 * B + len(main_off)]
+        co2 = c2[1 + 2 * B + len(main_off):]
+        win_m, win_c = Signal(16 * B), Signal(16 * B)
+        x1 = Signal(1 + 2 * B + 2 * lgB)
+        m.d.sync += [win_m.eq(Cat(padded.word_select(mo2[lgB:], 8 * B), padded.word_select(mo2[lgB:] + 1, 8 * B))),
+                     win_c.eq(Cat(padded.word_select(co2[lgB:], 8 * B), padded.word_select(co2[lgB:] + 1, 8 * B))),
+                     x1.eq(Cat(v2, lanes2, fc2, mo2[:lgB], co2[:lgB]))]
+        v3, lanes3, fc3 = x1[0], x1[1:1 + B], x1[1 + B:1 + 2 * B]
+        r_m, r_c = x1[1 + 2 * B:1 + 2 * B + lgB], x1[1 + 2 * B + lgB:]
+        main = win_m.bit_select(Cat(Const(0, 3), r_m), 8 * B)
+        carry_next = win_c.bit_select(Cat(Const(0, 3), r_c), 8 * B)
+        carry = Signal(8 * B)
+        with m.If(v3):
+            m.d.sync += carry.eq(carry_next)
+        wbeat = Cat(*(Mux(fc3[j], carry[8 * j:8 * j + 8], main[8 * j:8 * j + 8]) for j in range(B)))
+        m.d.comb += [wfifo.w_en.eq(v3), wfifo.w_data.eq(Cat(wbeat, lanes3)),
+                     bus.wdata.eq(wfifo.r_data[:8 * B]), bus.wstrb.eq(wfifo.r_data[8 * B:])]
+        m.d.comb += wfifo.r_en.eq(pop)
 
-        # LOAD: lane j -> entry byte pos + j - skip; bytes past the entry spill into the next one
-        beat = bus.rdata & Cat(*(lane_ok[j].replicate(8) for j in range(B)))
-        z = Cat(Const(0, 8 * EB), beat, Const(0, 8 * (EB + B)))
-        off = Signal(range(EB + B + 1))
-        m.d.comb += off.eq(EB + skip - pos)
-        placed = Signal(8 * (EB + B))
-        m.d.comb += placed.eq(z.bit_select(Cat(Const(0, 3), off), 8 * (EB + B)))
-        spill = Signal(8 * EB)
-        m.d.comb += spill.eq(Cat(placed, Const(0, 8 * EB)).bit_select(Cat(Const(0, 3), rb), 8 * EB))
-        m.d.comb += self.wr_data.eq((asm | placed[:8 * EB]) & rb_mask)
-
-        # STORE: lane j <- byte pos + j - skip of (current entry, then the next entry on the read port)
-        nxt_off = Signal(range(EB + 1))
-        m.d.comb += nxt_off.eq(EB - rb)
-        nxt_placed = Cat(Const(0, 8 * EB), self.rd_data, Const(0, 8 * EB)).bit_select(
-            Cat(Const(0, 3), nxt_off), 16 * EB)
-        pair = Signal(16 * EB)
-        m.d.comb += pair.eq((cur_entry & rb_mask) | nxt_placed)
-        w_off = Signal(range(2 * B + EB + 1))
-        m.d.comb += w_off.eq(B + pos - skip)
-        m.d.comb += [
-            bus.wdata.eq(Cat(Const(0, 8 * B), pair, Const(0, 8 * B)).bit_select(Cat(Const(0, 3), w_off), 8 * B)),
-            bus.wstrb.eq(lane_ok),
-            bus.wlast.eq(last_beat),
-        ]
+        # ---- bus state machine ----
+        beat_cnt, last_b = Signal(8), Signal()
+        setup_cnt = Signal(range(timing.DMA_SETUP + 1))
+        drain_cnt = Signal(range(timing.DMA_LOAD_DRAIN + 1))
+        m.d.comb += bus.wlast.eq(last_b)
 
         def next_burst(failed):
-            with m.If(failed):
-                m.next = "IDLE"
-            with m.Elif(span_rem != 0):
-                m.next = "ADDR"
-            with m.Elif(spans_left != 0):
-                m.d.sync += [spans_left.eq(spans_left - 1), row_base.eq(row_base + stride),
-                             cur.eq(row_base + stride), span_rem.eq(rb)]
-                m.next = "ADDR"
-            with m.Elif(blocks_left != 0):
-                next_block = block_base + block_stride
-                m.d.sync += [blocks_left.eq(blocks_left - 1), block_base.eq(next_block),
-                             row_base.eq(next_block), cur.eq(next_block),
-                             span_rem.eq(span_bytes), spans_left.eq(block_spans)]
-                m.next = "ADDR"
+            with m.If(failed | final):
+                with m.If(store):
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.sync += drain_cnt.eq(timing.DMA_LOAD_DRAIN - 1)
+                    m.next = "DRAIN"
             with m.Else():
-                m.next = "IDLE"
+                m.next = "ADDR"
 
-        def advance_lanes():
-            m.d.sync += [skip.eq(0), burst_rem.eq(burst_rem - n_beat)]
+        def beat_done():
+            m.d.sync += [beat_cnt.eq(beat_cnt - 1), last_b.eq(beat_cnt == 1)]
 
-        with m.FSM():
+        with m.FSM(name="bus"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    merged = (self.ext_stride == self.row_bytes) & (self.row_bytes >= B)
-                    first_span = Mux(merged, self.rows * self.row_bytes, self.row_bytes)
-                    spans_after_first = Mux(merged, 0, self.rows - 1)
-                    m.d.sync += [
-                        store.eq(self.store), target.eq(self.target), rb.eq(self.row_bytes),
-                        stride.eq(self.ext_stride), block_stride.eq(self.block_stride),
-                        block_base.eq(self.ext_addr), row_base.eq(self.ext_addr), cur.eq(self.ext_addr),
-                        span_rem.eq(first_span), spans_left.eq(spans_after_first),
-                        span_bytes.eq(first_span), block_spans.eq(spans_after_first),
-                        blocks_left.eq(self.blocks - 1),
-                        entry.eq(self.buf_addr), pos.eq(0), asm.eq(0), error.eq(0), primed.eq(0),
-                        nxt_idx.eq(self.buf_addr),
-                    ]
-                    m.d.comb += self.rd_addr.eq(self.buf_addr)
+                    m.d.sync += setup_cnt.eq(1)
+                    m.next = "SETUP"
+            with m.State("SETUP"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += setup_cnt.eq(setup_cnt + 1)
+                with m.If(setup_cnt == timing.DMA_SETUP - 1):
                     m.next = "ADDR"
             with m.State("ADDR"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(store & ~primed):
-                    # the read port now shows entry buf_addr; fetch buf_addr + 1 behind it
-                    m.d.sync += [cur_entry.eq(self.rd_data), nxt_idx.eq(nxt_idx + 1), primed.eq(1)]
-                    m.d.comb += self.rd_addr.eq(nxt_idx + 1)
-                m.d.comb += [bus.awvalid.eq(store), bus.arvalid.eq(~store)]
+                m.d.comb += [self.busy.eq(1), bus.awvalid.eq(store), bus.arvalid.eq(~store)]
                 with m.If(Mux(store, bus.awready, bus.arready)):
-                    m.d.sync += [burst_rem.eq(nb), skip.eq(lane0), cur.eq(cur + nb), span_rem.eq(span_rem - nb)]
+                    m.d.sync += [beat_cnt.eq(d_len), last_b.eq(d_len == 0)]
+                    with m.If(~d_end):
+                        m.d.sync += [cur.eq(cur + d_nb), span_rem.eq(span_rem - d_nb)]
+                    with m.Elif(spans_left != 0):
+                        m.d.sync += [spans_left.eq(spans_left - 1), row_base.eq(nxt_row), cur.eq(nxt_row),
+                                     span_rem.eq(rb)]
+                    with m.Elif(blocks_left != 0):
+                        m.d.sync += [blocks_left.eq(blocks_left - 1), block_base.eq(nxt_block),
+                                     row_base.eq(nxt_block), cur.eq(nxt_block), span_rem.eq(span_bytes),
+                                     spans_left.eq(block_spans)]
+                    with m.Else():
+                        m.d.sync += final.eq(1)
                     m.next = "DATA"
             with m.State("DATA"):
                 m.d.comb += self.busy.eq(1)
@@ -189,24 +360,16 @@ class DMA(wiring.Component):
                         bad = bus.rresp != 0
                         with m.If(bad):
                             m.d.sync += error.eq(1)
-                        advance_lanes()
-                        with m.If(complete):
-                            m.d.comb += self.wr_en.eq(1)
-                            m.d.sync += [asm.eq(spill), pos.eq(fill - rb), entry.eq(entry + 1)]
-                        with m.Else():
-                            m.d.sync += [asm.eq(asm | placed[:8 * EB]), pos.eq(fill)]
-                        with m.If(last_beat):
+                        m.d.comb += load_beat.eq(1)
+                        beat_done()
+                        with m.If(last_b):
                             next_burst(error | bad)
                 with m.Else():
-                    m.d.comb += bus.wvalid.eq(1)
-                    with m.If(bus.wready):
-                        advance_lanes()
-                        with m.If(complete):
-                            m.d.sync += [cur_entry.eq(self.rd_data), nxt_idx.eq(nxt_idx + 1), pos.eq(fill - rb)]
-                            m.d.comb += self.rd_addr.eq(nxt_idx + 1)
-                        with m.Else():
-                            m.d.sync += pos.eq(fill)
-                        with m.If(last_beat):
+                    m.d.comb += bus.wvalid.eq(wfifo.r_rdy)
+                    with m.If(wfifo.r_rdy & bus.wready):
+                        m.d.comb += pop.eq(1)
+                        beat_done()
+                        with m.If(last_b):
                             m.next = "RESP"
             with m.State("RESP"):
                 m.d.comb += [self.busy.eq(1), bus.bready.eq(1)]
@@ -215,4 +378,9 @@ class DMA(wiring.Component):
                     with m.If(bad):
                         m.d.sync += error.eq(1)
                     next_burst(error | bad)
+            with m.State("DRAIN"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += drain_cnt.eq(drain_cnt - 1)
+                with m.If(drain_cnt == 0):
+                    m.next = "IDLE"
         return m

@@ -23,7 +23,7 @@ from emu.isa import INSTR_BITS, Buffer as Buf
 
 from .axi import axi4_signature, axil_signature, connect_flat, flat_members
 from .bram import BlockRAM
-from .buffers import Buffer, entry_bytes_max, entry_layouts, from_bytes, to_bytes
+from .buffers import entry_bytes_max, entry_layouts, from_bytes, to_bytes
 from .compute import ComputeUnit
 from .csr import CSR
 from .dma import DMA
@@ -52,12 +52,13 @@ class Accelerator(wiring.Component):
         eb = entry_bytes_max(cfg)
         m.submodules.csr = csr = CSR(cfg)
         m.submodules.seq = seq = Sequencer(cfg)
-        m.submodules.dma = dma = DMA(bus_bytes=cfg.bus_bytes, entry_bytes=eb, id_bits=AXI_ID_BITS)
+        m.submodules.dma = dma = DMA(bus_bytes=cfg.bus_bytes, entry_bytes=eb, id_bits=AXI_ID_BITS,
+                                     rd_latency=BlockRAM.LATENCY)
         m.submodules.cu = cu = ComputeUnit(cfg)
         m.submodules.act = act = BlockRAM(shape=lay["act"], depth=cfg.act_depth)
         m.submodules.wgt = wgt = BlockRAM(shape=lay["wgt"], depth=cfg.wgt_depth)
         m.submodules.param = param = BlockRAM(shape=lay["param"], depth=cfg.param_depth)
-        m.submodules.out = out = Buffer(layout=lay["out"], depth=cfg.out_depth)
+        m.submodules.out = out = BlockRAM(shape=lay["out"], depth=cfg.out_depth)
         m.submodules.imem = imem = BlockRAM(shape=INSTR_BITS, depth=cfg.instr_depth)
 
         connect_flat(m, self, "m_axi_", dma.bus, self._m_sig)
@@ -94,7 +95,7 @@ class Accelerator(wiring.Component):
             imem.rd_addr[0].eq(seq.imem_rd_addr), seq.imem_rd_data.eq(imem.rd_data[0]),
         ]
         # DMA reads (STORE) come from OUT, each act_bits element sign-extended to a byte
-        m.d.comb += [out.rd_addr.eq(dma.rd_addr), dma.rd_data.eq(to_bytes(out.rd_data, cfg.act_bits))]
+        m.d.comb += [out.rd_addr[0].eq(dma.rd_addr), dma.rd_data.eq(to_bytes(out.rd_data[0], cfg.act_bits))]
 
         # compute unit <-> buffers
         m.d.comb += [

@@ -266,9 +266,10 @@ DMA_CASES = {
 }
 
 
+@pytest.mark.parametrize("rd_latency", [1, 2])
 @pytest.mark.parametrize("bus_bits", [32, 64, 128])
 @pytest.mark.parametrize("case", sorted(DMA_CASES))
-def test_dma_3d_transfer_matches_golden(case, bus_bits):
+def test_dma_3d_transfer_matches_golden(case, bus_bits, rd_latency):
     """One LOAD/STORE: bursts = emu.timing.bursts of dma_spans, busy cycles = dma_cycles, data = golden."""
     from emu.timing import bursts, dma_cycles, dma_spans, element_bytes
     from hdl.dma import DMA
@@ -280,7 +281,7 @@ def test_dma_3d_transfer_matches_golden(case, bus_bits):
     mem = rng.integers(0, 256, 3 * 4096, dtype=np.uint8)
     before = mem.copy()
     slave = _FixedLatencyMemory(mem, B)
-    dut = DMA(bus_bytes=B, entry_bytes=EB)
+    dut = DMA(bus_bytes=B, entry_bytes=EB, rd_latency=rd_latency)
     row_bytes = instr.row_len * element_bytes(Buffer(instr.buf))
     entries = instr.rows * instr.blocks
     out_images = rng.integers(0, 256, (64, EB), dtype=np.uint8)  # STORE source: a 64-entry OUT buffer
@@ -294,19 +295,20 @@ def test_dma_3d_transfer_matches_golden(case, bus_bits):
         ctx.set(dut.target, instr.buf)
         ctx.set(dut.row_bytes, row_bytes)
         ctx.set(dut.start, 1)
-        rd_addr = ctx.get(dut.rd_addr)
+        rd_addrs = [0] * (rd_latency - 1) + [ctx.get(dut.rd_addr)]  # rd_addr of the last rd_latency cycles
         await ctx.tick()
         ctx.set(dut.start, 0)
         cycle = 1
         while True:
             slave.drive(ctx, dut.bus)
-            ctx.set(dut.rd_data, int.from_bytes(out_images[rd_addr % 64].tobytes(), "little"))  # one-cycle read
+            image = out_images[rd_addrs[0] % 64]                       # rd_data lags rd_addr rd_latency cycles
+            ctx.set(dut.rd_data, int.from_bytes(image.tobytes(), "little"))
             if not ctx.get(dut.busy):
                 break
             if ctx.get(dut.wr_en):
                 assert ctx.get(dut.wr_target) == instr.buf
                 writes[ctx.get(dut.wr_addr)] = ctx.get(dut.wr_data)
-            rd_addr = ctx.get(dut.rd_addr)
+            rd_addrs = rd_addrs[1:] + [ctx.get(dut.rd_addr)]
             slave.step(ctx, dut.bus)
             await ctx.tick()
             cycle += 1
@@ -331,6 +333,13 @@ def test_dma_3d_transfer_matches_golden(case, bus_bits):
         expect = before.copy()
         expect[addresses] = out_images[instr.buf_addr:instr.buf_addr + entries, :row_bytes]
         np.testing.assert_array_equal(mem, expect)
+
+
+@pytest.mark.parametrize("rd_latency", [0, 3])
+def test_dma_rejects_bad_rd_latency(rd_latency):
+    from hdl.dma import DMA
+    with pytest.raises(ValueError, match=f"rd_latency must be 1 or 2 .*not {rd_latency}"):
+        DMA(bus_bytes=8, entry_bytes=96, rd_latency=rd_latency)
 
 
 def _compute_with_buffers(cfg):
