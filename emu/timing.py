@@ -13,26 +13,29 @@ from __future__ import annotations
 from .config import AccelConfig, ELEMENT_BYTES, PARAM_BYTES
 from .isa import INSTR_BYTES, Buffer, Instr, Opcode
 
-__all__ = ["AXI_MAX_BURST_BEATS", "AXI_BOUNDARY", "DMA_SETUP", "DMA_LOAD_DRAIN", "DMA_READ_LATENCY",
+__all__ = ["ISSUE_LATENCY", "AXI_MAX_BURST_BEATS", "AXI_BOUNDARY", "DMA_SETUP", "DMA_LOAD_DRAIN", "DMA_READ_LATENCY",
            "DMA_WRITE_LATENCY", "MATMUL_LATENCY", "POST_LATENCY", "FETCH_LATENCY", "element_bytes", "bursts",
            "dma_spans", "dma_extent", "dma_cycles", "instr_cycles",
            "preload_cycles", "Timer"]
 
+ISSUE_LATENCY = 1           # cycles from an instruction's issue to its unit seeing it: the sequencer registers
+                            # the start strobes and arguments (hdl/sequencer.py); part of DMA_SETUP,
+                            # MATMUL_LATENCY and POST_LATENCY below
 AXI_MAX_BURST_BEATS = 256   # AXI4 INCR
 AXI_BOUNDARY = 4096         # a burst never crosses a 4 KiB boundary
-DMA_SETUP = 9               # cycles from DMA issue to its first address: arguments registered, the span
+DMA_SETUP = 10              # cycles from DMA issue to its first address: issue, arguments registered, the span
                             # product, span set-up, then (STORE) the first beat through the buffer read,
                             # word select, lane funnel and W FIFO (hdl/dma.py SETUP_MIN); LOAD waits as long
 DMA_LOAD_DRAIN = 2          # cycles from a LOAD's last data beat to its last buffer write (beat register,
                             # write register): the unit stays busy until that write is done
 DMA_READ_LATENCY = 2        # cycles from a read burst's address to its first data beat accepted
 DMA_WRITE_LATENCY = 2       # cycles from a write burst's last beat to its response accepted, plus address
-MATMUL_LATENCY = 9          # registers around the array beyond the 2R + C + T - 2 of a fold: issue, buffer
-                            # read (2), the array's input register, the PE multiplier (3), the sum register
-                            # of the ACC read-add-write, the ACC write (hdl/compute.py)
-POST_LATENCY = 15           # issue, PARAM/ACC read (2), the post-processing unit's 12 pipeline stages
-FETCH_LATENCY = 10          # from the preload's end to the first instruction at the head of the issue queue:
-                            # fetch enable, instruction memory read (2), decode (6), queue (hdl/sequencer.py)
+MATMUL_LATENCY = 11         # registers around the array beyond the 2R + C + T - 2 of a fold: issue (2),
+                            # buffer read (2), the array's input register, the PE multiplier (3), the two
+                            # stages of the ACC read-add-write, the ACC write (hdl/compute.py)
+POST_LATENCY = 16           # issue (2), PARAM/ACC read (2), the post-processing unit's 12 pipeline stages
+FETCH_LATENCY = 11          # from the preload's end to the first instruction at the head of the issue queue:
+                            # fetch enable, instruction memory read (2), decode (7), queue (hdl/sequencer.py)
 
 
 def element_bytes(buf: Buffer) -> int:

@@ -4,20 +4,22 @@ POST of one group of ACC rows overlaps the MATMULs filling the next.
 It owns the accumulator buffer. An instruction accepted on `start` at cycle t keeps `busy` (MATMUL) or
 `post_busy` (POST, `post` = 1) high until cycle t + emu.timing.instr_cycles(instr) (MATMUL
 2R + C + T - 2 + MATMUL_LATENCY, POST T + POST_LATENCY), and the datapath below finishes every buffer write
-by then. Buffer addresses come from registers that count on; every buffer read takes B =
-hdl.bram.BlockRAM.LATENCY = 2 cycles. With s = cycle - (t + 1) and L = the array's latency R + C + 3:
+by then; the unit sees the instruction emu.timing.ISSUE_LATENCY cycles after its issue, and `busy` /
+`post_busy` are registers. Buffer addresses come from registers that count on; every buffer read takes
+B = hdl.bram.BlockRAM.LATENCY = 2 cycles. With t the cycle `start` is seen, s = cycle - (t + 1) and
+L = the array's latency R + C + 3 (times below are the unit's own; the timing constants add ISSUE_LATENCY):
 
 MATMUL  s = 0 .. R-1      WGT entry wgt_addr + s read; row s of the array loads it at s + B
         s = R .. R+T-1    ACT entry act_addr + i (i = s - R) read; enters the array at s + B
         s = R+i+B+L-B     ACC entry acc_addr + i read (accumulate), so it arrives with the result row
-        s = R+i+B+L       result row i leaves the array; ACC value = result, or (accumulate) ACC + result
-                          (acc_bits wrapping), or (accumulate with reduce_max) the signed maximum of the
-                          two at acc_bits, registered
-        s = R+i+B+L+1     ... and written to ACC
-        last write at s = 2R + C + T + 5  ->  MATMUL_LATENCY >= B + MULT_LATENCY + 4 = 9
+        s = R+i+B+L       result row i leaves the array; it and the ACC row are registered
+        s = R+i+B+L+1     ACC value = result, or (accumulate) ACC + result (acc_bits wrapping), or
+                          (accumulate with reduce_max) the signed maximum of the two at acc_bits, registered
+        s = R+i+B+L+2     ... and written to ACC
+        last write at s = 2R + C + T + 6  ->  MATMUL_LATENCY >= ISSUE_LATENCY + B + MULT_LATENCY + 5 = 11
 POST    s = 0 .. T-1      ACC entry acc_addr + s read (PARAM entry param_addr read throughout)
         s = i + B + P     requantized row i written to OUT (P = PostProc.LATENCY)
-                          ->  last at T - 1 + B + P, POST_LATENCY >= B + P + 1
+                          ->  last at T - 1 + B + P, POST_LATENCY >= ISSUE_LATENCY + B + P + 1
 """
 from __future__ import annotations
 
@@ -36,8 +38,8 @@ from .postproc import PostProc
 
 __all__ = ["ComputeUnit", "MATMUL_LATENCY_MIN", "POST_LATENCY_MIN"]
 
-MATMUL_LATENCY_MIN = BlockRAM.LATENCY + MULT_LATENCY + 4
-POST_LATENCY_MIN = BlockRAM.LATENCY + PostProc.LATENCY + 1
+MATMUL_LATENCY_MIN = timing.ISSUE_LATENCY + BlockRAM.LATENCY + MULT_LATENCY + 5
+POST_LATENCY_MIN = timing.ISSUE_LATENCY + BlockRAM.LATENCY + PostProc.LATENCY + 1
 
 
 class ComputeUnit(wiring.Component):
@@ -75,21 +77,21 @@ class ComputeUnit(wiring.Component):
         B = BlockRAM.LATENCY
 
         # MATMUL state
-        rows, accumulate, reduce_max = Signal(16), Signal(), Signal()
+        a_end, accumulate, reduce_max = Signal(18), Signal(), Signal()   # a_end: R + rows
         remaining = Signal(18)     # busy cycles left
         step = Signal(18)          # s in the docstring
-        m.d.comb += self.busy.eq(remaining != 0)
+        m.d.sync += self.busy.eq((remaining > 1) | (self.start & ~self.post))   # = remaining != 0, registered
         with m.If(remaining != 0):
             m.d.sync += [remaining.eq(remaining - 1), step.eq(step + 1), self.wgt_rd_addr.eq(self.wgt_rd_addr + 1)]
         w_phase = self.busy & (step < R)
-        a_phase = self.busy & (step >= R) & (step < R + rows)
+        a_phase = self.busy & (step >= R) & (step < a_end)
         with m.If(a_phase):
             m.d.sync += self.act_rd_addr.eq(self.act_rd_addr + 1)
         acc_rd_ptr, acc_wr_ptr = Signal(16), Signal(16)
         with m.If(self.start & ~self.post):
-            matmul_cycles = 2 * R + C - 2 + timing.MATMUL_LATENCY
+            matmul_cycles = 2 * R + C - 2 + timing.MATMUL_LATENCY - timing.ISSUE_LATENCY
             m.d.sync += [
-                rows.eq(self.rows), accumulate.eq(self.accumulate), reduce_max.eq(self.reduce_max),
+                a_end.eq(R + self.rows), accumulate.eq(self.accumulate), reduce_max.eq(self.reduce_max),
                 self.wgt_rd_addr.eq(self.wgt_addr), self.act_rd_addr.eq(self.act_addr),
                 acc_rd_ptr.eq(self.acc_addr), acc_wr_ptr.eq(self.acc_addr),
                 remaining.eq(self.rows - 1 + matmul_cycles), step.eq(0),
@@ -99,7 +101,7 @@ class ComputeUnit(wiring.Component):
         p_rows = Signal(16)
         shift, zp, lo, hi = Signal(6), Signal(signed(8)), Signal(signed(8)), Signal(signed(8))
         p_remaining, p_step, out_ptr = Signal(18), Signal(18), Signal(16)
-        m.d.comb += self.post_busy.eq(p_remaining != 0)
+        m.d.sync += self.post_busy.eq((p_remaining > 1) | (self.start & self.post))
         with m.If(p_remaining != 0):
             m.d.sync += [p_remaining.eq(p_remaining - 1), p_step.eq(p_step + 1),
                          acc.rd_addr[post_rd].eq(acc.rd_addr[post_rd] + 1)]
@@ -108,7 +110,7 @@ class ComputeUnit(wiring.Component):
                 p_rows.eq(self.rows), acc.rd_addr[post_rd].eq(self.acc_addr), out_ptr.eq(self.out_addr),
                 self.param_rd_addr.eq(self.param_addr), shift.eq(self.shift), zp.eq(self.zero_point),
                 lo.eq(self.clamp_lo), hi.eq(self.clamp_hi),
-                p_remaining.eq(self.rows - 1 + timing.POST_LATENCY), p_step.eq(0),
+                p_remaining.eq(self.rows - 1 + timing.POST_LATENCY - timing.ISSUE_LATENCY), p_step.eq(0),
             ]
 
         # ---- MATMUL ----
@@ -122,14 +124,18 @@ class ComputeUnit(wiring.Component):
         with m.If(acc_rd_go):
             m.d.sync += acc_rd_ptr.eq(acc_rd_ptr + 1)
         m.d.comb += acc.rd_addr[acc_rd].eq(acc_rd_ptr)
-        with m.If(arr.y_valid):
+        # read-add-write in two stages: the ACC row and the result row registered, then combined and
+        # registered for the write (each stage one acc_bits carry chain)
+        old, new, y_valid = (Signal.like(acc.rd_data[acc_rd], name="acc_old"), Signal.like(arr.y_out, name="y_new"),
+                             Signal(name="y_valid"))
+        m.d.sync += [old.eq(acc.rd_data[acc_rd]), new.eq(arr.y_out), y_valid.eq(arr.y_valid)]
+        with m.If(y_valid):
             m.d.sync += acc_wr_ptr.eq(acc_wr_ptr + 1)
         for n in range(C):
             # both operands are signed acc_bits values, so the comparison is the signed one at acc_bits
-            old, new = acc.rd_data[acc_rd][n], arr.y_out[n]
-            combined = Mux(reduce_max, Mux(old > new, old, new), old + new)
-            m.d.sync += acc.wr_data[n].eq(Mux(accumulate, combined, new))
-        m.d.sync += [acc.wr_en.eq(arr.y_valid), acc.wr_addr.eq(acc_wr_ptr)]
+            combined = Mux(reduce_max, Mux(old[n] > new[n], old[n], new[n]), old[n] + new[n])
+            m.d.sync += acc.wr_data[n].eq(Mux(accumulate, combined, new[n]))
+        m.d.sync += [acc.wr_en.eq(y_valid), acc.wr_addr.eq(acc_wr_ptr)]
 
         # ---- POST ----
         p_phase = self.post_busy & (p_step < p_rows)

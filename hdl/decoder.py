@@ -8,9 +8,11 @@ Sums of 16-bit fields are formed at 17 bits, so they never wrap. A LOAD/STORE's 
 (16 x 10 bits, unsigned) is a 26-bit product, compared with depth - buf_addr, so nothing wraps either.
 
 Pipeline: a word presented with `valid` in cycle c comes out with its results in cycle c + LATENCY. The
-first stage decodes the fields and starts the product `count` (rows * blocks, or k_valid * n_valid for a
-MATMUL) in hdl.pipeline.product's adder tree; the last stage compares the count with the room left in the
-buffer. No stage holds more than one carry chain. `flush` drops what is in flight.
+word is registered first (it comes from a block RAM and fans out widely); the next stage decodes single
+fields, forms operand ends and starts the product `count` (rows * blocks, or k_valid * n_valid for a
+MATMUL) in hdl.pipeline.product's adder tree; the range checks follow, the last stage compares the count
+with the room left in the buffer. No stage holds more than one carry chain. `flush` drops what is in
+flight.
 """
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ class Decoder(wiring.Component):
     entries moved, rows * blocks; MATMUL: k_valid * n_valid; 26 bits, unsigned)."""
 
     PRODUCT_LATENCY = product_latency(10)
-    LATENCY = PRODUCT_LATENCY + 1
+    LATENCY = 1 + PRODUCT_LATENCY + 1
 
     def __init__(self, cfg: AccelConfig):
         self._cfg = cfg
@@ -61,15 +63,21 @@ class Decoder(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
-        v = views(self.word)
+        # ---- stage 0: the word from the instruction memory, registered before it fans out ----
+        word = Signal(INSTR_BITS)
+        m.d.sync += word.eq(self.word)
+        v = views(word)
         ld, mm, po = v[Opcode.LOAD], v[Opcode.MATMUL], v[Opcode.POST]
-        opcode = self.word[:OPCODE_BITS]
+        opcode = word[:OPCODE_BITS]
         dma_op = (opcode == Opcode.LOAD) | (opcode == Opcode.STORE)
 
-        # ---- stage 1: field checks that need at most one carry chain, the room left in a DMA buffer ----
-        legal, illegal_field, out_of_range = Signal(), Signal(), Signal()   # out_of_range: MATMUL/POST only
-        room = Signal(signed(18))                                           # LOAD/STORE: depth - buf_addr
+        # ---- stage 1: checks of single fields; operand ends (sums) for the range checks of stage 2 ----
+        legal, illegal_field = Signal(), Signal()
+        room = Signal(signed(18))                       # LOAD/STORE: depth - buf_addr
         row_bytes = Signal(10)
+        end_a, end_b = Signal(17), Signal(17)           # MATMUL: act, acc ends; POST: acc, out ends
+        limit_a, limit_b = Signal(17), Signal(17)       # ... and the depths they must not pass
+        past_fixed = Signal()                           # MATMUL: the WGT tile; POST: the PARAM entry
         depth = Signal(17)
         with m.Switch(ld.buf):
             for buf, d in ((Buffer.ACT, cfg.act_depth), (Buffer.WGT, cfg.wgt_depth),
@@ -79,7 +87,7 @@ class Decoder(wiring.Component):
         m.d.sync += [
             room.eq(depth - ld.buf_addr),
             row_bytes.eq(Mux(ld.buf == Buffer.PARAM, ld.row_len * PARAM_BYTES, ld.row_len)),
-            legal.eq(0), illegal_field.eq(0), out_of_range.eq(0),
+            legal.eq(0), illegal_field.eq(0), end_a.eq(0), end_b.eq(0), past_fixed.eq(0),
         ]
         with m.Switch(opcode):
             for op in (Opcode.LOAD, Opcode.STORE):
@@ -96,39 +104,43 @@ class Decoder(wiring.Component):
                     legal.eq(1),
                     illegal_field.eq((mm.rows == 0) | (mm.k_valid == 0) | (mm.k_valid > cfg.rows)
                                      | (mm.n_valid == 0) | (mm.n_valid > cfg.cols)),
-                    out_of_range.eq((mm.act_addr + mm.rows > cfg.act_depth)
-                                    | (mm.wgt_addr + cfg.rows > cfg.wgt_depth)
-                                    | (mm.acc_addr + mm.rows > cfg.acc_depth)),
+                    end_a.eq(mm.act_addr + mm.rows), limit_a.eq(cfg.act_depth),
+                    end_b.eq(mm.acc_addr + mm.rows), limit_b.eq(cfg.acc_depth),
+                    past_fixed.eq(mm.wgt_addr > cfg.wgt_depth - cfg.rows),
                 ]
             with m.Case(Opcode.POST):
                 m.d.sync += [
                     legal.eq(1),
                     illegal_field.eq(po.rows == 0),
-                    out_of_range.eq((po.acc_addr + po.rows > cfg.acc_depth)
-                                    | (po.out_addr + po.rows > cfg.out_depth)
-                                    | (po.param_addr >= cfg.param_depth)),
+                    end_a.eq(po.acc_addr + po.rows), limit_a.eq(cfg.acc_depth),
+                    end_b.eq(po.out_addr + po.rows), limit_b.eq(cfg.out_depth),
+                    past_fixed.eq(po.param_addr >= cfg.param_depth),
                 ]
             with m.Case(Opcode.SYNC, Opcode.END):
                 m.d.sync += legal.eq(1)
 
+        # ---- stage 2: MATMUL/POST range check ----
+        out_of_range = Signal()
+        m.d.sync += out_of_range.eq((end_a > limit_a) | (end_b > limit_b) | past_fixed)
+
         count = product(m, Mux(dma_op, ld.rows, mm.k_valid), Mux(dma_op, ld.blocks, mm.n_valid), name="count")
 
-        # ---- carried alongside the product; the last stage makes the range check and the fault ----
-        lag = self.PRODUCT_LATENCY - 1
+        # ---- carried alongside the product; the last stage makes the DMA range check and the fault ----
+        P = self.PRODUCT_LATENCY
         valids, prev = [], self.valid
-        for i in range(self.PRODUCT_LATENCY):
+        for i in range(1 + P):
             valids.append(Signal(name=f"valid_d{i}"))
             m.d.sync += valids[-1].eq(prev)
             prev = valids[-1]
         with m.If(self.flush):
             m.d.sync += [s.eq(0) for s in valids]
-        word = delay(m, delay(m, self.word, 1, "word"), lag, "word_s")
-        past_end = delay(m, self.past_end, self.PRODUCT_LATENCY, "past_end")
-        dma_now = delay(m, dma_op, self.PRODUCT_LATENCY, "dma_op")
-        legal, illegal_field, out_of_range, room, row_bytes = (
-            delay(m, s, lag, n) for s, n in ((legal, "legal"), (illegal_field, "illegal_field"),
-                                             (out_of_range, "out_of_range"), (room, "room"),
-                                             (row_bytes, "row_bytes")))
+        word = delay(m, word, P, "word")
+        past_end = delay(m, self.past_end, 1 + P, "past_end")
+        dma_now = delay(m, dma_op, P, "dma_op")
+        legal, illegal_field, room, row_bytes = (
+            delay(m, s, P - 1, n) for s, n in ((legal, "legal"), (illegal_field, "illegal_field"), (room, "room"),
+                                               (row_bytes, "row_bytes")))
+        out_of_range = delay(m, out_of_range, P - 2, "out_of_range")
         oor = Mux(dma_now, count > room, out_of_range)  # unsigned vs signed: compared exactly
         fault = Mux(past_end, FaultCode.PROGRAM_RANGE,
                     Mux(~legal, FaultCode.ILLEGAL_OPCODE,

@@ -82,10 +82,10 @@ class DMA(wiring.Component):
         if rd_latency not in (1, 2):
             self._MustUse__silence = True   # never elaborated: no "created but never used" warning
             raise ValueError(f"rd_latency must be 1 or 2 (cycles from rd_addr to rd_data), not {rd_latency!r}")
-        if timing.DMA_SETUP < SETUP_MIN or timing.DMA_LOAD_DRAIN != LOAD_DRAIN_MIN:
+        if timing.DMA_SETUP - timing.ISSUE_LATENCY < SETUP_MIN or timing.DMA_LOAD_DRAIN != LOAD_DRAIN_MIN:
             raise ValueError(f"emu.timing DMA_SETUP={timing.DMA_SETUP} / DMA_LOAD_DRAIN={timing.DMA_LOAD_DRAIN} "
-                             f"do not match the DMA pipeline (DMA_SETUP >= {SETUP_MIN}, DMA_LOAD_DRAIN = "
-                             f"{LOAD_DRAIN_MIN})")
+                             f"do not match the DMA pipeline (DMA_SETUP - ISSUE_LATENCY >= {SETUP_MIN}, "
+                             f"DMA_LOAD_DRAIN = {LOAD_DRAIN_MIN})")
         self._B, self._EB, self._rd_latency = bus_bytes, entry_bytes, rd_latency
         super().__init__({
             "start": In(1), "store": In(1), "target": In(2),
@@ -309,7 +309,8 @@ class DMA(wiring.Component):
 
         # ---- bus state machine ----
         beat_cnt, last_b = Signal(8), Signal()
-        setup_cnt = Signal(range(timing.DMA_SETUP + 1))
+        setup = timing.DMA_SETUP - timing.ISSUE_LATENCY   # the sequencer's start register is the rest
+        setup_cnt = Signal(range(setup + 1))
         drain_cnt = Signal(range(timing.DMA_LOAD_DRAIN + 1))
         m.d.comb += bus.wlast.eq(last_b)
 
@@ -334,7 +335,7 @@ class DMA(wiring.Component):
             with m.State("SETUP"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += setup_cnt.eq(setup_cnt + 1)
-                with m.If(setup_cnt == timing.DMA_SETUP - 1):
+                with m.If(setup_cnt == setup - 1):
                     m.next = "ADDR"
             with m.State("ADDR"):
                 m.d.comb += [self.busy.eq(1), bus.awvalid.eq(store), bus.arvalid.eq(~store)]

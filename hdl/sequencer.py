@@ -116,8 +116,12 @@ class Sequencer(wiring.Component):
 
         m.d.sync += self.finished.eq(0)  # a one-cycle pulse; the FSM below overrides it when a run ends
 
-        # instruction fields to the units (they only look while their start is high)
-        m.d.comb += [
+        # Instruction fields and start strobes reach the units through registers (emu.timing.ISSUE_LATENCY):
+        # the fields follow the head every cycle, so the registers need no enable, and the issue decision
+        # drives only the few start flip-flops, not hundreds of argument enables. A unit counts as busy from
+        # the cycle its start is registered.
+        m.d.sync += [
+            self.dma_start.eq(0), self.cu_start.eq(0),
             self.dma_store.eq(op == Opcode.STORE), self.dma_target.eq(ld.buf),
             self.dma_rows.eq(ld.rows), self.dma_blocks.eq(ld.blocks), self.dma_row_bytes.eq(head_row_bytes),
             self.dma_buf_addr.eq(ld.buf_addr), self.dma_ext_addr.eq(ld.ext_addr),
@@ -132,6 +136,9 @@ class Sequencer(wiring.Component):
             self.cu_zero_point.eq(po.zero_point), self.cu_clamp_lo.eq(po.clamp_lo),
             self.cu_clamp_hi.eq(po.clamp_hi),
         ]
+        dma_busy = self.dma_busy | self.dma_start
+        array_busy = self.cu_busy | (self.cu_start & ~self.cu_post)
+        post_busy = self.cu_post_busy | (self.cu_start & self.cu_post)
 
         # MACS += rows * (k_valid * n_valid, the head's count) of each issued MATMUL, through a registered
         # product tree; it lands product_latency(16) + 1 cycles after issue, before any run can end (a MATMUL
@@ -151,7 +158,7 @@ class Sequencer(wiring.Component):
             m.d.sync += [self.error_code.eq(code), self.error_pc.eq(at), self.cycles.eq(cycle), fetching.eq(0)]
             m.next = "DRAIN"
 
-        all_idle = ~self.dma_busy & ~self.cu_busy & ~self.cu_post_busy
+        all_idle = ~dma_busy & ~array_busy & ~post_busy
 
         with m.FSM():
             with m.State("IDLE"):
@@ -165,7 +172,7 @@ class Sequencer(wiring.Component):
                         m.d.sync += [self.error_code.eq(FaultCode.PROGRAM_RANGE), self.finished.eq(1)]
                     with m.Else():
                         # the preload is a LOAD of one block of prog_len 16-byte entries into instruction memory
-                        m.d.comb += [
+                        m.d.sync += [
                             self.dma_start.eq(1), self.dma_target.eq(TARGET_INSTR), self.dma_store.eq(0),
                             self.dma_rows.eq(self.prog_len), self.dma_blocks.eq(1),
                             self.dma_row_bytes.eq(INSTR_BYTES), self.dma_buf_addr.eq(0),
@@ -181,10 +188,10 @@ class Sequencer(wiring.Component):
                     m.d.sync += wd_left.eq(wd_left - 1)
                 dma_op = (op == Opcode.LOAD) | (op == Opcode.STORE)
                 cu_op = (op == Opcode.MATMUL) | (op == Opcode.POST)
-                free = Mux(dma_op, ~self.dma_busy,
-                           Mux(op == Opcode.MATMUL, ~self.cu_busy,
-                               Mux(op == Opcode.POST, ~self.cu_post_busy, all_idle)))
-                with m.If(preloading & ~self.dma_busy):
+                free = Mux(dma_op, ~dma_busy,
+                           Mux(op == Opcode.MATMUL, ~array_busy,
+                               Mux(op == Opcode.POST, ~post_busy, all_idle)))
+                with m.If(preloading & ~dma_busy):
                     m.d.sync += [preloading.eq(0), fetching.eq(1)]
                 with m.If(self.dma_error):
                     fault(FaultCode.BUS_ERROR, dma_pc)
@@ -197,10 +204,9 @@ class Sequencer(wiring.Component):
                         m.d.comb += pop.eq(1)
                         m.d.sync += pc.eq(pc + 1)
                         with m.If(dma_op):
-                            m.d.comb += self.dma_start.eq(1)
-                            m.d.sync += dma_pc.eq(pc)
+                            m.d.sync += [self.dma_start.eq(1), dma_pc.eq(pc)]
                         with m.If(cu_op):
-                            m.d.comb += self.cu_start.eq(1)
+                            m.d.sync += self.cu_start.eq(1)
                         with m.If(op == Opcode.MATMUL):
                             m.d.sync += [mac_go.eq(1), mac_rows.eq(mm.rows), mac_kn.eq(head_count)]
                         with m.If(op == Opcode.END):

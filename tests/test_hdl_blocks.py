@@ -157,6 +157,8 @@ def _words(cfg):
 
 
 def test_decoder_faults_match_check_fields():
+    """Faults in check_fields' order (PROGRAM_RANGE first), and the decoded counts, LATENCY cycles later."""
+    from emu.timing import element_bytes
     cfg = AccelConfig(rows=3, cols=5, act_depth=64, wgt_depth=32, acc_depth=64, out_depth=64, param_depth=8,
                       instr_depth=128)
     dut = Decoder(cfg)
@@ -176,10 +178,16 @@ def test_decoder_faults_match_check_fields():
             ctx.set(dut.valid, cycle < len(words))
             await ctx.tick()
             if ctx.get(dut.out_valid):
-                seen.append((ctx.get(dut.out_word), ctx.get(dut.fault)))
-        assert [w for w, _ in seen] == words
-        for i, (word, fault) in enumerate(seen):
+                seen.append((ctx.get(dut.out_word), ctx.get(dut.fault), ctx.get(dut.count), ctx.get(dut.row_bytes)))
+        assert [s[0] for s in seen] == words
+        for i, (word, fault, count, row_bytes) in enumerate(seen):
             assert fault == (FaultCode.PROGRAM_RANGE if i % 2 else want(word)), (hex(word), want(word))
+            instr = isa.decode(word)
+            if fault == 0 and instr.op in (Opcode.LOAD, Opcode.STORE):
+                assert (count, row_bytes) == (instr.rows * instr.blocks,
+                                              instr.row_len * element_bytes(Buffer(instr.buf)))
+            elif fault == 0 and instr.op == Opcode.MATMUL:
+                assert count == instr.k_valid * instr.n_valid
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -271,7 +279,7 @@ DMA_CASES = {
 @pytest.mark.parametrize("case", sorted(DMA_CASES))
 def test_dma_3d_transfer_matches_golden(case, bus_bits, rd_latency):
     """One LOAD/STORE: bursts = emu.timing.bursts of dma_spans, busy cycles = dma_cycles, data = golden."""
-    from emu.timing import bursts, dma_cycles, dma_spans, element_bytes
+    from emu.timing import ISSUE_LATENCY, bursts, dma_cycles, dma_spans, element_bytes
     from hdl.dma import DMA
     fields = dict(DMA_CASES[case])
     instr = isa.make(fields.pop("op"), **fields)
@@ -321,7 +329,7 @@ def test_dma_3d_transfer_matches_golden(case, bus_bits, rd_latency):
     sim.run()
     want_bursts = [b for a, n in dma_spans(instr, B) for b in bursts(a, n, B)]
     assert slave.bursts == want_bursts
-    assert state["cycles"] == dma_cycles(instr, cfg)
+    assert state["cycles"] == dma_cycles(instr, cfg) - ISSUE_LATENCY  # the DMA alone: no issue register
     g = Golden(cfg, before.copy())
     addresses = g._addresses(instr)
     if instr.op == Opcode.LOAD:
@@ -367,7 +375,7 @@ def test_compute_max_mode_matches_golden():
     multiplier 1 and shift 0 (every ACC value stays within int8, so OUT shows it whole): OUT equals golden
     and each instruction keeps the unit busy for instr_cycles. Small values of both signs check the signed
     compare; one result (4 * 128 * 128 - 60) wraps at acc_bits=16 to -60, below the ACC value it meets."""
-    from emu.timing import instr_cycles
+    from emu.timing import ISSUE_LATENCY, instr_cycles
     from hdl.bram import BlockRAM
     cfg = AccelConfig(rows=5, cols=4, acc_bits=16, act_depth=32, wgt_depth=16, acc_depth=16, out_depth=16,
                       param_depth=2, instr_depth=16)
@@ -434,6 +442,6 @@ def test_compute_max_mode_matches_golden():
     sim.run()
     for instr in instrs:
         (g._matmul if instr.op == Opcode.MATMUL else g._post)(instr)
-    assert busy == [instr_cycles(i, cfg) for i in instrs]
+    assert busy == [instr_cycles(i, cfg) - ISSUE_LATENCY for i in instrs]  # the unit alone: no issue register
     assert (np.abs(g.acc) < 128).all() and g.acc[2, 0] > -60
     np.testing.assert_array_equal(got, g.out)
