@@ -13,10 +13,11 @@ MATMUL  s = 0 .. R-1      WGT entry wgt_addr + s read; row s of the array loads 
         s = R .. R+T-1    ACT entry act_addr + i (i = s - R) read; enters the array at s + B
         s = R+i+B+L-B     ACC entry acc_addr + i read (accumulate), so it arrives with the result row
         s = R+i+B+L       result row i leaves the array; it and the ACC row are registered
-        s = R+i+B+L+1     ACC value = result, or (accumulate) ACC + result (acc_bits wrapping), or
-                          (accumulate with reduce_max) the signed maximum of the two at acc_bits, registered
-        s = R+i+B+L+2     ... and written to ACC
-        last write at s = 2R + C + T + 6  ->  MATMUL_LATENCY >= ISSUE_LATENCY + B + MULT_LATENCY + 5 = 11
+        s = R+i+B+L+1     their sum (acc_bits wrapping) and signed comparison are registered
+        s = R+i+B+L+2     ACC value = result, or (accumulate) the sum, or (accumulate with reduce_max) the
+                          signed maximum of the two, registered
+        s = R+i+B+L+3     ... and written to ACC
+        last write at s = 2R + C + T + 7  ->  MATMUL_LATENCY >= ISSUE_LATENCY + B + MULT_LATENCY + 6 = 12
 POST    s = 0 .. T-1      ACC entry acc_addr + s read (PARAM entry param_addr read throughout)
         s = i + B + P     requantized row i written to OUT (P = PostProc.LATENCY)
                           ->  last at T - 1 + B + P, POST_LATENCY >= ISSUE_LATENCY + B + P + 1
@@ -38,7 +39,7 @@ from .postproc import PostProc
 
 __all__ = ["ComputeUnit", "MATMUL_LATENCY_MIN", "POST_LATENCY_MIN"]
 
-MATMUL_LATENCY_MIN = timing.ISSUE_LATENCY + BlockRAM.LATENCY + MULT_LATENCY + 5
+MATMUL_LATENCY_MIN = timing.ISSUE_LATENCY + BlockRAM.LATENCY + MULT_LATENCY + 6
 POST_LATENCY_MIN = timing.ISSUE_LATENCY + BlockRAM.LATENCY + PostProc.LATENCY + 1
 
 
@@ -124,18 +125,25 @@ class ComputeUnit(wiring.Component):
         with m.If(acc_rd_go):
             m.d.sync += acc_rd_ptr.eq(acc_rd_ptr + 1)
         m.d.comb += acc.rd_addr[acc_rd].eq(acc_rd_ptr)
-        # read-add-write in two stages: the ACC row and the result row registered, then combined and
-        # registered for the write (each stage one acc_bits carry chain)
+        # read-add-write in three stages, none holding more than one acc_bits carry chain: the ACC row and the
+        # result row registered; their sum and signed comparison registered; the selection registered for
+        # the write
         old, new, y_valid = (Signal.like(acc.rd_data[acc_rd], name="acc_old"), Signal.like(arr.y_out, name="y_new"),
                              Signal(name="y_valid"))
         m.d.sync += [old.eq(acc.rd_data[acc_rd]), new.eq(arr.y_out), y_valid.eq(arr.y_valid)]
-        with m.If(y_valid):
+        old_b, new_b, sum_b = (Signal.like(old, name="acc_old_b"), Signal.like(new, name="y_new_b"),
+                               Signal.like(new, name="acc_sum"))
+        greater, wr_go = Signal(C, name="acc_greater"), Signal(name="acc_wr_go")
+        m.d.sync += [old_b.eq(old), new_b.eq(new), wr_go.eq(y_valid)]
+        for n in range(C):
+            # both operands are signed acc_bits values: the comparison is the signed one, the sum wraps
+            m.d.sync += [sum_b[n].eq(old[n] + new[n]), greater[n].eq(old[n] > new[n])]
+        with m.If(wr_go):
             m.d.sync += acc_wr_ptr.eq(acc_wr_ptr + 1)
         for n in range(C):
-            # both operands are signed acc_bits values, so the comparison is the signed one at acc_bits
-            combined = Mux(reduce_max, Mux(old[n] > new[n], old[n], new[n]), old[n] + new[n])
-            m.d.sync += acc.wr_data[n].eq(Mux(accumulate, combined, new[n]))
-        m.d.sync += [acc.wr_en.eq(y_valid), acc.wr_addr.eq(acc_wr_ptr)]
+            combined = Mux(reduce_max, Mux(greater[n], old_b[n], new_b[n]), sum_b[n])
+            m.d.sync += acc.wr_data[n].eq(Mux(accumulate, combined, new_b[n]))
+        m.d.sync += [acc.wr_en.eq(wr_go), acc.wr_addr.eq(acc_wr_ptr)]
 
         # ---- POST ----
         p_phase = self.post_busy & (p_step < p_rows)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from emu import timing
@@ -77,8 +78,13 @@ class Sequencer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.decoder = dec = Decoder(self._cfg)
-        entry_bits = INSTR_BITS + 4 + 10 + COUNT_BITS
-        m.submodules.queue = queue = Queue(width=entry_bits, depth=QUEUE_DEPTH)
+        # The queue is split: the opcode and fault of each entry in a Queue with a registered head, which is
+        # all the issue decision reads, and the rest (the word, row bytes, count) in a LUT RAM read at the
+        # head's index, which only feeds the argument registers. A pop then moves a few flip-flops and one
+        # pointer, not a whole entry.
+        m.submodules.queue = queue = Queue(width=OPCODE_BITS + 4, depth=QUEUE_DEPTH)
+        m.submodules.payload = payload = Memory(shape=INSTR_BITS + 10 + COUNT_BITS, depth=QUEUE_DEPTH, init=[])
+        payload_wr, payload_rd = payload.write_port(), payload.read_port(domain="comb")
 
         pc, dma_pc = Signal(17), Signal(17)
         prog_len = Signal(17)
@@ -101,18 +107,26 @@ class Sequencer(wiring.Component):
         m.d.comb += fetched.eq(delay(m, Cat(fetch, fetch_pc == prog_len), BlockRAM.LATENCY, "fetched"))
         m.d.comb += [dec.word.eq(self.imem_rd_data), dec.valid.eq(fetched[0] & ~flush),
                      dec.past_end.eq(fetched[1]), dec.flush.eq(flush)]
-        m.d.comb += [queue.w_en.eq(dec.out_valid & ~flush),
-                     queue.w_data.eq(Cat(dec.out_word, dec.fault, dec.row_bytes, dec.count)),
+        push = dec.out_valid & ~flush
+        m.d.comb += [queue.w_en.eq(push), queue.w_data.eq(Cat(dec.out_word[:OPCODE_BITS], dec.fault)),
                      queue.flush.eq(flush), queue.r_en.eq(pop)]
+        payload_in, payload_out = Signal(range(QUEUE_DEPTH)), Signal(range(QUEUE_DEPTH))
+        m.d.comb += [payload_wr.en.eq(push), payload_wr.addr.eq(payload_in),
+                     payload_wr.data.eq(Cat(dec.out_word, dec.row_bytes, dec.count)), payload_rd.addr.eq(payload_out)]
+        with m.If(push):
+            m.d.sync += payload_in.eq(Mux(payload_in == QUEUE_DEPTH - 1, 0, payload_in + 1))
+        with m.If(pop):
+            m.d.sync += payload_out.eq(Mux(payload_out == QUEUE_DEPTH - 1, 0, payload_out + 1))
+        with m.If(flush):
+            m.d.sync += [payload_in.eq(0), payload_out.eq(0)]
 
         # ---- the head entry ----
-        head_word = queue.r_data[:INSTR_BITS]
-        head_fault = queue.r_data[INSTR_BITS:INSTR_BITS + 4]
-        head_row_bytes = queue.r_data[INSTR_BITS + 4:INSTR_BITS + 14]
-        head_count = queue.r_data[INSTR_BITS + 14:]
+        op, head_fault = queue.r_data[:OPCODE_BITS], queue.r_data[OPCODE_BITS:]
+        head_word = payload_rd.data[:INSTR_BITS]
+        head_row_bytes = payload_rd.data[INSTR_BITS:INSTR_BITS + 10]
+        head_count = payload_rd.data[INSTR_BITS + 10:]
         v = views(head_word)
         ld, mm, po = v[Opcode.LOAD], v[Opcode.MATMUL], v[Opcode.POST]
-        op = head_word[:OPCODE_BITS]
 
         m.d.sync += self.finished.eq(0)  # a one-cycle pulse; the FSM below overrides it when a run ends
 
