@@ -170,6 +170,8 @@ class DMA(wiring.Component):
         beats_s, n_last = Signal(28 - lgB), Signal(lgB + 1)
         skip, n, last = Signal(lgB), Signal(lgB + 1), Signal()
         nmrb, n_last_mrb = Signal(signed(12)), Signal(signed(12))  # n - row_bytes, n_last - row_bytes
+        n_one, n_many = Signal(lgB + 1), Signal(lgB + 1)   # S1 -> S2: n when the span is one beat / more
+        nmrb_one, nmrb_many = Signal(signed(12)), Signal(signed(12))   # the same minus row_bytes
         beats_left = Signal(28 - lgB)
         pos, entry = Signal(10), Signal(16)                # byte of the entry the beat starts at; that entry
         s = Signal(signed(12))
@@ -189,15 +191,20 @@ class DMA(wiring.Component):
             with m.State("IDLE"):
                 restart()
             with m.State("S1"):
+                # the first beat's byte count for both cases (the span is one beat or more), from the low
+                # address bits only, so that S2 is the beats == 1 compare and a mux
                 t = row_lane + span_bytes + (B - 1)
-                m.d.sync += [beats_s.eq(t >> lgB), n_last.eq(t[:lgB] + 1)]
+                n_last_s1 = (row_lane + span_bytes[:lgB] + (B - 1))[:lgB] + 1
+                n_one_s1, n_many_s1 = n_last_s1 - row_lane, B - row_lane
+                m.d.sync += [beats_s.eq(t >> lgB), n_last.eq(n_last_s1), n_last_mrb.eq(n_last_s1 - rb),
+                             n_one.eq(n_one_s1), n_many.eq(n_many_s1),
+                             nmrb_one.eq(n_one_s1 - rb), nmrb_many.eq(b_mrb - row_lane)]
                 m.next = "S2"
                 restart()
             with m.State("S2"):
                 one = beats_s == 1
-                n0 = Mux(one, n_last, B) - row_lane
-                m.d.sync += [skip.eq(row_lane), n.eq(n0), nmrb.eq(n0 - rb), n_last_mrb.eq(n_last - rb),
-                             beats_left.eq(beats_s), last.eq(one)]
+                m.d.sync += [skip.eq(row_lane), n.eq(Mux(one, n_one, n_many)),
+                             nmrb.eq(Mux(one, nmrb_one, nmrb_many)), beats_left.eq(beats_s), last.eq(one)]
                 m.next = "BEAT"
                 restart()
             with m.State("BEAT"):
