@@ -174,8 +174,11 @@ class DMA(wiring.Component):
         nmrb_one, nmrb_many = Signal(signed(12)), Signal(signed(12))   # the same minus row_bytes
         beats_left = Signal(28 - lgB)
         pos, entry = Signal(10), Signal(16)                # byte of the entry the beat starts at; that entry
-        s = Signal(signed(12))
-        m.d.comb += s.eq(pos + nmrb)                        # bytes of the beat past the entry's end
+        s = Signal(signed(12))                             # pos + nmrb: bytes of the beat past the entry's end
+        # pos, nmrb and s are registered from their next values so that s, and `complete` (its sign), come
+        # straight from a register: the beat's byte bookkeeping below starts at a flip-flop, not an adder
+        pos_n, nmrb_n, s_n = Signal(10), Signal(signed(12)), Signal(signed(12))
+        m.d.comb += [pos_n.eq(pos), nmrb_n.eq(nmrb), s_n.eq(s)]
         complete = s >= 0
         fill = pos + n
         lanes_beat = Signal()
@@ -184,7 +187,8 @@ class DMA(wiring.Component):
             with m.If(go2):      # also when a transfer stopped by an error left the sequencer mid-way
                 m.d.sync += [row_lane.eq(ext_addr[:lgB]), block_lane.eq(ext_addr[:lgB]),
                              l_spans_left.eq(Mux(merged, 0, rows - 1)), l_blocks_left.eq(blocks - 1),
-                             pos.eq(0), entry.eq(buf_addr)]
+                             entry.eq(buf_addr)]
+                m.d.comb += [pos_n.eq(0), s_n.eq(nmrb_n)]
                 m.next = "S1"
 
         with m.FSM(name="lanes"):
@@ -203,17 +207,24 @@ class DMA(wiring.Component):
                 restart()
             with m.State("S2"):
                 one = beats_s == 1
-                m.d.sync += [skip.eq(row_lane), n.eq(Mux(one, n_one, n_many)),
-                             nmrb.eq(Mux(one, nmrb_one, nmrb_many)), beats_left.eq(beats_s), last.eq(one)]
+                m.d.sync += [skip.eq(row_lane), n.eq(Mux(one, n_one, n_many)), beats_left.eq(beats_s),
+                             last.eq(one)]
+                m.d.comb += [nmrb_n.eq(Mux(one, nmrb_one, nmrb_many)),
+                             s_n.eq(Mux(one, pos + nmrb_one, pos + nmrb_many))]
                 m.next = "BEAT"
                 restart()
             with m.State("BEAT"):
                 m.d.comb += lanes_beat.eq(1)
                 with m.If(advance):
                     next_last = beats_left == 2
-                    m.d.sync += [pos.eq(Mux(complete, s, fill)), entry.eq(entry + complete), skip.eq(0),
+                    m.d.sync += [entry.eq(entry + complete), skip.eq(0),
                                  beats_left.eq(beats_left - 1), last.eq(next_last),
-                                 n.eq(Mux(next_last, n_last, B)), nmrb.eq(Mux(next_last, n_last_mrb, b_mrb))]
+                                 n.eq(Mux(next_last, n_last, B))]
+                    # s' = pos' + nmrb': s + nmrb' once the entry completes (pos' = s), else s + n'
+                    # (pos' = pos + n = s + row_bytes), each sum taken straight from registers
+                    m.d.comb += [pos_n.eq(Mux(complete, s, fill)), nmrb_n.eq(Mux(next_last, n_last_mrb, b_mrb)),
+                                 s_n.eq(Mux(complete, Mux(next_last, s + n_last_mrb, s + b_mrb),
+                                                      Mux(next_last, s + n_last, s + B)))]
                     with m.If(last):
                         with m.If(l_spans_left != 0):
                             m.d.sync += [l_spans_left.eq(l_spans_left - 1), row_lane.eq(row_lane + stride_lane)]
@@ -226,6 +237,7 @@ class DMA(wiring.Component):
                         with m.Else():
                             m.next = "IDLE"
                 restart()
+        m.d.sync += [pos.eq(pos_n), nmrb.eq(nmrb_n), s.eq(s_n)]
         # window of the beat in entry space: bytes [pos, pos + n) within two B-byte words
         lane_win = Signal(2 * B)                            # lanes of words pos // B and pos // B + 1
         m.d.comb += lane_win.eq(Cat(_therm(n, B), Const(0, B)) << pos[:lgB])
