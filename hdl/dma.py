@@ -142,21 +142,25 @@ class DMA(wiring.Component):
                          span_rem.eq(Mux(merged, prod, rb)), spans_left.eq(Mux(merged, 0, rows - 1)),
                          blocks_left.eq(blocks - 1), final.eq(0)]
         # geometry, two register stages behind cur / span_rem (a burst lasts >= 3 cycles)
+        # (AXI lengths are beats - 1; only their low 8 bits are kept, each computed with one short adder)
         lane0 = cur[:lgB]
-        lim_nb, lim_beats = Signal(13), Signal(9)
-        beats_span = Signal(28 - lgB)
-        g_rem, g_addr = Signal(27), Signal(32)
-        beats_4k = (4096 >> lgB) - cur[lgB:12]
+        lim_nb, lim_len = Signal(13), Signal(8)            # the 4 KiB / 256-beat limit: bytes, beats - 1
+        span_len = Signal(8)                               # beats of the rest of the span - 1
+        g_rem, g_rem_short, g_addr = Signal(13), Signal(), Signal(32)
+        near_4k = cur[lgB:12] >= (4096 >> lgB) - 256      # the 4 KiB boundary is 256 beats away or less
+        # beats of the span = span_rem // B + (lane0 + span_rem % B + B - 1) // B, the second term 0..2
+        lo_beats = (lane0 + span_rem[:lgB] + (B - 1)) >> lgB
         m.d.sync += [
-            lim_nb.eq(Mux(beats_4k <= 256, 4096 - cur[:12], 256 * B - lane0)),
-            lim_beats.eq(Mux(beats_4k <= 256, beats_4k, 256)),
-            beats_span.eq((lane0 + span_rem + (B - 1)) >> lgB),
-            g_rem.eq(span_rem), g_addr.eq(Cat(Const(0, lgB), cur[lgB:])),
+            lim_nb.eq(Mux(near_4k, 4096 - cur[:12], 256 * B - lane0)),
+            lim_len.eq(Mux(near_4k, (4096 >> lgB) - 1 - cur[lgB:12], 255)),
+            span_len.eq(span_rem[lgB:lgB + 8] + (lo_beats - 1)),
+            g_rem.eq(span_rem[:13]), g_rem_short.eq(span_rem[13:] == 0),
+            g_addr.eq(Cat(Const(0, lgB), cur[lgB:])),
         ]
         d_addr, d_len, d_nb, d_end = Signal(32), Signal(8), Signal(13), Signal()
-        take_all = g_rem <= lim_nb
+        take_all = g_rem_short & (g_rem <= lim_nb)
         m.d.sync += [d_addr.eq(g_addr), d_end.eq(take_all),
-                     d_nb.eq(Mux(take_all, g_rem, lim_nb)), d_len.eq(Mux(take_all, beats_span, lim_beats) - 1)]
+                     d_nb.eq(Mux(take_all, g_rem, lim_nb)), d_len.eq(Mux(take_all, span_len, lim_len))]
         m.d.comb += [
             bus.awsize.eq(lgB), bus.arsize.eq(lgB), bus.awburst.eq(1), bus.arburst.eq(1),
             bus.awaddr.eq(d_addr), bus.araddr.eq(d_addr), bus.awlen.eq(d_len), bus.arlen.eq(d_len),
