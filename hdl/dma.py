@@ -201,10 +201,12 @@ class DMA(wiring.Component):
             with m.State("S1"):
                 # the first beat's byte count for both cases (the span is one beat or more), from the low
                 # address bits only, so that S2 is the beats == 1 compare and a mux
-                t = row_lane + span_bytes + (B - 1)
-                n_last_s1 = (row_lane + span_bytes[:lgB] + (B - 1))[:lgB] + 1
+                # beats = (row_lane + span_bytes + B - 1) // B, its low part (0..2) from the low bits alone
+                t_lo = row_lane + span_bytes[:lgB] + (B - 1)
+                n_last_s1 = t_lo[:lgB] + 1
                 n_one_s1, n_many_s1 = n_last_s1 - row_lane, B - row_lane
-                m.d.sync += [beats_s.eq(t >> lgB), n_last.eq(n_last_s1), n_last_mrb.eq(n_last_s1 - rb),
+                m.d.sync += [beats_s.eq(span_bytes[lgB:] + (t_lo >> lgB)), n_last.eq(n_last_s1),
+                             n_last_mrb.eq(n_last_s1 - rb),
                              n_one.eq(n_one_s1), n_many.eq(n_many_s1),
                              nmrb_one.eq(n_one_s1 - rb), nmrb_many.eq(b_mrb - row_lane)]
                 m.next = "S2"
