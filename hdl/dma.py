@@ -177,6 +177,7 @@ class DMA(wiring.Component):
         n_one, n_many = Signal(lgB + 1), Signal(lgB + 1)   # S1 -> S2: n when the span is one beat / more
         nmrb_one, nmrb_many = Signal(signed(12)), Signal(signed(12))   # the same minus row_bytes
         beats_left = Signal(28 - lgB)
+        at2 = Signal()                                     # beats_left == 2, registered with it
         pos, entry = Signal(10), Signal(16)                # byte of the entry the beat starts at; that entry
         s = Signal(signed(12))                             # pos + nmrb: bytes of the beat past the entry's end
         # pos, nmrb and s are registered from their next values so that s, and `complete` (its sign), come
@@ -214,7 +215,7 @@ class DMA(wiring.Component):
             with m.State("S2"):
                 one = beats_s == 1
                 m.d.sync += [skip.eq(row_lane), n.eq(Mux(one, n_one, n_many)), beats_left.eq(beats_s),
-                             last.eq(one)]
+                             at2.eq(beats_s == 2), last.eq(one)]
                 m.d.comb += [nmrb_n.eq(Mux(one, nmrb_one, nmrb_many)),
                              s_n.eq(Mux(one, pos + nmrb_one, pos + nmrb_many))]
                 m.next = "BEAT"
@@ -222,9 +223,9 @@ class DMA(wiring.Component):
             with m.State("BEAT"):
                 m.d.comb += lanes_beat.eq(1)
                 with m.If(advance):
-                    next_last = beats_left == 2
+                    next_last = at2
                     m.d.sync += [entry.eq(entry + complete), skip.eq(0),
-                                 beats_left.eq(beats_left - 1), last.eq(next_last),
+                                 beats_left.eq(beats_left - 1), at2.eq(beats_left == 3), last.eq(next_last),
                                  n.eq(Mux(next_last, n_last, B))]
                     # s' = pos' + nmrb': s + nmrb' once the entry completes (pos' = s), else s + n'
                     # (pos' = pos + n = s + row_bytes), each sum taken straight from registers
