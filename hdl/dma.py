@@ -179,6 +179,7 @@ class DMA(wiring.Component):
         beats_left = Signal(28 - lgB)
         at2 = Signal()                                     # beats_left == 2, registered with it
         pos, entry = Signal(10), Signal(16)                # byte of the entry the beat starts at; that entry
+        entry_p1 = Signal(16)                              # entry + 1, counted alongside
         s = Signal(signed(12))                             # pos + nmrb: bytes of the beat past the entry's end
         # pos, nmrb and s are registered from their next values so that s, and `complete` (its sign), come
         # straight from a register: the beat's byte bookkeeping below starts at a flip-flop, not an adder
@@ -192,7 +193,7 @@ class DMA(wiring.Component):
             with m.If(go2):      # also when a transfer stopped by an error left the sequencer mid-way
                 m.d.sync += [row_lane.eq(ext_addr[:lgB]), block_lane.eq(ext_addr[:lgB]),
                              l_spans_left.eq(Mux(merged, 0, rows - 1)), l_blocks_left.eq(blocks - 1),
-                             entry.eq(buf_addr)]
+                             entry.eq(buf_addr), entry_p1.eq(buf_addr + 1)]
                 m.d.comb += [pos_n.eq(0), s_n.eq(nmrb_n)]
                 m.next = "S1"
 
@@ -224,7 +225,7 @@ class DMA(wiring.Component):
                 m.d.comb += lanes_beat.eq(1)
                 with m.If(advance):
                     next_last = at2
-                    m.d.sync += [entry.eq(entry + complete), skip.eq(0),
+                    m.d.sync += [entry.eq(entry + complete), entry_p1.eq(entry_p1 + complete), skip.eq(0),
                                  beats_left.eq(beats_left - 1), at2.eq(beats_left == 3), last.eq(next_last),
                                  n.eq(Mux(next_last, n_last, B))]
                     # s' = pos' + nmrb': s + nmrb' once the entry completes (pos' = s), else s + n'
@@ -295,24 +296,36 @@ class DMA(wiring.Component):
             m.d.sync += credits.eq(credits - issue + pop)
         straddle = complete & (s != 0)                      # the beat also carries bytes of entry + 1
         rd_addr = Signal(16)
-        m.d.sync += rd_addr.eq(entry + straddle)
+        m.d.sync += rd_addr.eq(Mux(straddle, entry_p1, entry))
         m.d.comb += self.rd_addr.eq(rd_addr)
-        # offsets + B into the padded entry (a zero word in front): lane j <- byte main_off - B + j
+        # The word select needs, rd_latency (+1) cycles after P0, the beat's offsets + B into the padded entry
+        # (a zero word in front: lane j <- byte main_off - B + j), the offset of the next beat's start for the
+        # carry, and the lanes taken from the carry; they are worked out over the two cycles that the read
+        # takes: P0 registers the beat (q0), C1 the sums (q1), C2 the offsets (ctl2).
         main_off = Signal(range((NW + 2) * B))
         carry_off = Signal(range((NW + 2) * B))
-        m.d.comb += [main_off.eq(Mux(straddle, s - n + B, pos - skip + B)),
-                     carry_off.eq(Mux(complete, s, fill) + B)]  # the next beat's start, in the port entry
-        ctl = [Signal(1 + B + B + len(main_off) + len(carry_off), name=f"ctl{i}") for i in range(3)]
-        from_carry = Mux(straddle, _therm(n - s, B), 0)
-        m.d.sync += ctl[0].eq(Cat(issue, beat_lanes, from_carry, main_off, carry_off))
-        m.d.sync += [ctl[i + 1].eq(ctl[i]) for i in range(2)]
+        q0_v, q0_lanes, q0_complete = Signal(), Signal(B), Signal()
+        q0_s, q0_n, q0_pos, q0_skip = Signal(signed(12)), Signal(lgB + 1), Signal(10), Signal(lgB)
+        m.d.sync += [q0_v.eq(issue), q0_lanes.eq(beat_lanes), q0_complete.eq(complete),
+                     q0_s.eq(s), q0_n.eq(n), q0_pos.eq(pos), q0_skip.eq(skip)]
+        q1_v, q1_lanes, q1_straddle = Signal(), Signal(B), Signal()
+        q1_main_s, q1_main_pos = Signal(len(main_off)), Signal(len(main_off))   # the two main_off candidates
+        q1_n_ms, q1_next = Signal(signed(14)), Signal(len(carry_off))          # n - s; the next beat's start
+        m.d.sync += [q1_v.eq(q0_v), q1_lanes.eq(q0_lanes), q1_straddle.eq(q0_complete & (q0_s != 0)),
+                     q1_main_s.eq(q0_s - q0_n + B), q1_main_pos.eq(q0_pos - q0_skip + B),
+                     q1_n_ms.eq(q0_n - q0_s), q1_next.eq(Mux(q0_complete, q0_s, q0_pos + q0_n))]
+        m.d.comb += [main_off.eq(Mux(q1_straddle, q1_main_s, q1_main_pos)),
+                     carry_off.eq(q1_next + B)]             # the next beat's start, in the port entry
+        from_carry = Mux(q1_straddle, _therm(q1_n_ms, B), 0)
+        ctl2 = Signal(1 + B + B + len(main_off) + len(carry_off))
+        m.d.sync += ctl2.eq(Cat(q1_v, q1_lanes, from_carry, main_off, carry_off))
         if self._rd_latency == 1:
             src = Signal(8 * EB)
             m.d.sync += src.eq(self.rd_data)
         else:
             src = self.rd_data
         padded = Cat(Const(0, 8 * B), src, Const(0, 8 * (NW * B - EB) + 16 * B))
-        c2 = ctl[2]
+        c2 = ctl2
         v2, lanes2, fc2 = c2[0], c2[1:1 + B], c2[1 + B:1 + 2 * B]
         mo2 = c2[1 + 2 * B:1 + 2 * B + len(main_off)]
         co2 = c2[1 + 2 * B + len(main_off):]
