@@ -259,7 +259,9 @@ class DMA(wiring.Component):
         rot_q, rot2_q, entry_q = Signal(lgB), Signal(lgB), Signal(16)
         load_beat, issue = Signal(), Signal()
         m.d.comb += advance.eq(Mux(store, issue, load_beat))
-        en = Cat(*((((word == k // B) & lane_win[k % B]) | ((word + 1 == k // B) & lane_win[B + k % B]))
+        # word + 1 == k // B written as word == k // B - 1: a compare with a constant, no incrementer
+        en = Cat(*((((word == k // B) & lane_win[k % B])
+                    | (((word == k // B - 1) if k >= B else Const(0)) & lane_win[B + k % B]))
                    & rb_mask[k] for k in range(NW * B)))
         m.d.sync += [
             beat_q.eq(bus.rdata),
