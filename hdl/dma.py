@@ -136,11 +136,15 @@ class DMA(wiring.Component):
         nxt_row, nxt_block = Signal(32), Signal(32)        # row_base + stride, block_base + block_stride
         span_rem, spans_left, blocks_left = Signal(27), Signal(17), Signal(10)
         final = Signal()
+        more_spans, more_blocks = Signal(), Signal()       # spans_left != 0, blocks_left != 0, registered
+        more_spans_0 = Signal()                            # block_spans != 0
         m.d.sync += [nxt_row.eq(row_base + stride), nxt_block.eq(block_base + block_stride)]
         with m.If(go2):
             m.d.sync += [block_base.eq(ext_addr), row_base.eq(ext_addr), cur.eq(ext_addr),
                          span_rem.eq(Mux(merged, prod, rb)), spans_left.eq(Mux(merged, 0, rows - 1)),
-                         blocks_left.eq(blocks - 1), final.eq(0)]
+                         blocks_left.eq(blocks - 1), final.eq(0),
+                         more_spans.eq(~merged & (rows != 1)), more_blocks.eq(blocks != 1),
+                         more_spans_0.eq(~merged & (rows != 1))]
         # geometry, two register stages behind cur / span_rem (a burst lasts >= 3 cycles)
         # (AXI lengths are beats - 1; only their low 8 bits are kept, each computed with one short adder)
         lane0 = cur[:lgB]
@@ -383,11 +387,14 @@ class DMA(wiring.Component):
                     m.d.sync += [beat_cnt.eq(d_len), last_b.eq(d_len == 0)]
                     with m.If(~d_end):
                         m.d.sync += [cur.eq(cur + d_nb), span_rem.eq(span_rem - d_nb)]
-                    with m.Elif(spans_left != 0):
-                        m.d.sync += [spans_left.eq(spans_left - 1), row_base.eq(nxt_row), cur.eq(nxt_row),
+                    with m.Elif(more_spans):
+                        m.d.sync += [spans_left.eq(spans_left - 1), more_spans.eq(spans_left != 1),
+                                     row_base.eq(nxt_row), cur.eq(nxt_row),
                                      span_rem.eq(rb)]
-                    with m.Elif(blocks_left != 0):
-                        m.d.sync += [blocks_left.eq(blocks_left - 1), block_base.eq(nxt_block),
+                    with m.Elif(more_blocks):
+                        # block_spans == spans_left at go2, so the block's first span has more_spans' value then
+                        m.d.sync += [blocks_left.eq(blocks_left - 1), more_blocks.eq(blocks_left != 1),
+                                     more_spans.eq(more_spans_0), block_base.eq(nxt_block),
                                      row_base.eq(nxt_block), cur.eq(nxt_block), span_rem.eq(span_bytes),
                                      spans_left.eq(block_spans)]
                     with m.Else():
