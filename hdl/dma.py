@@ -151,7 +151,8 @@ class DMA(wiring.Component):
         lim_nb, lim_len = Signal(13), Signal(8)            # the 4 KiB / 256-beat limit: bytes, beats - 1
         span_len = Signal(8)                               # beats of the rest of the span - 1
         g_rem, g_rem_short, g_addr = Signal(13), Signal(), Signal(32)
-        near_4k = cur[lgB:12] >= (4096 >> lgB) - 256      # the 4 KiB boundary is 256 beats away or less
+        beats_4k_min = (4096 >> lgB) - 256                 # 4 KiB boundary 256 beats away or less from here on
+        near_4k = cur[lgB:12] >= beats_4k_min if beats_4k_min > 0 else Const(1)
         # beats of the span = span_rem // B + (lane0 + span_rem % B + B - 1) // B, the second term 0..2
         lo_beats = (lane0 + span_rem[:lgB] + (B - 1)) >> lgB
         m.d.sync += [
