@@ -355,6 +355,9 @@ class DMA(wiring.Component):
 
         # ---- bus state machine ----
         beat_cnt, last_b = Signal(8), Signal()
+        # the bus state is ADDR: a flip-flop of its own, so that an accepted address (which steps ~150
+        # address-generator flip-flops) is one LUT from registers and the ready inputs
+        in_addr = Signal()
         setup_cnt = Signal(range(timing.DMA_SETUP + 1))
         drain_cnt = Signal(range(timing.DMA_LOAD_DRAIN + 1))
         m.d.comb += bus.wlast.eq(last_b)
@@ -367,10 +370,31 @@ class DMA(wiring.Component):
                     m.d.sync += drain_cnt.eq(timing.DMA_LOAD_DRAIN - 1)
                     m.next = "DRAIN"
             with m.Else():
+                m.d.sync += in_addr.eq(1)
                 m.next = "ADDR"
 
         def beat_done():
             m.d.sync += [beat_cnt.eq(beat_cnt - 1), last_b.eq(beat_cnt == 1)]
+
+        accept = Signal()                                   # an address is accepted (the bus state is ADDR)
+        m.d.comb += accept.eq(in_addr & Mux(store, bus.awready, bus.arready))
+        with m.If(accept):
+            m.d.sync += in_addr.eq(0)
+            m.d.sync += [beat_cnt.eq(d_len), last_b.eq(d_len == 0)]
+            with m.If(~d_end):
+                m.d.sync += [cur.eq(cur + d_nb), span_rem.eq(span_rem - d_nb)]
+            with m.Elif(more_spans):
+                m.d.sync += [spans_left.eq(spans_left - 1), more_spans.eq(spans_left != 1),
+                             row_base.eq(nxt_row), cur.eq(nxt_row),
+                             span_rem.eq(rb)]
+            with m.Elif(more_blocks):
+                # block_spans == spans_left at go2, so the block's first span has more_spans' value then
+                m.d.sync += [blocks_left.eq(blocks_left - 1), more_blocks.eq(blocks_left != 1),
+                             more_spans.eq(more_spans_0), block_base.eq(nxt_block),
+                             row_base.eq(nxt_block), cur.eq(nxt_block), span_rem.eq(span_bytes),
+                             spans_left.eq(block_spans)]
+            with m.Else():
+                m.d.sync += final.eq(1)
 
         with m.FSM(name="bus"):
             with m.State("IDLE"):
@@ -381,25 +405,11 @@ class DMA(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += setup_cnt.eq(setup_cnt + 1)
                 with m.If(setup_cnt == timing.DMA_SETUP - 1):
+                    m.d.sync += in_addr.eq(1)
                     m.next = "ADDR"
             with m.State("ADDR"):
                 m.d.comb += [self.busy.eq(1), bus.awvalid.eq(store), bus.arvalid.eq(~store)]
-                with m.If(Mux(store, bus.awready, bus.arready)):
-                    m.d.sync += [beat_cnt.eq(d_len), last_b.eq(d_len == 0)]
-                    with m.If(~d_end):
-                        m.d.sync += [cur.eq(cur + d_nb), span_rem.eq(span_rem - d_nb)]
-                    with m.Elif(more_spans):
-                        m.d.sync += [spans_left.eq(spans_left - 1), more_spans.eq(spans_left != 1),
-                                     row_base.eq(nxt_row), cur.eq(nxt_row),
-                                     span_rem.eq(rb)]
-                    with m.Elif(more_blocks):
-                        # block_spans == spans_left at go2, so the block's first span has more_spans' value then
-                        m.d.sync += [blocks_left.eq(blocks_left - 1), more_blocks.eq(blocks_left != 1),
-                                     more_spans.eq(more_spans_0), block_base.eq(nxt_block),
-                                     row_base.eq(nxt_block), cur.eq(nxt_block), span_rem.eq(span_bytes),
-                                     spans_left.eq(block_spans)]
-                    with m.Else():
-                        m.d.sync += final.eq(1)
+                with m.If(accept):
                     m.next = "DATA"
             with m.State("DATA"):
                 m.d.comb += self.busy.eq(1)
