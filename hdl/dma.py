@@ -14,17 +14,20 @@ after its last R beat, until its last entry write is done:
   LOAD  burst: AR (cycle a) ... first R beat at a + 2 (memory latency) ... last beat, next AR.
   STORE burst: AW (cycle a), W beats a+1 .. a+beats, B accepted at a+beats+1, next AW.
 
-Pipeline (aimed at 150 MHz on an LFE5U-85F-6; bench/dma_fmax.py measures the unit standalone: 104 MHz at
-bus 8 / entry 96 bytes so far, the lane sequencer's span set-up (S2: beats == 1 -> mux -> two subtracts)
-is the critical path):
+Pipeline (aimed at 150 MHz on an LFE5U-85F-6; bench/dma_fmax.py measures the unit standalone at bus 8 /
+entry 96 bytes: 115 MHz, 3095 FF / 7309 LUT; the critical path is the lane sequencer's S1, the first
+beat's bytes (an adder on the low address bits, then n_last - row_bytes), with routing over half of it):
   cycle 0  `start`: the arguments are registered;
   cycle 1  rows * row_bytes (the bytes of a merged span) and per-transfer constants;
   cycle 2  span set-up: the burst address generator and the lane sequencer load their first span;
-  then     burst geometry (4 KiB / 256-beat limits, beats) in two register stages behind the current
+  then     burst geometry (4 KiB / 256-beat limits, beats - 1) in two register stages behind the current
            address; a burst lasts at least 3 cycles, so the next burst's address, length and byte count are
            ready when the state machine returns to ADDR and moving to a new row or block costs no cycle.
 The lane sequencer walks the same spans a beat at a time (first lane, bytes, the entry byte the beat
-starts at), independent of the burst cuts, which are bus-aligned inside a span.
+starts at), independent of the burst cuts, which are bus-aligned inside a span. Per span it takes two
+set-up states: S1 counts the span's beats and works out the first beat's bytes both for a one-beat span and
+for a longer one, S2 picks one. Its beat bookkeeping (bytes past the entry's end, entry + 1) is kept in
+registers next to the values it derives from, so each beat's step starts at flip-flops.
 
 Back-pressure is honoured on AR/AW/W (ready from the slave) and R/B are accepted whenever valid in the
 matching state. Unaligned first/last beats are handled with per-lane byte selection (WSTRB on writes).
@@ -38,7 +41,8 @@ span's rows are >= bus_bytes long), so the write comes 2 cycles after the beat t
 
 STORE: a beat producer runs ahead of the W channel with credits for an 8-beat W FIFO: it presents the
 entry holding a beat's last byte on `rd_addr` (a register), `rd_latency` cycles later (the 1-cycle source
-is registered once more) picks two bus words of it and funnels them onto the lanes; a beat that straddles
+is registered once more) picks two bus words of it and funnels them onto the lanes (the word offsets are
+worked out from the beat while the read is under way); a beat that straddles
 two entries takes its first bytes from a carry register filled from the previous beat's entry. W beats
 go out of the FIFO back to back once the burst's AW is accepted.
 """
