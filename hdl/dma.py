@@ -15,8 +15,9 @@ after its last R beat, until its last entry write is done:
   STORE burst: AW (cycle a), W beats a+1 .. a+beats, B accepted at a+beats+1, next AW.
 
 Pipeline (aimed at 150 MHz on an LFE5U-85F-6; bench/dma_fmax.py measures the unit standalone at bus 8 /
-entry 96 bytes: 115 MHz, 3095 FF / 7309 LUT; the critical path is the lane sequencer's S1, the first
-beat's bytes (an adder on the low address bits, then n_last - row_bytes), with routing over half of it):
+entry 96 bytes: 115 MHz, 3095 FF / 7309 LUT before S1's low-bit sums became tables; the critical path was
+then the lane sequencer's S1, the first beat's bytes (an adder on the low address bits, then
+n_last - row_bytes), with routing over half of it):
   cycle 0  `start`: the arguments are registered;
   cycle 1  rows * row_bytes (the bytes of a merged span) and per-transfer constants;
   cycle 2  span set-up: the burst address generator and the lane sequencer load their first span;
@@ -48,7 +49,7 @@ go out of the FIFO back to back once the burst's AW is accepted.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -213,10 +214,15 @@ class DMA(wiring.Component):
                 # the first beat's byte count for both cases (the span is one beat or more), from the low
                 # address bits only, so that S2 is the beats == 1 compare and a mux
                 # beats = (row_lane + span_bytes + B - 1) // B, its low part (0..2) from the low bits alone
-                t_lo = row_lane + span_bytes[:lgB] + (B - 1)
-                n_last_s1 = t_lo[:lgB] + 1
-                n_one_s1, n_many_s1 = n_last_s1 - row_lane, B - row_lane
-                m.d.sync += [beats_s.eq(span_bytes[lgB:] + (t_lo >> lgB)), n_last.eq(n_last_s1),
+                # (tables of the lgB + lgB low bits: logic, not adders in series with the subtractions)
+                lo = Cat(row_lane, span_bytes[:lgB])
+                lo_cases = [(i % B, i >> lgB) for i in range(B * B)]          # (row lane, span bytes % B)
+                t_carry = Array(Const((rl + sb + B - 1) >> lgB, 2) for rl, sb in lo_cases)[lo]
+                n_last_s1 = Array(Const((rl + sb + B - 1) % B + 1, lgB + 1) for rl, sb in lo_cases)[lo]
+                n_one_s1 = Array(Const((rl + sb + B - 1) % B + 1 - rl, signed(lgB + 2))
+                                 for rl, sb in lo_cases)[lo]                  # n_last - row lane
+                n_many_s1 = B - row_lane
+                m.d.sync += [beats_s.eq(span_bytes[lgB:] + t_carry), n_last.eq(n_last_s1),
                              n_last_mrb.eq(n_last_s1 - rb),
                              n_one.eq(n_one_s1), n_many.eq(n_many_s1),
                              nmrb_one.eq(n_one_s1 - rb), nmrb_many.eq(b_mrb - row_lane)]
