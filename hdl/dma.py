@@ -15,9 +15,8 @@ after its last R beat, until its last entry write is done:
   STORE burst: AW (cycle a), W beats a+1 .. a+beats, B accepted at a+beats+1, next AW.
 
 Pipeline (aimed at 150 MHz on an LFE5U-85F-6; bench/dma_fmax.py measures the unit standalone at bus 8 /
-entry 96 bytes: 115 MHz, 3095 FF / 7309 LUT before S1's low-bit sums became tables; the critical path was
-then the lane sequencer's S1, the first beat's bytes (an adder on the low address bits, then
-n_last - row_bytes), with routing over half of it):
+entry 96 bytes: 120 MHz, 3095 FF / 7455 LUT before S1 took over the beats == 1 / == 2 tests; the
+critical path was then S2's beats == 1 (a 25-bit compare) into the mux of `s`, routing over half of it):
   cycle 0  `start`: the arguments are registered;
   cycle 1  rows * row_bytes (the bytes of a merged span) and per-transfer constants;
   cycle 2  span set-up: the burst address generator and the lane sequencer load their first span;
@@ -188,6 +187,7 @@ class DMA(wiring.Component):
         nmrb_one, nmrb_many = Signal(signed(12)), Signal(signed(12))   # the same minus row_bytes
         beats_left = Signal(28 - lgB)
         at2 = Signal()                                     # beats_left == 2, registered with it
+        one_s, two_s = Signal(), Signal()                  # S1 -> S2: beats_s == 1, beats_s == 2
         pos, entry = Signal(10), Signal(16)                # byte of the entry the beat starts at; that entry
         entry_p1 = Signal(16)                              # entry + 1, counted alongside
         s = Signal(signed(12))                             # pos + nmrb: bytes of the beat past the entry's end
@@ -222,6 +222,10 @@ class DMA(wiring.Component):
                 n_one_s1 = Array(Const((rl + sb + B - 1) % B + 1 - rl, signed(lgB + 2))
                                  for rl, sb in lo_cases)[lo]                  # n_last - row lane
                 n_many_s1 = B - row_lane
+                hi = span_bytes[lgB:]                   # beats = hi + t_carry; == 1 and == 2 without the sum
+                hi0, hi1, hi2 = hi == 0, hi == 1, hi == 2
+                m.d.sync += [one_s.eq((hi0 & (t_carry == 1)) | (hi1 & (t_carry == 0))),
+                             two_s.eq((hi0 & (t_carry == 2)) | (hi1 & (t_carry == 1)) | (hi2 & (t_carry == 0)))]
                 m.d.sync += [beats_s.eq(span_bytes[lgB:] + t_carry), n_last.eq(n_last_s1),
                              n_last_mrb.eq(n_last_s1 - rb),
                              n_one.eq(n_one_s1), n_many.eq(n_many_s1),
@@ -229,9 +233,9 @@ class DMA(wiring.Component):
                 m.next = "S2"
                 restart()
             with m.State("S2"):
-                one = beats_s == 1
+                one = one_s
                 m.d.sync += [skip.eq(row_lane), n.eq(Mux(one, n_one, n_many)), beats_left.eq(beats_s),
-                             at2.eq(beats_s == 2), last.eq(one)]
+                             at2.eq(two_s), last.eq(one)]
                 m.d.comb += [nmrb_n.eq(Mux(one, nmrb_one, nmrb_many)),
                              s_n.eq(Mux(one, pos + nmrb_one, pos + nmrb_many))]
                 m.next = "BEAT"
