@@ -15,8 +15,8 @@ after its last R beat, until its last entry write is done:
   STORE burst: AW (cycle a), W beats a+1 .. a+beats, B accepted at a+beats+1, next AW.
 
 Pipeline (aimed at 150 MHz on an LFE5U-85F-6; bench/dma_fmax.py measures the unit standalone at bus 8 /
-entry 96 bytes: 120 MHz, 3095 FF / 7455 LUT before S1 took over the beats == 1 / == 2 tests; the
-critical path was then S2's beats == 1 (a 25-bit compare) into the mux of `s`, routing over half of it):
+entry 96 bytes: 123 MHz, 3097 FF / 7294 LUT; the critical path is the LOAD assembly, the rotated beat
+fanned out to the entry-wide assembly and write registers (4 LUTs, routing two thirds of it)):
   cycle 0  `start`: the arguments are registered;
   cycle 1  rows * row_bytes (the bytes of a merged span) and per-transfer constants;
   cycle 2  span set-up: the burst address generator and the lane sequencer load their first span;
