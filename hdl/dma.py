@@ -8,23 +8,27 @@ otherwise each row is its own span; blocks are never merged (emu.timing.dma_span
 into INCR bursts of at most 256 beats that never cross a 4 KiB boundary (emu.timing.bursts); bursts run
 strictly one after another, so with a slave that answers after a fixed latency a burst costs exactly
 DMA_READ_LATENCY (LOAD) or DMA_WRITE_LATENCY (STORE) + beats cycles. The first address goes out
-emu.timing.DMA_SETUP cycles after `start` (once per transfer), and a LOAD stays busy DMA_LOAD_DRAIN cycles
-after its last R beat, until its last entry write is done:
+emu.timing.DMA_SETUP - ISSUE_LATENCY cycles after `start` (once per transfer; the sequencer's start
+register is the rest of DMA_SETUP), and a LOAD stays busy DMA_LOAD_DRAIN cycles after its last R beat,
+until its last entry write is done:
 
   LOAD  burst: AR (cycle a) ... first R beat at a + 2 (memory latency) ... last beat, next AR.
   STORE burst: AW (cycle a), W beats a+1 .. a+beats, B accepted at a+beats+1, next AW.
 
-Pipeline (aimed at 150 MHz on an LFE5U-85F-6; bench/dma_fmax.py measures the unit standalone: 104 MHz at
-bus 8 / entry 96 bytes so far, the lane sequencer's span set-up (S2: beats == 1 -> mux -> two subtracts)
-is the critical path):
+Pipeline (aimed at 150 MHz on an LFE5U-85F-6; bench/dma_fmax.py measures the unit standalone at bus 8 /
+entry 96 bytes: 123 MHz, 3097 FF / 7294 LUT; the critical path is the LOAD assembly, the rotated beat
+fanned out to the entry-wide assembly and write registers (4 LUTs, routing two thirds of it)):
   cycle 0  `start`: the arguments are registered;
   cycle 1  rows * row_bytes (the bytes of a merged span) and per-transfer constants;
   cycle 2  span set-up: the burst address generator and the lane sequencer load their first span;
-  then     burst geometry (4 KiB / 256-beat limits, beats) in two register stages behind the current
+  then     burst geometry (4 KiB / 256-beat limits, beats - 1) in two register stages behind the current
            address; a burst lasts at least 3 cycles, so the next burst's address, length and byte count are
            ready when the state machine returns to ADDR and moving to a new row or block costs no cycle.
 The lane sequencer walks the same spans a beat at a time (first lane, bytes, the entry byte the beat
-starts at), independent of the burst cuts, which are bus-aligned inside a span.
+starts at), independent of the burst cuts, which are bus-aligned inside a span. Per span it takes two
+set-up states: S1 counts the span's beats and works out the first beat's bytes both for a one-beat span and
+for a longer one, S2 picks one. Its beat bookkeeping (bytes past the entry's end, entry + 1) is kept in
+registers next to the values it derives from, so each beat's step starts at flip-flops.
 
 Back-pressure is honoured on AR/AW/W (ready from the slave) and R/B are accepted whenever valid in the
 matching state. Unaligned first/last beats are handled with per-lane byte selection (WSTRB on writes).
@@ -38,13 +42,14 @@ span's rows are >= bus_bytes long), so the write comes 2 cycles after the beat t
 
 STORE: a beat producer runs ahead of the W channel with credits for an 8-beat W FIFO: it presents the
 entry holding a beat's last byte on `rd_addr` (a register), `rd_latency` cycles later (the 1-cycle source
-is registered once more) picks two bus words of it and funnels them onto the lanes; a beat that straddles
+is registered once more) picks two bus words of it and funnels them onto the lanes (the word offsets are
+worked out from the beat while the read is under way); a beat that straddles
 two entries takes its first bytes from a carry register filled from the previous beat's entry. W beats
 go out of the FIFO back to back once the burst's AW is accepted.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -136,27 +141,36 @@ class DMA(wiring.Component):
         nxt_row, nxt_block = Signal(32), Signal(32)        # row_base + stride, block_base + block_stride
         span_rem, spans_left, blocks_left = Signal(27), Signal(17), Signal(10)
         final = Signal()
+        more_spans, more_blocks = Signal(), Signal()       # spans_left != 0, blocks_left != 0, registered
+        more_spans_0 = Signal()                            # block_spans != 0
         m.d.sync += [nxt_row.eq(row_base + stride), nxt_block.eq(block_base + block_stride)]
         with m.If(go2):
             m.d.sync += [block_base.eq(ext_addr), row_base.eq(ext_addr), cur.eq(ext_addr),
                          span_rem.eq(Mux(merged, prod, rb)), spans_left.eq(Mux(merged, 0, rows - 1)),
-                         blocks_left.eq(blocks - 1), final.eq(0)]
+                         blocks_left.eq(blocks - 1), final.eq(0),
+                         more_spans.eq(~merged & (rows != 1)), more_blocks.eq(blocks != 1),
+                         more_spans_0.eq(~merged & (rows != 1))]
         # geometry, two register stages behind cur / span_rem (a burst lasts >= 3 cycles)
+        # (AXI lengths are beats - 1; only their low 8 bits are kept, each computed with one short adder)
         lane0 = cur[:lgB]
-        lim_nb, lim_beats = Signal(13), Signal(9)
-        beats_span = Signal(28 - lgB)
-        g_rem, g_addr = Signal(27), Signal(32)
-        beats_4k = (4096 >> lgB) - cur[lgB:12]
+        lim_nb, lim_len = Signal(13), Signal(8)            # the 4 KiB / 256-beat limit: bytes, beats - 1
+        span_len = Signal(8)                               # beats of the rest of the span - 1
+        g_rem, g_rem_short, g_addr = Signal(13), Signal(), Signal(32)
+        beats_4k_min = (4096 >> lgB) - 256                 # 4 KiB boundary 256 beats away or less from here on
+        near_4k = cur[lgB:12] >= beats_4k_min if beats_4k_min > 0 else Const(1)
+        # beats of the span = span_rem // B + (lane0 + span_rem % B + B - 1) // B, the second term 0..2
+        lo_beats = (lane0 + span_rem[:lgB] + (B - 1)) >> lgB
         m.d.sync += [
-            lim_nb.eq(Mux(beats_4k <= 256, 4096 - cur[:12], 256 * B - lane0)),
-            lim_beats.eq(Mux(beats_4k <= 256, beats_4k, 256)),
-            beats_span.eq((lane0 + span_rem + (B - 1)) >> lgB),
-            g_rem.eq(span_rem), g_addr.eq(Cat(Const(0, lgB), cur[lgB:])),
+            lim_nb.eq(Mux(near_4k, 4096 - cur[:12], 256 * B - lane0)),
+            lim_len.eq(Mux(near_4k, (4096 >> lgB) - 1 - cur[lgB:12], 255)),
+            span_len.eq(span_rem[lgB:lgB + 8] + (lo_beats - 1)),
+            g_rem.eq(span_rem[:13]), g_rem_short.eq(span_rem[13:] == 0),
+            g_addr.eq(Cat(Const(0, lgB), cur[lgB:])),
         ]
         d_addr, d_len, d_nb, d_end = Signal(32), Signal(8), Signal(13), Signal()
-        take_all = g_rem <= lim_nb
+        take_all = g_rem_short & (g_rem <= lim_nb)
         m.d.sync += [d_addr.eq(g_addr), d_end.eq(take_all),
-                     d_nb.eq(Mux(take_all, g_rem, lim_nb)), d_len.eq(Mux(take_all, beats_span, lim_beats) - 1)]
+                     d_nb.eq(Mux(take_all, g_rem, lim_nb)), d_len.eq(Mux(take_all, span_len, lim_len))]
         m.d.comb += [
             bus.awsize.eq(lgB), bus.arsize.eq(lgB), bus.awburst.eq(1), bus.arburst.eq(1),
             bus.awaddr.eq(d_addr), bus.araddr.eq(d_addr), bus.awlen.eq(d_len), bus.arlen.eq(d_len),
@@ -170,10 +184,18 @@ class DMA(wiring.Component):
         beats_s, n_last = Signal(28 - lgB), Signal(lgB + 1)
         skip, n, last = Signal(lgB), Signal(lgB + 1), Signal()
         nmrb, n_last_mrb = Signal(signed(12)), Signal(signed(12))  # n - row_bytes, n_last - row_bytes
+        n_one, n_many = Signal(lgB + 1), Signal(lgB + 1)   # S1 -> S2: n when the span is one beat / more
+        nmrb_one, nmrb_many = Signal(signed(12)), Signal(signed(12))   # the same minus row_bytes
         beats_left = Signal(28 - lgB)
+        at2 = Signal()                                     # beats_left == 2, registered with it
+        one_s, two_s = Signal(), Signal()                  # S1 -> S2: beats_s == 1, beats_s == 2
         pos, entry = Signal(10), Signal(16)                # byte of the entry the beat starts at; that entry
-        s = Signal(signed(12))
-        m.d.comb += s.eq(pos + nmrb)                        # bytes of the beat past the entry's end
+        entry_p1 = Signal(16)                              # entry + 1, counted alongside
+        s = Signal(signed(12))                             # pos + nmrb: bytes of the beat past the entry's end
+        # pos, nmrb and s are registered from their next values so that s, and `complete` (its sign), come
+        # straight from a register: the beat's byte bookkeeping below starts at a flip-flop, not an adder
+        pos_n, nmrb_n, s_n = Signal(10), Signal(signed(12)), Signal(signed(12))
+        m.d.comb += [pos_n.eq(pos), nmrb_n.eq(nmrb), s_n.eq(s)]
         complete = s >= 0
         fill = pos + n
         lanes_beat = Signal()
@@ -182,31 +204,55 @@ class DMA(wiring.Component):
             with m.If(go2):      # also when a transfer stopped by an error left the sequencer mid-way
                 m.d.sync += [row_lane.eq(ext_addr[:lgB]), block_lane.eq(ext_addr[:lgB]),
                              l_spans_left.eq(Mux(merged, 0, rows - 1)), l_blocks_left.eq(blocks - 1),
-                             pos.eq(0), entry.eq(buf_addr)]
+                             entry.eq(buf_addr), entry_p1.eq(buf_addr + 1)]
+                m.d.comb += [pos_n.eq(0), s_n.eq(nmrb_n)]
                 m.next = "S1"
 
         with m.FSM(name="lanes"):
             with m.State("IDLE"):
                 restart()
             with m.State("S1"):
-                t = row_lane + span_bytes + (B - 1)
-                m.d.sync += [beats_s.eq(t >> lgB), n_last.eq(t[:lgB] + 1)]
+                # the first beat's byte count for both cases (the span is one beat or more), from the low
+                # address bits only, so that S2 is the beats == 1 compare and a mux
+                # beats = (row_lane + span_bytes + B - 1) // B, its low part (0..2) from the low bits alone
+                # (tables of the lgB + lgB low bits: logic, not adders in series with the subtractions)
+                lo = Cat(row_lane, span_bytes[:lgB])
+                lo_cases = [(i % B, i >> lgB) for i in range(B * B)]          # (row lane, span bytes % B)
+                t_carry = Array(Const((rl + sb + B - 1) >> lgB, 2) for rl, sb in lo_cases)[lo]
+                n_last_s1 = Array(Const((rl + sb + B - 1) % B + 1, lgB + 1) for rl, sb in lo_cases)[lo]
+                n_one_s1 = Array(Const((rl + sb + B - 1) % B + 1 - rl, signed(lgB + 2))
+                                 for rl, sb in lo_cases)[lo]                  # n_last - row lane
+                n_many_s1 = B - row_lane
+                hi = span_bytes[lgB:]                   # beats = hi + t_carry; == 1 and == 2 without the sum
+                hi0, hi1, hi2 = hi == 0, hi == 1, hi == 2
+                m.d.sync += [one_s.eq((hi0 & (t_carry == 1)) | (hi1 & (t_carry == 0))),
+                             two_s.eq((hi0 & (t_carry == 2)) | (hi1 & (t_carry == 1)) | (hi2 & (t_carry == 0)))]
+                m.d.sync += [beats_s.eq(span_bytes[lgB:] + t_carry), n_last.eq(n_last_s1),
+                             n_last_mrb.eq(n_last_s1 - rb),
+                             n_one.eq(n_one_s1), n_many.eq(n_many_s1),
+                             nmrb_one.eq(n_one_s1 - rb), nmrb_many.eq(b_mrb - row_lane)]
                 m.next = "S2"
                 restart()
             with m.State("S2"):
-                one = beats_s == 1
-                n0 = Mux(one, n_last, B) - row_lane
-                m.d.sync += [skip.eq(row_lane), n.eq(n0), nmrb.eq(n0 - rb), n_last_mrb.eq(n_last - rb),
-                             beats_left.eq(beats_s), last.eq(one)]
+                one = one_s
+                m.d.sync += [skip.eq(row_lane), n.eq(Mux(one, n_one, n_many)), beats_left.eq(beats_s),
+                             at2.eq(two_s), last.eq(one)]
+                m.d.comb += [nmrb_n.eq(Mux(one, nmrb_one, nmrb_many)),
+                             s_n.eq(Mux(one, pos + nmrb_one, pos + nmrb_many))]
                 m.next = "BEAT"
                 restart()
             with m.State("BEAT"):
                 m.d.comb += lanes_beat.eq(1)
                 with m.If(advance):
-                    next_last = beats_left == 2
-                    m.d.sync += [pos.eq(Mux(complete, s, fill)), entry.eq(entry + complete), skip.eq(0),
-                                 beats_left.eq(beats_left - 1), last.eq(next_last),
-                                 n.eq(Mux(next_last, n_last, B)), nmrb.eq(Mux(next_last, n_last_mrb, b_mrb))]
+                    next_last = at2
+                    m.d.sync += [entry.eq(entry + complete), entry_p1.eq(entry_p1 + complete), skip.eq(0),
+                                 beats_left.eq(beats_left - 1), at2.eq(beats_left == 3), last.eq(next_last),
+                                 n.eq(Mux(next_last, n_last, B))]
+                    # s' = pos' + nmrb': s + nmrb' once the entry completes (pos' = s), else s + n'
+                    # (pos' = pos + n = s + row_bytes), each sum taken straight from registers
+                    m.d.comb += [pos_n.eq(Mux(complete, s, fill)), nmrb_n.eq(Mux(next_last, n_last_mrb, b_mrb)),
+                                 s_n.eq(Mux(complete, Mux(next_last, s + n_last_mrb, s + b_mrb),
+                                                      Mux(next_last, s + n_last, s + B)))]
                     with m.If(last):
                         with m.If(l_spans_left != 0):
                             m.d.sync += [l_spans_left.eq(l_spans_left - 1), row_lane.eq(row_lane + stride_lane)]
@@ -219,6 +265,7 @@ class DMA(wiring.Component):
                         with m.Else():
                             m.next = "IDLE"
                 restart()
+        m.d.sync += [pos.eq(pos_n), nmrb.eq(nmrb_n), s.eq(s_n)]
         # window of the beat in entry space: bytes [pos, pos + n) within two B-byte words
         lane_win = Signal(2 * B)                            # lanes of words pos // B and pos // B + 1
         m.d.comb += lane_win.eq(Cat(_therm(n, B), Const(0, B)) << pos[:lgB])
@@ -232,7 +279,9 @@ class DMA(wiring.Component):
         rot_q, rot2_q, entry_q = Signal(lgB), Signal(lgB), Signal(16)
         load_beat, issue = Signal(), Signal()
         m.d.comb += advance.eq(Mux(store, issue, load_beat))
-        en = Cat(*((((word == k // B) & lane_win[k % B]) | ((word + 1 == k // B) & lane_win[B + k % B]))
+        # word + 1 == k // B written as word == k // B - 1: a compare with a constant, no incrementer
+        en = Cat(*((((word == k // B) & lane_win[k % B])
+                    | (((word == k // B - 1) if k >= B else Const(0)) & lane_win[B + k % B]))
                    & rb_mask[k] for k in range(NW * B)))
         m.d.sync += [
             beat_q.eq(bus.rdata),
@@ -269,24 +318,36 @@ class DMA(wiring.Component):
             m.d.sync += credits.eq(credits - issue + pop)
         straddle = complete & (s != 0)                      # the beat also carries bytes of entry + 1
         rd_addr = Signal(16)
-        m.d.sync += rd_addr.eq(entry + straddle)
+        m.d.sync += rd_addr.eq(Mux(straddle, entry_p1, entry))
         m.d.comb += self.rd_addr.eq(rd_addr)
-        # offsets + B into the padded entry (a zero word in front): lane j <- byte main_off - B + j
+        # The word select needs, rd_latency (+1) cycles after P0, the beat's offsets + B into the padded entry
+        # (a zero word in front: lane j <- byte main_off - B + j), the offset of the next beat's start for the
+        # carry, and the lanes taken from the carry; they are worked out over the two cycles that the read
+        # takes: P0 registers the beat (q0), C1 the sums (q1), C2 the offsets (ctl2).
         main_off = Signal(range((NW + 2) * B))
         carry_off = Signal(range((NW + 2) * B))
-        m.d.comb += [main_off.eq(Mux(straddle, s - n + B, pos - skip + B)),
-                     carry_off.eq(Mux(complete, s, fill) + B)]  # the next beat's start, in the port entry
-        ctl = [Signal(1 + B + B + len(main_off) + len(carry_off), name=f"ctl{i}") for i in range(3)]
-        from_carry = Mux(straddle, _therm(n - s, B), 0)
-        m.d.sync += ctl[0].eq(Cat(issue, beat_lanes, from_carry, main_off, carry_off))
-        m.d.sync += [ctl[i + 1].eq(ctl[i]) for i in range(2)]
+        q0_v, q0_lanes, q0_complete = Signal(), Signal(B), Signal()
+        q0_s, q0_n, q0_pos, q0_skip = Signal(signed(12)), Signal(lgB + 1), Signal(10), Signal(lgB)
+        m.d.sync += [q0_v.eq(issue), q0_lanes.eq(beat_lanes), q0_complete.eq(complete),
+                     q0_s.eq(s), q0_n.eq(n), q0_pos.eq(pos), q0_skip.eq(skip)]
+        q1_v, q1_lanes, q1_straddle = Signal(), Signal(B), Signal()
+        q1_main_s, q1_main_pos = Signal(len(main_off)), Signal(len(main_off))   # the two main_off candidates
+        q1_n_ms, q1_next = Signal(signed(14)), Signal(len(carry_off))          # n - s; the next beat's start
+        m.d.sync += [q1_v.eq(q0_v), q1_lanes.eq(q0_lanes), q1_straddle.eq(q0_complete & (q0_s != 0)),
+                     q1_main_s.eq(q0_s - q0_n + B), q1_main_pos.eq(q0_pos - q0_skip + B),
+                     q1_n_ms.eq(q0_n - q0_s), q1_next.eq(Mux(q0_complete, q0_s, q0_pos + q0_n))]
+        m.d.comb += [main_off.eq(Mux(q1_straddle, q1_main_s, q1_main_pos)),
+                     carry_off.eq(q1_next + B)]             # the next beat's start, in the port entry
+        from_carry = Mux(q1_straddle, _therm(q1_n_ms, B), 0)
+        ctl2 = Signal(1 + B + B + len(main_off) + len(carry_off))
+        m.d.sync += ctl2.eq(Cat(q1_v, q1_lanes, from_carry, main_off, carry_off))
         if self._rd_latency == 1:
             src = Signal(8 * EB)
             m.d.sync += src.eq(self.rd_data)
         else:
             src = self.rd_data
         padded = Cat(Const(0, 8 * B), src, Const(0, 8 * (NW * B - EB) + 16 * B))
-        c2 = ctl[2]
+        c2 = ctl2
         v2, lanes2, fc2 = c2[0], c2[1:1 + B], c2[1 + B:1 + 2 * B]
         mo2 = c2[1 + 2 * B:1 + 2 * B + len(main_off)]
         co2 = c2[1 + 2 * B + len(main_off):]
@@ -309,6 +370,9 @@ class DMA(wiring.Component):
 
         # ---- bus state machine ----
         beat_cnt, last_b = Signal(8), Signal()
+        # the bus state is ADDR: a flip-flop of its own, so that an accepted address (which steps ~150
+        # address-generator flip-flops) is one LUT from registers and the ready inputs
+        in_addr = Signal()
         setup = timing.DMA_SETUP - timing.ISSUE_LATENCY   # the sequencer's start register is the rest
         setup_cnt = Signal(range(setup + 1))
         drain_cnt = Signal(range(timing.DMA_LOAD_DRAIN + 1))
@@ -322,10 +386,31 @@ class DMA(wiring.Component):
                     m.d.sync += drain_cnt.eq(timing.DMA_LOAD_DRAIN - 1)
                     m.next = "DRAIN"
             with m.Else():
+                m.d.sync += in_addr.eq(1)
                 m.next = "ADDR"
 
         def beat_done():
             m.d.sync += [beat_cnt.eq(beat_cnt - 1), last_b.eq(beat_cnt == 1)]
+
+        accept = Signal()                                   # an address is accepted (the bus state is ADDR)
+        m.d.comb += accept.eq(in_addr & Mux(store, bus.awready, bus.arready))
+        with m.If(accept):
+            m.d.sync += in_addr.eq(0)
+            m.d.sync += [beat_cnt.eq(d_len), last_b.eq(d_len == 0)]
+            with m.If(~d_end):
+                m.d.sync += [cur.eq(cur + d_nb), span_rem.eq(span_rem - d_nb)]
+            with m.Elif(more_spans):
+                m.d.sync += [spans_left.eq(spans_left - 1), more_spans.eq(spans_left != 1),
+                             row_base.eq(nxt_row), cur.eq(nxt_row),
+                             span_rem.eq(rb)]
+            with m.Elif(more_blocks):
+                # block_spans == spans_left at go2, so the block's first span has more_spans' value then
+                m.d.sync += [blocks_left.eq(blocks_left - 1), more_blocks.eq(blocks_left != 1),
+                             more_spans.eq(more_spans_0), block_base.eq(nxt_block),
+                             row_base.eq(nxt_block), cur.eq(nxt_block), span_rem.eq(span_bytes),
+                             spans_left.eq(block_spans)]
+            with m.Else():
+                m.d.sync += final.eq(1)
 
         with m.FSM(name="bus"):
             with m.State("IDLE"):
@@ -336,22 +421,11 @@ class DMA(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += setup_cnt.eq(setup_cnt + 1)
                 with m.If(setup_cnt == setup - 1):
+                    m.d.sync += in_addr.eq(1)
                     m.next = "ADDR"
             with m.State("ADDR"):
                 m.d.comb += [self.busy.eq(1), bus.awvalid.eq(store), bus.arvalid.eq(~store)]
-                with m.If(Mux(store, bus.awready, bus.arready)):
-                    m.d.sync += [beat_cnt.eq(d_len), last_b.eq(d_len == 0)]
-                    with m.If(~d_end):
-                        m.d.sync += [cur.eq(cur + d_nb), span_rem.eq(span_rem - d_nb)]
-                    with m.Elif(spans_left != 0):
-                        m.d.sync += [spans_left.eq(spans_left - 1), row_base.eq(nxt_row), cur.eq(nxt_row),
-                                     span_rem.eq(rb)]
-                    with m.Elif(blocks_left != 0):
-                        m.d.sync += [blocks_left.eq(blocks_left - 1), block_base.eq(nxt_block),
-                                     row_base.eq(nxt_block), cur.eq(nxt_block), span_rem.eq(span_bytes),
-                                     spans_left.eq(block_spans)]
-                    with m.Else():
-                        m.d.sync += final.eq(1)
+                with m.If(accept):
                     m.next = "DATA"
             with m.State("DATA"):
                 m.d.comb += self.busy.eq(1)
