@@ -113,21 +113,29 @@ def parse_target(*, board: str | None = None, device: str | None = None) -> Targ
 
 # ---- resource estimate, checked before any tool runs ----
 def estimate(cfg: AccelConfig, target: Target) -> dict[str, int]:
-    """What `cfg` needs of `target`: hard multipliers (exact) and block RAMs (the buffers and the instruction
-    memory, each packed into whole RAM blocks of its best shape; Yosys may put a very small one in LUTs)."""
+    """What `cfg` needs of `target`: hard multipliers and block RAMs, both exact on ECP5 (the memories are
+    hdl/ecp5.py's DP16KD tilings, one copy per read port: ACC has two). On iCE40 each memory is packed into
+    whole RAM blocks of its best shape; Yosys may put a very small one in LUTs."""
     from hdl.buffers import entry_layouts
     from emu.isa import INSTR_BITS
     dsps = cfg.macs if mac_multiplier(cfg.act_bits, cfg.weight_bits) == "dsp" else 0
     lay = entry_layouts(cfg)
-    mems = [(lay["act"].size, cfg.act_depth), (lay["wgt"].size, cfg.wgt_depth), (lay["acc"].size, cfg.acc_depth),
-            (lay["out"].size, cfg.out_depth), (lay["param"].size, cfg.param_depth), (INSTR_BITS, cfg.instr_depth)]
-    if target.family == "ecp5":   # DP16KD: 16384x1 .. 512x36 (18 Kbit with parity bits)
-        shapes = [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)]
+    mems = [(lay["act"].size, cfg.act_depth, 1), (lay["wgt"].size, cfg.wgt_depth, 1),
+            (lay["acc"].size, cfg.acc_depth, 2), (lay["out"].size, cfg.out_depth, 1),
+            (lay["param"].size, cfg.param_depth, 1), (INSTR_BITS, cfg.instr_depth, 1)]
+    brams = 0
+    if target.family == "ecp5":
+        from hdl.ecp5 import EBR_MAX_DEPTH, ebr_layout
+        for width, depth, ports in mems:
+            if depth > EBR_MAX_DEPTH:
+                raise SynthError(f"a buffer depth of {depth} entries is not accepted on {target.device}: "
+                                 f"at most {EBR_MAX_DEPTH} (one block RAM deep); give smaller depths with "
+                                 f"--config FILE.json")
+            brams += ports * ebr_layout(width, depth).blocks
     else:                         # SB_RAM40_4K: 256x16 .. 2048x2
         shapes = [(2048, 2), (1024, 4), (512, 8), (256, 16)]
-    brams = 0
-    for width, depth in mems:
-        brams += min(-(-depth // d) * -(-width // w) for d, w in shapes)
+        for width, depth, ports in mems:
+            brams += ports * min(-(-depth // d) * -(-width // w) for d, w in shapes)
     return {"dsps": dsps, "brams": brams}
 
 
@@ -140,7 +148,7 @@ def check_fits(cfg: AccelConfig, target: Target) -> None:
     if need["brams"] > target.brams:
         raise SynthError(f"{cfg.describe()} with buffer depths act {cfg.act_depth}, wgt {cfg.wgt_depth}, "
                          f"acc {cfg.acc_depth}, out {cfg.out_depth}, param {cfg.param_depth}, instr "
-                         f"{cfg.instr_depth} needs at least {need['brams']} block RAMs but {target.device} "
+                         f"{cfg.instr_depth} needs {need['brams']} block RAMs but {target.device} "
                          f"has {target.brams}: give smaller depths with --config FILE.json")
 
 

@@ -19,13 +19,13 @@ from typing import NamedTuple
 from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, ResetSignal, Signal, Value, signed
 from amaranth.utils import ceil_log2
 
-__all__ = ["BLOCK_RAM_LATENCY", "MULT_LATENCY", "EbrLayout", "block_ram", "ebr_layout", "is_ecp5", "multiplier"]
+__all__ = ["EBR_MAX_DEPTH", "BLOCK_RAM_LATENCY", "MULT_LATENCY", "EbrLayout", "block_ram", "ebr_layout", "is_ecp5", "multiplier"]
 
 BLOCK_RAM_LATENCY = 2  # the EBR's address register, then its output register (REGMODE OUTREG)
 MULT_LATENCY = 3       # MULT18X18D input registers, pipeline register, output register
 
 _EBR_ADDR_BITS = 14
-_EBR_MAX_DEPTH = 16384
+EBR_MAX_DEPTH = 16384
 # (deepest memory the mode holds, port width in bits, low address bits below the word address)
 _EBR_MODES = (
     (512, 36, 5),
@@ -59,8 +59,8 @@ def ebr_layout(width: int, depth: int) -> EbrLayout:
         raise ValueError(f"block RAM width must be a positive integer, not {width!r}")
     if not isinstance(depth, int) or depth < 1:
         raise ValueError(f"block RAM depth must be a positive integer, not {depth!r}")
-    if depth > _EBR_MAX_DEPTH:
-        raise ValueError(f"block RAM depth {depth} is deeper than one EBR ({_EBR_MAX_DEPTH} words); "
+    if depth > EBR_MAX_DEPTH:
+        raise ValueError(f"block RAM depth {depth} is deeper than one EBR ({EBR_MAX_DEPTH} words); "
                          f"depth muxing is not implemented")
     for max_depth, port_width, shift in _EBR_MODES:
         if depth <= max_depth:

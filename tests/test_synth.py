@@ -5,7 +5,7 @@ import pytest
 
 from emu.cli import main
 from emu.config import AccelConfig
-from emu.synth import BOARDS, REPORT_FIELDS, SynthError, check_fits, parse_target, synthesize
+from emu.synth import BOARDS, REPORT_FIELDS, SynthError, check_fits, estimate, parse_target, synthesize
 from hdl.harness import ecp5_pll_dividers
 
 
@@ -42,11 +42,16 @@ def test_targets():
     with pytest.raises(SynthError, match="exactly one of"):
         parse_target(board="ulx3s-85f", device="LFE5U-85F-6")
     # W4A4 products are built in logic (no DSP), and small buffers fit the UP5K's 30 block RAMs ...
-    check_fits(AccelConfig(rows=2, cols=2, act_bits=4, weight_bits=4, act_depth=256, wgt_depth=64,
+    check_fits(AccelConfig(rows=4, cols=1, act_bits=4, weight_bits=4, act_depth=256, wgt_depth=64,
                            acc_depth=64, out_depth=64, param_depth=8, instr_depth=64), parse_target(board="icebreaker"))
     # ... but the default buffer depths do not fit its 30 block RAMs
     with pytest.raises(SynthError, match="block RAMs but iCE40UP5K has 30"):
         check_fits(AccelConfig(rows=2, cols=2, act_bits=4, weight_bits=4), parse_target(board="icebreaker"))
+
+
+def test_ecp5_buffer_deeper_than_one_block_ram_is_refused():
+    with pytest.raises(SynthError, match="depth of 32768 entries is not accepted on LFE5U-85F-6: at most 16384"):
+        check_fits(AccelConfig(rows=2, cols=2, act_depth=32768), parse_target(device="LFE5U-85F-6"))
 
 
 def test_pll_dividers():
@@ -69,7 +74,7 @@ def test_synth_small_ecp5(tmp_path):
     util = {k: v["used"] for k, v in pnr["utilization"].items()}
     assert report["luts"] == util["TRELLIS_COMB"] > 500
     assert report["ffs"] == util["TRELLIS_FF"] > 500
-    assert report["brams"] == util["DP16KD"] > 0
+    assert report["brams"] == util["DP16KD"] == estimate(cfg, parse_target(device="LFE5U-25F-6"))["brams"]
     assert report["dsps"] == util["MULT18X18D"] == 0        # 4-bit products and the rest in logic
     assert report["fmax_mhz"] == round(min(c["achieved"] for c in pnr["fmax"].values()), 2) > 10
     assert report["timing_met"] == (report["fmax_mhz"] >= 100)
