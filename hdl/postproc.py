@@ -36,12 +36,15 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from . import ecp5
 from .buffers import param_layout
 from .pipeline import delay
 
 __all__ = ["PostProc", "booth_terms"]
 
 PRODUCT_BITS = 64
+ZP_SIGN_COPIES = 4                                        # registers holding a lane's zero-point sign
+ZP_SIGN_SPAN = -(-(PRODUCT_BITS - 8) // ZP_SIGN_COPIES)   # adder bits each of them extends to
 
 
 def booth_terms(m: Module, v, mult, *, name: str):
@@ -140,6 +143,12 @@ class PostProc(wiring.Component):
         clip_lo = delay(m, clip_lo, 8, "clip_lo")                         # for stage 12
         clip_hi = delay(m, hi, 1, "clip_hi")
 
+        def copy(value, name):
+            # each lane's own register; Yosys would merge plain copies back into one (hdl/ecp5.py)
+            if ecp5.is_ecp5(platform):
+                return ecp5.replica(m, value, name=name)
+            return delay(m, value, 1, name)
+
         for n in range(self._lanes):
             acc = Signal(signed(self._acc_bits), name=f"acc_{n}")
             bias, mult = Signal(signed(64), name=f"bias_{n}"), Signal(signed(32), name=f"mult_{n}")
@@ -152,11 +161,13 @@ class PostProc(wiring.Component):
             # the bias is the odd term: it passes the first levels as a register while the products pair up
             rounded = adder_tree(m, terms + [(bias_half, 0)], name=f"sum_{n}")   # stage 7
 
-            shift_n = delay(m, shift, 1, f"shift_{n}")
+            shift_n = copy(shift, f"shift_{n}")
             shift_hi_n = delay(m, shift_n[3:], 1, f"shift_hi_{n}")
-            zp_n = delay(m, zp, 1, f"zero_point_{n}")
-            lo_n, hi_n = delay(m, lo, 1, f"clamp_lo_{n}"), delay(m, hi, 1, f"clamp_hi_{n}")
-            clip_lo_n, clip_hi_n = delay(m, clip_lo, 1, f"clip_lo_{n}"), delay(m, clip_hi, 1, f"clip_hi_{n}")
+            # the zero point's sign bit extends over 56 adder bits: four copies of it share them
+            zp_n = copy(Cat(zp, zp[-1].replicate(ZP_SIGN_COPIES - 1)), f"zero_point_{n}")
+            zp_wide = Cat(zp_n[:8], *(zp_n[7 + c // ZP_SIGN_SPAN] for c in range(PRODUCT_BITS - 8))).as_signed()
+            lo_n, hi_n = copy(lo, f"clamp_lo_{n}"), copy(hi, f"clamp_hi_{n}")
+            clip_lo_n, clip_hi_n = copy(clip_lo, f"clip_lo_{n}"), copy(clip_hi, f"clip_hi_{n}")
 
             shifted_lo = Signal(signed(PRODUCT_BITS), name=f"shifted_lo_{n}")
             shifted = Signal(signed(PRODUCT_BITS), name=f"shifted_{n}")
@@ -164,7 +175,7 @@ class PostProc(wiring.Component):
             m.d.sync += [
                 shifted_lo.eq(rounded >> shift_n[:3]),                    # stage 8
                 shifted.eq(shifted_lo >> Cat(Const(0, 3), shift_hi_n)),   # stage 9
-                biased.eq(shifted + zp_n),                                # stage 10
+                biased.eq(shifted + zp_wide),                             # stage 10
             ]
             # stage 11: b lies in [-256, 255] exactly when bits 8..63 all equal; then its low 9 bits are b
             # and two 9-bit comparisons decide the clip, else its sign does.
