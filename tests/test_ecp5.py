@@ -1,8 +1,8 @@
 """hdl/ecp5.py: the EBR tiling plan, and the primitives simulated with Icarus against a Python model.
 
 The simulation elaborates block_ram, multiplier and replica for an ECP5 platform, converts the result to
-Verilog (DP16KD / MULT18X18D / TRELLIS_FF instances) and runs it on Icarus with the cell models in ecp5_cells_sim.v (Yosys
-ships only a black box for DP16KD and nothing for MULT18X18D). A Verilog testbench applies random
+Verilog (DP16KD / MULT18X18D / TRELLIS_FF instances) and runs it on Icarus with the cell models in
+ecp5_cells_sim.v (Yosys ships only a black box for DP16KD and nothing for MULT18X18D). A Verilog testbench applies random
 stimulus generated here, one vector a cycle, and prints every output every cycle; each read, product
 and replica is compared with exact equality against the reference at the documented latency.
 """
