@@ -24,8 +24,8 @@ most one carry chain, the FPGA critical path of the unit; about 185 MHz alone on
     2  Booth partial products; bias + 2**(shift-1)  9   r = t >> (shift & 56)
     3..7  adder tree: s = acc * mult + bias + 2**(shift-1)
     10 b = r + zero_point (64 bits, for its sign), near = r[:10] + zero_point (11 bits), r's bits 9..63
-       all equal? (in four groups), r[:10] < clamp_lo - zero_point?  r[:10] > clamp_hi - zero_point?
-    11 b in [-256, 255]?  sign
+       all equal? (in four groups)
+    11 b in [-256, 255]?  near[:9] < clamp_lo?  near[:9] > clamp_hi?  sign
     12 y = clip(b, clamp_lo, clamp_hi) wrapped to act_bits
 
 On ECP5 each lane has its own registers for the last stage of every control (hdl/ecp5.py `replica`), so
@@ -140,11 +140,8 @@ class PostProc(wiring.Component):
         m.d.sync += half.eq(Mux(self.shift == 0, 0, Const(1, PRODUCT_BITS) << (self.shift - 1)[:6]))
         shift = delay(m, self.shift, 6, "shift")                          # for stage 8, after a lane's own
         zp = delay(m, self.zero_point, 8, "zero_point")                   # for stage 10
+        lo = delay(m, self.clamp_lo, 9, "clamp_lo")                       # for stage 11
         hi = delay(m, self.clamp_hi, 9, "clamp_hi")
-        # b = r + zero_point < clamp_lo exactly when r < clamp_lo - zero_point (10 bits), and so for clamp_hi
-        lo_zp, hi_zp = Signal(signed(10)), Signal(signed(10))                 # stage 1
-        m.d.sync += [lo_zp.eq(self.clamp_lo - self.zero_point), hi_zp.eq(self.clamp_hi - self.zero_point)]
-        lo_zp, hi_zp = delay(m, lo_zp, 7, "lo_zp"), delay(m, hi_zp, 7, "hi_zp")    # for stage 10
         # np.clip(b, lo, hi) = min(max(b, lo), hi) is hi for every b when lo > hi
         lo_r, hi_r = delay(m, self.clamp_lo, 1, "clip_lo_in"), delay(m, self.clamp_hi, 1, "clip_hi_in")
         clip_lo = Signal(signed(8))
@@ -175,7 +172,7 @@ class PostProc(wiring.Component):
             # the zero point's sign bit extends over 56 adder bits: four copies of it share them
             zp_n = copy(Cat(zp, zp[-1].replicate(ZP_SIGN_COPIES - 1)), f"zero_point_{n}")
             zp_wide = Cat(zp_n[:8], *(zp_n[7 + c // ZP_SIGN_SPAN] for c in range(PRODUCT_BITS - 8))).as_signed()
-            lo_zp_n, hi_zp_n = copy(lo_zp, f"lo_zp_{n}"), copy(hi_zp, f"hi_zp_{n}")
+            lo_n, hi_n = copy(lo, f"clamp_lo_{n}"), copy(hi, f"clamp_hi_{n}")
             clip_lo_n, clip_hi_n = copy(clip_lo, f"clip_lo_{n}"), copy(clip_hi, f"clip_hi_{n}")
 
             shifted_lo = Signal(signed(PRODUCT_BITS), name=f"shifted_lo_{n}")
@@ -190,24 +187,23 @@ class PostProc(wiring.Component):
             # (it wraps for shift 0).
             biased = Signal(signed(PRODUCT_BITS), name=f"biased_{n}")
             near = Signal(signed(11), name=f"near_{n}")
-            r10 = shifted[:10].as_signed()
-            lt_lo, gt_hi = Signal(name=f"lt_lo_{n}"), Signal(name=f"gt_hi_{n}")
-            m.d.sync += [biased.eq(shifted + zp_wide), near.eq(r10 + zp_n[:8].as_signed()),
-                         lt_lo.eq(r10 < lo_zp_n), gt_hi.eq(r10 > hi_zp_n)]
+            m.d.sync += [biased.eq(shifted + zp_wide), near.eq(shifted[:10].as_signed() + zp_n[:8].as_signed())]
             ones, zeros = [], []
             for g, start in enumerate(range(9, PRODUCT_BITS, RANGE_GROUP_BITS)):
                 group = shifted[start:start + RANGE_GROUP_BITS]
                 ones.append(Signal(name=f"ones_{n}_{g}")), zeros.append(Signal(name=f"zeros_{n}_{g}"))
                 m.d.sync += [ones[-1].eq(group.all()), zeros[-1].eq(~group.any())]
             # stage 11: b lies in [-256, 255] exactly when r's bits 9..63 and near's bits 8..10 all equal; then
-            # the comparisons of r[:10] decide the clip, else b's sign does.
+            # near's low 9 bits are b and two 9-bit comparisons decide the clip, else b's sign does.
             small, sign = Signal(name=f"small_{n}"), Signal(name=f"sign_{n}")
+            lt_lo, gt_hi = Signal(name=f"lt_lo_{n}"), Signal(name=f"gt_hi_{n}")
             b8 = Signal(signed(8), name=f"b8_{n}")
+            near9 = near[:9].as_signed()
             m.d.sync += [
                 small.eq((Cat(*ones).all() | Cat(*zeros).all()) & (near[8:].all() | ~near[8:].any())),
-                sign.eq(biased[-1]), b8.eq(near[:8]),
+                sign.eq(biased[-1]),
+                lt_lo.eq(near9 < lo_n), gt_hi.eq(near9 > hi_n), b8.eq(near[:8]),
             ]
-            lt_lo, gt_hi = delay(m, lt_lo, 1, f"lt_lo_{n}"), delay(m, gt_hi, 1, f"gt_hi_{n}")
             # stage 12: y = clip(b, lo, hi) wrapped to act_bits
             below, above = Mux(small, lt_lo, sign), Mux(small, gt_hi, ~sign)
             y = Signal(signed(self._act_bits), name=f"y_{n}")
