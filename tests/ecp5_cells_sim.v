@@ -1,4 +1,4 @@
-// Behavioural models of the two ECP5 primitives hdl/ecp5.py instantiates, for Icarus.
+// Behavioural models of the ECP5 primitives hdl/ecp5.py instantiates, for Icarus.
 //
 // Yosys 0.70's techlibs/lattice/cells_sim_ecp5.v declares DP16KD as an empty black box and has no
 // MULT18X18D at all, and Lattice's own models are not redistributable, so these are written from the
@@ -168,4 +168,33 @@ module MULT18X18D(
 
   assign {P35, P34, P33, P32, P31, P30, P29, P28, P27, P26, P25, P24, P23, P22, P21, P20, P19, P18,
           P17, P16, P15, P14, P13, P12, P11, P10, P9, P8, P7, P6, P5, P4, P3, P2, P1, P0} = p;
+endmodule
+
+// TRELLIS_FF, the slice flip-flop (`replica`, and Yosys's own mapping of registers): as in Yosys's
+// techlibs/lattice/common_sim.vh.
+module TRELLIS_FF(input CLK, LSR, CE, DI, M, output reg Q);
+  parameter GSR = "ENABLED";
+  parameter [127:0] CEMUX = "1";
+  parameter CLKMUX = "CLK";
+  parameter LSRMUX = "LSR";
+  parameter SRMODE = "LSR_OVER_CE";
+  parameter REGSET = "RESET";
+  parameter [127:0] LSRMODE = "LSR";
+
+  wire muxce = (CEMUX == "1") ? 1'b1 : (CEMUX == "0") ? 1'b0 : (CEMUX == "INV") ? ~CE : CE;
+  wire muxlsr = (LSRMUX == "INV") ? ~LSR : LSR;
+  wire muxclk = (CLKMUX == "INV") ? ~CLK : CLK;
+  wire srval = (LSRMODE == "PRLD") ? M : (REGSET == "SET");
+
+  initial Q = srval;
+
+  generate
+    if (SRMODE == "ASYNC") begin
+      always @(posedge muxclk, posedge muxlsr)
+        if (muxlsr) Q <= srval; else if (muxce) Q <= DI;
+    end else begin
+      always @(posedge muxclk)
+        if (muxlsr) Q <= srval; else if (muxce) Q <= DI;
+    end
+  endgenerate
 endmodule

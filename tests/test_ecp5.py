@@ -1,10 +1,10 @@
 """hdl/ecp5.py: the EBR tiling plan, and the primitives simulated with Icarus against a Python model.
 
-The simulation elaborates block_ram and multiplier for an ECP5 platform, converts the result to Verilog
-(DP16KD / MULT18X18D instances) and runs it on Icarus with the cell models in ecp5_cells_sim.v (Yosys
-ships only a black box for DP16KD and nothing for MULT18X18D). A Verilog testbench applies random
-stimulus generated here, one vector a cycle, and prints every output every cycle; each read and each
-product is compared with exact equality against the reference at the documented latency.
+The simulation elaborates block_ram, multiplier and replica for an ECP5 platform, converts the result to
+Verilog (DP16KD / MULT18X18D / TRELLIS_FF instances) and runs it on Icarus with the cell models in
+ecp5_cells_sim.v (Yosys ships only a black box for DP16KD and nothing for MULT18X18D). A Verilog testbench applies random
+stimulus generated here, one vector a cycle, and prints every output every cycle; each read, product
+and replica is compared with exact equality against the reference at the documented latency.
 """
 import random
 import shutil
@@ -20,7 +20,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from hdl.ecp5 import BLOCK_RAM_LATENCY, MULT_LATENCY, EbrLayout, block_ram, ebr_layout, is_ecp5, multiplier
+from hdl.ecp5 import (BLOCK_RAM_LATENCY, MULT_LATENCY, EbrLayout, block_ram, ebr_layout, is_ecp5, multiplier,
+                      replica)
 
 CELL_MODELS = Path(__file__).with_name("ecp5_cells_sim.v")
 
@@ -28,6 +29,7 @@ CELL_MODELS = Path(__file__).with_name("ecp5_cells_sim.v")
 RAM_SHAPES = [(40, 300), (20, 1000), (12, 2000), (5, 4096), (3, 8192), (2, 16384)]
 # (a bits, b bits), all signed
 MULT_SHAPES = [(8, 8), (4, 4), (18, 18)]
+REPLICA_BITS = 5
 CYCLES = 1500
 RESET_CYCLES = 2
 
@@ -85,6 +87,7 @@ class _Harness(wiring.Component):
         for j, (a_bits, b_bits) in enumerate(MULT_SHAPES):
             members.update({f"mul{j}_a": In(signed(a_bits)), f"mul{j}_b": In(signed(b_bits)),
                             f"mul{j}_p": Out(signed(a_bits + b_bits))})
+        members.update({"rep_d": In(REPLICA_BITS), "rep_q": Out(REPLICA_BITS)})
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -97,6 +100,7 @@ class _Harness(wiring.Component):
         for j in range(len(MULT_SHAPES)):
             product = multiplier(m, getattr(self, f"mul{j}_a"), getattr(self, f"mul{j}_b"), name=f"mul{j}")
             m.d.comb += getattr(self, f"mul{j}_p").eq(product)
+        m.d.comb += self.rep_q.eq(replica(m, self.rep_d, name="rep"))
         return m
 
 
@@ -136,6 +140,10 @@ def _stimulus(rng):
             stim[c].update({f"mul{j}_a": a, f"mul{j}_b": b})
             if c + MULT_LATENCY < CYCLES:
                 expect[c + MULT_LATENCY][f"mul{j}_p"] = a * b
+    for c in range(CYCLES):
+        stim[c]["rep_d"] = rng.getrandbits(REPLICA_BITS)
+        if c + 1 < CYCLES:
+            expect[c + 1]["rep_q"] = stim[c]["rep_d"]
     return stim, expect
 
 

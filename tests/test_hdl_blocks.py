@@ -84,9 +84,11 @@ def test_postproc_extremes(acc_bits, act_bits):
     shift = rng.choice(shifts, n)
     zp = rng.choice([-128, 127, 0, -1, 1], n)
     lo, hi = rng.integers(-128, 128, n), rng.integers(-128, 128, n)
-    # rows 0..79: p = t * 2**shift + a few low bits, t around the clamp window's edges (+-128, +-256)
+    # rows 0..79: p = t * 2**shift + a few low bits, t around the clamp window's edges (+-128, +-256) and
+    # r = t + zero_point around the edges of the range PostProc adds in 11 bits ([-512, 511])
     w = n // 2
-    edges = np.array([-258, -257, -256, -255, -130, -129, -128, -127, -1, 0, 1, 126, 127, 128, 254, 255, 256, 257])
+    edges = np.array([-258, -257, -256, -255, -130, -129, -128, -127, -1, 0, 1, 126, 127, 128, 254, 255, 256, 257,
+                      -641, -640, -386, -385, -384, 383, 384, 385, 638, 639, 640])
     t = rng.choice(edges, (w, lanes)) - zp[:w, None]
     shift[:w] = rng.choice([0, 1, 5, 40, 55], w)
     low = rng.integers(0, 1 << 62, (w, lanes)) & ((np.int64(1) << shift[:w, None].astype(np.int64)) - 1)
