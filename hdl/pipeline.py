@@ -49,7 +49,8 @@ class Queue(wiring.Component):
     """A first-in first-out queue of `depth` entries of `width` bits whose head is a register.
 
     `w_en` pushes `w_data` (the writer keeps count of free entries: pushing into a full queue is not
-    checked); `r_rdy`/`r_data` are registered, so a consumer's decision logic starts at a flip-flop;
+    checked); `r_rdy`/`r_data` are registered, so a consumer's decision logic starts at a flip-flop, and
+    `r_data` is zero while the queue is empty, so flags in an entry need no `r_rdy` beside them;
     `r_en` pops the head when `r_rdy`. An entry pushed in cycle c is at the head in cycle c + 1 at the
     earliest. Behind the head, entries wait in a small memory with an asynchronous read (LUT RAM on FPGAs).
     `flush` empties the queue (it wins over a push in the same cycle)."""
@@ -83,8 +84,10 @@ class Queue(wiring.Component):
             m.d.sync += [self.r_data.eq(rd.data), consume.eq(incr(consume))]
         with m.Elif(bypass):
             m.d.sync += self.r_data.eq(self.w_data)
+        with m.Elif(self.r_en):
+            m.d.sync += self.r_data.eq(0)
         m.d.sync += [self.r_rdy.eq(from_storage | bypass | (self.r_rdy & ~self.r_en)),
                      level.eq(level + to_storage - from_storage)]
         with m.If(self.flush):
-            m.d.sync += [self.r_rdy.eq(0), level.eq(0), produce.eq(0), consume.eq(0)]
+            m.d.sync += [self.r_rdy.eq(0), self.r_data.eq(0), level.eq(0), produce.eq(0), consume.eq(0)]
         return m

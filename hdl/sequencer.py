@@ -26,7 +26,7 @@ draining replaces the fault: it belongs to an earlier instruction.
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -44,6 +44,10 @@ __all__ = ["Sequencer", "TARGET_INSTR", "FETCH_LATENCY", "QUEUE_DEPTH"]
 #: DMA write target of the program preload (LOAD targets are the Buffer values ACT, WGT, PARAM).
 TARGET_INSTR = 3
 
+
+#: The head of the issue queue: which unit the instruction needs (one bit each, all zero for a faulty word),
+#: whether it is END, and its fault code.
+head_layout = data.StructLayout({"dma": 1, "matmul": 1, "post": 1, "all_units": 1, "end": 1, "fault": 4})
 
 #: Cycles from the preload's end (the first cycle the DMA is idle) to the first instruction at the head of
 #: the queue: fetch enable, instruction memory, decoder, queue head register.
@@ -82,7 +86,7 @@ class Sequencer(wiring.Component):
         # all the issue decision reads, and the rest (the word, row bytes, count) in a LUT RAM read at the
         # head's index, which only feeds the argument registers. A pop then moves a few flip-flops and one
         # pointer, not a whole entry.
-        m.submodules.queue = queue = Queue(width=OPCODE_BITS + 4, depth=QUEUE_DEPTH)
+        m.submodules.queue = queue = Queue(width=head_layout.size, depth=QUEUE_DEPTH)
         m.submodules.payload = payload = Memory(shape=INSTR_BITS + 10 + COUNT_BITS, depth=QUEUE_DEPTH, init=[])
         payload_wr, payload_rd = payload.write_port(), payload.read_port(domain="comb")
 
@@ -108,8 +112,19 @@ class Sequencer(wiring.Component):
         m.d.comb += [dec.word.eq(self.imem_rd_data), dec.valid.eq(fetched[0] & ~flush),
                      dec.past_end.eq(fetched[1]), dec.flush.eq(flush)]
         push = dec.out_valid & ~flush
-        m.d.comb += [queue.w_en.eq(push), queue.w_data.eq(Cat(dec.out_word[:OPCODE_BITS], dec.fault)),
-                     queue.flush.eq(flush), queue.r_en.eq(pop)]
+        # the head says which unit the instruction needs, one bit each, zero for a faulty word
+        pushed = data.View(head_layout, queue.w_data)
+        pushed_op = dec.out_word[:OPCODE_BITS]
+        legal = dec.fault == 0
+        m.d.comb += [
+            pushed.dma.eq(legal & ((pushed_op == Opcode.LOAD) | (pushed_op == Opcode.STORE))),
+            pushed.matmul.eq(legal & (pushed_op == Opcode.MATMUL)),
+            pushed.post.eq(legal & (pushed_op == Opcode.POST)),
+            pushed.all_units.eq(legal & ((pushed_op == Opcode.SYNC) | (pushed_op == Opcode.END))),
+            pushed.end.eq(legal & (pushed_op == Opcode.END)),
+            pushed.fault.eq(dec.fault),
+            queue.w_en.eq(push), queue.flush.eq(flush), queue.r_en.eq(pop),
+        ]
         payload_in, payload_out = Signal(range(QUEUE_DEPTH)), Signal(range(QUEUE_DEPTH))
         m.d.comb += [payload_wr.en.eq(push), payload_wr.addr.eq(payload_in),
                      payload_wr.data.eq(Cat(dec.out_word, dec.row_bytes, dec.count)), payload_rd.addr.eq(payload_out)]
@@ -121,8 +136,9 @@ class Sequencer(wiring.Component):
             m.d.sync += [payload_in.eq(0), payload_out.eq(0)]
 
         # ---- the head entry ----
-        op, head_fault = queue.r_data[:OPCODE_BITS], queue.r_data[OPCODE_BITS:]
+        head = data.View(head_layout, queue.r_data)   # all zero while the queue is empty
         head_word = payload_rd.data[:INSTR_BITS]
+        op = head_word[:OPCODE_BITS]                  # only for the argument registers
         head_row_bytes = payload_rd.data[INSTR_BITS:INSTR_BITS + 10]
         head_count = payload_rd.data[INSTR_BITS + 10:]
         v = views(head_word)
@@ -200,32 +216,28 @@ class Sequencer(wiring.Component):
                 m.d.sync += cycle.eq(cycle + 1)
                 with m.If(~wd_left[-1]):
                     m.d.sync += wd_left.eq(wd_left - 1)
-                dma_op = (op == Opcode.LOAD) | (op == Opcode.STORE)
-                cu_op = (op == Opcode.MATMUL) | (op == Opcode.POST)
-                free = Mux(dma_op, ~dma_busy,
-                           Mux(op == Opcode.MATMUL, ~array_busy,
-                               Mux(op == Opcode.POST, ~post_busy, all_idle)))
+                free = ((head.dma & ~dma_busy) | (head.matmul & ~array_busy) | (head.post & ~post_busy)
+                        | (head.all_units & all_idle))
                 with m.If(preloading & ~dma_busy):
                     m.d.sync += [preloading.eq(0), fetching.eq(1)]
                 with m.If(self.dma_error):
                     fault(FaultCode.BUS_ERROR, dma_pc)
-                with m.Elif(queue.r_rdy):
-                    with m.If(head_fault != 0):
-                        fault(head_fault, pc)
-                    with m.Elif(overdue):
-                        fault(FaultCode.WATCHDOG, pc)
-                    with m.Elif(free):
-                        m.d.comb += pop.eq(1)
-                        m.d.sync += pc.eq(pc + 1)
-                        with m.If(dma_op):
-                            m.d.sync += [self.dma_start.eq(1), dma_pc.eq(pc)]
-                        with m.If(cu_op):
-                            m.d.sync += self.cu_start.eq(1)
-                        with m.If(op == Opcode.MATMUL):
-                            m.d.sync += [mac_go.eq(1), mac_rows.eq(mm.rows), mac_kn.eq(head_count)]
-                        with m.If(op == Opcode.END):
-                            m.d.sync += [self.cycles.eq(cycle + 1), self.finished.eq(1), fetching.eq(0)]
-                            m.next = "IDLE"
+                with m.Elif(head.fault != 0):
+                    fault(head.fault, pc)
+                with m.Elif(queue.r_rdy & overdue):
+                    fault(FaultCode.WATCHDOG, pc)
+                with m.Elif(free):
+                    m.d.comb += pop.eq(1)
+                    m.d.sync += pc.eq(pc + 1)
+                    with m.If(head.dma):
+                        m.d.sync += [self.dma_start.eq(1), dma_pc.eq(pc)]
+                    with m.If(head.matmul | head.post):
+                        m.d.sync += self.cu_start.eq(1)
+                    with m.If(head.matmul):
+                        m.d.sync += [mac_go.eq(1), mac_rows.eq(mm.rows), mac_kn.eq(head_count)]
+                    with m.If(head.end):
+                        m.d.sync += [self.cycles.eq(cycle + 1), self.finished.eq(1), fetching.eq(0)]
+                        m.next = "IDLE"
             with m.State("DRAIN"):
                 m.d.comb += self.running.eq(1)
                 with m.If(all_idle):
