@@ -6,7 +6,7 @@
 Prints LUT4 (TRELLIS_COMB), FF and DSP counts, Fmax and the critical path. `splitnets` before synth_ecp5
 works around Yosys 0.70's abc9 "count_id(wire->name) == 0" assertion on this netlist (YosysHQ/yosys#4349);
 nextpnr runs under `flock /tmp/systola-nextpnr.lock`."""
-import os, re, subprocess, sys, json, types
+import os, subprocess, sys, json, types
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from amaranth.back import rtlil
 from hdl.postproc import PostProc
