@@ -376,8 +376,11 @@ def _booth_selection(cfg: AccelConfig, top: str) -> str:
 
 
 def _yosys_script(cfg: AccelConfig, family: str, top: str, accel: str, source: str) -> str:
-    synth = (f"synth_ecp5 -top {top}" + (" -noiopad" if top == accel else "") if family == "ecp5"
-             else f"synth_ice40 -dsp -top {top}")
+    # with products in logic nothing may take a DSP: `booth` leaves the narrowest products (2 bits) as `*`,
+    # which the DSP mapping would otherwise put in a hard multiplier each
+    dsp = mac_multiplier(cfg.act_bits, cfg.weight_bits) == "dsp"
+    synth = (f"synth_ecp5 -top {top}" + (" -noiopad" if top == accel else "") + ("" if dsp else " -nodsp")
+             if family == "ecp5" else f"synth_ice40 {'-dsp ' if dsp else ''}-top {top}")
     return "\n".join([f"read_rtlil {source}", f"hierarchy -top {top}", "proc",
                       f"booth {_booth_selection(cfg, accel)}", synth, "write_json top.json", ""])
 
