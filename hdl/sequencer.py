@@ -19,8 +19,9 @@ Faults (emu.faults), checked each cycle in this order:
   PROGRAM_RANGE   pc reached prog_len without END (prog_len 0 or > instr_depth: at start, pc 0)
   ILLEGAL_OPCODE / ILLEGAL_FIELD / BUFFER_RANGE   decode checks of the instruction at pc
   WATCHDOG        the instruction at pc would issue at cycle >= WATCHDOG (WATCHDOG != 0)
-(the first three come with the head entry from the decoder; they are checked once it is at the head)
-After a fault nothing more issues; the run ends once both units are idle. A bus error reported while
+(PROGRAM_RANGE and the decode checks come with the head entry from the decoder and are raised once it
+is at the head)
+After a fault nothing more issues; the run ends once all three units are idle. A bus error reported while
 draining replaces the fault: it belongs to an earlier instruction.
 """
 from __future__ import annotations
