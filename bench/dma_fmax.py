@@ -23,7 +23,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bus-bytes", type=int, default=8)
     p.add_argument("--entry-bytes", type=int, default=96)
-    p.add_argument("--rd-latency", type=int, default=None, help="omit for a DMA without the parameter")
+    p.add_argument("--rd-latency", type=int, default=2, help="cycles from rd_addr to rd_data (1 or 2)")
     p.add_argument("--size", default="85")
     p.add_argument("--speed", default="6")
     p.add_argument("--freq", type=float, default=150.0)
@@ -33,7 +33,7 @@ def main() -> int:
 
     from amaranth.back import rtlil
     from hdl.dma import DMA
-    kw = {} if args.rd_latency is None else {"rd_latency": args.rd_latency}
+    kw = {"rd_latency": args.rd_latency}
     dut = DMA(bus_bytes=args.bus_bytes, entry_bytes=args.entry_bytes, **kw)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "dma.il"), "w") as f:

