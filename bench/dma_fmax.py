@@ -33,8 +33,7 @@ def main() -> int:
 
     from amaranth.back import rtlil
     from hdl.dma import DMA
-    kw = {"rd_latency": args.rd_latency}
-    dut = DMA(bus_bytes=args.bus_bytes, entry_bytes=args.entry_bytes, **kw)
+    dut = DMA(bus_bytes=args.bus_bytes, entry_bytes=args.entry_bytes, rd_latency=args.rd_latency)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "dma.il"), "w") as f:
         f.write(rtlil.convert(dut, name="dma"))

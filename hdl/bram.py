@@ -3,7 +3,8 @@
 Every on-chip memory (instruction memory, ACT, WGT, PARAM, ACC, OUT) is a `BlockRAM`: one write port and
 one or more read ports, each read taking LATENCY = 2 cycles (the address is registered in the RAM, then the
 data in its output register). On ECP5 the data then leaves the block RAM 0.7 ns after the clock instead
-of 5.8 ns, which is what lets the design close at 150 MHz; the units are built around the two cycles.
+of 5.8 ns, which leaves most of a 150 MHz period for routing; the units are built around the two
+cycles.
 
 Behaviour, on every target: the entry at rd_addr[i] presented in cycle c appears on rd_data[i] in cycle
 c + 2. A write in cycle c is seen by reads presented from cycle c + 1 on. The units never read an entry in
@@ -13,12 +14,13 @@ ECP5 it is DP16KD blocks with REGMODE = OUTREG (hdl/ecp5.py), one copy per read 
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Shape, Signal, Value
+from amaranth.hdl import Module, Shape, Value
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from . import ecp5
+from .pipeline import delay
 
 __all__ = ["BlockRAM"]
 
@@ -51,9 +53,6 @@ class BlockRAM(wiring.Component):
             mem = Memory(shape=self._shape, depth=self._depth, init=[])
             m.submodules[f"mem{i}"] = mem
             wr, rd = mem.write_port(), mem.read_port()
-            out = Signal.like(rd.data, name=f"rd_data_r{i}")
             m.d.comb += [wr.en.eq(self.wr_en), wr.addr.eq(self.wr_addr), wr.data.eq(self.wr_data),
-                         rd.addr.eq(self.rd_addr[i])]
-            m.d.sync += out.eq(rd.data)
-            m.d.comb += self.rd_data[i].eq(out)
+                         rd.addr.eq(self.rd_addr[i]), self.rd_data[i].eq(delay(m, rd.data, 1, f"rd_data{i}"))]
         return m
