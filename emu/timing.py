@@ -13,7 +13,7 @@ from __future__ import annotations
 from .config import AccelConfig, ELEMENT_BYTES, PARAM_BYTES
 from .isa import INSTR_BYTES, Buffer, Instr, Opcode
 
-__all__ = ["ISSUE_LATENCY", "AXI_MAX_BURST_BEATS", "AXI_BOUNDARY", "DMA_SETUP", "DMA_LOAD_DRAIN", "DMA_READ_LATENCY",
+__all__ = ["ISSUE_LATENCY", "BUSY_LATENCY", "AXI_MAX_BURST_BEATS", "AXI_BOUNDARY", "DMA_SETUP", "DMA_LOAD_DRAIN", "DMA_READ_LATENCY",
            "DMA_WRITE_LATENCY", "MATMUL_LATENCY", "POST_LATENCY", "FETCH_LATENCY", "element_bytes", "bursts",
            "dma_spans", "dma_extent", "dma_cycles", "instr_cycles",
            "preload_cycles", "Timer"]
@@ -21,6 +21,9 @@ __all__ = ["ISSUE_LATENCY", "AXI_MAX_BURST_BEATS", "AXI_BOUNDARY", "DMA_SETUP", 
 ISSUE_LATENCY = 1           # cycles from an instruction's issue to its unit seeing it: the sequencer registers
                             # the start strobes and arguments (hdl/sequencer.py); part of DMA_SETUP,
                             # MATMUL_LATENCY and POST_LATENCY below
+BUSY_LATENCY = 1            # cycles from a unit going idle to the sequencer seeing it: each unit's busy flag
+                            # crosses the chip into a register beside the issue logic (hdl/sequencer.py), so
+                            # a unit takes its next instruction one cycle after it goes idle
 AXI_MAX_BURST_BEATS = 256   # AXI4 INCR
 AXI_BOUNDARY = 4096         # a burst never crosses a 4 KiB boundary
 DMA_SETUP = 10              # cycles from DMA issue to its first address: issue, arguments registered, the span
@@ -105,7 +108,7 @@ def instr_cycles(instr: Instr, cfg: AccelConfig) -> int:
 def preload_cycles(prog_addr: int, prog_len: int, cfg: AccelConfig) -> int:
     """Cycles from start to the first cycle an instruction may issue: the DMA copies the program into the
     instruction memory, then the fetch pipeline brings the first instruction to the head of the queue."""
-    total = DMA_SETUP + DMA_LOAD_DRAIN + FETCH_LATENCY
+    total = DMA_SETUP + DMA_LOAD_DRAIN + BUSY_LATENCY + FETCH_LATENCY
     for _, beats in bursts(prog_addr, prog_len * INSTR_BYTES, cfg.bus_bytes):
         total += DMA_READ_LATENCY + beats
     return total
@@ -117,6 +120,7 @@ class Timer:
     def __init__(self, cfg: AccelConfig, start: int = 0):
         self.cfg = cfg
         self.now = start          # cycle the next instruction may issue
+        # cycle each unit may take its next instruction: BUSY_LATENCY after it goes idle
         self.dma_free = start
         self.array_free = start
         self.post_free = start
@@ -129,11 +133,11 @@ class Timer:
             t = max(self.now, self.dma_free, self.array_free, self.post_free)
         elif instr.op in (Opcode.LOAD, Opcode.STORE):
             t = max(self.now, self.dma_free)
-            self.dma_free = t + cycles
+            self.dma_free = t + cycles + BUSY_LATENCY
         elif instr.op == Opcode.MATMUL:
             t = max(self.now, self.array_free)
-            self.array_free = t + cycles
+            self.array_free = t + cycles + BUSY_LATENCY
         else:
             t = max(self.now, self.post_free)
-            self.post_free = t + cycles
+            self.post_free = t + cycles + BUSY_LATENCY
         self.now = t + 1

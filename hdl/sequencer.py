@@ -11,8 +11,9 @@ The instruction at the head of the queue issues as soon as its unit is idle (LOA
 array; POST: post-processing; SYNC/END: all), so everything issue decides on is a flip-flop. Fetching is
 credit-counted: the queue holds as many entries as the loop from a pop back to a fetched entry at the head
 takes cycles, so after the first instruction reaches the head (emu.timing.FETCH_LATENCY cycles after the
-preload ends) the queue never runs dry and one instruction can issue every cycle. `cycle` counts cycles
-since start; END issued at cycle t ends the run with CYCLES = t + 1 (emu.timing.Timer).
+preload ends) the queue never runs dry and one instruction can issue every cycle. CYCLES counts cycles
+since start while the run is on and stops with it: END issued at cycle t ends the run with CYCLES = t + 1
+(emu.timing.Timer), and so does a fault raised at cycle t.
 
 Faults (emu.faults), checked each cycle in this order:
   BUS_ERROR       the DMA reported an error response: pc of that LOAD/STORE (0 for the preload)
@@ -53,16 +54,16 @@ head_layout = data.StructLayout({"dma": 1, "matmul": 1, "post": 1, "all_units": 
 #: Cycles from the preload's end (the first cycle the DMA is idle) to the first instruction at the head of
 #: the queue: fetch enable, instruction memory, decoder, queue head register.
 FETCH_LATENCY = 1 + BlockRAM.LATENCY + Decoder.LATENCY + 1
-#: Entries the queue must hold for one issue a cycle: a pop frees a credit in the next cycle, whose fetch
-#: reaches the head BlockRAM.LATENCY + Decoder.LATENCY + 1 cycles later.
-QUEUE_DEPTH = 1 + BlockRAM.LATENCY + Decoder.LATENCY + 1
+#: Entries the queue must hold for one issue a cycle: a pop is registered and frees a credit the cycle
+#: after, whose fetch reaches the head BlockRAM.LATENCY + Decoder.LATENCY + 1 cycles later.
+QUEUE_DEPTH = 2 + BlockRAM.LATENCY + Decoder.LATENCY + 1
 
 
 class Sequencer(wiring.Component):
     def __init__(self, cfg: AccelConfig):
-        if timing.FETCH_LATENCY != FETCH_LATENCY:
-            raise ValueError(f"emu.timing.FETCH_LATENCY={timing.FETCH_LATENCY} but the fetch pipeline takes "
-                             f"{FETCH_LATENCY} cycles")
+        if timing.FETCH_LATENCY != FETCH_LATENCY or timing.BUSY_LATENCY != 1:
+            raise ValueError(f"emu.timing.FETCH_LATENCY={timing.FETCH_LATENCY}, BUSY_LATENCY={timing.BUSY_LATENCY} "
+                             f"but the fetch pipeline takes {FETCH_LATENCY} cycles and a unit's busy flag 1")
         self._cfg = cfg
         self._imem_abits = max(1, (cfg.instr_depth - 1).bit_length())
         super().__init__({
@@ -94,16 +95,18 @@ class Sequencer(wiring.Component):
         pc, dma_pc = Signal(17), Signal(17)
         prog_len = Signal(17)
         preloading = Signal()
-        cycle = Signal(64)
+        cycle = Signal(64)            # counts in RUN only, so it holds CYCLES once the run is over
+        m.d.comb += self.cycles.eq(cycle)
         flush = Signal()
 
         # ---- fetch: one word a cycle while a queue entry is free for it, up to the word past the end ----
         fetch_pc, fetching = Signal(17), Signal()
         credits = Signal(range(QUEUE_DEPTH + 1))
         fetch = fetching & (credits != 0)
-        pop = Signal()
+        pop, pop_q = Signal(), Signal()
         m.d.comb += self.imem_rd_addr.eq(fetch_pc)
-        m.d.sync += credits.eq(credits - fetch + pop)
+        # the credit comes back from a registered pop, so the issue decision does not reach the fetch logic
+        m.d.sync += [pop_q.eq(pop), credits.eq(credits - fetch + pop_q)]
         with m.If(fetch):
             m.d.sync += fetch_pc.eq(fetch_pc + 1)
             with m.If(fetch_pc == prog_len):
@@ -167,15 +170,23 @@ class Sequencer(wiring.Component):
             self.cu_zero_point.eq(po.zero_point), self.cu_clamp_lo.eq(po.clamp_lo),
             self.cu_clamp_hi.eq(po.clamp_hi),
         ]
-        dma_busy = self.dma_busy | self.dma_start
-        array_busy = self.cu_busy | (self.cu_start & ~self.cu_post)
-        post_busy = self.cu_post_busy | (self.cu_start & self.cu_post)
+        # Each unit's busy flag (and the DMA's error) comes from across the chip into a register here
+        # (emu.timing.BUSY_LATENCY), so issue decides on flip-flops beside it. A unit raises busy the cycle
+        # after it sees its start strobe, so the strobe and its delayed copy cover the two cycles before
+        # the registered flag does.
+        dma_busy_q, array_busy_q, post_busy_q, dma_error = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [dma_busy_q.eq(self.dma_busy), array_busy_q.eq(self.cu_busy),
+                     post_busy_q.eq(self.cu_post_busy), dma_error.eq(self.dma_error)]
+        array_start, post_start = self.cu_start & ~self.cu_post, self.cu_start & self.cu_post
+        dma_busy = dma_busy_q | self.dma_start | delay(m, self.dma_start, 1, "dma_start")
+        array_busy = array_busy_q | array_start | delay(m, array_start, 1, "array_start")
+        post_busy = post_busy_q | post_start | delay(m, post_start, 1, "post_start")
 
         # MACS += rows * (k_valid * n_valid, the head's count) of each issued MATMUL, through a registered
         # product tree; it lands product_latency(16) + 1 cycles after issue, before any run can end (a MATMUL
         # keeps the array busy longer, and END/DRAIN wait for it)
         mac_go, mac_rows, mac_kn = Signal(), Signal(16), Signal(16)
-        m.d.sync += mac_go.eq(0)
+        m.d.sync += [mac_go.eq(0), mac_rows.eq(mm.rows), mac_kn.eq(head_count)]   # they follow the head
         mac_term = product(m, mac_rows, mac_kn, name="mac_term")
         with m.If(delay(m, mac_go, product_latency(16), "mac_go")):
             m.d.sync += self.macs.eq(self.macs + mac_term)
@@ -186,7 +197,7 @@ class Sequencer(wiring.Component):
         overdue = wd_on & wd_left[-1]
 
         def fault(code, at):
-            m.d.sync += [self.error_code.eq(code), self.error_pc.eq(at), self.cycles.eq(cycle), fetching.eq(0)]
+            m.d.sync += [self.error_code.eq(code), self.error_pc.eq(at), fetching.eq(0)]
             m.next = "DRAIN"
 
         all_idle = ~dma_busy & ~array_busy & ~post_busy
@@ -196,7 +207,7 @@ class Sequencer(wiring.Component):
                 with m.If(self.start):
                     m.d.comb += flush.eq(1)
                     m.d.sync += [self.error_code.eq(0), self.error_pc.eq(0), pc.eq(0), cycle.eq(1),
-                                 self.macs.eq(0), self.cycles.eq(0), prog_len.eq(self.prog_len),
+                                 self.macs.eq(0), prog_len.eq(self.prog_len),
                                  wd_on.eq(self.watchdog != 0), wd_left.eq(Cat(self.watchdog, 0).as_signed() - 2),
                                  fetch_pc.eq(0), fetching.eq(0), credits.eq(QUEUE_DEPTH)]
                     with m.If((self.prog_len == 0) | (self.prog_len > self._cfg.instr_depth)):
@@ -221,7 +232,7 @@ class Sequencer(wiring.Component):
                         | (head.all_units & all_idle))
                 with m.If(preloading & ~dma_busy):
                     m.d.sync += [preloading.eq(0), fetching.eq(1)]
-                with m.If(self.dma_error):
+                with m.If(dma_error):
                     fault(FaultCode.BUS_ERROR, dma_pc)
                 with m.Elif(head.fault != 0):
                     fault(head.fault, pc)
@@ -235,14 +246,14 @@ class Sequencer(wiring.Component):
                     with m.If(head.matmul | head.post):
                         m.d.sync += self.cu_start.eq(1)
                     with m.If(head.matmul):
-                        m.d.sync += [mac_go.eq(1), mac_rows.eq(mm.rows), mac_kn.eq(head_count)]
+                        m.d.sync += mac_go.eq(1)
                     with m.If(head.end):
-                        m.d.sync += [self.cycles.eq(cycle + 1), self.finished.eq(1), fetching.eq(0)]
+                        m.d.sync += [self.finished.eq(1), fetching.eq(0)]
                         m.next = "IDLE"
             with m.State("DRAIN"):
                 m.d.comb += self.running.eq(1)
                 with m.If(all_idle):
-                    with m.If(self.dma_error):
+                    with m.If(dma_error):
                         m.d.sync += [self.error_code.eq(FaultCode.BUS_ERROR), self.error_pc.eq(dma_pc)]
                     m.d.sync += self.finished.eq(1)
                     m.next = "IDLE"
