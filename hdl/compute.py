@@ -77,47 +77,59 @@ class ComputeUnit(wiring.Component):
         acc_rd, post_rd = 0, 1
         B = BlockRAM.LATENCY
 
-        # MATMUL state
-        a_end, accumulate, reduce_max = Signal(18), Signal(), Signal()   # a_end: R + rows
-        remaining = Signal(18)     # busy cycles left
-        step = Signal(18)          # s in the docstring
-        m.d.sync += self.busy.eq((remaining > 1) | (self.start & ~self.post))   # = remaining != 0, registered
-        with m.If(remaining != 0):
-            m.d.sync += [remaining.eq(remaining - 1), step.eq(step + 1), self.wgt_rd_addr.eq(self.wgt_rd_addr + 1)]
-        w_phase = self.busy & (step < R)
-        a_phase = self.busy & (step >= R) & (step < a_end)
+        # MATMUL state. Each counter runs down as a signed number whose sign bit is the flag the next cycle
+        # needs, so the busy flag and the phase flags are registers loaded from a sign bit, not compares.
+        accumulate, reduce_max = Signal(), Signal()
+        mm_left = Signal(signed(19))      # busy cycles left - 2: busy next cycle while >= 0
+        w_row = Signal(range(max(R, 2)))  # WGT entry (array row) read this cycle
+        w_phase, a_phase = Signal(), Signal()   # WGT rows are read (s < R); ACT entries are read (R <= s < R + T)
+        act_left = Signal(signed(17))     # ACT entries left to read - 2, in the ACT phase
+        m.d.sync += self.busy.eq(~mm_left[-1] | (self.start & ~self.post))
+        with m.If(self.busy):
+            m.d.sync += [mm_left.eq(mm_left - 1), self.wgt_rd_addr.eq(self.wgt_rd_addr + 1)]
+        with m.If(w_phase):
+            m.d.sync += w_row.eq(w_row + 1)
+            with m.If(w_row == R - 1):
+                m.d.sync += [w_phase.eq(0), a_phase.eq(1)]
         with m.If(a_phase):
-            m.d.sync += self.act_rd_addr.eq(self.act_rd_addr + 1)
+            m.d.sync += [self.act_rd_addr.eq(self.act_rd_addr + 1), act_left.eq(act_left - 1)]
+            with m.If(act_left[-1]):
+                m.d.sync += a_phase.eq(0)
         acc_rd_ptr, acc_wr_ptr = Signal(16), Signal(16)
         with m.If(self.start & ~self.post):
             matmul_cycles = 2 * R + C - 2 + timing.MATMUL_LATENCY - timing.ISSUE_LATENCY
             m.d.sync += [
-                a_end.eq(R + self.rows), accumulate.eq(self.accumulate), reduce_max.eq(self.reduce_max),
+                accumulate.eq(self.accumulate), reduce_max.eq(self.reduce_max),
                 self.wgt_rd_addr.eq(self.wgt_addr), self.act_rd_addr.eq(self.act_addr),
                 acc_rd_ptr.eq(self.acc_addr), acc_wr_ptr.eq(self.acc_addr),
-                remaining.eq(self.rows - 1 + matmul_cycles), step.eq(0),
+                mm_left.eq(self.rows + (matmul_cycles - 3)), w_row.eq(0), w_phase.eq(1),
+                act_left.eq(self.rows - 2),
             ]
 
-        # POST state
-        p_rows = Signal(16)
+        # POST state, counted down the same way
         shift, zp, lo, hi = Signal(6), Signal(signed(8)), Signal(signed(8)), Signal(signed(8))
-        p_remaining, p_step, out_ptr = Signal(18), Signal(18), Signal(16)
-        m.d.sync += self.post_busy.eq((p_remaining > 1) | (self.start & self.post))
-        with m.If(p_remaining != 0):
-            m.d.sync += [p_remaining.eq(p_remaining - 1), p_step.eq(p_step + 1),
-                         acc.rd_addr[post_rd].eq(acc.rd_addr[post_rd] + 1)]
+        p_left, out_ptr = Signal(signed(19)), Signal(16)   # busy cycles left - 2
+        p_phase, p_rows_left = Signal(), Signal(signed(17))  # ACC rows are read; rows left to read - 2
+        m.d.sync += self.post_busy.eq(~p_left[-1] | (self.start & self.post))
+        with m.If(self.post_busy):
+            m.d.sync += [p_left.eq(p_left - 1), acc.rd_addr[post_rd].eq(acc.rd_addr[post_rd] + 1)]
+        with m.If(p_phase):
+            m.d.sync += p_rows_left.eq(p_rows_left - 1)
+            with m.If(p_rows_left[-1]):
+                m.d.sync += p_phase.eq(0)
         with m.If(self.start & self.post):
             m.d.sync += [
-                p_rows.eq(self.rows), acc.rd_addr[post_rd].eq(self.acc_addr), out_ptr.eq(self.out_addr),
+                acc.rd_addr[post_rd].eq(self.acc_addr), out_ptr.eq(self.out_addr),
                 self.param_rd_addr.eq(self.param_addr), shift.eq(self.shift), zp.eq(self.zero_point),
                 lo.eq(self.clamp_lo), hi.eq(self.clamp_hi),
-                p_remaining.eq(self.rows - 1 + timing.POST_LATENCY - timing.ISSUE_LATENCY), p_step.eq(0),
+                p_left.eq(self.rows + (timing.POST_LATENCY - timing.ISSUE_LATENCY - 3)), p_phase.eq(1),
+                p_rows_left.eq(self.rows - 2),
             ]
 
         # ---- MATMUL ----
         a_valid = delay(m, a_phase, B, "a_valid")
         m.d.comb += [
-            arr.w_load.eq(delay(m, w_phase, B, "w_load")), arr.w_row.eq(delay(m, step, B, "w_row")),
+            arr.w_load.eq(delay(m, w_phase, B, "w_load")), arr.w_row.eq(delay(m, w_row, B, "w_row")),
             arr.w_data.eq(self.wgt_rd_data), arr.a_valid.eq(a_valid), arr.a_in.eq(self.act_rd_data),
         ]
         # ACC rows are read B cycles ahead of the result rows they are added to
@@ -146,7 +158,6 @@ class ComputeUnit(wiring.Component):
         m.d.sync += [acc.wr_en.eq(wr_go), acc.wr_addr.eq(acc_wr_ptr)]
 
         # ---- POST ----
-        p_phase = self.post_busy & (p_step < p_rows)
         m.d.comb += [
             pp.in_valid.eq(delay(m, p_phase, B, "p_valid")), pp.acc.eq(acc.rd_data[post_rd]),
             pp.param.eq(self.param_rd_data),

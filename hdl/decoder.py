@@ -8,15 +8,17 @@ Sums of 16-bit fields are formed at 17 bits, so they never wrap. A LOAD/STORE's 
 (16 x 10 bits, unsigned) is a 26-bit product, compared with depth - buf_addr, so nothing wraps either.
 
 Pipeline: a word presented with `valid` in cycle c comes out with its results in cycle c + LATENCY. The
-word is registered first (it comes from a block RAM and fans out widely); the next stage decodes single
-fields, forms operand ends and starts the product `count` (rows * blocks, or k_valid * n_valid for a
-MATMUL) in hdl.pipeline.product's adder tree; the range checks follow, the last stage compares the count
-with the room left in the buffer. No stage holds more than one carry chain. `flush` drops what is in
-flight.
+word is registered first (it comes from a block RAM and fans out widely); the next stage makes one flag per
+opcode and per single-field check, forms every opcode's operand ends side by side and starts the product
+`count` (rows * blocks, or k_valid * n_valid for a MATMUL) in hdl.pipeline.product's adder tree; the stage
+after combines the flags of the word's opcode and compares the operand ends with the buffer depths; the
+stage before the last forms the fault code but for the DMA's range check, which the last stage adds by
+comparing the count with the room left in the buffer. No stage holds more than one carry chain or more
+than about two LUT levels. `flush` drops what is in flight.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -71,61 +73,59 @@ class Decoder(wiring.Component):
         opcode = word[:OPCODE_BITS]
         dma_op = (opcode == Opcode.LOAD) | (opcode == Opcode.STORE)
 
-        # ---- stage 1: checks of single fields; operand ends (sums) for the range checks of stage 2 ----
-        legal, illegal_field = Signal(), Signal()
+        # ---- stage 1: one flag per single-field check and per opcode, operand ends (sums) for stage 2; every
+        # opcode's values are formed side by side from the word, the opcode only selects among them later ----
+        is_op = {op: Signal(name=f"is_{op.name.lower()}") for op in Opcode}
+        flags = {name: Signal(name=name) for name in (
+            "ld_rows0", "ld_blocks0", "ld_row_len0", "ld_over_rows", "ld_over_cols", "buf_act", "buf_out",
+            "mm_zero", "mm_over", "mm_wgt_past", "po_rows0", "po_param_past")}
+        f = flags
         room = Signal(signed(18))                       # LOAD/STORE: depth - buf_addr
         row_bytes = Signal(10)
-        end_a, end_b = Signal(17), Signal(17)           # MATMUL: act, acc ends; POST: acc, out ends
-        limit_a, limit_b = Signal(17), Signal(17)       # ... and the depths they must not pass
-        past_fixed = Signal()                           # MATMUL: the WGT tile; POST: the PARAM entry
+        mm_end_act, mm_end_acc, po_end_acc, po_end_out = (Signal(17, name=n) for n in (
+            "mm_end_act", "mm_end_acc", "po_end_acc", "po_end_out"))
         depth = Signal(17)
         with m.Switch(ld.buf):
             for buf, d in ((Buffer.ACT, cfg.act_depth), (Buffer.WGT, cfg.wgt_depth),
                            (Buffer.PARAM, cfg.param_depth), (Buffer.OUT, cfg.out_depth)):
                 with m.Case(buf):
                     m.d.comb += depth.eq(d)
+        m.d.sync += [is_op[op].eq(opcode == op) for op in Opcode]
         m.d.sync += [
             room.eq(depth - ld.buf_addr),
             row_bytes.eq(Mux(ld.buf == Buffer.PARAM, ld.row_len * PARAM_BYTES, ld.row_len)),
-            legal.eq(0), illegal_field.eq(0), end_a.eq(0), end_b.eq(0), past_fixed.eq(0),
+            f["ld_rows0"].eq(ld.rows == 0), f["ld_blocks0"].eq(ld.blocks == 0), f["ld_row_len0"].eq(ld.row_len == 0),
+            f["ld_over_rows"].eq(ld.row_len > cfg.rows), f["ld_over_cols"].eq(ld.row_len > cfg.cols),
+            f["buf_act"].eq(ld.buf == Buffer.ACT), f["buf_out"].eq(ld.buf == Buffer.OUT),
+            f["mm_zero"].eq((mm.rows == 0) | (mm.k_valid == 0) | (mm.n_valid == 0)),
+            f["mm_over"].eq((mm.k_valid > cfg.rows) | (mm.n_valid > cfg.cols)),
+            f["mm_wgt_past"].eq(mm.wgt_addr > cfg.wgt_depth - cfg.rows),
+            f["po_rows0"].eq(po.rows == 0), f["po_param_past"].eq(po.param_addr >= cfg.param_depth),
+            mm_end_act.eq(mm.act_addr + mm.rows), mm_end_acc.eq(mm.acc_addr + mm.rows),
+            po_end_acc.eq(po.acc_addr + po.rows), po_end_out.eq(po.out_addr + po.rows),
         ]
-        with m.Switch(opcode):
-            for op in (Opcode.LOAD, Opcode.STORE):
-                with m.Case(op):
-                    allowed = (ld.buf != Buffer.OUT) if op == Opcode.LOAD else (ld.buf == Buffer.OUT)
-                    width = Mux(ld.buf == Buffer.ACT, cfg.rows, cfg.cols)
-                    m.d.sync += [
-                        legal.eq(1),
-                        illegal_field.eq(~allowed | (ld.rows == 0) | (ld.blocks == 0) | (ld.row_len == 0)
-                                         | (ld.row_len > width)),
-                    ]
-            with m.Case(Opcode.MATMUL):
-                m.d.sync += [
-                    legal.eq(1),
-                    illegal_field.eq((mm.rows == 0) | (mm.k_valid == 0) | (mm.k_valid > cfg.rows)
-                                     | (mm.n_valid == 0) | (mm.n_valid > cfg.cols)),
-                    end_a.eq(mm.act_addr + mm.rows), limit_a.eq(cfg.act_depth),
-                    end_b.eq(mm.acc_addr + mm.rows), limit_b.eq(cfg.acc_depth),
-                    past_fixed.eq(mm.wgt_addr > cfg.wgt_depth - cfg.rows),
-                ]
-            with m.Case(Opcode.POST):
-                m.d.sync += [
-                    legal.eq(1),
-                    illegal_field.eq(po.rows == 0),
-                    end_a.eq(po.acc_addr + po.rows), limit_a.eq(cfg.acc_depth),
-                    end_b.eq(po.out_addr + po.rows), limit_b.eq(cfg.out_depth),
-                    past_fixed.eq(po.param_addr >= cfg.param_depth),
-                ]
-            with m.Case(Opcode.SYNC, Opcode.END):
-                m.d.sync += legal.eq(1)
 
-        # ---- stage 2: MATMUL/POST range check ----
-        out_of_range = Signal()
-        m.d.sync += out_of_range.eq((end_a > limit_a) | (end_b > limit_b) | past_fixed)
+        # ---- stage 2: the opcode's field checks combined; the MATMUL/POST operand ends against the depths ----
+        legal, illegal_field = Signal(), Signal()
+        mm_past, po_past = Signal(), Signal()           # MATMUL / POST operands past a buffer's end
+        dma_flags = f["ld_rows0"] | f["ld_blocks0"] | f["ld_row_len0"] | Mux(f["buf_act"], f["ld_over_rows"],
+                                                                                 f["ld_over_cols"])
+        m.d.sync += [
+            legal.eq(Cat(*is_op.values()).any()),
+            illegal_field.eq((is_op[Opcode.LOAD] & (f["buf_out"] | dma_flags))
+                             | (is_op[Opcode.STORE] & (~f["buf_out"] | dma_flags))
+                             | (is_op[Opcode.MATMUL] & (f["mm_zero"] | f["mm_over"]))
+                             | (is_op[Opcode.POST] & f["po_rows0"])),
+            mm_past.eq(is_op[Opcode.MATMUL] & ((mm_end_act > cfg.act_depth) | (mm_end_acc > cfg.acc_depth)
+                                               | f["mm_wgt_past"])),
+            po_past.eq(is_op[Opcode.POST] & ((po_end_acc > cfg.acc_depth) | (po_end_out > cfg.out_depth)
+                                             | f["po_param_past"])),
+        ]
 
         count = product(m, Mux(dma_op, ld.rows, mm.k_valid), Mux(dma_op, ld.blocks, mm.n_valid), name="count")
 
-        # ---- carried alongside the product; the last stage makes the DMA range check and the fault ----
+        # ---- carried alongside the product; the stage before the last forms every fault but the DMA's range
+        # check, which the last stage adds from the count ----
         P = self.PRODUCT_LATENCY
         valids, prev = [], self.valid
         for i in range(1 + P):
@@ -135,17 +135,19 @@ class Decoder(wiring.Component):
         with m.If(self.flush):
             m.d.sync += [s.eq(0) for s in valids]
         word = delay(m, word, P, "word")
-        past_end = delay(m, self.past_end, 1 + P, "past_end")
         dma_now = delay(m, dma_op, P, "dma_op")
-        legal, illegal_field, room, row_bytes = (
-            delay(m, s, P - 1, n) for s, n in ((legal, "legal"), (illegal_field, "illegal_field"), (room, "room"),
-                                               (row_bytes, "row_bytes")))
-        out_of_range = delay(m, out_of_range, P - 2, "out_of_range")
-        oor = Mux(dma_now, count > room, out_of_range)  # unsigned vs signed: compared exactly
-        fault = Mux(past_end, FaultCode.PROGRAM_RANGE,
-                    Mux(~legal, FaultCode.ILLEGAL_OPCODE,
-                        Mux(illegal_field, FaultCode.ILLEGAL_FIELD,
-                            Mux(oor, FaultCode.BUFFER_RANGE, 0))))
+        room, row_bytes = (delay(m, s, P - 1, n) for s, n in ((room, "room"), (row_bytes, "row_bytes")))
+        past_end = delay(m, self.past_end, P, "past_end")
+        legal, illegal_field, mm_past, po_past = (
+            delay(m, s, P - 3, n) for s, n in ((legal, "legal"), (illegal_field, "illegal_field"),
+                                               (mm_past, "mm_past"), (po_past, "po_past")))
+        fault_pre = Signal(4)                           # all but the DMA's BUFFER_RANGE, in check order
+        m.d.sync += fault_pre.eq(Mux(past_end, FaultCode.PROGRAM_RANGE,
+                                     Mux(~legal, FaultCode.ILLEGAL_OPCODE,
+                                         Mux(illegal_field, FaultCode.ILLEGAL_FIELD,
+                                             Mux(mm_past | po_past, FaultCode.BUFFER_RANGE, 0)))))
+        fault = Mux(fault_pre != 0, fault_pre,
+                    Mux(dma_now & (count > room), FaultCode.BUFFER_RANGE, 0))  # unsigned vs signed: exact
         m.d.sync += [self.out_word.eq(word), self.out_valid.eq(valids[-1] & ~self.flush), self.fault.eq(fault),
                      self.row_bytes.eq(row_bytes), self.count.eq(count)]
         return m
