@@ -2,8 +2,8 @@
 against the fixed-latency external memory model (sim/), and the golden emulator counts with it.
 
 Execution: instructions issue in program order, one per cycle at most. LOAD/STORE go to the DMA unit,
-MATMUL to the array, POST to the post-processing unit; an instruction waits until its unit is idle, so a
-DMA transfer or a POST overlaps the instructions before it on the other units. SYNC and END wait until all
+MATMUL to the array, POST to the post-processing unit; an instruction waits until its unit is idle (plus
+BUSY_LATENCY), so a DMA transfer or a POST overlaps the instructions before it on the other units. SYNC and END wait until all
 three units are idle. Hazards between units are the program's to order with SYNC.
 
 Constants that describe the gateware's latencies live here and nowhere else.
