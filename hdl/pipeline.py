@@ -73,21 +73,24 @@ class Queue(wiring.Component):
         def incr(ptr):
             return Mux(ptr == inner - 1, 0, ptr + 1)
 
+        # What the head takes when it is free (the next stored entry, else the pushed one, else zero) is
+        # worked out without `r_en`, so a pop reaches the head, pointers and level through one mux level.
         take = ~self.r_rdy | self.r_en         # the head register is free this cycle
-        from_storage = take & (level != 0)
-        bypass = take & (level == 0) & self.w_en
-        to_storage = self.w_en & ~bypass
-        m.d.comb += [wr.addr.eq(produce), wr.data.eq(self.w_data), wr.en.eq(to_storage), rd.addr.eq(consume)]
+        stored = level != 0
+        from_storage = take & stored
+        to_storage = self.w_en & ~(take & ~stored)   # a push not taken straight into the head
+        # every push is written at `produce`; one taken straight into the head leaves `produce` where it is,
+        # so its slot is written again by the next push
+        m.d.comb += [wr.addr.eq(produce), wr.data.eq(self.w_data), wr.en.eq(self.w_en), rd.addr.eq(consume)]
         with m.If(to_storage):
             m.d.sync += produce.eq(incr(produce))
         with m.If(from_storage):
-            m.d.sync += [self.r_data.eq(rd.data), consume.eq(incr(consume))]
-        with m.Elif(bypass):
-            m.d.sync += self.r_data.eq(self.w_data)
-        with m.Elif(self.r_en):
-            m.d.sync += self.r_data.eq(0)
-        m.d.sync += [self.r_rdy.eq(from_storage | bypass | (self.r_rdy & ~self.r_en)),
-                     level.eq(level + to_storage - from_storage)]
+            m.d.sync += consume.eq(incr(consume))
+        with m.If(take):
+            m.d.sync += [self.r_data.eq(Mux(stored, rd.data, Mux(self.w_en, self.w_data, 0))),
+                         self.r_rdy.eq(stored | self.w_en)]
+        m.d.sync += level.eq(Mux(from_storage, Mux(to_storage, level, level - 1),
+                                 Mux(to_storage, level + 1, level)))
         with m.If(self.flush):
             m.d.sync += [self.r_rdy.eq(0), self.r_data.eq(0), level.eq(0), produce.eq(0), consume.eq(0)]
         return m

@@ -48,8 +48,9 @@ TARGET_INSTR = 3
 
 
 #: The head of the issue queue: which unit the instruction needs (one bit each, all zero for a faulty word),
-#: whether it is END, and its fault code.
-head_layout = data.StructLayout({"dma": 1, "matmul": 1, "post": 1, "all_units": 1, "end": 1, "fault": 4})
+#: whether it is END, whether it is faulty, and its fault code.
+head_layout = data.StructLayout({"dma": 1, "matmul": 1, "post": 1, "all_units": 1, "end": 1, "faulty": 1,
+                                 "fault": 4})
 
 #: Cycles from the preload's end (the first cycle the DMA is idle) to the first instruction at the head of
 #: the queue: fetch enable, instruction memory, decoder, queue head register.
@@ -126,7 +127,7 @@ class Sequencer(wiring.Component):
             pushed.post.eq(legal & (pushed_op == Opcode.POST)),
             pushed.all_units.eq(legal & ((pushed_op == Opcode.SYNC) | (pushed_op == Opcode.END))),
             pushed.end.eq(legal & (pushed_op == Opcode.END)),
-            pushed.fault.eq(dec.fault),
+            pushed.faulty.eq(~legal), pushed.fault.eq(dec.fault),
             queue.w_en.eq(push), queue.flush.eq(flush), queue.r_en.eq(pop),
         ]
         payload_in, payload_out = Signal(range(QUEUE_DEPTH)), Signal(range(QUEUE_DEPTH))
@@ -155,7 +156,6 @@ class Sequencer(wiring.Component):
         # drives only the few start flip-flops, not hundreds of argument enables. A unit counts as busy from
         # the cycle its start is registered.
         m.d.sync += [
-            self.dma_start.eq(0), self.cu_start.eq(0),
             self.dma_store.eq(op == Opcode.STORE), self.dma_target.eq(ld.buf),
             self.dma_rows.eq(ld.rows), self.dma_blocks.eq(ld.blocks), self.dma_row_bytes.eq(head_row_bytes),
             self.dma_buf_addr.eq(ld.buf_addr), self.dma_ext_addr.eq(ld.ext_addr),
@@ -170,17 +170,19 @@ class Sequencer(wiring.Component):
             self.cu_zero_point.eq(po.zero_point), self.cu_clamp_lo.eq(po.clamp_lo),
             self.cu_clamp_hi.eq(po.clamp_hi),
         ]
-        # Each unit's busy flag (and the DMA's error) comes from across the chip into a register here
-        # (emu.timing.BUSY_LATENCY), so issue decides on flip-flops beside it. A unit raises busy the cycle
-        # after it sees its start strobe, so the strobe and its delayed copy cover the two cycles before
-        # the registered flag does.
-        dma_busy_q, array_busy_q, post_busy_q, dma_error = Signal(), Signal(), Signal(), Signal()
-        m.d.sync += [dma_busy_q.eq(self.dma_busy), array_busy_q.eq(self.cu_busy),
-                     post_busy_q.eq(self.cu_post_busy), dma_error.eq(self.dma_error)]
-        array_start, post_start = self.cu_start & ~self.cu_post, self.cu_start & self.cu_post
-        dma_busy = dma_busy_q | self.dma_start | delay(m, self.dma_start, 1, "dma_start")
-        array_busy = array_busy_q | array_start | delay(m, array_start, 1, "array_start")
-        post_busy = post_busy_q | post_start | delay(m, post_start, 1, "post_start")
+        # Issue decides on one `idle` flip-flop per unit, beside it. Each unit's busy flag (and the DMA's
+        # error) comes from across the chip into it (emu.timing.BUSY_LATENCY): a unit is idle in cycle c
+        # if it was not busy in c - 1 and no start for it was registered in c - 1 or is being registered
+        # (a unit raises busy the cycle after it sees its start strobe).
+        dma_go, array_go, post_go = Signal(), Signal(), Signal()      # the start strobes' next values
+        dma_idle, array_idle, post_idle, dma_error = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [
+            self.dma_start.eq(dma_go), self.cu_start.eq(array_go | post_go),
+            dma_idle.eq(~self.dma_busy & ~self.dma_start & ~dma_go),
+            array_idle.eq(~self.cu_busy & ~(self.cu_start & ~self.cu_post) & ~array_go),
+            post_idle.eq(~self.cu_post_busy & ~(self.cu_start & self.cu_post) & ~post_go),
+            dma_error.eq(self.dma_error),
+        ]
 
         # MACS += rows * (k_valid * n_valid, the head's count) of each issued MATMUL, through a registered
         # product tree; it lands product_latency(16) + 1 cycles after issue, before any run can end (a MATMUL
@@ -200,7 +202,7 @@ class Sequencer(wiring.Component):
             m.d.sync += [self.error_code.eq(code), self.error_pc.eq(at), fetching.eq(0)]
             m.next = "DRAIN"
 
-        all_idle = ~dma_busy & ~array_busy & ~post_busy
+        all_idle = dma_idle & array_idle & post_idle
 
         with m.FSM():
             with m.State("IDLE"):
@@ -214,8 +216,9 @@ class Sequencer(wiring.Component):
                         m.d.sync += [self.error_code.eq(FaultCode.PROGRAM_RANGE), self.finished.eq(1)]
                     with m.Else():
                         # the preload is a LOAD of one block of prog_len 16-byte entries into instruction memory
+                        m.d.comb += dma_go.eq(1)
                         m.d.sync += [
-                            self.dma_start.eq(1), self.dma_target.eq(TARGET_INSTR), self.dma_store.eq(0),
+                            self.dma_target.eq(TARGET_INSTR), self.dma_store.eq(0),
                             self.dma_rows.eq(self.prog_len), self.dma_blocks.eq(1),
                             self.dma_row_bytes.eq(INSTR_BYTES), self.dma_buf_addr.eq(0),
                             self.dma_ext_addr.eq(self.prog_addr), self.dma_ext_stride.eq(INSTR_BYTES),
@@ -228,23 +231,22 @@ class Sequencer(wiring.Component):
                 m.d.sync += cycle.eq(cycle + 1)
                 with m.If(~wd_left[-1]):
                     m.d.sync += wd_left.eq(wd_left - 1)
-                free = ((head.dma & ~dma_busy) | (head.matmul & ~array_busy) | (head.post & ~post_busy)
+                free = ((head.dma & dma_idle) | (head.matmul & array_idle) | (head.post & post_idle)
                         | (head.all_units & all_idle))
-                with m.If(preloading & ~dma_busy):
+                with m.If(preloading & dma_idle):
                     m.d.sync += [preloading.eq(0), fetching.eq(1)]
                 with m.If(dma_error):
                     fault(FaultCode.BUS_ERROR, dma_pc)
-                with m.Elif(head.fault != 0):
+                with m.Elif(head.faulty):
                     fault(head.fault, pc)
                 with m.Elif(queue.r_rdy & overdue):
                     fault(FaultCode.WATCHDOG, pc)
                 with m.Elif(free):
                     m.d.comb += pop.eq(1)
                     m.d.sync += pc.eq(pc + 1)
+                    m.d.comb += [dma_go.eq(head.dma), array_go.eq(head.matmul), post_go.eq(head.post)]
                     with m.If(head.dma):
-                        m.d.sync += [self.dma_start.eq(1), dma_pc.eq(pc)]
-                    with m.If(head.matmul | head.post):
-                        m.d.sync += self.cu_start.eq(1)
+                        m.d.sync += dma_pc.eq(pc)
                     with m.If(head.matmul):
                         m.d.sync += mac_go.eq(1)
                     with m.If(head.end):
