@@ -13,8 +13,11 @@ Each PE holds one weight w[k][n] (loaded a row at a time through `w_load`/`w_row
 stream starts), multiplies a*w (act_bits x weight_bits, signed) in MULT_LATENCY = 3 cycles (operands
 registered, product registered twice: on ECP5 one MULT18X18D with its input, pipeline and output registers,
 hdl/ecp5.py; elsewhere, and for products of 4 bits or less, the same three registers around a `*`), and
-registers the partial sum psum_in + product (acc_bits, signed, wrapping). No stage holds more than the
-multiplier or one acc_bits carry chain.
+registers the partial sum psum_in + product (signed). A column's sum of R products never needs more than
+act_bits + weight_bits + ceil(log2 R) bits, so the partial sums are that wide (or acc_bits, wrapping, if
+that is narrower) and sign-extended to acc_bits on `y_out`: equal results with shorter carry chains and
+fewer flip-flops (8x8 W8A8: 19 bits instead of 32). No stage holds more than the multiplier or one
+partial-sum carry chain.
 
 `a_in` is registered once before the skew, so the buffer's read data (a block RAM output, slow on FPGAs)
 does not feed a multiplier directly.
@@ -78,6 +81,7 @@ class SystolicArray(wiring.Component):
                 sig = reg
             row_in.append(sig)
 
+        psum_bits = min(self._acc_bits, self._act_bits + self._weight_bits + (R - 1).bit_length())
         hard = ecp5.is_ecp5(platform) and mac_multiplier(self._act_bits, self._weight_bits) == "dsp"
         psum_above = [None] * C
         for k in range(R):
@@ -90,7 +94,7 @@ class SystolicArray(wiring.Component):
                     prod = Signal(signed(self._act_bits + self._weight_bits), name=f"prod_{k}_{n}")
                     m.d.sync += [a_r.eq(a), w_r.eq(weight[k][n]), prod.eq(a_r * w_r)]
                     prod = delay(m, prod, MULT_LATENCY - 2, f"prod_{k}_{n}")
-                psum = Signal(signed(self._acc_bits), name=f"psum_{k}_{n}")
+                psum = Signal(signed(psum_bits), name=f"psum_{k}_{n}")
                 a_next = Signal(signed(self._act_bits), name=f"a_{k}_{n}")
                 m.d.sync += a_next.eq(a)
                 m.d.sync += psum.eq(prod if psum_above[n] is None else psum_above[n] + prod)
@@ -101,7 +105,7 @@ class SystolicArray(wiring.Component):
         for n in range(C):
             sig = psum_above[n]
             for d in range(C - 1 - n):
-                reg = Signal(signed(self._acc_bits), name=f"deskew_{n}_{d}")
+                reg = Signal(signed(psum_bits), name=f"deskew_{n}_{d}")
                 m.d.sync += reg.eq(sig)
                 sig = reg
             m.d.comb += self.y_out[n].eq(sig)

@@ -98,13 +98,16 @@ def test_postproc_extremes(acc_bits, act_bits):
     np.testing.assert_array_equal(run_postproc(acc_bits, act_bits, *args), requantize_rows(act_bits, *args))
 
 
-@pytest.mark.parametrize("rows,cols,bits", [(3, 5, 8), (4, 2, 4)])
-def test_array_matches_numpy(rows, cols, bits):
+@pytest.mark.parametrize("rows,cols,bits,acc_bits", [(3, 5, 8, 20), (4, 2, 4, 20), (8, 3, 8, 32), (4, 2, 8, 16)])
+def test_array_matches_numpy(rows, cols, bits, acc_bits):
+    """Random vectors, then the extremes: the partial sums are only as wide as the largest sum needs
+    (acc_bits 16 < 8 + 8 + 2 wraps instead)."""
     rng = np.random.default_rng(rows * cols)
     lo, hi = -(1 << (bits - 1)), 1 << (bits - 1)
     w = rng.integers(lo, hi, (rows, cols))
-    a = rng.integers(lo, hi, (7, rows))
-    dut = SystolicArray(rows=rows, cols=cols, act_bits=bits, weight_bits=bits, acc_bits=20)
+    w[:, 0], w[:, -1] = lo, hi - 1
+    a = np.concatenate([rng.integers(lo, hi, (7, rows)), np.full((1, rows), lo), np.full((1, rows), hi - 1)])
+    dut = SystolicArray(rows=rows, cols=cols, act_bits=bits, weight_bits=bits, acc_bits=acc_bits)
     outs = []
 
     async def tb(ctx):
@@ -130,7 +133,7 @@ def test_array_matches_numpy(rows, cols, bits):
     sim.add_clock(1e-6)
     sim.add_testbench(tb)
     sim.run()
-    np.testing.assert_array_equal(np.array(outs), a @ w)
+    np.testing.assert_array_equal(np.array(outs), numerics.wrap(a @ w, acc_bits))
 
 
 def _words(cfg):
