@@ -54,6 +54,7 @@ class CSR(wiring.Component):
         writable = {"PROG_ADDR": self.prog_addr, "PROG_LEN": self.prog_len, "WATCHDOG": self.watchdog}
 
         # ---- writes ----
+        m.d.sync += self.start.eq(0)
         with m.If(bus.bvalid & bus.bready):
             m.d.sync += bus.bvalid.eq(0)
         with m.If(bus.awvalid & bus.wvalid & ~bus.bvalid):
@@ -61,7 +62,8 @@ class CSR(wiring.Component):
             m.d.sync += bus.bvalid.eq(1)
             with m.Switch(bus.awaddr[2:]):
                 with m.Case(regs.OFFSET["CTRL"] // regs.REG_BYTES):
-                    m.d.comb += self.start.eq(bus.wdata[0] & ~self.running)
+                    # a register: the bus decode does not reach the ~100 flip-flops a start loads
+                    m.d.sync += self.start.eq(bus.wdata[0] & ~self.running & ~self.start)
                 for name, reg in writable.items():
                     with m.Case(regs.OFFSET[name] // regs.REG_BYTES):
                         m.d.sync += reg.eq(bus.wdata)

@@ -188,15 +188,15 @@ class Sequencer(wiring.Component):
         # product tree; it lands product_latency(16) + 1 cycles after issue, before any run can end (a MATMUL
         # keeps the array busy longer, and END/DRAIN wait for it)
         mac_go, mac_rows, mac_kn = Signal(), Signal(16), Signal(16)
-        m.d.sync += [mac_go.eq(0), mac_rows.eq(mm.rows), mac_kn.eq(head_count)]   # they follow the head
+        m.d.sync += [mac_go.eq(array_go), mac_rows.eq(mm.rows), mac_kn.eq(head_count)]   # they follow the head
         mac_term = product(m, mac_rows, mac_kn, name="mac_term")
         with m.If(delay(m, mac_go, product_latency(16), "mac_go")):
             m.d.sync += self.macs.eq(self.macs + mac_term)
 
         # watchdog: `overdue` is (WATCHDOG != 0) & (cycle >= WATCHDOG) as a register; `wd_left` counts
-        # WATCHDOG - cycle - 1 down and stops once negative, so its sign bit is the comparison
-        wd_on, wd_left = Signal(), Signal(signed(34))
-        overdue = wd_on & wd_left[-1]
+        # WATCHDOG - cycle - 2 down and stops once negative, so its sign bit is the comparison a cycle early
+        wd_on, wd_left, overdue = Signal(), Signal(signed(34)), Signal()
+        m.d.sync += overdue.eq(wd_on & wd_left[-1])
 
         def fault(code, at):
             m.d.sync += [self.error_code.eq(code), self.error_pc.eq(at), fetching.eq(0)]
@@ -210,8 +210,8 @@ class Sequencer(wiring.Component):
                     m.d.comb += flush.eq(1)
                     m.d.sync += [self.error_code.eq(0), self.error_pc.eq(0), pc.eq(0), cycle.eq(1),
                                  self.macs.eq(0), prog_len.eq(self.prog_len),
-                                 wd_on.eq(self.watchdog != 0), wd_left.eq(Cat(self.watchdog, 0).as_signed() - 2),
-                                 fetch_pc.eq(0), fetching.eq(0), credits.eq(QUEUE_DEPTH)]
+                                 wd_on.eq(self.watchdog != 0), wd_left.eq(Cat(self.watchdog, 0).as_signed() - 3),
+                                 fetch_pc.eq(0), fetching.eq(0), credits.eq(QUEUE_DEPTH), overdue.eq(0)]
                     with m.If((self.prog_len == 0) | (self.prog_len > self._cfg.instr_depth)):
                         m.d.sync += [self.error_code.eq(FaultCode.PROGRAM_RANGE), self.finished.eq(1)]
                     with m.Else():
@@ -231,8 +231,12 @@ class Sequencer(wiring.Component):
                 m.d.sync += cycle.eq(cycle + 1)
                 with m.If(~wd_left[-1]):
                     m.d.sync += wd_left.eq(wd_left - 1)
-                free = ((head.dma & dma_idle) | (head.matmul & array_idle) | (head.post & post_idle)
-                        | (head.all_units & all_idle))
+                # the head issues to an idle unit unless a bus error or the watchdog stops the run; a faulty
+                # head has no unit flag set. Each start comes two LUT levels from flip-flops, the pop three.
+                ok = ~dma_error & ~overdue
+                m.d.comb += [dma_go.eq(head.dma & dma_idle & ok), array_go.eq(head.matmul & array_idle & ok),
+                             post_go.eq(head.post & post_idle & ok),
+                             pop.eq(dma_go | array_go | post_go | (head.all_units & all_idle & ok))]
                 with m.If(preloading & dma_idle):
                     m.d.sync += [preloading.eq(0), fetching.eq(1)]
                 with m.If(dma_error):
@@ -241,17 +245,14 @@ class Sequencer(wiring.Component):
                     fault(head.fault, pc)
                 with m.Elif(queue.r_rdy & overdue):
                     fault(FaultCode.WATCHDOG, pc)
-                with m.Elif(free):
-                    m.d.comb += pop.eq(1)
+                # a pop excludes all three faults, so what it updates does not wait for the checks above
+                with m.If(pop):
                     m.d.sync += pc.eq(pc + 1)
-                    m.d.comb += [dma_go.eq(head.dma), array_go.eq(head.matmul), post_go.eq(head.post)]
-                    with m.If(head.dma):
-                        m.d.sync += dma_pc.eq(pc)
-                    with m.If(head.matmul):
-                        m.d.sync += mac_go.eq(1)
                     with m.If(head.end):
                         m.d.sync += [self.finished.eq(1), fetching.eq(0)]
                         m.next = "IDLE"
+                with m.If(dma_go):
+                    m.d.sync += dma_pc.eq(pc)
             with m.State("DRAIN"):
                 m.d.comb += self.running.eq(1)
                 with m.If(all_idle):
