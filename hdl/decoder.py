@@ -93,7 +93,10 @@ class Decoder(wiring.Component):
         m.d.sync += [is_op[op].eq(opcode == op) for op in Opcode]
         m.d.sync += [
             room.eq(depth - ld.buf_addr),
-            row_bytes.eq(Mux(ld.buf == Buffer.PARAM, ld.row_len * PARAM_BYTES, ld.row_len)),
+            # row_len * PARAM_BYTES as shifted adds: a `*` by a constant becomes a DSP block, slower than logic
+            row_bytes.eq(Mux(ld.buf == Buffer.PARAM,
+                             sum(ld.row_len << i for i in range(PARAM_BYTES.bit_length()) if PARAM_BYTES >> i & 1),
+                             ld.row_len)),
             f["ld_rows0"].eq(ld.rows == 0), f["ld_blocks0"].eq(ld.blocks == 0), f["ld_row_len0"].eq(ld.row_len == 0),
             f["ld_over_rows"].eq(ld.row_len > cfg.rows), f["ld_over_cols"].eq(ld.row_len > cfg.cols),
             f["buf_act"].eq(ld.buf == Buffer.ACT), f["buf_out"].eq(ld.buf == Buffer.OUT),

@@ -170,19 +170,23 @@ class Sequencer(wiring.Component):
             self.cu_zero_point.eq(po.zero_point), self.cu_clamp_lo.eq(po.clamp_lo),
             self.cu_clamp_hi.eq(po.clamp_hi),
         ]
-        # Issue decides on one `idle` flip-flop per unit, beside it. Each unit's busy flag (and the DMA's
-        # error) comes from across the chip into it (emu.timing.BUSY_LATENCY): a unit is idle in cycle c
-        # if it was not busy in c - 1 and no start for it was registered in c - 1 or is being registered
-        # (a unit raises busy the cycle after it sees its start strobe).
+        # Issue decides on two flip-flops per unit, beside it. A unit's busy flag (and the DMA's error) comes
+        # from across the chip into a register of its own with no logic in front (emu.timing.BUSY_LATENCY);
+        # `starting` covers the two cycles before it shows a start: the one the strobe is registered in and
+        # the one the unit sees it in (a unit raises busy the cycle after it sees its start strobe).
         dma_go, array_go, post_go = Signal(), Signal(), Signal()      # the start strobes' next values
-        dma_idle, array_idle, post_idle, dma_error = Signal(), Signal(), Signal(), Signal()
+        dma_busy, array_busy, post_busy, dma_error = Signal(), Signal(), Signal(), Signal()
+        dma_starting, array_starting, post_starting = Signal(), Signal(), Signal()
         m.d.sync += [
             self.dma_start.eq(dma_go), self.cu_start.eq(array_go | post_go),
-            dma_idle.eq(~self.dma_busy & ~self.dma_start & ~dma_go),
-            array_idle.eq(~self.cu_busy & ~(self.cu_start & ~self.cu_post) & ~array_go),
-            post_idle.eq(~self.cu_post_busy & ~(self.cu_start & self.cu_post) & ~post_go),
+            dma_busy.eq(self.dma_busy), array_busy.eq(self.cu_busy), post_busy.eq(self.cu_post_busy),
             dma_error.eq(self.dma_error),
+            dma_starting.eq(dma_go | self.dma_start), array_starting.eq(array_go | (self.cu_start & ~self.cu_post)),
+            post_starting.eq(post_go | (self.cu_start & self.cu_post)),
         ]
+        dma_idle = ~dma_busy & ~dma_starting
+        array_idle = ~array_busy & ~array_starting
+        post_idle = ~post_busy & ~post_starting
 
         # MACS += rows * (k_valid * n_valid, the head's count) of each issued MATMUL, through a registered
         # product tree; it lands product_latency(16) + 1 cycles after issue, before any run can end (a MATMUL
