@@ -149,7 +149,9 @@ class ComputeUnit(wiring.Component):
         m.d.sync += [old_b.eq(old), new_b.eq(new), wr_go.eq(y_valid)]
         for n in range(C):
             # both operands are signed acc_bits values: the comparison is the signed one, the sum wraps
-            m.d.sync += [sum_b[n].eq(old[n] + new[n]), greater[n].eq(old[n] > new[n])]
+            # old > new as the sign of new - old (acc_bits + 1 bits, exact): the carry chain's last bit goes
+            # straight into the register, where a `>` puts logic behind the chain
+            m.d.sync += [sum_b[n].eq(old[n] + new[n]), greater[n].eq((new[n] - old[n])[-1])]
         with m.If(wr_go):
             m.d.sync += acc_wr_ptr.eq(acc_wr_ptr + 1)
         for n in range(C):

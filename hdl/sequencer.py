@@ -94,6 +94,9 @@ class Sequencer(wiring.Component):
         payload_wr, payload_rd = payload.write_port(), payload.read_port(domain="comb")
 
         pc, dma_pc = Signal(17), Signal(17)
+        # `start` registered here: it comes from the CSR block across the chip and loads ~200 flip-flops
+        start = Signal()
+        m.d.sync += start.eq(self.start)
         prog_len = Signal(17)
         preloading = Signal()
         cycle = Signal(64)            # counts in RUN only, so it holds CYCLES once the run is over
@@ -210,7 +213,15 @@ class Sequencer(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                with m.If(self.start):
+                # while idle the DMA's arguments are the preload's, so only its strobe waits for start
+                m.d.sync += [
+                    self.dma_target.eq(TARGET_INSTR), self.dma_store.eq(0),
+                    self.dma_rows.eq(self.prog_len), self.dma_blocks.eq(1),
+                    self.dma_row_bytes.eq(INSTR_BYTES), self.dma_buf_addr.eq(0),
+                    self.dma_ext_addr.eq(self.prog_addr), self.dma_ext_stride.eq(INSTR_BYTES),
+                    self.dma_block_stride.eq(0),
+                ]
+                with m.If(start):
                     m.d.comb += flush.eq(1)
                     m.d.sync += [self.error_code.eq(0), self.error_pc.eq(0), pc.eq(0), cycle.eq(1),
                                  self.macs.eq(0), prog_len.eq(self.prog_len),
@@ -221,13 +232,6 @@ class Sequencer(wiring.Component):
                     with m.Else():
                         # the preload is a LOAD of one block of prog_len 16-byte entries into instruction memory
                         m.d.comb += dma_go.eq(1)
-                        m.d.sync += [
-                            self.dma_target.eq(TARGET_INSTR), self.dma_store.eq(0),
-                            self.dma_rows.eq(self.prog_len), self.dma_blocks.eq(1),
-                            self.dma_row_bytes.eq(INSTR_BYTES), self.dma_buf_addr.eq(0),
-                            self.dma_ext_addr.eq(self.prog_addr), self.dma_ext_stride.eq(INSTR_BYTES),
-                            self.dma_block_stride.eq(0),
-                        ]
                         m.d.sync += [preloading.eq(1), dma_pc.eq(0)]
                         m.next = "RUN"
             with m.State("RUN"):
