@@ -131,9 +131,10 @@ class DMA(wiring.Component):
 
         # ---- arguments: registered every cycle while idle, so the far `start` reaches no enable ----
         busy = Signal()                                 # a flip-flop: the bus state machine is not in IDLE
-        # the bus states ADDR and DATA have flip-flops of their own, so that an accepted address (which
+        # the bus states ADDR and a LOAD's DATA have flip-flops of their own, so that an accepted address (which
         # steps ~150 address-generator flip-flops) and an R beat are one LUT from registers and the inputs
-        in_addr, in_data = Signal(), Signal()
+        in_addr, in_rdata = Signal(), Signal()             # ADDR; DATA of a LOAD
+        credit_ok = Signal()                               # a STORE with credits != 0, registered with them
         store, target = Signal(), Signal(2)
         rows, blocks, rb, buf_addr = Signal(17), Signal(10), Signal(10), Signal(16)
         ext_addr, stride, block_stride = Signal(32), Signal(20), Signal(20)
@@ -149,31 +150,49 @@ class DMA(wiring.Component):
             m.d.sync += error.eq(0)
         m.d.comb += [self.wr_target.eq(target), self.busy.eq(busy), self.error.eq(error)]
 
-        # ---- transfer constants (cycle 2), the span product (cycle SPAN_CYCLE), span set-up ----
-        merged = Signal()
-        rb_mask = Signal(NW * B)                           # entry bytes below row_bytes
+        # ---- transfer constants (cycles 2-3), the span product (cycle SPAN_CYCLE), span set-up ----
+        # Nothing reads these before the span set-up, so each is given the register stages it needs.
+        merged = Signal()                                  # cycle 3: ext_stride == row_bytes >= B
+        stride_is_rb, rb_ge_bus = Signal(), Signal()
         b_mrb = Signal(signed(12))                         # B - row_bytes
         stride_lane, bstride_lane = Signal(lgB), Signal(lgB)
         rows_m1, blocks_m1 = Signal(17), Signal(10)
         multi_rows, multi_blocks = Signal(), Signal()      # rows != 1, blocks != 1
-        m.d.sync += [merged.eq((stride == rb) & (rb >= B)),
-                     rb_mask.eq(_therm(rb, NW * B)), b_mrb.eq(B - rb),
-                     stride_lane.eq(stride[:lgB]), bstride_lane.eq(block_stride[:lgB]),
+        m.d.sync += [stride_is_rb.eq(stride == rb), rb_ge_bus.eq(rb >= B), merged.eq(stride_is_rb & rb_ge_bus),
+                     b_mrb.eq(B - rb), stride_lane.eq(stride[:lgB]), bstride_lane.eq(block_stride[:lgB]),
                      rows_m1.eq(rows - 1), blocks_m1.eq(blocks - 1),
                      multi_rows.eq(rows != 1), multi_blocks.eq(blocks != 1)]
+        # entry bytes below row_bytes (cycle 3): whole words, then the lanes of the word row_bytes ends in
+        rb_mask = Signal(NW * B)
+        rb_word_full, rb_word_end, rb_lanes = Signal(NW), Signal(NW), Signal(B)
+        m.d.sync += [rb_word_full.eq(Cat(*(rb[lgB:] > w for w in range(NW)))),
+                     rb_word_end.eq(Cat(*(rb[lgB:] == w for w in range(NW)))), rb_lanes.eq(_therm(rb[:lgB], B)),
+                     rb_mask.eq(Cat(*(rb_word_full[k // B] | (rb_word_end[k // B] & rb_lanes[k % B])
+                                      for k in range(NW * B))))]
         # rows * row_bytes through a registered shift-add tree: the bytes of a merged span
         prod = product(m, rows, rb, name="span_product")
         go_span = delay(m, go, SPAN_CYCLE - 1, "go_span")  # the cycle the product is ready
-        # every block: bytes of a span, its beats // B and that + 1, + 2 (the span's beat count is one of
-        # them, chosen by the low bits), and whether it is below 3 beats; all fixed once the product is
-        span_bytes, block_spans = Signal(27), Signal(17)
-        span_hi, span_hi_p1, span_hi_p2 = Signal(27 - lgB), Signal(27 - lgB), Signal(27 - lgB)
-        hi0, hi1, hi2 = Signal(), Signal(), Signal()
         span_now = Mux(merged, prod, rb)
-        m.d.sync += [span_bytes.eq(span_now), block_spans.eq(Mux(merged, 0, rows_m1)),
-                     span_hi.eq(span_now[lgB:]), span_hi_p1.eq(span_now[lgB:] + 1),
-                     span_hi_p2.eq(span_now[lgB:] + 2),
-                     hi0.eq(span_now[lgB:] == 0), hi1.eq(span_now[lgB:] == 1), hi2.eq(span_now[lgB:] == 2)]
+        # every block: bytes of a span, the spans after its first
+        span_bytes, block_spans = Signal(27), Signal(17)
+        m.d.sync += [span_bytes.eq(span_now), block_spans.eq(Mux(merged, 0, rows_m1))]
+        # The span's beats are span_bytes // B plus 0, 1 or 2 (from the low bits); the three sums are kept
+        # for the product and for row_bytes, each a short adder from a register, and the lane sequencer
+        # picks one. Whether span_bytes // B is 0, 1 or 2 needs no product: a merged span of 3 rows or
+        # more is at least 3 * B bytes, one of 1 or 2 rows is row_bytes or 2 * row_bytes (cycles 2-3).
+        prod_hi, rb_hi = prod[lgB:], rb[lgB:]
+        prod_hi_p1, prod_hi_p2 = Signal(27 - lgB), Signal(27 - lgB)
+        rb_hi_p1, rb_hi_p2 = Signal(10 - lgB), Signal(10 - lgB)
+        m.d.sync += [prod_hi_p1.eq(prod_hi + 1), prod_hi_p2.eq(prod_hi + 2),
+                     rb_hi_p1.eq(rb_hi + 1), rb_hi_p2.eq(rb_hi + 2)]
+        small_hi, big_span = Signal(11 - lgB), Signal()    # span // B when it is below 3 beats; it is not
+        hi0, hi1, hi2 = Signal(), Signal(), Signal()
+        rows_is_2, rows_gt_2 = Signal(), Signal()
+        m.d.sync += [rows_is_2.eq(rows == 2), rows_gt_2.eq(rows > 2),
+                     small_hi.eq(Mux(merged & rows_is_2, Cat(rb, 0)[lgB - 1:], rb_hi)),
+                     big_span.eq(merged & rows_gt_2),
+                     hi0.eq(~big_span & (small_hi == 0)), hi1.eq(~big_span & (small_hi == 1)),
+                     hi2.eq(~big_span & (small_hi == 2))]
 
         # ---- burst address generator ----
         block_base, row_base, cur = Signal(32), Signal(32), Signal(32)
@@ -199,21 +218,30 @@ class DMA(wiring.Component):
         beats_4k_min = (4096 >> lgB) - 256                 # 4 KiB boundary 256 beats away or less from here on
         near_4k = cur[lgB:12] >= beats_4k_min if beats_4k_min > 0 else Const(1)
         # beats of the span = span_rem // B + (lane0 + span_rem % B + B - 1) // B, the second term 0..2
-        lo_beats = (lane0 + span_rem[:lgB] + (B - 1)) >> lgB
+        lo_beats = Array(Const((i % B + (i >> lgB) + B - 1) >> lgB, 2)
+                         for i in range(B * B))[Cat(lane0, span_rem[:lgB])]
         m.d.sync += [
             lim_nb.eq(Mux(near_4k, 4096 - cur[:12], 256 * B - lane0)),
             lim_len.eq(Mux(near_4k, (4096 >> lgB) - 1 - cur[lgB:12], 255)),
             # the next 4 KiB boundary, or the bus word 256 beats on: each an incrementer of cur's high bits
             lim_cur.eq(Mux(near_4k, Cat(Const(0, 12), cur[12:] + 1), Cat(Const(0, lgB), cur[lgB:] + 256))),
-            span_len.eq(span_rem[lgB:lgB + 8] + (lo_beats - 1)),
+            # three short sums from registers, picked by the low-bit table (no adder behind an adder)
+            span_len.eq(Array([span_rem[lgB:lgB + 8] - 1, span_rem[lgB:lgB + 8], span_rem[lgB:lgB + 8] + 1,
+                               span_rem[lgB:lgB + 8]])[lo_beats]),
             g_rem.eq(span_rem[:13]), g_rem_short.eq(span_rem[13:] == 0),
             g_addr.eq(Cat(Const(0, lgB), cur[lgB:])),
         ]
-        d_addr, d_len, d_nb, d_end = Signal(32), Signal(8), Signal(13), Signal()
+        d_addr, d_len = Signal(32), Signal(8)
         d_cur, d_rem = Signal(32), Signal(27)              # cur and span_rem after a burst cut at the limit
+        # what an accepted address does next, one-hot: cut the span at the limit, move to the next row,
+        # to the next block, or finish
+        d_cut, d_row, d_block, d_final = Signal(), Signal(), Signal(), Signal()
         take_all = g_rem_short & (g_rem <= lim_nb)
-        m.d.sync += [d_addr.eq(g_addr), d_end.eq(take_all), d_cur.eq(lim_cur), d_rem.eq(span_rem - lim_nb),
-                     d_nb.eq(Mux(take_all, g_rem, lim_nb)), d_len.eq(Mux(take_all, span_len, lim_len))]
+        m.d.sync += [d_addr.eq(g_addr), d_cur.eq(lim_cur), d_rem.eq(span_rem - lim_nb),
+                     d_len.eq(Mux(take_all, span_len, lim_len)),
+                     d_cut.eq(~take_all), d_row.eq(take_all & more_spans),
+                     d_block.eq(take_all & ~more_spans & more_blocks),
+                     d_final.eq(take_all & ~more_spans & ~more_blocks)]
         m.d.comb += [
             bus.awsize.eq(lgB), bus.arsize.eq(lgB), bus.awburst.eq(1), bus.arburst.eq(1),
             bus.awaddr.eq(d_addr), bus.araddr.eq(d_addr), bus.awlen.eq(d_len), bus.arlen.eq(d_len),
@@ -221,12 +249,13 @@ class DMA(wiring.Component):
 
         # ---- lane sequencer: which bytes each beat carries, span by span (LOAD: R beats; STORE: producer) ----
         advance = Signal()                                  # the beat described below moves this cycle
-        in_beat = Signal()                                  # the lane state is BEAT, as a flip-flop of its own
+        in_beat = Signal()                                  # the lane state is BEAT
         row_lane, block_lane = Signal(lgB), Signal(lgB)
         l_spans_left, l_blocks_left = Signal(17), Signal(10)
         l_more_spans, l_more_blocks = Signal(), Signal()    # l_spans_left != 0, l_blocks_left != 0
         beats_s, n_last = Signal(28 - lgB), Signal(lgB + 1)
         skip, n, last = Signal(lgB), Signal(lgB + 1), Signal()
+        skip_rb = Signal(lgB)                               # (skip + row_bytes) % B, for the spill rotation
         nmrb, n_last_mrb = Signal(signed(12)), Signal(signed(12))  # n - row_bytes, n_last - row_bytes
         n_one, n_many = Signal(lgB + 1), Signal(lgB + 1)   # S1 -> S2: n when the span is one beat / more
         nmrb_one, nmrb_many = Signal(signed(12)), Signal(signed(12))   # the same minus row_bytes
@@ -243,75 +272,66 @@ class DMA(wiring.Component):
         complete = s >= 0
         fill = pos + n
 
-        def restart():
-            with m.If(go_span):  # also when a transfer stopped by an error left the sequencer mid-way
-                m.d.sync += [row_lane.eq(ext_addr[:lgB]), block_lane.eq(ext_addr[:lgB]),
-                             l_spans_left.eq(Mux(merged, 0, rows_m1)), l_blocks_left.eq(blocks_m1),
-                             l_more_spans.eq(~merged & multi_rows), l_more_blocks.eq(multi_blocks),
-                             entry.eq(buf_addr), entry_p1.eq(buf_addr + 1), in_beat.eq(0)]
-                m.d.comb += [pos_n.eq(0), s_n.eq(nmrb_n)]
-                m.next = "S1"
-
-        with m.FSM(name="lanes"):
-            with m.State("IDLE"):
-                restart()
-            with m.State("S1"):
-                # the first beat's byte count for both cases (the span is one beat or more), from the low
-                # address bits only, so that S2 is the beats == 1 compare and a mux
-                # beats = (row_lane + span_bytes + B - 1) // B, its low part (0..2) from the low bits alone
-                # (tables of the lgB + lgB low bits: logic, not adders in series with the subtractions)
-                lo = Cat(row_lane, span_bytes[:lgB])
-                lo_cases = [(i % B, i >> lgB) for i in range(B * B)]          # (row lane, span bytes % B)
-                t_carry = Array(Const((rl + sb + B - 1) >> lgB, 2) for rl, sb in lo_cases)[lo]
-                n_last_s1 = Array(Const((rl + sb + B - 1) % B + 1, lgB + 1) for rl, sb in lo_cases)[lo]
-                n_one_s1 = Array(Const((rl + sb + B - 1) % B + 1 - rl, signed(lgB + 2))
-                                 for rl, sb in lo_cases)[lo]                  # n_last - row lane
-                n_many_s1 = B - row_lane
-                m.d.sync += [one_s.eq((hi0 & (t_carry == 1)) | (hi1 & (t_carry == 0))),
-                             two_s.eq((hi0 & (t_carry == 2)) | (hi1 & (t_carry == 1)) | (hi2 & (t_carry == 0)))]
-                # span_bytes // B + t_carry, picked among registers rather than added
-                m.d.sync += [beats_s.eq(Array([span_hi, span_hi_p1, span_hi_p2, span_hi])[t_carry]),
-                             n_last.eq(n_last_s1), n_last_mrb.eq(n_last_s1 - rb),
-                             n_one.eq(n_one_s1), n_many.eq(n_many_s1),
-                             nmrb_one.eq(n_one_s1 - rb), nmrb_many.eq(b_mrb - row_lane)]
-                m.next = "S2"
-                restart()
-            with m.State("S2"):
-                one = one_s
-                m.d.sync += [skip.eq(row_lane), n.eq(Mux(one, n_one, n_many)), beats_left.eq(beats_s),
-                             at2.eq(two_s), last.eq(one), in_beat.eq(1)]
-                m.d.comb += [nmrb_n.eq(Mux(one, nmrb_one, nmrb_many)),
-                             s_n.eq(Mux(one, pos + nmrb_one, pos + nmrb_many))]
-                m.next = "BEAT"
-                restart()
-            with m.State("BEAT"):
-                with m.If(advance):
-                    next_last = at2
-                    m.d.sync += [entry.eq(Mux(complete, entry_p1, entry)),
-                                 entry_p1.eq(Mux(complete, entry_p1 + 1, entry_p1)), skip.eq(0),
-                                 beats_left.eq(beats_left - 1), at2.eq(beats_left == 3), last.eq(next_last),
-                                 n.eq(Mux(next_last, n_last, B))]
-                    # s' = pos' + nmrb': s + nmrb' once the entry completes (pos' = s), else s + n'
-                    # (pos' = pos + n = s + row_bytes); the step is picked by next_last (a register) before
-                    # the adder, so only the sign of s selects after it
-                    m.d.comb += [pos_n.eq(Mux(complete, s, fill)), nmrb_n.eq(Mux(next_last, n_last_mrb, b_mrb)),
-                                 s_n.eq(Mux(complete, s + Mux(next_last, n_last_mrb, b_mrb),
-                                                      s + Mux(next_last, n_last, B)))]
-                    with m.If(last):
-                        m.d.sync += in_beat.eq(0)
-                        with m.If(l_more_spans):
-                            m.d.sync += [l_spans_left.eq(l_spans_left - 1), l_more_spans.eq(l_spans_left != 1),
-                                         row_lane.eq(row_lane + stride_lane)]
-                            m.next = "S1"
-                        with m.Elif(l_more_blocks):
-                            m.d.sync += [l_blocks_left.eq(l_blocks_left - 1), l_more_blocks.eq(l_blocks_left != 1),
-                                         l_spans_left.eq(block_spans), l_more_spans.eq(more_spans_0),
-                                         block_lane.eq(block_lane + bstride_lane),
-                                         row_lane.eq(block_lane + bstride_lane)]
-                            m.next = "S1"
-                        with m.Else():
-                            m.next = "IDLE"
-                restart()
+        # The lane states are one-hot flip-flops (none set: idle), so that a beat's step is one LUT of
+        # registers and the inputs away from the ~150 flip-flops it moves.
+        in_s1, in_s2 = Signal(), Signal()
+        with m.If(in_s1):
+            # the first beat's byte count for both cases (the span is one beat or more), from the low
+            # address bits only, so that S2 is the beats == 1 compare and a mux
+            # beats = (row_lane + span_bytes + B - 1) // B, its low part (0..2) from the low bits alone
+            # (tables of the lgB + lgB low bits: logic, not adders in series with the subtractions)
+            lo = Cat(row_lane, span_bytes[:lgB])
+            lo_cases = [(i % B, i >> lgB) for i in range(B * B)]          # (row lane, span bytes % B)
+            t_carry = Array(Const((rl + sb + B - 1) >> lgB, 2) for rl, sb in lo_cases)[lo]
+            n_last_s1 = Array(Const((rl + sb + B - 1) % B + 1, lgB + 1) for rl, sb in lo_cases)[lo]
+            n_one_s1 = Array(Const((rl + sb + B - 1) % B + 1 - rl, signed(lgB + 2))
+                             for rl, sb in lo_cases)[lo]                  # n_last - row lane
+            n_many_s1 = B - row_lane
+            m.d.sync += [one_s.eq((hi0 & (t_carry == 1)) | (hi1 & (t_carry == 0))),
+                         two_s.eq((hi0 & (t_carry == 2)) | (hi1 & (t_carry == 1)) | (hi2 & (t_carry == 0)))]
+            # span_bytes // B + t_carry, picked among registers rather than added
+            beats_prod = Array([prod_hi, prod_hi_p1, prod_hi_p2, prod_hi])[t_carry]
+            beats_rb = Array([rb_hi, rb_hi_p1, rb_hi_p2, rb_hi])[t_carry]
+            m.d.sync += [beats_s.eq(Mux(merged, beats_prod, beats_rb)),
+                         n_last.eq(n_last_s1), n_last_mrb.eq(n_last_s1 - rb),
+                         n_one.eq(n_one_s1), n_many.eq(n_many_s1),
+                         nmrb_one.eq(n_one_s1 - rb), nmrb_many.eq(b_mrb - row_lane),
+                         in_s1.eq(0), in_s2.eq(1)]
+        with m.If(in_s2):
+            one = one_s
+            m.d.sync += [skip.eq(row_lane), skip_rb.eq(row_lane + rb[:lgB]), n.eq(Mux(one, n_one, n_many)),
+                         beats_left.eq(beats_s), at2.eq(two_s), last.eq(one), in_s2.eq(0), in_beat.eq(1)]
+            m.d.comb += [nmrb_n.eq(Mux(one, nmrb_one, nmrb_many)),
+                         s_n.eq(Mux(one, pos + nmrb_one, pos + nmrb_many))]
+        with m.If(advance):
+            next_last = at2
+            m.d.sync += [entry.eq(Mux(complete, entry_p1, entry)),
+                         entry_p1.eq(Mux(complete, entry_p1 + 1, entry_p1)), skip.eq(0), skip_rb.eq(rb[:lgB]),
+                         beats_left.eq(beats_left - 1), at2.eq(beats_left == 3), last.eq(next_last),
+                         n.eq(Mux(next_last, n_last, B))]
+            # s' = pos' + nmrb': s + nmrb' once the entry completes (pos' = s), else s + n'
+            # (pos' = pos + n = s + row_bytes); the step is picked by next_last (a register) before
+            # the adder, so only the sign of s selects after it
+            m.d.comb += [pos_n.eq(Mux(complete, s, fill)), nmrb_n.eq(Mux(next_last, n_last_mrb, b_mrb)),
+                         s_n.eq(Mux(complete, s + Mux(next_last, n_last_mrb, b_mrb),
+                                              s + Mux(next_last, n_last, B)))]
+            with m.If(last):
+                m.d.sync += in_beat.eq(0)
+                with m.If(l_more_spans):
+                    m.d.sync += [l_spans_left.eq(l_spans_left - 1), l_more_spans.eq(l_spans_left != 1),
+                                 row_lane.eq(row_lane + stride_lane), in_s1.eq(1)]
+                with m.Elif(l_more_blocks):
+                    m.d.sync += [l_blocks_left.eq(l_blocks_left - 1), l_more_blocks.eq(l_blocks_left != 1),
+                                 l_spans_left.eq(block_spans), l_more_spans.eq(more_spans_0),
+                                 block_lane.eq(block_lane + bstride_lane),
+                                 row_lane.eq(block_lane + bstride_lane), in_s1.eq(1)]
+        with m.If(go_span):      # also when a transfer stopped by an error left the sequencer mid-way
+            m.d.sync += [row_lane.eq(ext_addr[:lgB]), block_lane.eq(ext_addr[:lgB]),
+                         l_spans_left.eq(Mux(merged, 0, rows_m1)), l_blocks_left.eq(blocks_m1),
+                         l_more_spans.eq(~merged & multi_rows), l_more_blocks.eq(multi_blocks),
+                         entry.eq(buf_addr), entry_p1.eq(buf_addr + 1),
+                         in_s1.eq(1), in_s2.eq(0), in_beat.eq(0)]
+            m.d.comb += [pos_n.eq(0), s_n.eq(nmrb_n)]
         m.d.sync += [pos.eq(pos_n), nmrb.eq(nmrb_n), s.eq(s_n)]
         # window of the beat in entry space: bytes [pos, pos + n) within two B-byte words
         lane_win = Signal(2 * B)                            # lanes of words pos // B and pos // B + 1
@@ -323,8 +343,8 @@ class DMA(wiring.Component):
         # ---- LOAD: stage 0 registers the beat and what it covers; stage 1 rotates it and decodes the byte
         # enables; stage 2 merges it into the assembly register and writes a completed entry ----
         load_beat, issue = Signal(), Signal()
-        m.d.comb += [load_beat.eq(in_data & ~store & bus.rvalid),
-                     advance.eq(issue | load_beat)]         # one of them is always 0 (store / ~store)
+        m.d.comb += [load_beat.eq(in_rdata & bus.rvalid),
+                     advance.eq(in_beat & (credit_ok | load_beat))]  # credit_ok is 0 for a LOAD
         beat_q, v_q, complete_q, entry_q = Signal(8 * B), Signal(), Signal(), Signal(16)
         word_q = Signal(NW + 1)                             # one-hot: the entry word the beat starts in
         win_q, spill_q = Signal(2 * B), Signal(B)
@@ -335,7 +355,7 @@ class DMA(wiring.Component):
         ]
         # the two lane rotations (bytes of this entry; bytes spilling into the next), one copy per bus lane
         rot_q = copies((skip - pos[:lgB])[:lgB], B, "rot")
-        rot2_q = copies((skip - pos[:lgB] + rb[:lgB])[:lgB], B, "rot2")
+        rot2_q = copies((skip_rb - pos[:lgB])[:lgB], B, "rot2")
         v_c = copies(load_beat, NW, "beat_valid")
         rbeat, rbeat2, en1, spill1 = Signal(8 * B), Signal(8 * B), Signal(NW * B), Signal(B)
         complete1, entry1 = Signal(), Signal(16)
@@ -368,14 +388,13 @@ class DMA(wiring.Component):
         # ---- STORE: producer P0 (read address), buffer read (2 cycles), X1 word select, X2 funnel -> W FIFO ----
         m.submodules.wfifo = wfifo = ResetInserter(go)(SyncFIFO(width=9 * B, depth=W_FIFO_DEPTH))
         credits = Signal(range(W_FIFO_DEPTH + 1))
-        credit_ok = Signal()                                # credits != 0, registered with them
         pop = Signal()
-        m.d.comb += issue.eq(store & in_beat & credit_ok)
+        m.d.comb += issue.eq(in_beat & credit_ok)
         credits_n = credits - issue + pop
         with m.If(go):
-            m.d.sync += [credits.eq(W_FIFO_DEPTH), credit_ok.eq(1)]
+            m.d.sync += [credits.eq(W_FIFO_DEPTH), credit_ok.eq(store)]
         with m.Else():
-            m.d.sync += [credits.eq(credits_n), credit_ok.eq(credits_n != 0)]
+            m.d.sync += [credits.eq(credits_n), credit_ok.eq(store & (credits_n != 0))]
         straddle = complete & (s != 0)                      # the beat also carries bytes of entry + 1
         rd_addr = Signal(16)
         m.d.sync += rd_addr.eq(Mux(straddle, entry_p1, entry))
@@ -452,21 +471,21 @@ class DMA(wiring.Component):
         accept = Signal()                                   # an address is accepted (the bus state is ADDR)
         m.d.comb += accept.eq(in_addr & Mux(store, bus.awready, bus.arready))
         with m.If(accept):
-            m.d.sync += [in_addr.eq(0), in_data.eq(1)]
+            m.d.sync += [in_addr.eq(0), in_rdata.eq(~store)]
             m.d.sync += [beat_cnt.eq(d_len), last_b.eq(d_len == 0)]
-            with m.If(~d_end):
+            with m.If(d_cut):
                 m.d.sync += [cur.eq(d_cur), span_rem.eq(d_rem)]
-            with m.Elif(more_spans):
+            with m.If(d_row):
                 m.d.sync += [spans_left.eq(spans_left - 1), more_spans.eq(spans_left != 1),
                              row_base.eq(nxt_row), cur.eq(nxt_row),
                              span_rem.eq(rb)]
-            with m.Elif(more_blocks):
+            with m.If(d_block):
                 # block_spans == spans_left at go_span, so the block's first span has more_spans' value then
                 m.d.sync += [blocks_left.eq(blocks_left - 1), more_blocks.eq(blocks_left != 1),
                              more_spans.eq(more_spans_0), block_base.eq(nxt_block),
                              row_base.eq(nxt_block), cur.eq(nxt_block), span_rem.eq(span_bytes),
                              spans_left.eq(block_spans)]
-            with m.Else():
+            with m.If(d_final):
                 m.d.sync += final.eq(1)
 
         with m.FSM(name="bus"):
@@ -492,7 +511,7 @@ class DMA(wiring.Component):
                             m.d.sync += error.eq(1)
                         beat_done()
                         with m.If(last_b):
-                            m.d.sync += in_data.eq(0)
+                            m.d.sync += in_rdata.eq(0)
                             next_burst(error | bad)
                 with m.Else():
                     m.d.comb += bus.wvalid.eq(wfifo.r_rdy)
@@ -500,7 +519,6 @@ class DMA(wiring.Component):
                         m.d.comb += pop.eq(1)
                         beat_done()
                         with m.If(last_b):
-                            m.d.sync += in_data.eq(0)
                             m.next = "RESP"
             with m.State("RESP"):
                 m.d.comb += bus.bready.eq(1)
