@@ -26,7 +26,7 @@ AXI_BOUNDARY = 4096         # a burst never crosses a 4 KiB boundary
 DMA_LOAD_SETUP = 10         # cycles from a LOAD's issue to its first address: issue, arguments registered, the
                             # span product rows * row_bytes (a registered adder tree), span set-up, two burst
                             # geometry stages (hdl/dma.py LOAD_SETUP_MIN)
-DMA_STORE_SETUP = 14        # the same for a STORE, whose first beat must reach the W FIFO first: the lane
+DMA_STORE_SETUP = 15        # the same for a STORE, whose first beat must reach the W FIFO first: the lane
                             # sequencer's set-up, the buffer read, word select and lane funnel
                             # (hdl/dma.py STORE_SETUP_MIN)
 DMA_LOAD_DRAIN = 3          # cycles from a LOAD's last data beat to its last buffer write (beat register,

@@ -53,7 +53,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal, 
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import exact_log2
+from amaranth.utils import ceil_log2, exact_log2
 
 from emu import timing
 
@@ -71,7 +71,7 @@ SPAN_CYCLE = 1 + product_latency(10)
 #: first beat through the buffer read (rd_addr register, 2 cycles of read latency), the word select, the
 #: lane funnel and the W FIFO.
 LOAD_SETUP_MIN = SPAN_CYCLE + 3
-STORE_SETUP_MIN = SPAN_CYCLE + 7
+STORE_SETUP_MIN = SPAN_CYCLE + 8
 #: Cycles a LOAD's last entry write comes after its last R beat: the beat register, the rotation and
 #: byte-enable register, then the write register.
 LOAD_DRAIN_MIN = 3
@@ -133,7 +133,10 @@ class DMA(wiring.Component):
         busy = Signal()                                 # a flip-flop: the bus state machine is not in IDLE
         # the bus states ADDR and a LOAD's DATA have flip-flops of their own, so that an accepted address (which
         # steps ~150 address-generator flip-flops) and an R beat are one LUT from registers and the inputs
-        in_addr, in_rdata = Signal(), Signal()             # ADDR; DATA of a LOAD
+        in_addr, in_rdata, in_wdata = Signal(), Signal(), Signal()   # ADDR; DATA of a LOAD; of a STORE
+        in_addr_n = Signal()                               # in_addr's next value
+        m.d.comb += in_addr_n.eq(in_addr)
+        m.d.sync += in_addr.eq(in_addr_n)
         credit_ok = Signal()                               # a STORE with credits != 0, registered with them
         store, target = Signal(), Signal(2)
         rows, blocks, rb, buf_addr = Signal(17), Signal(10), Signal(10), Signal(16)
@@ -235,13 +238,13 @@ class DMA(wiring.Component):
         d_cur, d_rem = Signal(32), Signal(27)              # cur and span_rem after a burst cut at the limit
         # what an accepted address does next, one-hot: cut the span at the limit, move to the next row,
         # to the next block, or finish
-        d_cut, d_row, d_block, d_final = Signal(), Signal(), Signal(), Signal()
-        take_all = g_rem_short & (g_rem <= lim_nb)
+        # (a copy for each group of registers an accepted address steps: cur; the bases; the counts)
+        # g_rem <= lim_nb as the sign of a subtraction: a carry chain, not a LUT ripple
+        take_all = g_rem_short & ~(Cat(lim_nb, Const(0, 1)) - Cat(g_rem, Const(0, 1)))[13]
         m.d.sync += [d_addr.eq(g_addr), d_cur.eq(lim_cur), d_rem.eq(span_rem - lim_nb),
-                     d_len.eq(Mux(take_all, span_len, lim_len)),
-                     d_cut.eq(~take_all), d_row.eq(take_all & more_spans),
-                     d_block.eq(take_all & ~more_spans & more_blocks),
-                     d_final.eq(take_all & ~more_spans & ~more_blocks)]
+                     d_len.eq(Mux(take_all, span_len, lim_len))]
+        d_step = copies(Cat(~take_all, take_all & more_spans, take_all & ~more_spans & more_blocks,
+                            take_all & ~more_spans & ~more_blocks), 3, "burst_step")
         m.d.comb += [
             bus.awsize.eq(lgB), bus.arsize.eq(lgB), bus.awburst.eq(1), bus.arburst.eq(1),
             bus.awaddr.eq(d_addr), bus.araddr.eq(d_addr), bus.awlen.eq(d_len), bus.arlen.eq(d_len),
@@ -253,22 +256,26 @@ class DMA(wiring.Component):
         row_lane, block_lane = Signal(lgB), Signal(lgB)
         l_spans_left, l_blocks_left = Signal(17), Signal(10)
         l_more_spans, l_more_blocks = Signal(), Signal()    # l_spans_left != 0, l_blocks_left != 0
+        l_more = Signal()                                   # either: another span follows this one
+        span_end = Signal()                                 # the cycle after a span's last beat
+        next_row_lane = Signal(lgB)                         # the first lane of the span after this one
         beats_s, n_last = Signal(28 - lgB), Signal(lgB + 1)
         skip, n, last = Signal(lgB), Signal(lgB + 1), Signal()
         skip_rb = Signal(lgB)                               # (skip + row_bytes) % B, for the spill rotation
-        nmrb, n_last_mrb = Signal(signed(12)), Signal(signed(12))  # n - row_bytes, n_last - row_bytes
+        n_last_mrb = Signal(signed(12))                    # n_last - row_bytes
         n_one, n_many = Signal(lgB + 1), Signal(lgB + 1)   # S1 -> S2: n when the span is one beat / more
         nmrb_one, nmrb_many = Signal(signed(12)), Signal(signed(12))   # the same minus row_bytes
         beats_left = Signal(28 - lgB)
-        at2 = Signal()                                     # beats_left == 2, registered with it
+        at2, at3 = Signal(), Signal()                      # beats_left == 2, == 3, registered with it
+        # s's step at the next beat when the entry completes (n' - row_bytes) and when it does not (n'),
+        # picked by at2 when at2 is registered, so that the beat's step is an adder behind registers
+        step_done, step_fill = Signal(signed(12)), Signal(lgB + 1)
         one_s, two_s = Signal(), Signal()                  # S1 -> S2: beats_s == 1, beats_s == 2
         pos, entry = Signal(10), Signal(16)                # byte of the entry the beat starts at; that entry
         entry_p1 = Signal(16)                              # entry + 1, counted alongside
-        s = Signal(signed(12))                             # pos + nmrb: bytes of the beat past the entry's end
-        # pos, nmrb and s are registered from their next values so that s, and `complete` (its sign), come
-        # straight from a register: the beat's byte bookkeeping below starts at a flip-flop, not an adder
-        pos_n, nmrb_n, s_n = Signal(10), Signal(signed(12)), Signal(signed(12))
-        m.d.comb += [pos_n.eq(pos), nmrb_n.eq(nmrb), s_n.eq(s)]
+        # s = pos + n - row_bytes, the bytes of the beat past the entry's end, is a register of its own, so
+        # that `complete` (its sign) and the beat's byte bookkeeping start at a flip-flop, not an adder
+        s = Signal(signed(12))
         complete = s >= 0
         fill = pos + n
 
@@ -298,44 +305,47 @@ class DMA(wiring.Component):
                          nmrb_one.eq(n_one_s1 - rb), nmrb_many.eq(b_mrb - row_lane),
                          in_s1.eq(0), in_s2.eq(1)]
         with m.If(in_s2):
+            # a span starts at an entry's first byte (pos = 0): the previous span ended with its entry
             one = one_s
             m.d.sync += [skip.eq(row_lane), skip_rb.eq(row_lane + rb[:lgB]), n.eq(Mux(one, n_one, n_many)),
-                         beats_left.eq(beats_s), at2.eq(two_s), last.eq(one), in_s2.eq(0), in_beat.eq(1)]
-            m.d.comb += [nmrb_n.eq(Mux(one, nmrb_one, nmrb_many)),
-                         s_n.eq(Mux(one, pos + nmrb_one, pos + nmrb_many))]
+                         s.eq(Mux(one, nmrb_one, nmrb_many)),
+                         beats_left.eq(beats_s), at2.eq(two_s), at3.eq(beats_s == 3), last.eq(one),
+                         step_done.eq(Mux(two_s, n_last_mrb, b_mrb)), step_fill.eq(Mux(two_s, n_last, B)),
+                         in_s2.eq(0), in_beat.eq(1)]
         with m.If(advance):
-            next_last = at2
+            # s' = pos' + n' - row_bytes: s + n' - row_bytes once the entry completes (pos' = s), else s + n'
+            # (pos' = pos + n = s + row_bytes)
             m.d.sync += [entry.eq(Mux(complete, entry_p1, entry)),
                          entry_p1.eq(Mux(complete, entry_p1 + 1, entry_p1)), skip.eq(0), skip_rb.eq(rb[:lgB]),
-                         beats_left.eq(beats_left - 1), at2.eq(beats_left == 3), last.eq(next_last),
-                         n.eq(Mux(next_last, n_last, B))]
-            # s' = pos' + nmrb': s + nmrb' once the entry completes (pos' = s), else s + n'
-            # (pos' = pos + n = s + row_bytes); the step is picked by next_last (a register) before
-            # the adder, so only the sign of s selects after it
-            m.d.comb += [pos_n.eq(Mux(complete, s, fill)), nmrb_n.eq(Mux(next_last, n_last_mrb, b_mrb)),
-                         s_n.eq(Mux(complete, s + Mux(next_last, n_last_mrb, b_mrb),
-                                              s + Mux(next_last, n_last, B)))]
+                         pos.eq(Mux(complete, s, fill)), s.eq(Mux(complete, s + step_done, s + step_fill)),
+                         beats_left.eq(beats_left - 1), at2.eq(at3), at3.eq(beats_left == 4), last.eq(at2),
+                         n.eq(step_fill),
+                         step_done.eq(Mux(at3, n_last_mrb, b_mrb)), step_fill.eq(Mux(at3, n_last, B))]
             with m.If(last):
-                m.d.sync += in_beat.eq(0)
-                with m.If(l_more_spans):
-                    m.d.sync += [l_spans_left.eq(l_spans_left - 1), l_more_spans.eq(l_spans_left != 1),
-                                 row_lane.eq(row_lane + stride_lane), in_s1.eq(1)]
-                with m.Elif(l_more_blocks):
-                    m.d.sync += [l_blocks_left.eq(l_blocks_left - 1), l_more_blocks.eq(l_blocks_left != 1),
-                                 l_spans_left.eq(block_spans), l_more_spans.eq(more_spans_0),
-                                 block_lane.eq(block_lane + bstride_lane),
-                                 row_lane.eq(block_lane + bstride_lane), in_s1.eq(1)]
+                m.d.sync += [in_beat.eq(0), in_s1.eq(l_more), row_lane.eq(next_row_lane)]
+        # The span counts are next read at the end of the next span, at least 3 cycles on: they step in the
+        # cycle after a span's last beat, from a register, rather than behind the beat's own logic; the
+        # next span's first lane is kept ready in a register.
+        m.d.sync += [span_end.eq(advance & last), l_more.eq(l_more_spans | l_more_blocks),
+                     next_row_lane.eq(Mux(l_more_spans, row_lane + stride_lane, block_lane + bstride_lane))]
+        with m.If(span_end):
+            with m.If(l_more_spans):
+                m.d.sync += [l_spans_left.eq(l_spans_left - 1), l_more_spans.eq(l_spans_left != 1)]
+            with m.Elif(l_more_blocks):
+                m.d.sync += [l_blocks_left.eq(l_blocks_left - 1), l_more_blocks.eq(l_blocks_left != 1),
+                             l_spans_left.eq(block_spans), l_more_spans.eq(more_spans_0),
+                             block_lane.eq(block_lane + bstride_lane)]
         with m.If(go_span):      # also when a transfer stopped by an error left the sequencer mid-way
             m.d.sync += [row_lane.eq(ext_addr[:lgB]), block_lane.eq(ext_addr[:lgB]),
                          l_spans_left.eq(Mux(merged, 0, rows_m1)), l_blocks_left.eq(blocks_m1),
                          l_more_spans.eq(~merged & multi_rows), l_more_blocks.eq(multi_blocks),
                          entry.eq(buf_addr), entry_p1.eq(buf_addr + 1),
-                         in_s1.eq(1), in_s2.eq(0), in_beat.eq(0)]
-            m.d.comb += [pos_n.eq(0), s_n.eq(nmrb_n)]
-        m.d.sync += [pos.eq(pos_n), nmrb.eq(nmrb_n), s.eq(s_n)]
+                         pos.eq(0), in_s1.eq(1), in_s2.eq(0), in_beat.eq(0)]
         # window of the beat in entry space: bytes [pos, pos + n) within two B-byte words
+        # (a table of n and pos % B: one wide LUT per lane rather than a thermometer code behind a shifter)
         lane_win = Signal(2 * B)                            # lanes of words pos // B and pos // B + 1
-        m.d.comb += lane_win.eq(Cat(_therm(n, B), Const(0, B)) << pos[:lgB])
+        m.d.comb += lane_win.eq(Array(Const(((1 << (i >> lgB)) - 1) << (i % B), 2 * B)
+                                      for i in range((B + 1) << lgB))[Cat(pos[:lgB], n)])
         word = pos[lgB:]
         beat_lanes = _therm(n, B) << skip                   # bus lanes the beat carries
         beat_lanes = beat_lanes[:B]
@@ -388,31 +398,37 @@ class DMA(wiring.Component):
         # ---- STORE: producer P0 (read address), buffer read (2 cycles), X1 word select, X2 funnel -> W FIFO ----
         m.submodules.wfifo = wfifo = ResetInserter(go)(SyncFIFO(width=9 * B, depth=W_FIFO_DEPTH))
         credits = Signal(range(W_FIFO_DEPTH + 1))
+        credit_one = Signal()                               # credits == 1, registered with them
         pop = Signal()
-        m.d.comb += issue.eq(in_beat & credit_ok)
+        m.d.comb += [issue.eq(in_beat & credit_ok), pop.eq(in_wdata & wfifo.r_rdy & bus.wready)]
         credits_n = credits - issue + pop
         with m.If(go):
-            m.d.sync += [credits.eq(W_FIFO_DEPTH), credit_ok.eq(store)]
+            m.d.sync += [credits.eq(W_FIFO_DEPTH), credit_ok.eq(store), credit_one.eq(0)]
         with m.Else():
-            m.d.sync += [credits.eq(credits_n), credit_ok.eq(store & (credits_n != 0))]
-        straddle = complete & (s != 0)                      # the beat also carries bytes of entry + 1
-        rd_addr = Signal(16)
-        m.d.sync += rd_addr.eq(Mux(straddle, entry_p1, entry))
-        m.d.comb += self.rd_addr.eq(rd_addr)
-        # The word select needs, rd_latency (+1) cycles after P0, the beat's offsets + B into the padded entry
-        # (a zero word in front: lane j <- byte main_off - B + j), the offset of the next beat's start for the
-        # carry, and the lanes taken from the carry; they are worked out over the two cycles that the read
-        # takes: P0 registers the beat (q0), C1 the sums (q1), C2 the offsets (ctl2).
+            # credits' != 0 without the sum: a pop leaves at least one, else the last one may go
+            m.d.sync += [credits.eq(credits_n), credit_one.eq(credits_n == 1),
+                         credit_ok.eq(store & (pop | (credit_ok & ~(credit_one & issue))))]
+        # P0 registers the beat (q0); C1 presents the entry holding the beat's last byte on rd_addr. The word
+        # select needs, rd_latency (+1) cycles after that, the beat's offsets + B into the padded entry (a zero
+        # word in front: lane j <- byte main_off - B + j), the offset of the next beat's start for the carry,
+        # and the lanes taken from the carry; they are worked out while the read is under way: C1 the sums
+        # (q1), C2 the offsets (ctl2), C3 the word indices, one copy per bus lane (the selects fan out wide).
         main_off = Signal(range((NW + 2) * B))
         carry_off = Signal(range((NW + 2) * B))
         q0_v, q0_lanes, q0_complete = Signal(), Signal(B), Signal()
         q0_s, q0_n, q0_pos, q0_skip = Signal(signed(12)), Signal(lgB + 1), Signal(10), Signal(lgB)
+        q0_entry, q0_entry_p1 = Signal(16), Signal(16)
         m.d.sync += [q0_v.eq(issue), q0_lanes.eq(beat_lanes), q0_complete.eq(complete),
-                     q0_s.eq(s), q0_n.eq(n), q0_pos.eq(pos), q0_skip.eq(skip)]
+                     q0_s.eq(s), q0_n.eq(n), q0_pos.eq(pos), q0_skip.eq(skip),
+                     q0_entry.eq(entry), q0_entry_p1.eq(entry_p1)]
+        q0_straddle = q0_complete & (q0_s != 0)             # the beat also carries bytes of entry + 1
+        rd_addr = Signal(16)
+        m.d.sync += rd_addr.eq(Mux(q0_straddle, q0_entry_p1, q0_entry))
+        m.d.comb += self.rd_addr.eq(rd_addr)
         q1_v, q1_lanes, q1_straddle = Signal(), Signal(B), Signal()
         q1_main_s, q1_main_pos = Signal(len(main_off)), Signal(len(main_off))   # the two main_off candidates
         q1_n_ms, q1_next = Signal(signed(14)), Signal(len(carry_off))          # n - s; the next beat's start
-        m.d.sync += [q1_v.eq(q0_v), q1_lanes.eq(q0_lanes), q1_straddle.eq(q0_complete & (q0_s != 0)),
+        m.d.sync += [q1_v.eq(q0_v), q1_lanes.eq(q0_lanes), q1_straddle.eq(q0_straddle),
                      q1_main_s.eq(q0_s - q0_n + B), q1_main_pos.eq(q0_pos - q0_skip + B),
                      q1_n_ms.eq(q0_n - q0_s), q1_next.eq(Mux(q0_complete, q0_s, q0_pos + q0_n))]
         m.d.comb += [main_off.eq(Mux(q1_straddle, q1_main_s, q1_main_pos)),
@@ -427,14 +443,21 @@ class DMA(wiring.Component):
             src = self.rd_data
         padded = Cat(Const(0, 8 * B), src, Const(0, 8 * (NW * B - EB) + 16 * B))
         c2 = ctl2
-        v2, lanes2, fc2 = c2[0], c2[1:1 + B], c2[1 + B:1 + 2 * B]
         mo2 = c2[1 + 2 * B:1 + 2 * B + len(main_off)]
         co2 = c2[1 + 2 * B + len(main_off):]
+        wb = ceil_log2(NW + 3)                              # bits of a word index of `padded`, and of one past it
+        words = Cat(*(Cat(w, Const(0, wb))[:wb] for w in (mo2[lgB:], mo2[lgB:] + 1, co2[lgB:], co2[lgB:] + 1)))
+        word_c = copies(words, B, "word")                   # C3: per bus lane, the four word indices
+        ctl3 = delay(m, Cat(c2[:1 + 2 * B], mo2[:lgB], co2[:lgB]), 1, "ctl3")
         win_m, win_c = Signal(16 * B), Signal(16 * B)
         x1 = Signal(1 + 2 * B + 2 * lgB)
-        m.d.sync += [win_m.eq(Cat(padded.word_select(mo2[lgB:], 8 * B), padded.word_select(mo2[lgB:] + 1, 8 * B))),
-                     win_c.eq(Cat(padded.word_select(co2[lgB:], 8 * B), padded.word_select(co2[lgB:] + 1, 8 * B))),
-                     x1.eq(Cat(v2, lanes2, fc2, mo2[:lgB], co2[:lgB]))]
+        for j in range(B):   # lane j of each of the four words
+            wc = word_c[j]
+            for w, win in enumerate((win_m, win_m, win_c, win_c)):
+                word_index = wc[w * wb:(w + 1) * wb]
+                lane_bits = Array(padded[8 * (B * i + j):8 * (B * i + j) + 8] for i in range(NW + 3))
+                m.d.sync += win[8 * (B * (w % 2) + j):8 * (B * (w % 2) + j) + 8].eq(lane_bits[word_index])
+        m.d.sync += x1.eq(ctl3)
         v3, lanes3, fc3 = x1[0], x1[1:1 + B], x1[1 + B:1 + 2 * B]
         r_m, r_c = x1[1 + 2 * B:1 + 2 * B + lgB], x1[1 + 2 * B + lgB:]
         main = win_m.bit_select(Cat(Const(0, 3), r_m), 8 * B)
@@ -462,31 +485,47 @@ class DMA(wiring.Component):
                     m.d.sync += drain_cnt.eq(LOAD_DRAIN - 1)
                     m.next = "DRAIN"
             with m.Else():
-                m.d.sync += in_addr.eq(1)
+                m.d.comb += in_addr_n.eq(1)
                 m.next = "ADDR"
 
         def beat_done():
             m.d.sync += [beat_cnt.eq(beat_cnt - 1), last_b.eq(beat_cnt == 1)]
 
-        accept = Signal()                                   # an address is accepted (the bus state is ADDR)
+        # an address is accepted (the bus state is ADDR); in_addr has a copy for each group of registers
+        # the acceptance steps, besides the one of the state machine, split by direction so that each
+        # acceptance is one LUT of a copy and the two ready inputs
+        accept = Signal()
         m.d.comb += accept.eq(in_addr & Mux(store, bus.awready, bus.arready))
+        in_addr_c = copies(Cat(in_addr_n & store, in_addr_n & ~store), 3, "in_addr")
+        accept_c = [(c[0] & bus.awready) | (c[1] & bus.arready) for c in in_addr_c]
         with m.If(accept):
-            m.d.sync += [in_addr.eq(0), in_rdata.eq(~store)]
+            m.d.comb += in_addr_n.eq(0)
+            m.d.sync += [in_rdata.eq(~store), in_wdata.eq(store)]
             m.d.sync += [beat_cnt.eq(d_len), last_b.eq(d_len == 0)]
-            with m.If(d_cut):
-                m.d.sync += [cur.eq(d_cur), span_rem.eq(d_rem)]
-            with m.If(d_row):
-                m.d.sync += [spans_left.eq(spans_left - 1), more_spans.eq(spans_left != 1),
-                             row_base.eq(nxt_row), cur.eq(nxt_row),
-                             span_rem.eq(rb)]
-            with m.If(d_block):
-                # block_spans == spans_left at go_span, so the block's first span has more_spans' value then
-                m.d.sync += [blocks_left.eq(blocks_left - 1), more_blocks.eq(blocks_left != 1),
-                             more_spans.eq(more_spans_0), block_base.eq(nxt_block),
-                             row_base.eq(nxt_block), cur.eq(nxt_block), span_rem.eq(span_bytes),
-                             spans_left.eq(block_spans)]
-            with m.If(d_final):
-                m.d.sync += final.eq(1)
+
+        def pick(step, cut, row, block):
+            """The value the one-hot step selects, as an AND-OR (the step flags are exclusive)."""
+            return (Mux(step[0], cut, 0) | Mux(step[1], row, 0) | Mux(step[2], block, 0))
+
+        step = d_step[0]
+        with m.If(accept_c[0] & ~step[3]):
+            m.d.sync += cur.eq(pick(step, d_cur, nxt_row, nxt_block))
+        step = d_step[1]
+        with m.If(accept_c[1] & (step[1] | step[2])):
+            m.d.sync += row_base.eq(Mux(step[1], nxt_row, nxt_block))
+        with m.If(accept_c[1] & step[2]):
+            m.d.sync += block_base.eq(nxt_block)
+        step = d_step[2]
+        with m.If(accept_c[2] & ~step[3]):
+            m.d.sync += span_rem.eq(pick(step, d_rem, rb, span_bytes))
+        with m.If(accept_c[2] & step[1]):
+            m.d.sync += [spans_left.eq(spans_left - 1), more_spans.eq(spans_left != 1)]
+        with m.If(accept_c[2] & step[2]):
+            # block_spans == spans_left at go_span, so the block's first span has more_spans' value then
+            m.d.sync += [blocks_left.eq(blocks_left - 1), more_blocks.eq(blocks_left != 1),
+                         more_spans.eq(more_spans_0), spans_left.eq(block_spans)]
+        with m.If(accept_c[2] & step[3]):
+            m.d.sync += final.eq(1)
 
         with m.FSM(name="bus"):
             with m.State("IDLE"):
@@ -496,7 +535,7 @@ class DMA(wiring.Component):
             with m.State("SETUP"):
                 m.d.sync += setup_cnt.eq(setup_cnt + 1)
                 with m.If(setup_cnt == Mux(store, STORE_SETUP - 1, LOAD_SETUP - 1)):
-                    m.d.sync += in_addr.eq(1)
+                    m.d.comb += in_addr_n.eq(1)
                     m.next = "ADDR"
             with m.State("ADDR"):
                 m.d.comb += [bus.awvalid.eq(store), bus.arvalid.eq(~store)]
@@ -515,10 +554,10 @@ class DMA(wiring.Component):
                             next_burst(error | bad)
                 with m.Else():
                     m.d.comb += bus.wvalid.eq(wfifo.r_rdy)
-                    with m.If(wfifo.r_rdy & bus.wready):
-                        m.d.comb += pop.eq(1)
+                    with m.If(pop):
                         beat_done()
                         with m.If(last_b):
+                            m.d.sync += in_wdata.eq(0)
                             m.next = "RESP"
             with m.State("RESP"):
                 m.d.comb += bus.bready.eq(1)
