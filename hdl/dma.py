@@ -134,10 +134,13 @@ class DMA(wiring.Component):
         # the bus states ADDR and a LOAD's DATA have flip-flops of their own, so that an accepted address (which
         # steps ~150 address-generator flip-flops) and an R beat are one LUT from registers and the inputs
         in_addr, in_rdata, in_wdata = Signal(), Signal(), Signal()   # ADDR; DATA of a LOAD; of a STORE
-        in_addr_n = Signal()                               # in_addr's next value
-        m.d.comb += in_addr_n.eq(in_addr)
-        m.d.sync += in_addr.eq(in_addr_n)
-        credit_ok = Signal()                               # a STORE with credits != 0, registered with them
+        # flags with copies are assigned through their next values (`_n`), which the copies register too
+        in_addr_n, in_rdata_n = Signal(), Signal()
+        m.d.comb += [in_addr_n.eq(in_addr), in_rdata_n.eq(in_rdata)]
+        m.d.sync += [in_addr.eq(in_addr_n), in_rdata.eq(in_rdata_n)]
+        credit_ok, credit_ok_n = Signal(), Signal()        # a STORE with credits != 0, registered with them
+        m.d.comb += credit_ok_n.eq(credit_ok)
+        m.d.sync += credit_ok.eq(credit_ok_n)
         store, target = Signal(), Signal(2)
         rows, blocks, rb, buf_addr = Signal(17), Signal(10), Signal(10), Signal(16)
         ext_addr, stride, block_stride = Signal(32), Signal(20), Signal(20)
@@ -155,21 +158,22 @@ class DMA(wiring.Component):
 
         # ---- transfer constants (cycles 2-3), the span product (cycle SPAN_CYCLE), span set-up ----
         # Nothing reads these before the span set-up, so each is given the register stages it needs.
-        merged = Signal()                                  # cycle 3: ext_stride == row_bytes >= B
+        merged = Signal()                                  # cycle 4: ext_stride == row_bytes >= B
         stride_is_rb, rb_ge_bus = Signal(), Signal()
         b_mrb = Signal(signed(12))                         # B - row_bytes
         stride_lane, bstride_lane = Signal(lgB), Signal(lgB)
         rows_m1, blocks_m1 = Signal(17), Signal(10)
         multi_rows, multi_blocks = Signal(), Signal()      # rows != 1, blocks != 1
-        m.d.sync += [stride_is_rb.eq(stride == rb), rb_ge_bus.eq(rb >= B), merged.eq(stride_is_rb & rb_ge_bus),
-                     b_mrb.eq(B - rb), stride_lane.eq(stride[:lgB]), bstride_lane.eq(block_stride[:lgB]),
+        rb_c = delay(m, rb, 1, "row_bytes_c")              # row_bytes for the constants: a fanout of its own
+        m.d.sync += [stride_is_rb.eq(stride == rb_c), rb_ge_bus.eq(rb_c >= B), merged.eq(stride_is_rb & rb_ge_bus),
+                     b_mrb.eq(B - rb_c), stride_lane.eq(stride[:lgB]), bstride_lane.eq(block_stride[:lgB]),
                      rows_m1.eq(rows - 1), blocks_m1.eq(blocks - 1),
                      multi_rows.eq(rows != 1), multi_blocks.eq(blocks != 1)]
         # entry bytes below row_bytes (cycle 3): whole words, then the lanes of the word row_bytes ends in
         rb_mask = Signal(NW * B)
         rb_word_full, rb_word_end, rb_lanes = Signal(NW), Signal(NW), Signal(B)
-        m.d.sync += [rb_word_full.eq(Cat(*(rb[lgB:] > w for w in range(NW)))),
-                     rb_word_end.eq(Cat(*(rb[lgB:] == w for w in range(NW)))), rb_lanes.eq(_therm(rb[:lgB], B)),
+        m.d.sync += [rb_word_full.eq(Cat(*(rb_c[lgB:] > w for w in range(NW)))),
+                     rb_word_end.eq(Cat(*(rb_c[lgB:] == w for w in range(NW)))), rb_lanes.eq(_therm(rb_c[:lgB], B)),
                      rb_mask.eq(Cat(*(rb_word_full[k // B] | (rb_word_end[k // B] & rb_lanes[k % B])
                                       for k in range(NW * B))))]
         # rows * row_bytes through a registered shift-add tree: the bytes of a merged span
@@ -187,12 +191,12 @@ class DMA(wiring.Component):
         prod_hi_p1, prod_hi_p2 = Signal(27 - lgB), Signal(27 - lgB)
         rb_hi_p1, rb_hi_p2 = Signal(10 - lgB), Signal(10 - lgB)
         m.d.sync += [prod_hi_p1.eq(prod_hi + 1), prod_hi_p2.eq(prod_hi + 2),
-                     rb_hi_p1.eq(rb_hi + 1), rb_hi_p2.eq(rb_hi + 2)]
+                     rb_hi_p1.eq(rb_c[lgB:] + 1), rb_hi_p2.eq(rb_c[lgB:] + 2)]
         small_hi, big_span = Signal(11 - lgB), Signal()    # span // B when it is below 3 beats; it is not
         hi0, hi1, hi2 = Signal(), Signal(), Signal()
         rows_is_2, rows_gt_2 = Signal(), Signal()
         m.d.sync += [rows_is_2.eq(rows == 2), rows_gt_2.eq(rows > 2),
-                     small_hi.eq(Mux(merged & rows_is_2, Cat(rb, 0)[lgB - 1:], rb_hi)),
+                     small_hi.eq(Mux(merged & rows_is_2, Cat(rb_c, 0)[lgB - 1:], rb_c[lgB:])),
                      big_span.eq(merged & rows_gt_2),
                      hi0.eq(~big_span & (small_hi == 0)), hi1.eq(~big_span & (small_hi == 1)),
                      hi2.eq(~big_span & (small_hi == 2))]
@@ -218,6 +222,7 @@ class DMA(wiring.Component):
         lim_cur = Signal(32)                               # cur + lim_nb: where a cut burst leaves cur
         span_len = Signal(8)                               # beats of the rest of the span - 1
         g_rem, g_rem_short, g_addr = Signal(13), Signal(), Signal(32)
+        g_row, g_block, g_final = Signal(), Signal(), Signal()
         beats_4k_min = (4096 >> lgB) - 256                 # 4 KiB boundary 256 beats away or less from here on
         near_4k = cur[lgB:12] >= beats_4k_min if beats_4k_min > 0 else Const(1)
         # beats of the span = span_rem // B + (lane0 + span_rem % B + B - 1) // B, the second term 0..2
@@ -232,6 +237,8 @@ class DMA(wiring.Component):
             span_len.eq(Array([span_rem[lgB:lgB + 8] - 1, span_rem[lgB:lgB + 8], span_rem[lgB:lgB + 8] + 1,
                                span_rem[lgB:lgB + 8]])[lo_beats]),
             g_rem.eq(span_rem[:13]), g_rem_short.eq(span_rem[13:] == 0),
+            # where the whole rest of the span would go next: the next row, the next block, or the end
+            g_row.eq(more_spans), g_block.eq(~more_spans & more_blocks), g_final.eq(~more_spans & ~more_blocks),
             g_addr.eq(Cat(Const(0, lgB), cur[lgB:])),
         ]
         d_addr, d_len = Signal(32), Signal(8)
@@ -243,8 +250,7 @@ class DMA(wiring.Component):
         take_all = g_rem_short & ~(Cat(lim_nb, Const(0, 1)) - Cat(g_rem, Const(0, 1)))[13]
         m.d.sync += [d_addr.eq(g_addr), d_cur.eq(lim_cur), d_rem.eq(span_rem - lim_nb),
                      d_len.eq(Mux(take_all, span_len, lim_len))]
-        d_step = copies(Cat(~take_all, take_all & more_spans, take_all & ~more_spans & more_blocks,
-                            take_all & ~more_spans & ~more_blocks), 3, "burst_step")
+        d_step = copies(Cat(~take_all, take_all & g_row, take_all & g_block, take_all & g_final), 3, "burst_step")
         m.d.comb += [
             bus.awsize.eq(lgB), bus.arsize.eq(lgB), bus.awburst.eq(1), bus.arburst.eq(1),
             bus.awaddr.eq(d_addr), bus.araddr.eq(d_addr), bus.awlen.eq(d_len), bus.arlen.eq(d_len),
@@ -252,7 +258,9 @@ class DMA(wiring.Component):
 
         # ---- lane sequencer: which bytes each beat carries, span by span (LOAD: R beats; STORE: producer) ----
         advance = Signal()                                  # the beat described below moves this cycle
-        in_beat = Signal()                                  # the lane state is BEAT
+        in_beat, in_beat_n = Signal(), Signal()             # the lane state is BEAT
+        m.d.comb += in_beat_n.eq(in_beat)
+        m.d.sync += in_beat.eq(in_beat_n)
         row_lane, block_lane = Signal(lgB), Signal(lgB)
         l_spans_left, l_blocks_left = Signal(17), Signal(10)
         l_more_spans, l_more_blocks = Signal(), Signal()    # l_spans_left != 0, l_blocks_left != 0
@@ -264,7 +272,7 @@ class DMA(wiring.Component):
         skip_rb = Signal(lgB)                               # (skip + row_bytes) % B, for the spill rotation
         n_last_mrb = Signal(signed(12))                    # n_last - row_bytes
         n_one, n_many = Signal(lgB + 1), Signal(lgB + 1)   # S1 -> S2: n when the span is one beat / more
-        nmrb_one, nmrb_many = Signal(signed(12)), Signal(signed(12))   # the same minus row_bytes
+        nmrb_many = Signal(signed(12))                     # n_many - row_bytes
         beats_left = Signal(28 - lgB)
         at2, at3 = Signal(), Signal()                      # beats_left == 2, == 3, registered with it
         # s's step at the next beat when the entry completes (n' - row_bytes) and when it does not (n'),
@@ -282,14 +290,19 @@ class DMA(wiring.Component):
         # The lane states are one-hot flip-flops (none set: idle), so that a beat's step is one LUT of
         # registers and the inputs away from the ~150 flip-flops it moves.
         in_s1, in_s2 = Signal(), Signal()
+        # t_carry = (row_lane + span_bytes % B + B - 1) // B of the span about to start, registered before its
+        # S1: from the transfer's first lane at go_span, then from the next span's lane kept ready
+        lo_cases = [(i % B, i >> lgB) for i in range(B * B)]              # (row lane, span bytes % B)
+        t_table = Array(Const((rl + sb + B - 1) >> lgB, 2) for rl, sb in lo_cases)
+        t_carry = Signal(2)
+        m.d.sync += t_carry.eq(Mux(go_span, t_table[Cat(ext_addr[:lgB], span_now[:lgB])],
+                                   t_table[Cat(next_row_lane, span_bytes[:lgB])]))
         with m.If(in_s1):
             # the first beat's byte count for both cases (the span is one beat or more), from the low
             # address bits only, so that S2 is the beats == 1 compare and a mux
             # beats = (row_lane + span_bytes + B - 1) // B, its low part (0..2) from the low bits alone
             # (tables of the lgB + lgB low bits: logic, not adders in series with the subtractions)
             lo = Cat(row_lane, span_bytes[:lgB])
-            lo_cases = [(i % B, i >> lgB) for i in range(B * B)]          # (row lane, span bytes % B)
-            t_carry = Array(Const((rl + sb + B - 1) >> lgB, 2) for rl, sb in lo_cases)[lo]
             n_last_s1 = Array(Const((rl + sb + B - 1) % B + 1, lgB + 1) for rl, sb in lo_cases)[lo]
             n_one_s1 = Array(Const((rl + sb + B - 1) % B + 1 - rl, signed(lgB + 2))
                              for rl, sb in lo_cases)[lo]                  # n_last - row lane
@@ -300,29 +313,36 @@ class DMA(wiring.Component):
             beats_prod = Array([prod_hi, prod_hi_p1, prod_hi_p2, prod_hi])[t_carry]
             beats_rb = Array([rb_hi, rb_hi_p1, rb_hi_p2, rb_hi])[t_carry]
             m.d.sync += [beats_s.eq(Mux(merged, beats_prod, beats_rb)),
-                         n_last.eq(n_last_s1), n_last_mrb.eq(n_last_s1 - rb),
-                         n_one.eq(n_one_s1), n_many.eq(n_many_s1),
-                         nmrb_one.eq(n_one_s1 - rb), nmrb_many.eq(b_mrb - row_lane),
-                         in_s1.eq(0), in_s2.eq(1)]
+                         n_last.eq(n_last_s1), n_one.eq(n_one_s1), n_many.eq(n_many_s1),
+                         nmrb_many.eq(b_mrb - row_lane), in_s1.eq(0), in_s2.eq(1)]
         with m.If(in_s2):
             # a span starts at an entry's first byte (pos = 0): the previous span ended with its entry
             one = one_s
             m.d.sync += [skip.eq(row_lane), skip_rb.eq(row_lane + rb[:lgB]), n.eq(Mux(one, n_one, n_many)),
-                         s.eq(Mux(one, nmrb_one, nmrb_many)),
+                         s.eq(Mux(one, n_one - rb, nmrb_many)), n_last_mrb.eq(n_last - rb),
                          beats_left.eq(beats_s), at2.eq(two_s), at3.eq(beats_s == 3), last.eq(one),
-                         step_done.eq(Mux(two_s, n_last_mrb, b_mrb)), step_fill.eq(Mux(two_s, n_last, B)),
-                         in_s2.eq(0), in_beat.eq(1)]
-        with m.If(advance):
+                         step_done.eq(Mux(two_s, n_last - rb, b_mrb)), step_fill.eq(Mux(two_s, n_last, B)),
+                         in_s2.eq(0)]
+            m.d.comb += in_beat_n.eq(1)
+        # A beat's step moves ~100 flip-flops: each group of them has its own copy of the beat's condition
+        # (in_beat & (credit_ok | in_rdata & rvalid): copies of the three flags, and the input).
+        beat_go = copies(Cat(in_beat_n, credit_ok_n, in_rdata_n), 3, "beat_go")
+        advance_c = [c[0] & (c[1] | (c[2] & bus.rvalid)) for c in beat_go]
+        with m.If(advance_c[0]):
+            m.d.sync += [entry.eq(Mux(complete, entry_p1, entry)),
+                         entry_p1.eq(Mux(complete, entry_p1 + 1, entry_p1))]
+        with m.If(advance_c[1]):
             # s' = pos' + n' - row_bytes: s + n' - row_bytes once the entry completes (pos' = s), else s + n'
             # (pos' = pos + n = s + row_bytes)
-            m.d.sync += [entry.eq(Mux(complete, entry_p1, entry)),
-                         entry_p1.eq(Mux(complete, entry_p1 + 1, entry_p1)), skip.eq(0), skip_rb.eq(rb[:lgB]),
-                         pos.eq(Mux(complete, s, fill)), s.eq(Mux(complete, s + step_done, s + step_fill)),
-                         beats_left.eq(beats_left - 1), at2.eq(at3), at3.eq(beats_left == 4), last.eq(at2),
-                         n.eq(step_fill),
+            m.d.sync += [skip.eq(0), skip_rb.eq(rb[:lgB]), n.eq(step_fill),
+                         pos.eq(Mux(complete, s, fill)), s.eq(Mux(complete, s + step_done, s + step_fill))]
+        with m.If(advance_c[2]):
+            m.d.sync += [beats_left.eq(beats_left - 1), at2.eq(at3), at3.eq(beats_left == 4), last.eq(at2),
                          step_done.eq(Mux(at3, n_last_mrb, b_mrb)), step_fill.eq(Mux(at3, n_last, B))]
+        with m.If(advance):
             with m.If(last):
-                m.d.sync += [in_beat.eq(0), in_s1.eq(l_more), row_lane.eq(next_row_lane)]
+                m.d.sync += [in_s1.eq(l_more), row_lane.eq(next_row_lane)]
+                m.d.comb += in_beat_n.eq(0)
         # The span counts are next read at the end of the next span, at least 3 cycles on: they step in the
         # cycle after a span's last beat, from a register, rather than behind the beat's own logic; the
         # next span's first lane is kept ready in a register.
@@ -340,7 +360,8 @@ class DMA(wiring.Component):
                          l_spans_left.eq(Mux(merged, 0, rows_m1)), l_blocks_left.eq(blocks_m1),
                          l_more_spans.eq(~merged & multi_rows), l_more_blocks.eq(multi_blocks),
                          entry.eq(buf_addr), entry_p1.eq(buf_addr + 1),
-                         pos.eq(0), in_s1.eq(1), in_s2.eq(0), in_beat.eq(0)]
+                         pos.eq(0), in_s1.eq(1), in_s2.eq(0)]
+            m.d.comb += in_beat_n.eq(0)
         # window of the beat in entry space: bytes [pos, pos + n) within two B-byte words
         # (a table of n and pos % B: one wide LUT per lane rather than a thermometer code behind a shifter)
         lane_win = Signal(2 * B)                            # lanes of words pos // B and pos // B + 1
@@ -403,11 +424,12 @@ class DMA(wiring.Component):
         m.d.comb += [issue.eq(in_beat & credit_ok), pop.eq(in_wdata & wfifo.r_rdy & bus.wready)]
         credits_n = credits - issue + pop
         with m.If(go):
-            m.d.sync += [credits.eq(W_FIFO_DEPTH), credit_ok.eq(store), credit_one.eq(0)]
+            m.d.sync += [credits.eq(W_FIFO_DEPTH), credit_one.eq(0)]
+            m.d.comb += credit_ok_n.eq(store)
         with m.Else():
             # credits' != 0 without the sum: a pop leaves at least one, else the last one may go
-            m.d.sync += [credits.eq(credits_n), credit_one.eq(credits_n == 1),
-                         credit_ok.eq(store & (pop | (credit_ok & ~(credit_one & issue))))]
+            m.d.sync += [credits.eq(credits_n), credit_one.eq(credits_n == 1)]
+            m.d.comb += credit_ok_n.eq(store & (pop | (credit_ok & ~(credit_one & issue))))
         # P0 registers the beat (q0); C1 presents the entry holding the beat's last byte on rd_addr. The word
         # select needs, rd_latency (+1) cycles after that, the beat's offsets + B into the padded entry (a zero
         # word in front: lane j <- byte main_off - B + j), the offset of the next beat's start for the carry,
@@ -500,7 +522,8 @@ class DMA(wiring.Component):
         accept_c = [(c[0] & bus.awready) | (c[1] & bus.arready) for c in in_addr_c]
         with m.If(accept):
             m.d.comb += in_addr_n.eq(0)
-            m.d.sync += [in_rdata.eq(~store), in_wdata.eq(store)]
+            m.d.sync += in_wdata.eq(store)
+            m.d.comb += in_rdata_n.eq(~store)
             m.d.sync += [beat_cnt.eq(d_len), last_b.eq(d_len == 0)]
 
         def pick(step, cut, row, block):
@@ -550,7 +573,7 @@ class DMA(wiring.Component):
                             m.d.sync += error.eq(1)
                         beat_done()
                         with m.If(last_b):
-                            m.d.sync += in_rdata.eq(0)
+                            m.d.comb += in_rdata_n.eq(0)
                             next_burst(error | bad)
                 with m.Else():
                     m.d.comb += bus.wvalid.eq(wfifo.r_rdy)
