@@ -8,50 +8,66 @@ otherwise each row is its own span; blocks are never merged (emu.timing.dma_span
 into INCR bursts of at most 256 beats that never cross a 4 KiB boundary (emu.timing.bursts); bursts run
 strictly one after another, so with a slave that answers after a fixed latency a burst costs exactly
 DMA_READ_LATENCY (LOAD) or DMA_WRITE_LATENCY (STORE) + beats cycles. The first address goes out
-emu.timing.DMA_SETUP - ISSUE_LATENCY cycles after `start` (once per transfer; the sequencer's start
-register is the rest of DMA_SETUP), and a LOAD stays busy DMA_LOAD_DRAIN cycles after its last R beat,
-until its last entry write is done:
+emu.timing.DMA_LOAD_SETUP (or DMA_STORE_SETUP) - ISSUE_LATENCY cycles after `start` (once per transfer;
+the sequencer's start register is the rest), and a LOAD stays busy DMA_LOAD_DRAIN cycles after its last R
+beat, until its last entry write is done:
 
   LOAD  burst: AR (cycle a) ... first R beat at a + 2 (memory latency) ... last beat, next AR.
   STORE burst: AW (cycle a), W beats a+1 .. a+beats, B accepted at a+beats+1, next AW.
 
-Pipeline (aimed at 150 MHz on an LFE5U-85F-6; bench/dma_fmax.py measures the unit standalone at bus 8 /
-entry 96 bytes: 123 MHz, 3097 FF / 7294 LUT; the critical path is the LOAD assembly, the rotated beat
-fanned out to the entry-wide assembly and write registers (4 LUTs, routing two thirds of it)):
+`busy` and `error` are flip-flops. The arguments are registered in every cycle the unit is idle, so `start`
+itself only reaches `busy`, `error` and one flip-flop (`go`); a `start` while busy is ignored.
+
+Pipeline (aimed at 150 MHz for the whole accelerator on an LFE5U-85F-6, so at more than that standalone;
+bench/dma_fmax.py measures the unit alone at bus 8 / entry 96 bytes: see docs/synth.md):
   cycle 0  `start`: the arguments are registered;
-  cycle 1  rows * row_bytes (the bytes of a merged span) and per-transfer constants;
-  cycle 2  span set-up: the burst address generator and the lane sequencer load their first span;
-  then     burst geometry (4 KiB / 256-beat limits, beats - 1) in two register stages behind the current
-           address; a burst lasts at least 3 cycles, so the next burst's address, length and byte count are
-           ready when the state machine returns to ADDR and moving to a new row or block costs no cycle.
+  cycle 1  `go`; rows * row_bytes enters a registered shift-add tree (pipeline.product), the per-transfer
+           constants (merge test, row mask, B - row_bytes, the span's beat count when it is below 3) take
+           a register stage or two each;
+  cycle SPAN_CYCLE (6)  span set-up: the product is ready, the burst address generator and the lane
+           sequencer load their first span;
+  then     burst geometry (4 KiB / 256-beat limits, beats - 1, where a cut leaves the address and the
+           span's bytes, what an accepted address does next as one-hot flags) in two register stages behind
+           the current address; a burst lasts at least 3 cycles, so the next burst's address, length and step
+           are ready when the state machine returns to ADDR and moving to a new row or block costs no cycle.
+           LOAD's first address goes out 3 cycles after the span set-up.
 The lane sequencer walks the same spans a beat at a time (first lane, bytes, the entry byte the beat
 starts at), independent of the burst cuts, which are bus-aligned inside a span. Per span it takes two
 set-up states: S1 counts the span's beats and works out the first beat's bytes both for a one-beat span and
-for a longer one, S2 picks one. Its beat bookkeeping (bytes past the entry's end, entry + 1) is kept in
-registers next to the values it derives from, so each beat's step starts at flip-flops.
+for a longer one, S2 picks one. Its beat bookkeeping (bytes past the entry's end `s`, entry + 1, the next
+step of `s` chosen with the registered "last beat next" flag) is kept in registers next to the values it
+derives from, so each beat's step is an adder or a mux behind flip-flops; the states are one-hot
+flip-flops, and each group of registers a beat steps has its own copy of the beat condition. The span
+counts step in the cycle after a span's end (they are read again 3 cycles later at the earliest).
 
 Back-pressure is honoured on AR/AW/W (ready from the slave) and R/B are accepted whenever valid in the
 matching state. Unaligned first/last beats are handled with per-lane byte selection (WSTRB on writes).
 A response other than OKAY sets `error`; the transfer stops after that burst and `busy` drops.
 
-LOAD: each accepted R beat is registered with its per-byte write enables and two lane rotations (one
-for the bytes of the current entry, one for the bytes that spill into the next); the next cycle rotates the
-beat and merges it into the assembly register, and the completed entry goes into the write register
+LOAD: each accepted R beat is registered (stage 0) with what it covers (the entry word it starts in,
+one-hot; its lane window; the bytes that spill into the next entry); stage 1 rotates it twice (the bytes of
+the current entry, the bytes of the next), with a copy of each rotation amount per bus lane, and decodes
+the per-byte write enables; stage 2 merges it into the assembly register and writes the completed entry
 (wr_en/wr_addr/wr_data are registers), zero beyond row_bytes. At most one entry completes per beat (a
-span's rows are >= bus_bytes long), so the write comes 2 cycles after the beat that completes it.
+span's rows are >= bus_bytes long), so the write comes 3 cycles after the beat that completes it.
 
-STORE: a beat producer runs ahead of the W channel with credits for an 8-beat W FIFO: it presents the
-entry holding a beat's last byte on `rd_addr` (a register), `rd_latency` cycles later (the 1-cycle source
-is registered once more) picks two bus words of it and funnels them onto the lanes (the word offsets are
-worked out from the beat while the read is under way); a beat that straddles
-two entries takes its first bytes from a carry register filled from the previous beat's entry. W beats
-go out of the FIFO back to back once the burst's AW is accepted.
+STORE: a beat producer runs ahead of the W channel with credits for an 8-beat W FIFO: P0 registers the
+beat, C1 presents the entry holding its last byte on `rd_addr` (a register), and `rd_latency` cycles later
+(the 1-cycle source is registered once more) two bus words of it are picked and funnelled onto the lanes;
+the word offsets are worked out while the read is under way, the word indices with a copy per bus lane.
+A beat that straddles two entries takes its first bytes from a carry register filled from the previous
+beat's entry. W beats go out of the FIFO back to back once the burst's AW is accepted. The first P0 comes
+3 cycles after the span set-up (S1, S2), and its beat can leave the FIFO 6 cycles after P0, so STORE's first
+address goes out 8 cycles after the span set-up.
+
+On ECP5 (`is_ecp5(platform)`) the copies are flip-flops Yosys keeps (hdl/ecp5.replica); elsewhere one
+register stands for them all, which is the same cycle for cycle.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
-from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
@@ -68,14 +84,14 @@ __all__ = ["DMA", "LOAD_SETUP_MIN", "STORE_SETUP_MIN", "LOAD_DRAIN_MIN"]
 SPAN_CYCLE = 1 + product_latency(10)
 #: Cycles from `start` to the first address that the pipeline needs. LOAD: the span set-up, then the two
 #: burst geometry stages. STORE: the span set-up, the lane sequencer's two set-up states, the producer's
-#: first beat through the buffer read (rd_addr register, 2 cycles of read latency), the word select, the
-#: lane funnel and the W FIFO.
+#: first beat (P0) through the rd_addr register, 2 cycles of read latency, the word indices, the word select
+#: and lane funnel, and the W FIFO.
 LOAD_SETUP_MIN = SPAN_CYCLE + 3
 STORE_SETUP_MIN = SPAN_CYCLE + 8
 #: Cycles a LOAD's last entry write comes after its last R beat: the beat register, the rotation and
 #: byte-enable register, then the write register.
 LOAD_DRAIN_MIN = 3
-W_FIFO_DEPTH = 8
+W_FIFO_DEPTH = 8                  # a power of two: the W FIFO pointers wrap
 
 LOAD_SETUP = timing.DMA_LOAD_SETUP - timing.ISSUE_LATENCY    # the sequencer's start register is the rest
 STORE_SETUP = timing.DMA_STORE_SETUP - timing.ISSUE_LATENCY
@@ -417,11 +433,17 @@ class DMA(wiring.Component):
         m.d.comb += [self.wr_en.eq(wr_en), self.wr_addr.eq(wr_addr), self.wr_data.eq(wr_data[:8 * EB])]
 
         # ---- STORE: producer P0 (read address), buffer read (2 cycles), X1 word select, X2 funnel -> W FIFO ----
-        m.submodules.wfifo = wfifo = ResetInserter(go)(SyncFIFO(width=9 * B, depth=W_FIFO_DEPTH))
+        # The W FIFO (beat and strobes; LUT RAM read asynchronously at the read pointer). The credits keep it
+        # from overflowing, so a write needs no check, and "not empty" is a register, so that a pop is one
+        # LUT of registers and wready.
+        m.submodules.wfifo = w_mem = Memory(shape=9 * B, depth=W_FIFO_DEPTH, init=[])
+        w_wr, w_rd = w_mem.write_port(), w_mem.read_port(domain="comb")
+        w_put, w_take = Signal(range(W_FIFO_DEPTH)), Signal(range(W_FIFO_DEPTH))
+        w_level, w_ready = Signal(range(W_FIFO_DEPTH + 1)), Signal()     # w_ready: w_level != 0
         credits = Signal(range(W_FIFO_DEPTH + 1))
         credit_one = Signal()                               # credits == 1, registered with them
         pop = Signal()
-        m.d.comb += [issue.eq(in_beat & credit_ok), pop.eq(in_wdata & wfifo.r_rdy & bus.wready)]
+        m.d.comb += [issue.eq(in_beat & credit_ok), pop.eq(in_wdata & w_ready & bus.wready)]
         credits_n = credits - issue + pop
         with m.If(go):
             m.d.sync += [credits.eq(W_FIFO_DEPTH), credit_one.eq(0)]
@@ -488,9 +510,13 @@ class DMA(wiring.Component):
         with m.If(v3):
             m.d.sync += carry.eq(carry_next)
         wbeat = Cat(*(Mux(fc3[j], carry[8 * j:8 * j + 8], main[8 * j:8 * j + 8]) for j in range(B)))
-        m.d.comb += [wfifo.w_en.eq(v3), wfifo.w_data.eq(Cat(wbeat, lanes3)),
-                     bus.wdata.eq(wfifo.r_data[:8 * B]), bus.wstrb.eq(wfifo.r_data[8 * B:])]
-        m.d.comb += wfifo.r_en.eq(pop)
+        m.d.comb += [w_wr.en.eq(v3), w_wr.addr.eq(w_put), w_wr.data.eq(Cat(wbeat, lanes3)), w_rd.addr.eq(w_take),
+                     bus.wdata.eq(w_rd.data[:8 * B]), bus.wstrb.eq(w_rd.data[8 * B:])]
+        with m.If(go):
+            m.d.sync += [w_put.eq(0), w_take.eq(0), w_level.eq(0), w_ready.eq(0)]
+        with m.Else():
+            m.d.sync += [w_put.eq(w_put + v3), w_take.eq(w_take + pop), w_level.eq(w_level + v3 - pop),
+                         w_ready.eq(v3 | (w_level > 1) | (w_ready & ~pop))]
 
         # ---- bus state machine ----
         beat_cnt, last_b = Signal(8), Signal()
@@ -576,7 +602,7 @@ class DMA(wiring.Component):
                             m.d.comb += in_rdata_n.eq(0)
                             next_burst(error | bad)
                 with m.Else():
-                    m.d.comb += bus.wvalid.eq(wfifo.r_rdy)
+                    m.d.comb += bus.wvalid.eq(w_ready)
                     with m.If(pop):
                         beat_done()
                         with m.If(last_b):
