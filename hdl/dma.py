@@ -185,10 +185,16 @@ class DMA(wiring.Component):
                      b_mrb.eq(B - rb_c), stride_lane.eq(stride[:lgB]), bstride_lane.eq(block_stride[:lgB]),
                      rows_m1.eq(rows - 1), blocks_m1.eq(blocks - 1),
                      multi_rows.eq(rows != 1), multi_blocks.eq(blocks != 1)]
-        # entry bytes below row_bytes (cycle 3): whole words, then the lanes of the word row_bytes ends in
+        # entry bytes below row_bytes (cycle 5): whole words, then the lanes of the word row_bytes ends in
         rb_mask = Signal(NW * B)
         rb_word_full, rb_word_end, rb_lanes = Signal(NW), Signal(NW), Signal(B)
-        m.d.sync += [rb_word_full.eq(Cat(*(rb_c[lgB:] > w for w in range(NW)))),
+        # row_bytes // B > w, from the compares of its high and low parts (cycle 3), combined at cycle 4
+        rb_w = rb_c[lgB:]
+        hi_gt, hi_eq, lo_gt = Signal(NW), Signal(NW), Signal(NW)
+        m.d.sync += [hi_gt.eq(Cat(*(rb_w[3:] > (w >> 3) for w in range(NW)))),
+                     hi_eq.eq(Cat(*(rb_w[3:] == (w >> 3) for w in range(NW)))),
+                     lo_gt.eq(Cat(*(rb_w[:3] > (w & 7) for w in range(NW))))]
+        m.d.sync += [rb_word_full.eq(hi_gt | (hi_eq & lo_gt)),
                      rb_word_end.eq(Cat(*(rb_c[lgB:] == w for w in range(NW)))), rb_lanes.eq(_therm(rb_c[:lgB], B)),
                      rb_mask.eq(Cat(*(rb_word_full[k // B] | (rb_word_end[k // B] & rb_lanes[k % B])
                                       for k in range(NW * B))))]
@@ -238,7 +244,6 @@ class DMA(wiring.Component):
         lim_cur = Signal(32)                               # cur + lim_nb: where a cut burst leaves cur
         span_len = Signal(8)                               # beats of the rest of the span - 1
         g_rem, g_rem_short, g_addr = Signal(13), Signal(), Signal(32)
-        g_row, g_block, g_final = Signal(), Signal(), Signal()
         beats_4k_min = (4096 >> lgB) - 256                 # 4 KiB boundary 256 beats away or less from here on
         near_4k = cur[lgB:12] >= beats_4k_min if beats_4k_min > 0 else Const(1)
         # beats of the span = span_rem // B + (lane0 + span_rem % B + B - 1) // B, the second term 0..2
@@ -253,8 +258,6 @@ class DMA(wiring.Component):
             span_len.eq(Array([span_rem[lgB:lgB + 8] - 1, span_rem[lgB:lgB + 8], span_rem[lgB:lgB + 8] + 1,
                                span_rem[lgB:lgB + 8]])[lo_beats]),
             g_rem.eq(span_rem[:13]), g_rem_short.eq(span_rem[13:] == 0),
-            # where the whole rest of the span would go next: the next row, the next block, or the end
-            g_row.eq(more_spans), g_block.eq(~more_spans & more_blocks), g_final.eq(~more_spans & ~more_blocks),
             g_addr.eq(Cat(Const(0, lgB), cur[lgB:])),
         ]
         d_addr, d_len = Signal(32), Signal(8)
@@ -266,7 +269,8 @@ class DMA(wiring.Component):
         take_all = g_rem_short & ~(Cat(lim_nb, Const(0, 1)) - Cat(g_rem, Const(0, 1)))[13]
         m.d.sync += [d_addr.eq(g_addr), d_cur.eq(lim_cur), d_rem.eq(span_rem - lim_nb),
                      d_len.eq(Mux(take_all, span_len, lim_len))]
-        d_step = copies(Cat(~take_all, take_all & g_row, take_all & g_block, take_all & g_final), 3, "burst_step")
+        d_step = copies(Cat(~take_all, take_all & more_spans, take_all & ~more_spans & more_blocks,
+                            take_all & ~more_spans & ~more_blocks), 3, "burst_step")
         m.d.comb += [
             bus.awsize.eq(lgB), bus.arsize.eq(lgB), bus.awburst.eq(1), bus.arburst.eq(1),
             bus.awaddr.eq(d_addr), bus.araddr.eq(d_addr), bus.awlen.eq(d_len), bus.arlen.eq(d_len),
@@ -567,13 +571,17 @@ class DMA(wiring.Component):
         step = d_step[2]
         with m.If(accept_c[2] & ~step[3]):
             m.d.sync += span_rem.eq(pick(step, d_rem, rb, span_bytes))
-        with m.If(accept_c[2] & step[1]):
+        # The span counts and `final` are next read by the d stage two cycles after an acceptance and at
+        # the burst's end: they step in the cycle after it, from registers.
+        count_step = Signal(3)                              # next row, next block, end
+        m.d.sync += count_step.eq(Mux(accept_c[2], step[1:], 0))
+        with m.If(count_step[0]):
             m.d.sync += [spans_left.eq(spans_left - 1), more_spans.eq(spans_left != 1)]
-        with m.If(accept_c[2] & step[2]):
+        with m.If(count_step[1]):
             # block_spans == spans_left at go_span, so the block's first span has more_spans' value then
             m.d.sync += [blocks_left.eq(blocks_left - 1), more_blocks.eq(blocks_left != 1),
                          more_spans.eq(more_spans_0), spans_left.eq(block_spans)]
-        with m.If(accept_c[2] & step[3]):
+        with m.If(count_step[2]):
             m.d.sync += final.eq(1)
 
         with m.FSM(name="bus"):
