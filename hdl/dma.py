@@ -454,10 +454,7 @@ class DMA(wiring.Component):
             m.d.comb += credit_ok_n.eq(store)
         with m.Else():
             # credits' != 0 without the sum: a pop leaves at least one, else the last one may go
-            # credits' == 1 from the compares of credits with 0, 1 and 2, which run beside the pop
-            m.d.sync += [credits.eq(credits_n),
-                         credit_one.eq(((credits == 1) & (issue == pop)) | ((credits == 2) & issue & ~pop)
-                                       | ((credits == 0) & pop & ~issue))]
+            m.d.sync += [credits.eq(credits_n), credit_one.eq(credits_n == 1)]
             m.d.comb += credit_ok_n.eq(store & (pop | (credit_ok & ~(credit_one & issue))))
         # P0 registers the beat (q0); C1 presents the entry holding the beat's last byte on rd_addr. The word
         # select needs, rd_latency (+1) cycles after that, the beat's offsets + B into the padded entry (a zero
