@@ -14,18 +14,26 @@ d_i = -2 m[2i+1] + m[2i] + m[2i-1] (m[-1] = 0), so acc * mult = sum_i d_i * acc 
 Each partial product is (x_i XOR neg_i) << 2i with x_i in {acc, 2 acc} (acc_bits + 1 bits), its register
 cleared for a zero digit; the +neg_i that completes a negation sits two bits below the next partial
 product, the last one in the rounding constant. Every term keeps its own width and bit offset, so an adder
-only spans the bits where its operands overlap (35 to 64 bits). The 16 partial products and
-bias + 2**(shift-1) are summed by a tree of registered adders, 17 -> 9 -> 5 -> 3 -> 2 -> 1, all mod 2**64.
+only spans the bits where its operands overlap (35 to 64 bits). The 16 partial products are summed by a
+tree of registered adders, 16 -> 8 -> 4 -> 2 -> 1, and bias + 2**(shift-1) joins at the end, all mod 2**64.
+
+After the rounding shift only r's low 10 bits and whether its bits 9..62 all equal are needed: b = r +
+zero_point lies in [-256, 255] only when r lies in [-512, 511], and outside that window the clip is
+decided by b's sign, which is r's sign flipped by the carry into bit 63 (the add wraps only for shift 0).
+So the second shift stage selects 10 bits, not 64, and no 64-bit add follows it.
 
 Pipeline, one register stage per cycle, LATENCY = 12 cycles from `acc` to `out` (each stage holds at
 most one carry chain, the FPGA critical path of the unit; about 185 MHz alone on LFE5U-85F-6)::
 
-    1  acc, bias, mult captured; 2**(shift-1)      8   t = s >> (shift % 8)
-    2  Booth partial products; bias + 2**(shift-1)  9   r = t >> (shift & 56)
-    3..7  adder tree: s = acc * mult + bias + 2**(shift-1)
-    10 b = r + zero_point (64 bits, for its sign), near = r[:10] + zero_point (11 bits), r's bits 9..63
-       all equal? (in four groups)
-    11 b in [-256, 255]?  near[:9] < clamp_lo?  near[:9] > clamp_hi?  sign
+    1  acc, bias, mult captured; 2**(shift-1)
+    2  Booth partial products; low 32 bits of bias + 2**(shift-1) and their carry
+    3  adder tree level 1; high 32 bits of bias + 2**(shift-1)
+    4..6  adder tree levels 2-4: acc * mult
+    7  s = acc * mult + bias + 2**(shift-1)
+    8  t = s >> (shift % 8)
+    9  r = t >> (shift & 56) in its low 10 bits; each byte of t from bit 9 up all ones? all zeros?
+    10 near = r[:10] + zero_point (11 bits); r's bits 9..62 all ones? all zeros? (the bytes from shift & 56)
+    11 b in [-256, 255]?  near[:9] < clamp_lo?  near[:9] > clamp_hi?  b's sign
     12 y = clip(b, clamp_lo, clamp_hi) wrapped to act_bits
 
 On ECP5 each lane has its own registers for the last stage of every control (hdl/ecp5.py `replica`), so
@@ -48,9 +56,6 @@ from .pipeline import delay
 __all__ = ["PostProc", "booth_terms"]
 
 PRODUCT_BITS = 64
-ZP_SIGN_COPIES = 4                                        # registers holding a lane's zero-point sign
-ZP_SIGN_SPAN = -(-(PRODUCT_BITS - 8) // ZP_SIGN_COPIES)   # adder bits each of them extends to
-RANGE_GROUP_BITS = 14                                     # bits of r one stage-10 all-equal test covers
 
 
 def booth_terms(m: Module, v, mult, *, name: str):
@@ -110,7 +115,7 @@ def adder_tree(m: Module, terms: list, *, name: str) -> Signal:
         level += 1
     value, off = terms[0]
     total = Signal(signed(PRODUCT_BITS), name=f"{name}_total")
-    m.d.comb += total.eq(Cat(Const(0, off), value))
+    m.d.comb += total.eq(Cat(Const(0, off), value).as_signed())
     return total
 
 
@@ -140,14 +145,19 @@ class PostProc(wiring.Component):
         m.d.sync += half.eq(Mux(self.shift == 0, 0, Const(1, PRODUCT_BITS) << (self.shift - 1)[:6]))
         shift = delay(m, self.shift, 6, "shift")                          # for stage 8, after a lane's own
         zp = delay(m, self.zero_point, 8, "zero_point")                   # for stage 10
-        lo = delay(m, self.clamp_lo, 9, "clamp_lo")                       # for stage 11
-        hi = delay(m, self.clamp_hi, 9, "clamp_hi")
-        # np.clip(b, lo, hi) = min(max(b, lo), hi) is hi for every b when lo > hi
-        lo_r, hi_r = delay(m, self.clamp_lo, 1, "clip_lo_in"), delay(m, self.clamp_hi, 1, "clip_hi_in")
+        # np.clip(b, lo, hi) = min(max(b, lo), hi) is hi for every b when lo > hi: compared in stage 2,
+        # chosen in stage 3
+        lo_r, hi_r = delay(m, self.clamp_lo, 1, "clamp_lo_in"), delay(m, self.clamp_hi, 1, "clamp_hi_in")
+        lo_above_hi = Signal()
+        m.d.sync += lo_above_hi.eq(lo_r > hi_r)
+        lo_rr, hi_rr = delay(m, lo_r, 1, "clamp_lo_cmp"), delay(m, hi_r, 1, "clamp_hi_cmp")
         clip_lo = Signal(signed(8))
-        m.d.sync += clip_lo.eq(Mux(lo_r > hi_r, hi_r, lo_r))                # stage 2
-        clip_lo = delay(m, clip_lo, 8, "clip_lo")                         # for stage 12
+        m.d.sync += clip_lo.eq(Mux(lo_above_hi, hi_rr, lo_rr))
+        clip_lo = delay(m, clip_lo, 7, "clip_lo")                         # for stage 12
+        lo = delay(m, lo_rr, 7, "clamp_lo")                               # for stage 11
+        hi = delay(m, hi_rr, 7, "clamp_hi")
         clip_hi = delay(m, hi, 1, "clip_hi")
+        half_hi = delay(m, half[32:], 1, "half_hi")                       # for stage 3
 
         def copy(value, name):
             # each lane's own register; Yosys would merge plain copies back into one (hdl/ecp5.py)
@@ -162,46 +172,63 @@ class PostProc(wiring.Component):
             # bias + 2**(shift-1) + the top Booth digit's negation carry (mult[31] << 30), stage 2
             terms, neg_top = booth_terms(m, acc, mult, name=f"booth_{n}")
             carry_in = Cat(half[:30], half[30] ^ neg_top, half[31] | (half[30] & neg_top), half[32:])
+            # its low 32 bits in stage 2, the high ones with the carry in stage 3 (64-bit carry chains are slow)
+            bias_lo = Signal(33, name=f"bias_lo_{n}")
+            m.d.sync += bias_lo.eq(bias[:32] + carry_in[:32])
+            bias_hi = delay(m, bias[32:], 1, f"bias_hi_{n}")
             bias_half = Signal(signed(PRODUCT_BITS), name=f"bias_half_{n}")
-            m.d.sync += bias_half.eq(bias + carry_in)
-            # the bias is the odd term: it passes the first levels as a register while the products pair up
-            rounded = adder_tree(m, terms + [(bias_half, 0)], name=f"sum_{n}")   # stage 7
+            # the carry rides in below both operands, so the high add is one carry chain
+            carried = (Cat(bias_lo[32], bias_hi) + Cat(bias_lo[32], half_hi))[1:]
+            m.d.sync += bias_half.eq(Cat(bias_lo[:32], carried))
+            product = adder_tree(m, terms, name=f"sum_{n}")                # stage 6
+            bias_half = delay(m, bias_half, 3, f"bias_half_{n}")            # for stage 7
+            rounded = Signal(signed(PRODUCT_BITS), name=f"rounded_{n}")     # stage 7
+            m.d.sync += rounded.eq(product + bias_half)
 
             shift_n = copy(shift, f"shift_{n}")
-            shift_hi_n = delay(m, shift_n[3:], 1, f"shift_hi_{n}")
-            # the zero point's sign bit extends over 56 adder bits: four copies of it share them
-            zp_n = copy(Cat(zp, zp[-1].replicate(ZP_SIGN_COPIES - 1)), f"zero_point_{n}")
-            zp_wide = Cat(zp_n[:8], *(zp_n[7 + c // ZP_SIGN_SPAN] for c in range(PRODUCT_BITS - 8))).as_signed()
+            byte_shift = delay(m, shift_n[3:], 1, f"byte_shift_{n}")          # for stage 9
+            byte_shift_r = delay(m, byte_shift, 1, f"byte_shift_r_{n}")     # for stage 10
+            zp_n = copy(zp, f"zero_point_{n}")
+            zp_neg = delay(m, zp_n[-1], 1, f"zero_point_neg_{n}")            # for stage 11
             lo_n, hi_n = copy(lo, f"clamp_lo_{n}"), copy(hi, f"clamp_hi_{n}")
             clip_lo_n, clip_hi_n = copy(clip_lo, f"clip_lo_{n}"), copy(clip_hi, f"clip_hi_{n}")
 
-            shifted_lo = Signal(signed(PRODUCT_BITS), name=f"shifted_lo_{n}")
-            shifted = Signal(signed(PRODUCT_BITS), name=f"shifted_{n}")
-            m.d.sync += [
-                shifted_lo.eq(rounded >> shift_n[:3]),                    # stage 8
-                shifted.eq(shifted_lo >> Cat(Const(0, 3), shift_hi_n)),   # stage 9
-            ]
-            # stage 10: b = r + zero_point. As |zero_point| <= 128, b can lie in [-256, 255] only when r lies
-            # in [-512, 511], i.e. r's bits 9..63 all equal (tested in groups here, combined next stage);
-            # then b = r[:10] + zero_point exactly, in 11 bits. The 64-bit sum is kept for b's sign alone
-            # (it wraps for shift 0).
-            biased = Signal(signed(PRODUCT_BITS), name=f"biased_{n}")
+            # stage 8: t = s >> (shift % 8); stage 9: r = t >> (shift & 56) is only needed in its low 10 bits
+            # (`window`) and in whether its bits 9..62 all equal, which per byte of t above bit 8 tells
+            t = Signal(signed(PRODUCT_BITS), name=f"shifted_lo_{n}")
+            m.d.sync += t.eq(rounded >> shift_n[:3])
+            window = Signal(signed(10), name=f"window_{n}")
+            m.d.sync += window.eq((t >> Cat(Const(0, 3), byte_shift))[:10])
+            t_sign = delay(m, t[-1], 1, f"t_sign_{n}")
+            byte_ones, byte_zeros = [], []
+            for g, start in enumerate(range(9, PRODUCT_BITS - 1, 8)):
+                chunk = t[start:min(start + 8, PRODUCT_BITS - 1)]
+                byte_ones.append(Signal(name=f"byte_ones_{n}_{g}")), byte_zeros.append(Signal(name=f"byte_zeros_{n}_{g}"))
+                m.d.sync += [byte_ones[-1].eq(chunk.all()), byte_zeros[-1].eq(~chunk.any())]
+            # stage 10: near = r[:10] + zero_point (11 bits), exactly b = r + zero_point when r lies in
+            # [-512, 511]; r's bits 9..62 are t's from bit 9 + (shift & 56) on, then copies of t's sign
             near = Signal(signed(11), name=f"near_{n}")
-            m.d.sync += [biased.eq(shifted + zp_wide), near.eq(shifted[:10].as_signed() + zp_n[:8].as_signed())]
-            ones, zeros = [], []
-            for g, start in enumerate(range(9, PRODUCT_BITS, RANGE_GROUP_BITS)):
-                group = shifted[start:start + RANGE_GROUP_BITS]
-                ones.append(Signal(name=f"ones_{n}_{g}")), zeros.append(Signal(name=f"zeros_{n}_{g}"))
-                m.d.sync += [ones[-1].eq(group.all()), zeros[-1].eq(~group.any())]
+            m.d.sync += near.eq(window + zp_n)
+            suffix_ones = [Cat(*byte_ones[q:], *([t_sign] if q else [])).all() for q in range(8)]
+            suffix_zeros = [Cat(*byte_zeros[q:], *([~t_sign] if q else [])).all() for q in range(8)]
+            ones, zeros = Signal(name=f"ones_{n}"), Signal(name=f"zeros_{n}")
+            m.d.sync += [ones.eq(Cat(*suffix_ones).bit_select(byte_shift_r, 1)),
+                         zeros.eq(Cat(*suffix_zeros).bit_select(byte_shift_r, 1))]
+            r_sign, r8 = delay(m, t_sign, 1, f"r_sign_{n}"), delay(m, window[8], 1, f"r8_{n}")
             # stage 11: b lies in [-256, 255] exactly when r's bits 9..63 and near's bits 8..10 all equal; then
-            # near's low 9 bits are b and two 9-bit comparisons decide the clip, else b's sign does.
+            # near's low 9 bits are b and two 9-bit comparisons decide the clip, else b's sign does. b's
+            # sign is r's, flipped by the carry into bit 63 of the 64-bit add (zero_point sign-extended):
+            # with c8 the carry out of r[:8] + zero_point[:8], that carry is c8 & all(r[8:63]) for
+            # zero_point >= 0, c8 | any(r[8:63]) for zero_point < 0 (it wraps only for shift 0)
             small, sign = Signal(name=f"small_{n}"), Signal(name=f"sign_{n}")
             lt_lo, gt_hi = Signal(name=f"lt_lo_{n}"), Signal(name=f"gt_hi_{n}")
             b8 = Signal(signed(8), name=f"b8_{n}")
             near9 = near[:9].as_signed()
+            c8 = near[8] ^ r8 ^ zp_neg
+            carry63 = Mux(zp_neg, c8 | r8 | ~zeros, c8 & r8 & ones)
             m.d.sync += [
-                small.eq((Cat(*ones).all() | Cat(*zeros).all()) & (near[8:].all() | ~near[8:].any())),
-                sign.eq(biased[-1]),
+                small.eq(Mux(r_sign, ones, zeros) & (near[8:].all() | ~near[8:].any())),
+                sign.eq(r_sign ^ zp_neg ^ carry63),
                 lt_lo.eq(near9 < lo_n), gt_hi.eq(near9 > hi_n), b8.eq(near[:8]),
             ]
             # stage 12: y = clip(b, lo, hi) wrapped to act_bits
