@@ -40,7 +40,7 @@ DMA_WRITE_LATENCY = 2       # cycles from a write burst's last beat to its respo
 MATMUL_LATENCY = 12         # registers around the array beyond the 2R + C + T - 2 of a fold: issue (2),
                             # buffer read (2), the array's input register, the PE multiplier (3), the three
                             # stages of the ACC read-add-write, the ACC write (hdl/compute.py)
-POST_LATENCY = 16           # issue (2), PARAM/ACC read (2), the post-processing unit's 12 pipeline stages
+POST_LATENCY = 17           # issue (2), PARAM/ACC read (2), the post-processing unit's 13 pipeline stages
 FETCH_LATENCY = 11          # from the preload's end to the first instruction at the head of the issue queue:
                             # fetch enable, instruction memory read (2), decode (7), queue (hdl/sequencer.py)
 

@@ -13,23 +13,45 @@ adders (no `*` for synthesis to map), so the array keeps every DSP. Booth digit 
 d_i = -2 m[2i+1] + m[2i] + m[2i-1] (m[-1] = 0), so acc * mult = sum_i d_i * acc * 4**i (exact in 64 bits).
 Each partial product is (x_i XOR neg_i) << 2i with x_i in {acc, 2 acc} (acc_bits + 1 bits), its register
 cleared for a zero digit; the +neg_i that completes a negation sits two bits below the next partial
-product, the last one in the rounding constant. Every term keeps its own width and bit offset, so an adder
-only spans the bits where its operands overlap (35 to 64 bits). The 16 partial products and
-bias + 2**(shift-1) are summed by a tree of registered adders, 17 -> 9 -> 5 -> 3 -> 2 -> 1, all mod 2**64.
+product, the last one a one-bit term of its own. Every term keeps its own width and bit offset, so an adder
+only spans the bits where its operands overlap (32 to 50 bits). No add spans 64 bits in one stage:
+c = bias + 2**(shift-1) is added in two 32-bit halves side by side, the low half's carry joining the tree
+as a one-bit term (like the last digit's negation carry), and the final add is `split_add`: both halves
+in one stage from the same operand bits, the low half's carry into the high half in the next. (Splits
+whose high half waits a stage for the carry were slower: nextpnr placed the two halves' carry chains up
+to 75 columns apart.) The adds, all mod 2**64:
 
-Pipeline, one register stage per cycle, LATENCY = 12 cycles from `acc` to `out` (each stage holds at
-most one carry chain, the FPGA critical path of the unit; about 185 MHz alone on LFE5U-85F-6)::
+    first level: 16 partial products -> 8
+    then 8 + c + the two carries: 11 -> 6 -> 3 -> 2, the product and c (with both carries)
+    s = product + c in halves
 
-    1  acc, bias, mult captured; 2**(shift-1)      8   t = s >> (shift % 8)
-    2  Booth partial products; bias + 2**(shift-1)  9   r = t >> (shift & 56)
-    3..7  adder tree: s = acc * mult + bias + 2**(shift-1)
-    10 b = r + zero_point (64 bits, for its sign), near = r[:10] + zero_point (11 bits), r's bits 9..63
-       all equal? (in four groups)
-    11 b in [-256, 255]?  near[:9] < clamp_lo?  near[:9] > clamp_hi?  sign
-    12 y = clip(b, clamp_lo, clamp_hi) wrapped to act_bits
+After the rounding shift only r's low 10 bits and whether its bits 9..62 all equal are needed: b = r +
+zero_point lies in [-256, 255] only when r lies in [-512, 511], and outside that window the clip is
+decided by b's sign, which is r's sign flipped by the carry into bit 63 (the add wraps only for shift 0).
+So the second shift stage selects 10 bits, not 64, and no 64-bit add follows it.
 
-On ECP5 each lane has its own registers for the last stage of every control (hdl/ecp5.py `replica`), so
-no control register drives more than one lane's shifter, adder or comparators.
+Pipeline, one register stage per cycle, LATENCY = 13 cycles from `acc` to `out`::
+
+    1  acc, bias, mult captured; 2**(shift-1)
+    2  Booth partial products; c = bias + 2**(shift-1) in halves
+    3  partial products 16 -> 8
+    4..6  11 -> 6 -> 3 -> 2 (c takes its carries in stages 4 and 5)
+    7, 8  s = acc * mult + bias + 2**(shift-1) in halves, then the carry
+    9  t = s >> (shift % 8)
+    10 r = t >> (shift & 56) in its low 10 bits; each byte of t from bit 9 up all ones? all zeros?
+    11 near = r[:10] + zero_point (11 bits); r's bits 9..62 all ones? all zeros? (the bytes from shift & 56)
+    12 b in [-256, 255]?  near[:9] < clamp_lo?  near[:9] > clamp_hi?  b's sign
+    13 y = clip(b, clamp_lo, clamp_hi) wrapped to act_bits
+
+Each stage holds one carry chain, or at most three LUT levels. Standalone with 8 lanes on LFE5U-85F-6
+(bench/synth_postproc.py): 172.5 MHz with nextpnr seed 1, 165.7 MHz with seed 2 (the 12-stage version
+before: 150.0 / 133.6), 15.3k LUT4 and 16.4k flip-flops, no DSP. The slowest paths: the carry of the
+final add's low half into its high half (stage 8), whose flip-flop nextpnr places up to 3.5 ns of routing
+away from the high half's chain, then the first shift stage's 8:1 muxes and the 50-bit add of stage 6.
+
+On ECP5 each lane has its own registers for the last stage of every control and for 2**(shift-1)
+(hdl/ecp5.py `replica`), so no control register drives more than one lane's shifter, adder or
+comparators; the first shift stage's select has four copies per lane.
 
 `out_valid`/`out` follow `in_valid` and all other inputs by LATENCY cycles: the controls (`param`, `shift`,
 `zero_point`, `clamp_lo`, `clamp_hi`) travel down the pipeline with their row, so any input may change
@@ -48,9 +70,7 @@ from .pipeline import delay
 __all__ = ["PostProc", "booth_terms"]
 
 PRODUCT_BITS = 64
-ZP_SIGN_COPIES = 4                                        # registers holding a lane's zero-point sign
-ZP_SIGN_SPAN = -(-(PRODUCT_BITS - 8) // ZP_SIGN_COPIES)   # adder bits each of them extends to
-RANGE_GROUP_BITS = 14                                     # bits of r one stage-10 all-equal test covers
+SHIFT_SELECT_COPIES = 4   # registers per lane holding shift % 8, which selects the first shift stage's muxes
 
 
 def booth_terms(m: Module, v, mult, *, name: str):
@@ -83,6 +103,12 @@ def booth_terms(m: Module, v, mult, *, name: str):
     return terms, negs[-1]
 
 
+def less(a, b):
+    """a < b for signed a, b: the sign of the exact difference, a carry chain with nothing behind it (Yosys
+    builds a comparison as a chain followed by two LUT levels)."""
+    return (a.as_signed() - b.as_signed())[-1]
+
+
 def add_terms(a, a_off: int, b, b_off: int):
     """(a << a_off) + (b << b_off) for signed a, b as (value, offset), mod 2**PRODUCT_BITS: the bits of the
     lower-offset term below the other's offset pass through, only the overlap goes through an adder."""
@@ -96,10 +122,11 @@ def add_terms(a, a_off: int, b, b_off: int):
     return total[:PRODUCT_BITS - a_off].as_signed(), a_off
 
 
-def adder_tree(m: Module, terms: list, *, name: str) -> Signal:
-    """Sum of the (value, offset) `terms` mod 2**PRODUCT_BITS, one register per level of pairwise adds."""
+def adder_tree(m: Module, terms: list, *, keep: int, name: str) -> list:
+    """Pairwise registered adds of the (value, offset) `terms` mod 2**PRODUCT_BITS, one register per level,
+    until `keep` terms are left; returns them as (value, offset) pairs."""
     level = 0
-    while len(terms) > 1:
+    while len(terms) > keep:
         nxt = []
         for j in range(0, len(terms), 2):
             value, off = add_terms(*terms[j], *terms[j + 1]) if j + 1 < len(terms) else terms[j]
@@ -108,14 +135,28 @@ def adder_tree(m: Module, terms: list, *, name: str) -> Signal:
             nxt.append((s, off))
         terms = nxt
         level += 1
-    value, off = terms[0]
-    total = Signal(signed(PRODUCT_BITS), name=f"{name}_total")
-    m.d.comb += total.eq(Cat(Const(0, off), value))
+    return terms
+
+
+def bits64(value):
+    """The signed `value` sign-extended to PRODUCT_BITS."""
+    return Cat(value, value[-1].replicate(PRODUCT_BITS - len(value)))
+
+
+def split_add(m: Module, x, y, *, name: str) -> Signal:
+    """x + y mod 2**PRODUCT_BITS (x, y PRODUCT_BITS wide) in two registered stages, no carry chain longer
+    than half the width: both halves are added in the first stage, from the same operand bits, so nextpnr
+    keeps the two chains side by side; the second stage adds the low half's carry into the high one."""
+    half = PRODUCT_BITS // 2
+    lo, hi = Signal(half + 1, name=f"{name}_lo"), Signal(half, name=f"{name}_hi")
+    m.d.sync += [lo.eq(x[:half] + y[:half]), hi.eq(x[half:] + y[half:])]
+    total = Signal(signed(PRODUCT_BITS), name=name)
+    m.d.sync += total.eq(Cat(lo[:half], hi + lo[half]))
     return total
 
 
 class PostProc(wiring.Component):
-    LATENCY = 12
+    LATENCY = 13
 
     def __init__(self, *, lanes: int, acc_bits: int, act_bits: int):
         self._lanes, self._acc_bits, self._act_bits = lanes, acc_bits, act_bits
@@ -136,17 +177,21 @@ class PostProc(wiring.Component):
         # cycle; each arrives in the cycle before the stage register that uses it. The chains are shared by
         # the lanes up to their last register, which each lane has its own of (the shifter's selects
         # fan out to 64 muxes per lane).
-        half = Signal(PRODUCT_BITS)            # 2**(shift-1), 0 for shift 0 (stage 1, shared by the lanes)
-        m.d.sync += half.eq(Mux(self.shift == 0, 0, Const(1, PRODUCT_BITS) << (self.shift - 1)[:6]))
-        shift = delay(m, self.shift, 6, "shift")                          # for stage 8, after a lane's own
-        zp = delay(m, self.zero_point, 8, "zero_point")                   # for stage 10
-        lo = delay(m, self.clamp_lo, 9, "clamp_lo")                       # for stage 11
-        hi = delay(m, self.clamp_hi, 9, "clamp_hi")
-        # np.clip(b, lo, hi) = min(max(b, lo), hi) is hi for every b when lo > hi
-        lo_r, hi_r = delay(m, self.clamp_lo, 1, "clip_lo_in"), delay(m, self.clamp_hi, 1, "clip_hi_in")
+        # 2**(shift-1), 0 for shift 0: each lane registers its own (stage 1), as every lane adds all its bits
+        half = Mux(self.shift == 0, 0, Const(1, PRODUCT_BITS) << (self.shift - 1)[:6])
+        shift = delay(m, self.shift, 7, "shift")                          # for stage 9, after a lane's own
+        zp = delay(m, self.zero_point, 9, "zero_point")                   # for stage 11
+        # np.clip(b, lo, hi) = min(max(b, lo), hi) is hi for every b when lo > hi: compared in stage 2,
+        # chosen in stage 3
+        lo_r, hi_r = delay(m, self.clamp_lo, 1, "clamp_lo_in"), delay(m, self.clamp_hi, 1, "clamp_hi_in")
+        lo_above_hi = Signal()
+        m.d.sync += lo_above_hi.eq(less(hi_r, lo_r))
+        lo_rr, hi_rr = delay(m, lo_r, 1, "clamp_lo_cmp"), delay(m, hi_r, 1, "clamp_hi_cmp")
         clip_lo = Signal(signed(8))
-        m.d.sync += clip_lo.eq(Mux(lo_r > hi_r, hi_r, lo_r))                # stage 2
-        clip_lo = delay(m, clip_lo, 8, "clip_lo")                         # for stage 12
+        m.d.sync += clip_lo.eq(Mux(lo_above_hi, hi_rr, lo_rr))
+        clip_lo = delay(m, clip_lo, 8, "clip_lo")                         # for stage 13
+        lo = delay(m, lo_rr, 8, "clamp_lo")                               # for stage 12
+        hi = delay(m, hi_rr, 8, "clamp_hi")
         clip_hi = delay(m, hi, 1, "clip_hi")
 
         def copy(value, name):
@@ -159,52 +204,72 @@ class PostProc(wiring.Component):
             acc = Signal(signed(self._acc_bits), name=f"acc_{n}")
             bias, mult = Signal(signed(64), name=f"bias_{n}"), Signal(signed(32), name=f"mult_{n}")
             m.d.sync += [acc.eq(self.acc[n]), bias.eq(self.param[n].bias), mult.eq(self.param[n].mult)]
-            # bias + 2**(shift-1) + the top Booth digit's negation carry (mult[31] << 30), stage 2
+            half_n = copy(half, f"half_{n}")
+            # c = bias + 2**(shift-1), its halves added side by side in stage 2; the low half's carry and the
+            # top Booth digit's negation carry (mult[31] << 30) are one-bit terms of the tree, so no chain
+            # waits on another's carry (nextpnr does not keep such chains together)
             terms, neg_top = booth_terms(m, acc, mult, name=f"booth_{n}")
-            carry_in = Cat(half[:30], half[30] ^ neg_top, half[31] | (half[30] & neg_top), half[32:])
-            bias_half = Signal(signed(PRODUCT_BITS), name=f"bias_half_{n}")
-            m.d.sync += bias_half.eq(bias + carry_in)
-            # the bias is the odd term: it passes the first levels as a register while the products pair up
-            rounded = adder_tree(m, terms + [(bias_half, 0)], name=f"sum_{n}")   # stage 7
+            c_lo, c_hi = Signal(33, name=f"bias_half_lo_{n}"), Signal(32, name=f"bias_half_hi_{n}")
+            m.d.sync += [c_lo.eq(bias[:32] + half_n[:32]), c_hi.eq(bias[32:] + half_n[32:])]
+            c = delay(m, Cat(c_lo[:32], c_hi).as_signed(), 1, f"bias_half_{n}")  # stage 3
+            c_carry = delay(m, c_lo[32], 1, f"bias_half_carry_{n}")
+            neg_top = delay(m, neg_top, 2, f"neg_top_{n}")
+            # the partial products' first level (stage 3), then c and the carries join: 11 -> 6 -> 3 -> 2
+            first = adder_tree(m, terms, keep=8, name=f"sum_{n}_first")
+            carries = [(Cat(neg_top, Const(0, 1)).as_signed(), 30), (Cat(c_carry, Const(0, 1)).as_signed(), 32)]
+            (p, p_off), (c, c_off) = adder_tree(m, first + [(c, 0)] + carries, keep=2, name=f"sum_{n}")
+            assert p_off == c_off == 0 and len(c) == PRODUCT_BITS
+            rounded = split_add(m, bits64(p), c, name=f"rounded_{n}")          # stages 7, 8
 
-            shift_n = copy(shift, f"shift_{n}")
-            shift_hi_n = delay(m, shift_n[3:], 1, f"shift_hi_{n}")
-            # the zero point's sign bit extends over 56 adder bits: four copies of it share them
-            zp_n = copy(Cat(zp, zp[-1].replicate(ZP_SIGN_COPIES - 1)), f"zero_point_{n}")
-            zp_wide = Cat(zp_n[:8], *(zp_n[7 + c // ZP_SIGN_SPAN] for c in range(PRODUCT_BITS - 8))).as_signed()
+            # the bit shift selects 8:1 muxes for all 64 bits: four copies of it, one per 16 bits
+            bit_shift = [copy(shift[:3], f"bit_shift_{n}_{k}") for k in range(SHIFT_SELECT_COPIES)]
+            byte_shift = delay(m, copy(shift[3:], f"byte_shift_{n}"), 1, f"byte_shift_{n}")  # for stage 10
+            byte_shift_r = delay(m, byte_shift, 1, f"byte_shift_r_{n}")     # for stage 11
+            zp_n = copy(zp, f"zero_point_{n}")
+            zp_neg = delay(m, zp_n[-1], 1, f"zero_point_neg_{n}")            # for stage 12
             lo_n, hi_n = copy(lo, f"clamp_lo_{n}"), copy(hi, f"clamp_hi_{n}")
             clip_lo_n, clip_hi_n = copy(clip_lo, f"clip_lo_{n}"), copy(clip_hi, f"clip_hi_{n}")
 
-            shifted_lo = Signal(signed(PRODUCT_BITS), name=f"shifted_lo_{n}")
-            shifted = Signal(signed(PRODUCT_BITS), name=f"shifted_{n}")
-            m.d.sync += [
-                shifted_lo.eq(rounded >> shift_n[:3]),                    # stage 8
-                shifted.eq(shifted_lo >> Cat(Const(0, 3), shift_hi_n)),   # stage 9
-            ]
-            # stage 10: b = r + zero_point. As |zero_point| <= 128, b can lie in [-256, 255] only when r lies
-            # in [-512, 511], i.e. r's bits 9..63 all equal (tested in groups here, combined next stage);
-            # then b = r[:10] + zero_point exactly, in 11 bits. The 64-bit sum is kept for b's sign alone
-            # (it wraps for shift 0).
-            biased = Signal(signed(PRODUCT_BITS), name=f"biased_{n}")
+            # stage 9: t = s >> (shift % 8); stage 10: r = t >> (shift & 56) is only needed in its low 10 bits
+            # (`window`) and in whether its bits 9..62 all equal, which per byte of t above bit 8 tells
+            t = Signal(signed(PRODUCT_BITS), name=f"shifted_lo_{n}")
+            span = PRODUCT_BITS // SHIFT_SELECT_COPIES
+            m.d.sync += t.eq(Cat(*((rounded >> sel)[k * span:(k + 1) * span] for k, sel in enumerate(bit_shift))))
+            window = Signal(signed(10), name=f"window_{n}")
+            m.d.sync += window.eq((t >> Cat(Const(0, 3), byte_shift))[:10])
+            t_sign = delay(m, t[-1], 1, f"t_sign_{n}")
+            byte_ones, byte_zeros = [], []
+            for g, start in enumerate(range(9, PRODUCT_BITS - 1, 8)):
+                chunk = t[start:min(start + 8, PRODUCT_BITS - 1)]
+                byte_ones.append(Signal(name=f"byte_ones_{n}_{g}")), byte_zeros.append(Signal(name=f"byte_zeros_{n}_{g}"))
+                m.d.sync += [byte_ones[-1].eq(chunk.all()), byte_zeros[-1].eq(~chunk.any())]
+            # stage 11: near = r[:10] + zero_point (11 bits), exactly b = r + zero_point when r lies in
+            # [-512, 511]; r's bits 9..62 are t's from bit 9 + (shift & 56) on, then copies of t's sign
             near = Signal(signed(11), name=f"near_{n}")
-            m.d.sync += [biased.eq(shifted + zp_wide), near.eq(shifted[:10].as_signed() + zp_n[:8].as_signed())]
-            ones, zeros = [], []
-            for g, start in enumerate(range(9, PRODUCT_BITS, RANGE_GROUP_BITS)):
-                group = shifted[start:start + RANGE_GROUP_BITS]
-                ones.append(Signal(name=f"ones_{n}_{g}")), zeros.append(Signal(name=f"zeros_{n}_{g}"))
-                m.d.sync += [ones[-1].eq(group.all()), zeros[-1].eq(~group.any())]
-            # stage 11: b lies in [-256, 255] exactly when r's bits 9..63 and near's bits 8..10 all equal; then
-            # near's low 9 bits are b and two 9-bit comparisons decide the clip, else b's sign does.
+            m.d.sync += near.eq(window + zp_n)
+            suffix_ones = [Cat(*byte_ones[q:], *([t_sign] if q else [])).all() for q in range(8)]
+            suffix_zeros = [Cat(*byte_zeros[q:], *([~t_sign] if q else [])).all() for q in range(8)]
+            ones, zeros = Signal(name=f"ones_{n}"), Signal(name=f"zeros_{n}")
+            m.d.sync += [ones.eq(Cat(*suffix_ones).bit_select(byte_shift_r, 1)),
+                         zeros.eq(Cat(*suffix_zeros).bit_select(byte_shift_r, 1))]
+            r_sign, r8 = delay(m, t_sign, 1, f"r_sign_{n}"), delay(m, window[8], 1, f"r8_{n}")
+            # stage 12: b lies in [-256, 255] exactly when r's bits 9..63 and near's bits 8..10 all equal; then
+            # near's low 9 bits are b and two 9-bit comparisons decide the clip, else b's sign does. b's
+            # sign is r's, flipped by the carry into bit 63 of the 64-bit add (zero_point sign-extended):
+            # with c8 the carry out of r[:8] + zero_point[:8], that carry is c8 & all(r[8:63]) for
+            # zero_point >= 0, c8 | any(r[8:63]) for zero_point < 0 (it wraps only for shift 0)
             small, sign = Signal(name=f"small_{n}"), Signal(name=f"sign_{n}")
             lt_lo, gt_hi = Signal(name=f"lt_lo_{n}"), Signal(name=f"gt_hi_{n}")
             b8 = Signal(signed(8), name=f"b8_{n}")
             near9 = near[:9].as_signed()
+            c8 = near[8] ^ r8 ^ zp_neg
+            carry63 = Mux(zp_neg, c8 | r8 | ~zeros, c8 & r8 & ones)
             m.d.sync += [
-                small.eq((Cat(*ones).all() | Cat(*zeros).all()) & (near[8:].all() | ~near[8:].any())),
-                sign.eq(biased[-1]),
-                lt_lo.eq(near9 < lo_n), gt_hi.eq(near9 > hi_n), b8.eq(near[:8]),
+                small.eq(Mux(r_sign, ones, zeros) & (near[8:].all() | ~near[8:].any())),
+                sign.eq(r_sign ^ zp_neg ^ carry63),
+                lt_lo.eq(less(near9, lo_n)), gt_hi.eq(less(hi_n, near9)), b8.eq(near[:8]),
             ]
-            # stage 12: y = clip(b, lo, hi) wrapped to act_bits
+            # stage 13: y = clip(b, lo, hi) wrapped to act_bits
             below, above = Mux(small, lt_lo, sign), Mux(small, gt_hi, ~sign)
             y = Signal(signed(self._act_bits), name=f"y_{n}")
             m.d.sync += y.eq(Mux(below, clip_lo_n, Mux(above, clip_hi_n, b8)))

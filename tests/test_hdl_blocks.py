@@ -98,6 +98,23 @@ def test_postproc_extremes(acc_bits, act_bits):
     np.testing.assert_array_equal(run_postproc(acc_bits, act_bits, *args), requantize_rows(act_bits, *args))
 
 
+def test_postproc_zero_point_wraps_int64():
+    """b = r + zero_point wraps to the other sign when r lies within 128 of the int64 limits (shift 0 and
+    small shifts only); PostProc takes b's sign from r's and the carry into bit 63, not from a 64-bit add."""
+    lanes, n = 4, 60
+    rng = np.random.default_rng(11)
+    i64 = np.iinfo(np.int64)
+    near_max = i64.max - rng.integers(0, 300, (n, lanes))
+    near_min = i64.min + rng.integers(0, 300, (n, lanes))
+    bias = np.where(rng.integers(0, 2, (n, lanes)) == 1, near_max, near_min)
+    acc, mult = rng.integers(-3, 4, (n, lanes)), rng.integers(-3, 4, (n, lanes))
+    shift = rng.choice([0, 0, 0, 1, 2], n)
+    zp = rng.choice([-128, -127, -1, 0, 1, 126, 127], n)
+    lo, hi = rng.integers(-128, 128, n), rng.integers(-128, 128, n)
+    args = (acc, bias, mult, shift, zp, lo, hi)
+    np.testing.assert_array_equal(run_postproc(32, 8, *args), requantize_rows(8, *args))
+
+
 @pytest.mark.parametrize("rows,cols,bits,acc_bits", [(3, 5, 8, 20), (4, 2, 4, 20), (8, 3, 8, 32), (4, 2, 8, 16)])
 def test_array_matches_numpy(rows, cols, bits, acc_bits):
     """Random vectors, then the extremes: the partial sums are only as wide as the largest sum needs
