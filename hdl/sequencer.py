@@ -7,8 +7,9 @@ one a cycle, into a pipeline that runs ahead of issue:
   fetch (instruction memory, hdl.bram.BlockRAM.LATENCY cycles) -> decode (hdl.decoder.Decoder.LATENCY
   cycles: fields, fault checks, entry and MAC counts) -> queue (hdl.pipeline.Queue, registered head)
 
-The instruction at the head of the queue issues as soon as its unit is idle (LOAD/STORE: DMA; MATMUL:
-array; POST: post-processing; SYNC/END: all), so everything issue decides on is a flip-flop. Fetching is
+The instruction at the head of the queue issues as soon as its unit is seen idle, emu.timing.BUSY_LATENCY
+after it goes idle (LOAD/STORE: DMA; MATMUL: array; POST: post-processing; SYNC/END: all), so everything
+issue decides on is a flip-flop. Fetching is
 credit-counted: the queue holds as many entries as the loop from a pop back to a fetched entry at the head
 takes cycles, so after the first instruction reaches the head (emu.timing.FETCH_LATENCY cycles after the
 preload ends) the queue never runs dry and one instruction can issue every cycle. CYCLES counts cycles
