@@ -381,7 +381,9 @@ def _yosys_script(cfg: AccelConfig, family: str, top: str, accel: str, source: s
     dsp = mac_multiplier(cfg.act_bits, cfg.weight_bits) == "dsp"
     synth = (f"synth_ecp5 -top {top}" + (" -noiopad" if top == accel else "") + ("" if dsp else " -nodsp")
              if family == "ecp5" else f"synth_ice40 {'-dsp ' if dsp else ''}-top {top}")
-    return "\n".join([f"read_rtlil {source}", f"hierarchy -top {top}", "proc",
+    # `splitnets`: without it Yosys 0.70's abc9 fails an assertion while reintegrating the 8x8 netlist
+    # ("GetSize(conn.first) == GetSize(conn.second)", ABC_OPS_REINTEGRATE)
+    return "\n".join([f"read_rtlil {source}", f"hierarchy -top {top}", "proc", "splitnets",
                       f"booth {_booth_selection(cfg, accel)}", synth, "write_json top.json", ""])
 
 
