@@ -62,7 +62,7 @@ class CSR(wiring.Component):
             m.d.sync += bus.bvalid.eq(1)
             with m.Switch(bus.awaddr[2:]):
                 with m.Case(regs.OFFSET["CTRL"] // regs.REG_BYTES):
-                    # a register: the bus decode does not reach the ~100 flip-flops a start loads
+                    # a register, so the bus decode does not reach the sequencer's start logic
                     m.d.sync += self.start.eq(bus.wdata[0] & ~self.running & ~self.start)
                 for name, reg in writable.items():
                     with m.Case(regs.OFFSET[name] // regs.REG_BYTES):
