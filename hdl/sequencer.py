@@ -98,6 +98,10 @@ class Sequencer(wiring.Component):
         # `start` registered here: it comes from the CSR block across the chip and loads ~200 flip-flops
         start = Signal()
         m.d.sync += start.eq(self.start)
+        # the program length check, registered: PROG_LEN is written before CTRL, so it is settled by the
+        # time the registered start arrives
+        prog_bad = Signal()
+        m.d.sync += prog_bad.eq((self.prog_len == 0) | (self.prog_len > self._cfg.instr_depth))
         prog_len = Signal(17)
         preloading = Signal()
         cycle = Signal(64)            # counts in RUN only, so it holds CYCLES once the run is over
@@ -228,7 +232,7 @@ class Sequencer(wiring.Component):
                                  self.macs.eq(0), prog_len.eq(self.prog_len),
                                  wd_on.eq(self.watchdog != 0), wd_left.eq(Cat(self.watchdog, 0).as_signed() - 3),
                                  fetch_pc.eq(0), fetching.eq(0), credits.eq(QUEUE_DEPTH), overdue.eq(0)]
-                    with m.If((self.prog_len == 0) | (self.prog_len > self._cfg.instr_depth)):
+                    with m.If(prog_bad):
                         m.d.sync += [self.error_code.eq(FaultCode.PROGRAM_RANGE), self.finished.eq(1)]
                     with m.Else():
                         # the preload is a LOAD of one block of prog_len 16-byte entries into instruction memory
