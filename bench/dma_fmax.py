@@ -70,23 +70,14 @@ def main() -> int:
 
 
 def print_slow_registers(out: str, over_ns: float) -> None:
-    """Registers (flip-flop cells grouped by the signal they come from) whose inputs are reached by paths
-    longer than `over_ns`: worst arrival, how many bits, and where the signal is declared."""
-    report = json.load(open(os.path.join(out, "r.json")))
-    cells = json.load(open(os.path.join(out, "dma.json")))["modules"]["dma"]["cells"]
-    groups = {}
-    for net in report["detailed_net_timings"]:
-        for end in net["endpoints"]:
-            arrival = end["delay"][1]
-            if arrival <= over_ns:
-                continue
-            name = re.sub(r"_TRELLIS_FF_Q(_\d+)?$", "", end["cell"])
-            worst, bits, src = groups.get(name, (0.0, set(), ""))
-            src = src or cells.get(end["cell"], {}).get("attributes", {}).get("src", "").split("|")[0]
-            groups[name] = (max(worst, arrival), bits | {end["cell"]}, src)
-    print(f"registers reached by paths over {over_ns:.2f} ns (worst ns, bits, declared at):")
-    for name, (worst, bits, src) in sorted(groups.items(), key=lambda g: -g[1][0]):
-        print(f"  {worst:5.2f} {len(bits):4d} {name}  {os.path.basename(src)}")
+    """Registers (grouped by the signal they come from) whose inputs are reached by paths longer than
+    `over_ns`: worst arrival, late bits and all bits."""
+    from emu.synth import late_registers
+    rows = late_registers(json.load(open(os.path.join(out, "r.json"))), over_ns)
+    print(f"registers reached by paths over {over_ns:.2f} ns (worst ns, late bits of all):")
+    for name, worst, late, bits in rows:
+        if late:
+            print(f"  {worst:5.2f} {late:4d} of {bits:4d} {name}")
 
 
 if __name__ == "__main__":

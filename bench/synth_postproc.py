@@ -9,7 +9,7 @@ registers with the latest-arriving inputs (lane and bit indices folded into one 
 their bits miss the target. `splitnets` before synth_ecp5
 works around Yosys 0.70's abc9 "count_id(wire->name) == 0" assertion on this netlist (YosysHQ/yosys#4349);
 nextpnr runs under `flock /tmp/systola-nextpnr.lock`."""
-import argparse, collections, os, re, subprocess, sys, json, types
+import argparse, os, subprocess, sys, json, types
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from amaranth.back import rtlil
 from hdl.postproc import PostProc
@@ -45,16 +45,8 @@ for cp in rep.get("critical_paths", []):
     print("  ", " | ".join("%s %.2f %s" % (x["type"][:5], x["delay"], x["to"]["cell"][:40]) for x in big))
     print(" from", segs[0]["from"]["cell"][:60], "to", segs[-1]["to"]["cell"][:60], "logic %.2f routing %.2f n=%d" % (logic, rout, len(segs)))
 if args.endpoints:
-    # each endpoint's worst arrival (ns from the launching clock edge, setup included) by register name,
-    # with the lane index (the first _<n>) and the bit index folded
+    from emu.synth import late_registers
     period = 1000 / float(args.freq)
-    groups = collections.defaultdict(list)
-    for net in rep["detailed_net_timings"]:
-        for sink in net["endpoints"]:
-            name = re.sub(r"_TRELLIS_FF.*|\$.*", "", sink["cell"])
-            name = re.sub(r"\[\d+\]", "", re.sub(r"_\d+(?=_|\[|$)", "_*", name, count=1))
-            groups[f"{name}.{sink['port']}"].append(sink["delay"][1])
     print(f"  worst endpoints by register ({args.freq} MHz: {period:.2f} ns)")
-    for name, arrivals in sorted(groups.items(), key=lambda g: -max(g[1]))[:args.endpoints]:
-        print("    %-44s %6.2f ns  %5d of %5d late" % (name, max(arrivals), sum(a > period for a in arrivals),
-                                                       len(arrivals)))
+    for name, worst, late, bits in late_registers(rep, period)[:args.endpoints]:
+        print("    %-44s %6.2f ns  %5d of %5d late" % (name, worst, late, bits))

@@ -76,10 +76,9 @@ class Decoder(wiring.Component):
         # ---- stage 1: one flag per single-field check and per opcode, operand ends (sums) for stage 2; every
         # opcode's values are formed side by side from the word, the opcode only selects among them later ----
         is_op = {op: Signal(name=f"is_{op.name.lower()}") for op in Opcode}
-        flags = {name: Signal(name=name) for name in (
+        f = {name: Signal(name=name) for name in (
             "ld_rows0", "ld_blocks0", "ld_row_len0", "ld_over_rows", "ld_over_cols", "buf_act", "buf_out",
             "mm_zero", "mm_over", "mm_wgt_past", "po_rows0", "po_param_past")}
-        f = flags
         room = Signal(signed(18))                       # LOAD/STORE: depth - buf_addr
         row_bytes = Signal(10)
         mm_end_act, mm_end_acc, po_end_acc, po_end_out = (Signal(17, name=n) for n in (
