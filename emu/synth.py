@@ -381,16 +381,21 @@ def synthesize(cfg: AccelConfig, target: Target, out_dir: str, *, freq_mhz: floa
 
 
 # ---- what each kind of build feeds Yosys ----
-def _booth_selection(cfg: AccelConfig, top: str) -> str:
+def _booth_selection(cfg: AccelConfig, array: str) -> str:
     """Yosys selection of the multipliers built in logic (the `booth` pass) rather than in DSP blocks:
-    every `*` outside the systolic array (small control products such as the DMA's span bytes), and the
-    array's too when its products are narrow (`mac_multiplier` "lut")."""
-    if mac_multiplier(cfg.act_bits, cfg.weight_bits) == "lut":
+    every `*` outside the systolic array (module `array`, "" for a design without one; small control
+    products such as the DMA's span bytes), and the array's too when its products are narrow
+    (`mac_multiplier` "lut")."""
+    if not array or mac_multiplier(cfg.act_bits, cfg.weight_bits) == "lut":
         return "t:$mul"
-    return f"t:$mul {top}.cu.array/t:$mul %d"
+    return f"t:$mul {array}/t:$mul %d"
 
 
-def _yosys_script(cfg: AccelConfig, family: str, top: str, accel: str, source: str) -> str:
+def _yosys_script(cfg: AccelConfig, family: str, top: str, accel: str, source: str, *,
+                  array: str | None = None) -> str:
+    """Yosys script for the design `top` read from `source`, whose accelerator is the module `accel` (its
+    systolic array the module `array`, `accel`.cu.array unless told): placed out of context (no IO pads)
+    when `top` is the accelerator itself."""
     # with products in logic nothing may take a DSP: `booth` leaves the narrowest products (2 bits) as `*`,
     # which the DSP mapping would otherwise put in a hard multiplier each
     dsp = mac_multiplier(cfg.act_bits, cfg.weight_bits) == "dsp"
@@ -398,8 +403,9 @@ def _yosys_script(cfg: AccelConfig, family: str, top: str, accel: str, source: s
              if family == "ecp5" else f"synth_ice40 {'-dsp ' if dsp else ''}-top {top}")
     # `splitnets`: without it Yosys 0.70's abc9 fails an assertion while reintegrating the 8x8 netlist
     # ("GetSize(conn.first) == GetSize(conn.second)", ABC_OPS_REINTEGRATE)
-    return "\n".join([f"read_rtlil {source}", f"hierarchy -top {top}", "proc", "splitnets",
-                      f"booth {_booth_selection(cfg, accel)}", synth, "write_json top.json", ""])
+    booth = _booth_selection(cfg, f"{accel}.cu.array" if array is None else array)
+    return "\n".join([f"read_rtlil {source}", f"hierarchy -top {top}", "proc", "splitnets", f"booth {booth}", synth,
+                      "write_json top.json", ""])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,7 +20,7 @@ beat, until its last entry write is done:
 `busy`, `error` and `go`. A `start` while busy is ignored.
 
 Pipeline (aimed at 150 MHz for the whole accelerator on an LFE5U-85F-6, so at more than that standalone;
-bench/dma_fmax.py measures the unit alone at bus 8 / entry 96 bytes, rd_latency 2: 162.0 MHz on seed 1 and
+`bench/unit_fmax.py dma` measures the unit alone at bus 8 / entry 96 bytes, rd_latency 2: 162.0 MHz on seed 1 and
 162.8 MHz on seed 2, 4149 FF / 7011 LUT4; the worst paths, about 6 ns, are the W FIFO credits behind a pop,
 the LOAD byte enables and rotations (beat valid and rotation copies into stage 1), `s`'s step, the STORE
 word select and the burst-fit compare into the accepted-address step flags):

@@ -32,9 +32,9 @@ So the second shift stage selects 10 bits, not 64, and no 64-bit add follows it.
 
 Pipeline, one register stage per cycle, LATENCY = 13 cycles from `acc` to `out`::
 
-    1  acc, bias, mult captured; 2**(shift-1)
-    2  Booth partial products; c = bias + 2**(shift-1) in halves
-    3  partial products 16 -> 8
+    1  acc, bias, mult, shift captured
+    2  Booth partial products; 2**(shift-1), each lane its own
+    3  partial products 16 -> 8; c = bias + 2**(shift-1) in halves
     4..6  11 -> 6 -> 3 -> 2 (c takes its carries in stages 4 and 5)
     7, 8  s = acc * mult + bias + 2**(shift-1) in halves, then the carry
     9  t = s >> (shift % 8)
@@ -44,7 +44,7 @@ Pipeline, one register stage per cycle, LATENCY = 13 cycles from `acc` to `out`:
     13 y = clip(b, clamp_lo, clamp_hi) wrapped to act_bits
 
 Each stage holds one carry chain, or at most three LUT levels. Standalone with 8 lanes on LFE5U-85F-6
-(bench/synth_postproc.py): 172.5 MHz with nextpnr seed 1, 165.7 MHz with seed 2 (the 12-stage version
+(`bench/unit_fmax.py postproc`): 172.5 MHz with nextpnr seed 1, 165.7 MHz with seed 2 (the 12-stage version
 before: 150.0 / 133.6), 15.3k LUT4 and 16.4k flip-flops, no DSP. The slowest paths: the carry of the
 final add's low half into its high half (stage 8), whose flip-flop nextpnr places up to 3.5 ns of routing
 away from the high half's chain, then the first shift stage's 8:1 muxes and the 50-bit add of stage 6.
@@ -177,9 +177,12 @@ class PostProc(wiring.Component):
         # cycle; each arrives in the cycle before the stage register that uses it. The chains are shared by
         # the lanes up to their last register, which each lane has its own of (the shifter's selects
         # fan out to 64 muxes per lane).
-        # 2**(shift-1), 0 for shift 0: each lane registers its own (stage 1), as every lane adds all its bits
-        half = Mux(self.shift == 0, 0, Const(1, PRODUCT_BITS) << (self.shift - 1)[:6])
-        shift = delay(m, self.shift, 7, "shift")                          # for stage 9, after a lane's own
+        # 2**(shift-1), 0 for shift 0, decoded from the registered shift: each lane registers its own
+        # (stage 2), as every lane adds all its bits. (Decoded from the input, its fan-out to eight lanes
+        # was the accelerator's critical path: the input's register sits in the sequencer's controls.)
+        shift_in = delay(m, self.shift, 1, "shift_in")
+        half = Mux(shift_in == 0, 0, Const(1, PRODUCT_BITS) << (shift_in - 1)[:6])
+        shift = delay(m, shift_in, 6, "shift")                            # for stage 9, after a lane's own
         zp = delay(m, self.zero_point, 9, "zero_point")                   # for stage 11
         # np.clip(b, lo, hi) = min(max(b, lo), hi) is hi for every b when lo > hi: compared in stage 2,
         # chosen in stage 3
@@ -205,14 +208,14 @@ class PostProc(wiring.Component):
             bias, mult = Signal(signed(64), name=f"bias_{n}"), Signal(signed(32), name=f"mult_{n}")
             m.d.sync += [acc.eq(self.acc[n]), bias.eq(self.param[n].bias), mult.eq(self.param[n].mult)]
             half_n = copy(half, f"half_{n}")
-            # c = bias + 2**(shift-1), its halves added side by side in stage 2; the low half's carry and the
+            # c = bias + 2**(shift-1), its halves added side by side in stage 3; the low half's carry and the
             # top Booth digit's negation carry (mult[31] << 30) are one-bit terms of the tree, so no chain
             # waits on another's carry (nextpnr does not keep such chains together)
             terms, neg_top = booth_terms(m, acc, mult, name=f"booth_{n}")
+            bias_r = delay(m, bias, 1, f"bias_r_{n}")
             c_lo, c_hi = Signal(33, name=f"bias_half_lo_{n}"), Signal(32, name=f"bias_half_hi_{n}")
-            m.d.sync += [c_lo.eq(bias[:32] + half_n[:32]), c_hi.eq(bias[32:] + half_n[32:])]
-            c = delay(m, Cat(c_lo[:32], c_hi).as_signed(), 1, f"bias_half_{n}")  # stage 3
-            c_carry = delay(m, c_lo[32], 1, f"bias_half_carry_{n}")
+            m.d.sync += [c_lo.eq(bias_r[:32] + half_n[:32]), c_hi.eq(bias_r[32:] + half_n[32:])]
+            c, c_carry = Cat(c_lo[:32], c_hi).as_signed(), c_lo[32]
             neg_top = delay(m, neg_top, 2, f"neg_top_{n}")
             # the partial products' first level (stage 3), then c and the carries join: 11 -> 6 -> 3 -> 2
             first = adder_tree(m, terms, keep=8, name=f"sum_{n}_first")
