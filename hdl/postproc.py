@@ -33,7 +33,7 @@ So the second shift stage selects 10 bits, not 64, and no 64-bit add follows it.
 Pipeline, one register stage per cycle, LATENCY = 13 cycles from `acc` to `out`::
 
     1  acc, bias, mult, shift captured
-    2  Booth partial products; 2**(shift-1), each lane its own
+    2  Booth partial products; 2**(shift-1)
     3  partial products 16 -> 8; c = bias + 2**(shift-1) in halves
     4..6  11 -> 6 -> 3 -> 2 (c takes its carries in stages 4 and 5)
     7, 8  s = acc * mult + bias + 2**(shift-1) in halves, then the carry
@@ -49,9 +49,9 @@ before: 150.0 / 133.6), 15.3k LUT4 and 16.4k flip-flops, no DSP. The slowest pat
 final add's low half into its high half (stage 8), whose flip-flop nextpnr places up to 3.5 ns of routing
 away from the high half's chain, then the first shift stage's 8:1 muxes and the 50-bit add of stage 6.
 
-On ECP5 each lane has its own registers for the last stage of every control and for 2**(shift-1)
-(hdl/ecp5.py `replica`), so no control register drives more than one lane's shifter, adder or
-comparators; the first shift stage's select has four copies per lane.
+On ECP5 each lane has its own registers for the last stage of every control and for the shift it decodes
+2**(shift-1) from (hdl/ecp5.py `replica`), so no control register drives more than one lane's shifter,
+adder or comparators; the first shift stage's select has four copies per lane.
 
 `out_valid`/`out` follow `in_valid` and all other inputs by LATENCY cycles: the controls (`param`, `shift`,
 `zero_point`, `clamp_lo`, `clamp_hi`) travel down the pipeline with their row, so any input may change
@@ -177,12 +177,7 @@ class PostProc(wiring.Component):
         # cycle; each arrives in the cycle before the stage register that uses it. The chains are shared by
         # the lanes up to their last register, which each lane has its own of (the shifter's selects
         # fan out to 64 muxes per lane).
-        # 2**(shift-1), 0 for shift 0, decoded from the registered shift: each lane registers its own
-        # (stage 2), as every lane adds all its bits. (Decoded from the input, its fan-out to eight lanes
-        # was the accelerator's critical path: the input's register sits in the sequencer's controls.)
-        shift_in = delay(m, self.shift, 1, "shift_in")
-        half = Mux(shift_in == 0, 0, Const(1, PRODUCT_BITS) << (shift_in - 1)[:6])
-        shift = delay(m, shift_in, 6, "shift")                            # for stage 9, after a lane's own
+        shift = delay(m, self.shift, 7, "shift")                          # for stage 9, after a lane's own
         zp = delay(m, self.zero_point, 9, "zero_point")                   # for stage 11
         # np.clip(b, lo, hi) = min(max(b, lo), hi) is hi for every b when lo > hi: compared in stage 2,
         # chosen in stage 3
@@ -207,7 +202,12 @@ class PostProc(wiring.Component):
             acc = Signal(signed(self._acc_bits), name=f"acc_{n}")
             bias, mult = Signal(signed(64), name=f"bias_{n}"), Signal(signed(32), name=f"mult_{n}")
             m.d.sync += [acc.eq(self.acc[n]), bias.eq(self.param[n].bias), mult.eq(self.param[n].mult)]
-            half_n = copy(half, f"half_{n}")
+            # 2**(shift-1), 0 for shift 0 (stage 2), decoded in each lane from its own copy of the shift, as
+            # every lane adds all its bits. (Decoded once from the input and then copied, its fan-out to the
+            # lanes was the accelerator's critical path: the input's register sits in the compute unit.)
+            shift_n = copy(self.shift, f"shift_in_{n}")
+            half_n = Signal(PRODUCT_BITS, name=f"half_{n}")
+            m.d.sync += half_n.eq(Mux(shift_n == 0, 0, Const(1, PRODUCT_BITS) << (shift_n - 1)[:6]))
             # c = bias + 2**(shift-1), its halves added side by side in stage 3; the low half's carry and the
             # top Booth digit's negation carry (mult[31] << 30) are one-bit terms of the tree, so no chain
             # waits on another's carry (nextpnr does not keep such chains together)
