@@ -41,7 +41,7 @@ from emu.isa import INSTR_BITS, INSTR_BYTES, OPCODE_BITS, Opcode
 
 from .bram import BlockRAM
 from .decoder import COUNT_BITS, Decoder, views
-from .pipeline import Queue, delay, product, product_latency
+from .pipeline import Queue, accumulate, delay, product, product_latency
 
 __all__ = ["Sequencer", "TARGET_INSTR", "FETCH_LATENCY", "QUEUE_DEPTH"]
 
@@ -105,7 +105,10 @@ class Sequencer(wiring.Component):
         m.d.sync += prog_bad.eq((self.prog_len == 0) | (self.prog_len > self._cfg.instr_depth))
         prog_len = Signal(pc_bits)
         preloading = Signal()
-        cycle = Signal(64)            # counts in RUN only, so it holds CYCLES once the run is over
+        # counts in RUN only, so it holds CYCLES once the run is over (exact two cycles after; the CSR
+        # block's done flag and a bus read of it take longer)
+        cycle = Signal(64)
+        counting = Signal()           # in RUN
         m.d.comb += self.cycles.eq(cycle)
         flush = Signal()
 
@@ -235,13 +238,14 @@ class Sequencer(wiring.Component):
         m.d.sync += ready["all"].eq(ready_next["dma"] & ready_next["array"] & ready_next["post"])
 
         # MACS += rows * (k_valid * n_valid, the head's count) of each issued MATMUL, through a registered
-        # product tree; it lands product_latency(16) + 1 cycles after issue, before any run can end (a MATMUL
-        # keeps the array busy longer, and END/DRAIN wait for it)
+        # product tree and a split-carry accumulator; it is exact product_latency(16) + 3 cycles after issue,
+        # before any run can end (a MATMUL keeps the array busy longer, and END/DRAIN wait for it)
         mac_go, mac_rows, mac_kn = Signal(), Signal(16), Signal(16)
         m.d.sync += [mac_go.eq(array_go), mac_rows.eq(mm.rows), mac_kn.eq(head_count)]   # they follow the head
         mac_term = product(m, mac_rows, mac_kn, name="mac_term")
-        with m.If(delay(m, mac_go, product_latency(16), "mac_go")):
-            m.d.sync += self.macs.eq(self.macs + mac_term)
+        accumulate(m, self.macs, mac_term, en=delay(m, mac_go, product_latency(16), "mac_go"), clear=flush,
+                   name="macs")
+        accumulate(m, cycle, 1, en=counting, clear=flush, init=1, name="cycle")
 
         dma_pc = Signal(pc_bits)        # pc of the last LOAD/STORE issued (0 for the preload)
 
@@ -266,8 +270,7 @@ class Sequencer(wiring.Component):
                 ]
                 with m.If(start):
                     m.d.comb += flush.eq(1)
-                    m.d.sync += [self.error_code.eq(0), self.error_pc.eq(0), cycle.eq(1),
-                                 self.macs.eq(0), prog_len.eq(self.prog_len),
+                    m.d.sync += [self.error_code.eq(0), self.error_pc.eq(0), prog_len.eq(self.prog_len),
                                  wd_on.eq(self.watchdog != 0), wd_left.eq(Cat(self.watchdog, 0).as_signed() - 3),
                                  fetch_pc.eq(0), fetching.eq(0), credits.eq(QUEUE_DEPTH)]
                     m.d.comb += overdue_next.eq(0)
@@ -280,14 +283,17 @@ class Sequencer(wiring.Component):
                         m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.running.eq(1)
-                m.d.sync += cycle.eq(cycle + 1)
+                m.d.comb += counting.eq(1)
                 with m.If(~wd_left[-1]):
                     m.d.sync += wd_left.eq(wd_left - 1)
                 # the head issues to a ready unit (idle, and neither a bus error nor the watchdog stopping the
                 # run); a faulty head has no unit flag set
+                # (the pop is written out from the flags rather than from the starts, whose IDLE term for the
+                # preload would otherwise end up in its logic)
                 m.d.comb += [dma_go.eq(head.dma & ready["dma"]), array_go.eq(head.matmul & ready["array"]),
                              post_go.eq(head.post & ready["post"]),
-                             pop.eq(dma_go | array_go | post_go | (head.all_units & ready["all"]))]
+                             pop.eq((head.dma & ready["dma"]) | (head.matmul & ready["array"])
+                                    | (head.post & ready["post"]) | (head.all_units & ready["all"]))]
                 with m.If(preloading & dma_idle):
                     m.d.sync += [preloading.eq(0), fetching.eq(1)]
                 with m.If(dma_error):
