@@ -103,7 +103,7 @@ class Sequencer(wiring.Component):
         # time the registered start arrives
         prog_bad = Signal()
         m.d.sync += prog_bad.eq((self.prog_len == 0) | (self.prog_len > self._cfg.instr_depth))
-        prog_len = Signal(pc_bits)
+        prog_last = Signal(pc_bits)     # prog_len - 1, the last instruction's pc
         preloading = Signal()
         # counts in RUN only, so it holds CYCLES once the run is over (exact two cycles after; the CSR
         # block's done flag and a bus read of it take longer)
@@ -122,12 +122,15 @@ class Sequencer(wiring.Component):
         m.d.comb += self.imem_rd_addr.eq(fetch_pc)
         # the credit comes back from a registered pop, so the issue decision does not reach the fetch logic
         m.d.sync += [pop_q.eq(pop), credits.eq(credits - fetch + pop_q)]
+        # fetch_pc == prog_len as a flip-flop, set by the fetch of the last instruction, so the compare does
+        # not sit between the credits and `fetching`
+        past_end = Signal()
         with m.If(fetch):
-            m.d.sync += fetch_pc.eq(fetch_pc + 1)
-            with m.If(fetch_pc == prog_len):
+            m.d.sync += [fetch_pc.eq(fetch_pc + 1), past_end.eq(fetch_pc == prog_last)]
+            with m.If(past_end):
                 m.d.sync += fetching.eq(0)
         fetched = Signal(2)     # (valid, past the end) of the word on imem_rd_data
-        m.d.comb += fetched.eq(delay(m, Cat(fetch, fetch_pc == prog_len), BlockRAM.LATENCY, "fetched"))
+        m.d.comb += fetched.eq(delay(m, Cat(fetch, past_end), BlockRAM.LATENCY, "fetched"))
         m.d.comb += [dec.word.eq(self.imem_rd_data), dec.valid.eq(fetched[0] & ~flush),
                      dec.past_end.eq(fetched[1]), dec.flush.eq(flush)]
         push = dec.out_valid & ~flush
@@ -270,9 +273,10 @@ class Sequencer(wiring.Component):
                 ]
                 with m.If(start):
                     m.d.comb += flush.eq(1)
-                    m.d.sync += [self.error_code.eq(0), self.error_pc.eq(0), prog_len.eq(self.prog_len),
+                    m.d.sync += [self.error_code.eq(0), self.error_pc.eq(0), prog_last.eq(self.prog_len - 1),
                                  wd_on.eq(self.watchdog != 0), wd_left.eq(Cat(self.watchdog, 0).as_signed() - 3),
-                                 fetch_pc.eq(0), fetching.eq(0), credits.eq(QUEUE_DEPTH)]
+                                 fetch_pc.eq(0), past_end.eq(0), fetching.eq(0),
+                                 credits.eq(QUEUE_DEPTH)]
                     m.d.comb += overdue_next.eq(0)
                     with m.If(prog_bad):
                         m.d.sync += [self.error_code.eq(FaultCode.PROGRAM_RANGE), self.finished.eq(1)]
