@@ -8,10 +8,11 @@ Sums of 16-bit fields are formed at 17 bits, so they never wrap. A LOAD/STORE's 
 (16 x 10 bits, unsigned) is a 26-bit product, compared with depth - buf_addr, so nothing wraps either.
 
 Pipeline: a word presented with `valid` in cycle c comes out with its results in cycle c + LATENCY. The
-word is registered first (it comes from a block RAM and fans out widely); the next stage makes one flag per
-opcode and per single-field check, forms every opcode's operand ends side by side and starts the product
-`count` (rows * blocks, or k_valid * n_valid for a MATMUL) in hdl.pipeline.product's adder tree; the stage
-after combines the flags of the word's opcode and compares the operand ends with the buffer depths; the
+word is registered first (it comes from a block RAM and fans out widely), and with it the operands of the
+product `count` (rows and blocks, or k_valid and n_valid for a MATMUL); the next stage makes one flag per
+opcode and per single-field check, forms every opcode's operand ends side by side and starts the product in
+hdl.pipeline.product's adder tree; the stage after combines the flags of the word's opcode and compares
+each operand end with its buffer's depth, and the next combines those comparisons with the opcode; the
 stage before the last forms the fault code but for the DMA's range check, which the last stage adds by
 comparing the count with the room left in the buffer. No stage holds more than one carry chain or more
 than about two LUT levels. `flush` drops what is in flight.
@@ -65,13 +66,20 @@ class Decoder(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
-        # ---- stage 0: the word from the instruction memory, registered before it fans out ----
+        # ---- stage 0: the word from the instruction memory, registered before it fans out, and beside it the
+        # product's operands (a LOAD/STORE's rows and blocks, else a MATMUL's k_valid and n_valid), so the
+        # opcode's choice between them does not fan out into every partial product ----
         word = Signal(INSTR_BITS)
         m.d.sync += word.eq(self.word)
         v = views(word)
         ld, mm, po = v[Opcode.LOAD], v[Opcode.MATMUL], v[Opcode.POST]
         opcode = word[:OPCODE_BITS]
         dma_op = (opcode == Opcode.LOAD) | (opcode == Opcode.STORE)
+        v_in = views(self.word)
+        dma_op_in = (self.word[:OPCODE_BITS] == Opcode.LOAD) | (self.word[:OPCODE_BITS] == Opcode.STORE)
+        count_a, count_b = Signal(16), Signal(10)
+        m.d.sync += [count_a.eq(Mux(dma_op_in, v_in[Opcode.LOAD].rows, v_in[Opcode.MATMUL].k_valid)),
+                     count_b.eq(Mux(dma_op_in, v_in[Opcode.LOAD].blocks, v_in[Opcode.MATMUL].n_valid))]
 
         # ---- stage 1: one flag per single-field check and per opcode, operand ends (sums) for stage 2; every
         # opcode's values are formed side by side from the word, the opcode only selects among them later ----
@@ -107,9 +115,12 @@ class Decoder(wiring.Component):
             po_end_acc.eq(po.acc_addr + po.rows), po_end_out.eq(po.out_addr + po.rows),
         ]
 
-        # ---- stage 2: the opcode's field checks combined; the MATMUL/POST operand ends against the depths ----
+        # ---- stage 2: the opcode's field checks combined; the MATMUL/POST operand ends against the depths, one
+        # flag each; stage 3 combines those with the opcode ----
         legal, illegal_field = Signal(), Signal()
-        mm_past, po_past = Signal(), Signal()           # MATMUL / POST operands past a buffer's end
+        past = {name: Signal(name=name) for name in (
+            "mm_act_past", "mm_acc_past", "mm_wgt_past_q", "po_acc_past", "po_out_past", "po_param_past_q",
+            "is_mm_q", "is_po_q")}
         dma_flags = f["ld_rows0"] | f["ld_blocks0"] | f["ld_row_len0"] | Mux(f["buf_act"], f["ld_over_rows"],
                                                                                  f["ld_over_cols"])
         m.d.sync += [
@@ -118,13 +129,19 @@ class Decoder(wiring.Component):
                              | (is_op[Opcode.STORE] & (~f["buf_out"] | dma_flags))
                              | (is_op[Opcode.MATMUL] & (f["mm_zero"] | f["mm_over"]))
                              | (is_op[Opcode.POST] & f["po_rows0"])),
-            mm_past.eq(is_op[Opcode.MATMUL] & ((mm_end_act > cfg.act_depth) | (mm_end_acc > cfg.acc_depth)
-                                               | f["mm_wgt_past"])),
-            po_past.eq(is_op[Opcode.POST] & ((po_end_acc > cfg.acc_depth) | (po_end_out > cfg.out_depth)
-                                             | f["po_param_past"])),
+            past["mm_act_past"].eq(mm_end_act > cfg.act_depth), past["mm_acc_past"].eq(mm_end_acc > cfg.acc_depth),
+            past["mm_wgt_past_q"].eq(f["mm_wgt_past"]),
+            past["po_acc_past"].eq(po_end_acc > cfg.acc_depth), past["po_out_past"].eq(po_end_out > cfg.out_depth),
+            past["po_param_past_q"].eq(f["po_param_past"]),
+            past["is_mm_q"].eq(is_op[Opcode.MATMUL]), past["is_po_q"].eq(is_op[Opcode.POST]),
         ]
+        # ---- stage 3: a MATMUL / POST operand past a buffer's end ----
+        range_past = Signal()
+        m.d.sync += range_past.eq(
+            (past["is_mm_q"] & (past["mm_act_past"] | past["mm_acc_past"] | past["mm_wgt_past_q"]))
+            | (past["is_po_q"] & (past["po_acc_past"] | past["po_out_past"] | past["po_param_past_q"])))
 
-        count = product(m, Mux(dma_op, ld.rows, mm.k_valid), Mux(dma_op, ld.blocks, mm.n_valid), name="count")
+        count = product(m, count_a, count_b, name="count")
 
         # ---- carried alongside the product; the stage before the last forms every fault but the DMA's range
         # check, which the last stage adds from the count ----
@@ -137,19 +154,26 @@ class Decoder(wiring.Component):
         with m.If(self.flush):
             m.d.sync += [s.eq(0) for s in valids]
         word = delay(m, word, P, "word")
-        dma_now = delay(m, dma_op, P, "dma_op")
+        dma_op = delay(m, dma_op, P - 1, "dma_op")      # aligned with fault_pre's inputs
         room, row_bytes = (delay(m, s, P - 1, n) for s, n in ((room, "room"), (row_bytes, "row_bytes")))
         past_end = delay(m, self.past_end, P, "past_end")
-        legal, illegal_field, mm_past, po_past = (
-            delay(m, s, P - 3, n) for s, n in ((legal, "legal"), (illegal_field, "illegal_field"),
-                                               (mm_past, "mm_past"), (po_past, "po_past")))
+        legal, illegal_field = (delay(m, s, P - 3, n) for s, n in ((legal, "legal"), (illegal_field, "illegal_field")))
+        assert P >= 4, "range_past is formed in stage 3, so the product must take at least four cycles"
+        range_past = delay(m, range_past, P - 4, "range_past")
         fault_pre = Signal(4)                           # all but the DMA's BUFFER_RANGE, in check order
         m.d.sync += fault_pre.eq(Mux(past_end, FaultCode.PROGRAM_RANGE,
                                      Mux(~legal, FaultCode.ILLEGAL_OPCODE,
                                          Mux(illegal_field, FaultCode.ILLEGAL_FIELD,
-                                             Mux(mm_past | po_past, FaultCode.BUFFER_RANGE, 0)))))
-        fault = Mux(fault_pre != 0, fault_pre,
-                    Mux(dma_now & (count > room), FaultCode.BUFFER_RANGE, 0))  # unsigned vs signed: exact
+                                             Mux(range_past, FaultCode.BUFFER_RANGE, 0)))))
+        # a LOAD/STORE with no other fault, registered with fault_pre, so the range check's compare meets one
+        # gate before the fault register
+        dma_checked = Signal()
+        m.d.sync += dma_checked.eq(dma_op & ~past_end & legal & ~illegal_field & ~range_past)
+        # count > room, with a carry chain no longer than room: room is depth - buf_addr, at most 2**16, so a
+        # count with a bit set above that is always over, and a negative room is exceeded by any count
+        low = len(room) - 1
+        over = room[-1] | (count[low:] != 0) | (count[:low] > room[:low])
+        fault = fault_pre | Mux(dma_checked & over, FaultCode.BUFFER_RANGE, 0)
         m.d.sync += [self.out_word.eq(word), self.out_valid.eq(valids[-1] & ~self.flush), self.fault.eq(fault),
                      self.row_bytes.eq(row_bytes), self.count.eq(count)]
         return m

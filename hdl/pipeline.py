@@ -1,12 +1,13 @@
-"""Pipeline building blocks shared by the units: delay lines, a registered multiplier tree, a small queue."""
+"""Pipeline building blocks shared by the units: delay lines, a registered multiplier tree, a split-carry
+accumulator, a small queue."""
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["delay", "product", "product_latency", "Queue"]
+__all__ = ["delay", "product", "product_latency", "accumulate", "Queue"]
 
 
 def delay(m: Module, sig, cycles: int, name: str):
@@ -43,6 +44,28 @@ def product(m: Module, a, b, *, name: str) -> Signal:
             nxt.append(s)
         terms, level = nxt, level + 1
     return terms[0]
+
+
+def accumulate(m: Module, total: Signal, term, *, en, clear, init: int = 0, name: str) -> None:
+    """`total` (unsigned, even width) += `term` (unsigned, at most half as wide) in each cycle `en` is high,
+    modulo 2**len(total), in two halves so that no cycle holds a carry chain longer than half of `total`:
+    the low half adds `term` and registers its carry-out, which the high half adds the cycle after. So
+    `total` lags the sum by one cycle in its high half only, and is exact from the second cycle after the
+    last `en`. `clear` (which wins over `en`) sets `total` to `init` and drops a pending carry."""
+    half = len(total) // 2
+    term = Value.cast(term)
+    if len(total) % 2 or len(term) > half:
+        raise ValueError(f"accumulate {name!r}: a {len(total)}-bit total takes an even width and a term of at "
+                         f"most {half} bits, not {len(term)}")
+    lo, hi = total[:half], total[half:]
+    lo_sum = Signal(half + 1, name=f"{name}_lo_sum")
+    carry = Signal(name=f"{name}_carry")
+    m.d.comb += lo_sum.eq(lo + term)
+    m.d.sync += [hi.eq(hi + carry), carry.eq(en & lo_sum[-1])]
+    with m.If(en):
+        m.d.sync += lo.eq(lo_sum[:half])
+    with m.If(clear):
+        m.d.sync += [total.eq(init), carry.eq(0)]
 
 
 class Queue(wiring.Component):

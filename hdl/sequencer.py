@@ -9,9 +9,10 @@ one a cycle, into a pipeline that runs ahead of issue:
 
 The instruction at the head of the queue issues as soon as its unit is seen idle, emu.timing.BUSY_LATENCY
 after it goes idle (LOAD/STORE: DMA; MATMUL: array; POST: post-processing; SYNC/END: all), so everything
-issue decides on is a flip-flop. Fetching is
-credit-counted: the queue holds as many entries as the loop from a pop back to a fetched entry at the head
-takes cycles, so after the first instruction reaches the head (emu.timing.FETCH_LATENCY cycles after the
+issue decides on is a flip-flop: the head's unit flags and one `ready` flag per unit (and one for all
+three), each formed a cycle ahead. Each queue entry carries its pc (counted where entries are pushed), so
+no pc counter follows the pops. Fetching is credit-counted: the queue holds as many entries as the loop
+from a pop back to a fetched entry at the head takes cycles, so after the first instruction reaches the head (emu.timing.FETCH_LATENCY cycles after the
 preload ends) the queue never runs dry and one instruction can issue every cycle. CYCLES counts cycles
 since start while the run is on and stops with it: END issued at cycle t ends the run with CYCLES = t + 1
 (emu.timing.Timer), and so does a fault raised at cycle t.
@@ -40,7 +41,7 @@ from emu.isa import INSTR_BITS, INSTR_BYTES, OPCODE_BITS, Opcode
 
 from .bram import BlockRAM
 from .decoder import COUNT_BITS, Decoder, views
-from .pipeline import Queue, delay, product, product_latency
+from .pipeline import Queue, accumulate, delay, product, product_latency
 
 __all__ = ["Sequencer", "TARGET_INSTR", "FETCH_LATENCY", "QUEUE_DEPTH"]
 
@@ -90,38 +91,46 @@ class Sequencer(wiring.Component):
         # all the issue decision reads, and the rest (the word, row bytes, count) in a LUT RAM read at the
         # head's index, which only feeds the argument registers. A pop then moves a few flip-flops and one
         # pointer, not a whole entry.
+        pc_bits = self._cfg.instr_depth.bit_length()     # a pc is at most prog_len <= instr_depth
         m.submodules.queue = queue = Queue(width=head_layout.size, depth=QUEUE_DEPTH)
-        m.submodules.payload = payload = Memory(shape=INSTR_BITS + 10 + COUNT_BITS, depth=QUEUE_DEPTH, init=[])
+        m.submodules.payload = payload = Memory(shape=INSTR_BITS + 10 + COUNT_BITS + pc_bits, depth=QUEUE_DEPTH, init=[])
         payload_wr, payload_rd = payload.write_port(), payload.read_port(domain="comb")
 
-        pc, dma_pc = Signal(17), Signal(17)
         # `start` registered here: it comes from the CSR block across the chip and loads ~200 flip-flops
-        start = Signal()
+        start = Signal(name="start_q")
         m.d.sync += start.eq(self.start)
         # the program length check, registered: PROG_LEN is written before CTRL, so it is settled by the
         # time the registered start arrives
         prog_bad = Signal()
         m.d.sync += prog_bad.eq((self.prog_len == 0) | (self.prog_len > self._cfg.instr_depth))
-        prog_len = Signal(17)
+        prog_last = Signal(pc_bits)     # prog_len - 1, the last instruction's pc
         preloading = Signal()
-        cycle = Signal(64)            # counts in RUN only, so it holds CYCLES once the run is over
+        # counts in RUN only, so it holds CYCLES once the run is over (exact two cycles after; the CSR
+        # block's done flag and a bus read of it take longer)
+        cycle = Signal(64)
+        counting = Signal()           # in RUN
         m.d.comb += self.cycles.eq(cycle)
         flush = Signal()
 
         # ---- fetch: one word a cycle while a queue entry is free for it, up to the word past the end ----
-        fetch_pc, fetching = Signal(17), Signal()
+        fetch_pc = Signal(pc_bits)
+        fetching = Signal()
         credits = Signal(range(QUEUE_DEPTH + 1))
         fetch = fetching & (credits != 0)
-        pop, pop_q = Signal(), Signal()
+        pop = Signal()
+        pop_q = Signal()
         m.d.comb += self.imem_rd_addr.eq(fetch_pc)
         # the credit comes back from a registered pop, so the issue decision does not reach the fetch logic
         m.d.sync += [pop_q.eq(pop), credits.eq(credits - fetch + pop_q)]
+        # fetch_pc == prog_len as a flip-flop, set by the fetch of the last instruction, so the compare does
+        # not sit between the credits and `fetching`
+        past_end = Signal()
         with m.If(fetch):
-            m.d.sync += fetch_pc.eq(fetch_pc + 1)
-            with m.If(fetch_pc == prog_len):
+            m.d.sync += [fetch_pc.eq(fetch_pc + 1), past_end.eq(fetch_pc == prog_last)]
+            with m.If(past_end):
                 m.d.sync += fetching.eq(0)
         fetched = Signal(2)     # (valid, past the end) of the word on imem_rd_data
-        m.d.comb += fetched.eq(delay(m, Cat(fetch, fetch_pc == prog_len), BlockRAM.LATENCY, "fetched"))
+        m.d.comb += fetched.eq(delay(m, Cat(fetch, past_end), BlockRAM.LATENCY, "fetched"))
         m.d.comb += [dec.word.eq(self.imem_rd_data), dec.valid.eq(fetched[0] & ~flush),
                      dec.past_end.eq(fetched[1]), dec.flush.eq(flush)]
         push = dec.out_valid & ~flush
@@ -138,22 +147,29 @@ class Sequencer(wiring.Component):
             pushed.faulty.eq(~legal), pushed.fault.eq(dec.fault),
             queue.w_en.eq(push), queue.flush.eq(flush), queue.r_en.eq(pop),
         ]
+        # Each entry carries its own pc, counted at the push (entries are pushed in program order from pc 0,
+        # the word past the end included), so no pc register hangs on the pop.
+        push_pc = Signal(pc_bits)
+        with m.If(push):
+            m.d.sync += push_pc.eq(push_pc + 1)
         payload_in, payload_out = Signal(range(QUEUE_DEPTH)), Signal(range(QUEUE_DEPTH))
         m.d.comb += [payload_wr.en.eq(push), payload_wr.addr.eq(payload_in),
-                     payload_wr.data.eq(Cat(dec.out_word, dec.row_bytes, dec.count)), payload_rd.addr.eq(payload_out)]
+                     payload_wr.data.eq(Cat(dec.out_word, dec.row_bytes, dec.count, push_pc)),
+                     payload_rd.addr.eq(payload_out)]
         with m.If(push):
             m.d.sync += payload_in.eq(Mux(payload_in == QUEUE_DEPTH - 1, 0, payload_in + 1))
         with m.If(pop):
             m.d.sync += payload_out.eq(Mux(payload_out == QUEUE_DEPTH - 1, 0, payload_out + 1))
         with m.If(flush):
-            m.d.sync += [payload_in.eq(0), payload_out.eq(0)]
+            m.d.sync += [payload_in.eq(0), payload_out.eq(0), push_pc.eq(0)]
 
         # ---- the head entry ----
         head = data.View(head_layout, queue.r_data)   # all zero while the queue is empty
         head_word = payload_rd.data[:INSTR_BITS]
         op = head_word[:OPCODE_BITS]                  # only for the argument registers
         head_row_bytes = payload_rd.data[INSTR_BITS:INSTR_BITS + 10]
-        head_count = payload_rd.data[INSTR_BITS + 10:]
+        head_count = payload_rd.data[INSTR_BITS + 10:INSTR_BITS + 10 + COUNT_BITS]
+        head_pc = payload_rd.data[INSTR_BITS + 10 + COUNT_BITS:]
         v = views(head_word)
         ld, mm, po = v[Opcode.LOAD], v[Opcode.MATMUL], v[Opcode.POST]
 
@@ -162,29 +178,35 @@ class Sequencer(wiring.Component):
         # Instruction fields and start strobes reach the units through registers (emu.timing.ISSUE_LATENCY):
         # the fields follow the head every cycle, so the registers need no enable, and the issue decision
         # drives only the few start flip-flops, not hundreds of argument enables. A unit counts as busy from
-        # the cycle its start is registered.
+        # the cycle its start is registered. The POST/MATMUL choice reads the head's `post` flag, a
+        # flip-flop, instead of decoding the opcode out of the LUT RAM: the fields matter only when a start
+        # goes with them, and then the head is a legal MATMUL or POST.
         m.d.sync += [
             self.dma_store.eq(op == Opcode.STORE), self.dma_target.eq(ld.buf),
             self.dma_rows.eq(ld.rows), self.dma_blocks.eq(ld.blocks), self.dma_row_bytes.eq(head_row_bytes),
             self.dma_buf_addr.eq(ld.buf_addr), self.dma_ext_addr.eq(ld.ext_addr),
             self.dma_ext_stride.eq(ld.ext_stride), self.dma_block_stride.eq(ld.block_stride),
-            self.cu_post.eq(op == Opcode.POST),
-            self.cu_rows.eq(Mux(op == Opcode.POST, po.rows, mm.rows)),
+            self.cu_post.eq(head.post),
+            self.cu_rows.eq(Mux(head.post, po.rows, mm.rows)),
             self.cu_act_addr.eq(mm.act_addr), self.cu_wgt_addr.eq(mm.wgt_addr),
-            self.cu_acc_addr.eq(Mux(op == Opcode.POST, po.acc_addr, mm.acc_addr)),
+            self.cu_acc_addr.eq(Mux(head.post, po.acc_addr, mm.acc_addr)),
             self.cu_accumulate.eq(mm.accumulate), self.cu_reduce_max.eq(mm.reduce_max),
             self.cu_out_addr.eq(po.out_addr),
             self.cu_param_addr.eq(po.param_addr), self.cu_shift.eq(po.shift),
             self.cu_zero_point.eq(po.zero_point), self.cu_clamp_lo.eq(po.clamp_lo),
             self.cu_clamp_hi.eq(po.clamp_hi),
         ]
-        # Issue decides on two flip-flops per unit, beside it. A unit's busy flag (and the DMA's error) comes
-        # from across the chip into a register of its own with no logic in front (emu.timing.BUSY_LATENCY);
-        # `starting` covers the two cycles before it shows a start: the one the strobe is registered in and
-        # the one the unit sees it in (a unit raises busy the cycle after it sees its start strobe).
-        dma_go, array_go, post_go = Signal(), Signal(), Signal()      # the start strobes' next values
-        dma_busy, array_busy, post_busy, dma_error = Signal(), Signal(), Signal(), Signal()
-        dma_starting, array_starting, post_starting = Signal(), Signal(), Signal()
+        # A unit's busy flag (and the DMA's error) comes from across the chip into a register of its own with
+        # no logic in front (emu.timing.BUSY_LATENCY); `starting` covers the two cycles before it shows a
+        # start: the one the strobe is registered in and the one the unit sees it in (a unit raises busy the
+        # cycle after it sees its start strobe).
+        dma_go = Signal()           # the start strobes' next values
+        array_go = Signal()
+        post_go = Signal()
+        dma_busy, array_busy, post_busy, dma_error = (Signal(name=n) for n in (
+            "dma_busy_q", "array_busy", "post_busy", "dma_error_q"))
+        dma_starting, array_starting, post_starting = (Signal(name=n) for n in (
+            "dma_starting", "array_starting", "post_starting"))
         m.d.sync += [
             self.dma_start.eq(dma_go), self.cu_start.eq(array_go | post_go),
             dma_busy.eq(self.dma_busy), array_busy.eq(self.cu_busy), post_busy.eq(self.cu_post_busy),
@@ -195,26 +217,49 @@ class Sequencer(wiring.Component):
         dma_idle = ~dma_busy & ~dma_starting
         array_idle = ~array_busy & ~array_starting
         post_idle = ~post_busy & ~post_starting
-
-        # MACS += rows * (k_valid * n_valid, the head's count) of each issued MATMUL, through a registered
-        # product tree; it lands product_latency(16) + 1 cycles after issue, before any run can end (a MATMUL
-        # keeps the array busy longer, and END/DRAIN wait for it)
-        mac_go, mac_rows, mac_kn = Signal(), Signal(16), Signal(16)
-        m.d.sync += [mac_go.eq(array_go), mac_rows.eq(mm.rows), mac_kn.eq(head_count)]   # they follow the head
-        mac_term = product(m, mac_rows, mac_kn, name="mac_term")
-        with m.If(delay(m, mac_go, product_latency(16), "mac_go")):
-            m.d.sync += self.macs.eq(self.macs + mac_term)
+        all_idle = dma_idle & array_idle & post_idle
 
         # watchdog: `overdue` is (WATCHDOG != 0) & (cycle >= WATCHDOG) as a register; `wd_left` counts
         # WATCHDOG - cycle - 2 down and stops once negative, so its sign bit is the comparison a cycle early
         wd_on, wd_left, overdue = Signal(), Signal(signed(34)), Signal()
-        m.d.sync += overdue.eq(wd_on & wd_left[-1])
+        overdue_next = Signal()
+        m.d.comb += overdue_next.eq(wd_on & wd_left[-1])     # cleared at start, below
+        m.d.sync += overdue.eq(overdue_next)
+
+        # Issue decides on one flip-flop per unit, `ready` = idle and neither a bus error nor the watchdog
+        # stopping the run, formed a cycle ahead from the next values of the flip-flops above (so they hold
+        # exactly dma_idle & ok and so on, `all_ready` all three); `pop` is then two LUT levels from the head
+        # and these flags, and a start one.
+        ok_next = ~self.dma_error & ~overdue_next
+        ready_next = {
+            "dma": ~self.dma_busy & ~(dma_go | self.dma_start) & ok_next,
+            "array": ~self.cu_busy & ~(array_go | (self.cu_start & ~self.cu_post)) & ok_next,
+            "post": ~self.cu_post_busy & ~(post_go | (self.cu_start & self.cu_post)) & ok_next,
+        }
+        ready = {unit: Signal(name=f"{unit}_ready", init=1) for unit in ("dma", "array", "post", "all")}
+        m.d.sync += [ready[unit].eq(nxt) for unit, nxt in ready_next.items()]
+        m.d.sync += ready["all"].eq(ready_next["dma"] & ready_next["array"] & ready_next["post"])
+
+        # MACS += rows * (k_valid * n_valid, the head's count) of each issued MATMUL, through a registered
+        # product tree and a split-carry accumulator; it is exact product_latency(16) + 3 cycles after issue,
+        # before any run can end (a MATMUL keeps the array busy longer, and END/DRAIN wait for it)
+        mac_go, mac_rows, mac_kn = Signal(), Signal(16), Signal(16)
+        m.d.sync += [mac_go.eq(array_go), mac_rows.eq(mm.rows), mac_kn.eq(head_count)]   # they follow the head
+        mac_term = product(m, mac_rows, mac_kn, name="mac_term")
+        accumulate(m, self.macs, mac_term, en=delay(m, mac_go, product_latency(16), "mac_go"), clear=flush,
+                   name="macs")
+        accumulate(m, cycle, 1, en=counting, clear=flush, init=1, name="cycle")
+
+        dma_pc = Signal(pc_bits)        # pc of the last LOAD/STORE issued (0 for the preload)
 
         def fault(code, at):
             m.d.sync += [self.error_code.eq(code), self.error_pc.eq(at), fetching.eq(0)]
             m.next = "DRAIN"
 
-        all_idle = dma_idle & array_idle & post_idle
+        # the fetch stops the cycle after END (a run ending with END leaves a `finished` pulse), not in the
+        # cycle of the pop; what it fetches in that cycle is dropped by the flush at the next start
+        with m.If(self.finished):
+            m.d.sync += fetching.eq(0)
 
         with m.FSM():
             with m.State("IDLE"):
@@ -228,10 +273,11 @@ class Sequencer(wiring.Component):
                 ]
                 with m.If(start):
                     m.d.comb += flush.eq(1)
-                    m.d.sync += [self.error_code.eq(0), self.error_pc.eq(0), pc.eq(0), cycle.eq(1),
-                                 self.macs.eq(0), prog_len.eq(self.prog_len),
+                    m.d.sync += [self.error_code.eq(0), self.error_pc.eq(0), prog_last.eq(self.prog_len - 1),
                                  wd_on.eq(self.watchdog != 0), wd_left.eq(Cat(self.watchdog, 0).as_signed() - 3),
-                                 fetch_pc.eq(0), fetching.eq(0), credits.eq(QUEUE_DEPTH), overdue.eq(0)]
+                                 fetch_pc.eq(0), past_end.eq(0), fetching.eq(0),
+                                 credits.eq(QUEUE_DEPTH)]
+                    m.d.comb += overdue_next.eq(0)
                     with m.If(prog_bad):
                         m.d.sync += [self.error_code.eq(FaultCode.PROGRAM_RANGE), self.finished.eq(1)]
                     with m.Else():
@@ -241,31 +287,31 @@ class Sequencer(wiring.Component):
                         m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.running.eq(1)
-                m.d.sync += cycle.eq(cycle + 1)
+                m.d.comb += counting.eq(1)
                 with m.If(~wd_left[-1]):
                     m.d.sync += wd_left.eq(wd_left - 1)
-                # the head issues to an idle unit unless a bus error or the watchdog stops the run; a faulty
-                # head has no unit flag set. Each start comes two LUT levels from flip-flops, the pop three.
-                ok = ~dma_error & ~overdue
-                m.d.comb += [dma_go.eq(head.dma & dma_idle & ok), array_go.eq(head.matmul & array_idle & ok),
-                             post_go.eq(head.post & post_idle & ok),
-                             pop.eq(dma_go | array_go | post_go | (head.all_units & all_idle & ok))]
+                # the head issues to a ready unit (idle, and neither a bus error nor the watchdog stopping the
+                # run); a faulty head has no unit flag set
+                # (the pop is written out from the flags rather than from the starts, whose IDLE term for the
+                # preload would otherwise end up in its logic)
+                m.d.comb += [dma_go.eq(head.dma & ready["dma"]), array_go.eq(head.matmul & ready["array"]),
+                             post_go.eq(head.post & ready["post"]),
+                             pop.eq((head.dma & ready["dma"]) | (head.matmul & ready["array"])
+                                    | (head.post & ready["post"]) | (head.all_units & ready["all"]))]
                 with m.If(preloading & dma_idle):
                     m.d.sync += [preloading.eq(0), fetching.eq(1)]
                 with m.If(dma_error):
                     fault(FaultCode.BUS_ERROR, dma_pc)
                 with m.Elif(head.faulty):
-                    fault(head.fault, pc)
+                    fault(head.fault, head_pc)
                 with m.Elif(queue.r_rdy & overdue):
-                    fault(FaultCode.WATCHDOG, pc)
+                    fault(FaultCode.WATCHDOG, head_pc)
                 # a pop excludes all three faults, so what it updates does not wait for the checks above
-                with m.If(pop):
-                    m.d.sync += pc.eq(pc + 1)
-                    with m.If(head.end):
-                        m.d.sync += [self.finished.eq(1), fetching.eq(0)]
-                        m.next = "IDLE"
+                with m.If(pop & head.end):
+                    m.d.sync += self.finished.eq(1)
+                    m.next = "IDLE"
                 with m.If(dma_go):
-                    m.d.sync += dma_pc.eq(pc)
+                    m.d.sync += dma_pc.eq(head_pc)
             with m.State("DRAIN"):
                 m.d.comb += self.running.eq(1)
                 with m.If(all_idle):
