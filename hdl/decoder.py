@@ -5,17 +5,19 @@ MATMUL's MACs per row).
 The checks are emu.golden.check_fields in hardware, same order: ILLEGAL_OPCODE, then ILLEGAL_FIELD, then
 BUFFER_RANGE; a word fetched from past the program's end (`past_end`) is PROGRAM_RANGE before all of them.
 Sums of 16-bit fields are formed at 17 bits, so they never wrap. A LOAD/STORE's entry count rows * blocks
-(16 x 10 bits, unsigned) is a 26-bit product, compared with depth - buf_addr, so nothing wraps either.
+(16 x 10 bits, unsigned, 26 bits) is compared with the room depth - buf_addr by one signed 28-bit sum,
+rows * blocks - room - 1, which is non-negative exactly when the count is over; nothing wraps either.
 
 Pipeline: a word presented with `valid` in cycle c comes out with its results in cycle c + LATENCY. The
 word is registered first (it comes from a block RAM and fans out widely), and with it the operands of the
 product `count` (rows and blocks, or k_valid and n_valid for a MATMUL); the next stage makes one flag per
 opcode and per single-field check, forms every opcode's operand ends side by side and starts the product in
-hdl.pipeline.product's adder tree; the stage after combines the flags of the word's opcode and compares
-each operand end with its buffer's depth, and the next combines those comparisons with the opcode; the
-stage before the last forms the fault code but for the DMA's range check, which the last stage adds by
-comparing the count with the room left in the buffer. No stage holds more than one carry chain or more
-than about two LUT levels. `flush` drops what is in flight.
+hdl.pipeline.product's adder tree, with -(room + 1) as one more term for a LOAD/STORE (zero otherwise); the
+stage after combines the flags of the word's opcode and compares each operand end with its buffer's
+depth, and the next combines those comparisons with the opcode; the stage before the last forms the fault
+code but for the DMA's range check, which the last stage adds from the sign bit of the product tree's sum,
+a flip-flop, one gate before the fault register. No stage holds more than one carry chain or more than
+about two LUT levels. `flush` drops what is in flight.
 """
 from __future__ import annotations
 
@@ -49,10 +51,11 @@ def views(word) -> dict[Opcode, data.View]:
 
 class Decoder(wiring.Component):
     """In: `word`, `valid`, `past_end`, `flush`. Out, LATENCY cycles later: `out_word`, `out_valid`, `fault`
-    (a FaultCode, 0 if legal), `row_bytes` (LOAD/STORE: bytes per row, 10 bits), `count` (LOAD/STORE:
-    entries moved, rows * blocks; MATMUL: k_valid * n_valid; 26 bits, unsigned)."""
+    (a FaultCode, 0 if legal), `row_bytes` (LOAD/STORE: bytes per row, 10 bits), `count` (MATMUL: k_valid *
+    n_valid, 26 bits, unsigned; for other opcodes not meaningful: a LOAD/STORE's entry count is only
+    compared with the room in its buffer, inside the decoder)."""
 
-    PRODUCT_LATENCY = product_latency(10)
+    PRODUCT_LATENCY = product_latency(10, plus=True)
     LATENCY = 1 + PRODUCT_LATENCY + 1
 
     def __init__(self, cfg: AccelConfig):
@@ -77,9 +80,10 @@ class Decoder(wiring.Component):
         dma_op = (opcode == Opcode.LOAD) | (opcode == Opcode.STORE)
         v_in = views(self.word)
         dma_op_in = (self.word[:OPCODE_BITS] == Opcode.LOAD) | (self.word[:OPCODE_BITS] == Opcode.STORE)
-        count_a, count_b = Signal(16), Signal(10)
+        count_a, count_b, count_dma = Signal(16), Signal(10), Signal()
         m.d.sync += [count_a.eq(Mux(dma_op_in, v_in[Opcode.LOAD].rows, v_in[Opcode.MATMUL].k_valid)),
-                     count_b.eq(Mux(dma_op_in, v_in[Opcode.LOAD].blocks, v_in[Opcode.MATMUL].n_valid))]
+                     count_b.eq(Mux(dma_op_in, v_in[Opcode.LOAD].blocks, v_in[Opcode.MATMUL].n_valid)),
+                     count_dma.eq(dma_op_in)]
 
         # ---- stage 1: one flag per single-field check and per opcode, operand ends (sums) for stage 2; every
         # opcode's values are formed side by side from the word, the opcode only selects among them later ----
@@ -87,19 +91,21 @@ class Decoder(wiring.Component):
         f = {name: Signal(name=name) for name in (
             "ld_rows0", "ld_blocks0", "ld_row_len0", "ld_over_rows", "ld_over_cols", "buf_act", "buf_out",
             "mm_zero", "mm_over", "mm_wgt_past", "po_rows0", "po_param_past")}
-        room = Signal(signed(18))                       # LOAD/STORE: depth - buf_addr
         row_bytes = Signal(10)
         mm_end_act, mm_end_acc, po_end_acc, po_end_out = (Signal(17, name=n) for n in (
             "mm_end_act", "mm_end_acc", "po_end_acc", "po_end_out"))
-        depth = Signal(17)
+        depth_plus_1 = Signal(18)
         with m.Switch(ld.buf):
             for buf, d in ((Buffer.ACT, cfg.act_depth), (Buffer.WGT, cfg.wgt_depth),
                            (Buffer.PARAM, cfg.param_depth), (Buffer.OUT, cfg.out_depth)):
                 with m.Case(buf):
-                    m.d.comb += depth.eq(d)
+                    m.d.comb += depth_plus_1.eq(d + 1)
+        # LOAD/STORE: -(room + 1) = buf_addr - depth - 1 (signed, 18 bits: room is at most 2**16), added into
+        # the product tree so that the sum rows * blocks - room - 1 is negative exactly when the count fits;
+        # zero for the other opcodes, whose count is then the plain product
+        not_room = (Mux(count_dma, ld.buf_addr, 0) - Mux(count_dma, depth_plus_1, 0)).as_signed()
         m.d.sync += [is_op[op].eq(opcode == op) for op in Opcode]
         m.d.sync += [
-            room.eq(depth - ld.buf_addr),
             # row_len * PARAM_BYTES as shifted adds: a `*` by a constant becomes a DSP block, slower than logic
             row_bytes.eq(Mux(ld.buf == Buffer.PARAM,
                              sum(ld.row_len << i for i in range(PARAM_BYTES.bit_length()) if PARAM_BYTES >> i & 1),
@@ -141,7 +147,7 @@ class Decoder(wiring.Component):
             (past["is_mm_q"] & (past["mm_act_past"] | past["mm_acc_past"] | past["mm_wgt_past_q"]))
             | (past["is_po_q"] & (past["po_acc_past"] | past["po_out_past"] | past["po_param_past_q"])))
 
-        count = product(m, count_a, count_b, name="count")
+        count = product(m, count_a, count_b, plus=not_room, name="count")
 
         # ---- carried alongside the product; the stage before the last forms every fault but the DMA's range
         # check, which the last stage adds from the count ----
@@ -155,7 +161,7 @@ class Decoder(wiring.Component):
             m.d.sync += [s.eq(0) for s in valids]
         word = delay(m, word, P, "word")
         dma_op = delay(m, dma_op, P - 1, "dma_op")      # aligned with fault_pre's inputs
-        room, row_bytes = (delay(m, s, P - 1, n) for s, n in ((room, "room"), (row_bytes, "row_bytes")))
+        row_bytes = delay(m, row_bytes, P - 1, "row_bytes")
         past_end = delay(m, self.past_end, P, "past_end")
         legal, illegal_field = (delay(m, s, P - 3, n) for s, n in ((legal, "legal"), (illegal_field, "illegal_field")))
         assert P >= 4, "range_past is formed in stage 3, so the product must take at least four cycles"
@@ -169,11 +175,9 @@ class Decoder(wiring.Component):
         # gate before the fault register
         dma_checked = Signal()
         m.d.sync += dma_checked.eq(dma_op & ~past_end & legal & ~illegal_field & ~range_past)
-        # count > room, with a carry chain no longer than room: room is depth - buf_addr, at most 2**16, so a
-        # count with a bit set above that is always over, and a negative room is exceeded by any count
-        low = len(room) - 1
-        over = room[-1] | (count[low:] != 0) | (count[:low] > room[:low])
+        # rows * blocks > room: the tree's sum rows * blocks - room - 1 is not negative
+        over = ~count[-1]
         fault = fault_pre | Mux(dma_checked & over, FaultCode.BUFFER_RANGE, 0)
         m.d.sync += [self.out_word.eq(word), self.out_valid.eq(valids[-1] & ~self.flush), self.fault.eq(fault),
-                     self.row_bytes.eq(row_bytes), self.count.eq(count)]
+                     self.row_bytes.eq(row_bytes), self.count.eq(count[:COUNT_BITS])]
         return m

@@ -2,7 +2,7 @@
 accumulator, a small queue."""
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, Value
+from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -19,27 +19,39 @@ def delay(m: Module, sig, cycles: int, name: str):
     return sig
 
 
-def product_latency(b_bits: int) -> int:
-    """Cycles `product` takes for a `b_bits`-bit multiplier operand."""
-    return 1 + max(0, b_bits - 1).bit_length()
+def product_latency(b_bits: int, *, plus: bool = False) -> int:
+    """Cycles `product` takes for a `b_bits`-bit multiplier operand (and an addend, if `plus`)."""
+    return 1 + max(0, b_bits + plus - 1).bit_length()
 
 
-def product(m: Module, a, b, *, name: str) -> Signal:
+def product(m: Module, a, b, *, plus=None, name: str) -> Signal:
     """Unsigned a * b (len(a) + len(b) bits) in logic, `product_latency(len(b))` cycles after a and b: one
     register for the shifted partial products, then one per level of a pairwise adder tree, so no stage
     holds more than one carry chain. For the few narrow control products (entry counts, MAC counts) that
-    must not sit on a single-cycle path; the MAC array's products use the DSP blocks."""
+    must not sit on a single-cycle path; the MAC array's products use the DSP blocks.
+
+    With `plus` (a signed or unsigned Value presented with a and b), the result is a * b + plus, signed,
+    max(len(a) + len(b), len(plus)) + 2 bits (never wraps), `product_latency(len(b), plus=True)` cycles
+    after: the addend is one more term of the tree, registered with the partial products."""
     width = len(a) + len(b)
+    shape = unsigned(width)
+    if plus is not None:
+        plus = Value.cast(plus)
+        shape = signed(max(width, len(plus)) + 2)
     terms = []
     for j in range(len(b)):
-        t = Signal(width, name=f"{name}_t{j}")
+        t = Signal(shape, name=f"{name}_t{j}")
         m.d.sync += t.eq(Mux(b[j], a << j, 0))
+        terms.append(t)
+    if plus is not None:
+        t = Signal(shape, name=f"{name}_plus")
+        m.d.sync += t.eq(plus)
         terms.append(t)
     level = 0
     while len(terms) > 1:
         nxt = []
         for i in range(0, len(terms), 2):
-            s = Signal(width, name=f"{name}_l{level}_{i // 2}")
+            s = Signal(shape, name=f"{name}_l{level}_{i // 2}")
             m.d.sync += s.eq(terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i])
             nxt.append(s)
         terms, level = nxt, level + 1

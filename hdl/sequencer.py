@@ -5,7 +5,7 @@ into instruction memory by the DMA. From the cycle the DMA goes idle, instructio
 one a cycle, into a pipeline that runs ahead of issue:
 
   fetch (instruction memory, hdl.bram.BlockRAM.LATENCY cycles) -> decode (hdl.decoder.Decoder.LATENCY
-  cycles: fields, fault checks, entry and MAC counts) -> queue (hdl.pipeline.Queue, registered head)
+  cycles: fields, fault checks, MAC counts) -> queue (hdl.pipeline.Queue, registered head)
 
 The instruction at the head of the queue issues as soon as its unit is seen idle, emu.timing.BUSY_LATENCY
 after it goes idle (LOAD/STORE: DMA; MATMUL: array; POST: post-processing; SYNC/END: all), so everything

@@ -179,7 +179,8 @@ def _words(cfg):
 
 
 def test_decoder_faults_match_check_fields():
-    """Faults in check_fields' order (PROGRAM_RANGE first), and the decoded counts, LATENCY cycles later."""
+    """Faults in check_fields' order (PROGRAM_RANGE first), a LOAD/STORE's row bytes and a MATMUL's count
+    (k_valid * n_valid; a LOAD/STORE's count only feeds the range check), LATENCY cycles later."""
     from emu.timing import element_bytes
     cfg = AccelConfig(rows=3, cols=5, act_depth=64, wgt_depth=32, acc_depth=64, out_depth=64, param_depth=8,
                       instr_depth=128)
@@ -206,12 +207,42 @@ def test_decoder_faults_match_check_fields():
             assert fault == (FaultCode.PROGRAM_RANGE if i % 2 else want(word)), (hex(word), want(word))
             instr = isa.decode(word)
             if fault == 0 and instr.op in (Opcode.LOAD, Opcode.STORE):
-                assert (count, row_bytes) == (instr.rows * instr.blocks,
-                                              instr.row_len * element_bytes(Buffer(instr.buf)))
+                assert row_bytes == instr.row_len * element_bytes(Buffer(instr.buf))
             elif fault == 0 and instr.op == Opcode.MATMUL:
                 assert count == instr.k_valid * instr.n_valid
 
     sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+
+
+def test_product_with_addend():
+    """hdl.pipeline.product with `plus`: a * b + plus, signed, for unsigned 6 x 3-bit operands and a signed
+    8-bit addend at both ends of their ranges and at random, one set a cycle, product_latency cycles later."""
+    from amaranth.hdl import Module, Signal, signed
+    from hdl.pipeline import product, product_latency
+    m = Module()
+    a, b, plus = Signal(6), Signal(3), Signal(signed(8))
+    result = product(m, a, b, plus=plus, name="p")
+    rng = np.random.default_rng(11)
+    cases = [(63, 7, 127), (63, 7, -128), (0, 0, -128), (0, 7, 127), (1, 1, -2)]
+    cases += [(int(rng.integers(0, 64)), int(rng.integers(0, 8)), int(rng.integers(-128, 128))) for _ in range(100)]
+    latency = product_latency(3, plus=True)
+
+    async def tb(ctx):
+        seen = []
+        for cycle in range(len(cases) + latency):
+            if cycle < len(cases):
+                ctx.set(a, cases[cycle][0])
+                ctx.set(b, cases[cycle][1])
+                ctx.set(plus, cases[cycle][2])
+            await ctx.tick()
+            if cycle + 1 >= latency:
+                seen.append(ctx.get(result))
+        assert seen[:len(cases)] == [x * y + z for x, y, z in cases]
+
+    sim = Simulator(m)
     sim.add_clock(1e-6)
     sim.add_testbench(tb)
     sim.run()
