@@ -2,7 +2,7 @@
 accumulator, a small queue."""
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -87,8 +87,14 @@ class Queue(wiring.Component):
     checked); `r_rdy`/`r_data` are registered, so a consumer's decision logic starts at a flip-flop, and
     `r_data` is zero while the queue is empty, so flags in an entry need no `r_rdy` beside them;
     `r_en` pops the head when `r_rdy`. An entry pushed in cycle c is at the head in cycle c + 1 at the
-    earliest. Behind the head, entries wait in a small memory with an asynchronous read (LUT RAM on FPGAs).
-    `flush` empties the queue (it wins over a push in the same cycle)."""
+    earliest. `flush` empties the queue (it wins over a push in the same cycle).
+
+    Every push is written to a small ring memory with an asynchronous read (LUT RAM on FPGAs) at `produce`,
+    which advances on every push, so the write side never waits for the pop. `consume` is the ring index of
+    the next entry the head takes and advances with every entry the head takes, from the ring or straight
+    from a push (whose copy in the ring is then skipped). The entries waiting behind the head are counted
+    as a thermometer code (`waiting[i]`: more than i wait), so each bit's next value is a mux of its
+    neighbours that the pop selects last."""
 
     def __init__(self, *, width: int, depth: int):
         if not isinstance(depth, int) or depth < 2:
@@ -99,33 +105,34 @@ class Queue(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        inner = self._depth - 1
-        m.submodules.storage = storage = Memory(shape=self._width, depth=inner, init=[])
+        inner = self._depth - 1               # entries that can wait behind the head
+        # a ring of `depth` slots: the at most `inner` waiting entries and the head's own, already taken copy,
+        # so a push never writes the slot a read of the same cycle takes
+        ring = self._depth
+        m.submodules.storage = storage = Memory(shape=self._width, depth=ring, init=[])
         wr, rd = storage.write_port(), storage.read_port(domain="comb")
-        produce, consume = Signal(range(inner)), Signal(range(inner))
-        level = Signal(range(inner + 1))      # entries behind the head
+        produce, consume = Signal(range(ring)), Signal(range(ring))
+        waiting = Signal(inner)               # thermometer: waiting[i] while more than i entries wait
 
         def incr(ptr):
-            return Mux(ptr == inner - 1, 0, ptr + 1)
+            return Mux(ptr == ring - 1, 0, ptr + 1)
 
-        # What the head takes when it is free (the next stored entry, else the pushed one, else zero) is
-        # worked out without `r_en`, so a pop reaches the head, pointers and level through one mux level.
-        take = ~self.r_rdy | self.r_en         # the head register is free this cycle
-        stored = level != 0
-        from_storage = take & stored
-        to_storage = self.w_en & ~(take & ~stored)   # a push not taken straight into the head
-        # every push is written at `produce`; one taken straight into the head leaves `produce` where it is,
-        # so its slot is written again by the next push
+        take = ~self.r_rdy | self.r_en        # the head register is free this cycle
+        stored = waiting[0]
         m.d.comb += [wr.addr.eq(produce), wr.data.eq(self.w_data), wr.en.eq(self.w_en), rd.addr.eq(consume)]
-        with m.If(to_storage):
+        with m.If(self.w_en):
             m.d.sync += produce.eq(incr(produce))
-        with m.If(from_storage):
+        with m.If(take & (stored | self.w_en)):
             m.d.sync += consume.eq(incr(consume))
         with m.If(take):
             m.d.sync += [self.r_data.eq(Mux(stored, rd.data, Mux(self.w_en, self.w_data, 0))),
                          self.r_rdy.eq(stored | self.w_en)]
-        m.d.sync += level.eq(Mux(from_storage, Mux(to_storage, level, level - 1),
-                                 Mux(to_storage, level + 1, level)))
+        # one more waits on a push the head does not take, one fewer on a take from the ring without a push;
+        # with an empty ring a take with a push is the push straight into the head, so `take` only chooses
+        # between two shifts worked out without it
+        above = Cat(waiting[1:], 0)
+        below = Cat(1, waiting[:-1])
+        m.d.sync += waiting.eq(Mux(take, Mux(self.w_en, waiting, above), Mux(self.w_en, below, waiting)))
         with m.If(self.flush):
-            m.d.sync += [self.r_rdy.eq(0), self.r_data.eq(0), level.eq(0), produce.eq(0), consume.eq(0)]
+            m.d.sync += [self.r_rdy.eq(0), self.r_data.eq(0), waiting.eq(0), produce.eq(0), consume.eq(0)]
         return m

@@ -248,6 +248,42 @@ def test_product_with_addend():
     sim.run()
 
 
+@pytest.mark.parametrize("depth", [2, 3, 12])
+def test_queue_matches_a_fifo(depth):
+    """hdl.pipeline.Queue against a Python list: random pushes (never more than `depth` entries after the
+    cycle), random pops of a ready head and a few flushes; every cycle the registered head is the oldest
+    entry (zero and not ready when empty)."""
+    from hdl.pipeline import Queue
+    dut = Queue(width=8, depth=depth)
+    rng = np.random.default_rng(depth)
+
+    async def tb(ctx):
+        model, serial = [], 0
+        for cycle in range(600):
+            assert ctx.get(dut.r_rdy) == bool(model), cycle
+            assert ctx.get(dut.r_data) == (model[0] if model else 0), cycle
+            pop = bool(model) and rng.random() < 0.5
+            push = len(model) - pop < depth and rng.random() < 0.6
+            flush = rng.random() < 0.01
+            serial = serial % 255 + 1
+            ctx.set(dut.r_en, pop)
+            ctx.set(dut.w_en, push)
+            ctx.set(dut.w_data, serial)
+            ctx.set(dut.flush, flush)
+            await ctx.tick()
+            if pop:
+                model.pop(0)
+            if push:
+                model.append(serial)
+            if flush:
+                model = []
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+
+
 def test_accumulate_carries_into_the_high_half():
     """hdl.pipeline.accumulate: a 12-bit total in 6-bit halves, terms that carry out of the low half on most
     adds, random enables and a clear: the total equals the running sum mod 2**12 two cycles after each add."""
