@@ -29,7 +29,7 @@ draining replaces the fault: it belongs to an earlier instruction.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -115,13 +115,17 @@ class Sequencer(wiring.Component):
         # ---- fetch: one word a cycle while a queue entry is free for it, up to the word past the end ----
         fetch_pc = Signal(pc_bits)
         fetching = Signal()
-        credits = Signal(range(QUEUE_DEPTH + 1))
-        fetch = fetching & (credits != 0)
+        # free queue entries as a thermometer code (credits[i] while more than i are free), so `fetch` is one
+        # gate from flip-flops
+        credits = Signal(QUEUE_DEPTH)
+        fetch = fetching & credits[0]
         pop = Signal()
         pop_q = Signal()
         m.d.comb += self.imem_rd_addr.eq(fetch_pc)
         # the credit comes back from a registered pop, so the issue decision does not reach the fetch logic
-        m.d.sync += [pop_q.eq(pop), credits.eq(credits - fetch + pop_q)]
+        m.d.sync += [pop_q.eq(pop),
+                     credits.eq(Mux(fetch, Mux(pop_q, credits, Cat(credits[1:], 0)),
+                                    Mux(pop_q, Cat(1, credits[:-1]), credits)))]
         # fetch_pc == prog_len as a flip-flop, set by the fetch of the last instruction, so the compare does
         # not sit between the credits and `fetching`
         past_end = Signal()
@@ -276,7 +280,7 @@ class Sequencer(wiring.Component):
                     m.d.sync += [self.error_code.eq(0), self.error_pc.eq(0), prog_last.eq(self.prog_len - 1),
                                  wd_on.eq(self.watchdog != 0), wd_left.eq(Cat(self.watchdog, 0).as_signed() - 3),
                                  fetch_pc.eq(0), past_end.eq(0), fetching.eq(0),
-                                 credits.eq(QUEUE_DEPTH)]
+                                 credits.eq(Const(-1, QUEUE_DEPTH))]
                     m.d.comb += overdue_next.eq(0)
                     with m.If(prog_bad):
                         m.d.sync += [self.error_code.eq(FaultCode.PROGRAM_RANGE), self.finished.eq(1)]
