@@ -89,6 +89,11 @@ def block_ram(m: Module, *, width: int, depth: int, wr_en, wr_addr, wr_data, rd_
     Addresses are unsigned; bits above ceil_log2(depth) are ignored. Initial contents are undefined and
     the read data is not reset. Depth 512 or less uses the 36-bit PDP mode, deeper memories the widest
     DP16KD mode that needs no depth muxing (x18 to 1024, x9 to 2048, x4 to 4096, x2 to 8192, x1 to 16384).
+
+    `rd_addr` may also be a list of k Values, copies of the read address from registers of their own, so
+    that no register drives every block: the blocks are split into k groups of adjacent blocks (block b
+    in group b * k // blocks), group j reading at rd_addr[j]. The caller presents the same address on all
+    of them; a group with no block leaves its copy unused.
     """
     layout = ebr_layout(width, depth)
     wr_data, rd_data = Value.cast(wr_data), Value.cast(rd_data)
@@ -103,14 +108,17 @@ def block_ram(m: Module, *, width: int, depth: int, wr_en, wr_addr, wr_data, rd_
     word_bits = _EBR_ADDR_BITS - layout.addr_shift
     abits = ceil_log2(depth)
     wr_word = _bits(Value.cast(wr_addr)[:abits] if abits else Const(0, 1), word_bits)
-    rd_word = _bits(Value.cast(rd_addr)[:abits] if abits else Const(0, 1), word_bits)
+    rd_addrs = list(rd_addr) if isinstance(rd_addr, (list, tuple)) else [rd_addr]
+    if not rd_addrs:
+        raise ValueError(f"block RAM {name!r}: rd_addr is an empty list; expected a Value or 1 or more copies")
+    rd_words = [_bits(Value.cast(a)[:abits] if abits else Const(0, 1), word_bits) for a in rd_addrs]
     if pdp:  # ADA[3:0] are the byte enables and the only write enable (WEA is tied high, as Yosys does)
         wr_low, rd_low = [wr_en] * 4 + [Const(0, 1)], [Const(0, 1)] * 5
     elif layout.port_width == 18:  # ADA[1:0] are byte enables: both bytes always
         wr_low, rd_low = [Const(1, 1)] * 2 + [Const(0, 1)] * 2, [Const(0, 1)] * 4
     else:
         wr_low, rd_low = [Const(0, 1)] * layout.addr_shift, [Const(0, 1)] * layout.addr_shift
-    ada, adb = wr_low + wr_word, rd_low + rd_word
+    ada = wr_low + wr_word
 
     padded = layout.port_width * layout.blocks
     wr_bits = _bits(wr_data, padded)
@@ -127,6 +135,7 @@ def block_ram(m: Module, *, width: int, depth: int, wr_en, wr_addr, wr_data, rd_
         }
         for cs in range(3):
             pins[f"i_CSA{cs}"] = pins[f"i_CSB{cs}"] = Const(0, 1)
+        adb = rd_low + rd_words[block * len(rd_words) // layout.blocks]
         for bit in range(_EBR_ADDR_BITS):
             pins[f"i_ADA{bit}"] = ada[bit]
             pins[f"i_ADB{bit}"] = adb[bit]

@@ -39,11 +39,12 @@ from emu.config import AccelConfig
 from emu.faults import FaultCode
 from emu.isa import INSTR_BITS, INSTR_BYTES, OPCODE_BITS, Opcode
 
+from . import ecp5
 from .bram import BlockRAM
 from .decoder import COUNT_BITS, Decoder, views
 from .pipeline import Queue, accumulate, delay, product, product_latency
 
-__all__ = ["Sequencer", "TARGET_INSTR", "FETCH_LATENCY", "QUEUE_DEPTH"]
+__all__ = ["Sequencer", "TARGET_INSTR", "FETCH_LATENCY", "QUEUE_DEPTH", "IMEM_ADDR_COPIES"]
 
 #: DMA write target of the program preload (LOAD targets are the Buffer values ACT, WGT, PARAM).
 TARGET_INSTR = 3
@@ -57,6 +58,10 @@ head_layout = data.StructLayout({"dma": 1, "matmul": 1, "post": 1, "all_units": 
 #: Cycles from the preload's end (the first cycle the DMA is idle) to the first instruction at the head of
 #: the queue: fetch enable, instruction memory, decoder, queue head register.
 FETCH_LATENCY = 1 + BlockRAM.LATENCY + Decoder.LATENCY + 1
+#: Copies of the fetch address, each from a register of its own, that the instruction memory reads at
+#: (hdl.bram.BlockRAM `addr_copies`): 128 x 4096 is 32 DP16KD blocks, and one register driving all 32 of
+#: them is a slow net; with 4 copies each drives 8.
+IMEM_ADDR_COPIES = 4
 #: Entries the queue must hold for one issue a cycle: a pop is registered and frees a credit the cycle
 #: after, whose fetch reaches the head BlockRAM.LATENCY + Decoder.LATENCY + 1 cycles later.
 QUEUE_DEPTH = 2 + BlockRAM.LATENCY + Decoder.LATENCY + 1
@@ -73,7 +78,7 @@ class Sequencer(wiring.Component):
             "start": In(1), "prog_addr": In(32), "prog_len": In(32), "watchdog": In(32),
             "running": Out(1), "finished": Out(1), "error_code": Out(4), "error_pc": Out(32),
             "cycles": Out(64), "macs": Out(64),
-            "imem_rd_addr": Out(self._imem_abits), "imem_rd_data": In(INSTR_BITS),
+            "imem_rd_addr": Out(self._imem_abits).array(IMEM_ADDR_COPIES), "imem_rd_data": In(INSTR_BITS),
             "dma_start": Out(1), "dma_store": Out(1), "dma_target": Out(2), "dma_rows": Out(17),
             "dma_blocks": Out(10), "dma_row_bytes": Out(10), "dma_buf_addr": Out(16), "dma_ext_addr": Out(32),
             "dma_ext_stride": Out(20), "dma_block_stride": Out(20), "dma_busy": In(1), "dma_error": In(1),
@@ -114,6 +119,9 @@ class Sequencer(wiring.Component):
 
         # ---- fetch: one word a cycle while a queue entry is free for it, up to the word past the end ----
         fetch_pc = Signal(pc_bits)
+        fetch_pc_next = Signal(pc_bits)     # set below: +1 on a fetch, 0 at start
+        m.d.comb += fetch_pc_next.eq(fetch_pc)
+        m.d.sync += fetch_pc.eq(fetch_pc_next)
         fetching = Signal()
         # free queue entries as a thermometer code (credits[i] while more than i are free), so `fetch` is one
         # gate from flip-flops
@@ -121,7 +129,12 @@ class Sequencer(wiring.Component):
         fetch = fetching & credits[0]
         pop = Signal()
         pop_q = Signal()
-        m.d.comb += self.imem_rd_addr.eq(fetch_pc)
+        # the instruction memory's address copies: registers of their own with fetch_pc's next value (on ECP5
+        # flip-flops Yosys does not merge back into one, hdl/ecp5.replica); elsewhere fetch_pc stands for all
+        for i, copy in enumerate(self.imem_rd_addr):
+            addr = fetch_pc_next[:self._imem_abits]
+            m.d.comb += copy.eq(ecp5.replica(m, addr, name=f"imem_rd_addr_{i}") if ecp5.is_ecp5(platform)
+                                else fetch_pc)
         # the credit comes back from a registered pop, so the issue decision does not reach the fetch logic
         m.d.sync += [pop_q.eq(pop),
                      credits.eq(Mux(fetch, Mux(pop_q, credits, Cat(credits[1:], 0)),
@@ -130,7 +143,8 @@ class Sequencer(wiring.Component):
         # not sit between the credits and `fetching`
         past_end = Signal()
         with m.If(fetch):
-            m.d.sync += [fetch_pc.eq(fetch_pc + 1), past_end.eq(fetch_pc == prog_last)]
+            m.d.comb += fetch_pc_next.eq(fetch_pc + 1)
+            m.d.sync += past_end.eq(fetch_pc == prog_last)
             with m.If(past_end):
                 m.d.sync += fetching.eq(0)
         fetched = Signal(2)     # (valid, past the end) of the word on imem_rd_data
@@ -279,9 +293,9 @@ class Sequencer(wiring.Component):
                     m.d.comb += flush.eq(1)
                     m.d.sync += [self.error_code.eq(0), self.error_pc.eq(0), prog_last.eq(self.prog_len - 1),
                                  wd_on.eq(self.watchdog != 0), wd_left.eq(Cat(self.watchdog, 0).as_signed() - 3),
-                                 fetch_pc.eq(0), past_end.eq(0), fetching.eq(0),
+                                 past_end.eq(0), fetching.eq(0),
                                  credits.eq(Const(-1, QUEUE_DEPTH))]
-                    m.d.comb += overdue_next.eq(0)
+                    m.d.comb += [overdue_next.eq(0), fetch_pc_next.eq(0)]
                     with m.If(prog_bad):
                         m.d.sync += [self.error_code.eq(FaultCode.PROGRAM_RANGE), self.finished.eq(1)]
                     with m.Else():

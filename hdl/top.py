@@ -27,7 +27,7 @@ from .buffers import entry_bytes_max, entry_layouts, from_bytes, to_bytes
 from .compute import ComputeUnit
 from .csr import CSR
 from .dma import DMA
-from .sequencer import TARGET_INSTR, Sequencer
+from .sequencer import IMEM_ADDR_COPIES, TARGET_INSTR, Sequencer
 
 __all__ = ["Accelerator", "generate_verilog", "TOP_NAME", "AXI_ID_BITS"]
 
@@ -59,7 +59,7 @@ class Accelerator(wiring.Component):
         m.submodules.wgt = wgt = BlockRAM(shape=lay["wgt"], depth=cfg.wgt_depth)
         m.submodules.param = param = BlockRAM(shape=lay["param"], depth=cfg.param_depth)
         m.submodules.out = out = BlockRAM(shape=lay["out"], depth=cfg.out_depth)
-        m.submodules.imem = imem = BlockRAM(shape=INSTR_BITS, depth=cfg.instr_depth)
+        m.submodules.imem = imem = BlockRAM(shape=INSTR_BITS, depth=cfg.instr_depth, addr_copies=IMEM_ADDR_COPIES)
 
         connect_flat(m, self, "m_axi_", dma.bus, self._m_sig)
         connect_flat(m, self, "s_axil_", csr.bus, self._s_sig)
@@ -92,7 +92,8 @@ class Accelerator(wiring.Component):
         m.d.comb += [
             imem.wr_en.eq(dma.wr_en & (dma.wr_target == TARGET_INSTR)),
             imem.wr_addr.eq(dma.wr_addr), imem.wr_data.eq(dma.wr_data[:INSTR_BITS]),
-            imem.rd_addr[0].eq(seq.imem_rd_addr), seq.imem_rd_data.eq(imem.rd_data[0]),
+            imem.rd_addr[0].eq(seq.imem_rd_addr[0]), seq.imem_rd_data.eq(imem.rd_data[0]),
+            *(imem.rd_addr_copy[0][j].eq(seq.imem_rd_addr[j + 1]) for j in range(IMEM_ADDR_COPIES - 1)),
         ]
         # DMA reads (STORE) come from OUT, each act_bits element sign-extended to a byte
         m.d.comb += [out.rd_addr[0].eq(dma.rd_addr), dma.rd_data.eq(to_bytes(out.rd_data[0], cfg.act_bits))]

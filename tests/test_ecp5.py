@@ -30,6 +30,8 @@ RAM_SHAPES = [(40, 300), (20, 1000), (12, 2000), (5, 4096), (3, 8192), (2, 16384
 # (a bits, b bits), all signed
 MULT_SHAPES = [(8, 8), (4, 4), (18, 18)]
 REPLICA_BITS = 5
+# a x4 memory of 3 blocks read through 3 address copies, one per block, driven apart to show the grouping
+GROUPED_WIDTH, GROUPED_DEPTH, GROUPED_COPIES = 12, 4096, 3
 CYCLES = 1500
 RESET_CYCLES = 2
 
@@ -89,6 +91,10 @@ class _Harness(wiring.Component):
             members.update({f"mul{j}_a": In(signed(a_bits)), f"mul{j}_b": In(signed(b_bits)),
                             f"mul{j}_p": Out(signed(a_bits + b_bits))})
         members.update({"rep_d": In(REPLICA_BITS), "rep_q": Out(REPLICA_BITS)})
+        abits = ceil_log2(GROUPED_DEPTH)
+        members.update({"grp_wr_en": In(1), "grp_wr_addr": In(abits), "grp_wr_data": In(GROUPED_WIDTH),
+                        "grp_rd_data": Out(GROUPED_WIDTH)})
+        members.update({f"grp_rd_addr{j}": In(abits) for j in range(GROUPED_COPIES)})
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -102,6 +108,9 @@ class _Harness(wiring.Component):
             product = multiplier(m, getattr(self, f"mul{j}_a"), getattr(self, f"mul{j}_b"), name=f"mul{j}")
             m.d.comb += getattr(self, f"mul{j}_p").eq(product)
         m.d.comb += self.rep_q.eq(replica(m, self.rep_d, name="rep"))
+        block_ram(m, width=GROUPED_WIDTH, depth=GROUPED_DEPTH, wr_en=self.grp_wr_en, wr_addr=self.grp_wr_addr,
+                  wr_data=self.grp_wr_data, rd_addr=[getattr(self, f"grp_rd_addr{j}") for j in range(GROUPED_COPIES)],
+                  rd_data=self.grp_rd_data, name="grp")
         return m
 
 
@@ -141,6 +150,21 @@ def _stimulus(rng):
             stim[c].update({f"mul{j}_a": a, f"mul{j}_b": b})
             if c + MULT_LATENCY < CYCLES:
                 expect[c + MULT_LATENCY][f"mul{j}_p"] = a * b
+    # grouped: each copy reads its own address, so block j's 4 bits come from the entry at copy j
+    pool = sorted({0, GROUPED_DEPTH - 1} | {rng.randrange(GROUPED_DEPTH) for _ in range(24)})
+    contents, slice_bits = {}, GROUPED_WIDTH // GROUPED_COPIES
+    for c in range(CYCLES):
+        wr_en, wr_addr, wr_data = rng.random() < 0.5, rng.choice(pool), rng.getrandbits(GROUPED_WIDTH)
+        rd_addrs = [rng.choice(pool) for _ in range(GROUPED_COPIES)]
+        stim[c].update({"grp_wr_en": int(wr_en), "grp_wr_addr": wr_addr, "grp_wr_data": wr_data})
+        stim[c].update({f"grp_rd_addr{j}": a for j, a in enumerate(rd_addrs)})
+        readable = all(a in contents and not (wr_en and wr_addr == a) for a in rd_addrs)
+        if c + BLOCK_RAM_LATENCY < CYCLES and readable:
+            mask = (1 << slice_bits) - 1
+            expect[c + BLOCK_RAM_LATENCY]["grp_rd_data"] = sum(
+                (contents[a] >> (j * slice_bits) & mask) << (j * slice_bits) for j, a in enumerate(rd_addrs))
+        if wr_en:
+            contents[wr_addr] = wr_data
     for c in range(CYCLES):
         stim[c]["rep_d"] = rng.getrandbits(REPLICA_BITS)
         if c + 1 < CYCLES:
