@@ -119,7 +119,10 @@ class Sequencer(wiring.Component):
 
         # ---- fetch: one word a cycle while a queue entry is free for it, up to the word past the end ----
         fetch_pc = Signal(pc_bits)
-        fetch_pc_next = Signal(pc_bits)     # set below: +1 on a fetch, 0 at start
+        fetch_pc_next = Signal(pc_bits)     # set below: fetch_pc + 1 on a fetch, 0 at start
+        # fetch_pc + 1 in a register of its own, so fetch_pc's next value (which the far address copies
+        # take) is a mux of flip-flops rather than behind a carry chain
+        fetch_pc_inc = Signal(pc_bits, init=1)
         m.d.comb += fetch_pc_next.eq(fetch_pc)
         m.d.sync += fetch_pc.eq(fetch_pc_next)
         fetching = Signal()
@@ -143,7 +146,8 @@ class Sequencer(wiring.Component):
         # not sit between the credits and `fetching`
         past_end = Signal()
         with m.If(fetch):
-            m.d.comb += fetch_pc_next.eq(fetch_pc + 1)
+            m.d.comb += fetch_pc_next.eq(fetch_pc_inc)
+            m.d.sync += fetch_pc_inc.eq(fetch_pc_inc + 1)
             m.d.sync += past_end.eq(fetch_pc == prog_last)
             with m.If(past_end):
                 m.d.sync += fetching.eq(0)
@@ -296,6 +300,7 @@ class Sequencer(wiring.Component):
                                  past_end.eq(0), fetching.eq(0),
                                  credits.eq(Const(-1, QUEUE_DEPTH))]
                     m.d.comb += [overdue_next.eq(0), fetch_pc_next.eq(0)]
+                    m.d.sync += fetch_pc_inc.eq(1)
                     with m.If(prog_bad):
                         m.d.sync += [self.error_code.eq(FaultCode.PROGRAM_RANGE), self.finished.eq(1)]
                     with m.Else():
