@@ -324,10 +324,15 @@ DMA_CASES = {
     # merged rows (ext_stride == row bytes >= bus bytes), unaligned, blocks far apart
     "load_merged_blocks": dict(op=Opcode.LOAD, buf=Buffer.WGT, rows=4, row_len=16, buf_addr=1,
                                ext_addr=4011, ext_stride=16, blocks=3, block_stride=301),
+    # merged rows whose span is not a whole number of bus words: (rows * row bytes) % B != row bytes % B
+    "load_merged_odd_rows": dict(op=Opcode.LOAD, buf=Buffer.ACT, rows=3, row_len=21, buf_addr=4, ext_addr=4003,
+                                 ext_stride=21, blocks=2, block_stride=100),
     "load_param_blocks": dict(op=Opcode.LOAD, buf=Buffer.PARAM, rows=1, row_len=2, buf_addr=0, ext_addr=13,
                               ext_stride=16, blocks=3, block_stride=40),
     "store_rows_blocks": dict(op=Opcode.STORE, buf=Buffer.OUT, rows=2, row_len=3, buf_addr=3, ext_addr=4090,
                               ext_stride=5, blocks=3, block_stride=12),
+    "store_merged_odd_rows": dict(op=Opcode.STORE, buf=Buffer.OUT, rows=3, row_len=21, buf_addr=5, ext_addr=8170,
+                                  ext_stride=21, blocks=2, block_stride=70),
     "store_merged_blocks": dict(op=Opcode.STORE, buf=Buffer.OUT, rows=3, row_len=16, buf_addr=0,
                                 ext_addr=8185, ext_stride=16, blocks=2, block_stride=50),
 }
