@@ -15,10 +15,8 @@ L = the array's latency R + C + 3 (times below are the unit's own; the timing co
 MATMUL  s = 0 .. R-1      WGT entry wgt_addr + s read; row s of the array loads it at s + B
         s = R .. R+T-1    ACT entry act_addr + i (i = s - R) read; enters the array at s + B
         s = R+i+B+L-B     ACC entry acc_addr + i read (accumulate), so it arrives with the result row
-        s = R+i+B+L       result row i leaves the array; it and the ACC row are registered, with their
-                          high and low halves' sums and comparisons (no carry chain over acc_bits / 2 + 1 bits)
-        s = R+i+B+L+1     their sum (acc_bits wrapping: the low half's carry into the high half) and signed
-                          comparison are registered
+        s = R+i+B+L       result row i leaves the array; it and the ACC row are registered
+        s = R+i+B+L+1     their sum (acc_bits wrapping) and signed comparison are registered
         s = R+i+B+L+2     ACC value = result, or (accumulate) the sum, or (accumulate with reduce_max) the
                           signed maximum of the two, registered
         s = R+i+B+L+3     ... and written to ACC
@@ -29,7 +27,7 @@ POST    s = 0 .. T-1      ACC entry acc_addr + s read (PARAM entry param_addr re
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -161,34 +159,22 @@ class ComputeUnit(wiring.Component):
         acc_rd_go = delay(m, a_valid, arr.latency - B, "acc_rd_go")
         m.d.comb += [acc.rd_count[acc_rd].load.eq(acc_load), acc.rd_count[acc_rd].base.eq(acc_base),
                      acc.rd_count[acc_rd].step.eq(acc_rd_go)]
-        # read-add-write in three stages, no carry chain longer than acc_bits / 2 + 1: the ACC row and the
-        # result row registered, with their halves' sums and comparisons; the sum (the low half's carry into
-        # the high half, wrapping) and the signed comparison registered; the selection registered in the
-        # ACC's write register
-        h = cfg.acc_bits // 2
-        rd, y = acc.rd_data[acc_rd], arr.y_out
-        old, new, y_valid = Signal.like(rd, name="acc_old"), Signal.like(y, name="y_new"), Signal(name="y_valid")
-        m.d.sync += [old.eq(rd), new.eq(y), y_valid.eq(arr.y_valid)]
+        # read-add-write in three stages, none holding more than one acc_bits carry chain: the ACC row and the
+        # result row registered; their sum and signed comparison registered; the selection registered in the
+        # ACC's write register. (Adding and comparing the halves in the first stage, from the block RAM's
+        # output, was slower: its route leaves no room for a carry chain.)
+        old, new, y_valid = (Signal.like(acc.rd_data[acc_rd], name="acc_old"), Signal.like(arr.y_out, name="y_new"),
+                             Signal(name="y_valid"))
+        m.d.sync += [old.eq(acc.rd_data[acc_rd]), new.eq(arr.y_out), y_valid.eq(arr.y_valid)]
         old_b, new_b, sum_b = (Signal.like(old, name="acc_old_b"), Signal.like(new, name="y_new_b"),
                                Signal.like(new, name="acc_sum"))
         greater, wr_go = Signal(C, name="acc_greater"), Signal(name="acc_wr_go")
         m.d.sync += [old_b.eq(old), new_b.eq(new), wr_go.eq(y_valid)]
         for n in range(C):
-            # both operands are signed acc_bits values: the comparison is the signed one, the sum wraps.
-            # old > new exactly when new - old < 0: when the high halves' signed difference is negative, or
-            # it is zero and the low halves' unsigned difference borrows. Each chain's last bit goes straight
-            # into its register.
-            r, v = rd[n], y[n]
-            lo_sum, hi_sum = Signal(h + 1, name=f"acc_lo_sum_{n}"), Signal(len(r) - h, name=f"acc_hi_sum_{n}")
-            lo_borrow, hi_less, hi_equal = (Signal(name=f"acc_lo_borrow_{n}"), Signal(name=f"acc_hi_less_{n}"),
-                                            Signal(name=f"acc_hi_equal_{n}"))
-            m.d.sync += [
-                lo_sum.eq(r[:h] + v[:h]), hi_sum.eq(r[h:] + v[h:]),
-                lo_borrow.eq((v[:h] - r[:h])[h]), hi_less.eq((v[h:].as_signed() - r[h:].as_signed())[-1]),
-                hi_equal.eq(v[h:] == r[h:]),
-            ]
-            m.d.sync += [sum_b[n].eq(Cat(lo_sum[:h], hi_sum + lo_sum[h])),
-                         greater[n].eq(hi_less | (hi_equal & lo_borrow))]
+            # both operands are signed acc_bits values: the comparison is the signed one, the sum wraps
+            # old > new as the sign of new - old (acc_bits + 1 bits, exact): the carry chain's last bit goes
+            # straight into the register, where a `>` puts logic behind the chain
+            m.d.sync += [sum_b[n].eq(old[n] + new[n]), greater[n].eq((new[n] - old[n])[-1])]
         for n in range(C):
             combined = Mux(reduce_max, Mux(greater[n], old_b[n], new_b[n]), sum_b[n])
             m.d.comb += acc.wr_data[n].eq(Mux(accumulate, combined, new_b[n]))
