@@ -10,7 +10,8 @@ Dataflow (R = rows = reduction lanes K, C = cols = output lanes N)::
                   y[t][0]       y[t][1] ...                        y[t][n] = sum_k a[t][k] * w[k][n]
 
 Each PE holds one weight w[k][n] (loaded a row at a time through `w_load`/`w_row`/`w_data` before a
-stream starts), multiplies a*w (act_bits x weight_bits, signed) in MULT_LATENCY = 3 cycles (operands
+stream starts; a row presented in cycle c is written in cycle c + 1, so it serves the vectors presented on
+`a_in` from cycle c + 1 - k on), multiplies a*w (act_bits x weight_bits, signed) in MULT_LATENCY = 3 cycles (operands
 registered, product registered twice: on ECP5 one MULT18X18D with its input, pipeline and output registers,
 hdl/ecp5.py; elsewhere, and for products of 4 bits or less, the same three registers around a `*`), and
 registers the partial sum psum_in + product (signed). A column's sum of R products never needs more than
@@ -63,11 +64,17 @@ class SystolicArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         R, C = self.rows, self.cols
+        # A weight row is written a cycle after it is presented: the data registered, and each PE's load
+        # enable decoded and registered on its own, so no enable drives more than one PE's weight register
         weight = [[Signal(signed(self._weight_bits), name=f"w_{k}_{n}") for n in range(C)] for k in range(R)]
-        with m.If(self.w_load):
-            for k in range(R):
-                with m.If(self.w_row == k):
-                    m.d.sync += [weight[k][n].eq(self.w_data[n]) for n in range(C)]
+        w_data = Signal.like(self.w_data, name="w_data_r")
+        m.d.sync += w_data.eq(self.w_data)
+        for k in range(R):
+            for n in range(C):
+                load = Signal(name=f"w_load_{k}_{n}")
+                m.d.sync += load.eq(self.w_load & (self.w_row == k))
+                with m.If(load):
+                    m.d.sync += weight[k][n].eq(w_data[n])
 
         # input skew: row k sees the vector k cycles after row 0
         a_reg = Signal(data.ArrayLayout(signed(self._act_bits), R), name="a_reg")

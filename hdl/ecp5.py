@@ -82,6 +82,10 @@ def block_ram(m: Module, *, width: int, depth: int, wr_en, wr_addr, wr_data, rd_
               name: str) -> None:
     """A `depth` x `width` memory built from DP16KD blocks in the sync domain.
 
+    `wr_en`, `wr_addr` and `rd_addr` are each one Value, or a sequence of `ebr_layout(width, depth).blocks`
+    Values that the caller keeps equal, one for each block in tiling order: copies of a register, each
+    placed beside its block, so no address or enable net spans the memory.
+
     One write port (A) and one read port (B, REGMODE_B = OUTREG). `rd_data` (`width` bits, driven here
     with m.d.comb) shows the entry at `rd_addr` presented in cycle c during cycle c + BLOCK_RAM_LATENCY.
     A write presented in cycle c is seen by reads presented from cycle c + 1 on; a read of the address
@@ -95,27 +99,37 @@ def block_ram(m: Module, *, width: int, depth: int, wr_en, wr_addr, wr_data, rd_
     for port, value in (("wr_data", wr_data), ("rd_data", rd_data)):
         if len(value) != width:
             raise ValueError(f"block RAM {name!r}: {port} is {len(value)} bits wide, the memory {width}")
-    wr_en = Value.cast(wr_en)
-    if len(wr_en) != 1:
-        raise ValueError(f"block RAM {name!r}: wr_en must be 1 bit wide, not {len(wr_en)}")
+    def per_block(port, value):
+        values = [Value.cast(v) for v in value] if isinstance(value, (list, tuple)) else [Value.cast(value)]
+        if len(values) not in (1, layout.blocks):
+            raise ValueError(f"block RAM {name!r}: {port} has {len(values)} copies; give one, or one for each "
+                             f"of the {layout.blocks} blocks")
+        return values * layout.blocks if len(values) == 1 else values
+
+    wr_ens, wr_addrs = per_block("wr_en", wr_en), per_block("wr_addr", wr_addr)
+    rd_addrs = per_block("rd_addr", rd_addr)
+    for copy in wr_ens:
+        if len(copy) != 1:
+            raise ValueError(f"block RAM {name!r}: wr_en must be 1 bit wide, not {len(copy)}")
 
     pdp = layout.port_width == 36
     word_bits = _EBR_ADDR_BITS - layout.addr_shift
     abits = ceil_log2(depth)
-    wr_word = _bits(Value.cast(wr_addr)[:abits] if abits else Const(0, 1), word_bits)
-    rd_word = _bits(Value.cast(rd_addr)[:abits] if abits else Const(0, 1), word_bits)
-    if pdp:  # ADA[3:0] are the byte enables and the only write enable (WEA is tied high, as Yosys does)
-        wr_low, rd_low = [wr_en] * 4 + [Const(0, 1)], [Const(0, 1)] * 5
-    elif layout.port_width == 18:  # ADA[1:0] are byte enables: both bytes always
-        wr_low, rd_low = [Const(1, 1)] * 2 + [Const(0, 1)] * 2, [Const(0, 1)] * 4
-    else:
-        wr_low, rd_low = [Const(0, 1)] * layout.addr_shift, [Const(0, 1)] * layout.addr_shift
-    ada, adb = wr_low + wr_word, rd_low + rd_word
 
     padded = layout.port_width * layout.blocks
     wr_bits = _bits(wr_data, padded)
     rd_tiles = []
     for block in range(layout.blocks):
+        wr_en = wr_ens[block]
+        wr_word = _bits(wr_addrs[block][:abits] if abits else Const(0, 1), word_bits)
+        rd_word = _bits(rd_addrs[block][:abits] if abits else Const(0, 1), word_bits)
+        if pdp:  # ADA[3:0] are the byte enables and the only write enable (WEA is tied high, as Yosys does)
+            wr_low, rd_low = [wr_en] * 4 + [Const(0, 1)], [Const(0, 1)] * 5
+        elif layout.port_width == 18:  # ADA[1:0] are byte enables: both bytes always
+            wr_low, rd_low = [Const(1, 1)] * 2 + [Const(0, 1)] * 2, [Const(0, 1)] * 4
+        else:
+            wr_low, rd_low = [Const(0, 1)] * layout.addr_shift, [Const(0, 1)] * layout.addr_shift
+        ada, adb = wr_low + wr_word, rd_low + rd_word
         lo = block * layout.port_width
         di = wr_bits[lo:lo + layout.port_width] + [Const(0, 1)] * (36 - layout.port_width)
         do = Signal(layout.port_width, name=f"{name}_do{block}")
@@ -196,14 +210,16 @@ def multiplier(m: Module, a, b, *, name: str) -> Value:
     return product[:len(a) + len(b)].as_signed()
 
 
-def replica(m: Module, value: Value, *, name: str) -> Signal:
-    """`value` registered (same shape, one cycle later, no reset) in flip-flops of its own: one TRELLIS_FF
-    per bit, clocked by `sync`, that Yosys keeps even where another register has the same input. Its
-    behavioural twin is a reset-less register."""
+def replica(m: Module, value: Value, *, name: str, reset: bool = False) -> Signal:
+    """`value` registered (same shape, one cycle later) in flip-flops of its own: one TRELLIS_FF per bit,
+    clocked by `sync`, that Yosys keeps even where another register has the same input. With `reset` the
+    domain's (synchronous) reset clears it, else it has none. Its behavioural twin is a register with or
+    without reset, alike."""
     value = Value.cast(value)
     q = Signal(value.shape(), name=name)
+    lsr = ResetSignal("sync", allow_reset_less=True) if reset else Const(0, 1)
     for bit in range(len(value)):
         m.submodules[f"{name}_ff{bit}"] = Instance(
             "TRELLIS_FF", p_GSR="DISABLED", p_CEMUX="1", p_CLKMUX="CLK", p_LSRMUX="LSR", p_REGSET="RESET",
-            p_SRMODE="LSR_OVER_CE", i_CLK=ClockSignal(), i_LSR=Const(0, 1), i_DI=value[bit], o_Q=q[bit])
+            p_SRMODE="LSR_OVER_CE", i_CLK=ClockSignal(), i_LSR=lsr, i_DI=value[bit], o_Q=q[bit])
     return q

@@ -1,6 +1,7 @@
 """Block-level tests in Amaranth's Python simulator: post-processing, the array, the decoder, lint."""
 import numpy as np
 import pytest
+from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 from emu import isa, numerics
@@ -425,10 +426,11 @@ def _compute_with_buffers(cfg):
     m.submodules.cu = cu = ComputeUnit(cfg)
     bufs = {}
     for name in ("act", "wgt", "param", "out"):
-        m.submodules[name] = bufs[name] = BlockRAM(shape=lay[name], depth=getattr(cfg, f"{name}_depth"))
+        m.submodules[name] = bufs[name] = BlockRAM(shape=lay[name], depth=getattr(cfg, f"{name}_depth"),
+                                                   counted_reads=name != "out")
     for name in ("act", "wgt", "param"):
-        m.d.comb += [bufs[name].rd_addr[0].eq(getattr(cu, f"{name}_rd_addr")),
-                     getattr(cu, f"{name}_rd_data").eq(bufs[name].rd_data[0])]
+        wiring.connect(m, getattr(cu, f"{name}_rd"), bufs[name].rd_count[0])
+        m.d.comb += getattr(cu, f"{name}_rd_data").eq(bufs[name].rd_data[0])
     m.d.comb += [bufs["out"].wr_en.eq(cu.out_wr_en), bufs["out"].wr_addr.eq(cu.out_wr_addr),
                  bufs["out"].wr_data.eq(cu.out_wr_data)]
     return m, cu, bufs
