@@ -10,7 +10,7 @@ by then; the unit sees the instruction emu.timing.ISSUE_LATENCY cycles after its
 `wgt_rd`, `param_rd`, and the ACC's own) a cycle before the read, as it would set an address register; the
 ACC's write inputs are registered in the ACC (`registered_write`). Every buffer read takes
 B = hdl.bram.BlockRAM.LATENCY = 2 cycles. With t the cycle `start` is seen, s = cycle - (t + 1) and
-L = the array's latency R + C + 3 (times below are the unit's own; the timing constants add ISSUE_LATENCY):
+L = the array's latency R + C + 4 (times below are the unit's own; the timing constants add ISSUE_LATENCY):
 
 MATMUL  s = 0 .. R-1      WGT entry wgt_addr + s read; row s of the array loads it at s + B
         s = R .. R+T-1    ACT entry act_addr + i (i = s - R) read; enters the array at s + B
@@ -20,7 +20,7 @@ MATMUL  s = 0 .. R-1      WGT entry wgt_addr + s read; row s of the array loads 
         s = R+i+B+L+2     ACC value = result, or (accumulate) the sum, or (accumulate with reduce_max) the
                           signed maximum of the two, registered
         s = R+i+B+L+3     ... and written to ACC
-        last write at s = 2R + C + T + 7  ->  MATMUL_LATENCY >= ISSUE_LATENCY + B + MULT_LATENCY + 6 = 12
+        last write at s = 2R + C + T + 7  ->  MATMUL_LATENCY >= ISSUE_LATENCY + B + MULT_LATENCY + 6 = 13
 POST    s = 0 .. T-1      ACC entry acc_addr + s read (PARAM entry param_addr read throughout)
         s = i + B + P     requantized row i written to OUT (P = PostProc.LATENCY)
                           ->  last at T - 1 + B + P, POST_LATENCY >= ISSUE_LATENCY + B + P + 1
