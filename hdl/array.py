@@ -10,10 +10,14 @@ Dataflow (R = rows = reduction lanes K, C = cols = output lanes N)::
                   y[t][0]       y[t][1] ...                        y[t][n] = sum_k a[t][k] * w[k][n]
 
 Each PE holds one weight w[k][n] (loaded a row at a time through `w_load`/`w_row`/`w_data` before a
-stream starts), multiplies a*w (act_bits x weight_bits, signed) in MULT_LATENCY = 3 cycles (operands
-registered, product registered twice: on ECP5 one MULT18X18D with its input, pipeline and output registers,
-hdl/ecp5.py; elsewhere, and for products of 4 bits or less, the same three registers around a `*`), and
-registers the partial sum psum_in + product (signed). A column's sum of R products never needs more than
+stream starts; a row presented in cycle c is written in cycle c + 1, so it serves the vectors presented on
+`a_in` from cycle c + 1 - k on), multiplies a*w (act_bits x weight_bits, signed) in MULT_LATENCY = 4 cycles (operands
+registered, product registered three times: on ECP5 one MULT18X18D with its input, pipeline and output
+registers, hdl/ecp5.py, then a fabric register; elsewhere, and for products of 4 bits or less, the same
+four registers around a `*`), and registers the partial sum psum_in + product (signed). The fabric
+register takes the route out of the DSP block off the partial sum's carry chain: with the adder fed
+straight from the DSP's output register, the partial sums were the array's slowest paths (8.0 ns in the
+8x8 build). A column's sum of R products never needs more than
 act_bits + weight_bits + ceil(log2 R) bits, so the partial sums are that wide (or acc_bits, wrapping, if
 that is narrower) and sign-extended to acc_bits on `y_out`: equal results with shorter carry chains and
 fewer flip-flops (8x8 W8A8: 19 bits instead of 32). No stage holds more than the multiplier or one
@@ -41,8 +45,8 @@ from .pipeline import delay
 
 __all__ = ["SystolicArray", "MULT_LATENCY"]
 
-MULT_LATENCY = 3
-assert MULT_LATENCY == ecp5.MULT_LATENCY
+MULT_LATENCY = 4
+assert MULT_LATENCY == ecp5.MULT_LATENCY + 1     # the DSP block's three registers, then one in the fabric
 
 
 class SystolicArray(wiring.Component):
@@ -63,11 +67,17 @@ class SystolicArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         R, C = self.rows, self.cols
+        # A weight row is written a cycle after it is presented: the data registered, and each PE's load
+        # enable decoded and registered on its own, so no enable drives more than one PE's weight register
         weight = [[Signal(signed(self._weight_bits), name=f"w_{k}_{n}") for n in range(C)] for k in range(R)]
-        with m.If(self.w_load):
-            for k in range(R):
-                with m.If(self.w_row == k):
-                    m.d.sync += [weight[k][n].eq(self.w_data[n]) for n in range(C)]
+        w_data = Signal.like(self.w_data, name="w_data_r")
+        m.d.sync += w_data.eq(self.w_data)
+        for k in range(R):
+            for n in range(C):
+                load = Signal(name=f"w_load_{k}_{n}")
+                m.d.sync += load.eq(self.w_load & (self.w_row == k))
+                with m.If(load):
+                    m.d.sync += weight[k][n].eq(w_data[n])
 
         # input skew: row k sees the vector k cycles after row 0
         a_reg = Signal(data.ArrayLayout(signed(self._act_bits), R), name="a_reg")
@@ -88,7 +98,7 @@ class SystolicArray(wiring.Component):
             a = row_in[k]
             for n in range(C):
                 if hard:
-                    prod = ecp5.multiplier(m, a, weight[k][n], name=f"mult_{k}_{n}")
+                    prod = delay(m, ecp5.multiplier(m, a, weight[k][n], name=f"mult_{k}_{n}"), 1, f"prod_{k}_{n}")
                 else:
                     a_r, w_r = Signal.like(a, name=f"a_r_{k}_{n}"), Signal.like(weight[k][n], name=f"w_r_{k}_{n}")
                     prod = Signal(signed(self._act_bits + self._weight_bits), name=f"prod_{k}_{n}")

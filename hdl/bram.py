@@ -12,15 +12,26 @@ the cycle it is written (a real dual-port RAM's result would be undefined), so n
 stated. In simulation (and for non-ECP5 targets) it is an Amaranth `Memory` read port plus one register; for
 ECP5 it is DP16KD blocks with REGMODE = OUTREG (hdl/ecp5.py), one copy per read port.
 
-A wide memory spans many blocks, and one address register driving them all is a slow net. With
-`addr_copies` = k > 1 each read port takes its address k times: rd_addr[i] and rd_addr_copy[i][0 .. k-2],
-which the user drives from registers of its own with the same value every cycle. On ECP5 the blocks are
-split into k groups (hdl.ecp5.block_ram), each addressed by one copy; elsewhere the memory is split into k
-slices of adjacent bits, slice j read at copy j, so a simulation sees a copy that differs. Same latency.
+A wide memory is many DP16KD blocks side by side (ACC at 8x8: 15 a port, PARAM 22), and a DP16KD's address
+and enable inputs have a large setup time, so one register driving them all cannot be near them all. For
+the compute unit's streaming accesses the block RAM therefore holds the registers itself, one copy beside
+each block on ECP5 (one register elsewhere), with no logic between a copy and its block:
+
+* `counted_reads`: each read port is addressed by a counter, `rd_count[i]` (`counter_signature`) in place
+  of `rd_addr[i]`. A `load` presented in cycle c sets the address to `base` (unsigned), else a `step` adds
+  one (wrapping); the address so set is read in cycle c + 1, its entry on rd_data[i] in cycle c + 3. Each
+  copy counts for itself, so the copies need only `load`, `base` and `step` from afar.
+* `registered_write`: wr_en, wr_addr and wr_data presented in cycle c write in cycle c + 1 (so reads
+  presented from cycle c + 2 see it); wr_en is cleared by reset.
+* `addr_copies` = k > 1 (for a reader that keeps its own address register, like the sequencer's fetch):
+  each read port takes its address k times, rd_addr[i] and rd_addr_copy[i][0 .. k-2], which the reader
+  drives from registers of its own with the same value every cycle. On ECP5 the blocks are split into k
+  groups of adjacent blocks, each addressed by one copy; elsewhere the memory is split into k slices of
+  adjacent bits, slice j read at copy j, so a simulation sees a copy that differs. Same latency.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Shape, Value
+from amaranth.hdl import Module, Shape, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -28,56 +39,87 @@ from amaranth.lib.wiring import In, Out
 from . import ecp5
 from .pipeline import delay
 
-__all__ = ["BlockRAM"]
+__all__ = ["BlockRAM", "counter_signature"]
+
+
+def counter_signature(addr_bits: int) -> wiring.Signature:
+    """A read address counter, from the reader's side: `load` (1 bit) sets it to `base` (addr_bits, unsigned),
+    else `step` (1 bit) adds one."""
+    return wiring.Signature({"load": Out(1), "base": Out(addr_bits), "step": Out(1)})
 
 
 class BlockRAM(wiring.Component):
     LATENCY = 2
     assert LATENCY == ecp5.BLOCK_RAM_LATENCY
 
-    def __init__(self, *, shape, depth: int, read_ports: int = 1, addr_copies: int = 1):
+    @staticmethod
+    def addr_bits(depth: int) -> int:
+        """Width of the address of a `depth`-entry block RAM."""
+        return max(1, (depth - 1).bit_length())
+
+    def __init__(self, *, shape, depth: int, read_ports: int = 1, counted_reads: bool = False,
+                 registered_write: bool = False, addr_copies: int = 1):
         if not isinstance(depth, int) or depth < 1:
             raise ValueError(f"depth={depth!r} is not accepted: expected a positive integer")
         if not isinstance(read_ports, int) or read_ports < 1:
             raise ValueError(f"read_ports={read_ports!r} is not accepted: expected a positive integer")
         width = Shape.cast(shape).width
-        if not isinstance(addr_copies, int) or not 1 <= addr_copies <= width:
+        if not isinstance(addr_copies, int) or not 1 <= addr_copies <= width or (counted_reads and addr_copies > 1):
             raise ValueError(f"addr_copies={addr_copies!r} is not accepted: expected an integer from 1 to the "
-                             f"width, {width}")
+                             f"width, {width} (1 with counted_reads)")
         self._shape, self._depth, self._read_ports, self._addr_copies = shape, depth, read_ports, addr_copies
-        abits = max(1, (depth - 1).bit_length())
-        members = {
-            "rd_addr": In(abits).array(read_ports), "rd_data": Out(shape).array(read_ports),
-            "wr_en": In(1), "wr_addr": In(abits), "wr_data": In(shape),
-        }
+        self._counted_reads, self._registered_write = counted_reads, registered_write
+        abits = self.addr_bits(depth)
+        read = ({"rd_count": In(counter_signature(abits)).array(read_ports)} if counted_reads else
+                {"rd_addr": In(abits).array(read_ports)})
         if addr_copies > 1:
-            members["rd_addr_copy"] = In(abits).array(read_ports, addr_copies - 1)
-        super().__init__(members)
+            read["rd_addr_copy"] = In(abits).array(read_ports, addr_copies - 1)
+        super().__init__({
+            **read, "rd_data": Out(shape).array(read_ports),
+            "wr_en": In(1), "wr_addr": In(abits), "wr_data": In(shape),
+        })
 
     def elaborate(self, platform):
         m = Module()
         width = Shape.cast(self._shape).width
+        hard = ecp5.is_ecp5(platform)
+        copies = ecp5.ebr_layout(width, self._depth).blocks if hard else 1
+
+        def counters(i):
+            ctl, addrs = self.rd_count[i], []
+            for c in range(copies):
+                addr = Signal.like(ctl.base, name=f"rd_addr{i}_{c}")
+                with m.If(ctl.load):
+                    m.d.sync += addr.eq(ctl.base)
+                with m.Elif(ctl.step):
+                    m.d.sync += addr.eq(addr + 1)
+                addrs.append(addr)
+            return addrs
+
+        wr_en, wr_addr, wr_data = self.wr_en, self.wr_addr, Value.cast(self.wr_data)
+        if self._registered_write:
+            wr_data = delay(m, wr_data, 1, "wr_data")
+            if hard:   # copies Yosys keeps, though their inputs are the same
+                wr_en = [ecp5.replica(m, self.wr_en, name=f"wr_en_{c}", reset=True) for c in range(copies)]
+                wr_addr = [ecp5.replica(m, self.wr_addr, name=f"wr_addr_{c}") for c in range(copies)]
+            else:
+                wr_en, wr_addr = delay(m, self.wr_en, 1, "wr_en"), delay(m, self.wr_addr, 1, "wr_addr")
         k = self._addr_copies
         for i in range(self._read_ports):
-            rd_addrs = [self.rd_addr[i]] + [self.rd_addr_copy[i][j] for j in range(k - 1)]
-            if ecp5.is_ecp5(platform):
-                ecp5.block_ram(m, width=width, depth=self._depth, wr_en=self.wr_en, wr_addr=self.wr_addr,
-                               wr_data=Value.cast(self.wr_data), rd_addr=rd_addrs if k > 1 else rd_addrs[0],
-                               rd_data=Value.cast(self.rd_data[i]), name=f"port{i}")
+            if self._counted_reads:
+                rd_addrs = counters(i)
+            else:
+                rd_addrs = [self.rd_addr[i]] + [self.rd_addr_copy[i][j] for j in range(k - 1)]
+            if hard:
+                ecp5.block_ram(m, width=width, depth=self._depth, wr_en=wr_en, wr_addr=wr_addr, wr_data=wr_data,
+                               rd_addr=rd_addrs, rd_data=Value.cast(self.rd_data[i]), name=f"port{i}")
                 continue
-            if k == 1:
-                mem = Memory(shape=self._shape, depth=self._depth, init=[])
-                m.submodules[f"mem{i}"] = mem
-                wr, rd = mem.write_port(), mem.read_port()
-                m.d.comb += [wr.en.eq(self.wr_en), wr.addr.eq(self.wr_addr), wr.data.eq(self.wr_data),
-                             rd.addr.eq(self.rd_addr[i]), self.rd_data[i].eq(delay(m, rd.data, 1, f"rd_data{i}"))]
-                continue
-            wr_data, rd_data = Value.cast(self.wr_data), Value.cast(self.rd_data[i])
+            # k slices of adjacent bits, slice j read at address copy j (one slice without copies)
+            rd_data = Value.cast(self.rd_data[i])
             for j, addr in enumerate(rd_addrs):
                 lo, hi = j * width // k, (j + 1) * width // k
-                mem = Memory(shape=hi - lo, depth=self._depth, init=[])
-                m.submodules[f"mem{i}_{j}"] = mem
+                m.submodules[f"mem{i}_{j}"] = mem = Memory(shape=hi - lo, depth=self._depth, init=[])
                 wr, rd = mem.write_port(), mem.read_port()
-                m.d.comb += [wr.en.eq(self.wr_en), wr.addr.eq(self.wr_addr), wr.data.eq(wr_data[lo:hi]),
-                             rd.addr.eq(addr), rd_data[lo:hi].eq(delay(m, rd.data, 1, f"rd_data{i}_{j}"))]
+                m.d.comb += [wr.en.eq(wr_en), wr.addr.eq(wr_addr), wr.data.eq(wr_data[lo:hi]), rd.addr.eq(addr),
+                             rd_data[lo:hi].eq(delay(m, rd.data, 1, f"rd_data{i}_{j}"))]
         return m

@@ -5,9 +5,12 @@ It owns the accumulator buffer. An instruction accepted on `start` at cycle t ke
 `post_busy` (POST, `post` = 1) high until cycle t + emu.timing.instr_cycles(instr) (MATMUL
 2R + C + T - 2 + MATMUL_LATENCY, POST T + POST_LATENCY), and the datapath below finishes every buffer write
 by then; the unit sees the instruction emu.timing.ISSUE_LATENCY cycles after its issue, and `busy` /
-`post_busy` are registers. Buffer addresses come from registers that count on; every buffer read takes
+`post_busy` are registers. Buffer read addresses are counters the buffers hold (hdl/bram.py
+`counted_reads`, one beside each block RAM on ECP5): the unit presents `load`/`base`/`step` (`act_rd`,
+`wgt_rd`, `param_rd`, and the ACC's own) a cycle before the read, as it would set an address register; the
+ACC's write inputs are registered in the ACC (`registered_write`). Every buffer read takes
 B = hdl.bram.BlockRAM.LATENCY = 2 cycles. With t the cycle `start` is seen, s = cycle - (t + 1) and
-L = the array's latency R + C + 3 (times below are the unit's own; the timing constants add ISSUE_LATENCY):
+L = the array's latency R + C + 4 (times below are the unit's own; the timing constants add ISSUE_LATENCY):
 
 MATMUL  s = 0 .. R-1      WGT entry wgt_addr + s read; row s of the array loads it at s + B
         s = R .. R+T-1    ACT entry act_addr + i (i = s - R) read; enters the array at s + B
@@ -17,7 +20,7 @@ MATMUL  s = 0 .. R-1      WGT entry wgt_addr + s read; row s of the array loads 
         s = R+i+B+L+2     ACC value = result, or (accumulate) the sum, or (accumulate with reduce_max) the
                           signed maximum of the two, registered
         s = R+i+B+L+3     ... and written to ACC
-        last write at s = 2R + C + T + 7  ->  MATMUL_LATENCY >= ISSUE_LATENCY + B + MULT_LATENCY + 6 = 12
+        last write at s = 2R + C + T + 7  ->  MATMUL_LATENCY >= ISSUE_LATENCY + B + MULT_LATENCY + 6 = 13
 POST    s = 0 .. T-1      ACC entry acc_addr + s read (PARAM entry param_addr read throughout)
         s = i + B + P     requantized row i written to OUT (P = PostProc.LATENCY)
                           ->  last at T - 1 + B + P, POST_LATENCY >= ISSUE_LATENCY + B + P + 1
@@ -32,7 +35,7 @@ from emu import timing
 from emu.config import AccelConfig
 
 from .array import MULT_LATENCY, SystolicArray
-from .bram import BlockRAM
+from .bram import BlockRAM, counter_signature
 from .buffers import entry_layouts
 from .pipeline import delay
 from .postproc import PostProc
@@ -57,9 +60,10 @@ class ComputeUnit(wiring.Component):
             "out_addr": In(16), "param_addr": In(16),
             "shift": In(6), "zero_point": In(signed(8)), "clamp_lo": In(signed(8)), "clamp_hi": In(signed(8)),
             "busy": Out(1), "post_busy": Out(1),
-            "act_rd_addr": Out(16), "act_rd_data": In(lay["act"]),
-            "wgt_rd_addr": Out(16), "wgt_rd_data": In(lay["wgt"]),
-            "param_rd_addr": Out(16), "param_rd_data": In(lay["param"]),
+            "act_rd": Out(counter_signature(BlockRAM.addr_bits(cfg.act_depth))), "act_rd_data": In(lay["act"]),
+            "wgt_rd": Out(counter_signature(BlockRAM.addr_bits(cfg.wgt_depth))), "wgt_rd_data": In(lay["wgt"]),
+            "param_rd": Out(counter_signature(BlockRAM.addr_bits(cfg.param_depth))),
+            "param_rd_data": In(lay["param"]),
             "out_wr_en": Out(1), "out_wr_addr": Out(16), "out_wr_data": Out(lay["out"]),
         })
 
@@ -72,59 +76,78 @@ class ComputeUnit(wiring.Component):
         m.submodules.post_unit = pp = PostProc(lanes=C, acc_bits=cfg.acc_bits, act_bits=cfg.act_bits)
         # ACC: one write port, a read port for MATMUL's read-add-write and one for POST, so a POST of some ACC
         # rows runs while a MATMUL fills others (the program never lets the two units touch one row at once;
-        # SYNC orders them)
-        m.submodules.acc = acc = BlockRAM(shape=entry_layouts(cfg)["acc"], depth=cfg.acc_depth, read_ports=2)
+        # SYNC orders them). Its read addresses are counters and its write inputs registers that it holds
+        # beside each of its block RAMs (hdl/bram.py).
+        m.submodules.acc = acc = BlockRAM(shape=entry_layouts(cfg)["acc"], depth=cfg.acc_depth, read_ports=2,
+                                          counted_reads=True, registered_write=True)
         acc_rd, post_rd = 0, 1
         B = BlockRAM.LATENCY
+        mm_start, post_start = self.start & ~self.post, self.start & self.post
 
         # MATMUL state. Each counter runs down as a signed number whose sign bit is the flag the next cycle
         # needs, so the busy flag and the phase flags are registers loaded from a sign bit, not compares.
-        accumulate, reduce_max = Signal(), Signal()
+        accumulate, reduce_max = Signal(name="accumulate"), Signal(name="reduce_max")
         mm_left = Signal(signed(19))      # busy cycles left - 2: busy next cycle while >= 0
         w_row = Signal(range(max(R, 2)))  # WGT entry (array row) read this cycle
-        w_phase, a_phase = Signal(), Signal()   # WGT rows are read (s < R); ACT entries are read (R <= s < R + T)
+        w_phase = Signal()                # WGT rows are read (s < R)
+        a_phase = Signal()                # ACT entries are read (R <= s < R + T)
         act_left = Signal(signed(17))     # ACT entries left to read - 2, in the ACT phase
-        m.d.sync += self.busy.eq(~mm_left[-1] | (self.start & ~self.post))
+        m.d.sync += self.busy.eq(~mm_left[-1] | mm_start)
         with m.If(self.busy):
-            m.d.sync += [mm_left.eq(mm_left - 1), self.wgt_rd_addr.eq(self.wgt_rd_addr + 1)]
+            m.d.sync += mm_left.eq(mm_left - 1)
         with m.If(w_phase):
             m.d.sync += w_row.eq(w_row + 1)
             with m.If(w_row == R - 1):
                 m.d.sync += [w_phase.eq(0), a_phase.eq(1)]
         with m.If(a_phase):
-            m.d.sync += [self.act_rd_addr.eq(self.act_rd_addr + 1), act_left.eq(act_left - 1)]
+            m.d.sync += act_left.eq(act_left - 1)
             with m.If(act_left[-1]):
                 m.d.sync += a_phase.eq(0)
-        acc_rd_ptr, acc_wr_ptr = Signal(16), Signal(16)
-        with m.If(self.start & ~self.post):
+        # WGT and ACT entries are read from the cycle after `start` on; the ACC addresses are first needed
+        # R + L cycles later, so they load from acc_base, a register here, a cycle after `start`, and no
+        # path runs from the sequencer to the ACC's block RAMs
+        acc_base = Signal(len(acc.wr_addr), name="acc_base")
+        acc_load = Signal(name="acc_load")
+        m.d.sync += acc_load.eq(mm_start)
+        with m.If(mm_start):
             matmul_cycles = 2 * R + C - 2 + timing.MATMUL_LATENCY - timing.ISSUE_LATENCY
             m.d.sync += [
-                accumulate.eq(self.accumulate), reduce_max.eq(self.reduce_max),
-                self.wgt_rd_addr.eq(self.wgt_addr), self.act_rd_addr.eq(self.act_addr),
-                acc_rd_ptr.eq(self.acc_addr), acc_wr_ptr.eq(self.acc_addr),
+                accumulate.eq(self.accumulate), reduce_max.eq(self.reduce_max), acc_base.eq(self.acc_addr),
                 mm_left.eq(self.rows + (matmul_cycles - 3)), w_row.eq(0), w_phase.eq(1),
                 act_left.eq(self.rows - 2),
             ]
+        m.d.comb += [
+            self.wgt_rd.load.eq(mm_start), self.wgt_rd.base.eq(self.wgt_addr), self.wgt_rd.step.eq(self.busy),
+            self.act_rd.load.eq(mm_start), self.act_rd.base.eq(self.act_addr), self.act_rd.step.eq(a_phase),
+        ]
 
         # POST state, counted down the same way
-        shift, zp, lo, hi = Signal(6), Signal(signed(8)), Signal(signed(8)), Signal(signed(8))
-        p_left, out_ptr = Signal(signed(19)), Signal(16)   # busy cycles left - 2
-        p_phase, p_rows_left = Signal(), Signal(signed(17))  # ACC rows are read; rows left to read - 2
-        m.d.sync += self.post_busy.eq(~p_left[-1] | (self.start & self.post))
+        shift, zp = Signal(6, name="shift"), Signal(signed(8), name="zero_point")
+        lo, hi = Signal(signed(8), name="clamp_lo"), Signal(signed(8), name="clamp_hi")
+        p_left = Signal(signed(19))       # busy cycles left - 2
+        out_ptr = Signal(16)
+        p_phase = Signal()                # ACC rows are read
+        p_rows_left = Signal(signed(17))  # rows left to read - 2
+        m.d.sync += self.post_busy.eq(~p_left[-1] | post_start)
         with m.If(self.post_busy):
-            m.d.sync += [p_left.eq(p_left - 1), acc.rd_addr[post_rd].eq(acc.rd_addr[post_rd] + 1)]
+            m.d.sync += p_left.eq(p_left - 1)
         with m.If(p_phase):
             m.d.sync += p_rows_left.eq(p_rows_left - 1)
             with m.If(p_rows_left[-1]):
                 m.d.sync += p_phase.eq(0)
-        with m.If(self.start & self.post):
+        with m.If(post_start):
             m.d.sync += [
-                acc.rd_addr[post_rd].eq(self.acc_addr), out_ptr.eq(self.out_addr),
-                self.param_rd_addr.eq(self.param_addr), shift.eq(self.shift), zp.eq(self.zero_point),
+                out_ptr.eq(self.out_addr), shift.eq(self.shift), zp.eq(self.zero_point),
                 lo.eq(self.clamp_lo), hi.eq(self.clamp_hi),
                 p_left.eq(self.rows + (timing.POST_LATENCY - timing.ISSUE_LATENCY - 3)), p_phase.eq(1),
                 p_rows_left.eq(self.rows - 2),
             ]
+        # the PARAM entry is read throughout; ACC rows from the cycle after `start` on
+        m.d.comb += [
+            self.param_rd.load.eq(post_start), self.param_rd.base.eq(self.param_addr),
+            acc.rd_count[post_rd].load.eq(post_start), acc.rd_count[post_rd].base.eq(self.acc_addr),
+            acc.rd_count[post_rd].step.eq(self.post_busy),
+        ]
 
         # ---- MATMUL ----
         a_valid = delay(m, a_phase, B, "a_valid")
@@ -134,12 +157,12 @@ class ComputeUnit(wiring.Component):
         ]
         # ACC rows are read B cycles ahead of the result rows they are added to
         acc_rd_go = delay(m, a_valid, arr.latency - B, "acc_rd_go")
-        with m.If(acc_rd_go):
-            m.d.sync += acc_rd_ptr.eq(acc_rd_ptr + 1)
-        m.d.comb += acc.rd_addr[acc_rd].eq(acc_rd_ptr)
+        m.d.comb += [acc.rd_count[acc_rd].load.eq(acc_load), acc.rd_count[acc_rd].base.eq(acc_base),
+                     acc.rd_count[acc_rd].step.eq(acc_rd_go)]
         # read-add-write in three stages, none holding more than one acc_bits carry chain: the ACC row and the
-        # result row registered; their sum and signed comparison registered; the selection registered for
-        # the write
+        # result row registered; their sum and signed comparison registered; the selection registered in the
+        # ACC's write register. (Adding and comparing the halves in the first stage, from the block RAM's
+        # output, was slower: its route leaves no room for a carry chain.)
         old, new, y_valid = (Signal.like(acc.rd_data[acc_rd], name="acc_old"), Signal.like(arr.y_out, name="y_new"),
                              Signal(name="y_valid"))
         m.d.sync += [old.eq(acc.rd_data[acc_rd]), new.eq(arr.y_out), y_valid.eq(arr.y_valid)]
@@ -152,12 +175,16 @@ class ComputeUnit(wiring.Component):
             # old > new as the sign of new - old (acc_bits + 1 bits, exact): the carry chain's last bit goes
             # straight into the register, where a `>` puts logic behind the chain
             m.d.sync += [sum_b[n].eq(old[n] + new[n]), greater[n].eq((new[n] - old[n])[-1])]
-        with m.If(wr_go):
-            m.d.sync += acc_wr_ptr.eq(acc_wr_ptr + 1)
         for n in range(C):
             combined = Mux(reduce_max, Mux(greater[n], old_b[n], new_b[n]), sum_b[n])
-            m.d.sync += acc.wr_data[n].eq(Mux(accumulate, combined, new_b[n]))
-        m.d.sync += [acc.wr_en.eq(wr_go), acc.wr_addr.eq(acc_wr_ptr)]
+            m.d.comb += acc.wr_data[n].eq(Mux(accumulate, combined, new_b[n]))
+        # the write address counts in the compute unit, one ACC row per write; the ACC registers it
+        acc_wr_ptr = Signal.like(acc_base, name="acc_wr_ptr")
+        with m.If(acc_load):
+            m.d.sync += acc_wr_ptr.eq(acc_base)
+        with m.Elif(wr_go):
+            m.d.sync += acc_wr_ptr.eq(acc_wr_ptr + 1)
+        m.d.comb += [acc.wr_en.eq(wr_go), acc.wr_addr.eq(acc_wr_ptr)]
 
         # ---- POST ----
         m.d.comb += [

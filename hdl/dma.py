@@ -318,9 +318,12 @@ class DMA(wiring.Component):
         # S1: from the transfer's first lane at go_span, then from the next span's lane kept ready
         lo_cases = [(i % B, i >> lgB) for i in range(B * B)]              # (row lane, span bytes % B)
         t_table = Array(Const((rl + sb + B - 1) >> lgB, 2) for rl, sb in lo_cases)
-        t_carry = Signal(2)
-        m.d.sync += t_carry.eq(Mux(go_span, t_table[Cat(ext_addr[:lgB], span_now[:lgB])],
-                                   t_table[Cat(next_row_lane, span_bytes[:lgB])]))
+        # the transfer's first t_carry is a register by go_span (cycle 6: `merged` in 4, span_lo in 5), from
+        # the span's bytes % B: row_bytes % B, or (rows * row_bytes) % B, a table of the low bits
+        span_lo, t_first, t_carry = Signal(lgB), Signal(2), Signal(2)
+        prod_lo = Array(Const((i % B) * (i >> lgB) % B, lgB) for i in range(B * B))[Cat(rows[:lgB], rb[:lgB])]
+        m.d.sync += [span_lo.eq(Mux(merged, prod_lo, rb[:lgB])), t_first.eq(t_table[Cat(ext_addr[:lgB], span_lo)]),
+                     t_carry.eq(Mux(go_span, t_first, t_table[Cat(next_row_lane, span_bytes[:lgB])]))]
         with m.If(in_s1):
             # the first beat's byte count for both cases (the span is one beat or more), from the low
             # address bits only, so that S2 is the beats == 1 compare and a mux

@@ -82,6 +82,11 @@ def block_ram(m: Module, *, width: int, depth: int, wr_en, wr_addr, wr_data, rd_
               name: str) -> None:
     """A `depth` x `width` memory built from DP16KD blocks in the sync domain.
 
+    `wr_en`, `wr_addr` and `rd_addr` are each one Value, or a sequence of k Values that the caller keeps
+    equal: copies of a register, so that no net spans the memory. The blocks are split into k groups of
+    adjacent blocks in tiling order (block b in group b * k // blocks), group j taking copy j; with k =
+    `ebr_layout(width, depth).blocks` each block has its own copy, placed beside it.
+
     One write port (A) and one read port (B, REGMODE_B = OUTREG). `rd_data` (`width` bits, driven here
     with m.d.comb) shows the entry at `rd_addr` presented in cycle c during cycle c + BLOCK_RAM_LATENCY.
     A write presented in cycle c is seen by reads presented from cycle c + 1 on; a read of the address
@@ -89,41 +94,43 @@ def block_ram(m: Module, *, width: int, depth: int, wr_en, wr_addr, wr_data, rd_
     Addresses are unsigned; bits above ceil_log2(depth) are ignored. Initial contents are undefined and
     the read data is not reset. Depth 512 or less uses the 36-bit PDP mode, deeper memories the widest
     DP16KD mode that needs no depth muxing (x18 to 1024, x9 to 2048, x4 to 4096, x2 to 8192, x1 to 16384).
-
-    `rd_addr` may also be a list of k Values, copies of the read address from registers of their own, so
-    that no register drives every block: the blocks are split into k groups of adjacent blocks (block b
-    in group b * k // blocks), group j reading at rd_addr[j]. The caller presents the same address on all
-    of them; a group with no block leaves its copy unused.
     """
     layout = ebr_layout(width, depth)
     wr_data, rd_data = Value.cast(wr_data), Value.cast(rd_data)
     for port, value in (("wr_data", wr_data), ("rd_data", rd_data)):
         if len(value) != width:
             raise ValueError(f"block RAM {name!r}: {port} is {len(value)} bits wide, the memory {width}")
-    wr_en = Value.cast(wr_en)
-    if len(wr_en) != 1:
-        raise ValueError(f"block RAM {name!r}: wr_en must be 1 bit wide, not {len(wr_en)}")
+    def per_block(port, value):
+        values = [Value.cast(v) for v in value] if isinstance(value, (list, tuple)) else [Value.cast(value)]
+        if not 1 <= len(values) <= layout.blocks:
+            raise ValueError(f"block RAM {name!r}: {port} has {len(values)} copies; give 1 to {layout.blocks} "
+                             f"(the memory's blocks)")
+        return [values[b * len(values) // layout.blocks] for b in range(layout.blocks)]
+
+    wr_ens, wr_addrs = per_block("wr_en", wr_en), per_block("wr_addr", wr_addr)
+    rd_addrs = per_block("rd_addr", rd_addr)
+    for copy in wr_ens:
+        if len(copy) != 1:
+            raise ValueError(f"block RAM {name!r}: wr_en must be 1 bit wide, not {len(copy)}")
 
     pdp = layout.port_width == 36
     word_bits = _EBR_ADDR_BITS - layout.addr_shift
     abits = ceil_log2(depth)
-    wr_word = _bits(Value.cast(wr_addr)[:abits] if abits else Const(0, 1), word_bits)
-    rd_addrs = list(rd_addr) if isinstance(rd_addr, (list, tuple)) else [rd_addr]
-    if not rd_addrs:
-        raise ValueError(f"block RAM {name!r}: rd_addr is an empty list; expected a Value or 1 or more copies")
-    rd_words = [_bits(Value.cast(a)[:abits] if abits else Const(0, 1), word_bits) for a in rd_addrs]
-    if pdp:  # ADA[3:0] are the byte enables and the only write enable (WEA is tied high, as Yosys does)
-        wr_low, rd_low = [wr_en] * 4 + [Const(0, 1)], [Const(0, 1)] * 5
-    elif layout.port_width == 18:  # ADA[1:0] are byte enables: both bytes always
-        wr_low, rd_low = [Const(1, 1)] * 2 + [Const(0, 1)] * 2, [Const(0, 1)] * 4
-    else:
-        wr_low, rd_low = [Const(0, 1)] * layout.addr_shift, [Const(0, 1)] * layout.addr_shift
-    ada = wr_low + wr_word
 
     padded = layout.port_width * layout.blocks
     wr_bits = _bits(wr_data, padded)
     rd_tiles = []
     for block in range(layout.blocks):
+        wr_en = wr_ens[block]
+        wr_word = _bits(wr_addrs[block][:abits] if abits else Const(0, 1), word_bits)
+        rd_word = _bits(rd_addrs[block][:abits] if abits else Const(0, 1), word_bits)
+        if pdp:  # ADA[3:0] are the byte enables and the only write enable (WEA is tied high, as Yosys does)
+            wr_low, rd_low = [wr_en] * 4 + [Const(0, 1)], [Const(0, 1)] * 5
+        elif layout.port_width == 18:  # ADA[1:0] are byte enables: both bytes always
+            wr_low, rd_low = [Const(1, 1)] * 2 + [Const(0, 1)] * 2, [Const(0, 1)] * 4
+        else:
+            wr_low, rd_low = [Const(0, 1)] * layout.addr_shift, [Const(0, 1)] * layout.addr_shift
+        ada, adb = wr_low + wr_word, rd_low + rd_word
         lo = block * layout.port_width
         di = wr_bits[lo:lo + layout.port_width] + [Const(0, 1)] * (36 - layout.port_width)
         do = Signal(layout.port_width, name=f"{name}_do{block}")
@@ -135,7 +142,6 @@ def block_ram(m: Module, *, width: int, depth: int, wr_en, wr_addr, wr_data, rd_
         }
         for cs in range(3):
             pins[f"i_CSA{cs}"] = pins[f"i_CSB{cs}"] = Const(0, 1)
-        adb = rd_low + rd_words[block * len(rd_words) // layout.blocks]
         for bit in range(_EBR_ADDR_BITS):
             pins[f"i_ADA{bit}"] = ada[bit]
             pins[f"i_ADB{bit}"] = adb[bit]
@@ -205,14 +211,16 @@ def multiplier(m: Module, a, b, *, name: str) -> Value:
     return product[:len(a) + len(b)].as_signed()
 
 
-def replica(m: Module, value: Value, *, name: str) -> Signal:
-    """`value` registered (same shape, one cycle later, no reset) in flip-flops of its own: one TRELLIS_FF
-    per bit, clocked by `sync`, that Yosys keeps even where another register has the same input. Its
-    behavioural twin is a reset-less register."""
+def replica(m: Module, value: Value, *, name: str, reset: bool = False) -> Signal:
+    """`value` registered (same shape, one cycle later) in flip-flops of its own: one TRELLIS_FF per bit,
+    clocked by `sync`, that Yosys keeps even where another register has the same input. With `reset` the
+    domain's (synchronous) reset clears it, else it has none. Its behavioural twin is a register with or
+    without reset, alike."""
     value = Value.cast(value)
     q = Signal(value.shape(), name=name)
+    lsr = ResetSignal("sync", allow_reset_less=True) if reset else Const(0, 1)
     for bit in range(len(value)):
         m.submodules[f"{name}_ff{bit}"] = Instance(
             "TRELLIS_FF", p_GSR="DISABLED", p_CEMUX="1", p_CLKMUX="CLK", p_LSRMUX="LSR", p_REGSET="RESET",
-            p_SRMODE="LSR_OVER_CE", i_CLK=ClockSignal(), i_LSR=Const(0, 1), i_DI=value[bit], o_Q=q[bit])
+            p_SRMODE="LSR_OVER_CE", i_CLK=ClockSignal(), i_LSR=lsr, i_DI=value[bit], o_Q=q[bit])
     return q

@@ -55,9 +55,10 @@ class Accelerator(wiring.Component):
         m.submodules.dma = dma = DMA(bus_bytes=cfg.bus_bytes, entry_bytes=eb, id_bits=AXI_ID_BITS,
                                      rd_latency=BlockRAM.LATENCY)
         m.submodules.cu = cu = ComputeUnit(cfg)
-        m.submodules.act = act = BlockRAM(shape=lay["act"], depth=cfg.act_depth)
-        m.submodules.wgt = wgt = BlockRAM(shape=lay["wgt"], depth=cfg.wgt_depth)
-        m.submodules.param = param = BlockRAM(shape=lay["param"], depth=cfg.param_depth)
+        # the compute unit reads ACT, WGT and PARAM in streams, through counters the buffers hold (hdl/bram.py)
+        m.submodules.act = act = BlockRAM(shape=lay["act"], depth=cfg.act_depth, counted_reads=True)
+        m.submodules.wgt = wgt = BlockRAM(shape=lay["wgt"], depth=cfg.wgt_depth, counted_reads=True)
+        m.submodules.param = param = BlockRAM(shape=lay["param"], depth=cfg.param_depth, counted_reads=True)
         m.submodules.out = out = BlockRAM(shape=lay["out"], depth=cfg.out_depth)
         m.submodules.imem = imem = BlockRAM(shape=INSTR_BITS, depth=cfg.instr_depth, addr_copies=IMEM_ADDR_COPIES)
 
@@ -100,11 +101,12 @@ class Accelerator(wiring.Component):
 
         # compute unit <-> buffers
         m.d.comb += [
-            act.rd_addr[0].eq(cu.act_rd_addr), cu.act_rd_data.eq(act.rd_data[0]),
-            wgt.rd_addr[0].eq(cu.wgt_rd_addr), cu.wgt_rd_data.eq(wgt.rd_data[0]),
-            param.rd_addr[0].eq(cu.param_rd_addr), cu.param_rd_data.eq(param.rd_data[0]),
+            cu.act_rd_data.eq(act.rd_data[0]), cu.wgt_rd_data.eq(wgt.rd_data[0]),
+            cu.param_rd_data.eq(param.rd_data[0]),
             out.wr_en.eq(cu.out_wr_en), out.wr_addr.eq(cu.out_wr_addr), out.wr_data.eq(cu.out_wr_data),
         ]
+        for buf, port in ((act, cu.act_rd), (wgt, cu.wgt_rd), (param, cu.param_rd)):
+            wiring.connect(m, port, buf.rd_count[0])
         return m
 
 

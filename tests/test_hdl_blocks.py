@@ -1,6 +1,7 @@
 """Block-level tests in Amaranth's Python simulator: post-processing, the array, the decoder, lint."""
 import numpy as np
 import pytest
+from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 from emu import isa, numerics
@@ -432,10 +433,15 @@ DMA_CASES = {
     # merged rows (ext_stride == row bytes >= bus bytes), unaligned, blocks far apart
     "load_merged_blocks": dict(op=Opcode.LOAD, buf=Buffer.WGT, rows=4, row_len=16, buf_addr=1,
                                ext_addr=4011, ext_stride=16, blocks=3, block_stride=301),
+    # merged rows whose span is not a whole number of bus words: (rows * row bytes) % B != row bytes % B
+    "load_merged_odd_rows": dict(op=Opcode.LOAD, buf=Buffer.ACT, rows=3, row_len=21, buf_addr=4, ext_addr=4003,
+                                 ext_stride=21, blocks=2, block_stride=100),
     "load_param_blocks": dict(op=Opcode.LOAD, buf=Buffer.PARAM, rows=1, row_len=2, buf_addr=0, ext_addr=13,
                               ext_stride=16, blocks=3, block_stride=40),
     "store_rows_blocks": dict(op=Opcode.STORE, buf=Buffer.OUT, rows=2, row_len=3, buf_addr=3, ext_addr=4090,
                               ext_stride=5, blocks=3, block_stride=12),
+    "store_merged_odd_rows": dict(op=Opcode.STORE, buf=Buffer.OUT, rows=3, row_len=21, buf_addr=5, ext_addr=8170,
+                                  ext_stride=21, blocks=2, block_stride=70),
     "store_merged_blocks": dict(op=Opcode.STORE, buf=Buffer.OUT, rows=3, row_len=16, buf_addr=0,
                                 ext_addr=8185, ext_stride=16, blocks=2, block_stride=50),
 }
@@ -528,10 +534,11 @@ def _compute_with_buffers(cfg):
     m.submodules.cu = cu = ComputeUnit(cfg)
     bufs = {}
     for name in ("act", "wgt", "param", "out"):
-        m.submodules[name] = bufs[name] = BlockRAM(shape=lay[name], depth=getattr(cfg, f"{name}_depth"))
+        m.submodules[name] = bufs[name] = BlockRAM(shape=lay[name], depth=getattr(cfg, f"{name}_depth"),
+                                                   counted_reads=name != "out")
     for name in ("act", "wgt", "param"):
-        m.d.comb += [bufs[name].rd_addr[0].eq(getattr(cu, f"{name}_rd_addr")),
-                     getattr(cu, f"{name}_rd_data").eq(bufs[name].rd_data[0])]
+        wiring.connect(m, getattr(cu, f"{name}_rd"), bufs[name].rd_count[0])
+        m.d.comb += getattr(cu, f"{name}_rd_data").eq(bufs[name].rd_data[0])
     m.d.comb += [bufs["out"].wr_en.eq(cu.out_wr_en), bufs["out"].wr_addr.eq(cu.out_wr_addr),
                  bufs["out"].wr_data.eq(cu.out_wr_data)]
     return m, cu, bufs
