@@ -348,7 +348,7 @@ def _counted_stimulus(rng):
     expect = [dict() for _ in range(CYCLES)]
     for i, (width, depth) in enumerate(COUNTED_SHAPES):
         pool = sorted({0, depth - 1} | {rng.randrange(depth) for _ in range(24)})
-        contents, addr, written = {}, [0] * COUNTED_PORTS, None   # written: address written this cycle
+        contents, addr, written, pending = {}, [0] * COUNTED_PORTS, None, None   # written: address written this cycle
         for c in range(CYCLES):
             # the reads of cycle c (addresses set in cycle c - 1) see the writes done before cycle c
             for j in range(COUNTED_PORTS):
