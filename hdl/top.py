@@ -55,12 +55,19 @@ class Accelerator(wiring.Component):
         m.submodules.dma = dma = DMA(bus_bytes=cfg.bus_bytes, entry_bytes=eb, id_bits=AXI_ID_BITS,
                                      rd_latency=BlockRAM.LATENCY)
         m.submodules.cu = cu = ComputeUnit(cfg)
-        # the compute unit reads ACT, WGT and PARAM in streams, through counters the buffers hold (hdl/bram.py)
-        m.submodules.act = act = BlockRAM(shape=lay["act"], depth=cfg.act_depth, counted_reads=True)
-        m.submodules.wgt = wgt = BlockRAM(shape=lay["wgt"], depth=cfg.wgt_depth, counted_reads=True)
-        m.submodules.param = param = BlockRAM(shape=lay["param"], depth=cfg.param_depth, counted_reads=True)
+        # the compute unit reads ACT, WGT and PARAM in streams, through counters the buffers hold (hdl/bram.py);
+        # the DMA's writes are registered in each buffer it loads, with an enable and address copy beside each
+        # block (the target decode in front of the enable, routed across the chip to 22 PARAM blocks, was the
+        # 8x8 build's critical path): a LOAD's last entry is written a cycle after its DMA goes idle, before
+        # any instruction issued after it can read it (BUSY_LATENCY + ISSUE_LATENCY)
+        loaded = dict(registered_write=True)
+        m.submodules.act = act = BlockRAM(shape=lay["act"], depth=cfg.act_depth, counted_reads=True, **loaded)
+        m.submodules.wgt = wgt = BlockRAM(shape=lay["wgt"], depth=cfg.wgt_depth, counted_reads=True, **loaded)
+        m.submodules.param = param = BlockRAM(shape=lay["param"], depth=cfg.param_depth, counted_reads=True,
+                                              **loaded)
         m.submodules.out = out = BlockRAM(shape=lay["out"], depth=cfg.out_depth)
-        m.submodules.imem = imem = BlockRAM(shape=INSTR_BITS, depth=cfg.instr_depth, addr_copies=IMEM_ADDR_COPIES)
+        m.submodules.imem = imem = BlockRAM(shape=INSTR_BITS, depth=cfg.instr_depth, addr_copies=IMEM_ADDR_COPIES,
+                                            **loaded)
 
         connect_flat(m, self, "m_axi_", dma.bus, self._m_sig)
         connect_flat(m, self, "s_axil_", csr.bus, self._s_sig)
