@@ -205,9 +205,11 @@ class PostProc(wiring.Component):
             # 2**(shift-1), 0 for shift 0 (stage 2), decoded in each lane from its own copy of the shift, as
             # every lane adds all its bits. (Decoded once from the input and then copied, its fan-out to the
             # lanes was the accelerator's critical path: the input's register sits in the compute unit.)
+            # Bit k is its own comparison, shift == k + 1: written as 0-or-a-shift, Yosys makes shift == 0 the
+            # synchronous reset of all 64 flip-flops, one slow net to 32 slices per lane (7.9 ns at 8x8)
             shift_n = copy(self.shift, f"shift_in_{n}")
             half_n = Signal(PRODUCT_BITS, name=f"half_{n}")
-            m.d.sync += half_n.eq(Mux(shift_n == 0, 0, Const(1, PRODUCT_BITS) << (shift_n - 1)[:6]))
+            m.d.sync += half_n.eq(Cat(*(shift_n == k + 1 for k in range(PRODUCT_BITS))))
             # c = bias + 2**(shift-1), its halves added side by side in stage 3; the low half's carry and the
             # top Booth digit's negation carry (mult[31] << 30) are one-bit terms of the tree, so no chain
             # waits on another's carry (nextpnr does not keep such chains together)
