@@ -67,17 +67,16 @@ class SystolicArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         R, C = self.rows, self.cols
-        # A weight row is written a cycle after it is presented: the data registered, and each PE's load
-        # enable decoded and registered on its own, so no enable drives more than one PE's weight register
+        # A weight row is written a cycle after it is presented: the data registered, and each row's load
+        # enable decoded and registered, so no decode sits in front of the weight registers' clock enables
         weight = [[Signal(signed(self._weight_bits), name=f"w_{k}_{n}") for n in range(C)] for k in range(R)]
         w_data = Signal.like(self.w_data, name="w_data_r")
         m.d.sync += w_data.eq(self.w_data)
         for k in range(R):
-            for n in range(C):
-                load = Signal(name=f"w_load_{k}_{n}")
-                m.d.sync += load.eq(self.w_load & (self.w_row == k))
-                with m.If(load):
-                    m.d.sync += weight[k][n].eq(w_data[n])
+            load = Signal(name=f"w_load_{k}")
+            m.d.sync += load.eq(self.w_load & (self.w_row == k))
+            with m.If(load):
+                m.d.sync += [weight[k][n].eq(w_data[n]) for n in range(C)]
 
         # input skew: row k sees the vector k cycles after row 0
         a_reg = Signal(data.ArrayLayout(signed(self._act_bits), R), name="a_reg")
