@@ -59,6 +59,7 @@ class BlockRAM(wiring.Component):
 
     def __init__(self, *, shape, depth: int, read_ports: int = 1, counted_reads: bool = False,
                  registered_write: bool = False, addr_copies: int = 1):
+        self._MustUse__silence = True   # until the arguments pass: a refused RAM warns of no unused object
         if not isinstance(depth, int) or depth < 1:
             raise ValueError(f"depth={depth!r} is not accepted: expected a positive integer")
         if not isinstance(read_ports, int) or read_ports < 1:
@@ -67,6 +68,7 @@ class BlockRAM(wiring.Component):
         if not isinstance(addr_copies, int) or not 1 <= addr_copies <= width or (counted_reads and addr_copies > 1):
             raise ValueError(f"addr_copies={addr_copies!r} is not accepted: expected an integer from 1 to the "
                              f"width, {width} (1 with counted_reads)")
+        self._MustUse__silence = False
         self._shape, self._depth, self._read_ports, self._addr_copies = shape, depth, read_ports, addr_copies
         self._counted_reads, self._registered_write = counted_reads, registered_write
         abits = self.addr_bits(depth)
