@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -49,6 +50,29 @@ def build_unit(unit: str, cfg):
     return PostProc(lanes=cfg.cols, acc_bits=cfg.acc_bits, act_bits=cfg.act_bits), ""
 
 
+def _source_names(il_path: str):
+    """A function naming `path.$signal$N` cells after the source line of the signal (`path.<dma.py:295>`),
+    read from the RTLIL's src attributes; module `unit.a.b` is flattened to the prefix `a.b.`."""
+    where: dict[str, str] = {}
+    prefix, src = "", ""
+    with open(il_path) as f:
+        for line in f:
+            words = line.split()
+            if words[:1] == ["module"]:
+                prefix = words[1].lstrip("\\").partition(".")[2]
+                prefix += "." if prefix else ""
+            elif words[:2] == ["attribute", "\\src"]:
+                src = os.path.basename(words[2].strip('"').split("|")[0])
+            if words[:1] == ["attribute"]:
+                continue
+            elif words[:1] == ["wire"] and words[-1].startswith("\\$signal$"):
+                where[prefix + words[-1][1:]] = src
+            src = ""    # attributes belong to the line right after them
+    def rename(cell: str) -> str:
+        return re.sub(r"^(.*?)(\$signal\$\d+)", lambda mo: f"{mo[1]}<{where.get(mo[0], mo[2])}>", cell)
+    return rename
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("unit", choices=UNITS)
@@ -75,7 +99,9 @@ def main() -> int:
     os.makedirs(out, exist_ok=True)
     dut, array = build_unit(args.unit, cfg)
     with open(os.path.join(out, "top.il"), "w") as f:
-        f.write(rtlil.convert(dut, name="unit", platform=_Family("ecp5"), emit_src=False))
+        # with source locations, so that signals Amaranth leaves unnamed (`$signal$N`, from tuple unpacking)
+        # are reported by where they are made; Yosys's logic is the same as without
+        f.write(rtlil.convert(dut, name="unit", platform=_Family("ecp5"), emit_src=True))
     with open(os.path.join(out, "top.ys"), "w") as f:
         f.write(_yosys_script(cfg, "ecp5", "unit", "unit", "top.il", array=array))
     bindir = os.path.dirname(sys.executable)
@@ -94,14 +120,15 @@ def main() -> int:
     print(f"{args.unit} {cfg.rows}x{cfg.cols} W{cfg.weight_bits}A{cfg.act_bits} on {target.device}, seed {args.seed}: "
           f"{fmax['achieved']:.1f} MHz (target {args.freq:g}), {util.get('TRELLIS_COMB', 0)} LUT4, "
           f"{util.get('TRELLIS_FF', 0)} FF, {util.get('MULT18X18D', 0)} DSP, {util.get('DP16KD', 0)} BRAM")
+    rename = _source_names(os.path.join(out, "top.il"))
     cp = _critical_path(rep, clock)
     if cp:
-        print(f"critical path: {cp['from']} -> {cp['to']} ({cp['logic_ns']} ns logic + {cp['routing_ns']} ns routing, "
+        print(f"critical path: {rename(cp['from'])} -> {rename(cp['to'])} ({cp['logic_ns']} ns logic + {cp['routing_ns']} ns routing, "
               f"{cp['segments']} segments)")
     if args.endpoints:
         period = 1000 / args.freq
         print(f"latest-arriving registers ({args.freq:g} MHz: {period:.2f} ns):")
-        for name, worst, late, bits in late_registers(rep, period)[:args.endpoints]:
+        for name, worst, late, bits in late_registers(rep, period, rename=rename)[:args.endpoints]:
             print(f"  {worst:6.2f} ns  {late:5d} of {bits:5d} late  {name}")
     return 0
 

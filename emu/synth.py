@@ -261,15 +261,16 @@ def _critical_path(rep: dict, clock: str) -> dict | None:
     return None
 
 
-def late_registers(report: dict, period_ns: float) -> list[tuple[str, float, int, int]]:
+def late_registers(report: dict, period_ns: float, *, rename=lambda cell: cell) -> list[tuple[str, float, int, int]]:
     """Registers from nextpnr's `--detailed-timing-report` JSON, grouped by the signal they come from (lane
     and bit indices folded into one name): (name.port, worst arrival in ns, bits arriving later than
     `period_ns`, bits), worst first. nextpnr reports arrivals at flip-flop and block inputs only, so this
-    says which registers the slow paths end in, not the paths themselves."""
+    says which registers the slow paths end in, not the paths themselves. `rename` maps a cell name first
+    (e.g. an unnamed `$signal$N` to where it is made)."""
     groups: dict[str, list[float]] = {}
     for net in report["detailed_net_timings"]:
         for sink in net["endpoints"]:
-            name = re.sub(r"_TRELLIS_FF.*|\$.*", "", sink["cell"])
+            name = re.sub(r"_TRELLIS_FF.*|\$.*", "", rename(sink["cell"]))
             name = re.sub(r"\[\d+\]", "", re.sub(r"_\d+(?=_|\[|$)", "_*", name, count=1))
             groups.setdefault(f"{name}.{sink['port']}", []).append(sink["delay"][1])
     rows = [(n, max(a), sum(x > period_ns for x in a), len(a)) for n, a in groups.items()]
