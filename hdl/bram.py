@@ -31,7 +31,7 @@ each block on ECP5 (one register elsewhere), with no logic between a copy and it
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Shape, Signal, Value
+from amaranth.hdl import Module, Mux, Shape, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -91,10 +91,11 @@ class BlockRAM(wiring.Component):
             ctl, addrs = self.rd_count[i], []
             for c in range(copies):
                 addr = Signal.like(ctl.base, name=f"rd_addr{i}_{c}")
-                with m.If(ctl.load):
-                    m.d.sync += addr.eq(ctl.base)
-                with m.Elif(ctl.step):
-                    m.d.sync += addr.eq(addr + 1)
+                nxt = Mux(ctl.load, ctl.base, addr + ctl.step)
+                if hard:    # flip-flops of its own: Yosys merges counters with the same inputs into one
+                    ecp5.flops(m, addr, nxt, name=f"rd_addr{i}_{c}")
+                else:
+                    m.d.sync += addr.eq(nxt)
                 addrs.append(addr)
             return addrs
 

@@ -13,7 +13,8 @@ mode (the PDPW16KD, which nextpnr takes as a DP16KD with DATA_WIDTH 36) port A w
 all 36 bits: data bits 0-17 on DIA/DOA, 18-35 on DIB/DOB, and ADA[3:0] are the byte enables.
 
 Yosys merges flip-flops that have the same input (opt_merge), so copies of a register made to split its
-fanout collapse back into one; `replica` instantiates TRELLIS_FF cells, which no Yosys pass merges.
+fanout collapse back into one, and so do copies of a counter; `flops` and `replica` instantiate TRELLIS_FF
+cells, which no Yosys pass merges.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, ResetSignal,
 from amaranth.utils import ceil_log2
 
 __all__ = ["EBR_MAX_DEPTH", "BLOCK_RAM_LATENCY", "MULT_LATENCY", "EbrLayout", "block_ram", "ebr_layout",
-           "is_ecp5", "multiplier", "replica"]
+           "flops", "is_ecp5", "multiplier", "replica"]
 
 BLOCK_RAM_LATENCY = 2  # the EBR's address register, then its output register (REGMODE OUTREG)
 MULT_LATENCY = 3       # MULT18X18D input registers, pipeline register, output register
@@ -211,16 +212,23 @@ def multiplier(m: Module, a, b, *, name: str) -> Value:
     return product[:len(a) + len(b)].as_signed()
 
 
-def replica(m: Module, value: Value, *, name: str, reset: bool = False) -> Signal:
-    """`value` registered (same shape, one cycle later) in flip-flops of its own: one TRELLIS_FF per bit,
-    clocked by `sync`, that Yosys keeps even where another register has the same input. With `reset` the
-    domain's (synchronous) reset clears it, else it has none. Its behavioural twin is a register with or
-    without reset, alike."""
-    value = Value.cast(value)
-    q = Signal(value.shape(), name=name)
+def flops(m: Module, q: Signal, d: Value, *, name: str, reset: bool = False) -> None:
+    """`q` <= `d` (`d` cut or zero-extended to q's width) in flip-flops of q's own: one TRELLIS_FF per bit,
+    clocked by `sync`, that Yosys keeps even where another register has the same input (or, for a counter,
+    the same logic in front). With `reset` the domain's (synchronous) reset clears it, else it has none.
+    Its behavioural twin is `m.d.sync += q.eq(d)` on a register with or without reset, alike."""
+    d = Value.cast(d)
+    d = d[:len(q)] if len(d) >= len(q) else Cat(d, Const(0, len(q) - len(d)))
     lsr = ResetSignal("sync", allow_reset_less=True) if reset else Const(0, 1)
-    for bit in range(len(value)):
+    for bit in range(len(q)):
         m.submodules[f"{name}_ff{bit}"] = Instance(
             "TRELLIS_FF", p_GSR="DISABLED", p_CEMUX="1", p_CLKMUX="CLK", p_LSRMUX="LSR", p_REGSET="RESET",
-            p_SRMODE="LSR_OVER_CE", i_CLK=ClockSignal(), i_LSR=lsr, i_DI=value[bit], o_Q=q[bit])
+            p_SRMODE="LSR_OVER_CE", i_CLK=ClockSignal(), i_LSR=lsr, i_DI=d[bit], o_Q=q[bit])
+
+
+def replica(m: Module, value: Value, *, name: str, reset: bool = False) -> Signal:
+    """`value` registered (same shape, one cycle later) in flip-flops of its own (`flops`)."""
+    value = Value.cast(value)
+    q = Signal(value.shape(), name=name)
+    flops(m, q, value, name=name, reset=reset)
     return q

