@@ -91,11 +91,12 @@ class BlockRAM(wiring.Component):
             ctl, addrs = self.rd_count[i], []
             for c in range(copies):
                 addr = Signal.like(ctl.base, name=f"rd_addr{i}_{c}")
-                nxt = Mux(ctl.load, ctl.base, addr + ctl.step)
-                if hard:    # flip-flops of its own: Yosys merges counters with the same inputs into one
-                    ecp5.flops(m, addr, nxt, name=f"rd_addr{i}_{c}")
+                nxt = Mux(ctl.load, ctl.base, addr + 1)
+                if hard:    # flip-flops of its own: Yosys merges copies with the same inputs into one
+                    ecp5.flops(m, addr, nxt, en=ctl.load | ctl.step, name=f"rd_addr{i}_{c}")
                 else:
-                    m.d.sync += addr.eq(nxt)
+                    with m.If(ctl.load | ctl.step):
+                        m.d.sync += addr.eq(nxt)
                 addrs.append(addr)
             return addrs
 

@@ -1,15 +1,15 @@
 """The compute units: MATMUL (systolic array -> ACC) and POST (ACC -> requantize -> OUT), independent, so a
 POST of one group of ACC rows overlaps the MATMULs filling the next.
 
-It owns the accumulator buffer. An instruction accepted on `start` at cycle t keeps `busy` (MATMUL) or
-`post_busy` (POST, `post` = 1) high until cycle t + emu.timing.instr_cycles(instr) (MATMUL
+It owns the accumulator buffer. An instruction accepted at cycle t, on `matmul_start` or `post_start` (each
+START_COPIES copies of one strobe, all set together), keeps `busy` (MATMUL) or `post_busy` (POST) high until cycle t + emu.timing.instr_cycles(instr) (MATMUL
 2R + C + T - 2 + MATMUL_LATENCY, POST T + POST_LATENCY), and the datapath below finishes every buffer write
 by then; the unit sees the instruction emu.timing.ISSUE_LATENCY cycles after its issue, and `busy` /
 `post_busy` are registers. Buffer read addresses are counters the buffers hold (hdl/bram.py
 `counted_reads`, one beside each block RAM on ECP5): the unit presents `load`/`base`/`step` (`act_rd`,
 `wgt_rd`, `param_rd`, and the ACC's own) a cycle before the read, as it would set an address register; the
 ACC's write inputs are registered in the ACC (`registered_write`). Every buffer read takes
-B = hdl.bram.BlockRAM.LATENCY = 2 cycles. With t the cycle `start` is seen, s = cycle - (t + 1) and
+B = hdl.bram.BlockRAM.LATENCY = 2 cycles. With t the cycle the start is seen, s = cycle - (t + 1) and
 L = the array's latency R + C + 4 (times below are the unit's own; the timing constants add ISSUE_LATENCY):
 
 MATMUL  s = 0 .. R-1      WGT entry wgt_addr + s read; row s of the array loads it at s + B
@@ -40,10 +40,14 @@ from .buffers import entry_layouts
 from .pipeline import delay
 from .postproc import PostProc
 
-__all__ = ["ComputeUnit", "MATMUL_LATENCY_MIN", "POST_LATENCY_MIN"]
+__all__ = ["ComputeUnit", "MATMUL_LATENCY_MIN", "POST_LATENCY_MIN", "START_COPIES"]
 
 MATMUL_LATENCY_MIN = timing.ISSUE_LATENCY + BlockRAM.LATENCY + MULT_LATENCY + 6
 POST_LATENCY_MIN = timing.ISSUE_LATENCY + BlockRAM.LATENCY + PostProc.LATENCY + 1
+#: Copies of each start strobe (`matmul_start`, `post_start`), one per group of registers it loads, each
+#: from a flip-flop of its own in the sequencer (hdl/ecp5.copies): one start flip-flop loading ~200
+#: registers and 40 block-RAM address counters across the unit arrived at 7.3-8.4 ns at 8x8.
+START_COPIES = 5
 
 
 class ComputeUnit(wiring.Component):
@@ -55,7 +59,7 @@ class ComputeUnit(wiring.Component):
         self._cfg = cfg
         lay = entry_layouts(cfg)
         super().__init__({
-            "start": In(1), "post": In(1), "rows": In(16),
+            "matmul_start": In(START_COPIES), "post_start": In(START_COPIES), "rows": In(16),
             "act_addr": In(16), "wgt_addr": In(16), "acc_addr": In(16), "accumulate": In(1), "reduce_max": In(1),
             "out_addr": In(16), "param_addr": In(16),
             "shift": In(6), "zero_point": In(signed(8)), "clamp_lo": In(signed(8)), "clamp_hi": In(signed(8)),
@@ -82,7 +86,9 @@ class ComputeUnit(wiring.Component):
                                           counted_reads=True, registered_write=True)
         acc_rd, post_rd = 0, 1
         B = BlockRAM.LATENCY
-        mm_start, post_start = self.start & ~self.post, self.start & self.post
+        # one copy of a start strobe per group of registers (START_COPIES): the busy counter; the phase
+        # counters; the instruction's flags and base registers; and two groups of address counters
+        mm_start, post_start = self.matmul_start, self.post_start
 
         # MATMUL state. Each counter runs down as a signed number whose sign bit is the flag the next cycle
         # needs, so the busy flag and the phase flags are registers loaded from a sign bit, not compares.
@@ -92,7 +98,7 @@ class ComputeUnit(wiring.Component):
         w_phase = Signal()                # WGT rows are read (s < R)
         a_phase = Signal()                # ACT entries are read (R <= s < R + T)
         act_left = Signal(signed(17))     # ACT entries left to read - 2, in the ACT phase
-        m.d.sync += self.busy.eq(~mm_left[-1] | mm_start)
+        m.d.sync += self.busy.eq(~mm_left[-1] | mm_start[0])
         with m.If(self.busy):
             m.d.sync += mm_left.eq(mm_left - 1)
         with m.If(w_phase):
@@ -108,17 +114,17 @@ class ComputeUnit(wiring.Component):
         # path runs from the sequencer to the ACC's block RAMs
         acc_base = Signal(len(acc.wr_addr), name="acc_base")
         acc_load = Signal(name="acc_load")
-        m.d.sync += acc_load.eq(mm_start)
-        with m.If(mm_start):
+        with m.If(mm_start[0]):
             matmul_cycles = 2 * R + C - 2 + timing.MATMUL_LATENCY - timing.ISSUE_LATENCY
-            m.d.sync += [
-                accumulate.eq(self.accumulate), reduce_max.eq(self.reduce_max), acc_base.eq(self.acc_addr),
-                mm_left.eq(self.rows + (matmul_cycles - 3)), w_row.eq(0), w_phase.eq(1),
-                act_left.eq(self.rows - 2),
-            ]
+            m.d.sync += mm_left.eq(self.rows + (matmul_cycles - 3))
+        with m.If(mm_start[1]):
+            m.d.sync += [w_row.eq(0), w_phase.eq(1), act_left.eq(self.rows - 2)]
+        m.d.sync += acc_load.eq(mm_start[2])
+        with m.If(mm_start[2]):
+            m.d.sync += [accumulate.eq(self.accumulate), reduce_max.eq(self.reduce_max), acc_base.eq(self.acc_addr)]
         m.d.comb += [
-            self.wgt_rd.load.eq(mm_start), self.wgt_rd.base.eq(self.wgt_addr), self.wgt_rd.step.eq(self.busy),
-            self.act_rd.load.eq(mm_start), self.act_rd.base.eq(self.act_addr), self.act_rd.step.eq(a_phase),
+            self.wgt_rd.load.eq(mm_start[3]), self.wgt_rd.base.eq(self.wgt_addr), self.wgt_rd.step.eq(self.busy),
+            self.act_rd.load.eq(mm_start[4]), self.act_rd.base.eq(self.act_addr), self.act_rd.step.eq(a_phase),
         ]
 
         # POST state, counted down the same way
@@ -128,24 +134,23 @@ class ComputeUnit(wiring.Component):
         out_ptr = Signal(16)
         p_phase = Signal()                # ACC rows are read
         p_rows_left = Signal(signed(17))  # rows left to read - 2
-        m.d.sync += self.post_busy.eq(~p_left[-1] | post_start)
+        m.d.sync += self.post_busy.eq(~p_left[-1] | post_start[0])
         with m.If(self.post_busy):
             m.d.sync += p_left.eq(p_left - 1)
         with m.If(p_phase):
             m.d.sync += p_rows_left.eq(p_rows_left - 1)
             with m.If(p_rows_left[-1]):
                 m.d.sync += p_phase.eq(0)
-        with m.If(post_start):
-            m.d.sync += [
-                out_ptr.eq(self.out_addr), shift.eq(self.shift), zp.eq(self.zero_point),
-                lo.eq(self.clamp_lo), hi.eq(self.clamp_hi),
-                p_left.eq(self.rows + (timing.POST_LATENCY - timing.ISSUE_LATENCY - 3)), p_phase.eq(1),
-                p_rows_left.eq(self.rows - 2),
-            ]
+        with m.If(post_start[0]):
+            m.d.sync += p_left.eq(self.rows + (timing.POST_LATENCY - timing.ISSUE_LATENCY - 3))
+        with m.If(post_start[1]):
+            m.d.sync += [p_phase.eq(1), p_rows_left.eq(self.rows - 2), out_ptr.eq(self.out_addr)]
+        with m.If(post_start[2]):
+            m.d.sync += [shift.eq(self.shift), zp.eq(self.zero_point), lo.eq(self.clamp_lo), hi.eq(self.clamp_hi)]
         # the PARAM entry is read throughout; ACC rows from the cycle after `start` on
         m.d.comb += [
-            self.param_rd.load.eq(post_start), self.param_rd.base.eq(self.param_addr),
-            acc.rd_count[post_rd].load.eq(post_start), acc.rd_count[post_rd].base.eq(self.acc_addr),
+            self.param_rd.load.eq(post_start[3]), self.param_rd.base.eq(self.param_addr),
+            acc.rd_count[post_rd].load.eq(post_start[4]), acc.rd_count[post_rd].base.eq(self.acc_addr),
             acc.rd_count[post_rd].step.eq(self.post_busy),
         ]
 

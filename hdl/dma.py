@@ -78,7 +78,7 @@ from amaranth.utils import ceil_log2, exact_log2
 from emu import timing
 
 from .axi import axi4_signature
-from .ecp5 import is_ecp5, replica
+from . import ecp5
 from .pipeline import delay, product, product_latency
 
 __all__ = ["DMA", "LOAD_SETUP_MIN", "STORE_SETUP_MIN", "LOAD_DRAIN_MIN"]
@@ -143,11 +143,7 @@ class DMA(wiring.Component):
         bus = self.bus
 
         def copies(value, count, name):
-            """`count` registered copies of `value` (one cycle later), each driving a share of a wide fanout;
-            on ECP5 flip-flops of their own, which Yosys would otherwise merge back into one (hdl/ecp5.py)."""
-            if is_ecp5(platform):
-                return [replica(m, value, name=f"{name}_{i}") for i in range(count)]
-            return [delay(m, value, 1, name)] * count
+            return ecp5.copies(m, value, count, name=name, platform=platform)
 
         # ---- arguments: registered every cycle while idle, so the far `start` reaches no enable ----
         busy = Signal()                                 # a flip-flop: the bus state machine is not in IDLE
@@ -296,6 +292,8 @@ class DMA(wiring.Component):
         skip_rb = Signal(lgB)                               # (skip + row_bytes) % B, for the spill rotation
         n_last_mrb = Signal(signed(12))                    # n_last - row_bytes
         n_one, n_many = Signal(lgB + 1), Signal(lgB + 1)   # S1 -> S2: n when the span is one beat / more
+        lanes = Signal(B, name="lanes")                    # bus lanes the beat carries: [skip, skip + n)
+        lanes_one, lanes_many = Signal(B, name="lanes_one"), Signal(B, name="lanes_many")   # S1 -> S2
         nmrb_many = Signal(signed(12))                     # n_many - row_bytes
         beats_left = Signal(28 - lgB)
         at2, at3 = Signal(), Signal()                      # beats_left == 2, == 3, registered with it
@@ -341,19 +339,22 @@ class DMA(wiring.Component):
             beats_rb = Array([rb_hi, rb_hi_p1, rb_hi_p2, rb_hi])[t_carry]
             m.d.sync += [beats_s.eq(Mux(merged, beats_prod, beats_rb)),
                          n_last.eq(n_last_s1), n_one.eq(n_one_s1), n_many.eq(n_many_s1),
+                         lanes_one.eq(_therm(n_last_s1, B) & ~_therm(row_lane, B)),
+                         lanes_many.eq(~_therm(row_lane, B)),
                          nmrb_many.eq(b_mrb - row_lane), in_s1.eq(0), in_s2.eq(1)]
         with m.If(in_s2):
             # a span starts at an entry's first byte (pos = 0): the previous span ended with its entry
             one = one_s
             m.d.sync += [skip.eq(row_lane), skip_rb.eq(row_lane + rb[:lgB]), n.eq(Mux(one, n_one, n_many)),
+                         lanes.eq(Mux(one, lanes_one, lanes_many)),
                          s.eq(Mux(one, n_one - rb, nmrb_many)), n_last_mrb.eq(n_last - rb),
                          beats_left.eq(beats_s), at2.eq(two_s), at3.eq(beats_s == 3), last.eq(one),
                          step_done.eq(Mux(two_s, n_last - rb, b_mrb)), step_fill.eq(Mux(two_s, n_last, B)),
                          in_s2.eq(0)]
             m.d.comb += in_beat_n.eq(1)
-        # A beat's step moves ~100 flip-flops: each group of them has its own copy of the beat's condition
+        # A beat's step moves ~130 flip-flops: each group of them has its own copy of the beat's condition
         # (in_beat & (credit_ok | in_rdata & rvalid): copies of the three flags, and the input).
-        beat_go = copies(Cat(in_beat_n, credit_ok_n, in_rdata_n), 3, "beat_go")
+        beat_go = copies(Cat(in_beat_n, credit_ok_n, in_rdata_n), 6, "beat_go")
         advance_c = [c[0] & (c[1] | (c[2] & bus.rvalid)) for c in beat_go]
         with m.If(advance_c[0]):
             m.d.sync += [entry.eq(Mux(complete, entry_p1, entry)),
@@ -361,11 +362,15 @@ class DMA(wiring.Component):
         with m.If(advance_c[1]):
             # s' = pos' + n' - row_bytes: s + n' - row_bytes once the entry completes (pos' = s), else s + n'
             # (pos' = pos + n = s + row_bytes)
-            m.d.sync += [skip.eq(0), skip_rb.eq(rb[:lgB]), n.eq(step_fill),
-                         pos.eq(Mux(complete, s, fill)), s.eq(Mux(complete, s + step_done, s + step_fill))]
+            m.d.sync += [pos.eq(Mux(complete, s, fill)), s.eq(Mux(complete, s + step_done, s + step_fill))]
         with m.If(advance_c[2]):
-            m.d.sync += [beats_left.eq(beats_left - 1), at2.eq(at3), at3.eq(beats_left == 4), last.eq(at2),
-                         step_done.eq(Mux(at3, n_last_mrb, b_mrb)), step_fill.eq(Mux(at3, n_last, B))]
+            m.d.sync += [skip.eq(0), skip_rb.eq(rb[:lgB]), n.eq(step_fill), lanes.eq(_therm(step_fill, B))]
+        with m.If(advance_c[3]):
+            m.d.sync += beats_left.eq(beats_left - 1)
+        with m.If(advance_c[4]):
+            m.d.sync += [at2.eq(at3), at3.eq(beats_left == 4), last.eq(at2)]
+        with m.If(advance_c[5]):
+            m.d.sync += [step_done.eq(Mux(at3, n_last_mrb, b_mrb)), step_fill.eq(Mux(at3, n_last, B))]
         with m.If(advance):
             with m.If(last):
                 m.d.sync += [in_s1.eq(l_more), row_lane.eq(next_row_lane)]
@@ -395,8 +400,6 @@ class DMA(wiring.Component):
         m.d.comb += lane_win.eq(Array(Const(((1 << (i >> lgB)) - 1) << (i % B), 2 * B)
                                       for i in range((B + 1) << lgB))[Cat(pos[:lgB], n)])
         word = pos[lgB:]
-        beat_lanes = _therm(n, B) << skip                   # bus lanes the beat carries
-        beat_lanes = beat_lanes[:B]
 
         # ---- LOAD: stage 0 registers the beat and what it covers; stage 1 rotates it and decodes the byte
         # enables; stage 2 merges it into the assembly register and writes a completed entry ----
@@ -473,7 +476,7 @@ class DMA(wiring.Component):
         q0_v, q0_lanes, q0_complete = Signal(), Signal(B), Signal()
         q0_s, q0_n, q0_pos, q0_skip = Signal(signed(12)), Signal(lgB + 1), Signal(10), Signal(lgB)
         q0_entry, q0_entry_p1 = Signal(16), Signal(16)
-        m.d.sync += [q0_v.eq(issue), q0_lanes.eq(beat_lanes), q0_complete.eq(complete),
+        m.d.sync += [q0_v.eq(issue), q0_lanes.eq(lanes), q0_complete.eq(complete),
                      q0_s.eq(s), q0_n.eq(n), q0_pos.eq(pos), q0_skip.eq(skip),
                      q0_entry.eq(entry), q0_entry_p1.eq(entry_p1)]
         q0_straddle = q0_complete & (q0_s != 0)             # the beat also carries bytes of entry + 1

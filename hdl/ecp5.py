@@ -24,7 +24,7 @@ from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, ResetSignal,
 from amaranth.utils import ceil_log2
 
 __all__ = ["EBR_MAX_DEPTH", "BLOCK_RAM_LATENCY", "MULT_LATENCY", "EbrLayout", "block_ram", "ebr_layout",
-           "flops", "is_ecp5", "multiplier", "replica"]
+           "copies", "flops", "is_ecp5", "multiplier", "replica"]
 
 BLOCK_RAM_LATENCY = 2  # the EBR's address register, then its output register (REGMODE OUTREG)
 MULT_LATENCY = 3       # MULT18X18D input registers, pipeline register, output register
@@ -212,18 +212,20 @@ def multiplier(m: Module, a, b, *, name: str) -> Value:
     return product[:len(a) + len(b)].as_signed()
 
 
-def flops(m: Module, q: Signal, d: Value, *, name: str, reset: bool = False) -> None:
+def flops(m: Module, q: Signal, d: Value, *, name: str, en: Value | None = None, reset: bool = False) -> None:
     """`q` <= `d` (`d` cut or zero-extended to q's width) in flip-flops of q's own: one TRELLIS_FF per bit,
     clocked by `sync`, that Yosys keeps even where another register has the same input (or, for a counter,
-    the same logic in front). With `reset` the domain's (synchronous) reset clears it, else it has none.
-    Its behavioural twin is `m.d.sync += q.eq(d)` on a register with or without reset, alike."""
+    the same logic in front). With `en` (1 bit) only in cycles it is set (the flip-flops' clock enable);
+    with `reset` the domain's (synchronous) reset clears it, else it has none. Its behavioural twin is
+    `m.d.sync += q.eq(d)` (under `with m.If(en)`) on a register with or without reset, alike."""
     d = Value.cast(d)
     d = d[:len(q)] if len(d) >= len(q) else Cat(d, Const(0, len(q) - len(d)))
     lsr = ResetSignal("sync", allow_reset_less=True) if reset else Const(0, 1)
+    ce = {} if en is None else {"i_CE": en}
     for bit in range(len(q)):
         m.submodules[f"{name}_ff{bit}"] = Instance(
-            "TRELLIS_FF", p_GSR="DISABLED", p_CEMUX="1", p_CLKMUX="CLK", p_LSRMUX="LSR", p_REGSET="RESET",
-            p_SRMODE="LSR_OVER_CE", i_CLK=ClockSignal(), i_LSR=lsr, i_DI=d[bit], o_Q=q[bit])
+            "TRELLIS_FF", p_GSR="DISABLED", p_CEMUX="1" if en is None else "CE", p_CLKMUX="CLK", p_LSRMUX="LSR",
+            p_REGSET="RESET", p_SRMODE="LSR_OVER_CE", i_CLK=ClockSignal(), i_LSR=lsr, i_DI=d[bit], o_Q=q[bit], **ce)
 
 
 def replica(m: Module, value: Value, *, name: str, reset: bool = False) -> Signal:
@@ -232,3 +234,15 @@ def replica(m: Module, value: Value, *, name: str, reset: bool = False) -> Signa
     q = Signal(value.shape(), name=name)
     flops(m, q, value, name=name, reset=reset)
     return q
+
+
+def copies(m: Module, value: Value, count: int, *, name: str, platform) -> list[Value]:
+    """`count` registered copies of `value` (one cycle later), each to drive a share of a wide fanout: on
+    ECP5 replicas `name_0` .. `name_{count-1}`; elsewhere one register stands for them all, the same
+    cycle for cycle."""
+    if is_ecp5(platform):
+        return [replica(m, value, name=f"{name}_{i}") for i in range(count)]
+    value = Value.cast(value)
+    q = Signal(value.shape(), name=name)
+    m.d.sync += q.eq(value)
+    return [q] * count

@@ -41,6 +41,7 @@ from emu.isa import INSTR_BITS, INSTR_BYTES, OPCODE_BITS, Opcode
 
 from . import ecp5
 from .bram import BlockRAM
+from .compute import START_COPIES
 from .decoder import COUNT_BITS, Decoder, views
 from .pipeline import Queue, accumulate, delay, product, product_latency
 
@@ -82,7 +83,7 @@ class Sequencer(wiring.Component):
             "dma_start": Out(1), "dma_store": Out(1), "dma_target": Out(2), "dma_rows": Out(17),
             "dma_blocks": Out(10), "dma_row_bytes": Out(10), "dma_buf_addr": Out(16), "dma_ext_addr": Out(32),
             "dma_ext_stride": Out(20), "dma_block_stride": Out(20), "dma_busy": In(1), "dma_error": In(1),
-            "cu_start": Out(1), "cu_post": Out(1), "cu_rows": Out(16), "cu_act_addr": Out(16),
+            "cu_matmul_start": Out(START_COPIES), "cu_post_start": Out(START_COPIES), "cu_rows": Out(16), "cu_act_addr": Out(16),
             "cu_wgt_addr": Out(16), "cu_acc_addr": Out(16), "cu_accumulate": Out(1), "cu_reduce_max": Out(1),
             "cu_out_addr": Out(16),
             "cu_param_addr": Out(16), "cu_shift": Out(6), "cu_zero_point": Out(signed(8)),
@@ -208,7 +209,6 @@ class Sequencer(wiring.Component):
             self.dma_rows.eq(ld.rows), self.dma_blocks.eq(ld.blocks), self.dma_row_bytes.eq(head_row_bytes),
             self.dma_buf_addr.eq(ld.buf_addr), self.dma_ext_addr.eq(ld.ext_addr),
             self.dma_ext_stride.eq(ld.ext_stride), self.dma_block_stride.eq(ld.block_stride),
-            self.cu_post.eq(head.post),
             self.cu_rows.eq(Mux(head.post, po.rows, mm.rows)),
             self.cu_act_addr.eq(mm.act_addr), self.cu_wgt_addr.eq(mm.wgt_addr),
             self.cu_acc_addr.eq(Mux(head.post, po.acc_addr, mm.acc_addr)),
@@ -229,12 +229,21 @@ class Sequencer(wiring.Component):
             "dma_busy_q", "array_busy", "post_busy", "dma_error_q"))
         dma_starting, array_starting, post_starting = (Signal(name=n) for n in (
             "dma_starting", "array_starting", "post_starting"))
+        # the compute unit's strobes in START_COPIES flip-flops each, one per group of registers it starts
+        # there (hdl/compute.py); the two below are this unit's own
+        array_started, post_started = Signal(name="array_started"), Signal(name="post_started")
+        m.d.comb += [
+            self.cu_matmul_start.eq(Cat(ecp5.copies(m, array_go, START_COPIES, name="cu_matmul_start",
+                                                    platform=platform))),
+            self.cu_post_start.eq(Cat(ecp5.copies(m, post_go, START_COPIES, name="cu_post_start",
+                                                  platform=platform))),
+        ]
         m.d.sync += [
-            self.dma_start.eq(dma_go), self.cu_start.eq(array_go | post_go),
+            self.dma_start.eq(dma_go), array_started.eq(array_go), post_started.eq(post_go),
             dma_busy.eq(self.dma_busy), array_busy.eq(self.cu_busy), post_busy.eq(self.cu_post_busy),
             dma_error.eq(self.dma_error),
-            dma_starting.eq(dma_go | self.dma_start), array_starting.eq(array_go | (self.cu_start & ~self.cu_post)),
-            post_starting.eq(post_go | (self.cu_start & self.cu_post)),
+            dma_starting.eq(dma_go | self.dma_start), array_starting.eq(array_go | array_started),
+            post_starting.eq(post_go | post_started),
         ]
         dma_idle = ~dma_busy & ~dma_starting
         array_idle = ~array_busy & ~array_starting
@@ -255,8 +264,8 @@ class Sequencer(wiring.Component):
         ok_next = ~self.dma_error & ~overdue_next
         ready_next = {
             "dma": ~self.dma_busy & ~(dma_go | self.dma_start) & ok_next,
-            "array": ~self.cu_busy & ~(array_go | (self.cu_start & ~self.cu_post)) & ok_next,
-            "post": ~self.cu_post_busy & ~(post_go | (self.cu_start & self.cu_post)) & ok_next,
+            "array": ~self.cu_busy & ~(array_go | array_started) & ok_next,
+            "post": ~self.cu_post_busy & ~(post_go | post_started) & ok_next,
         }
         ready = {unit: Signal(name=f"{unit}_ready", init=1) for unit in ("dma", "array", "post", "all")}
         m.d.sync += [ready[unit].eq(nxt) for unit, nxt in ready_next.items()]

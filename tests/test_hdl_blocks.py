@@ -598,10 +598,10 @@ def test_compute_max_mode_matches_golden():
             for name, value in instr.fields.items():
                 if hasattr(cu, name):
                     ctx.set(getattr(cu, name), value)
-            ctx.set(cu.post, instr.op == Opcode.POST)
-            ctx.set(cu.start, 1)
+            start = cu.post_start if instr.op == Opcode.POST else cu.matmul_start
+            ctx.set(start, (1 << len(start)) - 1)   # every copy of the strobe
             await ctx.tick()
-            ctx.set(cu.start, 0)
+            ctx.set(start, 0)
             cycles = 1
             while ctx.get(cu.post_busy if instr.op == Opcode.POST else cu.busy):
                 await ctx.tick()
