@@ -151,7 +151,9 @@ class ComputeUnit(wiring.Component):
         m.d.comb += [
             self.param_rd.load.eq(post_start[3]), self.param_rd.base.eq(self.param_addr),
             acc.rd_count[post_rd].load.eq(post_start[4]), acc.rd_count[post_rd].base.eq(self.acc_addr),
-            acc.rd_count[post_rd].step.eq(self.post_busy),
+            # (stepping every cycle: reads past the POST's rows are not used, and `post_busy` is then not a
+            # clock enable of the ~150 counter flip-flops beside the ACC's blocks)
+            acc.rd_count[post_rd].step.eq(1),
         ]
 
         # ---- MATMUL ----
