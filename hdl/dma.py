@@ -243,7 +243,8 @@ class DMA(wiring.Component):
         lim_nb, lim_len = Signal(13), Signal(8)            # the 4 KiB / 256-beat limit: bytes, beats - 1
         lim_cur = Signal(32)                               # cur + lim_nb: where a cut burst leaves cur
         span_len = Signal(8)                               # beats of the rest of the span - 1
-        g_rem, g_rem_short, g_addr = Signal(13), Signal(), Signal(32)
+        g_rem_short, g_addr = Signal(name="g_rem_short"), Signal(32, name="g_addr")
+        g_fits = Signal(name="g_fits")                    # span_rem[:13] <= lim_nb, registered with it
         beats_4k_min = (4096 >> lgB) - 256                 # 4 KiB boundary 256 beats away or less from here on
         near_4k = cur[lgB:12] >= beats_4k_min if beats_4k_min > 0 else Const(1)
         # beats of the span = span_rem // B + (lane0 + span_rem % B + B - 1) // B, the second term 0..2
@@ -257,7 +258,10 @@ class DMA(wiring.Component):
             # three short sums from registers, picked by the low-bit table (no adder behind an adder)
             span_len.eq(Array([span_rem[lgB:lgB + 8] - 1, span_rem[lgB:lgB + 8], span_rem[lgB:lgB + 8] + 1,
                                span_rem[lgB:lgB + 8]])[lo_beats]),
-            g_rem.eq(span_rem[:13]), g_rem_short.eq(span_rem[13:] == 0),
+            g_rem_short.eq(span_rem[13:] == 0),
+            # the rest of the span fits before the limit: worked out beside lim_nb rather than from it, so
+            # that the step flags below are a LUT from registers, not behind a compare's carry chain
+            g_fits.eq(Mux(near_4k, span_rem[:13] + cur[:12] <= 4096, span_rem[:13] + lane0 <= 256 * B)),
             g_addr.eq(Cat(Const(0, lgB), cur[lgB:])),
         ]
         d_addr, d_len = Signal(32), Signal(8)
@@ -265,8 +269,7 @@ class DMA(wiring.Component):
         # what an accepted address does next, one-hot: cut the span at the limit, move to the next row,
         # to the next block, or finish
         # (a copy for each group of registers an accepted address steps: cur; the bases; the counts)
-        # g_rem <= lim_nb as the sign of a subtraction: a carry chain, not a LUT ripple
-        take_all = g_rem_short & ~(Cat(lim_nb, Const(0, 1)) - Cat(g_rem, Const(0, 1)))[13]
+        take_all = g_rem_short & g_fits
         m.d.sync += [d_addr.eq(g_addr), d_cur.eq(lim_cur), d_rem.eq(span_rem - lim_nb),
                      d_len.eq(Mux(take_all, span_len, lim_len))]
         d_step = copies(Cat(~take_all, take_all & more_spans, take_all & ~more_spans & more_blocks,

@@ -140,7 +140,8 @@ class Sequencer(wiring.Component):
             m.d.comb += copy.eq(ecp5.replica(m, addr, name=f"imem_rd_addr_{i}") if ecp5.is_ecp5(platform)
                                 else fetch_pc)
         # the credit comes back from a registered pop, so the issue decision does not reach the fetch logic
-        m.d.sync += [pop_q.eq(pop),
+        # (a pop in the cycle of a start is of an entry the flush drops: it returns no credit)
+        m.d.sync += [pop_q.eq(pop & ~flush),
                      credits.eq(Mux(fetch, Mux(pop_q, credits, Cat(credits[1:], 0)),
                                     Mux(pop_q, Cat(1, credits[:-1]), credits)))]
         # fetch_pc == prog_len as a flip-flop, set by the fetch of the last instruction, so the compare does
@@ -292,6 +293,13 @@ class Sequencer(wiring.Component):
         with m.If(self.finished):
             m.d.sync += fetching.eq(0)
 
+        # The queue pops a head a ready unit could take in every state, so that the pop (which steps the
+        # queue's registers) does not wait for the state decode; only in RUN does a pop issue (the starts
+        # below) or end the run. Outside RUN a popped entry is dropped, and nothing runs until the next start
+        # flushes the queue. (It is written out from the flags rather than from the starts, whose IDLE term
+        # for the preload would otherwise end up in its logic.)
+        m.d.comb += pop.eq((head.dma & ready["dma"]) | (head.matmul & ready["array"])
+                           | (head.post & ready["post"]) | (head.all_units & ready["all"]))
         with m.FSM():
             with m.State("IDLE"):
                 # while idle the DMA's arguments are the preload's, so only its strobe waits for start
@@ -324,12 +332,8 @@ class Sequencer(wiring.Component):
                     m.d.sync += wd_left.eq(wd_left - 1)
                 # the head issues to a ready unit (idle, and neither a bus error nor the watchdog stopping the
                 # run); a faulty head has no unit flag set
-                # (the pop is written out from the flags rather than from the starts, whose IDLE term for the
-                # preload would otherwise end up in its logic)
                 m.d.comb += [dma_go.eq(head.dma & ready["dma"]), array_go.eq(head.matmul & ready["array"]),
-                             post_go.eq(head.post & ready["post"]),
-                             pop.eq((head.dma & ready["dma"]) | (head.matmul & ready["array"])
-                                    | (head.post & ready["post"]) | (head.all_units & ready["all"]))]
+                             post_go.eq(head.post & ready["post"])]
                 with m.If(preloading & dma_idle):
                     m.d.sync += [preloading.eq(0), fetching.eq(1)]
                 with m.If(dma_error):
