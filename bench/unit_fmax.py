@@ -11,8 +11,10 @@ its neighbours take the placement around it.
 
 Prints the utilisation, Fmax and the critical path; `--endpoints N` adds nextpnr's detailed timing report
 and lists the N registers whose inputs arrive latest (lane and bit indices folded into one name), with how
-many of their bits miss the target. It does not queue behind `systola synth` for the machine's nextpnr
-lock: on a 2-core machine one unit and one full build place side by side at full speed.
+many of their bits miss the target; a register Amaranth leaves unnamed (`a, b = Signal(), Signal()`) is
+shown by the source line that makes it, as `dma.<dma.py:229>`. It does not queue behind `systola synth`
+for the machine's nextpnr lock: on a 2-core machine one unit and one full build place side by side at full
+speed.
 """
 from __future__ import annotations
 
