@@ -117,7 +117,16 @@ class Sequencer(wiring.Component):
         cycle = Signal(64)
         counting = Signal()           # in RUN
         m.d.comb += self.cycles.eq(cycle)
-        flush = Signal()
+        # `idle`: the FSM is in IDLE, a flip-flop of its own set beside the state. The fetch pipeline and the
+        # queue are flushed in every IDLE cycle, not only at a start (nothing issues outside RUN, and a start
+        # is taken only in IDLE), so the flush is a register too: copies of idle's next value, one for the
+        # decoder, one for the queue and one for the rest, rather than `start` decoded with the state. The
+        # run's counters are cleared at the start only: they hold their values while idle.
+        idle, idle_next = Signal(init=1), Signal()
+        m.d.comb += idle_next.eq(idle)
+        m.d.sync += idle.eq(idle_next)
+        flush_dec, flush_queue, flush = ecp5.copies(m, idle_next, 3, name="flush", platform=platform)
+        start_run = start & idle
 
         # ---- fetch: one word a cycle while a queue entry is free for it, up to the word past the end ----
         fetch_pc = Signal(pc_bits)
@@ -141,7 +150,7 @@ class Sequencer(wiring.Component):
             m.d.comb += copy.eq(ecp5.replica(m, addr, name=f"imem_rd_addr_{i}") if ecp5.is_ecp5(platform)
                                 else fetch_pc)
         # the credit comes back from a registered pop, so the issue decision does not reach the fetch logic
-        # (a pop in the cycle of a start is of an entry the flush drops: it returns no credit)
+        # (a pop while idle is of an entry the flush drops: it returns no credit)
         m.d.sync += [pop_q.eq(pop & ~flush),
                      credits.eq(Mux(fetch, Mux(pop_q, credits, Cat(credits[1:], 0)),
                                     Mux(pop_q, Cat(1, credits[:-1]), credits)))]
@@ -154,10 +163,13 @@ class Sequencer(wiring.Component):
             m.d.sync += past_end.eq(fetch_pc == prog_last)
             with m.If(past_end):
                 m.d.sync += fetching.eq(0)
+        with m.If(flush):       # idle: the next run fetches from pc 0
+            m.d.comb += fetch_pc_next.eq(0)
+            m.d.sync += fetch_pc_inc.eq(1)
         fetched = Signal(2)     # (valid, past the end) of the word on imem_rd_data
         m.d.comb += fetched.eq(delay(m, Cat(fetch, past_end), BlockRAM.LATENCY, "fetched"))
         m.d.comb += [dec.word.eq(self.imem_rd_data), dec.valid.eq(fetched[0] & ~flush),
-                     dec.past_end.eq(fetched[1]), dec.flush.eq(flush)]
+                     dec.past_end.eq(fetched[1]), dec.flush.eq(flush_dec)]
         push = dec.out_valid & ~flush
         # the head says which unit the instruction needs, one bit each, zero for a faulty word
         pushed = data.View(head_layout, queue.w_data)
@@ -170,7 +182,7 @@ class Sequencer(wiring.Component):
             pushed.all_units.eq(legal & ((pushed_op == Opcode.SYNC) | (pushed_op == Opcode.END))),
             pushed.end.eq(legal & (pushed_op == Opcode.END)),
             pushed.faulty.eq(~legal), pushed.fault.eq(dec.fault),
-            queue.w_en.eq(push), queue.flush.eq(flush), queue.r_en.eq(pop),
+            queue.w_en.eq(push), queue.flush.eq(flush_queue), queue.r_en.eq(pop),
         ]
         # Each entry carries its own pc, counted at the push (entries are pushed in program order from pc 0,
         # the word past the end included), so no pc register hangs on the pop.
@@ -279,9 +291,9 @@ class Sequencer(wiring.Component):
         mac_go, mac_rows, mac_kn = Signal(), Signal(16), Signal(16)
         m.d.sync += [mac_go.eq(array_go), mac_rows.eq(mm.rows), mac_kn.eq(head_count)]   # they follow the head
         mac_term = product(m, mac_rows, mac_kn, name="mac_term")
-        accumulate(m, self.macs, mac_term, en=delay(m, mac_go, product_latency(16), "mac_go"), clear=flush,
+        accumulate(m, self.macs, mac_term, en=delay(m, mac_go, product_latency(16), "mac_go"), clear=start_run,
                    name="macs")
-        accumulate(m, cycle, 1, en=counting, clear=flush, init=1, name="cycle")
+        accumulate(m, cycle, 1, en=counting, clear=start_run, init=1, name="cycle")
 
         dma_pc = Signal(pc_bits)        # pc of the last LOAD/STORE issued (0 for the preload)
 
@@ -290,7 +302,7 @@ class Sequencer(wiring.Component):
             m.next = "DRAIN"
 
         # the fetch stops the cycle after END (a run ending with END leaves a `finished` pulse), not in the
-        # cycle of the pop; what it fetches in that cycle is dropped by the flush at the next start
+        # cycle of the pop; what it fetches in that cycle is dropped by the flush in IDLE
         with m.If(self.finished):
             m.d.sync += fetching.eq(0)
 
@@ -312,18 +324,16 @@ class Sequencer(wiring.Component):
                     self.dma_block_stride.eq(0),
                 ]
                 with m.If(start):
-                    m.d.comb += flush.eq(1)
                     m.d.sync += [self.error_code.eq(0), self.error_pc.eq(0), prog_last.eq(self.prog_len - 1),
                                  wd_on.eq(self.watchdog != 0), wd_left.eq(Cat(self.watchdog, 0).as_signed() - 3),
                                  past_end.eq(0), fetching.eq(0),
                                  credits.eq(Const(-1, QUEUE_DEPTH))]
-                    m.d.comb += [overdue_next.eq(0), fetch_pc_next.eq(0)]
-                    m.d.sync += fetch_pc_inc.eq(1)
+                    m.d.comb += overdue_next.eq(0)
                     with m.If(prog_bad):
                         m.d.sync += [self.error_code.eq(FaultCode.PROGRAM_RANGE), self.finished.eq(1)]
                     with m.Else():
                         # the preload is a LOAD of one block of prog_len 16-byte entries into instruction memory
-                        m.d.comb += dma_go.eq(1)
+                        m.d.comb += [dma_go.eq(1), idle_next.eq(0)]
                         m.d.sync += [preloading.eq(1), dma_pc.eq(0)]
                         m.next = "RUN"
             with m.State("RUN"):
@@ -345,6 +355,7 @@ class Sequencer(wiring.Component):
                     fault(FaultCode.WATCHDOG, head_pc)
                 # a pop excludes all three faults, so what it updates does not wait for the checks above
                 with m.If(pop & head.end):
+                    m.d.comb += idle_next.eq(1)
                     m.d.sync += self.finished.eq(1)
                     m.next = "IDLE"
                 with m.If(dma_go):
@@ -354,6 +365,7 @@ class Sequencer(wiring.Component):
                 with m.If(all_idle):
                     with m.If(dma_error):
                         m.d.sync += [self.error_code.eq(FaultCode.BUS_ERROR), self.error_pc.eq(dma_pc)]
+                    m.d.comb += idle_next.eq(1)
                     m.d.sync += self.finished.eq(1)
                     m.next = "IDLE"
         return m
