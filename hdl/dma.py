@@ -331,7 +331,8 @@ class DMA(wiring.Component):
             # beats = (row_lane + span_bytes + B - 1) // B, its low part (0..2) from the low bits alone
             # (tables of the lgB + lgB low bits: logic, not adders in series with the subtractions)
             lo = Cat(row_lane, span_bytes[:lgB])
-            n_last_s1 = Array(Const((rl + sb + B - 1) % B + 1, lgB + 1) for rl, sb in lo_cases)[lo]
+            n_last_of = [(rl + sb + B - 1) % B + 1 for rl, sb in lo_cases]
+            n_last_s1 = Array(Const(nl, lgB + 1) for nl in n_last_of)[lo]
             n_one_s1 = Array(Const((rl + sb + B - 1) % B + 1 - rl, signed(lgB + 2))
                              for rl, sb in lo_cases)[lo]                  # n_last - row lane
             n_many_s1 = B - row_lane
@@ -342,7 +343,9 @@ class DMA(wiring.Component):
             beats_rb = Array([rb_hi, rb_hi_p1, rb_hi_p2, rb_hi])[t_carry]
             m.d.sync += [beats_s.eq(Mux(merged, beats_prod, beats_rb)),
                          n_last.eq(n_last_s1), n_one.eq(n_one_s1), n_many.eq(n_many_s1),
-                         lanes_one.eq(_therm(n_last_s1, B) & ~_therm(row_lane, B)),
+                         # lanes [row lane, n_last) as one table of the low bits, not compares behind it
+                         lanes_one.eq(Array(Const(((1 << nl) - 1) & ~((1 << rl) - 1), B)
+                                            for (rl, _), nl in zip(lo_cases, n_last_of))[lo]),
                          lanes_many.eq(~_therm(row_lane, B)),
                          nmrb_many.eq(b_mrb - row_lane), in_s1.eq(0), in_s2.eq(1)]
         with m.If(in_s2):
@@ -537,7 +540,7 @@ class DMA(wiring.Component):
 
         # ---- bus state machine ----
         beat_cnt, last_b = Signal(8), Signal()
-        setup_cnt = Signal(range(max(STORE_SETUP, LOAD_SETUP) + 1))
+        setup_cnt, setup_end = Signal(range(max(STORE_SETUP, LOAD_SETUP) + 1)), Signal(name="setup_end")
         drain_cnt = Signal(range(LOAD_DRAIN + 1))
         m.d.comb += bus.wlast.eq(last_b)
 
@@ -600,11 +603,13 @@ class DMA(wiring.Component):
         with m.FSM(name="bus"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [setup_cnt.eq(1), busy.eq(1)]
+                    m.d.sync += [setup_cnt.eq(1), setup_end.eq(0), busy.eq(1)]
                     m.next = "SETUP"
             with m.State("SETUP"):
-                m.d.sync += setup_cnt.eq(setup_cnt + 1)
-                with m.If(setup_cnt == Mux(store, STORE_SETUP - 1, LOAD_SETUP - 1)):
+                # setup_end: setup_cnt == SETUP - 1, registered a cycle ahead (both SETUPs are >= 3)
+                m.d.sync += [setup_cnt.eq(setup_cnt + 1),
+                             setup_end.eq(setup_cnt == Mux(store, STORE_SETUP - 2, LOAD_SETUP - 2))]
+                with m.If(setup_end):
                     m.d.comb += in_addr_n.eq(1)
                     m.next = "ADDR"
             with m.State("ADDR"):
