@@ -9,8 +9,8 @@ one a cycle, into a pipeline that runs ahead of issue:
 
 The instruction at the head of the queue issues as soon as its unit is seen idle, emu.timing.BUSY_LATENCY
 after it goes idle (LOAD/STORE: DMA; MATMUL: array; POST: post-processing; SYNC/END: all), so everything
-issue decides on is a flip-flop: the head's unit flags and one `ready` flag per unit (and one for all
-three), each formed a cycle ahead. Each queue entry carries its pc (counted where entries are pushed), so
+issue decides on is a flip-flop: the head's unit flags and one `ready` flag per unit, each formed a cycle
+ahead. Each queue entry carries its pc (counted where entries are pushed), so
 no pc counter follows the pops. Fetching is credit-counted: the queue holds as many entries as the loop
 from a pop back to a fetched entry at the head takes cycles, so after the first instruction reaches the head (emu.timing.FETCH_LATENCY cycles after the
 preload ends) the queue never runs dry and one instruction can issue every cycle. CYCLES counts cycles
@@ -163,9 +163,11 @@ class Sequencer(wiring.Component):
             m.d.sync += past_end.eq(fetch_pc == prog_last)
             with m.If(past_end):
                 m.d.sync += fetching.eq(0)
-        with m.If(flush):       # idle: the next run fetches from pc 0
+        # idle: the fetch is off (it stops the cycle after END, not in the cycle of the pop: what it fetches
+        # then is dropped), and the next run fetches from pc 0 with every queue entry free
+        with m.If(flush):
             m.d.comb += fetch_pc_next.eq(0)
-            m.d.sync += fetch_pc_inc.eq(1)
+            m.d.sync += [fetch_pc_inc.eq(1), past_end.eq(0), fetching.eq(0), credits.eq(Const(-1, QUEUE_DEPTH))]
         fetched = Signal(2)     # (valid, past the end) of the word on imem_rd_data
         m.d.comb += fetched.eq(delay(m, Cat(fetch, past_end), BlockRAM.LATENCY, "fetched"))
         m.d.comb += [dec.word.eq(self.imem_rd_data), dec.valid.eq(fetched[0] & ~flush),
@@ -273,17 +275,17 @@ class Sequencer(wiring.Component):
 
         # Issue decides on one flip-flop per unit, `ready` = idle and neither a bus error nor the watchdog
         # stopping the run, formed a cycle ahead from the next values of the flip-flops above (so they hold
-        # exactly dma_idle & ok and so on, `all_ready` all three); `pop` is then two LUT levels from the head
-        # and these flags, and a start one.
+        # exactly dma_idle & ok and so on); `pop` is then two LUT levels from the head and these flags, and a
+        # start one. (SYNC and END AND the three flags in the pop: a register of their AND would have the
+        # three units' whole cone in front of it.)
         ok_next = ~self.dma_error & ~overdue_next
         ready_next = {
             "dma": ~self.dma_busy & ~(dma_go | self.dma_start) & ok_next,
             "array": ~self.cu_busy & ~(array_go | array_started) & ok_next,
             "post": ~self.cu_post_busy & ~(post_go | post_started) & ok_next,
         }
-        ready = {unit: Signal(name=f"{unit}_ready", init=1) for unit in ("dma", "array", "post", "all")}
+        ready = {unit: Signal(name=f"{unit}_ready", init=1) for unit in ("dma", "array", "post")}
         m.d.sync += [ready[unit].eq(nxt) for unit, nxt in ready_next.items()]
-        m.d.sync += ready["all"].eq(ready_next["dma"] & ready_next["array"] & ready_next["post"])
 
         # MACS += rows * (k_valid * n_valid, the head's count) of each issued MATMUL, through a registered
         # product tree and a split-carry accumulator; it is exact product_latency(16) + 3 cycles after issue,
@@ -301,18 +303,13 @@ class Sequencer(wiring.Component):
             m.d.sync += [self.error_code.eq(code), self.error_pc.eq(at), fetching.eq(0)]
             m.next = "DRAIN"
 
-        # the fetch stops the cycle after END (a run ending with END leaves a `finished` pulse), not in the
-        # cycle of the pop; what it fetches in that cycle is dropped by the flush in IDLE
-        with m.If(self.finished):
-            m.d.sync += fetching.eq(0)
-
         # The queue pops a head a ready unit could take in every state, so that the pop (which steps the
         # queue's registers) does not wait for the state decode; only in RUN does a pop issue (the starts
         # below) or end the run. Outside RUN a popped entry is dropped, and nothing runs until the next start
         # flushes the queue. (It is written out from the flags rather than from the starts, whose IDLE term
         # for the preload would otherwise end up in its logic.)
         m.d.comb += pop.eq((head.dma & ready["dma"]) | (head.matmul & ready["array"])
-                           | (head.post & ready["post"]) | (head.all_units & ready["all"]))
+                           | (head.post & ready["post"]) | (head.all_units & ready["dma"] & ready["array"] & ready["post"]))
         with m.FSM():
             with m.State("IDLE"):
                 # while idle the DMA's arguments are the preload's, so only its strobe waits for start
@@ -325,9 +322,7 @@ class Sequencer(wiring.Component):
                 ]
                 with m.If(start):
                     m.d.sync += [self.error_code.eq(0), self.error_pc.eq(0), prog_last.eq(self.prog_len - 1),
-                                 wd_on.eq(self.watchdog != 0), wd_left.eq(Cat(self.watchdog, 0).as_signed() - 3),
-                                 past_end.eq(0), fetching.eq(0),
-                                 credits.eq(Const(-1, QUEUE_DEPTH))]
+                                 wd_on.eq(self.watchdog != 0), wd_left.eq(Cat(self.watchdog, 0).as_signed() - 3)]
                     m.d.comb += overdue_next.eq(0)
                     with m.If(prog_bad):
                         m.d.sync += [self.error_code.eq(FaultCode.PROGRAM_RANGE), self.finished.eq(1)]

@@ -64,24 +64,27 @@ async def run_program(dut):
     await axil.write_dword(regs.OFFSET["PROG_ADDR"], job["prog_addr"])
     await axil.write_dword(regs.OFFSET["PROG_LEN"], job["prog_len"])
     await axil.write_dword(regs.OFFSET["WATCHDOG"], job["watchdog"])
-    # the accelerator's stretch: the CTRL write, then the one wait on done (or on the cycle limit)
+    # the accelerator's stretch: the CTRL write, then the one wait on done (or on the cycle limit); with
+    # job["runs"] > 1 the program is started again after each done, and every run's registers are kept
+    result["runs"] = []
     run_start = time.perf_counter()
-    await axil.write_dword(regs.OFFSET["CTRL"], 1)
-    start_ns = cocotb.utils.get_sim_time("ns")
-    limit = Timer(job["max_cycles"] * clock_ns, unit="ns")
-    fired = await First(RisingEdge(dut.done), limit)
-    result["run_seconds"] = time.perf_counter() - run_start
-    result["sim_cycles"] = int((cocotb.utils.get_sim_time("ns") - start_ns) // clock_ns)
-    if fired is limit:
-        result["timeout"] = True
-        json.dump(result, open(job["result"], "w"))
-        return
-    await RisingEdge(dut.clk)
-    result["status"] = await rd("STATUS")
-    result["code"] = await rd("ERROR_CODE")
-    result["pc"] = await rd("ERROR_PC")
-    result["cycles"] = await rd("CYCLES_LO") | (await rd("CYCLES_HI")) << 32
-    result["macs"] = await rd("MACS_LO") | (await rd("MACS_HI")) << 32
+    for _ in range(job.get("runs", 1)):
+        await axil.write_dword(regs.OFFSET["CTRL"], 1)
+        start_ns = cocotb.utils.get_sim_time("ns")
+        limit = Timer(job["max_cycles"] * clock_ns, unit="ns")
+        fired = await First(RisingEdge(dut.done), limit)
+        result["run_seconds"] = time.perf_counter() - run_start
+        result["sim_cycles"] = int((cocotb.utils.get_sim_time("ns") - start_ns) // clock_ns)
+        if fired is limit:
+            result["timeout"] = True
+            json.dump(result, open(job["result"], "w"))
+            return
+        await RisingEdge(dut.clk)
+        run = {"status": await rd("STATUS"), "code": await rd("ERROR_CODE"), "pc": await rd("ERROR_PC"),
+               "cycles": await rd("CYCLES_LO") | (await rd("CYCLES_HI")) << 32,
+               "macs": await rd("MACS_LO") | (await rd("MACS_HI")) << 32}
+        result["runs"].append(run)
+        result.update(run)
     if ram is not None:
         open(job["mem_out_raw"], "w").write(ram.read(0, job["mem_size"]).hex())
     else:

@@ -82,7 +82,8 @@ def run_rtl(cfg: AccelConfig, memory: np.ndarray, prog_addr: int, prog_len: int,
 def simulate(cfg: AccelConfig, memory: np.ndarray, prog_addr: int, prog_len: int, *,
              simulator: str = "verilator", waves: str | os.PathLike | None = None, watchdog: int = 0,
              memory_model: str = "hdl", hardware: AccelConfig | None = None,
-             max_cycles: int = DEFAULT_MAX_CYCLES, backpressure: bool = False, seed: int = 1) -> HilRun:
+             max_cycles: int = DEFAULT_MAX_CYCLES, backpressure: bool = False, seed: int = 1,
+             runs: int = 1) -> HilRun:
     """Run the program at `prog_addr` (`prog_len` instructions) on the RTL of `hardware` (default `cfg`).
 
     Raises HardwareFault like emu.golden.Golden.run, or SimulationTimeout after `max_cycles` cycles
@@ -91,9 +92,14 @@ def simulate(cfg: AccelConfig, memory: np.ndarray, prog_addr: int, prog_len: int
     (cocotbext-axi AxiRam; `backpressure` adds random pauses on all five channels; cycles then differ).
     waves: path of an FST waveform to write (the design is built with tracing for it); it holds the
     whole run, and is written also when the run faults or times out.
+    runs: start the program this many times, each time after the previous run's done, without a reset in
+    between (what is left in the fetch pipeline from one run must not reach the next). Every run must report
+    the same STATUS, fault, CYCLES and MACS as the first, else RuntimeError; the memory is the last run's.
     """
     if memory.dtype != np.uint8 or memory.ndim != 1:
         raise TypeError("memory must be a 1-D uint8 array")
+    if not isinstance(runs, int) or runs < 1:
+        raise ValueError(f"runs={runs!r} is not accepted: expected an integer >= 1")
     t_begin = time.perf_counter()
     hw = hardware or cfg
     b = build(hw, simulator=simulator, memory_model=memory_model, waves=waves is not None)
@@ -110,6 +116,7 @@ def simulate(cfg: AccelConfig, memory: np.ndarray, prog_addr: int, prog_len: int
     job = {
         "memory_model": memory_model, "prog_addr": prog_addr, "prog_len": prog_len, "watchdog": watchdog,
         "max_cycles": max_cycles, "mem_size": int(padded.size), "backpressure": backpressure, "seed": seed,
+        "runs": runs,
         "clock_ns": CLOCK_NS, "expect_cfg": regs.config_registers(cfg), "result": str(run_dir / "result.json"),
         "mem_in_raw": str(run_dir / "mem_in.raw"), "mem_out_raw": str(run_dir / "mem_out.raw"),
     }
@@ -147,6 +154,10 @@ def simulate(cfg: AccelConfig, memory: np.ndarray, prog_addr: int, prog_len: int
         raise SimulationTimeout(f"the RTL simulation ran {max_cycles} cycles without done (the testbench's "
                                 f"cycle limit; run directory {run_dir}{waves_note})")
     code = FaultCode(result["code"])
+    for i, run in enumerate(result.get("runs", [])[1:], 2):
+        if run != result["runs"][0]:
+            raise RuntimeError(f"run {i} of {runs} on the RTL reported {run}, run 1 {result['runs'][0]} "
+                               f"(run directory {run_dir}{waves_note})")
     if code == FaultCode.CONFIG_MISMATCH:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise HardwareFault(code, 0, f"hardware reports {result['hw_cfg']}, program built for "

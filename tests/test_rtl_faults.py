@@ -82,3 +82,22 @@ def test_config_mismatch():
     with pytest.raises(HardwareFault) as info:
         run_rtl(other, mem, 0, n, hardware=CFG_3X5)
     assert (info.value.code, info.value.pc) == (FaultCode.CONFIG_MISMATCH, 0)
+
+
+POST = isa.make(Opcode.POST, rows=4, acc_addr=0, out_addr=0, param_addr=0, shift=0, zero_point=3, clamp_lo=-128,
+                clamp_hi=127)
+STORE = isa.make(Opcode.STORE, buf=Buffer.OUT, rows=4, row_len=5, buf_addr=0, ext_addr=9000, ext_stride=5)
+LOAD_WGT = isa.make(Opcode.LOAD, buf=Buffer.WGT, rows=3, row_len=5, buf_addr=0, ext_addr=6000, ext_stride=5)
+RESTARTS = {
+    # an illegal word after END: fetched and decoded before END issues, still in the pipeline when it does
+    "after_end": ([LOAD, LOAD_WGT, SYNC, MATMUL, SYNC, POST, SYNC, STORE, END, END], {9: 0xF}),
+    # the words behind a faulty one are fetched while the fault waits at the head
+    "after_fault": CASES["illegal_opcode"][:2],
+}
+
+
+@pytest.mark.parametrize("name", sorted(RESTARTS))
+def test_second_start_without_reset_runs_the_same(name):
+    """CTRL written again after done: nothing fetched by the first run reaches the second."""
+    mem, n = _image(*RESTARTS[name])
+    assert_same_as_golden(CFG_3X5, mem, 0, n, runs=2)
