@@ -270,21 +270,32 @@ class Sequencer(wiring.Component):
         # WATCHDOG - cycle - 2 down and stops once negative, so its sign bit is the comparison a cycle early
         wd_on, wd_left, overdue = Signal(), Signal(signed(34)), Signal()
         overdue_next = Signal()
-        m.d.comb += overdue_next.eq(wd_on & wd_left[-1])     # cleared at start, below
+        m.d.comb += overdue_next.eq(wd_on & wd_left[-1])
         m.d.sync += overdue.eq(overdue_next)
+        # it counts in every state (only RUN reads it), so its clock enable does not wait for the state decode
+        with m.If(~wd_left[-1]):
+            m.d.sync += wd_left.eq(wd_left - 1)
 
         # Issue decides on one flip-flop per unit, `ready` = idle and neither a bus error nor the watchdog
         # stopping the run, formed a cycle ahead from the next values of the flip-flops above (so they hold
         # exactly dma_idle & ok and so on); `pop` is then two LUT levels from the head and these flags, and a
         # start one. (SYNC and END AND the three flags in the pop: a register of their AND would have the
         # three units' whole cone in front of it.)
+        # The flags are exact in RUN only, which is all that reads them: nothing issues outside RUN, and in
+        # the first RUN cycle the queue is empty (flushed while idle), so the flag formed in the start cycle
+        # is never used. So a unit's flag drops on the unit's own pop term rather than on its start strobe
+        # (which waits for the state decode, and for the DMA the preload), and the watchdog state left from
+        # the last run may pass through in the start cycle: each flag is two LUT levels from flip-flops and
+        # the units' busy inputs.
+        ready = {unit: Signal(name=f"{unit}_ready", init=1) for unit in ("dma", "array", "post")}
+        unit_pop = {"dma": head.dma & ready["dma"], "array": head.matmul & ready["array"],
+                    "post": head.post & ready["post"]}
         ok_next = ~self.dma_error & ~overdue_next
         ready_next = {
-            "dma": ~self.dma_busy & ~(dma_go | self.dma_start) & ok_next,
-            "array": ~self.cu_busy & ~(array_go | array_started) & ok_next,
-            "post": ~self.cu_post_busy & ~(post_go | post_started) & ok_next,
+            "dma": ~self.dma_busy & ~(unit_pop["dma"] | self.dma_start) & ok_next,
+            "array": ~self.cu_busy & ~(unit_pop["array"] | array_started) & ok_next,
+            "post": ~self.cu_post_busy & ~(unit_pop["post"] | post_started) & ok_next,
         }
-        ready = {unit: Signal(name=f"{unit}_ready", init=1) for unit in ("dma", "array", "post")}
         m.d.sync += [ready[unit].eq(nxt) for unit, nxt in ready_next.items()]
 
         # MACS += rows * (k_valid * n_valid, the head's count) of each issued MATMUL, through a registered
@@ -308,8 +319,8 @@ class Sequencer(wiring.Component):
         # below) or end the run. Outside RUN a popped entry is dropped, and nothing runs until the next start
         # flushes the queue. (It is written out from the flags rather than from the starts, whose IDLE term
         # for the preload would otherwise end up in its logic.)
-        m.d.comb += pop.eq((head.dma & ready["dma"]) | (head.matmul & ready["array"])
-                           | (head.post & ready["post"]) | (head.all_units & ready["dma"] & ready["array"] & ready["post"]))
+        m.d.comb += pop.eq(unit_pop["dma"] | unit_pop["array"] | unit_pop["post"]
+                           | (head.all_units & ready["dma"] & ready["array"] & ready["post"]))
         with m.FSM():
             with m.State("IDLE"):
                 # while idle the DMA's arguments are the preload's, so only its strobe waits for start
@@ -323,7 +334,6 @@ class Sequencer(wiring.Component):
                 with m.If(start):
                     m.d.sync += [self.error_code.eq(0), self.error_pc.eq(0), prog_last.eq(self.prog_len - 1),
                                  wd_on.eq(self.watchdog != 0), wd_left.eq(Cat(self.watchdog, 0).as_signed() - 3)]
-                    m.d.comb += overdue_next.eq(0)
                     with m.If(prog_bad):
                         m.d.sync += [self.error_code.eq(FaultCode.PROGRAM_RANGE), self.finished.eq(1)]
                     with m.Else():
@@ -334,15 +344,16 @@ class Sequencer(wiring.Component):
             with m.State("RUN"):
                 m.d.comb += self.running.eq(1)
                 m.d.comb += counting.eq(1)
-                with m.If(~wd_left[-1]):
-                    m.d.sync += wd_left.eq(wd_left - 1)
                 # the head issues to a ready unit (idle, and neither a bus error nor the watchdog stopping the
                 # run); a faulty head has no unit flag set
-                m.d.comb += [dma_go.eq(head.dma & ready["dma"]), array_go.eq(head.matmul & ready["array"]),
-                             post_go.eq(head.post & ready["post"])]
+                m.d.comb += [dma_go.eq(unit_pop["dma"]), array_go.eq(unit_pop["array"]),
+                             post_go.eq(unit_pop["post"])]
                 with m.If(preloading & dma_idle):
                     m.d.sync += [preloading.eq(0), fetching.eq(1)]
-                with m.If(dma_error):
+                # the DMA's error flag stays set from a failed transfer until its next start, so it is stale
+                # while a start strobe is on its way (`dma_starting`), as after a run that ended in a bus
+                # error; a transfer's own error comes much later (after its first address)
+                with m.If(dma_error & ~dma_starting):
                     fault(FaultCode.BUS_ERROR, dma_pc)
                 with m.Elif(head.faulty):
                     fault(head.fault, head_pc)

@@ -93,6 +93,8 @@ RESTARTS = {
     "after_end": ([LOAD, LOAD_WGT, SYNC, MATMUL, SYNC, POST, SYNC, STORE, END, END], {9: 0xF}),
     # the words behind a faulty one are fetched while the fault waits at the head
     "after_fault": CASES["illegal_opcode"][:2],
+    # the DMA's error flag stays set until its next start
+    "after_bus_error": CASES["bus_error_load"][:2],
 }
 
 
