@@ -277,8 +277,8 @@ class Sequencer(wiring.Component):
             m.d.sync += wd_left.eq(wd_left - 1)
 
         # Issue decides on one flip-flop per unit, `ready` = idle and neither a bus error nor the watchdog
-        # stopping the run, formed a cycle ahead from the next values of the flip-flops above (so they hold
-        # exactly dma_idle & ok and so on); `pop` is then two LUT levels from the head and these flags, and a
+        # stopping the run, formed a cycle ahead from the next values of the flip-flops above (so in RUN they
+        # hold exactly dma_idle & ok and so on); `pop` is then two LUT levels from the head and these flags, and a
         # start one. (SYNC and END AND the three flags in the pop: a register of their AND would have the
         # three units' whole cone in front of it.)
         # The flags are exact in RUN only, which is all that reads them: nothing issues outside RUN, and in
@@ -316,9 +316,8 @@ class Sequencer(wiring.Component):
 
         # The queue pops a head a ready unit could take in every state, so that the pop (which steps the
         # queue's registers) does not wait for the state decode; only in RUN does a pop issue (the starts
-        # below) or end the run. Outside RUN a popped entry is dropped, and nothing runs until the next start
-        # flushes the queue. (It is written out from the flags rather than from the starts, whose IDLE term
-        # for the preload would otherwise end up in its logic.)
+        # below) or end the run. Outside RUN a popped entry is dropped, and the queue is flushed while idle.
+        # (It is written out from the unit pop terms rather than from the starts, which wait for the state.)
         m.d.comb += pop.eq(unit_pop["dma"] | unit_pop["array"] | unit_pop["post"]
                            | (head.all_units & ready["dma"] & ready["array"] & ready["post"]))
         with m.FSM():
