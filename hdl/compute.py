@@ -4,8 +4,8 @@ POST of one group of ACC rows overlaps the MATMULs filling the next.
 It owns the accumulator buffer. An instruction accepted at cycle t, on `matmul_start` or `post_start` (each
 START_COPIES copies of one strobe, all set together), keeps `busy` (MATMUL) or `post_busy` (POST) high
 until cycle t + emu.timing.instr_cycles(instr) (MATMUL 2R + C + T - 2 + MATMUL_LATENCY, POST
-T + POST_LATENCY), and the datapath below finishes every buffer write by then; the unit sees the instruction emu.timing.ISSUE_LATENCY cycles after its issue, and `busy` /
-`post_busy` are registers. Buffer read addresses are counters the buffers hold (hdl/bram.py
+T + POST_LATENCY), and the datapath below finishes every buffer write by then; the unit sees the
+instruction emu.timing.ISSUE_LATENCY cycles after its issue, and `busy` / `post_busy` are registers. Buffer read addresses are counters the buffers hold (hdl/bram.py
 `counted_reads`, one beside each block RAM on ECP5): the unit presents `load`/`base`/`step` (`act_rd`,
 `wgt_rd`, `param_rd`, and the ACC's own) a cycle before the read, as it would set an address register; the
 ACC's write inputs are registered in the ACC (`registered_write`). Every buffer read takes

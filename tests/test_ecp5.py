@@ -383,7 +383,6 @@ def test_counted_block_ram_matches_reference_on_icarus(tmp_path):
     assert all(count > CYCLES // 8 for count in checked.values()), checked
 
 
-
 class _FixedEntryRam(wiring.Component):
     """A COUNTED_SHAPES[0] BlockRAM read the way PARAM is: `step` tied to 0, one entry loaded and held."""
 
