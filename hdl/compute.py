@@ -5,8 +5,9 @@ It owns the accumulator buffer. An instruction accepted at cycle t, on `matmul_s
 START_COPIES copies of one strobe, all set together), keeps `busy` (MATMUL) or `post_busy` (POST) high
 until cycle t + emu.timing.instr_cycles(instr) (MATMUL 2R + C + T - 2 + MATMUL_LATENCY, POST
 T + POST_LATENCY), and the datapath below finishes every buffer write by then; the unit sees the
-instruction emu.timing.ISSUE_LATENCY cycles after its issue, and `busy` / `post_busy` are registers. Buffer read addresses are counters the buffers hold (hdl/bram.py
-`counted_reads`, one beside each block RAM on ECP5): the unit presents `load`/`base`/`step` (`act_rd`,
+instruction emu.timing.ISSUE_LATENCY cycles after its issue, and `busy` / `post_busy` are registers.
+Buffer read addresses are counters the buffers hold (hdl/bram.py `counted_reads`, one beside each block
+RAM on ECP5): the unit presents `load`/`base`/`step` (`act_rd`,
 `wgt_rd`, `param_rd`, and the ACC's own) a cycle before the read, as it would set an address register; the
 ACC's write inputs are registered in the ACC (`registered_write`). Every buffer read takes
 B = hdl.bram.BlockRAM.LATENCY = 2 cycles. With t the cycle the start is seen, s = cycle - (t + 1) and
