@@ -205,6 +205,9 @@ class DMA(wiring.Component):
         # every block: bytes of a span, the spans after its first
         span_bytes, block_spans = Signal(27), Signal(17)
         m.d.sync += [span_bytes.eq(span_now), block_spans.eq(Mux(merged, 0, rows_m1))]
+        # the same bytes - 1, modulo 2**13, for the burst fit compare (spans are >= 1 byte: row_len >= 1)
+        span_bytes_m1, rb_m1 = Signal(13), Signal(13)
+        m.d.sync += [span_bytes_m1.eq(span_now - 1), rb_m1.eq(rb_c - 1)]
         # The span's beats are span_bytes // B plus 0, 1 or 2 (from the low bits); the three sums are kept
         # for the product and for row_bytes, each a short adder from a register, and the lane sequencer
         # picks one. Whether span_bytes // B is 0, 1 or 2 needs no product: a merged span of 3 rows or
@@ -227,13 +230,14 @@ class DMA(wiring.Component):
         block_base, row_base, cur = Signal(32), Signal(32), Signal(32)
         nxt_row, nxt_block = Signal(32), Signal(32)        # row_base + stride, block_base + block_stride
         span_rem, spans_left, blocks_left = Signal(27), Signal(17), Signal(10)
+        span_rem_m1 = Signal(13)                           # (span_rem - 1) % 2**13, stepped alongside span_rem
         final = Signal()
         more_spans, more_blocks = Signal(), Signal()       # spans_left != 0, blocks_left != 0, registered
         more_spans_0 = Signal()                            # block_spans != 0
         m.d.sync += [nxt_row.eq(row_base + stride), nxt_block.eq(block_base + block_stride)]
         with m.If(go_span):
             m.d.sync += [block_base.eq(ext_addr), row_base.eq(ext_addr), cur.eq(ext_addr),
-                         span_rem.eq(span_now), spans_left.eq(Mux(merged, 0, rows_m1)),
+                         span_rem.eq(span_now), span_rem_m1.eq(span_now - 1), spans_left.eq(Mux(merged, 0, rows_m1)),
                          blocks_left.eq(blocks_m1), final.eq(0),
                          more_spans.eq(~merged & multi_rows), more_blocks.eq(multi_blocks),
                          more_spans_0.eq(~merged & multi_rows)]
@@ -244,7 +248,7 @@ class DMA(wiring.Component):
         lim_cur = Signal(32)                               # cur + lim_nb: where a cut burst leaves cur
         span_len = Signal(8)                               # beats of the rest of the span - 1
         g_rem_short, g_addr = Signal(name="g_rem_short"), Signal(32, name="g_addr")
-        g_fits = Signal(name="g_fits")                    # span_rem[:13] <= lim_nb, registered with it
+        g_fits = Signal(name="g_fits")                    # span_rem <= lim_nb when span_rem < 2**13
         beats_4k_min = (4096 >> lgB) - 256                 # 4 KiB boundary 256 beats away or less from here on
         near_4k = cur[lgB:12] >= beats_4k_min if beats_4k_min > 0 else Const(1)
         # beats of the span = span_rem // B + (lane0 + span_rem % B + B - 1) // B, the second term 0..2
@@ -259,9 +263,10 @@ class DMA(wiring.Component):
             span_len.eq(Array([span_rem[lgB:lgB + 8] - 1, span_rem[lgB:lgB + 8], span_rem[lgB:lgB + 8] + 1,
                                span_rem[lgB:lgB + 8]])[lo_beats]),
             g_rem_short.eq(span_rem[13:] == 0),
-            # the rest of the span fits before the limit: worked out beside lim_nb rather than from it, so
-            # that the step flags below are a LUT from registers, not behind a compare's carry chain
-            g_fits.eq(Mux(near_4k, span_rem[:13] + cur[:12] <= 4096, span_rem[:13] + lane0 <= 256 * B)),
+            # the rest of the span fits before the limit, span_rem <= lim_nb, worked out beside lim_nb rather
+            # than from it: span_rem - 1 <= lim_nb - 1, whose right side is the complement of cur's low bits
+            # (4095 - cur[:12]; 256 * B - 1 - lane0), so that it is one carry chain between registers
+            g_fits.eq(Mux(near_4k, span_rem_m1 <= ~cur[:12], span_rem_m1 <= Cat(~lane0, Const(255, 8)))),
             g_addr.eq(Cat(Const(0, lgB), cur[lgB:])),
         ]
         d_addr, d_len = Signal(32), Signal(8)
@@ -270,7 +275,9 @@ class DMA(wiring.Component):
         # to the next block, or finish
         # (a copy for each group of registers an accepted address steps: cur; the bases; the counts)
         take_all = g_rem_short & g_fits
+        d_rem_m1 = Signal(13)
         m.d.sync += [d_addr.eq(g_addr), d_cur.eq(lim_cur), d_rem.eq(span_rem - lim_nb),
+                     d_rem_m1.eq(span_rem_m1 - lim_nb),
                      d_len.eq(Mux(take_all, span_len, lim_len))]
         d_step = copies(Cat(~take_all, take_all & more_spans, take_all & ~more_spans & more_blocks,
                             take_all & ~more_spans & ~more_blocks), 3, "burst_step")
@@ -464,13 +471,16 @@ class DMA(wiring.Component):
         credit_one = Signal()                               # credits == 1, registered with them
         pop = Signal()
         m.d.comb += [issue.eq(in_beat & credit_ok), pop.eq(in_wdata & w_ready & bus.wready)]
-        credits_n = credits - issue + pop
+        # credits +1, -1 or the same: one of two increments, and credit_one from compares of the register,
+        # picked by the pop and the issue (a sum of both would be two carry chains behind the pop)
+        up, down = pop & ~issue, issue & ~pop
         with m.If(go):
             m.d.sync += [credits.eq(W_FIFO_DEPTH), credit_one.eq(0)]
             m.d.comb += credit_ok_n.eq(store)
         with m.Else():
+            m.d.sync += [credits.eq(Mux(up, credits + 1, Mux(down, credits - 1, credits))),
+                         credit_one.eq(Mux(up, credits == 0, Mux(down, credits == 2, credit_one)))]
             # credits' != 0 without the sum: a pop leaves at least one, else the last one may go
-            m.d.sync += [credits.eq(credits_n), credit_one.eq(credits_n == 1)]
             m.d.comb += credit_ok_n.eq(store & (pop | (credit_ok & ~(credit_one & issue))))
         # P0 registers the beat (q0); C1 presents the entry holding the beat's last byte on rd_addr. The word
         # select needs, rd_latency (+1) cycles after that, the beat's offsets + B into the padded entry (a zero
@@ -586,7 +596,8 @@ class DMA(wiring.Component):
             m.d.sync += block_base.eq(nxt_block)
         step = d_step[2]
         with m.If(accept_c[2] & ~step[3]):
-            m.d.sync += span_rem.eq(pick(step, d_rem, rb, span_bytes))
+            m.d.sync += [span_rem.eq(pick(step, d_rem, rb, span_bytes)),
+                         span_rem_m1.eq(pick(step, d_rem_m1, rb_m1, span_bytes_m1))]
         # The span counts and `final` are next read by the d stage two cycles after an acceptance and at
         # the burst's end: they step in the cycle after it, from registers.
         count_step = Signal(3)                              # next row, next block, end

@@ -438,12 +438,18 @@ DMA_CASES = {
     # merged rows whose span is not a whole number of bus words: (rows * row bytes) % B != row bytes % B
     "load_merged_odd_rows": dict(op=Opcode.LOAD, buf=Buffer.ACT, rows=3, row_len=21, buf_addr=4, ext_addr=4003,
                                  ext_stride=21, blocks=2, block_stride=100),
+    # one merged span of 2047 bytes that fits its last burst exactly: at 256 beats (bus 32 and 64 bits)
+    "load_merged_long": dict(op=Opcode.LOAD, buf=Buffer.ACT, rows=23, row_len=89, buf_addr=0, ext_addr=1,
+                             ext_stride=89, blocks=1, block_stride=0),
     "load_param_blocks": dict(op=Opcode.LOAD, buf=Buffer.PARAM, rows=1, row_len=2, buf_addr=0, ext_addr=13,
                               ext_stride=16, blocks=3, block_stride=40),
     "store_rows_blocks": dict(op=Opcode.STORE, buf=Buffer.OUT, rows=2, row_len=3, buf_addr=3, ext_addr=4090,
                               ext_stride=5, blocks=3, block_stride=12),
     "store_merged_odd_rows": dict(op=Opcode.STORE, buf=Buffer.OUT, rows=3, row_len=21, buf_addr=5, ext_addr=8170,
                                   ext_stride=21, blocks=2, block_stride=70),
+    # the same span ending at a 4 KiB boundary: its last burst fits it exactly (bus 32 and 128 bits)
+    "store_merged_long": dict(op=Opcode.STORE, buf=Buffer.OUT, rows=23, row_len=89, buf_addr=7, ext_addr=6145,
+                              ext_stride=89, blocks=1, block_stride=0),
     "store_merged_blocks": dict(op=Opcode.STORE, buf=Buffer.OUT, rows=3, row_len=16, buf_addr=0,
                                 ext_addr=8185, ext_stride=16, blocks=2, block_stride=50),
 }
@@ -495,6 +501,7 @@ def test_dma_3d_transfer_matches_golden(case, bus_bits, rd_latency):
             slave.step(ctx, dut.bus)
             await ctx.tick()
             cycle += 1
+            assert cycle <= 4 * dma_cycles(instr, cfg), "the DMA hangs"
         state["cycles"] = cycle
         assert not ctx.get(dut.error)
 
