@@ -205,9 +205,11 @@ class DMA(wiring.Component):
         # every block: bytes of a span, the spans after its first
         span_bytes, block_spans = Signal(27), Signal(17)
         m.d.sync += [span_bytes.eq(span_now), block_spans.eq(Mux(merged, 0, rows_m1))]
-        # the same bytes - 1, modulo 2**13, for the burst fit compare (spans are >= 1 byte: row_len >= 1)
+        # the same bytes - 1, modulo 2**13, for the burst fit compare (spans are >= 1 byte: row_len >= 1);
+        # row_bytes - 1 is a register long before, so that only the product's decrement sits before the pick
         span_bytes_m1, rb_m1 = Signal(13), Signal(13)
-        m.d.sync += [span_bytes_m1.eq(span_now - 1), rb_m1.eq(rb_c - 1)]
+        span_now_m1 = Mux(merged, prod[:13] - 1, rb_m1)
+        m.d.sync += [span_bytes_m1.eq(span_now_m1), rb_m1.eq(rb_c - 1)]
         # The span's beats are span_bytes // B plus 0, 1 or 2 (from the low bits); the three sums are kept
         # for the product and for row_bytes, each a short adder from a register, and the lane sequencer
         # picks one. Whether span_bytes // B is 0, 1 or 2 needs no product: a merged span of 3 rows or
@@ -237,7 +239,7 @@ class DMA(wiring.Component):
         m.d.sync += [nxt_row.eq(row_base + stride), nxt_block.eq(block_base + block_stride)]
         with m.If(go_span):
             m.d.sync += [block_base.eq(ext_addr), row_base.eq(ext_addr), cur.eq(ext_addr),
-                         span_rem.eq(span_now), span_rem_m1.eq(span_now - 1), spans_left.eq(Mux(merged, 0, rows_m1)),
+                         span_rem.eq(span_now), span_rem_m1.eq(span_now_m1), spans_left.eq(Mux(merged, 0, rows_m1)),
                          blocks_left.eq(blocks_m1), final.eq(0),
                          more_spans.eq(~merged & multi_rows), more_blocks.eq(multi_blocks),
                          more_spans_0.eq(~merged & multi_rows)]
