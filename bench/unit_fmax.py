@@ -129,7 +129,7 @@ def main() -> int:
               f"{cp['segments']} segments)")
     if args.endpoints:
         period = 1000 / args.freq
-        print(f"latest-arriving registers ({args.freq:g} MHz: {period:.2f} ns):")
+        print(f"latest-arriving registers (arrival before setup; {args.freq:g} MHz: {period:.2f} ns):")
         for name, worst, late, bits in late_registers(rep, period, rename=rename)[:args.endpoints]:
             print(f"  {worst:6.2f} ns  {late:5d} of {bits:5d} late  {name}")
     return 0

@@ -269,7 +269,9 @@ def late_registers(report: dict, period_ns: float, *, rename=lambda cell: cell) 
     """Registers from nextpnr's `--detailed-timing-report` JSON, grouped by the signal they come from (lane
     and bit indices folded into one name): (name.port, worst arrival in ns, bits arriving later than
     `period_ns`, bits), worst first. nextpnr reports arrivals at flip-flop and block inputs only, so this
-    says which registers the slow paths end in, not the paths themselves. `rename` maps a cell name first
+    says which registers the slow paths end in, not the paths themselves. Arrivals are at the pin, before
+    the register's setup time, which the report leaves out (0 on ECP5 data inputs, 0.42 ns on LSR at speed
+    6): a set/reset input can miss the period while its arrival is below it. `rename` maps a cell name first
     (e.g. an unnamed `$signal$N` to where it is made)."""
     groups: dict[str, list[float]] = {}
     for net in report["detailed_net_timings"]:
