@@ -94,7 +94,7 @@ def simulate(cfg: AccelConfig, memory: np.ndarray, prog_addr: int, prog_len: int
     whole run, and is written also when the run faults or times out.
     runs: start the program this many times, each time after the previous run's done, without a reset in
     between (what is left in the fetch pipeline from one run must not reach the next). Every run must report
-    the same STATUS, fault, CYCLES and MACS as the first, else RuntimeError; the memory is the last run's.
+    the same STATUS, fault, pc, CYCLES and MACS as the first, else RuntimeError; the memory is the last run's.
     """
     if memory.dtype != np.uint8 or memory.ndim != 1:
         raise TypeError("memory must be a 1-D uint8 array")
