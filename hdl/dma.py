@@ -447,7 +447,9 @@ class DMA(wiring.Component):
                          for k in range(NW * B)))),
             spill1.eq(Mux(v_q, spill_q, 0)), complete1.eq(complete_q), entry1.eq(entry_q),
         ]
-        asm = Signal(NW * 8 * B)
+        # no reset: `clear` empties it before a transfer's first beat, and as the flip-flops' only set/reset
+        # it drives their LSR straight from a copy (with the domain's reset too, a LUT ORs the two in front)
+        asm = Signal(NW * 8 * B, reset_less=True)
         wr_data = Signal(NW * 8 * B)
         clear = copies(go, NW, "clear")                     # cycle 2 of a transfer, long before its first beat
         for k in range(NW * B):

@@ -40,7 +40,8 @@ def product(m: Module, a, b, *, plus=None, name: str) -> Signal:
         shape = signed(max(width, len(plus)) + 2)
     terms = []
     for j in range(len(b)):
-        t = Signal(shape, name=f"{name}_t{j}")
+        # no reset: b[j] is then the flip-flops' only set/reset (a domain reset too would OR in a LUT)
+        t = Signal(shape, name=f"{name}_t{j}", reset_less=True)
         m.d.sync += t.eq(Mux(b[j], a << j, 0))
         terms.append(t)
     if plus is not None:
