@@ -250,7 +250,8 @@ class DMA(wiring.Component):
         lim_cur = Signal(32)                               # cur + lim_nb: where a cut burst leaves cur
         span_len = Signal(8)                               # beats of the rest of the span - 1
         g_rem_short, g_addr = Signal(name="g_rem_short"), Signal(32, name="g_addr")
-        g_fits = Signal(name="g_fits")                    # span_rem <= lim_nb when span_rem < 2**13
+        # span_rem <= lim_nb when span_rem < 2**13, for each limit: 4 KiB away (fits_4k) or 256 beats (fits_256)
+        g_fits_4k, g_fits_256, g_near_4k = Signal(name="g_fits_4k"), Signal(name="g_fits_256"), Signal()
         beats_4k_min = (4096 >> lgB) - 256                 # 4 KiB boundary 256 beats away or less from here on
         near_4k = cur[lgB:12] >= beats_4k_min if beats_4k_min > 0 else Const(1)
         # beats of the span = span_rem // B + (lane0 + span_rem % B + B - 1) // B, the second term 0..2
@@ -267,8 +268,10 @@ class DMA(wiring.Component):
             g_rem_short.eq(span_rem[13:] == 0),
             # the rest of the span fits before the limit, span_rem <= lim_nb, worked out beside lim_nb rather
             # than from it: span_rem - 1 <= lim_nb - 1, whose right side is the complement of cur's low bits
-            # (4095 - cur[:12]; 256 * B - 1 - lane0), so that it is one carry chain between registers
-            g_fits.eq(Mux(near_4k, span_rem_m1 <= ~cur[:12], span_rem_m1 <= Cat(~lane0, Const(255, 8)))),
+            # (4095 - cur[:12]; 256 * B - 1 - lane0), so that it is one carry chain between registers; both
+            # are registered and picked a stage later, so that no wide LUT merges the two behind the chain
+            g_fits_4k.eq(span_rem_m1 <= ~cur[:12]), g_fits_256.eq(span_rem_m1 <= Cat(~lane0, Const(255, 8))),
+            g_near_4k.eq(near_4k),
             g_addr.eq(Cat(Const(0, lgB), cur[lgB:])),
         ]
         d_addr, d_len = Signal(32), Signal(8)
@@ -276,7 +279,7 @@ class DMA(wiring.Component):
         # what an accepted address does next, one-hot: cut the span at the limit, move to the next row,
         # to the next block, or finish
         # (a copy for each group of registers an accepted address steps: cur; the bases; the counts)
-        take_all = g_rem_short & g_fits
+        take_all = g_rem_short & Mux(g_near_4k, g_fits_4k, g_fits_256)
         d_rem_m1 = Signal(13)
         m.d.sync += [d_addr.eq(g_addr), d_cur.eq(lim_cur), d_rem.eq(span_rem - lim_nb),
                      d_rem_m1.eq(span_rem_m1 - lim_nb),
