@@ -33,14 +33,14 @@ DMA_LOAD_SETUP = 10         # cycles from a LOAD's issue to its first address: i
 DMA_STORE_SETUP = 15        # the same for a STORE, whose first beat must reach the W FIFO first: the lane
                             # sequencer's set-up, the buffer read, word select and lane funnel
                             # (hdl/dma.py STORE_SETUP_MIN)
-DMA_LOAD_DRAIN = 3          # cycles from a LOAD's last data beat to its last buffer write (beat register,
-                            # rotation register, write register): the unit stays busy until that write is done
+DMA_LOAD_DRAIN = 4          # cycles from a LOAD's last data beat to its last buffer write (beat register, two
+                            # rotation registers, write register): the unit stays busy until that write is done
 DMA_READ_LATENCY = 2        # cycles from a read burst's address to its first data beat accepted
 DMA_WRITE_LATENCY = 2       # cycles from a write burst's last beat to its response accepted, plus address
-MATMUL_LATENCY = 13         # registers around the array beyond the 2R + C + T - 2 of a fold: issue (2),
-                            # buffer read (2), the array's input register, the PE multiplier (4), the three
+MATMUL_LATENCY = 14         # registers around the array beyond the 2R + C + T - 2 of a fold: issue (2),
+                            # buffer read (2), the array's input register, the PE multiplier (4), the four
                             # stages of the ACC read-add-write, the ACC write (hdl/compute.py)
-POST_LATENCY = 17           # issue (2), PARAM/ACC read (2), the post-processing unit's 13 pipeline stages
+POST_LATENCY = 18           # issue (2), PARAM/ACC read (2), the post-processing unit's 14 pipeline stages
 FETCH_LATENCY = 11          # from the preload's end to the first instruction at the head of the issue queue:
                             # fetch enable, instruction memory read (2), decode (7), queue (hdl/sequencer.py)
 

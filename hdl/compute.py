@@ -17,11 +17,12 @@ MATMUL  s = 0 .. R-1      WGT entry wgt_addr + s read; row s of the array loads 
         s = R .. R+T-1    ACT entry act_addr + i (i = s - R) read; enters the array at s + B
         s = R+i+B+L-B     ACC entry acc_addr + i read (accumulate), so it arrives with the result row
         s = R+i+B+L       result row i leaves the array; it and the ACC row are registered
-        s = R+i+B+L+1     their sum (acc_bits wrapping) and signed comparison are registered
-        s = R+i+B+L+2     ACC value = result, or (accumulate) the sum, or (accumulate with reduce_max) the
+        s = R+i+B+L+1     ... and registered again, beside the adders
+        s = R+i+B+L+2     their sum (acc_bits wrapping) and signed comparison are registered
+        s = R+i+B+L+3     ACC value = result, or (accumulate) the sum, or (accumulate with reduce_max) the
                           signed maximum of the two, registered
-        s = R+i+B+L+3     ... and written to ACC
-        last write at s = 2R + C + T + 7  ->  MATMUL_LATENCY >= ISSUE_LATENCY + B + MULT_LATENCY + 6 = 13
+        s = R+i+B+L+4     ... and written to ACC
+        last write at s = 2R + C + T + 8  ->  MATMUL_LATENCY >= ISSUE_LATENCY + B + MULT_LATENCY + 7 = 14
 POST    s = 0 .. T-1      ACC entry acc_addr + s read (PARAM entry param_addr read throughout)
         s = i + B + P     requantized row i written to OUT (P = PostProc.LATENCY)
                           ->  last at T - 1 + B + P, POST_LATENCY >= ISSUE_LATENCY + B + P + 1
@@ -41,14 +42,23 @@ from .buffers import entry_layouts
 from .pipeline import delay
 from .postproc import PostProc
 
-__all__ = ["ComputeUnit", "MATMUL_LATENCY_MIN", "POST_LATENCY_MIN", "START_COPIES"]
+__all__ = ["ComputeUnit", "MATMUL_LATENCY_MIN", "POST_LATENCY_MIN", "START_COPIES", "start_counts"]
 
-MATMUL_LATENCY_MIN = timing.ISSUE_LATENCY + BlockRAM.LATENCY + MULT_LATENCY + 6
+MATMUL_LATENCY_MIN = timing.ISSUE_LATENCY + BlockRAM.LATENCY + MULT_LATENCY + 7
 POST_LATENCY_MIN = timing.ISSUE_LATENCY + BlockRAM.LATENCY + PostProc.LATENCY + 1
 #: Copies of each start strobe (`matmul_start`, `post_start`), one per group of registers it loads, each
 #: from a flip-flop of its own in the sequencer (hdl/ecp5.copies): one start flip-flop loading ~200
 #: registers and 40 block-RAM address counters across the unit arrived at 7.3-8.4 ns at 8x8.
 START_COPIES = 5
+
+
+def start_counts(cfg: AccelConfig, rows, *, post: bool) -> dict:
+    """What the unit's counters load when a MATMUL (or, with `post`, a POST) of `rows` rows starts: `busy_left`,
+    the busy cycles left - 2 (>= 0), and `rows_left`, the WGT-then-ACT or ACC rows left to read - 2 (>= -2).
+    `rows` is an int, or the instruction's 16-bit field, from which the sequencer registers both beside the
+    head: added here, on the unit's side, they were behind a cross-chip route from that register."""
+    cycles = (timing.POST_LATENCY if post else 2 * cfg.rows + cfg.cols - 2 + timing.MATMUL_LATENCY)
+    return {"busy_left": rows + (cycles - timing.ISSUE_LATENCY - 3), "rows_left": rows - 2}
 
 
 class ComputeUnit(wiring.Component):
@@ -60,7 +70,8 @@ class ComputeUnit(wiring.Component):
         self._cfg = cfg
         lay = entry_layouts(cfg)
         super().__init__({
-            "matmul_start": In(START_COPIES), "post_start": In(START_COPIES), "rows": In(16),
+            "matmul_start": In(START_COPIES), "post_start": In(START_COPIES),
+            "busy_left": In(signed(19)), "rows_left": In(signed(17)),     # start_counts
             "act_addr": In(16), "wgt_addr": In(16), "acc_addr": In(16), "accumulate": In(1), "reduce_max": In(1),
             "out_addr": In(16), "param_addr": In(16),
             "shift": In(6), "zero_point": In(signed(8)), "clamp_lo": In(signed(8)), "clamp_hi": In(signed(8)),
@@ -116,10 +127,9 @@ class ComputeUnit(wiring.Component):
         acc_base = Signal(len(acc.wr_addr), name="acc_base")
         acc_load = Signal(name="acc_load")
         with m.If(mm_start[0]):
-            matmul_cycles = 2 * R + C - 2 + timing.MATMUL_LATENCY - timing.ISSUE_LATENCY
-            m.d.sync += mm_left.eq(self.rows + (matmul_cycles - 3))
+            m.d.sync += mm_left.eq(self.busy_left)
         with m.If(mm_start[1]):
-            m.d.sync += [w_row.eq(0), w_phase.eq(1), act_left.eq(self.rows - 2)]
+            m.d.sync += [w_row.eq(0), w_phase.eq(1), act_left.eq(self.rows_left)]
         m.d.sync += acc_load.eq(mm_start[2])
         with m.If(mm_start[2]):
             m.d.sync += [accumulate.eq(self.accumulate), reduce_max.eq(self.reduce_max), acc_base.eq(self.acc_addr)]
@@ -143,9 +153,9 @@ class ComputeUnit(wiring.Component):
             with m.If(p_rows_left[-1]):
                 m.d.sync += p_phase.eq(0)
         with m.If(post_start[0]):
-            m.d.sync += p_left.eq(self.rows + (timing.POST_LATENCY - timing.ISSUE_LATENCY - 3))
+            m.d.sync += p_left.eq(self.busy_left)
         with m.If(post_start[1]):
-            m.d.sync += [p_phase.eq(1), p_rows_left.eq(self.rows - 2), out_ptr.eq(self.out_addr)]
+            m.d.sync += [p_phase.eq(1), p_rows_left.eq(self.rows_left), out_ptr.eq(self.out_addr)]
         with m.If(post_start[2]):
             m.d.sync += [shift.eq(self.shift), zp.eq(self.zero_point), lo.eq(self.clamp_lo), hi.eq(self.clamp_hi)]
         # the PARAM entry is read throughout; ACC rows from the cycle after `start` on
@@ -167,13 +177,16 @@ class ComputeUnit(wiring.Component):
         acc_rd_go = delay(m, a_valid, arr.latency - B, "acc_rd_go")
         m.d.comb += [acc.rd_count[acc_rd].load.eq(acc_load), acc.rd_count[acc_rd].base.eq(acc_base),
                      acc.rd_count[acc_rd].step.eq(acc_rd_go)]
-        # read-add-write in three stages, none holding more than one acc_bits carry chain: the ACC row and the
-        # result row registered; their sum and signed comparison registered; the selection registered in the
-        # ACC's write register. (Adding and comparing the halves in the first stage, from the block RAM's
-        # output, was slower: its route leaves no room for a carry chain.)
+        # read-add-write in four stages, none holding more than one acc_bits carry chain: the ACC row and the
+        # result row registered, then registered again; their sum and signed comparison registered; the
+        # selection registered in the ACC's write register. (Adding and comparing the halves in the first
+        # stage, from the block RAM's output, was slower: its route leaves no room for a carry chain. With
+        # one register stage, pulled between the array, the block RAMs and the adders, 4.7 ns of routing
+        # were left in front of the chains at 8x8: the second lets each hop be a route alone.)
         old, new, y_valid = (Signal.like(acc.rd_data[acc_rd], name="acc_old"), Signal.like(arr.y_out, name="y_new"),
                              Signal(name="y_valid"))
-        m.d.sync += [old.eq(acc.rd_data[acc_rd]), new.eq(arr.y_out), y_valid.eq(arr.y_valid)]
+        m.d.sync += [old.eq(delay(m, acc.rd_data[acc_rd], 1, "acc_old_in")), new.eq(delay(m, arr.y_out, 1, "y_in")),
+                     y_valid.eq(delay(m, arr.y_valid, 1, "y_valid_in"))]
         old_b, new_b, sum_b = (Signal.like(old, name="acc_old_b"), Signal.like(new, name="y_new_b"),
                                Signal.like(new, name="acc_sum"))
         greater, wr_go = Signal(C, name="acc_greater"), Signal(name="acc_wr_go")

@@ -49,11 +49,12 @@ matching state. Unaligned first/last beats are handled with per-lane byte select
 A response other than OKAY sets `error`; the transfer stops after that burst and `busy` drops.
 
 LOAD: each accepted R beat is registered (stage 0) with what it covers (the entry word it starts in,
-one-hot; its lane window; the bytes that spill into the next entry); stage 1 rotates it twice (the bytes of
-the current entry, the bytes of the next), with a copy of each rotation amount per bus lane, and decodes
-the per-byte write enables; stage 2 merges it into the assembly register and writes the completed entry
+one-hot; its lane window; the bytes that spill into the next entry). It is rotated twice (the bytes of the
+current entry, the bytes of the next) in two stages: stage 1 by the rotation's low two bits (with a copy of
+them per bus lane), stage 2 by the rest, into a copy per group of entry words, while it decodes the
+per-byte write enables; stage 3 merges it into the assembly register and writes the completed entry
 (wr_en/wr_addr/wr_data are registers), zero beyond row_bytes. At most one entry completes per beat (a
-span's rows are >= bus_bytes long), so the write comes 3 cycles after the beat that completes it.
+span's rows are >= bus_bytes long), so the write comes 4 cycles after the beat that completes it.
 
 STORE: a beat producer runs ahead of the W channel with credits for an 8-beat W FIFO: P0 registers the
 beat, C1 presents the entry holding its last byte on `rd_addr` (a register), and `rd_latency` cycles later
@@ -92,9 +93,9 @@ SPAN_CYCLE = 1 + product_latency(10)
 #: and lane funnel, and the W FIFO.
 LOAD_SETUP_MIN = SPAN_CYCLE + 3
 STORE_SETUP_MIN = SPAN_CYCLE + 8
-#: Cycles a LOAD's last entry write comes after its last R beat: the beat register, the rotation and
-#: byte-enable register, then the write register.
-LOAD_DRAIN_MIN = 3
+#: Cycles a LOAD's last entry write comes after its last R beat: the beat register, the two rotation
+#: registers (byte enables with the second), then the write register.
+LOAD_DRAIN_MIN = 4
 W_FIFO_DEPTH = 8                  # a power of two: the W FIFO pointers wrap
 
 LOAD_SETUP = timing.DMA_LOAD_SETUP - timing.ISSUE_LATENCY    # the sequencer's start register is the rest
@@ -161,7 +162,11 @@ class DMA(wiring.Component):
         rows, blocks, rb, buf_addr = Signal(17), Signal(10), Signal(10), Signal(16)
         ext_addr, stride, block_stride = Signal(32), Signal(20), Signal(20)
         go = Signal()                                   # cycle 1 of a transfer
-        error = Signal()
+        # `error` is assigned through its next value, which a flip-flop of its own registers for the output:
+        # the sequencer's register of it is across the chip, and the bus state machine reads this one
+        error, error_n = Signal(), Signal()
+        m.d.comb += error_n.eq(error)
+        m.d.sync += error.eq(error_n)
         with m.If(~busy):
             m.d.sync += [store.eq(self.store), target.eq(self.target), rows.eq(self.rows),
                          blocks.eq(self.blocks), rb.eq(self.row_bytes), buf_addr.eq(self.buf_addr),
@@ -169,8 +174,9 @@ class DMA(wiring.Component):
                          block_stride.eq(self.block_stride)]
         m.d.sync += go.eq(self.start & ~busy)
         with m.If(self.start & ~busy):
-            m.d.sync += error.eq(0)
-        m.d.comb += [self.wr_target.eq(target), self.busy.eq(busy), self.error.eq(error)]
+            m.d.comb += error_n.eq(0)
+        m.d.comb += [self.wr_target.eq(target), self.busy.eq(busy),
+                     self.error.eq(copies(error_n, 1, "error_out")[0])]
 
         # ---- transfer constants (cycles 2-5), the span product (cycle SPAN_CYCLE), span set-up ----
         # Nothing reads these before the span set-up, so each is given the register stages it needs.
@@ -333,8 +339,11 @@ class DMA(wiring.Component):
         t_table = Array(Const((rl + sb + B - 1) >> lgB, 2) for rl, sb in lo_cases)
         # the transfer's first t_carry is a register by go_span (cycle 6: `merged` in 4, span_lo in 5), from
         # the span's bytes % B: row_bytes % B, or (rows * row_bytes) % B, a table of the low bits
-        span_lo, t_first, t_carry = Signal(lgB), Signal(2), Signal(2)
-        prod_lo = Array(Const((i % B) * (i >> lgB) % B, lgB) for i in range(B * B))[Cat(rows[:lgB], rb[:lgB])]
+        # (the table is registered apart, every cycle: rows and row_bytes hold from cycle 0, and the table's
+        # LUTs behind their widely spread registers were a slowest path into span_lo)
+        span_lo, t_first, t_carry, prod_lo = Signal(lgB), Signal(2), Signal(2), Signal(lgB)
+        prod_lo_table = Array(Const((i % B) * (i >> lgB) % B, lgB) for i in range(B * B))
+        m.d.sync += prod_lo.eq(prod_lo_table[Cat(rows[:lgB], rb[:lgB])])
         m.d.sync += [span_lo.eq(Mux(merged, prod_lo, rb[:lgB])), t_first.eq(t_table[Cat(ext_addr[:lgB], span_lo)]),
                      t_carry.eq(Mux(go_span, t_first, t_table[Cat(next_row_lane, span_bytes[:lgB])]))]
         with m.If(in_s1):
@@ -419,8 +428,9 @@ class DMA(wiring.Component):
                                       for i in range((B + 1) << lgB))[Cat(pos[:lgB], n)])
         word = pos[lgB:]
 
-        # ---- LOAD: stage 0 registers the beat and what it covers; stage 1 rotates it and decodes the byte
-        # enables; stage 2 merges it into the assembly register and writes a completed entry ----
+        # ---- LOAD: stage 0 registers the beat and what it covers; stages 1 and 2 rotate it (by the rotation's
+        # two low bits, then by the rest) and stage 2 decodes the byte enables; stage 3 merges it into the
+        # assembly register and writes a completed entry ----
         load_beat, issue = Signal(), Signal()
         m.d.comb += [load_beat.eq(in_rdata & bus.rvalid),
                      advance.eq(in_beat & (credit_ok | load_beat))]  # credit_ok is 0 for a LOAD
@@ -432,23 +442,48 @@ class DMA(wiring.Component):
             word_q.eq(Cat(*(word == w for w in range(NW + 1)))), win_q.eq(lane_win),
             spill_q.eq(Mux(complete, _therm(s[:lgB + 1], B), 0)),
         ]
-        # the two lane rotations (bytes of this entry; bytes spilling into the next), one copy per bus lane
-        rot_q = copies((skip - pos[:lgB])[:lgB], B, "rot")
-        rot2_q = copies((skip_rb - pos[:lgB])[:lgB], B, "rot2")
-        v_c = copies(load_beat, NW, "beat_valid")
-        rbeat, rbeat2, en1, spill1 = Signal(8 * B), Signal(8 * B), Signal(NW * B), Signal(B)
-        complete1, entry1 = Signal(), Signal(16)
-        beat_bytes = [beat_q[8 * i:8 * i + 8] for i in range(B)]
-        for j in range(B):     # lane j takes beat byte (rotation + j) % B
-            lane_bytes = Array(beat_bytes[(r + j) % B] for r in range(B))
-            m.d.sync += [rbeat[8 * j:8 * j + 8].eq(lane_bytes[rot_q[j]]),
-                         rbeat2[8 * j:8 * j + 8].eq(lane_bytes[rot2_q[j]])]
-        # word + 1 == k // B is word_q[k // B - 1]: the one-hot word, no incrementer
+        # stage 1: what the beat covers, one cycle on
+        complete_1, entry_1 = Signal(), Signal(16)
+        word_1, win_1, spill_1 = Signal(NW + 1), Signal(2 * B), Signal(B)
+        m.d.sync += [complete_1.eq(complete_q), entry_1.eq(entry_q), word_1.eq(word_q), win_1.eq(win_q),
+                     spill_1.eq(Mux(v_q, spill_q, 0))]
+        v_c = copies(v_q, NW, "beat_valid")                 # stage 1 too, one copy per entry word
+        # The two lane rotations (bytes of this entry; bytes spilling into the next): lane j takes beat byte
+        # (rotation + j) % B. One B:1 byte mux behind the beat register was the accelerator's worst path
+        # (three LUT levels, most of it routing), so it is split: stage 1 rotates by the low two bits (a 4:1
+        # mux, one slice per bit), stage 2 by the rest into a copy of the result per group of entry words.
+        groups = min(2, NW)                                 # copies of the rotated beat (rbeat)
+        lo = min(2, lgB)
+        rot, rot2 = (skip - pos[:lgB])[:lgB], (skip_rb - pos[:lgB])[:lgB]
+        rot_q, rot2_q = copies(rot[:lo], B, "rot"), copies(rot2[:lo], B, "rot2")
+        hi_q, hi2_q = Signal(max(1, lgB - lo)), Signal(max(1, lgB - lo))     # 0 at a 4-byte bus
+        m.d.sync += [hi_q.eq(rot[lo:]), hi2_q.eq(rot2[lo:])]
+        hi_c, hi2_c = copies(hi_q, groups, "rot_hi"), copies(hi2_q, 1, "rot2_hi")
+
+        def rotate(src, amount, step, j):
+            """Lane j of the B bytes `src` rotated by `amount` * `step` bytes."""
+            return Array(src[(r * step + j) % B] for r in range(1 << len(amount)))[amount]
+
+        def bytes_of(value):
+            return [value[8 * i:8 * i + 8] for i in range(B)]
+        rq, rq2 = Signal(8 * B), Signal(8 * B)
+        for j in range(B):
+            m.d.sync += [rq[8 * j:8 * j + 8].eq(rotate(bytes_of(beat_q), rot_q[j], 1, j)),
+                         rq2[8 * j:8 * j + 8].eq(rotate(bytes_of(beat_q), rot2_q[j], 1, j))]
+        rbeat = [Signal(8 * B, name=f"rbeat_{g}") for g in range(groups)]
+        rbeat2 = Signal(8 * B)                              # only the first entry word takes a spill
+        for j in range(B):
+            for g in range(groups):
+                m.d.sync += rbeat[g][8 * j:8 * j + 8].eq(rotate(bytes_of(rq), hi_c[g], 1 << lo, j))
+            m.d.sync += rbeat2[8 * j:8 * j + 8].eq(rotate(bytes_of(rq2), hi2_c[0], 1 << lo, j))
+        en2, spill2, complete2, entry2 = Signal(NW * B), Signal(B), Signal(), Signal(16)
+        # word + 1 == k // B is word_1[k // B - 1]: the one-hot word, no incrementer
         m.d.sync += [
-            en1.eq(Cat(*(v_c[k // B] & rb_mask[k]
-                         & ((word_q[k // B] & win_q[k % B]) | ((word_q[k // B - 1] if k >= B else 0) & win_q[B + k % B]))
+            en2.eq(Cat(*(v_c[k // B] & rb_mask[k]
+                         & ((word_1[k // B] & win_1[k % B])
+                            | ((word_1[k // B - 1] if k >= B else 0) & win_1[B + k % B]))
                          for k in range(NW * B)))),
-            spill1.eq(Mux(v_q, spill_q, 0)), complete1.eq(complete_q), entry1.eq(entry_q),
+            spill2.eq(spill_1), complete2.eq(complete_1), entry2.eq(entry_1),
         ]
         # no reset: `clear` empties it before a transfer's first beat, and as the flip-flops' only set/reset
         # it drives their LSR straight from a copy (with the domain's reset too, a LUT ORs the two in front)
@@ -457,13 +492,13 @@ class DMA(wiring.Component):
         clear = copies(go, NW, "clear")                     # cycle 2 of a transfer, long before its first beat
         for k in range(NW * B):
             byte, lane = slice(8 * k, 8 * k + 8), slice(8 * (k % B), 8 * (k % B) + 8)
-            new = Mux(en1[k], rbeat[lane], asm[byte])
+            new = Mux(en2[k], rbeat[(k // B) * groups // NW][lane], asm[byte])
             m.d.sync += wr_data[byte].eq(new)
             if k < B:
-                new = Mux(spill1[k], rbeat2[lane], new)
+                new = Mux(spill2[k], rbeat2[lane], new)
             m.d.sync += asm[byte].eq(Mux(clear[k // B], 0, new))
         wr_en, wr_addr = Signal(), Signal(16)
-        m.d.sync += [wr_en.eq(complete1), wr_addr.eq(entry1)]
+        m.d.sync += [wr_en.eq(complete2), wr_addr.eq(entry2)]
         m.d.comb += [self.wr_en.eq(wr_en), self.wr_addr.eq(wr_addr), self.wr_data.eq(wr_data[:8 * EB])]
 
         # ---- STORE: producer P0 (read address), buffer read (2 cycles), X1 word select, X2 funnel -> W FIFO ----
@@ -640,7 +675,7 @@ class DMA(wiring.Component):
                     with m.If(bus.rvalid):
                         bad = bus.rresp != 0
                         with m.If(bad):
-                            m.d.sync += error.eq(1)
+                            m.d.comb += error_n.eq(1)
                         beat_done()
                         with m.If(last_b):
                             m.d.comb += in_rdata_n.eq(0)
@@ -657,7 +692,7 @@ class DMA(wiring.Component):
                 with m.If(bus.bvalid):
                     bad = bus.bresp != 0
                     with m.If(bad):
-                        m.d.sync += error.eq(1)
+                        m.d.comb += error_n.eq(1)
                     next_burst(error | bad)
             with m.State("DRAIN"):
                 m.d.sync += drain_cnt.eq(drain_cnt - 1)

@@ -30,24 +30,26 @@ zero_point lies in [-256, 255] only when r lies in [-512, 511], and outside that
 decided by b's sign, which is r's sign flipped by the carry into bit 63 (the add wraps only for shift 0).
 So the second shift stage selects 10 bits, not 64, and no 64-bit add follows it.
 
-Pipeline, one register stage per cycle, LATENCY = 13 cycles from `acc` to `out`::
+Pipeline, one register stage per cycle, LATENCY = 14 cycles from `acc` to `out`::
 
     1  acc, bias, mult, shift captured
     2  Booth partial products; 2**(shift-1)
     3  partial products 16 -> 8; c = bias + 2**(shift-1) in halves
     4..6  11 -> 6 -> 3 -> 2 (c takes its carries in stages 4 and 5)
     7, 8  s = acc * mult + bias + 2**(shift-1) in halves, then the carry
-    9  t = s >> (shift % 8)
-    10 r = t >> (shift & 56) in its low 10 bits; each byte of t from bit 9 up all ones? all zeros?
-    11 near = r[:10] + zero_point (11 bits); r's bits 9..62 all ones? all zeros? (the bytes from shift & 56)
-    12 b in [-256, 255]?  near[:9] < clamp_lo?  near[:9] > clamp_hi?  b's sign
-    13 y = clip(b, clamp_lo, clamp_hi) wrapped to act_bits
+    9  s >> (shift % 4)
+    10 t = s >> (shift % 8)
+    11 r = t >> (shift & 56) in its low 10 bits; each byte of t from bit 9 up all ones? all zeros?
+    12 near = r[:10] + zero_point (11 bits); r's bits 9..62 all ones? all zeros? (the bytes from shift & 56)
+    13 b in [-256, 255]?  near[:9] < clamp_lo?  near[:9] > clamp_hi?  b's sign
+    14 y = clip(b, clamp_lo, clamp_hi) wrapped to act_bits
 
 Each stage holds one carry chain, or at most three LUT levels. Standalone with 8 lanes on LFE5U-85F-6
-(`bench/unit_fmax.py postproc`): 172.5 MHz with nextpnr seed 1, 165.7 MHz with seed 2 (the 12-stage version
-before: 150.0 / 133.6), 15.3k LUT4 and 16.4k flip-flops, no DSP. The slowest paths: the carry of the
-final add's low half into its high half (stage 8), whose flip-flop nextpnr places up to 3.5 ns of routing
-away from the high half's chain, then the first shift stage's 8:1 muxes and the 50-bit add of stage 6.
+(`bench/unit_fmax.py postproc`), as 13 stages with the shift's first step one 8:1 mux: 172.5 MHz with
+nextpnr seed 1, 165.7 MHz with seed 2 (the 12-stage version before: 150.0 / 133.6), 15.3k LUT4 and 16.4k
+flip-flops, no DSP. The slowest paths: the carry of the final add's low half into its high half (stage
+8), whose flip-flop nextpnr places up to 3.5 ns of routing away from the high half's chain, then those
+8:1 muxes (6.49 ns in the 8x8 accelerator on seed 1, hence stages 9 and 10) and the 50-bit add of stage 6.
 
 On ECP5 each lane has its own registers for the last stage of every control and for the shift it decodes
 2**(shift-1) from (hdl/ecp5.py `replica`), so no control register drives more than one lane's shifter,
@@ -156,7 +158,7 @@ def split_add(m: Module, x, y, *, name: str) -> Signal:
 
 
 class PostProc(wiring.Component):
-    LATENCY = 13
+    LATENCY = 14
 
     def __init__(self, *, lanes: int, acc_bits: int, act_bits: int):
         self._lanes, self._acc_bits, self._act_bits = lanes, acc_bits, act_bits
@@ -178,7 +180,7 @@ class PostProc(wiring.Component):
         # the lanes up to their last register, which each lane has its own of (the shifter's selects
         # fan out to 64 muxes per lane).
         shift = delay(m, self.shift, 7, "shift")                          # for stage 9, after a lane's own
-        zp = delay(m, self.zero_point, 9, "zero_point")                   # for stage 11
+        zp = delay(m, self.zero_point, 10, "zero_point")                  # for stage 12
         # np.clip(b, lo, hi) = min(max(b, lo), hi) is hi for every b when lo > hi: compared in stage 2,
         # chosen in stage 3
         lo_r, hi_r = delay(m, self.clamp_lo, 1, "clamp_lo_in"), delay(m, self.clamp_hi, 1, "clamp_hi_in")
@@ -187,9 +189,9 @@ class PostProc(wiring.Component):
         lo_rr, hi_rr = delay(m, lo_r, 1, "clamp_lo_cmp"), delay(m, hi_r, 1, "clamp_hi_cmp")
         clip_lo = Signal(signed(8))
         m.d.sync += clip_lo.eq(Mux(lo_above_hi, hi_rr, lo_rr))
-        clip_lo = delay(m, clip_lo, 8, "clip_lo")                         # for stage 13
-        lo = delay(m, lo_rr, 8, "clamp_lo")                               # for stage 12
-        hi = delay(m, hi_rr, 8, "clamp_hi")
+        clip_lo = delay(m, clip_lo, 9, "clip_lo")                         # for stage 14
+        lo = delay(m, lo_rr, 9, "clamp_lo")                               # for stage 13
+        hi = delay(m, hi_rr, 9, "clamp_hi")
         clip_hi = delay(m, hi, 1, "clip_hi")
 
         def copy(value, name):
@@ -226,20 +228,26 @@ class PostProc(wiring.Component):
             assert p_off == c_off == 0 and len(c) == PRODUCT_BITS
             rounded = split_add(m, bits64(p), c, name=f"rounded_{n}")          # stages 7, 8
 
-            # the bit shift selects 8:1 muxes for all 64 bits: four copies of it, one per 16 bits
-            bit_shift = [copy(shift[:3], f"bit_shift_{n}_{k}") for k in range(SHIFT_SELECT_COPIES)]
-            byte_shift = delay(m, copy(shift[3:], f"byte_shift_{n}"), 1, f"byte_shift_{n}")  # for stage 10
-            byte_shift_r = delay(m, byte_shift, 1, f"byte_shift_r_{n}")     # for stage 11
+            # the bit shift: shift % 4 selects 4:1 muxes for all 64 bits (four copies of it, one per 16 bits),
+            # then shift bit 2 2:1 muxes (two copies); one 8:1 mux stage was the accelerator's worst path
+            bit_shift = [copy(shift[:2], f"bit_shift_{n}_{k}") for k in range(SHIFT_SELECT_COPIES)]
+            four_shift = [delay(m, copy(shift[2], f"four_shift_{n}_{k}"), 1, f"four_shift_{n}_{k}") for k in range(2)]
+            byte_shift = delay(m, copy(shift[3:], f"byte_shift_{n}"), 2, f"byte_shift_{n}")  # for stage 11
+            byte_shift_r = delay(m, byte_shift, 1, f"byte_shift_r_{n}")     # for stage 12
             zp_n = copy(zp, f"zero_point_{n}")
-            zp_neg = delay(m, zp_n[-1], 1, f"zero_point_neg_{n}")            # for stage 12
+            zp_neg = delay(m, zp_n[-1], 1, f"zero_point_neg_{n}")            # for stage 13
             lo_n, hi_n = copy(lo, f"clamp_lo_{n}"), copy(hi, f"clamp_hi_{n}")
             clip_lo_n, clip_hi_n = copy(clip_lo, f"clip_lo_{n}"), copy(clip_hi, f"clip_hi_{n}")
 
-            # stage 9: t = s >> (shift % 8); stage 10: r = t >> (shift & 56) is only needed in its low 10 bits
-            # (`window`) and in whether its bits 9..62 all equal, which per byte of t above bit 8 tells
-            t = Signal(signed(PRODUCT_BITS), name=f"shifted_lo_{n}")
+            # stages 9, 10: t = s >> (shift % 8); stage 11: r = t >> (shift & 56) is only needed in its low 10
+            # bits (`window`) and in whether its bits 9..62 all equal, which per byte of t above bit 8 tells
+            t4 = Signal(signed(PRODUCT_BITS), name=f"shifted_4_{n}")
             span = PRODUCT_BITS // SHIFT_SELECT_COPIES
-            m.d.sync += t.eq(Cat(*((rounded >> sel)[k * span:(k + 1) * span] for k, sel in enumerate(bit_shift))))
+            m.d.sync += t4.eq(Cat(*((rounded >> sel)[k * span:(k + 1) * span] for k, sel in enumerate(bit_shift))))
+            t = Signal(signed(PRODUCT_BITS), name=f"shifted_lo_{n}")
+            half = PRODUCT_BITS // 2
+            m.d.sync += t.eq(Cat(*(Mux(sel, t4 >> 4, t4)[k * half:(k + 1) * half]
+                                   for k, sel in enumerate(four_shift))))
             window = Signal(signed(10), name=f"window_{n}")
             m.d.sync += window.eq((t >> Cat(Const(0, 3), byte_shift))[:10])
             t_sign = delay(m, t[-1], 1, f"t_sign_{n}")
@@ -248,7 +256,7 @@ class PostProc(wiring.Component):
                 chunk = t[start:min(start + 8, PRODUCT_BITS - 1)]
                 byte_ones.append(Signal(name=f"byte_ones_{n}_{g}")), byte_zeros.append(Signal(name=f"byte_zeros_{n}_{g}"))
                 m.d.sync += [byte_ones[-1].eq(chunk.all()), byte_zeros[-1].eq(~chunk.any())]
-            # stage 11: near = r[:10] + zero_point (11 bits), exactly b = r + zero_point when r lies in
+            # stage 12: near = r[:10] + zero_point (11 bits), exactly b = r + zero_point when r lies in
             # [-512, 511]; r's bits 9..62 are t's from bit 9 + (shift & 56) on, then copies of t's sign
             near = Signal(signed(11), name=f"near_{n}")
             m.d.sync += near.eq(window + zp_n)
@@ -258,7 +266,7 @@ class PostProc(wiring.Component):
             m.d.sync += [ones.eq(Cat(*suffix_ones).bit_select(byte_shift_r, 1)),
                          zeros.eq(Cat(*suffix_zeros).bit_select(byte_shift_r, 1))]
             r_sign, r8 = delay(m, t_sign, 1, f"r_sign_{n}"), delay(m, window[8], 1, f"r8_{n}")
-            # stage 12: b lies in [-256, 255] exactly when r's bits 9..63 and near's bits 8..10 all equal; then
+            # stage 13: b lies in [-256, 255] exactly when r's bits 9..63 and near's bits 8..10 all equal; then
             # near's low 9 bits are b and two 9-bit comparisons decide the clip, else b's sign does. b's
             # sign is r's, flipped by the carry into bit 63 of the 64-bit add (zero_point sign-extended):
             # with c8 the carry out of r[:8] + zero_point[:8], that carry is c8 & all(r[8:63]) for
@@ -274,7 +282,7 @@ class PostProc(wiring.Component):
                 sign.eq(r_sign ^ zp_neg ^ carry63),
                 lt_lo.eq(less(near9, lo_n)), gt_hi.eq(less(hi_n, near9)), b8.eq(near[:8]),
             ]
-            # stage 13: y = clip(b, lo, hi) wrapped to act_bits
+            # stage 14: y = clip(b, lo, hi) wrapped to act_bits
             below, above = Mux(small, lt_lo, sign), Mux(small, gt_hi, ~sign)
             y = Signal(signed(self._act_bits), name=f"y_{n}")
             m.d.sync += y.eq(Mux(below, clip_lo_n, Mux(above, clip_hi_n, b8)))

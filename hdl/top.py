@@ -85,8 +85,9 @@ class Accelerator(wiring.Component):
                      "block_stride"):
             m.d.comb += getattr(dma, name).eq(getattr(seq, "dma_" + name))
         m.d.comb += [seq.dma_busy.eq(dma.busy), seq.dma_error.eq(dma.error)]
-        for name in ("matmul_start", "post_start", "rows", "act_addr", "wgt_addr", "acc_addr", "accumulate",
-                     "reduce_max", "out_addr", "param_addr", "shift", "zero_point", "clamp_lo", "clamp_hi"):
+        for name in ("matmul_start", "post_start", "busy_left", "rows_left", "act_addr", "wgt_addr", "acc_addr",
+                     "accumulate", "reduce_max", "out_addr", "param_addr", "shift", "zero_point", "clamp_lo",
+                     "clamp_hi"):
             m.d.comb += getattr(cu, name).eq(getattr(seq, "cu_" + name))
         m.d.comb += [seq.cu_busy.eq(cu.busy), seq.cu_post_busy.eq(cu.post_busy)]
 

@@ -560,6 +560,7 @@ def test_compute_max_mode_matches_golden():
     compare; one result (4 * 128 * 128 - 60) wraps at acc_bits=16 to -60, below the ACC value it meets."""
     from emu.timing import ISSUE_LATENCY, instr_cycles
     from hdl.bram import BlockRAM
+    from hdl.compute import start_counts
     cfg = AccelConfig(rows=5, cols=4, acc_bits=16, act_depth=32, wgt_depth=16, acc_depth=16, out_depth=16,
                       param_depth=2, instr_depth=16)
     rng = np.random.default_rng(5)
@@ -602,10 +603,11 @@ def test_compute_max_mode_matches_golden():
         await ctx.tick()
         ctx.set(bufs["param"].wr_en, 0)
         for instr in instrs:
-            for name, value in instr.fields.items():
+            post = instr.op == Opcode.POST
+            for name, value in (instr.fields | start_counts(cfg, instr.fields["rows"], post=post)).items():
                 if hasattr(cu, name):
                     ctx.set(getattr(cu, name), value)
-            start = cu.post_start if instr.op == Opcode.POST else cu.matmul_start
+            start = cu.post_start if post else cu.matmul_start
             ctx.set(start, (1 << len(start)) - 1)   # every copy of the strobe
             await ctx.tick()
             ctx.set(start, 0)
