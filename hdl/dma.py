@@ -339,11 +339,8 @@ class DMA(wiring.Component):
         t_table = Array(Const((rl + sb + B - 1) >> lgB, 2) for rl, sb in lo_cases)
         # the transfer's first t_carry is a register by go_span (cycle 6: `merged` in 4, span_lo in 5), from
         # the span's bytes % B: row_bytes % B, or (rows * row_bytes) % B, a table of the low bits
-        # (the table is registered apart, every cycle: rows and row_bytes hold from cycle 0, and the table's
-        # LUTs behind their widely spread registers were a slowest path into span_lo)
-        span_lo, t_first, t_carry, prod_lo = Signal(lgB), Signal(2), Signal(2), Signal(lgB)
-        prod_lo_table = Array(Const((i % B) * (i >> lgB) % B, lgB) for i in range(B * B))
-        m.d.sync += prod_lo.eq(prod_lo_table[Cat(rows[:lgB], rb[:lgB])])
+        span_lo, t_first, t_carry = Signal(lgB), Signal(2), Signal(2)
+        prod_lo = Array(Const((i % B) * (i >> lgB) % B, lgB) for i in range(B * B))[Cat(rows[:lgB], rb[:lgB])]
         m.d.sync += [span_lo.eq(Mux(merged, prod_lo, rb[:lgB])), t_first.eq(t_table[Cat(ext_addr[:lgB], span_lo)]),
                      t_carry.eq(Mux(go_span, t_first, t_table[Cat(next_row_lane, span_bytes[:lgB])]))]
         with m.If(in_s1):

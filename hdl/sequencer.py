@@ -96,16 +96,12 @@ class Sequencer(wiring.Component):
         m = Module()
         m.submodules.decoder = dec = Decoder(self._cfg)
         # The queue is split: the opcode and fault of each entry in a Queue with a registered head, which is
-        # all the issue decision reads, and the rest (the word, row bytes, count, ...) in a LUT RAM read at the
+        # all the issue decision reads, and the rest (the word, row bytes, count) in a LUT RAM read at the
         # head's index, which only feeds the argument registers. A pop then moves a few flip-flops and one
         # pointer, not a whole entry.
         pc_bits = self._cfg.instr_depth.bit_length()     # a pc is at most prog_len <= instr_depth
         m.submodules.queue = queue = Queue(width=head_layout.size, depth=QUEUE_DEPTH)
-        # with the compute unit's counter start values (`start_counts`), added at the push: added behind the
-        # LUT RAM's read they were the slowest path into the argument registers
-        payload_layout = data.StructLayout({"word": INSTR_BITS, "row_bytes": 10, "count": COUNT_BITS,
-                                            "busy_left": signed(19), "rows_left": signed(17), "pc": pc_bits})
-        m.submodules.payload = payload = Memory(shape=payload_layout, depth=QUEUE_DEPTH, init=[])
+        m.submodules.payload = payload = Memory(shape=INSTR_BITS + 10 + COUNT_BITS + pc_bits, depth=QUEUE_DEPTH, init=[])
         payload_wr, payload_rd = payload.write_port(), payload.read_port(domain="comb")
 
         # `start` registered here: it comes from the CSR block across the chip and loads ~200 flip-flops
@@ -196,15 +192,9 @@ class Sequencer(wiring.Component):
         push_pc = Signal(pc_bits)
         with m.If(push):
             m.d.sync += push_pc.eq(push_pc + 1)
-        pv = views(dec.out_word)
-        counts = {post: start_counts(self._cfg, pv[op].rows, post=post)
-                  for op, post in ((Opcode.MATMUL, False), (Opcode.POST, True))}
-        for name in ("busy_left", "rows_left"):
-            m.d.comb += payload_wr.data[name].eq(Mux(pushed_op == Opcode.POST, counts[True][name], counts[False][name]))
         payload_in, payload_out = Signal(range(QUEUE_DEPTH)), Signal(range(QUEUE_DEPTH))
         m.d.comb += [payload_wr.en.eq(push), payload_wr.addr.eq(payload_in),
-                     payload_wr.data.word.eq(dec.out_word), payload_wr.data.row_bytes.eq(dec.row_bytes),
-                     payload_wr.data.count.eq(dec.count), payload_wr.data.pc.eq(push_pc),
+                     payload_wr.data.eq(Cat(dec.out_word, dec.row_bytes, dec.count, push_pc)),
                      payload_rd.addr.eq(payload_out)]
         with m.If(push):
             m.d.sync += payload_in.eq(Mux(payload_in == QUEUE_DEPTH - 1, 0, payload_in + 1))
@@ -215,11 +205,14 @@ class Sequencer(wiring.Component):
 
         # ---- the head entry ----
         head = data.View(head_layout, queue.r_data)   # all zero while the queue is empty
-        head_word = payload_rd.data.word
+        head_word = payload_rd.data[:INSTR_BITS]
         op = head_word[:OPCODE_BITS]                  # only for the argument registers
-        head_row_bytes, head_count, head_pc = payload_rd.data.row_bytes, payload_rd.data.count, payload_rd.data.pc
+        head_row_bytes = payload_rd.data[INSTR_BITS:INSTR_BITS + 10]
+        head_count = payload_rd.data[INSTR_BITS + 10:INSTR_BITS + 10 + COUNT_BITS]
+        head_pc = payload_rd.data[INSTR_BITS + 10 + COUNT_BITS:]
         v = views(head_word)
         ld, mm, po = v[Opcode.LOAD], v[Opcode.MATMUL], v[Opcode.POST]
+        mm_counts, po_counts = (start_counts(self._cfg, f.rows, post=post) for f, post in ((mm, False), (po, True)))
 
         m.d.sync += self.finished.eq(0)  # a one-cycle pulse; the FSM below overrides it when a run ends
 
@@ -234,7 +227,8 @@ class Sequencer(wiring.Component):
             self.dma_rows.eq(ld.rows), self.dma_blocks.eq(ld.blocks), self.dma_row_bytes.eq(head_row_bytes),
             self.dma_buf_addr.eq(ld.buf_addr), self.dma_ext_addr.eq(ld.ext_addr),
             self.dma_ext_stride.eq(ld.ext_stride), self.dma_block_stride.eq(ld.block_stride),
-            self.cu_busy_left.eq(payload_rd.data.busy_left), self.cu_rows_left.eq(payload_rd.data.rows_left),
+            self.cu_busy_left.eq(Mux(head.post, po_counts["busy_left"], mm_counts["busy_left"])),
+            self.cu_rows_left.eq(Mux(head.post, po_counts["rows_left"], mm_counts["rows_left"])),
             self.cu_act_addr.eq(mm.act_addr), self.cu_wgt_addr.eq(mm.wgt_addr),
             self.cu_acc_addr.eq(Mux(head.post, po.acc_addr, mm.acc_addr)),
             self.cu_accumulate.eq(mm.accumulate), self.cu_reduce_max.eq(mm.reduce_max),
