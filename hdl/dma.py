@@ -20,10 +20,11 @@ beat, until its last entry write is done:
 `busy`, `error` and `go`. A `start` while busy is ignored.
 
 Pipeline (aimed at 150 MHz for the whole accelerator on an LFE5U-85F-6, so at more than that standalone;
-`bench/unit_fmax.py dma` measures the unit alone at bus 8 / entry 96 bytes, rd_latency 2: 162.0 MHz on seed 1 and
-162.8 MHz on seed 2, 4149 FF / 7011 LUT4; the worst paths, about 6 ns, are the W FIFO credits behind a pop,
-the LOAD byte enables and rotations (beat valid and rotation copies into stage 1), `s`'s step, the STORE
-word select and the burst-fit compare into the accepted-address step flags):
+`bench/unit_fmax.py dma` measured the unit alone at bus 8 / entry 96 bytes, rd_latency 2, with the LOAD
+rotation in one stage: 162.0 MHz on seed 1 and 162.8 MHz on seed 2, 4149 FF / 7011 LUT4; the worst paths,
+about 6 ns, were the W FIFO credits behind a pop, the LOAD byte enables and rotations (beat valid and
+rotation copies into stage 1), `s`'s step, the STORE word select and the burst-fit compare into the
+accepted-address step flags):
   cycle 0  `start`: the arguments are registered;
   cycle 1  `go`; rows * row_bytes enters a registered shift-add tree (pipeline.product), the per-transfer
            constants (merge test, row mask, B - row_bytes, the span's beat count when it is below 3) take
