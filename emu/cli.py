@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 
 import numpy as np
 
@@ -17,17 +16,21 @@ from .faults import HardwareFault
 __all__ = ["main"]
 
 EPILOG = """\
-examples:
-  systola demo                                   train/load digits MLPs at W8A8 and W4A4, run and cross-check
-  systola compile model.pt2 -o out --rows 3 --cols 5
-  systola run out --input x.npy --output y.npy   run on the golden emulator (cycles, utilization)
+examples (times measured on a 2-core machine):
+  systola demo                                   digits MLP and CNN at W8A8, W4A4, W2A2 on golden (~1 min)
+  systola compile model.pt2 -o out --rows 3 --cols 5                          (a few seconds)
+  systola run out --input x.npy --output y.npy   golden emulator: cycles and utilization (~1 s)
   systola run out --input x.npy --output y.npy --backend rtl --waves run.fst
+                                                 the RTL in Verilator; its first build per configuration
+                                                 takes about a minute on 2 idle cores (up to 7 on a loaded machine), then a run ~10 s
   systola verify model.pt2 --input x.npy --backends golden,rtl
   systola eval model.pt2 --dataset digits --backend rtl    accuracy of the held-out split on the RTL
   systola disasm out                             list the program's instructions
-  systola hdl -o accel.v --rows 8 --cols 8       write the accelerator's Verilog
-  systola synth --device LFE5U-85F-6 --out syn    area and Fmax with Yosys + nextpnr (pip-installed)
-  systola synth --board ulx3s-85f --out syn       the same, plus a bitstream for the board
+  systola hdl -o accel.v --rows 8 --cols 8       write the accelerator's Verilog (~10 s)
+  systola synth --device LFE5U-85F-6 --out syn   area and Fmax with Yosys + nextpnr (4-40 minutes)
+  systola synth --board ulx3s-85f --out syn      the same, plus a bitstream for the board
+
+Every mistake ends in one line on stderr and exit code 2; a hardware fault in exit code 3.
 """
 
 
@@ -35,24 +38,53 @@ class UserError(Exception):
     """A mistake in how systola was called; printed as one line."""
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from .compiler import CompileError
-    from .program import ProgramError
-    from .frontend import UnsupportedModelError
-    return UserError, ConfigError, CompileError, ProgramError, UnsupportedModelError
+#: (module, class) of every exception that is the user's mistake. Looked up in sys.modules rather than
+#: imported, so that an error exit never waits for torch: an exception of a module not imported yet
+#: cannot have been raised.
+_USER_ERRORS = (("emu.cli", "UserError"), ("emu.config", "ConfigError"), ("emu.schedule", "CompileError"),
+                ("emu.program", "ProgramError"), ("emu.frontend", "UnsupportedModelError"),
+                ("emu.outputs", "OutputError"), ("emu.runtime", "InputError"))
+
+
+def _is_user_error(e: BaseException) -> bool:
+    for module, name in _USER_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None and isinstance(e, cls):
+            return True
+    return False
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line like every other systola error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 # ---- argument helpers ----
-def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("accelerator configuration (defaults: 8x8, 8-bit)")
+def _add_config_flags(p: argparse.ArgumentParser, *, run: bool = False) -> None:
+    title = ("hardware configuration (default: the program's own; another one is refused with the "
+             "CONFIG_MISMATCH fault, as the RTL's configuration registers do)" if run else
+             "accelerator configuration (default 8x8, W8A8: models of 2-8 bits run on 8-bit hardware)")
+    g = p.add_argument_group(title)
     g.add_argument("--config", metavar="FILE.json", help="configuration file (keys as AccelConfig); "
                    "flags below override it")
-    g.add_argument("--rows", type=int, help="array rows: the reduction (K) dimension of a tile, 1..64")
-    g.add_argument("--cols", type=int, help="array columns: output channels per tile, 1..64")
-    g.add_argument("--act-bits", type=int, help="activation width of the hardware, 2..8")
-    g.add_argument("--weight-bits", type=int, help="weight width of the hardware, 2..8")
-    g.add_argument("--acc-bits", type=int, help="accumulator width, 16..32 (default 32)")
-    g.add_argument("--bus-bits", type=int, help="AXI data width: 32, 64 or 128 (default 64)")
+    g.add_argument("--rows", type=int, metavar="R", help="array rows: the reduction (K) dimension of a tile, 1..64")
+    g.add_argument("--cols", type=int, metavar="C", help="array columns: output channels per tile, 1..64")
+    g.add_argument("--act-bits", type=int, metavar="B", help="activation width of the hardware, 2..8 (default 8)")
+    g.add_argument("--weight-bits", type=int, metavar="B", help="weight width of the hardware, 2..8 (default 8)")
+    g.add_argument("--acc-bits", type=int, metavar="B", help="accumulator width, 16..32 (default 32)")
+    g.add_argument("--bus-bits", type=int, metavar="B", help="AXI data width: 32, 64 or 128 (default 64)")
+
+
+def _add_rtl_flags(p: argparse.ArgumentParser, *, waves: bool = False) -> None:
+    p.add_argument("--sim", choices=("verilator", "icarus"), help="RTL simulator (with an rtl backend; "
+                   "default verilator)")
+    if waves:
+        p.add_argument("--waves", metavar="FILE.fst", help="with --backend rtl: write the waveform of the last "
+                       "run (the failing one, if any) to this FST file; open it with GTKWave (apt-get install "
+                       "gtkwave: `gtkwave run.fst`) or Surfer. The first waves run builds a traced simulator "
+                       "once per configuration (minutes)")
 
 
 def _config(args, base: AccelConfig | None = None) -> AccelConfig:
@@ -62,7 +94,7 @@ def _config(args, base: AccelConfig | None = None) -> AccelConfig:
             raise UserError(f"configuration file {args.config!r} does not exist")
         try:
             values = AccelConfig.from_json(args.config).to_dict()
-        except ValueError as e:
+        except (ValueError, OSError) as e:
             if isinstance(e, ConfigError):
                 raise
             raise UserError(f"configuration file {args.config!r} is not valid JSON: {e}") from None
@@ -72,42 +104,64 @@ def _config(args, base: AccelConfig | None = None) -> AccelConfig:
     return AccelConfig.from_dict(values)
 
 
-def _load_model(path: str):
+def _check_model_path(path: str) -> None:
+    """Refuse a model path that cannot be a .pt2 before torch is imported (seconds)."""
+    from .program import MANIFEST
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, MANIFEST)):
+            raise UserError(f"{path!r} is a compiled program directory; this command takes the .pt2 model it "
+                            f"was compiled from (`systola run` and `disasm` take program directories)")
+        raise UserError(f"model {path!r} is a directory; expected a torch.export.save .pt2 file")
     if not os.path.isfile(path):
         raise UserError(f"model file {path!r} does not exist (expected a torch.export.save .pt2 file)")
+
+
+def _load_model(path: str):
+    _check_model_path(path)
     from .frontend.lower import load_pt2, lower
     try:
         ep = load_pt2(path)
     except Exception as e:  # torch raises many kinds for a file that is not an exported program
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"model file {path!r} could not be loaded as a torch.export .pt2 file ({first})") from None
+        raise UserError(f"model file {path!r} could not be loaded as a torch.export .pt2 file ({first[:200]})") \
+            from None
     return ep, lower(ep)
 
 
 def _load_npy(path: str) -> np.ndarray:
+    if os.path.isdir(path):
+        raise UserError(f"input {path!r} is a directory; expected a .npy array, batch first")
     if not os.path.isfile(path):
         raise UserError(f"input file {path!r} does not exist (expected a .npy array, batch first)")
     try:
         x = np.load(path, allow_pickle=False)
     except Exception as e:  # numpy raises several kinds for a file that is not .npy
-        raise UserError(f"input file {path!r} is not a .npy array ({e})") from None
-    if x.dtype.kind not in "fiu":
-        raise UserError(f"input file {path!r} holds {x.dtype} values; expected numbers (float32)")
+        raise UserError(f"input file {path!r} is not a .npy array ({str(e)[:200]})") from None
+    if not isinstance(x, np.ndarray) or x.dtype.kind not in "fiub":
+        raise UserError(f"input file {path!r} holds {getattr(x, 'dtype', type(x).__name__)} values; "
+                        f"expected numbers (float32)")
+    if x.ndim == 0 or len(x) == 0:
+        raise UserError(f"input file {path!r} holds no samples (shape {x.shape}); expected at least one, "
+                        f"batch first")
+    bad = ~np.isfinite(x.astype(np.float32)) if x.dtype.kind == "f" else None
+    if bad is not None and bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        nan = int(np.isnan(x).sum())
+        raise UserError(f"input file {path!r} holds {nan} NaN and {int(bad.sum()) - nan} infinite values (the "
+                        f"first at index {first}, sample {first[0]}); expected finite numbers")
     return x.astype(np.float32)
 
 
 def _save_npy(path: str, array: np.ndarray) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(d):
-        raise UserError(f"cannot write {path!r}: directory {d!r} does not exist")
-    fd, tmp = tempfile.mkstemp(suffix=".npy", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    from .outputs import write_file
+    write_file(path, lambda f: np.save(f, array), what="output")
+
+
+def _check_output_npy(path: str) -> None:
+    from .outputs import check_file_target
+    check_file_target(path, "output")
+    if not path.endswith(".npy"):
+        raise UserError(f"output {path!r} does not end in .npy; numpy would write {path + '.npy'!r} instead")
 
 
 def _progress(desc: str, always: bool = False):
@@ -118,21 +172,46 @@ def _progress(desc: str, always: bool = False):
 
 
 def _backend(name: str, args):
-    from .runtime import BACKENDS, get_backend
-    if name not in BACKENDS:
-        raise UserError(f"backend {name!r} is not accepted: expected one of {', '.join(BACKENDS)}")
-    if name == "rtl":
-        sim = getattr(args, "sim", "verilator")
-        if sim not in ("verilator", "icarus"):
-            raise UserError(f"--sim {sim!r} is not accepted: expected verilator or icarus")
-        return get_backend("rtl", simulator=sim, waves=getattr(args, "waves", None))
-    return get_backend(name)
+    from .runtime import get_backend
+    waves, sim = getattr(args, "waves", None), getattr(args, "sim", None)
+    if name != "rtl":
+        for flag, value in (("--waves", waves), ("--sim", sim)):
+            if value is not None:
+                raise UserError(f"{flag} {value!r} has no effect on the {name} backend: it needs --backend rtl")
+        return get_backend(name)
+    if waves is not None:
+        from .outputs import check_file_target
+        check_file_target(waves, "waveform")
+    return get_backend("rtl", simulator=sim or "verilator", waves=waves)
+
+
+def _backends(spec: str) -> list[str]:
+    from .runtime import BACKENDS
+    names = [b.strip() for b in spec.split(",") if b.strip()]
+    if not names:
+        raise UserError(f"--backends {spec!r} is empty: expected a comma-separated list of {', '.join(BACKENDS)}")
+    for b in names:
+        if b not in BACKENDS:
+            raise UserError(f"backend {b!r} is not accepted: expected one of {', '.join(BACKENDS)}")
+    if len(set(names)) != len(names):
+        raise UserError(f"--backends {spec!r} names a backend twice")
+    return names
+
+
+def _check_batch(batch: int | None) -> None:
+    if batch is not None and batch < 1:
+        raise UserError(f"--batch {batch} is not accepted: expected a positive number of samples per run")
 
 
 # ---- commands ----
 def cmd_compile(args) -> int:
-    from .compiler import compile_graph
+    from .outputs import check_dir_target
+    from .program import is_program_dir
     cfg = _config(args)
+    _check_batch(args.batch)
+    _check_model_path(args.model)
+    check_dir_target(args.output, "program directory", is_program_dir)
+    from .compiler import compile_graph
     _, graph = _load_model(args.model)
     program = compile_graph(graph, cfg, batch=args.batch)
     program.save(args.output)
@@ -143,76 +222,95 @@ def cmd_compile(args) -> int:
 
 def cmd_run(args) -> int:
     from .program import Program
-    from .runtime import quantize_input, run_program
+    if args.watchdog < 0:
+        raise UserError(f"--watchdog {args.watchdog} is not accepted: expected 0 (no limit) or a positive "
+                        f"number of cycles")
     program = Program.load(args.program)
     hw = _config(args, base=program.cfg)
+    backend = _backend(args.backend, args)
+    _check_output_npy(args.output)
     x = _load_npy(args.input)
-    try:
-        xq = quantize_input(program, x)
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    out = run_program(program, xq, backend=_backend(args.backend, args), hw=hw, watchdog=args.watchdog,
+    from .runtime import quantize_input, run_program
+    xq = quantize_input(program, x)
+    out = run_program(program, xq, backend=backend, hw=hw, watchdog=args.watchdog,
                       progress=_progress(f"{args.backend}"))
     y = out.output if args.raw else program.output.qparams.dequantize(out.output)
     _save_npy(args.output, y.astype(np.int64 if args.raw else np.float32))
-    print(f"{args.backend}: {len(x)} samples in {out.runs} runs, {out.cycles} cycles "
-          f"({out.cycles / len(x):.0f} per sample), array utilization {100 * out.utilization(program.cfg):.1f} %")
+    print(f"{args.backend}: {out.describe(len(x))}, array utilization {100 * out.utilization(program.cfg):.1f} % "
+          f"-> {args.output}")
     return 0
 
 
 def cmd_verify(args) -> int:
-    from .verify import verify
     cfg = _config(args)
-    ep, graph = _load_model(args.model)
+    _check_batch(args.batch)
+    names = _backends(args.backends)
+    runners = {b: _backend(b, args) for b in names}
+    if "rtl" not in names and args.sim is not None:
+        raise UserError(f"--sim {args.sim!r} has no effect without rtl in --backends")
     x = _load_npy(args.input)
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    if not backends:
-        raise UserError("--backends is empty: expected a comma-separated list of golden, rtl")
-    runners = {b: _backend(b, args) for b in backends}
+    _check_model_path(args.model)
+    from .runtime import check_input
+    ep, graph = _load_model(args.model)
+    check_input(x, graph.tensors[graph.input].shape, graph.input_layout)
+    from .verify import verify
     ok = verify(ep, graph, cfg, x, runners, batch=args.batch, out=sys.stdout)
     return 0 if ok else 1
 
 
 def cmd_eval(args) -> int:
-    from .evaluate import DATASETS, evaluate, load_dataset
-    if args.dataset not in DATASETS:
-        raise UserError(f"--dataset {args.dataset!r} is not accepted: expected one of {', '.join(DATASETS)}")
+    from .evaluate import DATASETS
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit {args.limit} is not accepted: expected a positive number of samples")
+    _check_batch(args.batch)
     cfg = _config(args)
+    backend = _backend(args.backend, args)
+    _check_model_path(args.model)
+    from .evaluate import evaluate, load_dataset
     ep, graph = _load_model(args.model)
     x, y = load_dataset(args.dataset, graph)
     x, y = x[:args.limit], y[:args.limit]
-    r = evaluate(ep, graph, cfg, x, y, backend=_backend(args.backend, args), batch=args.batch,
+    r = evaluate(ep, graph, cfg, x, y, backend=backend, batch=args.batch,
                  progress=_progress(f"{args.backend} {os.path.basename(args.model)}", always=True))
     print(f"{os.path.basename(args.model)} on {args.dataset}: {r.samples} held-out samples, {cfg.describe()}")
     print(f"  {args.backend:7s} accuracy {100 * r.accuracy:6.2f} %   every layer "
           f"{'equals' if r.reference_equal else 'DIFFERS FROM'} the integer reference")
     print(f"  torch   accuracy {100 * r.torch_accuracy:6.2f} %   (the converted Q/DQ model in float)")
-    print(f"  {r.cycles_per_inference:.0f} cycles per inference, array utilization {100 * r.utilization:.1f} %, "
-          f"{r.instructions} instructions, {r.batch} samples per run")
+    print(f"  {r.cycles_per_inference:.0f} cycles per inference (a full run of {r.batch} samples, divided), "
+          f"array utilization {100 * r.utilization:.1f} %, {r.instructions} instructions")
     return 0 if r.reference_equal else 1
 
 
 def cmd_disasm(args) -> int:
-    from .program import Program
+    from .program import Program, ProgramError
+    from .isa import INSTR_BYTES, decode_program
     program = Program.load(args.program)
-    for pc, instr in enumerate(program.instructions):
-        print(f"{pc:5d}  {instr}")
+    words = decode_program(program.image[program.prog_addr:program.prog_addr + program.prog_len * INSTR_BYTES])
+    illegal = []
+    for pc, (word, instr) in enumerate(zip(words, program.instructions)):
+        if instr is None:
+            illegal.append(pc)
+        print(f"{pc:5d}  {instr if instr is not None else f'ILLEGAL {word:#034x}'}")
+    if illegal:
+        raise ProgramError(f"{args.program}: {len(illegal)} of {len(words)} instruction words have no legal "
+                           f"opcode (the first at pc {illegal[0]}); the program is corrupt and would fault "
+                           f"ILLEGAL_OPCODE there")
     return 0
 
 
 def cmd_hdl(args) -> int:
+    from .outputs import check_file_target, write_file
     cfg = _config(args)
+    check_file_target(args.output, "Verilog output")
     from hdl.top import generate_verilog
-    text = generate_verilog(cfg)
-    d = os.path.dirname(os.path.abspath(args.output))
-    if not os.path.isdir(d):
-        raise UserError(f"cannot write {args.output!r}: directory {d!r} does not exist")
-    with tempfile.NamedTemporaryFile("w", dir=d, delete=False, suffix=".v") as f:
+    lines = []
+
+    def write(f):  # the temporary file exists before the (10 s) generation: an unwritable place fails first
+        text = generate_verilog(cfg)
         f.write(text)
-    os.replace(f.name, args.output)
-    print(f"wrote {args.output}: {cfg.describe()}, {len(text.splitlines())} lines of Verilog")
+        lines.append(len(text.splitlines()))
+    write_file(args.output, write, what="Verilog output", binary=False)
+    print(f"wrote {args.output}: {cfg.describe()}, {lines[0]} lines of Verilog")
     return 0
 
 
@@ -221,11 +319,6 @@ def cmd_synth(args) -> int:
     cfg = _config(args)
     try:
         target = synth.parse_target(board=args.board, device=args.device)
-        if os.path.exists(args.out) and not os.path.isdir(args.out):
-            raise UserError(f"--out {args.out!r} is a file; expected a directory (created if missing)")
-        parent = os.path.dirname(os.path.abspath(args.out))
-        if not os.path.isdir(parent):
-            raise UserError(f"cannot write {args.out!r}: directory {parent!r} does not exist")
         report = synth.synthesize(cfg, target, args.out, freq_mhz=args.freq, seed=args.seed)
     except synth.SynthError as e:
         raise UserError(str(e)) from None
@@ -247,73 +340,83 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="systola", description="Hardware-in-the-loop emulator for low-precision "
-                                "systolic neural-network accelerators.", epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = _Parser(prog="systola", description="Hardware-in-the-loop emulator for low-precision "
+                "systolic neural-network accelerators.", epilog=EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    backend_help = "golden (the bit- and cycle-exact emulator, default) or rtl (the gateware in a simulator)"
 
     c = sub.add_parser("compile", help="compile a quantized .pt2 model into a program directory")
-    c.add_argument("model", help="torch.export.save file of a PT2E-converted model")
-    c.add_argument("-o", "--output", required=True, help="program directory to write")
-    c.add_argument("--batch", type=int, default=None, help="samples per run of the program (default: the largest of 64, 32, ... 1 whose program fits the instruction memory)")
+    c.add_argument("model", help="torch.export.save file of a PT2E-converted model (docs/quantization.md)")
+    c.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="program directory to write: new, empty, or an earlier program (replaced whole)")
+    c.add_argument("--batch", type=int, default=None, help="samples per run of the program (default: the largest "
+                   "of 64, 32, ... 1 whose program fits the instruction memory)")
     _add_config_flags(c)
     c.set_defaults(func=cmd_compile)
 
     r = sub.add_parser("run", help="run a compiled program on an input batch")
     r.add_argument("program", help="directory written by `systola compile`")
-    r.add_argument("--input", required=True, help=".npy float32 input, batch first, the model's input shape")
-    r.add_argument("--output", required=True, help=".npy to write: dequantized float32 (or integers, --raw)")
+    r.add_argument("--input", required=True, metavar="X.npy",
+                   help=".npy input, batch first, in the model's own shape (e.g. (N, 1, 28, 28) or (N, 784))")
+    r.add_argument("--output", required=True, metavar="Y.npy",
+                   help=".npy to write: dequantized float32 (or integers, --raw)")
     r.add_argument("--raw", action="store_true", help="write the output's integers instead of floats")
-    r.add_argument("--backend", default="golden", help="golden (emulator) or rtl (simulated gateware)")
-    r.add_argument("--sim", default="verilator", help="RTL simulator: verilator (default) or icarus")
-    r.add_argument("--waves", help="write the RTL waveform of the last run (the failing one, if any) to "
-                   "this FST file")
-    r.add_argument("--watchdog", type=int, default=0, help="cycle limit of each run (0: none)")
-    _add_config_flags(r)
+    r.add_argument("--backend", default="golden", choices=("golden", "rtl"), help=backend_help)
+    _add_rtl_flags(r, waves=True)
+    r.add_argument("--watchdog", type=int, default=0, metavar="CYCLES",
+                   help="cycle limit of each run, reported as the WATCHDOG fault (default 0: no limit)")
+    _add_config_flags(r, run=True)
     r.set_defaults(func=cmd_run)
 
     v = sub.add_parser("verify", help="cross-check backends against the integer reference and torch, layer by layer")
-    v.add_argument("model")
-    v.add_argument("--input", required=True, help=".npy float32 input, batch first")
+    v.add_argument("model", help="torch.export.save file of a PT2E-converted model")
+    v.add_argument("--input", required=True, metavar="X.npy", help=".npy input, batch first, the model's shape")
     v.add_argument("--backends", default="golden", help="comma-separated: golden,rtl (default golden)")
-    v.add_argument("--batch", type=int, default=None, help="samples per run of the program (default: as large as fits, up to 64)")
-    v.add_argument("--sim", default="verilator", help="RTL simulator: verilator or icarus")
+    v.add_argument("--batch", type=int, default=None, help="samples per run of the program "
+                   "(default: as large as fits, up to 64)")
+    _add_rtl_flags(v)
     _add_config_flags(v)
     v.set_defaults(func=cmd_verify)
 
     e = sub.add_parser("eval", help="accuracy over a held-out split on the accelerator (golden or RTL)")
     e.add_argument("model", help="torch.export.save file of a PT2E-converted model")
-    e.add_argument("--dataset", default="digits", help="held-out split to score: digits (sklearn's bundled "
-                   "8x8 digits, the test quarter)")
-    e.add_argument("--backend", default="golden", help="golden (emulator) or rtl (simulated gateware)")
-    e.add_argument("--sim", default="verilator", help="RTL simulator: verilator (default) or icarus")
-    e.add_argument("--limit", type=int, help="score only the first N samples")
+    e.add_argument("--dataset", default="digits", choices=("digits",), help="held-out split to score: digits "
+                   "(sklearn's bundled 8x8 digits, the test quarter: 450 images)")
+    e.add_argument("--backend", default="golden", choices=("golden", "rtl"), help=backend_help +
+                   "; the RTL takes a few minutes for 450 digits")
+    _add_rtl_flags(e)
+    e.add_argument("--limit", type=int, metavar="N", help="score only the first N samples")
     e.add_argument("--batch", type=int, default=None, help="samples per run (default: as large as fits)")
     _add_config_flags(e)
     e.set_defaults(func=cmd_eval)
 
     d = sub.add_parser("disasm", help="list a compiled program's instructions")
-    d.add_argument("program")
+    d.add_argument("program", help="directory written by `systola compile`")
     d.set_defaults(func=cmd_disasm)
 
     h = sub.add_parser("hdl", help="write the accelerator's Verilog for a configuration")
-    h.add_argument("-o", "--output", required=True, help="Verilog file to write")
+    h.add_argument("-o", "--output", required=True, metavar="FILE.v", help="Verilog file to write")
     _add_config_flags(h)
     h.set_defaults(func=cmd_hdl)
 
-    s = sub.add_parser("synth", help="synthesize, place and route with YoWASP Yosys/nextpnr: area, Fmax, bitstream")
+    s = sub.add_parser("synth", help="synthesize, place and route with YoWASP Yosys/nextpnr: area, Fmax, "
+                       "bitstream (minutes: 4 for 2x2, 25-40 for 8x8 on 2 cores)")
     where = s.add_mutually_exclusive_group(required=True)
     where.add_argument("--board", help="ulx3s-85f, ulx3s-45f, ulx3s-25f, orangecrab-25f, orangecrab-85f, icebreaker")
     where.add_argument("--device", help="part for area and timing only, e.g. LFE5U-85F-6, iCE40UP5K-SG48")
-    s.add_argument("--out", required=True, help="directory for report.json, the bitstream and build files")
-    s.add_argument("--freq", type=float, default=150.0, help="target clock in MHz (default 150)")
+    s.add_argument("--out", required=True, metavar="DIR", help="directory for report.json, the bitstream and "
+                   "build files: new, empty, or an earlier synth output")
+    s.add_argument("--freq", type=float, default=150.0, metavar="MHZ", help="target clock in MHz (default 150)")
     s.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
     _add_config_flags(s)
     s.set_defaults(func=cmd_synth)
 
-    m = sub.add_parser("demo", help="digits MLP at W8A8 and W4A4: accuracy, cycles, utilization")
-    m.add_argument("--quick", action="store_true", help="fewer samples")
-    m.add_argument("--rtl", action="store_true", help="also run a sample on the RTL (Verilator)")
+    m = sub.add_parser("demo", help="digits MLP and CNN at W8A8, W4A4, W2A2: accuracy, cycles, utilization "
+                       "on golden (about a minute)")
+    m.add_argument("--quick", action="store_true", help="100 samples instead of the 450 held-out digits")
+    m.add_argument("--rtl", action="store_true", help=f"also run 16 samples of each on the RTL (Verilator; "
+                   f"the first build takes minutes)")
     m.set_defaults(func=cmd_demo)
     return p
 
@@ -322,15 +425,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except _user_errors() as e:
-        print(f"systola: error: {e}", file=sys.stderr)
-        return 2
     except (HardwareFault, TimeoutError) as e:  # TimeoutError: sim.hil's cycle limit on a hung design
         print(f"systola: {e}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         print("systola: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        if not _is_user_error(e):
+            raise
+        print(f"systola: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

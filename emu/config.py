@@ -121,6 +121,8 @@ class AccelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "AccelConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"a configuration is a JSON object of AccelConfig keys, not a {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

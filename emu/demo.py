@@ -29,10 +29,12 @@ def run_demo(*, quick: bool = False, rtl: bool = False, cfg: AccelConfig = Accel
     from .frontend.lower import load_pt2, lower
     from .zoo import digits
 
-    print(f"Systola demo: digits classifiers on sklearn's held-out digits, {cfg.describe()}")
-    head = (f"{'model':5s} {'precision':9s} {'float':>7s} {'torch Q/DQ':>10s} {'golden':>7s}"
+    print(f"Systola demo: digits classifiers, accuracy on sklearn's {{n}} held-out digits; every precision runs "
+          f"on one {cfg.rows}x{cfg.cols} array of {cfg.weight_bits}-bit weights and {cfg.act_bits}-bit activations "
+          f"({cfg.acc_bits}-bit accumulators, {cfg.bus_bits}-bit bus)".replace("{n}", "100" if quick else "450"))
+    head = (f"{'model':5s} {'precision':9s} {'accuracy: float':>15s} {'torch Q/DQ':>10s} {'golden':>7s}"
             + (f" {'RTL (= golden)':>18s}" if rtl else "")
-            + f" {'= int ref':>9s} {'cycles/inference':>16s} {'utilization':>11s}")
+            + f" {'golden = int ref':>16s} {'cycles/inference':>16s} {'utilization':>11s}")
     rows, ok = [], True
     for model in ("mlp", "cnn"):
         for tag in digits.TAGS:
@@ -53,11 +55,13 @@ def run_demo(*, quick: bool = False, rtl: bool = False, cfg: AccelConfig = Accel
                 same = r.reference_equal and r.cycles_per_inference == g.cycles_per_inference
                 ok = ok and same
                 rtl_cell = f" {100 * r.accuracy:5.1f}% of {n} {'yes' if same else 'NO':>4s}"
-            rows.append(f"{model:5s} {tag.upper():9s} {100 * float_acc:6.2f}% {100 * gold.torch_accuracy:9.2f}% "
-                        f"{100 * gold.accuracy:6.2f}%{rtl_cell} {'yes' if gold.reference_equal else 'NO':>9s} "
+            rows.append(f"{model:5s} {tag.upper():9s} {100 * float_acc:14.2f}% {100 * gold.torch_accuracy:9.2f}% "
+                        f"{100 * gold.accuracy:6.2f}%{rtl_cell} {'yes' if gold.reference_equal else 'NO':>16s} "
                         f"{gold.cycles_per_inference:16.0f} {100 * gold.utilization:10.1f}%")
     print(head)
     print("\n".join(rows))
-    print("every backend equals the integer reference on every element of every layer" if ok else
-          "MISMATCH between a backend and the integer reference")
+    ran = "golden and the RTL equal" if rtl else "golden equals"
+    print(f"{ran} the integer reference on every element of every layer"
+          + (" (and the RTL golden's cycles)" if rtl else "") + "; cycles/inference: a full run's cycles over its "
+          "samples" if ok else "MISMATCH between a backend and the integer reference")
     return 0 if ok else 1

@@ -11,7 +11,7 @@ import numpy as np
 from .compiler import compile_graph
 from .config import AccelConfig
 from .reference import run_reference
-from .runtime import quantize_input, run_program
+from .runtime import InputError, quantize_input, run_program, user_shape
 
 __all__ = ["DATASETS", "EvalResult", "load_dataset", "evaluate"]
 
@@ -24,9 +24,11 @@ def load_dataset(name: str, graph) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"dataset {name!r} is not accepted: expected one of {', '.join(DATASETS)}")
     from .zoo import digits
     _, _, x, y = digits.load_split()
-    if graph.input_layout == "nchw":
-        x = x.reshape(len(x), 1, 8, 8)
-    return x, y
+    want = user_shape(graph.tensors[graph.input].shape, graph.input_layout)
+    if int(np.prod(want)) != x.shape[1] or (len(want) == 3 and want[0] != 1):
+        raise InputError(f"dataset {name!r} has samples of shape {(1, 8, 8)} (or {x.shape[1]} flat); "
+                         f"the model takes {want}")
+    return x.reshape((len(x),) + want), y
 
 
 @dataclasses.dataclass
@@ -35,7 +37,7 @@ class EvalResult:
     accuracy: float            # the backend's predictions
     reference_equal: bool      # the backend's every layer equals the integer reference's
     torch_accuracy: float      # torch's converted Q/DQ model, float arithmetic
-    cycles_per_inference: float
+    cycles_per_inference: float   # per sample of a full run: independent of how many samples were given
     utilization: float
     instructions: int
     batch: int
@@ -52,4 +54,4 @@ def evaluate(ep, graph, cfg: AccelConfig, x: np.ndarray, y: np.ndarray, *, backe
     predicted = out.output.reshape(len(x), -1).argmax(1)
     torch_pred = np.asarray(torch_forward(ep, x)).reshape(len(x), -1).argmax(1)
     return EvalResult(len(x), float(np.mean(predicted == y)), equal, float(np.mean(torch_pred == y)),
-                      out.cycles / len(x), out.utilization(cfg), program.prog_len, program.batch)
+                      out.cycles_per_slot, out.utilization(cfg), program.prog_len, program.batch)

@@ -9,16 +9,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
 from .config import AccelConfig
 from .ir import QParams
 from .isa import Instr, decode, decode_program, INSTR_BYTES
+from .outputs import replace_dir
 
-__all__ = ["TensorRegion", "Program", "ProgramError", "MANIFEST", "MEMORY"]
+__all__ = ["TensorRegion", "Program", "ProgramError", "MANIFEST", "MEMORY", "is_program_dir"]
 
 MANIFEST = "manifest.json"
 MEMORY = "memory.bin"
@@ -27,6 +26,11 @@ FORMAT_VERSION = 2
 
 class ProgramError(ValueError):
     """A program directory that cannot be used (missing, corrupt, another format version)."""
+
+
+def is_program_dir(entries) -> bool:
+    """True if a folder holding `entries` is one `Program.save` wrote (so it may be replaced)."""
+    return set(entries) <= {MANIFEST, MEMORY}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,20 +123,17 @@ class Program:
         }
 
     def save(self, out_dir: str) -> None:
-        out_dir = os.path.abspath(out_dir)
-        parent = os.path.dirname(out_dir)
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=".systola-", dir=parent)
-        try:
+        """Write the program folder `out_dir` whole, replacing an earlier program there; a folder that
+        holds anything else is refused (emu.outputs.OutputError)."""
+        def fill(tmp: str) -> None:
             with open(os.path.join(tmp, MANIFEST), "w") as f:
                 json.dump(self.manifest(), f, indent=1)
             self.image.tofile(os.path.join(tmp, MEMORY))
-            if os.path.isdir(out_dir):
-                shutil.rmtree(out_dir)
-            os.replace(tmp, out_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        replace_dir(out_dir, fill, what="program directory", owned=is_program_dir)
+
+    @property
+    def instructions_in_image(self) -> bool:
+        return 0 <= self.prog_addr and self.prog_addr + self.prog_len * INSTR_BYTES <= self.image.size
 
     @classmethod
     def load(cls, out_dir: str) -> "Program":
@@ -143,14 +144,26 @@ class Program:
         try:
             with open(path) as f:
                 m = json.load(f)
+            if not isinstance(m, dict):
+                raise ProgramError(f"{path}: holds a JSON {type(m).__name__}, not a program manifest")
             if m.get("format") != FORMAT_VERSION:
                 raise ProgramError(f"{path}: format {m.get('format')!r}, this systola reads {FORMAT_VERSION}")
+            for key, least in (("prog_addr", 0), ("prog_len", 1), ("memory_bytes", 1), ("batch", 1)):
+                v = m[key]
+                if isinstance(v, bool) or not isinstance(v, int) or v < least:
+                    raise ProgramError(f"{path}: {key!r} is {v!r}; expected an integer >= {least}")
             image = np.fromfile(os.path.join(out_dir, MEMORY), dtype=np.uint8)
             if image.size != m["memory_bytes"]:
                 raise ProgramError(f"{out_dir}/{MEMORY} has {image.size} bytes, the manifest says "
                                    f"{m['memory_bytes']}")
-            return cls(AccelConfig.from_dict(m["config"]), image, m["prog_addr"], m["prog_len"], m["batch"],
-                       TensorRegion.from_json(m["input"]), TensorRegion.from_json(m["output"]), m["layers"],
-                       m.get("input_layout", "nc"))
-        except (KeyError, TypeError, json.JSONDecodeError, FileNotFoundError) as e:
+            program = cls(AccelConfig.from_dict(m["config"]), image, m["prog_addr"], m["prog_len"], m["batch"],
+                          TensorRegion.from_json(m["input"]), TensorRegion.from_json(m["output"]), m["layers"],
+                          m.get("input_layout", "nc"))
+        except (KeyError, TypeError, ValueError, json.JSONDecodeError, OSError) as e:
+            if isinstance(e, ProgramError):
+                raise
             raise ProgramError(f"{out_dir}: corrupt program directory ({type(e).__name__}: {e})") from None
+        if not program.instructions_in_image:
+            raise ProgramError(f"{out_dir}: corrupt program directory (its {program.prog_len} instructions at "
+                               f"{program.prog_addr:#x} run past the {image.size}-byte memory image)")
+        return program

