@@ -11,11 +11,11 @@ import time
 import numpy as np
 import torch
 
-from emu.compiler import compile_graph
-from emu.config import AccelConfig
+from emu.compiler.codegen import compile_graph
+from emu.contract.config import AccelConfig
 from emu.frontend import load_pt2, lower
-from emu.reference import run_reference
-from emu.runtime import quantize_input, run_program
+from emu.emulator.reference import run_reference
+from emu.runtime.run import quantize_input, run_program
 from emu.zoo import digits
 
 

@@ -3,7 +3,7 @@
 Prints, all from one invocation on one machine:
 - HIL speed: accelerator cycles (CYCLES register) per wall second of the cocotb-driven run (HDL clock,
   HDL memory, one await on done), divided by the same Verilog in a plain `verilator --binary` harness
-  (sim/ceiling.py: no cocotb, no VPI; the ceiling). Both time the stretch from the CTRL write to done
+  (bench/ceiling.py: no cocotb, no VPI; the ceiling). Both time the stretch from the CTRL write to done
   inside the simulator; the totals with image write, simulator start, $readmemh and dump come second.
 - RTL cycles vs golden cycles (the cycle model's error).
 - array utilization vs the ideal weight-stationary count sum over folds of 2R + C + T - 2
@@ -26,10 +26,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from emu import isa, numerics  # noqa: E402
-from emu.config import AccelConfig, PARAM_DTYPE  # noqa: E402
-from emu.golden import Golden  # noqa: E402
-from emu.isa import Buffer, Opcode  # noqa: E402
+from emu.contract import isa, numerics  # noqa: E402
+from emu.contract.config import AccelConfig, PARAM_DTYPE  # noqa: E402
+from emu.emulator.golden import Golden  # noqa: E402
+from emu.contract.isa import Buffer, Opcode  # noqa: E402
 
 
 def matmul_program(cfg: AccelConfig, M: int, K: int, N: int, seed: int = 0):
@@ -100,7 +100,7 @@ def matmul_program(cfg: AccelConfig, M: int, K: int, N: int, seed: int = 0):
 
 
 def main() -> None:
-    from sim.ceiling import build_ceiling, run_ceiling
+    from ceiling import build_ceiling, run_ceiling
     from sim.hil import simulate
     from sim.runner import build
     M = K = N = 256

@@ -2,7 +2,7 @@
 
     python bench/synth_sweep.py --device LFE5U-85F-6 --sizes 2,4,8 --bits 8,4,2 --out build/sweep
 
-Each point is one `emu.synth.synthesize` run (Yosys + nextpnr, minutes each; 8x8 takes the longest), so the
+Each point is one `hdl.fpga.flow.synthesize` run (Yosys + nextpnr, minutes each; 8x8 takes the longest), so the
 sweep runs points one after another and keeps finished points in OUT/sweep.json: run it again to resume.
 Writes OUT/sweep.md (the table) and OUT/sweep.png (resources and Fmax against MACs). Not run in CI.
 Peak GOPS = 2 * rows * cols * min(Fmax, target) / 1000 (one multiply and one add per MAC per cycle).
@@ -16,8 +16,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from emu.config import AccelConfig  # noqa: E402
-from emu.synth import SynthError, parse_target, synthesize  # noqa: E402
+from emu.contract.config import AccelConfig  # noqa: E402
+from hdl.fpga.flow import SynthError, parse_target, synthesize  # noqa: E402
 
 
 

@@ -91,8 +91,8 @@ def main() -> int:
     args = p.parse_args()
 
     from amaranth.back import rtlil
-    from emu.config import AccelConfig
-    from emu.synth import ECP5_PLACER_ARGS, _Family, _critical_path, _yosys_script, late_registers, parse_target
+    from emu.contract.config import AccelConfig
+    from hdl.fpga.flow import ECP5_PLACER_ARGS, _Family, _critical_path, _yosys_script, late_registers, parse_target
     cfg = AccelConfig(rows=args.rows, cols=args.cols, act_bits=args.act_bits, weight_bits=args.weight_bits)
     target = parse_target(device=args.device)
     if target.family != "ecp5":

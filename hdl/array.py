@@ -30,7 +30,7 @@ Timing: the vector presented on `a_in` with `a_valid` at cycle c comes out on `y
 cycle c + LATENCY, LATENCY = R + C + MULT_LATENCY (input register 1, skew R-1, product MULT_LATENCY, psum
 chain R, deskew C-1, minus the R overlap of skew, chain and input register). Vectors may be presented back to back, one per cycle. A fold of T vectors therefore keeps
 the array busy R (weight load) + T + R + C - 2 cycles plus the pipeline registers: the 2R + C + T - 2 of
-emu.timing, whose MATMUL_LATENCY counts the registers around the array (see hdl/compute.py).
+emu.contract.timing, whose MATMUL_LATENCY counts the registers around the array (see hdl/compute.py).
 """
 from __future__ import annotations
 
@@ -38,10 +38,10 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from emu.config import mac_multiplier
+from emu.contract.config import mac_multiplier
 
-from . import ecp5
-from .pipeline import delay
+from hdl import ecp5
+from hdl.pipeline import delay
 
 __all__ = ["SystolicArray", "MULT_LATENCY"]
 

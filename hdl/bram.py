@@ -36,8 +36,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from . import ecp5
-from .pipeline import delay
+from hdl import ecp5
+from hdl.pipeline import delay
 
 __all__ = ["BlockRAM", "counter_signature"]
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Shape, signed
 from amaranth.lib import data
 
-from emu.config import AccelConfig, PARAM_BYTES, PARAM_DTYPE
+from emu.contract.config import AccelConfig, PARAM_BYTES, PARAM_DTYPE
 
 __all__ = ["param_layout", "entry_layouts", "entry_bytes_max", "from_bytes", "to_bytes"]
 
-#: One PARAM lane, the fields of emu.config.PARAM_DTYPE in their byte order.
+#: One PARAM lane, the fields of emu.contract.config.PARAM_DTYPE in their byte order.
 param_layout = data.StructLayout({name: signed(8 * PARAM_DTYPE[name].itemsize) for name in PARAM_DTYPE.names})
 
 

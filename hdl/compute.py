@@ -3,9 +3,9 @@ POST of one group of ACC rows overlaps the MATMULs filling the next.
 
 It owns the accumulator buffer. An instruction accepted at cycle t, on `matmul_start` or `post_start` (each
 START_COPIES copies of one strobe, all set together), keeps `busy` (MATMUL) or `post_busy` (POST) high
-until cycle t + emu.timing.instr_cycles(instr) (MATMUL 2R + C + T - 2 + MATMUL_LATENCY, POST
+until cycle t + emu.contract.timing.instr_cycles(instr) (MATMUL 2R + C + T - 2 + MATMUL_LATENCY, POST
 T + POST_LATENCY), and the datapath below finishes every buffer write by then; the unit sees the
-instruction emu.timing.ISSUE_LATENCY cycles after its issue, and `busy` / `post_busy` are registers.
+instruction emu.contract.timing.ISSUE_LATENCY cycles after its issue, and `busy` / `post_busy` are registers.
 Buffer read addresses are counters the buffers hold (hdl/bram.py `counted_reads`, one beside each block
 RAM on ECP5): the unit presents `load`/`base`/`step` (`act_rd`,
 `wgt_rd`, `param_rd`, and the ACC's own) a cycle before the read, as it would set an address register; the
@@ -33,14 +33,14 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from emu import timing
-from emu.config import AccelConfig
+from emu.contract import timing
+from emu.contract.config import AccelConfig
 
-from .array import MULT_LATENCY, SystolicArray
-from .bram import BlockRAM, counter_signature
-from .buffers import entry_layouts
-from .pipeline import delay
-from .postproc import PostProc
+from hdl.array import MULT_LATENCY, SystolicArray
+from hdl.bram import BlockRAM, counter_signature
+from hdl.buffers import entry_layouts
+from hdl.pipeline import delay
+from hdl.postproc import PostProc
 
 __all__ = ["ComputeUnit", "MATMUL_LATENCY_MIN", "POST_LATENCY_MIN", "START_COPIES", "start_counts"]
 
@@ -64,7 +64,7 @@ def start_counts(cfg: AccelConfig, rows, *, post: bool) -> dict:
 class ComputeUnit(wiring.Component):
     def __init__(self, cfg: AccelConfig):
         if timing.MATMUL_LATENCY < MATMUL_LATENCY_MIN or timing.POST_LATENCY < POST_LATENCY_MIN:
-            raise ValueError(f"emu.timing latencies MATMUL_LATENCY={timing.MATMUL_LATENCY}, "
+            raise ValueError(f"emu.contract.timing latencies MATMUL_LATENCY={timing.MATMUL_LATENCY}, "
                              f"POST_LATENCY={timing.POST_LATENCY} are below what the datapath needs "
                              f"({MATMUL_LATENCY_MIN}, {POST_LATENCY_MIN})")
         self._cfg = cfg

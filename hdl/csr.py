@@ -1,6 +1,6 @@
-"""The control/status registers: an AXI4-Lite slave implementing the emu.regs map.
+"""The control/status registers: an AXI4-Lite slave implementing the emu.contract.regs map.
 
-Addresses come from emu.regs.OFFSET (word index = address[2:]); unknown addresses read 0 and ignore
+Addresses come from emu.contract.regs.OFFSET (word index = address[2:]); unknown addresses read 0 and ignore
 writes; the response is always OKAY. One transaction at a time per direction: a write is taken when both
 AW and W are valid, a read when AR is valid and no read data is waiting. Writes ignore WSTRB (32-bit
 registers are written whole). STATUS bit 1 (done) and bit 2 (error) are set when a run ends and cleared by
@@ -12,10 +12,10 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from emu.config import AccelConfig
-from emu import regs
+from emu.contract.config import AccelConfig
+from emu.contract import regs
 
-from .axi import axil_signature
+from hdl.axi import axil_signature
 
 __all__ = ["CSR"]
 

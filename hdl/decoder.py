@@ -1,8 +1,8 @@
-"""Instruction decode, pipelined: field views built from emu.isa.field_layout, the decode-time fault checks,
+"""Instruction decode, pipelined: field views built from emu.contract.isa.field_layout, the decode-time fault checks,
 and the values the units need that take arithmetic (a PARAM row's bytes, a LOAD/STORE's entry count, a
 MATMUL's MACs per row).
 
-The checks are emu.golden.check_fields in hardware, same order: ILLEGAL_OPCODE, then ILLEGAL_FIELD, then
+The checks are emu.emulator.golden.check_fields in hardware, same order: ILLEGAL_OPCODE, then ILLEGAL_FIELD, then
 BUFFER_RANGE; a word fetched from past the program's end (`past_end`) is PROGRAM_RANGE before all of them.
 Sums of 16-bit fields are formed at 17 bits, so they never wrap. A LOAD/STORE's entry count rows * blocks
 (16 x 10 bits, unsigned, 26 bits) is compared with the room depth - buf_addr by one signed 28-bit sum,
@@ -25,11 +25,11 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from emu.config import AccelConfig, PARAM_BYTES
-from emu.faults import FaultCode
-from emu.isa import INSTR_BITS, OPCODE_BITS, Buffer, Opcode, field_layout
+from emu.contract.config import AccelConfig, PARAM_BYTES
+from emu.contract.faults import FaultCode
+from emu.contract.isa import INSTR_BITS, OPCODE_BITS, Buffer, Opcode, field_layout
 
-from .pipeline import delay, product, product_latency
+from hdl.pipeline import delay, product, product_latency
 
 __all__ = ["instr_layout", "Decoder"]
 
@@ -37,7 +37,7 @@ COUNT_BITS = 26
 
 
 def instr_layout(op: Opcode) -> data.FlexibleLayout:
-    """The 128-bit word of `op` as a layout: every field at the lsb emu.isa.field_layout gives it."""
+    """The 128-bit word of `op` as a layout: every field at the lsb emu.contract.isa.field_layout gives it."""
     fields = {"opcode": data.Field(unsigned(OPCODE_BITS), 0)}
     for f, lsb in field_layout(op):
         fields[f.name] = data.Field(signed(f.width) if f.signed else unsigned(f.width), lsb)

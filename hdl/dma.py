@@ -4,11 +4,11 @@ A transfer (LOAD: memory -> buffer entries; STORE: OUT entries -> memory) is `bl
 rows of `row_bytes` bytes; row r of block b is at byte address ext_addr + b * block_stride + r * ext_stride
 (any alignment, any strides, 32-bit wrapping) and is buffer entry buf_addr + b * rows + r: entries count on
 across blocks. A block's rows form one contiguous span when ext_stride == row_bytes >= bus_bytes,
-otherwise each row is its own span; blocks are never merged (emu.timing.dma_spans). Each span is cut
-into INCR bursts of at most 256 beats that never cross a 4 KiB boundary (emu.timing.bursts); bursts run
+otherwise each row is its own span; blocks are never merged (emu.contract.timing.dma_spans). Each span is cut
+into INCR bursts of at most 256 beats that never cross a 4 KiB boundary (emu.contract.timing.bursts); bursts run
 strictly one after another, so with a slave that answers after a fixed latency a burst costs exactly
 DMA_READ_LATENCY (LOAD) or DMA_WRITE_LATENCY (STORE) + beats cycles. The first address goes out
-emu.timing.DMA_LOAD_SETUP (or DMA_STORE_SETUP) - ISSUE_LATENCY cycles after `start` (once per transfer;
+emu.contract.timing.DMA_LOAD_SETUP (or DMA_STORE_SETUP) - ISSUE_LATENCY cycles after `start` (once per transfer;
 the sequencer's start register is the rest), and a LOAD stays busy DMA_LOAD_DRAIN cycles after its last R
 beat, until its last entry write is done:
 
@@ -77,11 +77,11 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
-from emu import timing
+from emu.contract import timing
 
-from .axi import axi4_signature
-from . import ecp5
-from .pipeline import delay, product, product_latency
+from hdl.axi import axi4_signature
+from hdl import ecp5
+from hdl.pipeline import delay, product, product_latency
 
 __all__ = ["DMA", "LOAD_SETUP_MIN", "STORE_SETUP_MIN", "LOAD_DRAIN_MIN"]
 
@@ -122,7 +122,7 @@ class DMA(wiring.Component):
             self._MustUse__silence = True   # never elaborated: no "created but never used" warning
             raise ValueError(f"rd_latency must be 1 or 2 (cycles from rd_addr to rd_data), not {rd_latency!r}")
         if LOAD_SETUP < LOAD_SETUP_MIN or STORE_SETUP < STORE_SETUP_MIN or LOAD_DRAIN != LOAD_DRAIN_MIN:
-            raise ValueError(f"emu.timing DMA_LOAD_SETUP={timing.DMA_LOAD_SETUP} / DMA_STORE_SETUP="
+            raise ValueError(f"emu.contract.timing DMA_LOAD_SETUP={timing.DMA_LOAD_SETUP} / DMA_STORE_SETUP="
                              f"{timing.DMA_STORE_SETUP} / DMA_LOAD_DRAIN={timing.DMA_LOAD_DRAIN} do not match the "
                              f"DMA pipeline (DMA_LOAD_SETUP - ISSUE_LATENCY >= {LOAD_SETUP_MIN}, DMA_STORE_SETUP - "
                              f"ISSUE_LATENCY >= {STORE_SETUP_MIN}, DMA_LOAD_DRAIN = {LOAD_DRAIN_MIN})")

@@ -16,9 +16,9 @@ from amaranth.lib import io
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from emu.config import AccelConfig
+from emu.contract.config import AccelConfig
 
-from .top import Accelerator
+from hdl.top import Accelerator
 
 __all__ = ["PinHarness", "BoardTop", "ecp5_pll_dividers", "ecp5_pll"]
 

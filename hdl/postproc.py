@@ -1,4 +1,4 @@
-"""The post-processing (requantization) unit: exactly emu.numerics.requantize, then wrap to act_bits.
+"""The post-processing (requantization) unit: exactly emu.contract.numerics.requantize, then wrap to act_bits.
 
 Per lane, all signed two's complement::
 
@@ -65,9 +65,9 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from . import ecp5
-from .buffers import param_layout
-from .pipeline import delay
+from hdl import ecp5
+from hdl.buffers import param_layout
+from hdl.pipeline import delay
 
 __all__ = ["PostProc", "booth_terms"]
 

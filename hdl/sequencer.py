@@ -7,17 +7,17 @@ one a cycle, into a pipeline that runs ahead of issue:
   fetch (instruction memory, hdl.bram.BlockRAM.LATENCY cycles) -> decode (hdl.decoder.Decoder.LATENCY
   cycles: fields, fault checks, MAC counts) -> queue (hdl.pipeline.Queue, registered head)
 
-The instruction at the head of the queue issues as soon as its unit is seen idle, emu.timing.BUSY_LATENCY
+The instruction at the head of the queue issues as soon as its unit is seen idle, emu.contract.timing.BUSY_LATENCY
 after it goes idle (LOAD/STORE: DMA; MATMUL: array; POST: post-processing; SYNC/END: all), so everything
 issue decides on is a flip-flop: the head's unit flags and one `ready` flag per unit, each formed a cycle
 ahead. Each queue entry carries its pc (counted where entries are pushed), so
 no pc counter follows the pops. Fetching is credit-counted: the queue holds as many entries as the loop
-from a pop back to a fetched entry at the head takes cycles, so after the first instruction reaches the head (emu.timing.FETCH_LATENCY cycles after the
+from a pop back to a fetched entry at the head takes cycles, so after the first instruction reaches the head (emu.contract.timing.FETCH_LATENCY cycles after the
 preload ends) the queue never runs dry and one instruction can issue every cycle. CYCLES counts cycles
 since start while the run is on and stops with it: END issued at cycle t ends the run with CYCLES = t + 1
-(emu.timing.Timer), and so does a fault raised at cycle t.
+(emu.contract.timing.Timer), and so does a fault raised at cycle t.
 
-Faults (emu.faults), checked each cycle in this order:
+Faults (emu.contract.faults), checked each cycle in this order:
   BUS_ERROR       the DMA reported an error response: pc of that LOAD/STORE (0 for the preload)
   PROGRAM_RANGE   pc reached prog_len without END (prog_len 0 or > instr_depth: at start, pc 0)
   ILLEGAL_OPCODE / ILLEGAL_FIELD / BUFFER_RANGE   decode checks of the instruction at pc
@@ -34,16 +34,16 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from emu import timing
-from emu.config import AccelConfig
-from emu.faults import FaultCode
-from emu.isa import INSTR_BITS, INSTR_BYTES, OPCODE_BITS, Opcode
+from emu.contract import timing
+from emu.contract.config import AccelConfig
+from emu.contract.faults import FaultCode
+from emu.contract.isa import INSTR_BITS, INSTR_BYTES, OPCODE_BITS, Opcode
 
-from . import ecp5
-from .bram import BlockRAM
-from .compute import START_COPIES, start_counts
-from .decoder import COUNT_BITS, Decoder, views
-from .pipeline import Queue, accumulate, delay, product, product_latency
+from hdl import ecp5
+from hdl.bram import BlockRAM
+from hdl.compute import START_COPIES, start_counts
+from hdl.decoder import COUNT_BITS, Decoder, views
+from hdl.pipeline import Queue, accumulate, delay, product, product_latency
 
 __all__ = ["Sequencer", "TARGET_INSTR", "FETCH_LATENCY", "QUEUE_DEPTH", "IMEM_ADDR_COPIES"]
 
@@ -71,7 +71,7 @@ QUEUE_DEPTH = 2 + BlockRAM.LATENCY + Decoder.LATENCY + 1
 class Sequencer(wiring.Component):
     def __init__(self, cfg: AccelConfig):
         if timing.FETCH_LATENCY != FETCH_LATENCY or timing.BUSY_LATENCY != 1:
-            raise ValueError(f"emu.timing.FETCH_LATENCY={timing.FETCH_LATENCY}, BUSY_LATENCY={timing.BUSY_LATENCY} "
+            raise ValueError(f"emu.contract.timing.FETCH_LATENCY={timing.FETCH_LATENCY}, BUSY_LATENCY={timing.BUSY_LATENCY} "
                              f"but the fetch pipeline takes {FETCH_LATENCY} cycles and a unit's busy flag 1")
         self._cfg = cfg
         self._imem_abits = max(1, (cfg.instr_depth - 1).bit_length())
@@ -216,7 +216,7 @@ class Sequencer(wiring.Component):
 
         m.d.sync += self.finished.eq(0)  # a one-cycle pulse; the FSM below overrides it when a run ends
 
-        # Instruction fields and start strobes reach the units through registers (emu.timing.ISSUE_LATENCY):
+        # Instruction fields and start strobes reach the units through registers (emu.contract.timing.ISSUE_LATENCY):
         # the fields follow the head every cycle, so the registers need no enable, and the issue decision
         # drives only the few start flip-flops, not hundreds of argument enables. A unit counts as busy from
         # the cycle its start is registered. The POST/MATMUL choice reads the head's `post` flag, a
@@ -238,7 +238,7 @@ class Sequencer(wiring.Component):
             self.cu_clamp_hi.eq(po.clamp_hi),
         ]
         # A unit's busy flag (and the DMA's error) comes from across the chip into a register of its own with
-        # no logic in front (emu.timing.BUSY_LATENCY); `starting` covers the two cycles before it shows a
+        # no logic in front (emu.contract.timing.BUSY_LATENCY); `starting` covers the two cycles before it shows a
         # start: the one the strobe is registered in and the one the unit sees it in (a unit raises busy the
         # cycle after it sees its start strobe).
         dma_go = Signal()           # the start strobes' next values

@@ -17,17 +17,17 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
-from emu import regs
-from emu.config import AccelConfig, EXT_ADDR_BITS, PARAM_BYTES
-from emu.isa import INSTR_BITS, Buffer as Buf
+from emu.contract import regs
+from emu.contract.config import AccelConfig, EXT_ADDR_BITS, PARAM_BYTES
+from emu.contract.isa import INSTR_BITS, Buffer as Buf
 
-from .axi import axi4_signature, axil_signature, connect_flat, flat_members
-from .bram import BlockRAM
-from .buffers import entry_bytes_max, entry_layouts, from_bytes, to_bytes
-from .compute import ComputeUnit
-from .csr import CSR
-from .dma import DMA
-from .sequencer import IMEM_ADDR_COPIES, TARGET_INSTR, Sequencer
+from hdl.axi import axi4_signature, axil_signature, connect_flat, flat_members
+from hdl.bram import BlockRAM
+from hdl.buffers import entry_bytes_max, entry_layouts, from_bytes, to_bytes
+from hdl.compute import ComputeUnit
+from hdl.csr import CSR
+from hdl.dma import DMA
+from hdl.sequencer import IMEM_ADDR_COPIES, TARGET_INSTR, Sequencer
 
 __all__ = ["Accelerator", "generate_verilog", "TOP_NAME", "AXI_ID_BITS"]
 

@@ -15,8 +15,8 @@ import time
 import cocotb
 from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
 
-from emu import regs
-from emu.faults import FaultCode
+from emu.contract import regs
+from emu.contract.faults import FaultCode
 
 
 @cocotb.test()

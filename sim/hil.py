@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from emu import regs
-from emu.config import AccelConfig
-from emu.faults import FaultCode, HardwareFault
-from emu.golden import RunResult
-from emu.isa import Opcode, decode_program
+from emu.contract import regs
+from emu.contract.config import AccelConfig
+from emu.contract.faults import FaultCode, HardwareFault
+from emu.emulator.golden import RunResult
+from emu.contract.isa import Opcode, decode_program
 
-from .runner import CLOCK_NS, MEM_WORDS_MAX, REPO, build
+from sim.runner import CLOCK_NS, MEM_WORDS_MAX, REPO, build
 
 __all__ = ["run_rtl", "simulate", "HilRun", "SimulationTimeout", "DEFAULT_MAX_CYCLES", "write_words", "read_words"]
 
@@ -73,7 +73,7 @@ def run_rtl(cfg: AccelConfig, memory: np.ndarray, prog_addr: int, prog_len: int,
     """Run the program at `prog_addr` (`prog_len` instructions) on the RTL; see `simulate` for the options.
 
     Returns (memory after the run, RunResult(cycles, macs, instructions)), the backend contract of
-    emu.runtime; raises HardwareFault like emu.golden.Golden.run, or SimulationTimeout.
+    emu.runtime.run; raises HardwareFault like emu.emulator.golden.Golden.run, or SimulationTimeout.
     """
     run = simulate(cfg, memory, prog_addr, prog_len, **kw)
     return run.memory, run.result
@@ -86,9 +86,9 @@ def simulate(cfg: AccelConfig, memory: np.ndarray, prog_addr: int, prog_len: int
              runs: int = 1) -> HilRun:
     """Run the program at `prog_addr` (`prog_len` instructions) on the RTL of `hardware` (default `cfg`).
 
-    Raises HardwareFault like emu.golden.Golden.run, or SimulationTimeout after `max_cycles` cycles
+    Raises HardwareFault like emu.emulator.golden.Golden.run, or SimulationTimeout after `max_cycles` cycles
     without done (the testbench's own watchdog, for a design that hangs).
-    memory_model: "hdl" (fixed-latency Verilog memory, cycle-exact with emu.timing) or "axi"
+    memory_model: "hdl" (fixed-latency Verilog memory, cycle-exact with emu.contract.timing) or "axi"
     (cocotbext-axi AxiRam; `backpressure` adds random pauses on all five channels; cycles then differ).
     waves: path of an FST waveform to write (the design is built with tracing for it); it holds the
     whole run, and is written also when the run faults or times out.

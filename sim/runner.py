@@ -11,7 +11,7 @@ simulator, the top level, the waves flag and the flags, so an unchanged design i
 
 Verilator builds make only the ports cocotb touches visible to VPI (a control file instead of cocotb's
 --public-flat-rw, which keeps every internal signal of the accelerator and costs most of the speed);
-waveforms are FST (--trace-fst). sim/ceiling.py builds the same Verilog without cocotb.
+waveforms are FST (--trace-fst). bench/ceiling.py builds the same Verilog without cocotb.
 """
 from __future__ import annotations
 
@@ -25,10 +25,10 @@ from pathlib import Path
 
 from amaranth.hdl import Shape
 
-from emu.config import AccelConfig
-from emu import regs
+from emu.contract.config import AccelConfig
+from emu.contract import regs
 
-from .lint import verilator_env, waiver_args
+from sim.lint import verilator_env, waiver_args
 
 __all__ = ["Build", "build", "verilog_for", "hil_wrapper", "hil_sources", "verilator_args", "cached_build",
            "verilator_make_env", "REPO", "SIM_DIR", "BUILD_ROOT", "MEM_WORDS_MAX", "CLOCK_NS"]
@@ -111,7 +111,7 @@ _VPI_PORTS = {
 
 
 def verilator_args(*, timing: bool, waves: bool) -> list[str]:
-    """Verilator flags shared by the cocotb builds and the plain-Verilator ceiling (sim/ceiling.py)."""
+    """Verilator flags shared by the cocotb builds and the plain-Verilator ceiling (bench/ceiling.py)."""
     return [*waiver_args(), "-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert",
             *(["--timing"] if timing else []), *(["--trace-fst"] if waves else [])]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from emu.compiler import compile_graph
-from emu.ir import Add, Conv2d, Dense, Graph, Pool2d, QParams, TensorInfo, add_weights
-from emu.reference import run_reference
-from emu.runtime import run_program
+from emu.compiler.codegen import compile_graph
+from emu.compiler.ir import Add, Conv2d, Dense, Graph, Pool2d, QParams, TensorInfo, add_weights
+from emu.emulator.reference import run_reference
+from emu.runtime.run import run_program
 
 
 def assert_matches_reference(graph, cfg, x, batch=None):

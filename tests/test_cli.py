@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from emu.cli import main
+from emu.cli.main import main
 from emu.zoo import digits
 
 MODEL = digits.checkpoint("w8a8")

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from emu.cli import main
+from emu.cli.main import main
 from emu.zoo import digits
 
 MLP = digits.checkpoint("w8a8")
@@ -295,7 +295,7 @@ def _python(code: str) -> subprocess.CompletedProcess:
 
 def test_an_error_exit_does_not_import_torch():
     """Arguments and files are checked before the heavy imports: a mistake is answered in well under a second."""
-    r = _python("import sys\nfrom emu.cli import main\n"
+    r = _python("import sys\nfrom emu.cli.main import main\n"
                 "assert main(['compile', 'missing.pt2', '-o', 'o']) == 2\n"
                 "assert main(['run', 'nowhere', '--input', 'x.npy', '--output', 'y.npy']) == 2\n"
                 "print(sorted(m for m in ('torch', 'torchao') if m in sys.modules))")

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from emu.compiler import CompileError, compile_graph
-from emu.config import AccelConfig
+from emu.compiler.codegen import CompileError, compile_graph
+from emu.contract.config import AccelConfig
 from graphs import assert_matches_reference, random_input, random_mlp
 
 
@@ -58,7 +58,7 @@ def test_program_too_long_for_instruction_memory():
 
 
 def test_save_load_round_trip(tmp_path):
-    from emu.program import Program
+    from emu.compiler.program import Program
     g = random_mlp(np.random.default_rng(8), [10, 6])
     p = compile_graph(g, AccelConfig(rows=3, cols=5), batch=4)
     p.save(tmp_path / "out")

@@ -1,6 +1,6 @@
 import pytest
 
-from emu.config import AccelConfig, ConfigError
+from emu.contract.config import AccelConfig, ConfigError
 
 
 @pytest.mark.parametrize("kwargs, message", [

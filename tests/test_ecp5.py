@@ -21,7 +21,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from sim.compare import needs_iverilog
+from rtlcheck import needs_iverilog
 from hdl.ecp5 import (BLOCK_RAM_LATENCY, MULT_LATENCY, EbrLayout, block_ram, ebr_layout, is_ecp5, multiplier,
                       replica)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from emu import ir
+from emu.compiler import ir
 from emu.frontend import SystolaQuantizer, UnsupportedModelError, load_pt2, lower
 from test_frontend_quantizer import TinyMLP, calibration_data, export, quantize
 

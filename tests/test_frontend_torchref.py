@@ -73,8 +73,8 @@ def test_tiny_mlp_relu6(bits):
 
 @pytest.mark.parametrize("bits", [8, 4])
 def test_post_datapath_within_one_lsb(bits):
-    """The accelerator's integer requantization (emu.numerics) stays within 1 LSB of torch, layer by layer."""
-    from emu import numerics
+    """The accelerator's integer requantization (emu.contract.numerics) stays within 1 LSB of torch, layer by layer."""
+    from emu.contract import numerics
     ep, graph = _checkpoint(bits)
     _, _, x_test, _ = digits.load_split()
     x_int = graph.tensors[graph.input].qparams.quantize(x_test)

@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from emu import isa, numerics
-from emu.config import AccelConfig, PARAM_DTYPE
-from emu.faults import FaultCode, HardwareFault
-from emu.golden import Golden
-from emu.isa import Buffer, Opcode
+from emu.contract import isa, numerics
+from emu.contract.config import AccelConfig, PARAM_DTYPE
+from emu.contract.faults import FaultCode, HardwareFault
+from emu.emulator.golden import Golden
+from emu.contract.isa import Buffer, Opcode
 
 PROG = 0x4000  # programs go here; data below
 
@@ -137,7 +137,7 @@ def test_store_writes_only_its_bytes(rng):
 
 
 def test_cycles_follow_the_timing_model():
-    from emu import timing
+    from emu.contract import timing
     cfg = AccelConfig(rows=4, cols=4)
     instrs = [load(Buffer.WGT, rows=4, row_len=4), isa.make(Opcode.SYNC),
               isa.make(Opcode.MATMUL, rows=10, act_addr=0, wgt_addr=0, acc_addr=0, accumulate=0, k_valid=4,

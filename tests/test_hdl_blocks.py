@@ -4,11 +4,11 @@ import pytest
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
-from emu import isa, numerics
-from emu.config import AccelConfig
-from emu.faults import FaultCode
-from emu.golden import Golden, check_fields
-from emu.isa import Buffer, Opcode
+from emu.contract import isa, numerics
+from emu.contract.config import AccelConfig
+from emu.contract.faults import FaultCode
+from emu.emulator.golden import Golden, check_fields
+from emu.contract.isa import Buffer, Opcode
 
 from hdl.array import SystolicArray
 from hdl.decoder import Decoder
@@ -182,7 +182,7 @@ def _words(cfg):
 def test_decoder_faults_match_check_fields():
     """Faults in check_fields' order (PROGRAM_RANGE first), a LOAD/STORE's row bytes and a MATMUL's count
     (k_valid * n_valid; a LOAD/STORE's count only feeds the range check), LATENCY cycles later."""
-    from emu.timing import element_bytes
+    from emu.contract.timing import element_bytes
     cfg = AccelConfig(rows=3, cols=5, act_depth=64, wgt_depth=32, acc_depth=64, out_depth=64, param_depth=8,
                       instr_depth=128)
     dut = Decoder(cfg)
@@ -459,8 +459,8 @@ DMA_CASES = {
 @pytest.mark.parametrize("bus_bits", [32, 64, 128])
 @pytest.mark.parametrize("case", sorted(DMA_CASES))
 def test_dma_3d_transfer_matches_golden(case, bus_bits, rd_latency):
-    """One LOAD/STORE: bursts = emu.timing.bursts of dma_spans, busy cycles = dma_cycles, data = golden."""
-    from emu.timing import ISSUE_LATENCY, bursts, dma_cycles, dma_spans, element_bytes
+    """One LOAD/STORE: bursts = emu.contract.timing.bursts of dma_spans, busy cycles = dma_cycles, data = golden."""
+    from emu.contract.timing import ISSUE_LATENCY, bursts, dma_cycles, dma_spans, element_bytes
     from hdl.dma import DMA
     fields = dict(DMA_CASES[case])
     instr = isa.make(fields.pop("op"), **fields)
@@ -558,7 +558,7 @@ def test_compute_max_mode_matches_golden():
     multiplier 1 and shift 0 (every ACC value stays within int8, so OUT shows it whole): OUT equals golden
     and each instruction keeps the unit busy for instr_cycles. Small values of both signs check the signed
     compare; one result (4 * 128 * 128 - 60) wraps at acc_bits=16 to -60, below the ACC value it meets."""
-    from emu.timing import ISSUE_LATENCY, instr_cycles
+    from emu.contract.timing import ISSUE_LATENCY, instr_cycles
     from hdl.bram import BlockRAM
     from hdl.compute import start_counts
     cfg = AccelConfig(rows=5, cols=4, acc_bits=16, act_depth=32, wgt_depth=16, acc_depth=16, out_depth=16,

@@ -1,8 +1,8 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from emu import isa
-from emu.isa import FIELDS, INSTR_BITS, Opcode
+from emu.contract import isa
+from emu.contract.isa import FIELDS, INSTR_BITS, Opcode
 
 
 def _field_values(op):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from emu import numerics
+from emu.contract import numerics
 
 
 @pytest.mark.parametrize("p, shift, want", [

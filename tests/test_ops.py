@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from emu.compiler import CompileError, compile_graph
-from emu.config import AccelConfig
+from emu.compiler.codegen import CompileError, compile_graph
+from emu.contract.config import AccelConfig
 from graphs import NetBuilder, assert_matches_reference, random_input
 
 CFG = AccelConfig(rows=3, cols=5, instr_depth=1 << 14)

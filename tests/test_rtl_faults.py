@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 
-from emu import isa
-from emu.config import AccelConfig
-from emu.faults import FaultCode, HardwareFault
-from emu.isa import Buffer, Opcode
+from emu.contract import isa
+from emu.contract.config import AccelConfig
+from emu.contract.faults import FaultCode, HardwareFault
+from emu.contract.isa import Buffer, Opcode
 
-from sim.compare import CFG_3X5, assert_same_as_golden, golden
+from rtlcheck import CFG_3X5, assert_same_as_golden, golden
 
 pytestmark = pytest.mark.rtl
 

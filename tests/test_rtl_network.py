@@ -4,11 +4,11 @@ and the integer reference on every element of every layer, and in cycles."""
 import numpy as np
 import pytest
 
-from emu.compiler import compile_graph
-from emu.config import AccelConfig
+from emu.compiler.codegen import compile_graph
+from emu.contract.config import AccelConfig
 from emu.frontend import load_pt2, lower
-from emu.reference import run_reference
-from emu.runtime import get_backend, quantize_input, run_program
+from emu.emulator.reference import run_reference
+from emu.runtime.run import get_backend, quantize_input, run_program
 from emu.zoo import digits
 
 pytestmark = pytest.mark.rtl
@@ -27,3 +27,19 @@ def test_digits_network_on_verilator(model, tag, rows, cols, n):
         np.testing.assert_array_equal(rtl.layers[node.output], ref[node.output], err_msg=node.name)
         np.testing.assert_array_equal(gold.layers[node.output], ref[node.output], err_msg=node.name)
     assert (rtl.cycles, rtl.macs) == (gold.cycles, gold.macs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model, tag", [("cnn", "w2a2"), ("mlp", "w4a4")])
+def test_whole_held_out_split_on_verilator(model, tag):
+    """The long form of the test above: all 450 held-out digits on the RTL, accuracy and cycles equal to
+    golden's, every layer equal to the integer reference (`make test-all`; minutes)."""
+    from emu.runtime.evaluate import evaluate, load_dataset
+    ep = load_pt2(digits.checkpoint(tag, model))
+    graph = lower(ep)
+    x, y = load_dataset("digits", graph)
+    cfg = AccelConfig()
+    rtl = evaluate(ep, graph, cfg, x, y, backend=get_backend("rtl"))
+    gold = evaluate(ep, graph, cfg, x, y, backend=get_backend("golden"))
+    assert rtl.reference_equal and gold.reference_equal
+    assert (rtl.accuracy, rtl.cycles_per_inference) == (gold.accuracy, gold.cycles_per_inference)

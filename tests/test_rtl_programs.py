@@ -1,9 +1,9 @@
 """Whole-accelerator random programs on the RTL: memory, cycles and MACs equal to the golden emulator."""
 import pytest
 
-from sim.randprog import random_case
+from randprog import random_case
 
-from sim.compare import CFG_2X7, CFG_3X5, CFG_W4A4, assert_same_as_golden
+from rtlcheck import CFG_2X7, CFG_3X5, CFG_W4A4, assert_same_as_golden
 
 pytestmark = pytest.mark.rtl
 

@@ -2,13 +2,13 @@
 import numpy as np
 import pytest
 
-from emu import isa
-from emu.golden import Golden
-from emu.isa import Opcode
-from emu.timing import dma_spans
+from emu.contract import isa
+from emu.emulator.golden import Golden
+from emu.contract.isa import Opcode
+from emu.contract.timing import dma_spans
 
-from sim.compare import CFG_3X5, CFG_W4A4, assert_same_as_golden, needs_iverilog
-from sim.randprog import random_case
+from rtlcheck import CFG_3X5, CFG_W4A4, assert_same_as_golden, needs_iverilog
+from randprog import random_case
 
 pytestmark = pytest.mark.rtl
 

@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from emu.cli import main
-from emu.config import AccelConfig
-from emu.synth import BOARDS, REPORT_FIELDS, SynthError, check_fits, estimate, parse_target, synthesize
+from emu.cli.main import main
+from emu.contract.config import AccelConfig
+from hdl.fpga.flow import BOARDS, REPORT_FIELDS, SynthError, check_fits, estimate, parse_target, synthesize
 from hdl.harness import ecp5_pll_dividers
 
 

@@ -1,6 +1,6 @@
 from hypothesis import given, strategies as st
 
-from emu import timing
+from emu.contract import timing
 
 
 @given(addr=st.integers(0, 1 << 20), nbytes=st.integers(1, 20000), bus_bytes=st.sampled_from([4, 8, 16]))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from emu.cli import main
+from emu.cli.main import main
 from emu.zoo import digits
 from test_frontend_quantizer import export, quantize
 

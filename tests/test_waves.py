@@ -8,8 +8,8 @@ import zlib
 
 import pytest
 
-from emu.cli import main
-from emu.program import Program
+from emu.cli.main import main
+from emu.compiler.program import Program
 from emu.zoo import digits
 
 pytestmark = pytest.mark.rtl

@@ -1,4 +1,4 @@
-"""Front end: quantize torch models (PT2E) for Systola and lower them to the integer graph IR (`emu.ir`).
+"""Front end: quantize torch models (PT2E) for Systola and lower them to the integer graph IR (`emu.compiler.ir`).
 
 Importing this package imports torchao's PT2E flow once, quietly: torchao logs "Failed to load ..." for
 its CUDA-only extensions and torch warns about enum registration; neither concerns a CPU user. The PT2E
@@ -38,7 +38,7 @@ def _import_torchao_quietly() -> None:
 
 _import_torchao_quietly()
 
-from .observers import CALIBRATIONS  # noqa: E402
-from .quantizer import SystolaQuantizer  # noqa: E402
-from .lower import load_pt2, lower  # noqa: E402
+from emu.frontend.observers import CALIBRATIONS  # noqa: E402
+from emu.frontend.quantizer import SystolaQuantizer  # noqa: E402
+from emu.frontend.lower import load_pt2, lower  # noqa: E402
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e  # noqa: E402

@@ -1,4 +1,4 @@
-"""Lower a PT2E-converted, `torch.export`-ed model to Systola's integer graph IR (`emu.ir.Graph`).
+"""Lower a PT2E-converted, `torch.export`-ed model to Systola's integer graph IR (`emu.compiler.ir.Graph`).
 
 Accepted graph (after `convert_pt2e` and `torch.export`, static or dynamic batch)::
 
@@ -17,7 +17,7 @@ columns are permuted from torch's C, H, W order to H, W, C.
 
 Each `ir.Dense` takes: weight int [N, K] and weight_scale [N] (per-tensor weights broadcast their scale);
 weight_bits from the weight's quant_min/quant_max ([-(2**(b-1)-1), 2**(b-1)-1] or the full signed range);
-bias = bias_float / (in_scale * weight_scale[n]) as a float (emu.ir.Dense.post_params rounds it in POST units); clamp =
+bias = bias_float / (in_scale * weight_scale[n]) as a float (emu.compiler.ir.Dense.post_params rounds it in POST units); clamp =
 the output integer range after the activation, computed with torch's own quantize op on the activation's
 float bounds (rounding commutes with clamping, so this is exact); output QParams from the quantize node.
 Activations must use the signed full range [-2**(b-1), 2**(b-1)-1] of torch.int8, b in 2..8.
@@ -35,9 +35,9 @@ import os
 import numpy as np
 import torch
 
-from .. import ir
-from . import UnsupportedModelError
-from .quantizer import ACTIVATION_OPS
+from emu.compiler import ir
+from emu.frontend import UnsupportedModelError
+from emu.frontend.quantizer import ACTIVATION_OPS
 
 __all__ = ["load_pt2", "lower", "constants_of", "SUPPORTED"]
 

@@ -1,6 +1,6 @@
 """A PT2E quantizer that produces exactly the numerics Systola's integer graph IR accepts.
 
-Quantization scheme (the same for PTQ and QAT; see `emu.ir` for the integer meaning and
+Quantization scheme (the same for PTQ and QAT; see `emu.compiler.ir` for the integer meaning and
 ``docs/quantization.md`` for the conventions in full):
 
 * Weights: symmetric, per output channel (axis 0), signed, zero point 0, *restricted* range
@@ -59,7 +59,7 @@ from torchao.quantization.pt2e.quantizer import (
     SharedQuantizationSpec,
 )
 
-from .observers import CALIBRATIONS, MSEObserver, PercentileObserver, PerChannelMSEObserver
+from emu.frontend.observers import CALIBRATIONS, MSEObserver, PercentileObserver, PerChannelMSEObserver
 
 __all__ = ["SystolaQuantizer", "ANNOTATORS", "ACTIVATION_OPS", "POOL_OPS", "weight_range", "act_range"]
 

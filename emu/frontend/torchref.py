@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import ir
-from .lower import constants_of
+from emu.compiler import ir
+from emu.frontend.lower import constants_of
 
 __all__ = ["torch_layer", "torch_layer_outputs", "torch_forward", "static_batch"]
 

@@ -30,11 +30,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..frontend import SystolaQuantizer  # imports torchao quietly, so it goes first
+from emu.frontend import SystolaQuantizer  # imports torchao quietly, so it goes first
 from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train  # noqa: E402
 from torchao.quantization.pt2e.learnable_fake_quantize import enable_range_learning  # noqa: E402
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e  # noqa: E402
-from .nets import DigitsCNN, DigitsMLP  # noqa: E402
+from emu.zoo.nets import DigitsCNN, DigitsMLP  # noqa: E402
 
 __all__ = ["load_split", "DigitsMLP", "DigitsCNN", "train_float", "qat", "export_pt2", "accuracy", "MODELS_DIR",
            "main", "checkpoint", "float_model", "TAGS", "MODELS", "RECIPES", "ACCURACY_FILE",

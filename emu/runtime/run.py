@@ -11,10 +11,10 @@ from typing import Callable
 
 import numpy as np
 
-from .config import AccelConfig
-from .faults import FaultCode, HardwareFault
-from .golden import Golden, RunResult
-from .program import Program
+from emu.contract.config import AccelConfig
+from emu.contract.faults import FaultCode, HardwareFault
+from emu.emulator.golden import Golden, RunResult
+from emu.compiler.program import Program
 
 __all__ = ["RunOutput", "run_program", "quantize_input", "check_input", "user_shape", "InputError", "BACKENDS", "get_backend", "check_config"]
 

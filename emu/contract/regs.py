@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .config import AccelConfig
+from emu.contract.config import AccelConfig
 
 __all__ = ["Reg", "REGISTERS", "OFFSET", "MAGIC", "STATUS_BUSY", "STATUS_DONE", "STATUS_ERROR",
            "config_registers", "REG_BYTES", "CSR_ADDR_BITS"]

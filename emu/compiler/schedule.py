@@ -30,10 +30,10 @@ import itertools
 
 import numpy as np
 
-from . import isa
-from .config import AccelConfig, PARAM_BYTES, PARAM_DTYPE
-from .isa import Buffer, Opcode
-from .program import TensorRegion
+from emu.contract import isa
+from emu.contract.config import AccelConfig, PARAM_BYTES, PARAM_DTYPE
+from emu.contract.isa import Buffer, Opcode
+from emu.compiler.program import TensorRegion
 
 __all__ = ["CompileError", "KTile", "Gemm", "Memory", "dma", "emit"]
 

@@ -10,8 +10,8 @@ import sys
 
 import numpy as np
 
-from .config import AccelConfig, ConfigError
-from .faults import HardwareFault
+from emu.contract.config import AccelConfig, ConfigError
+from emu.contract.faults import HardwareFault
 
 __all__ = ["main"]
 
@@ -41,9 +41,9 @@ class UserError(Exception):
 #: (module, class) of every exception that is the user's mistake. Looked up in sys.modules rather than
 #: imported, so that an error exit never waits for torch: an exception of a module not imported yet
 #: cannot have been raised.
-_USER_ERRORS = (("emu.cli", "UserError"), ("emu.config", "ConfigError"), ("emu.schedule", "CompileError"),
-                ("emu.program", "ProgramError"), ("emu.frontend", "UnsupportedModelError"),
-                ("emu.outputs", "OutputError"), ("emu.runtime", "InputError"))
+_USER_ERRORS = (("emu.cli.main", "UserError"), ("emu.contract.config", "ConfigError"), ("emu.compiler.schedule", "CompileError"),
+                ("emu.compiler.program", "ProgramError"), ("emu.frontend", "UnsupportedModelError"),
+                ("emu.outputs", "OutputError"), ("emu.runtime.run", "InputError"))
 
 
 def _is_user_error(e: BaseException) -> bool:
@@ -106,7 +106,7 @@ def _config(args, base: AccelConfig | None = None) -> AccelConfig:
 
 def _check_model_path(path: str) -> None:
     """Refuse a model path that cannot be a .pt2 before torch is imported (seconds)."""
-    from .program import MANIFEST
+    from emu.compiler.program import MANIFEST
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, MANIFEST)):
             raise UserError(f"{path!r} is a compiled program directory; this command takes the .pt2 model it "
@@ -118,7 +118,7 @@ def _check_model_path(path: str) -> None:
 
 def _load_model(path: str):
     _check_model_path(path)
-    from .frontend.lower import load_pt2, lower
+    from emu.frontend.lower import load_pt2, lower
     try:
         ep = load_pt2(path)
     except Exception as e:  # torch raises many kinds for a file that is not an exported program
@@ -153,12 +153,12 @@ def _load_npy(path: str) -> np.ndarray:
 
 
 def _save_npy(path: str, array: np.ndarray) -> None:
-    from .outputs import write_file
+    from emu.outputs import write_file
     write_file(path, lambda f: np.save(f, array), what="output")
 
 
 def _check_output_npy(path: str) -> None:
-    from .outputs import check_file_target
+    from emu.outputs import check_file_target
     check_file_target(path, "output")
     if not path.endswith(".npy"):
         raise UserError(f"output {path!r} does not end in .npy; numpy would write {path + '.npy'!r} instead")
@@ -172,7 +172,7 @@ def _progress(desc: str, always: bool = False):
 
 
 def _backend(name: str, args):
-    from .runtime import get_backend
+    from emu.runtime.run import get_backend
     waves, sim = getattr(args, "waves", None), getattr(args, "sim", None)
     if name != "rtl":
         for flag, value in (("--waves", waves), ("--sim", sim)):
@@ -180,13 +180,13 @@ def _backend(name: str, args):
                 raise UserError(f"{flag} {value!r} has no effect on the {name} backend: it needs --backend rtl")
         return get_backend(name)
     if waves is not None:
-        from .outputs import check_file_target
+        from emu.outputs import check_file_target
         check_file_target(waves, "waveform")
     return get_backend("rtl", simulator=sim or "verilator", waves=waves)
 
 
 def _backends(spec: str) -> list[str]:
-    from .runtime import BACKENDS
+    from emu.runtime.run import BACKENDS
     names = [b.strip() for b in spec.split(",") if b.strip()]
     if not names:
         raise UserError(f"--backends {spec!r} is empty: expected a comma-separated list of {', '.join(BACKENDS)}")
@@ -205,13 +205,13 @@ def _check_batch(batch: int | None) -> None:
 
 # ---- commands ----
 def cmd_compile(args) -> int:
-    from .outputs import check_dir_target
-    from .program import is_program_dir
+    from emu.outputs import check_dir_target
+    from emu.compiler.program import is_program_dir
     cfg = _config(args)
     _check_batch(args.batch)
     _check_model_path(args.model)
     check_dir_target(args.output, "program directory", is_program_dir)
-    from .compiler import compile_graph
+    from emu.compiler.codegen import compile_graph
     _, graph = _load_model(args.model)
     program = compile_graph(graph, cfg, batch=args.batch)
     program.save(args.output)
@@ -221,7 +221,7 @@ def cmd_compile(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .program import Program
+    from emu.compiler.program import Program
     if args.watchdog < 0:
         raise UserError(f"--watchdog {args.watchdog} is not accepted: expected 0 (no limit) or a positive "
                         f"number of cycles")
@@ -230,7 +230,7 @@ def cmd_run(args) -> int:
     backend = _backend(args.backend, args)
     _check_output_npy(args.output)
     x = _load_npy(args.input)
-    from .runtime import quantize_input, run_program
+    from emu.runtime.run import quantize_input, run_program
     xq = quantize_input(program, x)
     out = run_program(program, xq, backend=backend, hw=hw, watchdog=args.watchdog,
                       progress=_progress(f"{args.backend}"))
@@ -250,23 +250,23 @@ def cmd_verify(args) -> int:
         raise UserError(f"--sim {args.sim!r} has no effect without rtl in --backends")
     x = _load_npy(args.input)
     _check_model_path(args.model)
-    from .runtime import check_input
+    from emu.runtime.run import check_input
     ep, graph = _load_model(args.model)
     check_input(x, graph.tensors[graph.input].shape, graph.input_layout)
-    from .verify import verify
+    from emu.runtime.verify import verify
     ok = verify(ep, graph, cfg, x, runners, batch=args.batch, out=sys.stdout)
     return 0 if ok else 1
 
 
 def cmd_eval(args) -> int:
-    from .evaluate import DATASETS
+    from emu.runtime.evaluate import DATASETS
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit {args.limit} is not accepted: expected a positive number of samples")
     _check_batch(args.batch)
     cfg = _config(args)
     backend = _backend(args.backend, args)
     _check_model_path(args.model)
-    from .evaluate import evaluate, load_dataset
+    from emu.runtime.evaluate import evaluate, load_dataset
     ep, graph = _load_model(args.model)
     x, y = load_dataset(args.dataset, graph)
     x, y = x[:args.limit], y[:args.limit]
@@ -282,8 +282,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_disasm(args) -> int:
-    from .program import Program, ProgramError
-    from .isa import INSTR_BYTES, decode_program
+    from emu.compiler.program import Program, ProgramError
+    from emu.contract.isa import INSTR_BYTES, decode_program
     program = Program.load(args.program)
     words = decode_program(program.image[program.prog_addr:program.prog_addr + program.prog_len * INSTR_BYTES])
     illegal = []
@@ -299,7 +299,7 @@ def cmd_disasm(args) -> int:
 
 
 def cmd_hdl(args) -> int:
-    from .outputs import check_file_target, write_file
+    from emu.outputs import check_file_target, write_file
     cfg = _config(args)
     check_file_target(args.output, "Verilog output")
     from hdl.top import generate_verilog
@@ -315,7 +315,7 @@ def cmd_hdl(args) -> int:
 
 
 def cmd_synth(args) -> int:
-    from . import synth
+    from hdl.fpga import flow as synth
     cfg = _config(args)
     try:
         target = synth.parse_target(board=args.board, device=args.device)
@@ -335,7 +335,7 @@ def cmd_synth(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    from emu.cli.demo import run_demo
     return run_demo(quick=args.quick, rtl=args.rtl)
 
 

@@ -1,4 +1,4 @@
-"""Random, race-free test programs: LOAD / MATMUL / POST / STORE rounds built with emu.isa.make.
+"""Random, race-free test programs: LOAD / MATMUL / POST / STORE rounds built with emu.contract.isa.make.
 
 Dependencies between units are separated by SYNC (the ISA leaves hazards to the program): loads
 of a round, SYNC, MATMULs (one unit, in order), SYNC, POST, SYNC, STORE. Addresses, strides, row lengths,
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from emu import isa
-from emu.config import AccelConfig, PARAM_BYTES, PARAM_DTYPE
-from emu.isa import Buffer, Opcode
+from emu.contract import isa
+from emu.contract.config import AccelConfig, PARAM_BYTES, PARAM_DTYPE
+from emu.contract.isa import Buffer, Opcode
 
 __all__ = ["random_case", "PROG_REGION", "DATA_REGION", "OUT_REGION", "MEM_BYTES"]
 
@@ -48,8 +48,8 @@ def _split(rng, entries: int, max_blocks: int = 4) -> tuple[int, int]:
 
 
 def random_case(cfg: AccelConfig, seed: int, *, rounds: int = 3, max_t: int = 12):
-    """(memory, prog_addr, prog_len, STOREs) of one random program; the STOREs (emu.isa.Instr) say which
-    bytes the program may write (emu.timing.dma_spans)."""
+    """(memory, prog_addr, prog_len, STOREs) of one random program; the STOREs (emu.contract.isa.Instr) say which
+    bytes the program may write (emu.contract.timing.dma_spans)."""
     rng = np.random.default_rng(seed)
     mem = rng.integers(0, 256, MEM_BYTES, dtype=np.uint8)
     R, C = cfg.rows, cfg.cols

@@ -10,8 +10,8 @@ Constants that describe the gateware's latencies live here and nowhere else.
 """
 from __future__ import annotations
 
-from .config import AccelConfig, ELEMENT_BYTES, PARAM_BYTES
-from .isa import INSTR_BYTES, Buffer, Instr, Opcode
+from emu.contract.config import AccelConfig, ELEMENT_BYTES, PARAM_BYTES
+from emu.contract.isa import INSTR_BYTES, Buffer, Instr, Opcode
 
 __all__ = ["ISSUE_LATENCY", "BUSY_LATENCY", "AXI_MAX_BURST_BEATS", "AXI_BOUNDARY", "DMA_LOAD_SETUP", "DMA_STORE_SETUP",
            "DMA_LOAD_DRAIN", "DMA_READ_LATENCY",

@@ -1,5 +1,5 @@
 """The golden emulator: executes a program image from external memory with the hardware's exact integer
-semantics and its cycle model (emu/timing.py). The RTL must agree with it on every byte written to
+semantics and its cycle model (emu/contract/timing.py). The RTL must agree with it on every byte written to
 external memory, on the cycle count, on the useful-MAC count and on every fault.
 
 Integer products go through float64 matrix multiplies: every partial sum is below 2**31 (proven by the
@@ -12,11 +12,11 @@ import functools
 
 import numpy as np
 
-from . import numerics
-from .config import AccelConfig, PARAM_DTYPE
-from .faults import FaultCode, HardwareFault
-from .isa import INSTR_BYTES, Buffer, Instr, Opcode, decode
-from .timing import Timer, dma_extent, element_bytes, instr_cycles, preload_cycles
+from emu.contract import numerics
+from emu.contract.config import AccelConfig, PARAM_DTYPE
+from emu.contract.faults import FaultCode, HardwareFault
+from emu.contract.isa import INSTR_BYTES, Buffer, Instr, Opcode, decode
+from emu.contract.timing import Timer, dma_extent, element_bytes, instr_cycles, preload_cycles
 
 __all__ = ["Golden", "RunResult", "check_fields"]
 

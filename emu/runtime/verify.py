@@ -9,11 +9,11 @@ from typing import Callable, TextIO
 
 import numpy as np
 
-from .compiler import compile_graph
-from .config import AccelConfig
-from .ir import Graph
-from .reference import run_reference
-from .runtime import RunOutput, quantize_input, run_program
+from emu.compiler.codegen import compile_graph
+from emu.contract.config import AccelConfig
+from emu.compiler.ir import Graph
+from emu.emulator.reference import run_reference
+from emu.runtime.run import RunOutput, quantize_input, run_program
 
 __all__ = ["LayerCheck", "check_layers", "verify"]
 
@@ -33,7 +33,7 @@ class LayerCheck:
 
 
 def check_layers(ep, graph: Graph, ref: dict[str, np.ndarray], runs: dict[str, RunOutput]) -> list[LayerCheck]:
-    from .frontend.torchref import torch_layer_outputs
+    from emu.frontend.torchref import torch_layer_outputs
     per_layer = torch_layer_outputs(ep, graph, ref)
     checks = []
     for node in graph.nodes:
@@ -49,7 +49,7 @@ def check_layers(ep, graph: Graph, ref: dict[str, np.ndarray], runs: dict[str, R
 def verify(ep, graph: Graph, cfg: AccelConfig, x: np.ndarray, backends: dict[str, Callable], *,
            batch: int | None = None, out: TextIO = sys.stdout) -> bool:
     """Compile, run every backend, compare; print a table; True if everything agrees."""
-    from .frontend.torchref import torch_forward
+    from emu.frontend.torchref import torch_forward
     program = compile_graph(graph, cfg, batch=batch)
     xq = quantize_input(program, x)
     ref = run_reference(graph, xq)

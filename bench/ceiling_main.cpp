@@ -1,12 +1,12 @@
 // The plain-Verilator ceiling of a hardware-in-the-loop run: the same `systola_hil` model that cocotb
 // drives (accelerator, HDL memory model, HDL clock; same Verilator flags, without VPI), driven by this C++
-// host instead of cocotb. sim/ceiling.py builds and runs it.
+// host instead of cocotb. bench/ceiling.py builds and runs it.
 //
 // The host does what sim/cocotb_hil.py does, in the same order: reset, PROG_ADDR / PROG_LEN / WATCHDOG
 // writes, the CTRL write, one wait for done (bounded by +MAX_CYCLES), register reads, one dump, and
 // times the stretch from the CTRL write to done with a wall clock. Plusargs: +PROG_ADDR= +PROG_LEN=
 // +WATCHDOG= +MAX_CYCLES= and the memory model's +MEM_IN= +MEM_OUT= +MEM_SIZE=. Register offsets and the
-// clock period come from ceiling_regs.h, which sim/ceiling.py writes from emu/regs.py.
+// clock period come from ceiling_regs.h, which bench/ceiling.py writes from emu/contract/regs.py.
 #include <chrono>
 #include <cstdint>
 #include <cstdio>

@@ -1,5 +1,5 @@
-"""Generates the tables in docs/isa.md from emu/isa.py, emu/faults.py and emu/regs.py, so the document
-cannot drift from the contract. `python -m emu.docgen` rewrites the marked sections; a test checks them.
+"""Generates the tables in docs/isa.md from emu/contract/isa.py, emu/contract/faults.py and emu/contract/regs.py, so the document
+cannot drift from the contract. `python -m emu.contract.docgen` rewrites the marked sections; a test checks them.
 """
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import os
 import re
 import sys
 
-from .faults import FaultCode
-from .isa import FIELDS, INSTR_BITS, OPCODE_BITS, Buffer, Opcode, field_layout
-from .regs import OFFSET, REGISTERS
+from emu.contract.faults import FaultCode
+from emu.contract.isa import FIELDS, INSTR_BITS, OPCODE_BITS, Buffer, Opcode, field_layout
+from emu.contract.regs import OFFSET, REGISTERS
 
-DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "isa.md")
+DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "docs", "isa.md")
 
 
 def encoding_tables() -> str:

@@ -5,7 +5,7 @@ widest consumer's padding. The border holds the value that consumer reads as pad
 (the real value 0) for a convolution or an average pool, the smallest integer for a max pool. Two
 consumers that need different border values are refused.
 
-Lowering of each node to a matrix product over K-tiles (see emu/schedule.py):
+Lowering of each node to a matrix product over K-tiles (see emu/compiler/schedule.py):
 
 - Dense: K-tiles of R consecutive input features; one output pixel per sample.
 - Conv2d: the window is KH rows of KW * Cin contiguous bytes (NHWC; with dilation, KH * KW runs of Cin);
@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import isa, numerics
-from .config import AccelConfig
-from .ir import Add, Conv2d, Dense, Graph, Pool2d
-from .isa import Opcode
-from .program import Program, TensorRegion
-from .schedule import CompileError, Gemm, KTile, Memory, emit
+from emu.contract import isa, numerics
+from emu.contract.config import AccelConfig
+from emu.compiler.ir import Add, Conv2d, Dense, Graph, Pool2d
+from emu.contract.isa import Opcode
+from emu.compiler.program import Program, TensorRegion
+from emu.compiler.schedule import CompileError, Gemm, KTile, Memory, emit
 
 __all__ = ["CompileError", "compile_graph", "BATCH_CHOICES"]
 

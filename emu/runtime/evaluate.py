@@ -8,10 +8,10 @@ from typing import Callable
 
 import numpy as np
 
-from .compiler import compile_graph
-from .config import AccelConfig
-from .reference import run_reference
-from .runtime import InputError, quantize_input, run_program, user_shape
+from emu.compiler.codegen import compile_graph
+from emu.contract.config import AccelConfig
+from emu.emulator.reference import run_reference
+from emu.runtime.run import InputError, quantize_input, run_program, user_shape
 
 __all__ = ["DATASETS", "EvalResult", "load_dataset", "evaluate"]
 
@@ -22,7 +22,7 @@ def load_dataset(name: str, graph) -> tuple[np.ndarray, np.ndarray]:
     """(x float32 in the model's input layout, labels) of the held-out split of dataset `name`."""
     if name not in DATASETS:
         raise ValueError(f"dataset {name!r} is not accepted: expected one of {', '.join(DATASETS)}")
-    from .zoo import digits
+    from emu.zoo import digits
     _, _, x, y = digits.load_split()
     want = user_shape(graph.tensors[graph.input].shape, graph.input_layout)
     if int(np.prod(want)) != x.shape[1] or (len(want) == 3 and want[0] != 1):
@@ -45,7 +45,7 @@ class EvalResult:
 
 def evaluate(ep, graph, cfg: AccelConfig, x: np.ndarray, y: np.ndarray, *, backend: Callable,
              batch: int | None = None, progress: Callable | None = None) -> EvalResult:
-    from .frontend.torchref import torch_forward
+    from emu.frontend.torchref import torch_forward
     program = compile_graph(graph, cfg, batch=batch)
     xq = quantize_input(program, x)
     out = run_program(program, xq, backend=backend, progress=progress)

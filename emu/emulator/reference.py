@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import numerics
-from .ir import Add, Conv2d, Dense, Graph, Pool2d
+from emu.contract import numerics
+from emu.compiler.ir import Add, Conv2d, Dense, Graph, Pool2d
 
 __all__ = ["run_reference", "windows"]
 

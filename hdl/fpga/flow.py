@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 
-from .config import AccelConfig, mac_multiplier
+from emu.contract.config import AccelConfig, mac_multiplier
 
 __all__ = ["Target", "SynthError", "ToolError", "BOARDS", "DEVICE_FORMS", "parse_target", "estimate",
            "check_fits", "synthesize", "format_report", "design_name", "is_synth_dir", "REPORT_FIELDS", "mac_multiplier"]
@@ -122,7 +122,7 @@ def estimate(cfg: AccelConfig, target: Target) -> dict[str, int]:
     hdl/ecp5.py's DP16KD tilings, one copy per read port: ACC has two). On iCE40 each memory is packed into
     whole RAM blocks of its best shape; Yosys may put a very small one in LUTs."""
     from hdl.buffers import entry_layouts
-    from emu.isa import INSTR_BITS
+    from emu.contract.isa import INSTR_BITS
     dsps = cfg.macs if mac_multiplier(cfg.act_bits, cfg.weight_bits) == "dsp" else 0
     lay = entry_layouts(cfg)
     mems = [(lay["act"].size, cfg.act_depth, 1), (lay["wgt"].size, cfg.wgt_depth, 1),
@@ -188,7 +188,7 @@ class _Stages:
             tool_log: str | None = None) -> str:
         """Run one tool; without a terminal, a line every 30 s with the last line of `tool_log` (the log
         file the tool writes as it goes)."""
-        from .heartbeat import heartbeat, last_line
+        from emu.heartbeat import heartbeat, last_line
         self._bar.set_description(name)
         if not self._tty and not self._quiet:
             print(f"  {name} ...", file=sys.stderr, flush=True)
@@ -229,7 +229,7 @@ class _Stages:
 def _place_and_route_lock():
     """One nextpnr at a time per machine: place and route takes most of the CPU and memory, so concurrent
     `systola synth` runs (a sweep, a test run) queue for it; elaboration and Yosys still overlap."""
-    from .heartbeat import locked
+    from emu.heartbeat import locked
     return locked(os.path.join(tempfile.gettempdir(), "systola-nextpnr.lock"),
                   "another synthesis's place and route")
 
@@ -307,7 +307,7 @@ def _netlist_cells(path: str, top: str) -> dict[str, int]:
 
 
 def _write_json_atomic(path: str, obj) -> None:
-    from .outputs import write_file
+    from emu.outputs import write_file
     write_file(path, lambda f: f.write(json.dumps(obj, indent=2) + "\n"), what="report", binary=False)
 
 
@@ -328,7 +328,7 @@ def synthesize(cfg: AccelConfig, target: Target, out_dir: str, *, freq_mhz: floa
     if isinstance(freq_mhz, bool) or not isinstance(freq_mhz, (int, float)) or not 1 <= freq_mhz <= 500:
         raise SynthError(f"freq={freq_mhz!r} MHz is not accepted: expected a number from 1 to 500")
     check_fits(cfg, target)
-    from .outputs import OutputError, check_dir_target
+    from emu.outputs import OutputError, check_dir_target
     try:
         check_dir_target(out_dir, "--out", is_synth_dir)
     except OutputError as e:

@@ -12,10 +12,10 @@ import os
 
 import numpy as np
 
-from .config import AccelConfig
-from .ir import QParams
-from .isa import Instr, decode, decode_program, INSTR_BYTES
-from .outputs import replace_dir
+from emu.contract.config import AccelConfig
+from emu.compiler.ir import QParams
+from emu.contract.isa import Instr, decode, decode_program, INSTR_BYTES
+from emu.outputs import replace_dir
 
 __all__ = ["TensorRegion", "Program", "ProgramError", "MANIFEST", "MEMORY", "is_program_dir"]
 

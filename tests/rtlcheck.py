@@ -6,9 +6,9 @@ import shutil
 import numpy as np
 import pytest
 
-from emu.config import AccelConfig
-from emu.faults import HardwareFault
-from emu.golden import Golden
+from emu.contract.config import AccelConfig
+from emu.contract.faults import HardwareFault
+from emu.emulator.golden import Golden
 
 SMALL = dict(act_depth=64, wgt_depth=32, acc_depth=64, out_depth=64, param_depth=8, instr_depth=128)
 #: non-square, W8A8, 64-bit bus

@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from . import numerics
+from emu.contract import numerics
 
 __all__ = ["QParams", "TensorInfo", "Dense", "Conv2d", "Pool2d", "Add", "add_weights", "Graph", "Node"]
 

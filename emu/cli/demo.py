@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import sys
 
-from .config import AccelConfig
-from .evaluate import evaluate, load_dataset
-from .runtime import get_backend
+from emu.contract.config import AccelConfig
+from emu.runtime.evaluate import evaluate, load_dataset
+from emu.runtime.run import get_backend
 
 __all__ = ["run_demo"]
 
@@ -26,8 +26,8 @@ def _bar(desc):
 
 
 def run_demo(*, quick: bool = False, rtl: bool = False, cfg: AccelConfig = AccelConfig()) -> int:
-    from .frontend.lower import load_pt2, lower
-    from .zoo import digits
+    from emu.frontend.lower import load_pt2, lower
+    from emu.zoo import digits
 
     print(f"Systola demo: digits classifiers, accuracy on sklearn's {{n}} held-out digits; every precision runs "
           f"on one {cfg.rows}x{cfg.cols} array of {cfg.weight_bits}-bit weights and {cfg.act_bits}-bit activations "
