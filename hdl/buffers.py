@@ -15,6 +15,7 @@ from amaranth.hdl import Cat, Shape, signed
 from amaranth.lib import data
 
 from emu.contract.config import AccelConfig, PARAM_BYTES, PARAM_DTYPE
+from emu.contract.isa import INSTR_BYTES
 
 __all__ = ["param_layout", "entry_layouts", "entry_bytes_max", "from_bytes", "to_bytes"]
 
@@ -34,7 +35,7 @@ def entry_layouts(cfg: AccelConfig) -> dict[str, data.ArrayLayout]:
 
 def entry_bytes_max(cfg: AccelConfig) -> int:
     """Largest byte image of one entry the DMA assembles: ACT, WGT, PARAM or a 16-byte instruction."""
-    return max(cfg.rows, cfg.cols, PARAM_BYTES * cfg.cols, 16)
+    return max(cfg.rows, cfg.cols, PARAM_BYTES * cfg.cols, INSTR_BYTES)
 
 
 def from_bytes(raw, layout: data.ArrayLayout, elem_bytes: int):

@@ -24,7 +24,7 @@ from emu.contract import regs
 from emu.contract.config import AccelConfig
 from emu.contract.faults import FaultCode, HardwareFault
 from emu.emulator.golden import RunResult
-from emu.contract.isa import Opcode, decode_program
+from emu.contract.isa import INSTR_BYTES, Opcode, decode_program, opcode_of
 
 from sim.runner import CLOCK_NS, MEM_WORDS_MAX, REPO, build
 
@@ -54,8 +54,8 @@ def read_words(path: Path, size: int, bus_bytes: int) -> np.ndarray:
 
 
 def _instructions(memory: np.ndarray, prog_addr: int, prog_len: int) -> int:
-    for pc, word in enumerate(decode_program(memory[prog_addr:prog_addr + 16 * prog_len])):
-        if word & 0xF == Opcode.END:
+    for pc, word in enumerate(decode_program(memory[prog_addr:prog_addr + INSTR_BYTES * prog_len])):
+        if opcode_of(word) == Opcode.END:
             return pc + 1
     return prog_len
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from amaranth.hdl import Shape
 
-from emu.contract.config import AccelConfig
+from emu.contract.config import AccelConfig, EXT_ADDR_BITS
 from emu.contract import regs
 
 from sim.lint import verilator_env, waiver_args
@@ -61,19 +61,17 @@ def verilog_for(cfg: AccelConfig) -> str:
 
 def hil_wrapper(cfg: AccelConfig) -> str:
     """Verilog of `systola_hil`: accelerator + memory model, AXI ports connected by name."""
-    from hdl.axi import axi4_signature
+    from amaranth.lib.wiring import Out
+    from hdl.axi import axi4_signature, axil_signature
     from hdl.top import AXI_ID_BITS, TOP_NAME
-    sig = axi4_signature(addr_bits=32, data_bits=cfg.bus_bits, id_bits=AXI_ID_BITS)
+    sig = axi4_signature(addr_bits=EXT_ADDR_BITS, data_bits=cfg.bus_bits, id_bits=AXI_ID_BITS)
     names = list(sig.members)
     wires = "\n".join(f"    wire [{Shape.cast(sig.members[n].shape).width - 1}:0] m_{n};" for n in names)
     acc_ports = ",\n".join(f"        .m_axi_{n}(m_{n})" for n in names)
     mem_ports = ",\n".join(f"        .{n}(m_{n})" for n in names if n not in ("awprot", "arprot"))
-    lite = [("awaddr", regs.CSR_ADDR_BITS, "in"), ("awprot", 3, "in"), ("awvalid", 1, "in"),
-            ("awready", 1, "out"), ("wdata", 32, "in"), ("wstrb", 4, "in"), ("wvalid", 1, "in"),
-            ("wready", 1, "out"), ("bresp", 2, "out"), ("bvalid", 1, "out"), ("bready", 1, "in"),
-            ("araddr", regs.CSR_ADDR_BITS, "in"), ("arprot", 3, "in"), ("arvalid", 1, "in"),
-            ("arready", 1, "out"), ("rdata", 32, "out"), ("rresp", 2, "out"), ("rvalid", 1, "out"),
-            ("rready", 1, "in")]
+    # the AXI4-Lite slave's ports as the accelerator declares them: what the host drives is an input here
+    lite_sig = axil_signature(addr_bits=regs.CSR_ADDR_BITS)
+    lite = [(n, Shape.cast(m.shape).width, "in" if m.flow == Out else "out") for n, m in lite_sig.members.items()]
     lite_decl = ",\n".join(f"    {'input' if d == 'in' else 'output'} wire [{w - 1}:0] s_axil_{n}"
                            for n, w, d in lite)
     lite_conn = ",\n".join(f"        .s_axil_{n}(s_axil_{n})" for n, _, _ in lite)

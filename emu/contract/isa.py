@@ -13,7 +13,7 @@ from typing import Iterable
 
 import numpy as np
 
-__all__ = ["INSTR_BITS", "INSTR_BYTES", "OPCODE_BITS", "Opcode", "Buffer", "Field", "FIELDS", "Instr",
+__all__ = ["INSTR_BITS", "INSTR_BYTES", "OPCODE_BITS", "opcode_of", "Opcode", "Buffer", "Field", "FIELDS", "Instr",
            "field_layout", "encode", "decode", "encode_program", "decode_program"]
 
 INSTR_BITS = 128
@@ -142,10 +142,15 @@ def encode(instr: Instr) -> int:
     return word
 
 
+def opcode_of(word: int) -> int:
+    """The opcode field of an instruction word (its low OPCODE_BITS bits), legal or not."""
+    return word & ((1 << OPCODE_BITS) - 1)
+
+
 def decode(word: int) -> Instr | None:
     """Decode a 128-bit word; None for an illegal opcode (the caller raises the fault)."""
     try:
-        op = Opcode(word & ((1 << OPCODE_BITS) - 1))
+        op = Opcode(opcode_of(word))
     except ValueError:
         return None
     values = {}

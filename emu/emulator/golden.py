@@ -15,7 +15,7 @@ import numpy as np
 from emu.contract import numerics
 from emu.contract.config import AccelConfig, PARAM_DTYPE
 from emu.contract.faults import FaultCode, HardwareFault
-from emu.contract.isa import INSTR_BYTES, Buffer, Instr, Opcode, decode
+from emu.contract.isa import INSTR_BYTES, Buffer, Instr, Opcode, decode, opcode_of
 from emu.contract.timing import Timer, dma_extent, element_bytes, instr_cycles, preload_cycles
 
 __all__ = ["Golden", "RunResult", "check_fields"]
@@ -81,7 +81,7 @@ def _decoded(blob: bytes, cfg: AccelConfig) -> list[tuple[Instr | None, tuple[Fa
         word = int.from_bytes(blob[pc * INSTR_BYTES:(pc + 1) * INSTR_BYTES], "little")
         instr = decode(word)
         if instr is None:
-            out.append((None, (FaultCode.ILLEGAL_OPCODE, f"opcode {word & 0xF}"), 0, 0))
+            out.append((None, (FaultCode.ILLEGAL_OPCODE, f"opcode {opcode_of(word)}"), 0, 0))
             continue
         bad = check_fields(instr, cfg)
         end = dma_extent(instr) if bad is None and instr.op in (Opcode.LOAD, Opcode.STORE) else 0

@@ -37,7 +37,8 @@ import torch
 
 from emu.compiler import ir
 from emu.frontend import UnsupportedModelError
-from emu.frontend.quantizer import ACTIVATION_OPS
+from emu.frontend.ops import (ACTIVATION_OPS, ADD_OPS, AVG_POOL_OPS, DEQUANTIZE, DEQUANTIZE_PER_CHANNEL,
+                              MAX_POOL_OPS, NOOP_OPS, QUANTIZE)
 
 __all__ = ["load_pt2", "lower", "constants_of", "SUPPORTED"]
 
@@ -49,13 +50,6 @@ SUPPORTED = ("supported: quantize/dequantize_per_tensor (signed int8 dtype, 2..8
              "dequantize_per_channel weights (axis 0, zero point 0), aten.linear, aten.conv2d, max_pool2d, "
              "avg_pool2d, adaptive_avg_pool2d, mean over H and W, add.Tensor, relu/relu6/hardtanh/clamp, "
              "flatten, and no-op view/reshape/contiguous/clone/dropout(eval)")
-
-_QUANTIZE = (qd.quantize_per_tensor.default, qd.quantize_per_tensor.tensor)
-_DEQUANTIZE = (qd.dequantize_per_tensor.default, qd.dequantize_per_tensor.tensor)
-_NOOP_VIEWS = (aten.flatten.using_ints, aten.view.default, aten.reshape.default, aten._unsafe_view.default,
-               aten.contiguous.default, aten.clone.default, aten.alias.default, aten.dropout.default,
-               aten.detach.default)
-
 
 def load_pt2(path: str | os.PathLike) -> torch.export.ExportedProgram:
     """Load a `.pt2` file written by `torch.export.save`.
@@ -220,16 +214,16 @@ class _Lowering:
         val = self.values.get(src) if isinstance(src, torch.fx.Node) else None
         if not isinstance(node.meta.get("val"), torch.Tensor) and not _uses_values(node, self.values):
             return  # shape arithmetic, _assert_*, sym_size: no tensor flows through it
-        if t in _QUANTIZE:
+        if t in QUANTIZE:
             self.values[node] = self.visit_quantize(node, val)
-        elif t in _DEQUANTIZE:
+        elif t in DEQUANTIZE:
             if isinstance(val, _Quantized):
                 if self.act_qparams(node) != self.tensors[val.tensor].qparams:
                     raise self.fail(node, "a dequantize whose parameters differ from its quantize")
                 self.values[node] = _Dequantized(val.tensor, val.flat)
             else:
                 self.values[node] = self.weight(node, per_channel=False)
-        elif t == qd.dequantize_per_channel.default:
+        elif t in DEQUANTIZE_PER_CHANNEL:
             self.values[node] = self.weight(node, per_channel=True)
         elif t == aten.linear.default:
             self.values[node] = self.visit_linear(node, val)
@@ -244,16 +238,16 @@ class _Lowering:
             val.lo, val.hi = max(val.lo, lo), min(val.hi, hi)
             val.nodes.append(node)
             self.values[node] = val
-        elif t == aten.max_pool2d.default:
+        elif t in MAX_POOL_OPS:
             self.values[node] = self.visit_max_pool(node, val)
-        elif t in (aten.avg_pool2d.default, aten.adaptive_avg_pool2d.default, aten.mean.dim):
+        elif t in AVG_POOL_OPS:
             self.values[node] = self.visit_avg_pool(node)
-        elif t in (aten.add.Tensor, aten.add_.Tensor):
+        elif t in ADD_OPS:
             if len(node.args) != 2 or node.kwargs.get("alpha", 1) != 1:
                 raise self.fail(node, "an add with alpha or a scalar operand")
             a, b = (self.dequantized(node, x, "an add input") for x in node.args)
             self.values[node] = _Pending("add", [a, b], {}, [node])
-        elif t in _NOOP_VIEWS:
+        elif t in NOOP_OPS:
             self.values[node] = self.visit_view(node, src, val)
         else:
             raise self.fail(node, "this op")
@@ -473,7 +467,7 @@ def _clamp_range(lo: float, hi: float, node, q: ir.QParams) -> tuple[int, int]:
 
 def lower(exported_program: torch.export.ExportedProgram) -> ir.Graph:
     """The integer graph of a PT2E-converted exported program; raises `UnsupportedModelError` otherwise."""
-    quantized = _QUANTIZE + _DEQUANTIZE + (qd.dequantize_per_channel.default,)
+    quantized = QUANTIZE + DEQUANTIZE + DEQUANTIZE_PER_CHANNEL
     if not any(n.op == "call_function" and n.target in quantized for n in exported_program.graph.nodes):
         raise UnsupportedModelError("the model is not quantized (no quantize/dequantize nodes): quantize it with "
                                     "emu.frontend.SystolaQuantizer (PT2E prepare, calibrate, convert) and "

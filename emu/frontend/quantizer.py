@@ -60,26 +60,14 @@ from torchao.quantization.pt2e.quantizer import (
 )
 
 from emu.frontend.observers import CALIBRATIONS, MSEObserver, PercentileObserver, PerChannelMSEObserver
+from emu.frontend.ops import (ACTIVATION_OPS, ADD_OPS, BATCH_NORM_OPS, LAYER_OPS, MAX_POOL_OPS, POOL_OPS,
+                              VIEW_OPS)
 
-__all__ = ["SystolaQuantizer", "ANNOTATORS", "ACTIVATION_OPS", "POOL_OPS", "weight_range", "act_range"]
+__all__ = ["SystolaQuantizer", "ANNOTATORS", "weight_range", "act_range"]
 
 BITS_MIN, BITS_MAX = 2, 8
 #: Smallest scale an observer may produce (as XNNPACK's config); keeps all-zero channels finite.
 _EPS = 2.0 ** -12
-
-aten = torch.ops.aten
-#: Element-wise clamps that may follow a layer (or an add) inside one quantized op.
-ACTIVATION_OPS = (aten.relu.default, aten.relu_.default, aten.relu6.default, aten.hardtanh.default,
-                  aten.hardtanh_.default, aten.clamp.default)
-_LAYER_OPS = (aten.conv2d.default, aten.linear.default)
-_BATCH_NORM_OPS = (aten.batch_norm.default, aten._native_batch_norm_legit_no_training.default,
-                   aten._native_batch_norm_legit.default, aten.cudnn_batch_norm.default)
-_ADD_OPS = (aten.add.Tensor, aten.add_.Tensor)
-_MAX_POOL_OPS = (aten.max_pool2d.default,)
-_AVG_POOL_OPS = (aten.avg_pool2d.default, aten.adaptive_avg_pool2d.default, aten.mean.dim)
-#: Pooling ops the quantizer annotates.
-POOL_OPS = _MAX_POOL_OPS + _AVG_POOL_OPS
-_VIEW_OPS = (aten.flatten.using_ints, aten.view.default, aten.reshape.default, aten._unsafe_view.default)
 
 
 def weight_range(bits: int) -> tuple[int, int]:
@@ -150,11 +138,11 @@ def _follow_activation(node: Node) -> Node:
 def _annotate_layer(q: "SystolaQuantizer", gm: GraphModule) -> None:
     """conv2d / linear [-> batch_norm [-> getitem 0]] [-> activation]: one quantized layer."""
     for node in gm.graph.nodes:
-        if not _is_call(node, _LAYER_OPS) or _annotation(node):
+        if not _is_call(node, LAYER_OPS) or _annotation(node):
             continue
         chain, last = [node], node
         bn = _only_user(last)
-        if _is_call(bn, _BATCH_NORM_OPS):
+        if _is_call(bn, BATCH_NORM_OPS):
             chain.append(bn)
             last = bn
             item = _only_user(bn)
@@ -178,7 +166,7 @@ def _annotate_layer(q: "SystolaQuantizer", gm: GraphModule) -> None:
 def _annotate_add(q: "SystolaQuantizer", gm: GraphModule) -> None:
     """add(a, b) [-> activation]: a and b share one set of parameters; the output has its own."""
     for node in gm.graph.nodes:
-        if not _is_call(node, _ADD_OPS) or _annotation(node) or node.kwargs.get("alpha", 1) != 1:
+        if not _is_call(node, ADD_OPS) or _annotation(node) or node.kwargs.get("alpha", 1) != 1:
             continue
         a, b = node.args[:2]
         if not (isinstance(a, Node) and isinstance(b, Node)):
@@ -200,7 +188,7 @@ def _annotate_pool(q: "SystolaQuantizer", gm: GraphModule) -> None:
             continue
         act_bits, _ = q.bits_for(node)
         x = node.args[0]
-        if node.target in _MAX_POOL_OPS:
+        if node.target in MAX_POOL_OPS:
             _annotate(node, {x: q.act_spec(act_bits)}, SharedQuantizationSpec((x, node)))
         else:
             _annotate(node, {x: q.act_spec(act_bits)}, q.act_spec(act_bits))
@@ -209,7 +197,7 @@ def _annotate_pool(q: "SystolaQuantizer", gm: GraphModule) -> None:
 def _annotate_views(q: "SystolaQuantizer", gm: GraphModule) -> None:
     """flatten / view / reshape of an annotated op's output: pass its parameters through unchanged."""
     for node in gm.graph.nodes:  # topological order: chains of views pass along
-        if not _is_call(node, _VIEW_OPS) or _annotation(node):
+        if not _is_call(node, VIEW_OPS) or _annotation(node):
             continue
         x = node.args[0]
         producer = _annotation(x)
@@ -254,7 +242,7 @@ def _share_producer_params(gm: GraphModule) -> None:
                 producer = _annotation(arg)
                 if producer is not None and producer.output_qspec is not None:
                     ann.input_qspec_map[arg] = SharedQuantizationSpec(arg)
-        if _is_call(node, _ADD_OPS) and len(ann.input_qspec_map) == 2:
+        if _is_call(node, ADD_OPS) and len(ann.input_qspec_map) == 2:
             a, b = node.args[:2]
             spec_a = _root_spec(ann.input_qspec_map[a])
             producer_b = _annotation(b)

@@ -1,0 +1,30 @@
+"""The torch ops the front end knows, in one table each: the quantizer annotates them and the lowering
+turns them into IR nodes, so a new op is added here once and then handled in both."""
+from __future__ import annotations
+
+import torch
+
+__all__ = ["QUANTIZE", "DEQUANTIZE", "DEQUANTIZE_PER_CHANNEL", "ACTIVATION_OPS", "LAYER_OPS", "BATCH_NORM_OPS",
+           "ADD_OPS", "MAX_POOL_OPS", "AVG_POOL_OPS", "POOL_OPS", "VIEW_OPS", "NOOP_OPS"]
+
+aten = torch.ops.aten
+qd = torch.ops.quantized_decomposed
+
+QUANTIZE = (qd.quantize_per_tensor.default, qd.quantize_per_tensor.tensor)
+DEQUANTIZE = (qd.dequantize_per_tensor.default, qd.dequantize_per_tensor.tensor)
+DEQUANTIZE_PER_CHANNEL = (qd.dequantize_per_channel.default,)
+#: Element-wise clamps that may follow a layer (or an add) inside one quantized op.
+ACTIVATION_OPS = (aten.relu.default, aten.relu_.default, aten.relu6.default, aten.hardtanh.default,
+                  aten.hardtanh_.default, aten.clamp.default)
+LAYER_OPS = (aten.conv2d.default, aten.linear.default)
+BATCH_NORM_OPS = (aten.batch_norm.default, aten._native_batch_norm_legit_no_training.default,
+                  aten._native_batch_norm_legit.default, aten.cudnn_batch_norm.default)
+ADD_OPS = (aten.add.Tensor, aten.add_.Tensor)
+MAX_POOL_OPS = (aten.max_pool2d.default,)
+AVG_POOL_OPS = (aten.avg_pool2d.default, aten.adaptive_avg_pool2d.default, aten.mean.dim)
+POOL_OPS = MAX_POOL_OPS + AVG_POOL_OPS
+#: Reshapes of a quantized tensor (its output shares the input's quantization parameters).
+VIEW_OPS = (aten.flatten.using_ints, aten.view.default, aten.reshape.default, aten._unsafe_view.default)
+#: Ops the lowering passes through unchanged: the reshapes, and copies that do nothing in eval mode.
+NOOP_OPS = VIEW_OPS + (aten.contiguous.default, aten.clone.default, aten.alias.default, aten.dropout.default,
+                       aten.detach.default)
