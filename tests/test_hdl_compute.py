@@ -1,0 +1,109 @@
+"""hdl.compute.ComputeUnit with its block RAMs in Amaranth's simulator against golden."""
+import numpy as np
+from amaranth.lib import wiring
+from amaranth.sim import Simulator
+
+from emu.contract import isa
+from emu.contract.config import AccelConfig
+from emu.emulator.golden import Golden
+from emu.contract.isa import Opcode
+
+
+def _compute_with_buffers(cfg):
+    """The compute unit wired to ACT, WGT, PARAM and OUT block RAMs as in hdl/top.py."""
+    from amaranth.hdl import Module
+    from hdl.bram import BlockRAM
+    from hdl.buffers import entry_layouts
+    from hdl.compute import ComputeUnit
+    m = Module()
+    lay = entry_layouts(cfg)
+    m.submodules.cu = cu = ComputeUnit(cfg)
+    bufs = {}
+    for name in ("act", "wgt", "param", "out"):
+        m.submodules[name] = bufs[name] = BlockRAM(shape=lay[name], depth=getattr(cfg, f"{name}_depth"),
+                                                   counted_reads=name != "out")
+    for name in ("act", "wgt", "param"):
+        wiring.connect(m, getattr(cu, f"{name}_rd"), bufs[name].rd_count[0])
+        m.d.comb += getattr(cu, f"{name}_rd_data").eq(bufs[name].rd_data[0])
+    m.d.comb += [bufs["out"].wr_en.eq(cu.out_wr_en), bufs["out"].wr_addr.eq(cu.out_wr_addr),
+                 bufs["out"].wr_data.eq(cu.out_wr_data)]
+    return m, cu, bufs
+
+
+def test_compute_max_mode_matches_golden():
+    """MATMULs overwriting, accumulating with reduce_max and adding, read back through a POST with
+    multiplier 1 and shift 0 (every ACC value stays within int8, so OUT shows it whole): OUT equals golden
+    and each instruction keeps the unit busy for instr_cycles. Small values of both signs check the signed
+    compare; one result (4 * 128 * 128 - 60) wraps at acc_bits=16 to -60, below the ACC value it meets."""
+    from emu.contract.timing import ISSUE_LATENCY, instr_cycles
+    from hdl.bram import BlockRAM
+    from hdl.compute import start_counts
+    cfg = AccelConfig(rows=5, cols=4, acc_bits=16, act_depth=32, wgt_depth=16, acc_depth=16, out_depth=16,
+                      param_depth=2, instr_depth=16)
+    rng = np.random.default_rng(5)
+    g = Golden(cfg, np.zeros(16, np.uint8))
+    g.act[:] = rng.integers(-3, 4, g.act.shape)
+    g.wgt[:] = rng.integers(-3, 4, g.wgt.shape)
+    g.act[20] = [-128, -128, -128, -128, 60]
+    g.wgt[10:15] = 0
+    g.wgt[10:15, 0] = [-128, -128, -128, -128, -1]
+    g.wgt[14, 1:] = [-2, 1, 2]
+    g.bias[1], g.mult[1] = 0, 1
+    mm = dict(op=Opcode.MATMUL, k_valid=5, n_valid=4)
+    program = [
+        dict(mm, rows=9, act_addr=0, wgt_addr=0, acc_addr=2, accumulate=0, reduce_max=1),  # max ignored
+        dict(mm, rows=9, act_addr=6, wgt_addr=5, acc_addr=2, accumulate=1, reduce_max=1),
+        dict(mm, rows=1, act_addr=20, wgt_addr=10, acc_addr=2, accumulate=1, reduce_max=1),  # wraps
+        dict(mm, rows=4, act_addr=11, wgt_addr=3, acc_addr=6, accumulate=1, reduce_max=0),
+        dict(op=Opcode.POST, rows=11, acc_addr=1, out_addr=3, param_addr=1, shift=0, zero_point=0,
+             clamp_lo=-128, clamp_hi=127),
+    ]
+    instrs = [isa.make(f.pop("op"), **f) for f in (dict(p) for p in program)]
+    m, cu, bufs = _compute_with_buffers(cfg)
+    busy = []
+    got = np.zeros_like(g.out)
+
+    async def tb(ctx):
+        for name, table in (("act", g.act), ("wgt", g.wgt)):
+            for e, row in enumerate(table):
+                ctx.set(bufs[name].wr_en, 1)
+                ctx.set(bufs[name].wr_addr, e)
+                for k, v in enumerate(row):
+                    ctx.set(bufs[name].wr_data[k], int(v))
+                await ctx.tick()
+            ctx.set(bufs[name].wr_en, 0)
+        ctx.set(bufs["param"].wr_en, 1)
+        ctx.set(bufs["param"].wr_addr, 1)
+        for k in range(cfg.cols):
+            ctx.set(bufs["param"].wr_data[k].bias, int(g.bias[1, k]))
+            ctx.set(bufs["param"].wr_data[k].mult, int(g.mult[1, k]))
+        await ctx.tick()
+        ctx.set(bufs["param"].wr_en, 0)
+        for instr in instrs:
+            post = instr.op == Opcode.POST
+            for name, value in (instr.fields | start_counts(cfg, instr.fields["rows"], post=post)).items():
+                if hasattr(cu, name):
+                    ctx.set(getattr(cu, name), value)
+            start = cu.post_start if post else cu.matmul_start
+            ctx.set(start, (1 << len(start)) - 1)   # every copy of the strobe
+            await ctx.tick()
+            ctx.set(start, 0)
+            cycles = 1
+            while ctx.get(cu.post_busy if instr.op == Opcode.POST else cu.busy):
+                await ctx.tick()
+                cycles += 1
+            busy.append(cycles)
+        for e in range(cfg.out_depth):
+            ctx.set(bufs["out"].rd_addr[0], e)
+            await ctx.tick().repeat(BlockRAM.LATENCY)
+            got[e] = [ctx.get(bufs["out"].rd_data[0][k]) for k in range(cfg.cols)]
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+    for instr in instrs:
+        (g._matmul if instr.op == Opcode.MATMUL else g._post)(instr)
+    assert busy == [instr_cycles(i, cfg) - ISSUE_LATENCY for i in instrs]  # the unit alone: no issue register
+    assert (np.abs(g.acc) < 128).all() and g.acc[2, 0] > -60
+    np.testing.assert_array_equal(got, g.out)
