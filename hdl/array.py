@@ -15,9 +15,8 @@ stream starts; a row presented in cycle c is written in cycle c + 1, so it serve
 registered, product registered three times: on ECP5 one MULT18X18D with its input, pipeline and output
 registers, hdl/ecp5.py, then a fabric register; elsewhere, and for products of 4 bits or less, the same
 four registers around a `*`), and registers the partial sum psum_in + product (signed). The fabric
-register takes the route out of the DSP block off the partial sum's carry chain: with the adder fed
-straight from the DSP's output register, the partial sums were the array's slowest paths (8.0 ns in the
-8x8 build). A column's sum of R products never needs more than
+register takes the route out of the DSP block off the partial sum's carry chain, so that no stage holds
+both the route and the chain. A column's sum of R products never needs more than
 act_bits + weight_bits + ceil(log2 R) bits, so the partial sums are that wide (or acc_bits, wrapping, if
 that is narrower) and sign-extended to acc_bits on `y_out`: equal results with shorter carry chains and
 fewer flip-flops (8x8 W8A8: 19 bits instead of 32). No stage holds more than the multiplier or one

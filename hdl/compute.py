@@ -48,7 +48,7 @@ MATMUL_LATENCY_MIN = timing.ISSUE_LATENCY + BlockRAM.LATENCY + MULT_LATENCY + 7
 POST_LATENCY_MIN = timing.ISSUE_LATENCY + BlockRAM.LATENCY + PostProc.LATENCY + 1
 #: Copies of each start strobe (`matmul_start`, `post_start`), one per group of registers it loads, each
 #: from a flip-flop of its own in the sequencer (hdl/ecp5.copies): one start flip-flop loading ~200
-#: registers and 40 block-RAM address counters across the unit arrived at 7.3-8.4 ns at 8x8.
+#: registers and 40 block-RAM address counters across the unit is too wide a fanout for one net.
 START_COPIES = 5
 
 
@@ -56,7 +56,7 @@ def start_counts(cfg: AccelConfig, rows, *, post: bool) -> dict:
     """What the unit's counters load when a MATMUL (or, with `post`, a POST) of `rows` rows starts: `busy_left`,
     the busy cycles left - 2 (>= 0), and `rows_left`, the WGT-then-ACT or ACC rows left to read - 2 (>= -2).
     `rows` is an int, or the instruction's 16-bit field, from which the sequencer registers both beside the
-    head: added here, on the unit's side, they were behind a cross-chip route from that register."""
+    head: added here, on the unit's side, they would sit behind a cross-chip route from that register."""
     cycles = (timing.POST_LATENCY if post else 2 * cfg.rows + cfg.cols - 2 + timing.MATMUL_LATENCY)
     return {"busy_left": rows + (cycles - timing.ISSUE_LATENCY - 3), "rows_left": rows - 2}
 
@@ -179,10 +179,9 @@ class ComputeUnit(wiring.Component):
                      acc.rd_count[acc_rd].step.eq(acc_rd_go)]
         # read-add-write in four stages, none holding more than one acc_bits carry chain: the ACC row and the
         # result row registered, then registered again; their sum and signed comparison registered; the
-        # selection registered in the ACC's write register. (Adding and comparing the halves in the first
-        # stage, from the block RAM's output, was slower: its route leaves no room for a carry chain. With
-        # one register stage, pulled between the array, the block RAMs and the adders, 4.7 ns of routing
-        # were left in front of the chains at 8x8: the second lets each hop be a route alone.)
+        # selection registered in the ACC's write register. (The block RAM's output route leaves no room for
+        # a carry chain in the same stage, and one register stage, pulled between the array, the block RAMs
+        # and the adders, leaves long routes in front of the chains: the second lets each hop be a route alone.)
         old, new, y_valid = (Signal.like(acc.rd_data[acc_rd], name="acc_old"), Signal.like(arr.y_out, name="y_new"),
                              Signal(name="y_valid"))
         m.d.sync += [old.eq(delay(m, acc.rd_data[acc_rd], 1, "acc_old_in")), new.eq(delay(m, arr.y_out, 1, "y_in")),

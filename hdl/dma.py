@@ -19,12 +19,7 @@ beat, until its last entry write is done:
 (from a far-away sequencer flip-flop) reaches no argument enable: only the bus state machine's IDLE exit,
 `busy`, `error` and `go`. A `start` while busy is ignored.
 
-Pipeline (aimed at 150 MHz for the whole accelerator on an LFE5U-85F-6, so at more than that standalone;
-`bench/unit_fmax.py dma` measured the unit alone at bus 8 / entry 96 bytes, rd_latency 2, with the LOAD
-rotation in one stage: 162.0 MHz on seed 1 and 162.8 MHz on seed 2, 4149 FF / 7011 LUT4; the worst paths,
-about 6 ns, were the W FIFO credits behind a pop, the LOAD byte enables and rotations (beat valid and
-rotation copies into stage 1), `s`'s step, the STORE word select and the burst-fit compare into the
-accepted-address step flags):
+Pipeline (aimed at 150 MHz for the whole accelerator on an LFE5U-85F-6, so at more than that standalone):
   cycle 0  `start`: the arguments are registered;
   cycle 1  `go`; rows * row_bytes enters a registered shift-add tree (pipeline.product), the per-transfer
            constants (merge test, row mask, B - row_bytes, the span's beat count when it is below 3) take
@@ -447,9 +442,9 @@ class DMA(wiring.Component):
                      spill_1.eq(Mux(v_q, spill_q, 0))]
         v_c = copies(v_q, NW, "beat_valid")                 # stage 1 too, one copy per entry word
         # The two lane rotations (bytes of this entry; bytes spilling into the next): lane j takes beat byte
-        # (rotation + j) % B. One B:1 byte mux behind the beat register was the accelerator's worst path
-        # (three LUT levels, most of it routing), so it is split: stage 1 rotates by the low two bits (a 4:1
-        # mux, one slice per bit), stage 2 by the rest into a copy of the result per group of entry words.
+        # (rotation + j) % B. One B:1 byte mux behind the beat register is three LUT levels, too slow for one
+        # stage, so it is split: stage 1 rotates by the low two bits (a 4:1 mux, one slice per bit), stage 2
+        # by the rest into a copy of the result per group of entry words.
         groups = min(2, NW)                                 # copies of the rotated beat (rbeat)
         lo = min(2, lgB)
         rot, rot2 = (skip - pos[:lgB])[:lgB], (skip_rb - pos[:lgB])[:lgB]

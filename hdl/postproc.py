@@ -17,9 +17,9 @@ product, the last one a one-bit term of its own. Every term keeps its own width 
 only spans the bits where its operands overlap (32 to 50 bits). No add spans 64 bits in one stage:
 c = bias + 2**(shift-1) is added in two 32-bit halves side by side, the low half's carry joining the tree
 as a one-bit term (like the last digit's negation carry), and the final add is `split_add`: both halves
-in one stage from the same operand bits, the low half's carry into the high half in the next. (Splits
-whose high half waits a stage for the carry were slower: nextpnr placed the two halves' carry chains up
-to 75 columns apart.) The adds, all mod 2**64:
+in one stage from the same operand bits, the low half's carry into the high half in the next. (A split
+whose high half waits a stage for the carry leaves nextpnr free to place the two halves' carry chains far
+apart.) The adds, all mod 2**64:
 
     first level: 16 partial products -> 8
     then 8 + c + the two carries: 11 -> 6 -> 3 -> 2, the product and c (with both carries)
@@ -44,12 +44,8 @@ Pipeline, one register stage per cycle, LATENCY = 14 cycles from `acc` to `out`:
     13 b in [-256, 255]?  near[:9] < clamp_lo?  near[:9] > clamp_hi?  b's sign
     14 y = clip(b, clamp_lo, clamp_hi) wrapped to act_bits
 
-Each stage holds one carry chain, or at most three LUT levels. Standalone with 8 lanes on LFE5U-85F-6
-(`bench/unit_fmax.py postproc`), as 13 stages with the shift's first step one 8:1 mux: 172.5 MHz with
-nextpnr seed 1, 165.7 MHz with seed 2 (the 12-stage version before: 150.0 / 133.6), 15.3k LUT4 and 16.4k
-flip-flops, no DSP. The slowest paths: the carry of the final add's low half into its high half (stage
-8), whose flip-flop nextpnr places up to 3.5 ns of routing away from the high half's chain, then those
-8:1 muxes (6.49 ns in the 8x8 accelerator on seed 1, hence stages 9 and 10) and the 50-bit add of stage 6.
+Each stage holds one carry chain, or at most three LUT levels. The shift's first step takes two stages
+(9 and 10: a 4:1 then a 2:1 mux) because one 8:1 mux stage is too slow for the whole accelerator's clock.
 
 On ECP5 each lane has its own registers for the last stage of every control and for the shift it decodes
 2**(shift-1) from (hdl/ecp5.py `replica`), so no control register drives more than one lane's shifter,
@@ -205,10 +201,10 @@ class PostProc(wiring.Component):
             bias, mult = Signal(signed(64), name=f"bias_{n}"), Signal(signed(32), name=f"mult_{n}")
             m.d.sync += [acc.eq(self.acc[n]), bias.eq(self.param[n].bias), mult.eq(self.param[n].mult)]
             # 2**(shift-1), 0 for shift 0 (stage 2), decoded in each lane from its own copy of the shift, as
-            # every lane adds all its bits. (Decoded once from the input and then copied, its fan-out to the
-            # lanes was the accelerator's critical path: the input's register sits in the compute unit.)
+            # every lane adds all its bits. (Decoded once from the input and then copied, the decode would sit
+            # between the input's register, in the compute unit, and the copies in every lane.)
             # Bit k is its own comparison, shift == k + 1: written as 0-or-a-shift, Yosys makes shift == 0 the
-            # synchronous reset of all 64 flip-flops, one slow net to 32 slices per lane (7.9 ns at 8x8)
+            # synchronous reset of all 64 flip-flops, one slow net to 32 slices per lane
             shift_n = copy(self.shift, f"shift_in_{n}")
             half_n = Signal(PRODUCT_BITS, name=f"half_{n}")
             m.d.sync += half_n.eq(Cat(*(shift_n == k + 1 for k in range(PRODUCT_BITS))))
@@ -229,7 +225,7 @@ class PostProc(wiring.Component):
             rounded = split_add(m, bits64(p), c, name=f"rounded_{n}")          # stages 7, 8
 
             # the bit shift: shift % 4 selects 4:1 muxes for all 64 bits (four copies of it, one per 16 bits),
-            # then shift bit 2 2:1 muxes (two copies); one 8:1 mux stage was the accelerator's worst path
+            # then shift bit 2 2:1 muxes (two copies): one 8:1 mux stage is too slow
             bit_shift = [copy(shift[:2], f"bit_shift_{n}_{k}") for k in range(SHIFT_SELECT_COPIES)]
             four_shift = [delay(m, copy(shift[2], f"four_shift_{n}_{k}"), 1, f"four_shift_{n}_{k}") for k in range(2)]
             byte_shift = delay(m, copy(shift[3:], f"byte_shift_{n}"), 2, f"byte_shift_{n}")  # for stage 11

@@ -68,9 +68,8 @@ class Target:
 _ECP5 = {"12": (12_288, 28, 56), "25": (24_288, 28, 56), "45": (43_848, 72, 108), "85": (83_640, 156, 208)}
 _ICE40 = {"UP5K": ("--up5k", 5_280, 8, 30, "sg48"), "HX8K": ("--hx8k", 7_680, 0, 32, "ct256")}
 DEVICE_FORMS = "LFE5U-{12,25,45,85}F-{6,7,8}[-PACKAGE] or iCE40{UP5K,HX8K}[-PACKAGE]"
-#: nextpnr-ecp5 placer options. The HeAP placer's timing weight at 40 (nextpnr's default is 10): on the 8x8
-#: W8A8 netlist, same seed, 112.3 -> 124.2 MHz and 127.2 -> 138.7 MHz, and routing took less time; at 100
-#: routing congested (docs/synth.md).
+#: nextpnr-ecp5 placer options. The HeAP placer's timing weight at 40 (nextpnr's default is 10): a higher
+#: Fmax and a shorter routing run on the 8x8 W8A8 netlist; at 100 routing congests (docs/synth.md).
 ECP5_PLACER_ARGS = ("--placer-heap-timingweight", "40")
 
 
