@@ -28,17 +28,21 @@ def _os_reason(e: OSError) -> str:
     return e.strerror or type(e).__name__
 
 
-def check_file_target(path: str, what: str) -> str:
-    """The absolute path of a file output, or OutputError if it cannot be one (a folder, no parent)."""
-    full = os.path.abspath(path)
-    if os.path.isdir(full):
-        raise OutputError(f"{what} {path!r} is a directory; expected a file name")
+def _check_parent(full: str, path: str, what: str) -> str:
     parent = os.path.dirname(full)
     if not os.path.isdir(parent):
         raise OutputError(f"cannot write {what} {path!r}: directory {parent!r} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write {what} {path!r}: directory {parent!r} is not writable")
     return full
+
+
+def check_file_target(path: str, what: str) -> str:
+    """The absolute path of a file output, or OutputError if it cannot be one (a folder, no parent)."""
+    full = os.path.abspath(path)
+    if os.path.isdir(full):
+        raise OutputError(f"{what} {path!r} is a directory; expected a file name")
+    return _check_parent(full, path, what)
 
 
 def write_file(path: str, write: Callable, *, what: str = "output", binary: bool = True) -> None:
@@ -79,12 +83,7 @@ def check_dir_target(path: str, what: str, owned: Callable[[Iterable[str]], bool
             shown = ", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")
             raise OutputError(f"{what} {path!r} is a non-empty directory that systola did not write "
                               f"(it holds {shown}); name a new or empty directory")
-    parent = os.path.dirname(full)
-    if not os.path.isdir(parent):
-        raise OutputError(f"cannot write {what} {path!r}: directory {parent!r} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write {what} {path!r}: directory {parent!r} is not writable")
-    return full
+    return _check_parent(full, path, what)
 
 
 def replace_dir(path: str, fill: Callable[[str], None], *, what: str,

@@ -137,19 +137,10 @@ def _load_npy(path: str) -> np.ndarray:
         x = np.load(path, allow_pickle=False)
     except Exception as e:  # numpy raises several kinds for a file that is not .npy
         raise UserError(f"input file {path!r} is not a .npy array ({str(e)[:200]})") from None
-    if not isinstance(x, np.ndarray) or x.dtype.kind not in "fiub":
-        raise UserError(f"input file {path!r} holds {getattr(x, 'dtype', type(x).__name__)} values; "
-                        f"expected numbers (float32)")
-    if x.ndim == 0 or len(x) == 0:
-        raise UserError(f"input file {path!r} holds no samples (shape {x.shape}); expected at least one, "
-                        f"batch first")
-    bad = ~np.isfinite(x.astype(np.float32)) if x.dtype.kind == "f" else None
-    if bad is not None and bad.any():
-        first = tuple(int(i) for i in np.argwhere(bad)[0])
-        nan = int(np.isnan(x).sum())
-        raise UserError(f"input file {path!r} holds {nan} NaN and {int(bad.sum()) - nan} infinite values (the "
-                        f"first at index {first}, sample {first[0]}); expected finite numbers")
-    return x.astype(np.float32)
+    if not isinstance(x, np.ndarray):
+        raise UserError(f"input file {path!r} holds a {type(x).__name__}; expected one .npy array")
+    from emu.runtime.run import check_values
+    return check_values(x, what=f"input file {path!r}")
 
 
 def _save_npy(path: str, array: np.ndarray) -> None:

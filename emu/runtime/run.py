@@ -16,7 +16,7 @@ from emu.contract.faults import FaultCode, HardwareFault
 from emu.emulator.golden import Golden, RunResult
 from emu.compiler.program import Program
 
-__all__ = ["RunOutput", "run_program", "quantize_input", "check_input", "user_shape", "InputError", "BACKENDS", "get_backend", "check_config"]
+__all__ = ["RunOutput", "run_program", "quantize_input", "check_input", "check_values", "user_shape", "InputError", "BACKENDS", "get_backend", "check_config"]
 
 
 def _golden(cfg, memory, prog_addr, prog_len, watchdog):
@@ -88,6 +88,23 @@ def user_shape(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
     return tuple(shape)
 
 
+def check_values(x: np.ndarray, *, what: str = "input") -> np.ndarray:
+    """`x` as float32 if it is a non-empty batch of finite numbers, else InputError saying what is wrong."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiub":
+        raise InputError(f"{what} holds {x.dtype} values; expected numbers (float32)")
+    if x.ndim == 0 or len(x) == 0:
+        raise InputError(f"{what} holds no samples (shape {x.shape}); expected at least one, batch first")
+    x = x.astype(np.float32)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        nan = int(np.isnan(x).sum())
+        raise InputError(f"{what} holds {nan} NaN and {int(bad.sum()) - nan} infinite values (the first at index "
+                         f"{first}, sample {first[0]}); expected finite numbers")
+    return x
+
+
 def check_input(x: np.ndarray, shape: tuple[int, ...], layout: str, *, what: str = "input") -> np.ndarray:
     """`x` as float32 if it is a non-empty batch of finite samples of the model's input shape (`shape` in
     the program's layout), else InputError naming what is wrong in the model's own layout."""
@@ -95,24 +112,11 @@ def check_input(x: np.ndarray, shape: tuple[int, ...], layout: str, *, what: str
     want = user_shape(shape, layout)
     expected = f"(batch, {', '.join(map(str, want))})"
     if x.ndim < 1 or tuple(x.shape[1:]) != want:
-        if x.ndim >= 1 and x.size == int(np.prod(want)) * len(x) and x.ndim != len(want) + 1:
-            hint = f" (reshape it to {expected})"
-        else:
-            hint = ""
+        fits = x.ndim >= 1 and x.size == int(np.prod(want)) * len(x) and x.ndim != len(want) + 1
+        hint = f" (reshape it to {expected})" if fits else ""
         raise InputError(f"{what} shape {tuple(x.shape)} is not accepted: expected {expected}, the model's "
                          f"input shape{hint}")
-    if len(x) == 0:
-        raise InputError(f"{what} holds no samples (shape {tuple(x.shape)}): expected at least one")
-    if x.dtype.kind not in "fiub":
-        raise InputError(f"{what} holds {x.dtype} values: expected numbers")
-    x = x.astype(np.float32)
-    bad = ~np.isfinite(x)
-    if bad.any():
-        first = tuple(int(i) for i in np.argwhere(bad)[0])
-        nan, inf = int(np.isnan(x).sum()), int(bad.sum() - np.isnan(x).sum())
-        raise InputError(f"{what} holds {nan} NaN and {inf} infinite values (the first at index {first}, "
-                         f"sample {first[0]}): expected finite numbers")
-    return x
+    return check_values(x, what=what)
 
 
 def quantize_input(program: Program, x: np.ndarray) -> np.ndarray:
