@@ -131,10 +131,6 @@ class Program:
             self.image.tofile(os.path.join(tmp, MEMORY))
         replace_dir(out_dir, fill, what="program directory", owned=is_program_dir)
 
-    @property
-    def instructions_in_image(self) -> bool:
-        return 0 <= self.prog_addr and self.prog_addr + self.prog_len * INSTR_BYTES <= self.image.size
-
     @classmethod
     def load(cls, out_dir: str) -> "Program":
         path = os.path.join(out_dir, MANIFEST)
@@ -163,7 +159,7 @@ class Program:
             if isinstance(e, ProgramError):
                 raise
             raise ProgramError(f"{out_dir}: corrupt program directory ({type(e).__name__}: {e})") from None
-        if not program.instructions_in_image:
+        if program.prog_addr + program.prog_len * INSTR_BYTES > image.size:
             raise ProgramError(f"{out_dir}: corrupt program directory (its {program.prog_len} instructions at "
                                f"{program.prog_addr:#x} run past the {image.size}-byte memory image)")
         return program
