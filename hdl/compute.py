@@ -57,7 +57,7 @@ def start_counts(cfg: AccelConfig, rows, *, post: bool) -> dict:
     the busy cycles left - 2 (>= 0), and `rows_left`, the WGT-then-ACT or ACC rows left to read - 2 (>= -2).
     `rows` is an int, or the instruction's 16-bit field, from which the sequencer registers both beside the
     head: added here, on the unit's side, they would sit behind a cross-chip route from that register."""
-    cycles = (timing.POST_LATENCY if post else 2 * cfg.rows + cfg.cols - 2 + timing.MATMUL_LATENCY)
+    cycles = timing.POST_LATENCY if post else timing.matmul_cycles(cfg, 0)
     return {"busy_left": rows + (cycles - timing.ISSUE_LATENCY - 3), "rows_left": rows - 2}
 
 

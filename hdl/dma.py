@@ -73,6 +73,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
 from emu.contract import timing
+from emu.contract.config import EXT_ADDR_BITS
 
 from hdl.axi import axi4_signature
 from hdl import ecp5
@@ -93,6 +94,11 @@ STORE_SETUP_MIN = SPAN_CYCLE + 8
 #: registers (byte enables with the second), then the write register.
 LOAD_DRAIN_MIN = 4
 W_FIFO_DEPTH = 8                  # a power of two: the W FIFO pointers wrap
+#: AXI4's burst limits, from the contract: the address bits below the boundary a burst never crosses, the
+#: compare window of the burst-fit flags (one bit more), and the width of an AXI length (beats - 1).
+BOUNDARY_BITS = exact_log2(timing.AXI_BOUNDARY)
+LIM_BITS = BOUNDARY_BITS + 1
+LEN_BITS = exact_log2(timing.AXI_MAX_BURST_BEATS)
 
 LOAD_SETUP = timing.DMA_LOAD_SETUP - timing.ISSUE_LATENCY    # the sequencer's start register is the rest
 STORE_SETUP = timing.DMA_STORE_SETUP - timing.ISSUE_LATENCY
@@ -129,7 +135,7 @@ class DMA(wiring.Component):
             "busy": Out(1), "error": Out(1),
             "wr_en": Out(1), "wr_target": Out(2), "wr_addr": Out(16), "wr_data": Out(8 * entry_bytes),
             "rd_addr": Out(16), "rd_data": In(8 * entry_bytes),
-            "bus": Out(axi4_signature(addr_bits=32, data_bits=8 * bus_bytes, id_bits=id_bits)),
+            "bus": Out(axi4_signature(addr_bits=EXT_ADDR_BITS, data_bits=8 * bus_bytes, id_bits=id_bits)),
         })
 
     def elaborate(self, platform):
@@ -156,7 +162,7 @@ class DMA(wiring.Component):
         m.d.sync += credit_ok.eq(credit_ok_n)
         store, target = Signal(), Signal(2)
         rows, blocks, rb, buf_addr = Signal(17), Signal(10), Signal(10), Signal(16)
-        ext_addr, stride, block_stride = Signal(32), Signal(20), Signal(20)
+        ext_addr, stride, block_stride = Signal(EXT_ADDR_BITS), Signal(20), Signal(20)
         go = Signal()                                   # cycle 1 of a transfer
         # `error` is assigned through its next value, which a flip-flop of its own registers for the output:
         # the sequencer's register of it is across the chip, and the bus state machine reads this one
@@ -209,8 +215,8 @@ class DMA(wiring.Component):
         m.d.sync += [span_bytes.eq(span_now), block_spans.eq(Mux(merged, 0, rows_m1))]
         # the same bytes - 1, modulo 2**13, for the burst fit compare (spans are >= 1 byte: row_len >= 1);
         # row_bytes - 1 is a register long before, so that only the product's decrement sits before the pick
-        span_bytes_m1, rb_m1 = Signal(13), Signal(13)
-        span_now_m1 = Mux(merged, prod[:13] - 1, rb_m1)
+        span_bytes_m1, rb_m1 = Signal(LIM_BITS), Signal(LIM_BITS)
+        span_now_m1 = Mux(merged, prod[:LIM_BITS] - 1, rb_m1)
         m.d.sync += [span_bytes_m1.eq(span_now_m1), rb_m1.eq(rb_c - 1)]
         # The span's beats are span_bytes // B plus 0, 1 or 2 (from the low bits); the three sums are kept
         # for the product and for row_bytes, each a short adder from a register, and the lane sequencer
@@ -231,10 +237,10 @@ class DMA(wiring.Component):
                      hi2.eq(~big_span & (small_hi == 2))]
 
         # ---- burst address generator ----
-        block_base, row_base, cur = Signal(32), Signal(32), Signal(32)
-        nxt_row, nxt_block = Signal(32), Signal(32)        # row_base + stride, block_base + block_stride
+        block_base, row_base, cur = Signal(EXT_ADDR_BITS), Signal(EXT_ADDR_BITS), Signal(EXT_ADDR_BITS)
+        nxt_row, nxt_block = Signal(EXT_ADDR_BITS), Signal(EXT_ADDR_BITS)  # row_base + stride, block_base + its stride
         span_rem, spans_left, blocks_left = Signal(27), Signal(17), Signal(10)
-        span_rem_m1 = Signal(13)                           # (span_rem - 1) % 2**13, stepped alongside span_rem
+        span_rem_m1 = Signal(LIM_BITS)                     # (span_rem - 1) % 2**LIM_BITS, stepped alongside span_rem
         final = Signal()
         more_spans, more_blocks = Signal(), Signal()       # spans_left != 0, blocks_left != 0, registered
         more_spans_0 = Signal()                            # block_spans != 0
@@ -248,41 +254,44 @@ class DMA(wiring.Component):
         # geometry, two register stages behind cur / span_rem (a burst lasts >= 3 cycles)
         # (AXI lengths are beats - 1; only their low 8 bits are kept, each computed with one short adder)
         lane0 = cur[:lgB]
-        lim_nb, lim_len = Signal(13), Signal(8)            # the 4 KiB / 256-beat limit: bytes, beats - 1
-        lim_cur = Signal(32)                               # cur + lim_nb: where a cut burst leaves cur
-        span_len = Signal(8)                               # beats of the rest of the span - 1
-        g_rem_short, g_addr = Signal(name="g_rem_short"), Signal(32, name="g_addr")
-        # span_rem <= lim_nb when span_rem < 2**13, for each limit: 4 KiB away (fits_4k) or 256 beats (fits_256)
+        boundary, max_beats = timing.AXI_BOUNDARY, timing.AXI_MAX_BURST_BEATS   # 4 KiB, 256
+        lim_nb, lim_len = Signal(LIM_BITS), Signal(LEN_BITS)  # the 4 KiB / 256-beat limit: bytes, beats - 1
+        lim_cur = Signal(EXT_ADDR_BITS)                               # cur + lim_nb: where a cut burst leaves cur
+        span_len = Signal(LEN_BITS)                               # beats of the rest of the span - 1
+        g_rem_short, g_addr = Signal(name="g_rem_short"), Signal(EXT_ADDR_BITS, name="g_addr")
+        # span_rem <= lim_nb when span_rem < 2**LIM_BITS, for each limit: 4 KiB away (fits_4k) or 256 beats (fits_256)
         g_fits_4k, g_fits_256, g_near_4k = Signal(name="g_fits_4k"), Signal(name="g_fits_256"), Signal()
-        beats_4k_min = (4096 >> lgB) - 256                 # 4 KiB boundary 256 beats away or less from here on
-        near_4k = cur[lgB:12] >= beats_4k_min if beats_4k_min > 0 else Const(1)
+        beats_4k_min = (boundary >> lgB) - max_beats       # 4 KiB boundary 256 beats away or less from here on
+        near_4k = cur[lgB:BOUNDARY_BITS] >= beats_4k_min if beats_4k_min > 0 else Const(1)
         # beats of the span = span_rem // B + (lane0 + span_rem % B + B - 1) // B, the second term 0..2
         lo_beats = Array(Const((i % B + (i >> lgB) + B - 1) >> lgB, 2)
                          for i in range(B * B))[Cat(lane0, span_rem[:lgB])]
+        rem_beats = span_rem[lgB:lgB + LEN_BITS]
         m.d.sync += [
-            lim_nb.eq(Mux(near_4k, 4096 - cur[:12], 256 * B - lane0)),
-            lim_len.eq(Mux(near_4k, (4096 >> lgB) - 1 - cur[lgB:12], 255)),
+            lim_nb.eq(Mux(near_4k, boundary - cur[:BOUNDARY_BITS], max_beats * B - lane0)),
+            lim_len.eq(Mux(near_4k, (boundary >> lgB) - 1 - cur[lgB:BOUNDARY_BITS], max_beats - 1)),
             # the next 4 KiB boundary, or the bus word 256 beats on: each an incrementer of cur's high bits
-            lim_cur.eq(Mux(near_4k, Cat(Const(0, 12), cur[12:] + 1), Cat(Const(0, lgB), cur[lgB:] + 256))),
+            lim_cur.eq(Mux(near_4k, Cat(Const(0, BOUNDARY_BITS), cur[BOUNDARY_BITS:] + 1),
+                           Cat(Const(0, lgB), cur[lgB:] + max_beats))),
             # three short sums from registers, picked by the low-bit table (no adder behind an adder)
-            span_len.eq(Array([span_rem[lgB:lgB + 8] - 1, span_rem[lgB:lgB + 8], span_rem[lgB:lgB + 8] + 1,
-                               span_rem[lgB:lgB + 8]])[lo_beats]),
-            g_rem_short.eq(span_rem[13:] == 0),
+            span_len.eq(Array([rem_beats - 1, rem_beats, rem_beats + 1, rem_beats])[lo_beats]),
+            g_rem_short.eq(span_rem[LIM_BITS:] == 0),
             # the rest of the span fits before the limit, span_rem <= lim_nb, worked out beside lim_nb rather
             # than from it: span_rem - 1 <= lim_nb - 1, whose right side is the complement of cur's low bits
             # (4095 - cur[:12]; 256 * B - 1 - lane0), so that it is one carry chain between registers; both
             # are registered and picked a stage later, so that no wide LUT merges the two behind the chain
-            g_fits_4k.eq(span_rem_m1 <= ~cur[:12]), g_fits_256.eq(span_rem_m1 <= Cat(~lane0, Const(255, 8))),
+            g_fits_4k.eq(span_rem_m1 <= ~cur[:BOUNDARY_BITS]),
+            g_fits_256.eq(span_rem_m1 <= Cat(~lane0, Const(max_beats - 1, LEN_BITS))),
             g_near_4k.eq(near_4k),
             g_addr.eq(Cat(Const(0, lgB), cur[lgB:])),
         ]
-        d_addr, d_len = Signal(32), Signal(8)
-        d_cur, d_rem = Signal(32), Signal(27)              # cur and span_rem after a burst cut at the limit
+        d_addr, d_len = Signal(EXT_ADDR_BITS), Signal(LEN_BITS)
+        d_cur, d_rem = Signal(EXT_ADDR_BITS), Signal(27)              # cur and span_rem after a burst cut at the limit
         # what an accepted address does next, one-hot: cut the span at the limit, move to the next row,
         # to the next block, or finish
         # (a copy for each group of registers an accepted address steps: cur; the bases; the counts)
         take_all = g_rem_short & Mux(g_near_4k, g_fits_4k, g_fits_256)
-        d_rem_m1 = Signal(13)
+        d_rem_m1 = Signal(LIM_BITS)
         m.d.sync += [d_addr.eq(g_addr), d_cur.eq(lim_cur), d_rem.eq(span_rem - lim_nb),
                      d_rem_m1.eq(span_rem_m1 - lim_nb),
                      d_len.eq(Mux(take_all, span_len, lim_len))]
@@ -584,7 +593,7 @@ class DMA(wiring.Component):
                          w_ready.eq(v3 | (w_level > 1) | (w_ready & ~pop))]
 
         # ---- bus state machine ----
-        beat_cnt, last_b = Signal(8), Signal()
+        beat_cnt, last_b = Signal(LEN_BITS), Signal()
         setup_cnt, setup_end = Signal(range(max(STORE_SETUP, LOAD_SETUP) + 1)), Signal(name="setup_end")
         drain_cnt = Signal(range(LOAD_DRAIN + 1))
         m.d.comb += bus.wlast.eq(last_b)

@@ -15,7 +15,7 @@ from emu.contract.isa import INSTR_BYTES, Buffer, Instr, Opcode
 
 __all__ = ["ISSUE_LATENCY", "BUSY_LATENCY", "AXI_MAX_BURST_BEATS", "AXI_BOUNDARY", "DMA_LOAD_SETUP", "DMA_STORE_SETUP",
            "DMA_LOAD_DRAIN", "DMA_READ_LATENCY",
-           "DMA_WRITE_LATENCY", "MATMUL_LATENCY", "POST_LATENCY", "FETCH_LATENCY", "element_bytes", "bursts",
+           "DMA_WRITE_LATENCY", "MATMUL_LATENCY", "matmul_cycles", "POST_LATENCY", "FETCH_LATENCY", "element_bytes", "bursts",
            "dma_spans", "dma_extent", "dma_cycles", "instr_cycles",
            "preload_cycles", "Timer"]
 
@@ -98,12 +98,18 @@ def dma_cycles(instr: Instr, cfg: AccelConfig) -> int:
     return total
 
 
+def matmul_cycles(cfg: AccelConfig, rows: int) -> int:
+    """Cycles a MATMUL of `rows` activation rows keeps the compute unit busy: the weight-stationary fold,
+    2R + C + T - 2, and the registers around the array (MATMUL_LATENCY)."""
+    return 2 * cfg.rows + cfg.cols + rows - 2 + MATMUL_LATENCY
+
+
 def instr_cycles(instr: Instr, cfg: AccelConfig) -> int:
     """Cycles the instruction keeps its unit busy."""
     if instr.op in (Opcode.LOAD, Opcode.STORE):
         return dma_cycles(instr, cfg)
     if instr.op == Opcode.MATMUL:
-        return 2 * cfg.rows + cfg.cols + instr.rows - 2 + MATMUL_LATENCY
+        return matmul_cycles(cfg, instr.rows)
     if instr.op == Opcode.POST:
         return instr.rows + POST_LATENCY
     return 0
