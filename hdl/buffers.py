@@ -24,13 +24,9 @@ param_layout = data.StructLayout({name: signed(8 * PARAM_DTYPE[name].itemsize) f
 
 
 def entry_layouts(cfg: AccelConfig) -> dict[str, data.ArrayLayout]:
-    return {
-        "act": data.ArrayLayout(signed(cfg.act_bits), cfg.rows),
-        "wgt": data.ArrayLayout(signed(cfg.weight_bits), cfg.cols),
-        "param": data.ArrayLayout(param_layout, cfg.cols),
-        "acc": data.ArrayLayout(signed(cfg.acc_bits), cfg.cols),
-        "out": data.ArrayLayout(signed(cfg.act_bits), cfg.cols),
-    }
+    elements = {"act": signed(cfg.act_bits), "wgt": signed(cfg.weight_bits), "param": param_layout,
+                "acc": signed(cfg.acc_bits), "out": signed(cfg.act_bits)}
+    return {name: data.ArrayLayout(elements[name], lanes) for name, (lanes, _) in cfg.buffer_geometry().items()}
 
 
 def entry_bytes_max(cfg: AccelConfig) -> int:

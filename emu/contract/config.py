@@ -116,6 +116,13 @@ class AccelConfig:
     def acc_max(self) -> int:
         return (1 << (self.acc_bits - 1)) - 1
 
+    def buffer_geometry(self) -> dict[str, tuple[int, int]]:
+        """Every on-chip buffer: name -> (lanes per entry, entries). An ACT entry is one activation vector (the
+        K = rows lanes of a tile); WGT, PARAM, ACC and OUT entries hold one element per column."""
+        return {"act": (self.rows, self.act_depth), "wgt": (self.cols, self.wgt_depth),
+                "param": (self.cols, self.param_depth), "acc": (self.cols, self.acc_depth),
+                "out": (self.cols, self.out_depth)}
+
     def to_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
 

@@ -32,12 +32,11 @@ class RunResult:
 
 
 def _entry_width(cfg: AccelConfig, buf: Buffer) -> int:
-    return cfg.rows if buf == Buffer.ACT else cfg.cols
+    return cfg.buffer_geometry()[buf.name.lower()][0]
 
 
 def _depth(cfg: AccelConfig, buf: Buffer) -> int:
-    return {Buffer.ACT: cfg.act_depth, Buffer.WGT: cfg.wgt_depth, Buffer.PARAM: cfg.param_depth,
-            Buffer.OUT: cfg.out_depth}[buf]
+    return cfg.buffer_geometry()[buf.name.lower()][1]
 
 
 def check_fields(instr: Instr, cfg: AccelConfig) -> tuple[FaultCode, str] | None:

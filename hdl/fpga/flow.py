@@ -124,9 +124,9 @@ def estimate(cfg: AccelConfig, target: Target) -> dict[str, int]:
     from emu.contract.isa import INSTR_BITS
     dsps = cfg.macs if mac_multiplier(cfg.act_bits, cfg.weight_bits) == "dsp" else 0
     lay = entry_layouts(cfg)
-    mems = [(lay["act"].size, cfg.act_depth, 1), (lay["wgt"].size, cfg.wgt_depth, 1),
-            (lay["acc"].size, cfg.acc_depth, 2), (lay["out"].size, cfg.out_depth, 1),
-            (lay["param"].size, cfg.param_depth, 1), (INSTR_BITS, cfg.instr_depth, 1)]
+    read_ports = {"acc": 2}       # the read-add-write reads ACC on a port of its own
+    mems = [(lay[name].size, depth, read_ports.get(name, 1)) for name, (_, depth) in cfg.buffer_geometry().items()]
+    mems.append((INSTR_BITS, cfg.instr_depth, 1))
     brams = 0
     if target.family == "ecp5":
         from hdl.ecp5 import EBR_MAX_DEPTH, ebr_layout
