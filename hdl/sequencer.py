@@ -71,7 +71,8 @@ QUEUE_DEPTH = 2 + BlockRAM.LATENCY + Decoder.LATENCY + 1
 class Sequencer(wiring.Component):
     def __init__(self, cfg: AccelConfig):
         if timing.FETCH_LATENCY != FETCH_LATENCY or timing.BUSY_LATENCY != 1:
-            raise ValueError(f"emu.contract.timing.FETCH_LATENCY={timing.FETCH_LATENCY}, BUSY_LATENCY={timing.BUSY_LATENCY} "
+            raise ValueError(f"emu.contract.timing.FETCH_LATENCY={timing.FETCH_LATENCY}, "
+                             f"BUSY_LATENCY={timing.BUSY_LATENCY} "
                              f"but the fetch pipeline takes {FETCH_LATENCY} cycles and a unit's busy flag 1")
         self._cfg = cfg
         self._imem_abits = max(1, (cfg.instr_depth - 1).bit_length())

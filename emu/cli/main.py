@@ -22,7 +22,8 @@ examples (times measured on a 2-core machine):
   systola run out --input x.npy --output y.npy   golden emulator: cycles and utilization (~1 s)
   systola run out --input x.npy --output y.npy --backend rtl --waves run.fst
                                                  the RTL in Verilator; its first build per configuration
-                                                 takes about a minute on 2 idle cores (up to 7 on a loaded machine), then a run ~10 s
+                                                 takes about a minute on 2 idle cores (up to 7 on a loaded
+                                                 machine), then a run ~10 s
   systola verify model.pt2 --input x.npy --backends golden,rtl
   systola eval model.pt2 --dataset digits --backend rtl    accuracy of the held-out split on the RTL
   systola disasm out                             list the program's instructions
@@ -41,9 +42,10 @@ class UserError(Exception):
 #: (module, class) of every exception that is the user's mistake. Looked up in sys.modules rather than
 #: imported, so that an error exit never waits for torch: an exception of a module not imported yet
 #: cannot have been raised.
-_USER_ERRORS = (("emu.cli.main", "UserError"), ("emu.contract.config", "ConfigError"), ("emu.compiler.schedule", "CompileError"),
-                ("emu.compiler.program", "ProgramError"), ("emu.frontend", "UnsupportedModelError"),
-                ("emu.outputs", "OutputError"), ("emu.runtime.run", "InputError"))
+_USER_ERRORS = (("emu.cli.main", "UserError"), ("emu.contract.config", "ConfigError"),
+                ("emu.compiler.schedule", "CompileError"), ("emu.compiler.program", "ProgramError"),
+                ("emu.frontend", "UnsupportedModelError"), ("emu.outputs", "OutputError"),
+                ("emu.runtime.run", "InputError"))
 
 
 def _is_user_error(e: BaseException) -> bool:
@@ -240,7 +242,6 @@ def cmd_verify(args) -> int:
     if "rtl" not in names and args.sim is not None:
         raise UserError(f"--sim {args.sim!r} has no effect without rtl in --backends")
     x = _load_npy(args.input)
-    _check_model_path(args.model)
     from emu.runtime.run import check_input
     ep, graph = _load_model(args.model)
     check_input(x, graph.tensors[graph.input].shape, graph.input_layout)
@@ -256,7 +257,6 @@ def cmd_eval(args) -> int:
     _check_batch(args.batch)
     cfg = _config(args)
     backend = _backend(args.backend, args)
-    _check_model_path(args.model)
     from emu.runtime.evaluate import evaluate, load_dataset
     ep, graph = _load_model(args.model)
     x, y = load_dataset(args.dataset, graph)

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["AccelConfig", "ConfigError", "EXT_ADDR_BITS", "ELEMENT_BYTES", "PARAM_DTYPE", "PARAM_BYTES", "mac_multiplier"]
+__all__ = ["AccelConfig", "ConfigError", "EXT_ADDR_BITS", "ELEMENT_BYTES", "PARAM_DTYPE", "PARAM_BYTES",
+           "mac_multiplier"]
 
 #: External (AXI) address width in bits. Byte addresses.
 EXT_ADDR_BITS = 32

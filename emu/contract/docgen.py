@@ -1,4 +1,4 @@
-"""Generates the tables in docs/isa.md from emu/contract/isa.py, emu/contract/faults.py and emu/contract/regs.py, so the document
+"""Generates the tables in docs/isa.md from emu/contract/isa.py, faults.py and regs.py, so the document
 cannot drift from the contract. `python -m emu.contract.docgen` rewrites the marked sections; a test checks them.
 """
 from __future__ import annotations

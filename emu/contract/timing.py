@@ -3,8 +3,8 @@ against the fixed-latency external memory model (sim/), and the golden emulator 
 
 Execution: instructions issue in program order, one per cycle at most. LOAD/STORE go to the DMA unit,
 MATMUL to the array, POST to the post-processing unit; an instruction waits until its unit is idle (plus
-BUSY_LATENCY), so a DMA transfer or a POST overlaps the instructions before it on the other units. SYNC and END wait until all
-three units are idle. Hazards between units are the program's to order with SYNC.
+BUSY_LATENCY), so a DMA transfer or a POST overlaps the instructions before it on the other units. SYNC and
+END wait until all three units are idle. Hazards between units are the program's to order with SYNC.
 
 Constants that describe the gateware's latencies live here and nowhere else.
 """
@@ -14,9 +14,9 @@ from emu.contract.config import AccelConfig, ELEMENT_BYTES, PARAM_BYTES
 from emu.contract.isa import INSTR_BYTES, Buffer, Instr, Opcode
 
 __all__ = ["ISSUE_LATENCY", "BUSY_LATENCY", "AXI_MAX_BURST_BEATS", "AXI_BOUNDARY", "DMA_LOAD_SETUP", "DMA_STORE_SETUP",
-           "DMA_LOAD_DRAIN", "DMA_READ_LATENCY",
-           "DMA_WRITE_LATENCY", "MATMUL_LATENCY", "matmul_cycles", "POST_LATENCY", "FETCH_LATENCY", "element_bytes", "bursts",
-           "dma_spans", "dma_extent", "dma_cycles", "instr_cycles",
+           "DMA_LOAD_DRAIN", "DMA_READ_LATENCY", "DMA_WRITE_LATENCY", "MATMUL_LATENCY", "POST_LATENCY",
+           "FETCH_LATENCY", "element_bytes", "bursts", "dma_spans", "dma_extent", "dma_cycles", "matmul_cycles",
+           "instr_cycles",
            "preload_cycles", "Timer"]
 
 ISSUE_LATENCY = 1           # cycles from an instruction's issue to its unit seeing it: the sequencer registers

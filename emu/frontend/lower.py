@@ -17,7 +17,8 @@ columns are permuted from torch's C, H, W order to H, W, C.
 
 Each `ir.Dense` takes: weight int [N, K] and weight_scale [N] (per-tensor weights broadcast their scale);
 weight_bits from the weight's quant_min/quant_max ([-(2**(b-1)-1), 2**(b-1)-1] or the full signed range);
-bias = bias_float / (in_scale * weight_scale[n]) as a float (emu.compiler.ir.Dense.post_params rounds it in POST units); clamp =
+bias = bias_float / (in_scale * weight_scale[n]) as a float (emu.compiler.ir.Dense.post_params rounds it in
+POST units); clamp =
 the output integer range after the activation, computed with torch's own quantize op on the activation's
 float bounds (rounding commutes with clamping, so this is exact); output QParams from the quantize node.
 Activations must use the signed full range [-2**(b-1), 2**(b-1)-1] of torch.int8, b in 2..8.

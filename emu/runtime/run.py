@@ -16,7 +16,8 @@ from emu.contract.faults import FaultCode, HardwareFault
 from emu.emulator.golden import Golden, RunResult
 from emu.compiler.program import Program
 
-__all__ = ["RunOutput", "run_program", "quantize_input", "check_input", "check_values", "user_shape", "InputError", "BACKENDS", "get_backend", "check_config"]
+__all__ = ["RunOutput", "run_program", "quantize_input", "check_input", "check_values", "user_shape", "InputError",
+           "BACKENDS", "get_backend", "check_config"]
 
 
 def _golden(cfg, memory, prog_addr, prog_len, watchdog):

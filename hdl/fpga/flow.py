@@ -27,7 +27,8 @@ import time
 from emu.contract.config import AccelConfig, mac_multiplier
 
 __all__ = ["Target", "SynthError", "ToolError", "BOARDS", "DEVICE_FORMS", "parse_target", "estimate",
-           "check_fits", "synthesize", "format_report", "design_name", "is_synth_dir", "REPORT_FIELDS", "mac_multiplier"]
+           "check_fits", "synthesize", "format_report", "design_name", "is_synth_dir", "REPORT_FIELDS",
+           "mac_multiplier"]
 
 REPORT_FIELDS = ("device", "target_mhz", "fmax_mhz", "timing_met", "luts", "ffs", "dsps", "brams", "seconds")
 
