@@ -17,7 +17,7 @@ __all__ = ["main"]
 
 EPILOG = """\
 examples (times measured on a 2-core machine):
-  systola demo                                   digits MLP and CNN at W8A8, W4A4, W2A2 on golden (~1 min)
+  systola demo                                   digits MLP and CNN at W8A8, W4A4, W2A2 on golden (~15 s)
   systola compile model.pt2 -o out --rows 3 --cols 5                          (a few seconds)
   systola run out --input x.npy --output y.npy   golden emulator: cycles and utilization (~1 s)
   systola run out --input x.npy --output y.npy --backend rtl --waves run.fst
@@ -404,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_synth)
 
     m = sub.add_parser("demo", help="digits MLP and CNN at W8A8, W4A4, W2A2: accuracy, cycles, utilization "
-                       "on golden (about a minute)")
+                       "on golden (about 15 s)")
     m.add_argument("--quick", action="store_true", help="100 samples instead of the 450 held-out digits")
     m.add_argument("--rtl", action="store_true", help=f"also run 16 samples of each on the RTL (Verilator; "
                    f"the first build takes minutes)")
