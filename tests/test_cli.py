@@ -57,3 +57,10 @@ def test_config_file(capsys, tmp_path, x_npy):
     (tmp_path / "cfg.json").write_text(json.dumps({"rows": 4, "cols": 6}))
     code, out, _ = systola(capsys, "compile", MODEL, "-o", tmp_path / "o", "--config", tmp_path / "cfg.json")
     assert code == 0 and "4x6 array" in out
+
+
+@pytest.mark.rtl
+def test_verify_takes_sim_for_its_rtl_backend(capsys, x_npy):
+    """`--sim` belongs to the rtl backend: naming golden beside it is not a flag without effect."""
+    code, out, _ = systola(capsys, "verify", MODEL, "--input", x_npy, "--backends", "golden,rtl", "--sim", "verilator")
+    assert code == 0 and "PASS" in out, out

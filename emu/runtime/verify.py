@@ -13,7 +13,7 @@ from emu.compiler.codegen import compile_graph
 from emu.contract.config import AccelConfig
 from emu.compiler.ir import Graph
 from emu.emulator.reference import run_reference
-from emu.runtime.run import RunOutput, quantize_input, run_program
+from emu.runtime.run import RunOutput, check_input, quantize_input, run_program
 
 __all__ = ["LayerCheck", "check_layers", "verify"]
 
@@ -50,6 +50,7 @@ def verify(ep, graph: Graph, cfg: AccelConfig, x: np.ndarray, backends: dict[str
            batch: int | None = None, out: TextIO = sys.stdout) -> bool:
     """Compile, run every backend, compare; print a table; True if everything agrees."""
     from emu.frontend.torchref import torch_forward
+    check_input(x, graph.tensors[graph.input].shape, graph.input_layout)   # before the compile's seconds
     program = compile_graph(graph, cfg, batch=batch)
     xq = quantize_input(program, x)
     ref = run_reference(graph, xq)
