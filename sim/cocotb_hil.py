@@ -61,14 +61,17 @@ async def run_program(dut):
         json.dump(result, open(job["result"], "w"))
         return
 
-    await axil.write_dword(regs.OFFSET["PROG_ADDR"], job["prog_addr"])
-    await axil.write_dword(regs.OFFSET["PROG_LEN"], job["prog_len"])
     await axil.write_dword(regs.OFFSET["WATCHDOG"], job["watchdog"])
-    # the accelerator's stretch: the CTRL write, then the one wait on done (or on the cycle limit); with
-    # job["runs"] > 1 the program is started again after each done, and every run's registers are kept
+    # the accelerator's stretch: for each run, PROG_ADDR/PROG_LEN and the CTRL write, then the one wait on
+    # done (or on the cycle limit). A program of several runs (job["segments"]) starts each after the one
+    # before is done and stops at a fault; with job["runs"] > 1 its one run is started again after each
+    # done. Every run's registers are kept.
     result["runs"] = []
     run_start = time.perf_counter()
-    for _ in range(job.get("runs", 1)):
+    segments = job["segments"] * job.get("runs", 1)
+    for prog_addr, prog_len in segments:
+        await axil.write_dword(regs.OFFSET["PROG_ADDR"], prog_addr)
+        await axil.write_dword(regs.OFFSET["PROG_LEN"], prog_len)
         await axil.write_dword(regs.OFFSET["CTRL"], 1)
         start_ns = cocotb.utils.get_sim_time("ns")
         limit = Timer(job["max_cycles"] * clock_ns, unit="ns")
@@ -85,6 +88,8 @@ async def run_program(dut):
                "macs": await rd("MACS_LO") | (await rd("MACS_HI")) << 32}
         result["runs"].append(run)
         result.update(run)
+        if run["code"] != int(FaultCode.NONE) and len(job["segments"]) > 1:
+            break
     if ram is not None:
         open(job["mem_out_raw"], "w").write(ram.read(0, job["mem_size"]).hex())
     else:

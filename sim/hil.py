@@ -23,7 +23,7 @@ import numpy as np
 from emu.contract import regs
 from emu.contract.config import AccelConfig
 from emu.contract.faults import FaultCode, HardwareFault
-from emu.emulator.golden import RunResult
+from emu.emulator.golden import RunResult, program_fault, sum_runs
 from emu.contract.isa import INSTR_BYTES, Opcode, decode_program, opcode_of
 
 from sim.runner import CLOCK_NS, MEM_WORDS_MAX, REPO, build
@@ -70,7 +70,8 @@ class HilRun:
 
 
 def run_rtl(cfg: AccelConfig, memory: np.ndarray, prog_addr: int, prog_len: int, **kw) -> tuple[np.ndarray, RunResult]:
-    """Run the program at `prog_addr` (`prog_len` instructions) on the RTL; see `simulate` for the options.
+    """Run the program at `prog_addr` (`prog_len` instructions, and the runs `then` after it) on the RTL;
+    see `simulate` for the options.
 
     Returns (memory after the run, RunResult(cycles, macs, instructions)), the backend contract of
     emu.runtime.run; raises HardwareFault like emu.emulator.golden.Golden.run, or SimulationTimeout.
@@ -83,7 +84,7 @@ def simulate(cfg: AccelConfig, memory: np.ndarray, prog_addr: int, prog_len: int
              simulator: str = "verilator", waves: str | os.PathLike | None = None, watchdog: int = 0,
              memory_model: str = "hdl", hardware: AccelConfig | None = None,
              max_cycles: int = DEFAULT_MAX_CYCLES, backpressure: bool = False, seed: int = 1,
-             runs: int = 1) -> HilRun:
+             runs: int = 1, then: list[tuple[int, int]] = ()) -> HilRun:
     """Run the program at `prog_addr` (`prog_len` instructions) on the RTL of `hardware` (default `cfg`).
 
     Raises HardwareFault like emu.emulator.golden.Golden.run, or SimulationTimeout after `max_cycles` cycles
@@ -95,11 +96,17 @@ def simulate(cfg: AccelConfig, memory: np.ndarray, prog_addr: int, prog_len: int
     runs: start the program this many times, each time after the previous run's done, without a reset in
     between (what is left in the fetch pipeline from one run must not reach the next). Every run must report
     the same STATUS, fault, pc, CYCLES and MACS as the first, else RuntimeError; the memory is the last run's.
+    then: further (prog_addr, prog_len) runs of the same program (emu.compiler.program.Program.runs), each
+    started once the one before is done, in the same simulation; results are summed and a fault's pc is
+    counted from prog_addr (emu.emulator.golden.program_fault), as golden's run_all does.
     """
     if memory.dtype != np.uint8 or memory.ndim != 1:
         raise TypeError("memory must be a 1-D uint8 array")
     if not isinstance(runs, int) or runs < 1:
         raise ValueError(f"runs={runs!r} is not accepted: expected an integer >= 1")
+    segments = [(int(prog_addr), int(prog_len))] + [(int(a), int(n)) for a, n in then]
+    if runs > 1 and len(segments) > 1:
+        raise ValueError("runs > 1 repeats one program; it does not take `then`")
     t_begin = time.perf_counter()
     hw = hardware or cfg
     b = build(hw, simulator=simulator, memory_model=memory_model, waves=waves is not None)
@@ -114,7 +121,7 @@ def simulate(cfg: AccelConfig, memory: np.ndarray, prog_addr: int, prog_len: int
     padded = np.zeros(-(-memory.size // bus) * bus, np.uint8)
     padded[:memory.size] = memory
     job = {
-        "memory_model": memory_model, "prog_addr": prog_addr, "prog_len": prog_len, "watchdog": watchdog,
+        "memory_model": memory_model, "segments": segments, "watchdog": watchdog,
         "max_cycles": max_cycles, "mem_size": int(padded.size), "backpressure": backpressure, "seed": seed,
         "runs": runs,
         "clock_ns": CLOCK_NS, "expect_cfg": regs.config_registers(cfg), "result": str(run_dir / "result.json"),
@@ -155,7 +162,7 @@ def simulate(cfg: AccelConfig, memory: np.ndarray, prog_addr: int, prog_len: int
                                 f"cycle limit; run directory {run_dir}{waves_note})")
     code = FaultCode(result["code"])
     for i, run in enumerate(result.get("runs", [])[1:], 2):
-        if run != result["runs"][0]:
+        if runs > 1 and run != result["runs"][0]:
             raise RuntimeError(f"run {i} of {runs} on the RTL reported {run}, run 1 {result['runs'][0]} "
                                f"(run directory {run_dir}{waves_note})")
     if code == FaultCode.CONFIG_MISMATCH:
@@ -168,7 +175,9 @@ def simulate(cfg: AccelConfig, memory: np.ndarray, prog_addr: int, prog_len: int
         after = np.frombuffer(bytes.fromhex((run_dir / "mem_out.raw").read_text()), np.uint8)[:memory.size].copy()
     shutil.rmtree(run_dir, ignore_errors=True)
     if code != FaultCode.NONE:
-        raise HardwareFault(code, result["pc"], f"RTL status {result['status']:#x}{waves_note}")
-    return HilRun(after, RunResult(cycles=result["cycles"], macs=result["macs"],
-                                   instructions=_instructions(memory, prog_addr, prog_len)),
-                  result["run_seconds"], time.perf_counter() - t_begin)
+        fault = HardwareFault(code, result["pc"], f"RTL status {result['status']:#x}{waves_note}")
+        raise program_fault(segments, len(result["runs"]) - 1 if runs == 1 else 0, fault)
+    done = result["runs"][:len(segments)]
+    total = sum_runs([RunResult(cycles=r["cycles"], macs=r["macs"], instructions=_instructions(memory, a, n))
+                      for r, (a, n) in zip(done, segments)])
+    return HilRun(after, total, result["run_seconds"], time.perf_counter() - t_begin)

@@ -22,17 +22,17 @@ needs_iverilog = pytest.mark.skipif(shutil.which("iverilog") is None,
                                     reason="Icarus Verilog (iverilog) is not installed: apt-get install iverilog")
 
 
-def golden(cfg, mem, prog_addr, prog_len, watchdog=0):
+def golden(cfg, mem, prog_addr, prog_len, watchdog=0, then=()):
     g = mem.copy()
     try:
-        return g, Golden(cfg, g).run(prog_addr, prog_len, watchdog=watchdog), None
+        return g, Golden(cfg, g).run_all([(prog_addr, prog_len), *then], watchdog=watchdog), None
     except HardwareFault as e:
         return g, None, e
 
 
 def assert_same_as_golden(cfg, mem, prog_addr, prog_len, **kw):
     from sim.hil import run_rtl
-    g_mem, g_res, g_fault = golden(cfg, mem, prog_addr, prog_len, kw.get("watchdog", 0))
+    g_mem, g_res, g_fault = golden(cfg, mem, prog_addr, prog_len, kw.get("watchdog", 0), kw.get("then", ()))
     if g_fault is not None:
         with pytest.raises(HardwareFault) as info:
             run_rtl(cfg, mem.copy(), prog_addr, prog_len, **kw)

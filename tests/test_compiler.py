@@ -5,7 +5,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from emu.compiler.codegen import CompileError, compile_graph
 from emu.contract.config import AccelConfig
-from graphs import assert_matches_reference, random_input, random_mlp
+from graphs import NetBuilder, assert_matches_reference, random_input, random_mlp
+from rtlcheck import SMALL
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -51,10 +52,33 @@ def test_too_many_bits_for_the_hardware_are_refused():
         compile_graph(g, AccelConfig(), batch=0)
 
 
-def test_program_too_long_for_instruction_memory():
+def test_output_tile_too_long_for_one_run_is_refused():
     g = random_mlp(np.random.default_rng(7), [64, 64])
-    with pytest.raises(CompileError, match="instructions, instr_depth=16"):
+    with pytest.raises(CompileError, match="layer fc1: one output tile's 8 K-tiles take 38 instructions, more "
+                                           r"than one run holds \(instr_depth=16\)"):
         compile_graph(g, AccelConfig(instr_depth=16), batch=1)
+
+
+def test_long_program_is_split_into_runs():
+    rng = np.random.default_rng(9)
+    g = random_mlp(rng, [40, 48, 30, 10])
+    cfg = AccelConfig(rows=3, cols=5, **SMALL)
+    program, _ = assert_matches_reference(g, cfg, random_input(rng, g, 5), batch=None)
+    assert program.batch == 1 and len(program.segments) > 1
+    ends = [pc for pc, i in enumerate(program.instructions) if i.op.name == "END"]
+    assert ends == [first + n - 1 for first, n in program.segments]
+    assert max(n for _, n in program.segments) <= cfg.instr_depth
+
+
+def test_maps_larger_than_the_buffers_run_in_bands():
+    rng = np.random.default_rng(10)
+    b = NetBuilder(rng, (19, 13, 3))
+    b.conv(6, padding=(1, 1, 1, 1))
+    b.conv(7, stride=(2, 2), padding=(1, 1, 1, 1))
+    b.pool("max")
+    cfg = AccelConfig(rows=3, cols=5, **SMALL)       # 19 x 13 = 247 output pixels, the buffers hold 32
+    program, _ = assert_matches_reference(b.graph(), cfg, random_input(rng, b.graph(), 2), batch=2)
+    assert len(program.segments) > 1
 
 
 def test_save_load_round_trip(tmp_path):

@@ -30,7 +30,8 @@ from emu.compiler.schedule import CompileError, Gemm, KTile, Memory, emit
 
 __all__ = ["CompileError", "compile_graph", "BATCH_CHOICES"]
 
-#: Batch sizes `compile_graph(batch=None)` tries, largest first, until the program fits instr_depth.
+#: Batch sizes `compile_graph(batch=None)` tries, largest first, until the program fits one run of
+#: instr_depth instructions; batch 1 when none does (the program is then several runs, see `split_runs`).
 BATCH_CHOICES = (64, 32, 16, 8, 4, 2, 1)
 
 
@@ -171,35 +172,61 @@ class _Compiler:
     def run(self) -> Program:
         g, cfg = self.graph, self.cfg
         prog: list = []
+        cuts: list[int] = []
         layers = []
         for node in g.nodes:
             if not isinstance(node, (Dense, Conv2d, Pool2d, Add)):
                 raise CompileError(f"layer {node.name}: {type(node).__name__} is not supported; supported: "
                                    f"Dense, Conv2d, Pool2d, Add")
             _check_bits(node, g, cfg)
-            macs = emit(self.gemm(node), cfg, self.mem, prog, self.batch)
+            macs = emit(self.gemm(node), cfg, self.mem, prog, self.batch, cuts)
             layers.append({"name": node.name, "kind": node.describe(), "source": node.source,
                            "output": self.regions[node.output].to_json(), "macs": macs})
-        prog.append(isa.make(Opcode.END))
-        if len(prog) > cfg.instr_depth:
-            raise CompileError(f"the program needs {len(prog)} instructions, instr_depth={cfg.instr_depth}; "
-                               f"use a smaller --batch or a larger instr_depth")
-        blob = isa.encode_program(prog)
+        runs = split_runs(prog, cuts, cfg.instr_depth)
+        blob = isa.encode_program(runs)
         prog_addr = self.mem.alloc(len(blob), blob)
-        return Program(cfg, self.mem.image(), prog_addr, len(prog), self.batch, self.regions[g.input],
-                       self.regions[g.output], layers, g.input_layout)
+        return Program(cfg, self.mem.image(), prog_addr, len(runs), self.batch, self.regions[g.input],
+                       self.regions[g.output], layers, g.input_layout, segments=segment_table(runs))
+
+
+def split_runs(prog: list, cuts: list[int], instr_depth: int) -> list:
+    """The instructions with an END after each run: the fewest runs of at most `instr_depth` instructions,
+    each cut at one of `cuts` (indices into `prog` where nothing on chip carries over). One run when the
+    whole program fits, as before."""
+    out, start = [], 0
+    bounds = sorted(set(cuts) | {len(prog)})
+    while start < len(prog):
+        fitting = [c for c in bounds if start < c <= start + instr_depth - 1]
+        if not fitting:
+            raise CompileError(f"instructions {start}..{len(prog)} hold no point a run can end at within "
+                               f"instr_depth={instr_depth}")
+        stop = fitting[-1]
+        out += prog[start:stop] + [isa.make(Opcode.END)]
+        start = stop
+    return out or [isa.make(Opcode.END)]
+
+
+def segment_table(instrs: list) -> list[tuple[int, int]]:
+    """(first pc, instructions) of each run of a program: runs end at END."""
+    out, start = [], 0
+    for pc, i in enumerate(instrs):
+        if i.op == Opcode.END:
+            out.append((start, pc + 1 - start))
+            start = pc + 1
+    return out
 
 
 def compile_graph(graph: Graph, cfg: AccelConfig, *, batch: int | None = None) -> Program:
     """Lower an integer graph to a program that processes `batch` samples per run; batch=None takes the
-    largest of BATCH_CHOICES whose program fits the instruction memory."""
+    largest of BATCH_CHOICES whose program fits the instruction memory in one run (else batch 1)."""
     if batch is None:
+        program = _Compiler(graph, cfg, 1).run()
+        if len(program.segments) > 1:      # larger batches only add runs
+            return program
         for b in BATCH_CHOICES:
-            try:
-                return _Compiler(graph, cfg, b).run()
-            except CompileError as e:
-                if "instructions" not in str(e) or b == BATCH_CHOICES[-1]:
-                    raise
+            program = _Compiler(graph, cfg, b).run()
+            if len(program.segments) == 1 or b == BATCH_CHOICES[-1]:
+                return program
     if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 65535:
         raise CompileError(f"batch={batch!r} is not accepted: expected an integer from 1 to 65535")
     return _Compiler(graph, cfg, batch).run()

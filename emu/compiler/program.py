@@ -21,7 +21,7 @@ __all__ = ["TensorRegion", "Program", "ProgramError", "MANIFEST", "MEMORY", "is_
 
 MANIFEST = "manifest.json"
 MEMORY = "memory.bin"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 class ProgramError(ValueError):
@@ -99,6 +99,27 @@ class Program:
     output: TensorRegion
     layers: list[dict]           # per layer: name, kind, output TensorRegion json, source, ideal macs
     input_layout: str = "nc"
+    #: (first pc, instructions) of each run, in order: a program longer than instr_depth is several runs,
+    #: each ending with END, started one after the other on the same external memory (see
+    #: emu.compiler.codegen.split_runs). None: one run of all prog_len instructions.
+    segments: list[tuple[int, int]] | None = None
+
+    def __post_init__(self):
+        if self.segments is None:
+            self.segments = [(0, self.prog_len)]
+        self.segments = [(int(a), int(n)) for a, n in self.segments]
+        pc = 0
+        for first, count in self.segments:
+            if first != pc or count < 1:
+                raise ProgramError(f"segments {self.segments} do not cover the program's {self.prog_len} "
+                                   f"instructions in order")
+            pc += count
+        if pc != self.prog_len:
+            raise ProgramError(f"segments {self.segments} cover {pc} of the program's {self.prog_len} instructions")
+
+    def runs(self) -> list[tuple[int, int]]:
+        """(byte address, instructions) of each run, for a backend."""
+        return [(self.prog_addr + first * INSTR_BYTES, count) for first, count in self.segments]
 
     @property
     def instructions(self) -> list[Instr]:
@@ -114,6 +135,7 @@ class Program:
             "config": self.cfg.to_dict(),
             "prog_addr": self.prog_addr,
             "prog_len": self.prog_len,
+            "segments": [list(seg) for seg in self.segments],
             "memory_bytes": int(self.image.size),
             "batch": self.batch,
             "input_layout": self.input_layout,
@@ -152,14 +174,14 @@ class Program:
             if image.size != m["memory_bytes"]:
                 raise ProgramError(f"{out_dir}/{MEMORY} has {image.size} bytes, the manifest says "
                                    f"{m['memory_bytes']}")
+            if m["prog_addr"] + m["prog_len"] * INSTR_BYTES > image.size:
+                raise ProgramError(f"{out_dir}: corrupt program directory (its {m['prog_len']} instructions at "
+                                   f"{m['prog_addr']:#x} run past the {image.size}-byte memory image)")
             program = cls(AccelConfig.from_dict(m["config"]), image, m["prog_addr"], m["prog_len"], m["batch"],
                           TensorRegion.from_json(m["input"]), TensorRegion.from_json(m["output"]), m["layers"],
-                          m.get("input_layout", "nc"))
+                          m.get("input_layout", "nc"), [tuple(seg) for seg in m["segments"]])
         except (KeyError, TypeError, ValueError, json.JSONDecodeError, OSError) as e:
-            if isinstance(e, ProgramError):
+            if isinstance(e, ProgramError) and str(e).startswith((path, str(out_dir))):
                 raise
             raise ProgramError(f"{out_dir}: corrupt program directory ({type(e).__name__}: {e})") from None
-        if program.prog_addr + program.prog_len * INSTR_BYTES > image.size:
-            raise ProgramError(f"{out_dir}: corrupt program directory (its {program.prog_len} instructions at "
-                               f"{program.prog_addr:#x} run past the {image.size}-byte memory image)")
         return program

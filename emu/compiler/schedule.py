@@ -148,17 +148,37 @@ def _tiles(g: Gemm, cfg: AccelConfig) -> tuple[np.ndarray, np.ndarray]:
     return tiles, used
 
 
-def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
-    """Append the instructions of one layer for `batch` samples; returns the MACs the array counts."""
+def _slabs(g: Gemm, cfg: AccelConfig, batch: int) -> tuple[int, list[tuple[int, int, int, int]]]:
+    """How a layer's output is cut to fit the buffers: (entries per buffer slot, slabs), each slab
+    (first sample, samples, first output row, output rows) computed in one pass through the array.
+
+    A whole sample fits: chunks of as many whole samples as the buffers hold. It does not: bands of output
+    rows of one sample, as many rows as the buffers hold. Each band's windows read their own input rows
+    (the halo) from external memory, where padding is stored, so bands need nothing from each other."""
+    out_h, out_w = g.out_hw
+    pixels = out_h * out_w
+    cap = min(cfg.act_depth // 2, cfg.out_depth // 2, cfg.acc_depth, _ROWS_MAX)
+    if pixels <= cap:
+        m = min(batch, cap // pixels)
+        return m * pixels, [(m0, min(m, batch - m0), 0, out_h) for m0 in range(0, batch, m)]
+    if out_w > cap:
+        raise CompileError(f"layer {g.name}: one output row of {out_w} pixels is more than this configuration's "
+                           f"buffers hold ({cap}: act_depth/2, out_depth/2, acc_depth)")
+    band = cap // out_w
+    return band * out_w, [(n, 1, r0, min(band, out_h - r0)) for n in range(batch) for r0 in range(0, out_h, band)]
+
+
+def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int, cuts: list[int]) -> int:
+    """Append the instructions of one layer for `batch` samples; returns the MACs the array counts.
+
+    `cuts` gains the program index after each group of N-tiles: there every unit is idle and nothing on
+    chip is read again, so a program may be split there into runs of at most instr_depth instructions.
+    A group's instructions are bounded by instr_depth - 1 (room for the END of its run)."""
     R, C, L = cfg.rows, cfg.cols, g.lanes
     N = g.weight.shape[0]
-    pixels = g.out_hw[0] * g.out_hw[1]
-    cap = min(cfg.act_depth // 2, cfg.out_depth // 2, cfg.acc_depth, _ROWS_MAX)
-    if pixels > cap:
-        raise CompileError(f"layer {g.name}: {g.out_hw[0]}x{g.out_hw[1]} = {pixels} output pixels per sample; "
-                           f"this configuration's buffers hold {cap} (act_depth/2, out_depth/2, acc_depth)")
     if cfg.wgt_depth < 2 * R or cfg.param_depth < 1:
         raise CompileError(f"wgt_depth={cfg.wgt_depth} must hold two {R}-entry weight tiles")
+    slot, slabs = _slabs(g, cfg, batch)
     tiles, used = _tiles(g, cfg)
     nt, kt = used.shape
     w_addr = {}
@@ -170,64 +190,79 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
     params[:, :L] = lanes.reshape(nt, L)
     p_addr = mem.alloc(params.nbytes, params.tobytes())
 
-    m = min(batch, cap // pixels)
-    out_h, out_w = g.out_hw
+    out_w = g.out_hw[1]
     oc = g.out.padded_hwc
     out_origin = g.out.addr + (g.out.pad[0] * oc[1] + g.out.pad[1]) * oc[2]
+    budget = cfg.instr_depth - 1
     macs = 0
-    for m0 in range(0, batch, m):
-        mm = min(m, batch - m0)
-        entries = mm * pixels
-        group = max(1, min(nt, cfg.acc_depth // entries, cfg.param_depth))
+    for m0, mm, r0, rh in slabs:
+        entries = mm * rh * out_w
 
-        def load_act(i: int, slot: int) -> None:
+        def load_act(i: int, slot_no: int, out: list) -> None:
             t = g.ktiles[i]
-            dims = [(mm, t.strides[0]), (out_h, t.strides[1]), (out_w, t.strides[2])]
-            prog.extend(dma(Opcode.LOAD, Buffer.ACT, slot * m * pixels, t.src.addr + m0 * t.strides[0] + t.offset,
-                            dims, t.length, f"layer {g.name}"))
+            dims = [(mm, t.strides[0]), (rh, t.strides[1]), (out_w, t.strides[2])]
+            out.extend(dma(Opcode.LOAD, Buffer.ACT, slot_no * slot,
+                           t.src.addr + m0 * t.strides[0] + r0 * t.strides[1] + t.offset, dims, t.length,
+                           f"layer {g.name}"))
 
-        def load_wgt(step: tuple[int, int], slot: int) -> None:
+        def load_wgt(step: tuple[int, int], slot_no: int, out: list) -> None:
             i, j = step
-            prog.append(isa.make(Opcode.LOAD, buf=Buffer.WGT, rows=R, row_len=C, buf_addr=slot * R,
-                                 ext_addr=w_addr[j, i], ext_stride=C))
+            out.append(isa.make(Opcode.LOAD, buf=Buffer.WGT, rows=R, row_len=C, buf_addr=slot_no * R,
+                                ext_addr=w_addr[j, i], ext_stride=C))
 
-        def store(j: int, slot: int) -> None:
-            dims = [(mm, g.out.sample_bytes), (out_h, oc[1] * oc[2]), (out_w, oc[2])]
-            prog.extend(dma(Opcode.STORE, Buffer.OUT, slot * m * pixels,
-                            out_origin + m0 * g.out.sample_bytes + j * L, dims, min(L, N - j * L),
-                            f"layer {g.name}"))
+        def store(j: int, slot_no: int, out: list) -> None:
+            dims = [(mm, g.out.sample_bytes), (rh, oc[1] * oc[2]), (out_w, oc[2])]
+            out.extend(dma(Opcode.STORE, Buffer.OUT, slot_no * slot,
+                           out_origin + m0 * g.out.sample_bytes + r0 * oc[1] * oc[2] + j * L, dims,
+                           min(L, N - j * L), f"layer {g.name}"))
 
-        for g0 in range(0, nt, group):
-            js = range(g0, min(nt, g0 + group))
+        def emit_group(js: range) -> tuple[list, int]:
+            out, group_macs = [], 0
             steps = [(i, j) for i in range(kt) for j in js if used[j, i]]
-            prog.extend(dma(Opcode.LOAD, Buffer.PARAM, 0, p_addr + g0 * C * PARAM_BYTES,
-                            [(len(js), C * PARAM_BYTES)], C, f"layer {g.name}"))
+            out.extend(dma(Opcode.LOAD, Buffer.PARAM, 0, p_addr + js[0] * C * PARAM_BYTES,
+                           [(len(js), C * PARAM_BYTES)], C, f"layer {g.name}"))
             act_slot = {steps[0][0]: 0}
-            load_act(steps[0][0], 0)
-            load_wgt(steps[0], 0)
-            prog.append(isa.make(Opcode.SYNC))
+            load_act(steps[0][0], 0, out)
+            load_wgt(steps[0], 0, out)
+            out.append(isa.make(Opcode.SYNC))
             started = set()
             for s, (i, j) in enumerate(steps):
-                prog.append(isa.make(Opcode.MATMUL, rows=entries, act_addr=act_slot[i] * m * pixels,
-                                     wgt_addr=(s % 2) * R, acc_addr=(j - g0) * entries,
-                                     accumulate=int(j in started), reduce_max=int(g.reduce_max),
-                                     k_valid=g.ktiles[i].length, n_valid=min(L, N - j * L)))
-                macs += entries * g.ktiles[i].length * min(L, N - j * L)
+                out.append(isa.make(Opcode.MATMUL, rows=entries, act_addr=act_slot[i] * slot,
+                                    wgt_addr=(s % 2) * R, acc_addr=(j - js[0]) * entries,
+                                    accumulate=int(j in started), reduce_max=int(g.reduce_max),
+                                    k_valid=g.ktiles[i].length, n_valid=min(L, N - j * L)))
+                group_macs += entries * g.ktiles[i].length * min(L, N - j * L)
                 started.add(j)
                 if s + 1 < len(steps):
                     nxt = steps[s + 1]
                     if nxt[0] != i:
                         act_slot[nxt[0]] = 1 - act_slot[i]
-                        load_act(nxt[0], act_slot[nxt[0]])
-                    load_wgt(nxt, (s + 1) % 2)
-                prog.append(isa.make(Opcode.SYNC))
+                        load_act(nxt[0], act_slot[nxt[0]], out)
+                    load_wgt(nxt, (s + 1) % 2, out)
+                out.append(isa.make(Opcode.SYNC))
             for n, j in enumerate(js):
-                prog.append(isa.make(Opcode.POST, rows=entries, acc_addr=(j - g0) * entries,
-                                     out_addr=(n % 2) * m * pixels, param_addr=j - g0, shift=g.shift,
-                                     zero_point=g.zero_point, clamp_lo=g.clamp[0], clamp_hi=g.clamp[1]))
+                out.append(isa.make(Opcode.POST, rows=entries, acc_addr=(j - js[0]) * entries,
+                                    out_addr=(n % 2) * slot, param_addr=j - js[0], shift=g.shift,
+                                    zero_point=g.zero_point, clamp_lo=g.clamp[0], clamp_hi=g.clamp[1]))
                 if n:
-                    store(j - 1, (n - 1) % 2)
-                prog.append(isa.make(Opcode.SYNC))
-            store(js[-1], (len(js) - 1) % 2)
-            prog.append(isa.make(Opcode.SYNC))
+                    store(j - 1, (n - 1) % 2, out)
+                out.append(isa.make(Opcode.SYNC))
+            store(js[-1], (len(js) - 1) % 2, out)
+            out.append(isa.make(Opcode.SYNC))
+            return out, group_macs
+
+        group = max(1, min(nt, cfg.acc_depth // entries, cfg.param_depth))
+        g0 = 0
+        while g0 < nt:
+            out, group_macs = emit_group(range(g0, min(nt, g0 + group)))
+            if len(out) > budget:
+                if group == 1:
+                    raise CompileError(f"layer {g.name}: one output tile's {kt} K-tiles take {len(out)} "
+                                       f"instructions, more than one run holds (instr_depth={cfg.instr_depth})")
+                group = max(1, group * budget // len(out))
+                continue
+            prog.extend(out)
+            cuts.append(len(prog))
+            macs += group_macs
+            g0 += group
     return macs

@@ -1,0 +1,96 @@
+"""Published image classifiers, written from their papers' definitions (torchvision's wheel does not import
+on the CPU torch), with random weights and BatchNorm statistics measured on the model's own activations.
+
+- `resnet18`: He et al. 2016, the ImageNet ResNet-18 exactly as torchvision defines it (7x7/2 stem, 3x3/2
+  max pool, four stages of two basic blocks, 64-128-256-512 channels, 1x1/2 projection shortcuts),
+  [batch, 3, 224, 224] -> 1000 logits.
+- `resnet20`: He et al. 2016 section 4.2, the CIFAR-10 ResNet-20 (3x3 stem, three stages of three basic
+  blocks, 16-32-64 channels, global average pool), [batch, 3, 32, 32] -> 10 logits. Its shortcuts are the
+  paper's option B (1x1 projections where the shape changes; option A's zero-padded identity is a channel
+  concatenation the accelerator does not have yet).
+
+No pretrained weights are reachable here, so `random_model` initialises the weights (He-normal, as
+torchvision) and then sets every BatchNorm's running statistics from the activations of random inputs, as
+training would leave them: every layer sees activations of unit scale and the network neither explodes nor
+collapses to zero, so quantization ranges and accumulator widths are those of a trained network.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["ResNet", "resnet18", "resnet20", "random_model", "ARCHITECTURES"]
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = None
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return torch.relu(y + (x if self.shortcut is None else self.shortcut(x)))
+
+
+class ResNet(nn.Module):
+    """A ResNet of basic blocks: `stem` "imagenet" (7x7/2 conv + 3x3/2 max pool) or "cifar" (3x3 conv)."""
+
+    def __init__(self, blocks: tuple[int, ...], widths: tuple[int, ...], classes: int, stem: str):
+        super().__init__()
+        w0 = widths[0]
+        if stem == "imagenet":
+            self.stem = nn.Sequential(nn.Conv2d(3, w0, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(w0),
+                                      nn.ReLU(), nn.MaxPool2d(3, stride=2, padding=1))
+        else:
+            self.stem = nn.Sequential(nn.Conv2d(3, w0, 3, padding=1, bias=False), nn.BatchNorm2d(w0), nn.ReLU())
+        layers, cin = [], w0
+        for stage, (n, width) in enumerate(zip(blocks, widths)):
+            for b in range(n):
+                layers.append(BasicBlock(cin, width, 2 if b == 0 and stage > 0 else 1))
+                cin = width
+        self.layers = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.layers(self.stem(x))), 1))
+
+
+def resnet18(classes: int = 1000) -> ResNet:
+    return ResNet((2, 2, 2, 2), (64, 128, 256, 512), classes, "imagenet")
+
+
+def resnet20(classes: int = 10) -> ResNet:
+    return ResNet((3, 3, 3), (16, 32, 64), classes, "cifar")
+
+
+#: name -> (constructor, input shape per sample, C x H x W)
+ARCHITECTURES = {"resnet18": (resnet18, (3, 224, 224)), "resnet20": (resnet20, (3, 32, 32))}
+
+
+def random_model(name: str, *, seed: int = 0, calibration: int = 8) -> tuple[nn.Module, torch.Tensor]:
+    """(model in eval mode, `calibration` random inputs): He-normal weights from `seed`, BatchNorm running
+    statistics measured on those inputs (the cumulative average over one pass in training mode)."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"architecture {name!r} is not known: expected one of {', '.join(ARCHITECTURES)}")
+    make, shape = ARCHITECTURES[name]
+    torch.manual_seed(seed)
+    model = make()
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            m.momentum = None          # cumulative: the statistics of exactly the calibration pass
+            nn.init.uniform_(m.weight, 0.5, 1.5)
+            nn.init.uniform_(m.bias, -0.2, 0.2)
+    x = torch.rand(calibration, *shape)
+    model.train()
+    with torch.no_grad():
+        model(x)
+    return model.eval(), x
