@@ -208,8 +208,13 @@ def cmd_compile(args) -> int:
     _, graph = _load_model(args.model)
     program = compile_graph(graph, cfg, batch=args.batch)
     program.save(args.output)
-    print(f"compiled {len(graph.nodes)} layers for {cfg.describe()}: {program.prog_len} instructions, "
-          f"{program.image.size} bytes of external memory, {program.batch} samples per run -> {args.output}")
+    from emu.compiler.profile import profile_table
+    runs = len(program.segments)
+    print(f"compiled {len(graph.nodes)} layers for {cfg.describe()}: {program.prog_len} instructions"
+          + (f" in {runs} runs of at most instr_depth={cfg.instr_depth}" if runs > 1 else "")
+          + f", {program.image.size} bytes of external memory, {program.batch} sample{'s' * (program.batch != 1)} "
+            f"per run -> {args.output}")
+    print(profile_table(program))
     return 0
 
 

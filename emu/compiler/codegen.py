@@ -19,6 +19,8 @@ max pool subtracts its input zero point from the maximum instead.
 """
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 
 from emu.contract import isa, numerics
@@ -172,38 +174,45 @@ class _Compiler:
     def run(self) -> Program:
         g, cfg = self.graph, self.cfg
         prog: list = []
-        cuts: list[int] = []
         layers = []
+        # every layer is checked before any is emitted, so a model that will be refused is refused at once
         for node in g.nodes:
             if not isinstance(node, (Dense, Conv2d, Pool2d, Add)):
                 raise CompileError(f"layer {node.name}: {type(node).__name__} is not supported; supported: "
                                    f"Dense, Conv2d, Pool2d, Add")
             _check_bits(node, g, cfg)
-            macs = emit(self.gemm(node), cfg, self.mem, prog, self.batch, cuts)
+        gemms = [self.gemm(node) for node in g.nodes]
+        for node, gemm in zip(g.nodes, gemms):
+            first = len(prog)
+            macs = emit(gemm, cfg, self.mem, prog, self.batch)
             layers.append({"name": node.name, "kind": node.describe(), "source": node.source,
-                           "output": self.regions[node.output].to_json(), "macs": macs})
-        runs = split_runs(prog, cuts, cfg.instr_depth)
+                           "output": self.regions[node.output].to_json(), "macs": macs,
+                           "instructions": len(prog) - first})
+        runs = split_runs(prog, cfg.instr_depth)
         blob = isa.encode_program(runs)
         prog_addr = self.mem.alloc(len(blob), blob)
         return Program(cfg, self.mem.image(), prog_addr, len(runs), self.batch, self.regions[g.input],
                        self.regions[g.output], layers, g.input_layout, segments=segment_table(runs))
 
 
-def split_runs(prog: list, cuts: list[int], instr_depth: int) -> list:
+def split_runs(prog: list, instr_depth: int) -> list:
     """The instructions with an END after each run: the fewest runs of at most `instr_depth` instructions,
-    each cut at one of `cuts` (indices into `prog` where nothing on chip carries over). One run when the
-    whole program fits, as before."""
+    each cut after a SYNC. One run when the whole program fits, as before.
+
+    After a SYNC every unit is idle, and the on-chip buffers keep their contents from one run to the next
+    (nothing clears them, in the gateware or in golden), so the next run goes on where this one stopped,
+    even inside a layer's reduction."""
     out, start = [], 0
-    bounds = sorted(set(cuts) | {len(prog)})
-    while start < len(prog):
-        fitting = [c for c in bounds if start < c <= start + instr_depth - 1]
-        if not fitting:
-            raise CompileError(f"instructions {start}..{len(prog)} hold no point a run can end at within "
-                               f"instr_depth={instr_depth}")
-        stop = fitting[-1]
+    syncs = [pc + 1 for pc, i in enumerate(prog) if i.op == Opcode.SYNC]
+    while len(prog) - start > instr_depth - 1:
+        # the last SYNC that leaves room for the run's END
+        k = bisect.bisect_right(syncs, start + instr_depth - 1) - 1
+        stop = syncs[k] if k >= 0 else start
+        if stop <= start:
+            raise CompileError(f"instructions {start}.. hold no SYNC within instr_depth={instr_depth}")
         out += prog[start:stop] + [isa.make(Opcode.END)]
         start = stop
-    return out or [isa.make(Opcode.END)]
+    return out + prog[start:] + [isa.make(Opcode.END)]
 
 
 def segment_table(instrs: list) -> list[tuple[int, int]]:

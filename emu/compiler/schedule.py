@@ -168,12 +168,8 @@ def _slabs(g: Gemm, cfg: AccelConfig, batch: int) -> tuple[int, list[tuple[int, 
     return band * out_w, [(n, 1, r0, min(band, out_h - r0)) for n in range(batch) for r0 in range(0, out_h, band)]
 
 
-def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int, cuts: list[int]) -> int:
-    """Append the instructions of one layer for `batch` samples; returns the MACs the array counts.
-
-    `cuts` gains the program index after each group of N-tiles: there every unit is idle and nothing on
-    chip is read again, so a program may be split there into runs of at most instr_depth instructions.
-    A group's instructions are bounded by instr_depth - 1 (room for the END of its run)."""
+def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
+    """Append the instructions of one layer for `batch` samples; returns the MACs the array counts."""
     R, C, L = cfg.rows, cfg.cols, g.lanes
     N = g.weight.shape[0]
     if cfg.wgt_depth < 2 * R or cfg.param_depth < 1:
@@ -193,7 +189,6 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int, cuts: l
     out_w = g.out_hw[1]
     oc = g.out.padded_hwc
     out_origin = g.out.addr + (g.out.pad[0] * oc[1] + g.out.pad[1]) * oc[2]
-    budget = cfg.instr_depth - 1
     macs = 0
     for m0, mm, r0, rh in slabs:
         entries = mm * rh * out_w
@@ -216,8 +211,8 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int, cuts: l
                            out_origin + m0 * g.out.sample_bytes + r0 * oc[1] * oc[2] + j * L, dims,
                            min(L, N - j * L), f"layer {g.name}"))
 
-        def emit_group(js: range) -> tuple[list, int]:
-            out, group_macs = [], 0
+        def emit_group(js: range, out: list) -> int:
+            group_macs = 0
             steps = [(i, j) for i in range(kt) for j in js if used[j, i]]
             out.extend(dma(Opcode.LOAD, Buffer.PARAM, 0, p_addr + js[0] * C * PARAM_BYTES,
                            [(len(js), C * PARAM_BYTES)], C, f"layer {g.name}"))
@@ -249,20 +244,9 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int, cuts: l
                 out.append(isa.make(Opcode.SYNC))
             store(js[-1], (len(js) - 1) % 2, out)
             out.append(isa.make(Opcode.SYNC))
-            return out, group_macs
+            return group_macs
 
         group = max(1, min(nt, cfg.acc_depth // entries, cfg.param_depth))
-        g0 = 0
-        while g0 < nt:
-            out, group_macs = emit_group(range(g0, min(nt, g0 + group)))
-            if len(out) > budget:
-                if group == 1:
-                    raise CompileError(f"layer {g.name}: one output tile's {kt} K-tiles take {len(out)} "
-                                       f"instructions, more than one run holds (instr_depth={cfg.instr_depth})")
-                group = max(1, group * budget // len(out))
-                continue
-            prog.extend(out)
-            cuts.append(len(prog))
-            macs += group_macs
-            g0 += group
+        for g0 in range(0, nt, group):
+            macs += emit_group(range(g0, min(nt, g0 + group)), prog)
     return macs

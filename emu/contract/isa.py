@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 from typing import Iterable
 
 import numpy as np
@@ -118,27 +119,42 @@ class Instr:
         return f"{self.op.name} {args}".rstrip()
 
 
+@functools.lru_cache(maxsize=None)
+def _plan(op: Opcode) -> tuple[dict, frozenset, tuple[tuple[str, int, int, int, int], ...]]:
+    """(defaults, field names, (name, lsb, mask, lo, hi) per field) of an opcode, derived once from FIELDS: `make` and
+    `encode` run once per instruction of a program, hundreds of thousands of times for a large network."""
+    defaults = {f.name: f.default for f in FIELDS[op] if f.default is not None}
+    plan = []
+    for f, lsb in field_layout(op):
+        lo, hi = ((-(1 << (f.width - 1)), (1 << (f.width - 1)) - 1) if f.signed else (0, (1 << f.width) - 1))
+        plan.append((f.name, lsb, (1 << f.width) - 1, lo, hi))
+    return defaults, frozenset(f.name for f in FIELDS[op]), tuple(plan)
+
+
 def make(op: Opcode, **values: int) -> Instr:
     """Build an instruction, checking that every field without a default is given and all fit their widths."""
-    names = [f.name for f in FIELDS[op]]
-    values = {**{f.name: f.default for f in FIELDS[op] if f.default is not None}, **values}
-    missing = [n for n in names if n not in values]
-    unknown = [n for n in values if n not in names]
-    if missing or unknown:
+    defaults, names, plan = _plan(op)
+    values = {**defaults, **values} if defaults else values
+    if values.keys() != names:
+        names = [name for name, *_ in plan]
+        missing = [n for n in names if n not in values]
+        unknown = [n for n in values if n not in names]
         raise ValueError(f"{op.name}: missing fields {missing}, unknown fields {unknown}")
-    for f in FIELDS[op]:
-        v = int(values[f.name])
-        lo, hi = ((-(1 << (f.width - 1)), (1 << (f.width - 1)) - 1) if f.signed else (0, (1 << f.width) - 1))
+    fields = {}
+    for name, _, _, lo, hi in plan:
+        v = int(values[name])
         if not lo <= v <= hi:
-            raise ValueError(f"{op.name}.{f.name}={v} does not fit {f.width} bits "
+            f = next(f for f in FIELDS[op] if f.name == name)
+            raise ValueError(f"{op.name}.{name}={v} does not fit {f.width} bits "
                              f"({'signed' if f.signed else 'unsigned'}, {lo}..{hi})")
-    return Instr(op, {n: int(values[n]) for n in names})
+        fields[name] = v
+    return Instr(op, fields)
 
 
 def encode(instr: Instr) -> int:
     word = int(instr.op)
-    for f, lsb in field_layout(instr.op):
-        word |= (instr.fields[f.name] & ((1 << f.width) - 1)) << lsb
+    for name, lsb, mask, _, _ in _plan(instr.op)[2]:
+        word |= (instr.fields[name] & mask) << lsb
     return word
 
 

@@ -10,6 +10,8 @@ Constants that describe the gateware's latencies live here and nowhere else.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from emu.contract.config import AccelConfig, ELEMENT_BYTES, PARAM_BYTES
 from emu.contract.isa import INSTR_BYTES, Buffer, Instr, Opcode
 
@@ -89,13 +91,28 @@ def dma_extent(instr: Instr) -> int:
 
 
 def dma_cycles(instr: Instr, cfg: AccelConfig) -> int:
+    """Cycles a LOAD/STORE keeps the DMA busy: its set-up, then for each burst of its spans (`dma_spans`,
+    `bursts`) the bus latency and the beats, one burst after the other.
+
+    Rows moved one span each are counted all at once: a row is at most 64 x PARAM_BYTES = 768 bytes, under
+    256 beats of any bus, so it is one burst, or two where it crosses a 4 KiB boundary."""
     load = instr.op == Opcode.LOAD
     latency = DMA_READ_LATENCY if load else DMA_WRITE_LATENCY
     total = DMA_LOAD_SETUP + DMA_LOAD_DRAIN if load else DMA_STORE_SETUP
-    for addr, nbytes in dma_spans(instr, cfg.bus_bytes):
-        for _, beats in bursts(addr, nbytes, cfg.bus_bytes):
-            total += latency + beats
-    return total
+    bus = cfg.bus_bytes
+    row_bytes = instr.row_len * element_bytes(Buffer(instr.buf))
+    if instr.ext_stride == row_bytes and row_bytes >= bus:
+        for addr, nbytes in dma_spans(instr, bus):
+            for _, beats in bursts(addr, nbytes, bus):
+                total += latency + beats
+        return total
+    starts = (instr.ext_addr + np.arange(instr.blocks, dtype=np.int64)[:, None] * instr.block_stride
+              + np.arange(instr.rows, dtype=np.int64)[None, :] * instr.ext_stride)
+    first = starts - starts % bus
+    last = starts + row_bytes - 1                      # the span's last byte
+    beats = (last - last % bus - first) // bus + 1
+    cuts = (last // AXI_BOUNDARY != first // AXI_BOUNDARY)
+    return total + int(beats.sum()) + latency * (starts.size + int(cuts.sum()))
 
 
 def matmul_cycles(cfg: AccelConfig, rows: int) -> int:

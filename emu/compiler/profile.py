@@ -1,0 +1,75 @@
+"""Where a program's cycles go, layer by layer, from the cycle model alone (emu.contract.timing).
+
+The cycle count of a program does not depend on the data, so it is known at compile time: this walks the
+program's runs through the same `Timer` golden counts with, and charges each cycle to the layer whose
+instruction was issued last (a run's preload to the layer it starts in). Layers end with a SYNC, so a
+layer's work is done before the next one issues. The totals equal what golden and the RTL report.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from emu.contract.isa import Opcode
+from emu.contract.timing import Timer, instr_cycles, preload_cycles
+from emu.compiler.program import Program
+
+__all__ = ["LayerCycles", "cycle_profile"]
+
+
+@dataclasses.dataclass
+class LayerCycles:
+    name: str
+    kind: str
+    macs: int            # useful MACs (k_valid * n_valid per activation row)
+    instructions: int    # the layer's own, without the END of each run
+    cycles: int
+    dma_busy: int = 0    # cycles the DMA and the array are busy in them: the larger one is the bottleneck
+    array_busy: int = 0
+
+    def utilization(self, array_macs: int) -> float:
+        """Useful MACs over what the array could do in the layer's cycles."""
+        return self.macs / max(1, self.cycles * array_macs)
+
+
+def cycle_profile(program: Program) -> list[LayerCycles]:
+    """One LayerCycles per layer of `program` (one run of its `batch` samples); cycles summed over layers
+    are the run's cycles."""
+    cfg = program.cfg
+    layers = [LayerCycles(l["name"], l["kind"], l["macs"], l["instructions"], 0) for l in program.layers]
+    owner = [i for i, l in enumerate(layers) for _ in range(l.instructions)]   # layer of each non-END instr
+    instrs = program.instructions
+    k = 0                                   # instructions of layers seen so far (ENDs not counted)
+    for (first, count), (addr, _) in zip(program.segments, program.runs()):
+        timer = Timer(cfg, preload_cycles(addr, count, cfg))
+        before = 0
+        for instr in instrs[first:first + count]:
+            cycles = instr_cycles(instr, cfg)
+            timer.issue(instr, cycles)
+            if instr.op == Opcode.END:
+                layer = owner[k - 1] if k else 0
+            else:
+                layer = owner[k]
+                k += 1
+            layers[layer].cycles += timer.now - before
+            if instr.op in (Opcode.LOAD, Opcode.STORE):
+                layers[layer].dma_busy += cycles
+            elif instr.op == Opcode.MATMUL:
+                layers[layer].array_busy += cycles
+            before = timer.now
+    return layers
+
+
+def profile_table(program: Program) -> str:
+    """The per-layer table `systola compile` prints: MACs, instructions, cycles, array utilization and
+    which unit bounds the layer (the DMA's busy cycles over the array's when the DMA is the busier)."""
+    cfg = program.cfg
+    layers = cycle_profile(program)
+    width = max(5, *(len(l.name) for l in layers))
+    lines = [f"{'layer':<{width}}  {'kind':<22} {'MACs':>12} {'instrs':>8} {'cycles':>11} {'util':>6}  bound"]
+    for l in layers + [LayerCycles("total", f"{program.batch} sample(s)", sum(x.macs for x in layers),
+                                   sum(x.instructions for x in layers), sum(x.cycles for x in layers),
+                                   sum(x.dma_busy for x in layers), sum(x.array_busy for x in layers))]:
+        bound = (f"DMA x{l.dma_busy / max(1, l.array_busy):.1f}" if l.dma_busy > l.array_busy else "array")
+        lines.append(f"{l.name:<{width}}  {l.kind[:22]:<22} {l.macs:>12,} {l.instructions:>8,} {l.cycles:>11,} "
+                     f"{100 * l.utilization(cfg.macs):>5.1f}%  {bound}")
+    return "\n".join(lines)
