@@ -28,7 +28,7 @@ from emu.contract.config import AccelConfig
 from emu.compiler.ir import Add, Conv2d, Dense, Graph, Pool2d
 from emu.contract.isa import Opcode
 from emu.compiler.program import Program, TensorRegion
-from emu.compiler.schedule import CompileError, Gemm, KTile, Memory, emit
+from emu.compiler.schedule import CompileError, Gemm, KTile, Memory, emit, slabs
 
 __all__ = ["CompileError", "compile_graph", "BATCH_CHOICES"]
 
@@ -182,6 +182,8 @@ class _Compiler:
                                    f"Dense, Conv2d, Pool2d, Add")
             _check_bits(node, g, cfg)
         gemms = [self.gemm(node) for node in g.nodes]
+        for gemm in gemms:
+            slabs(gemm, cfg, self.batch)
         for node, gemm in zip(g.nodes, gemms):
             first = len(prog)
             macs = emit(gemm, cfg, self.mem, prog, self.batch)

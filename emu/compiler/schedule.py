@@ -22,6 +22,11 @@ the ACC buffer at once::
     for each j in G: POST ACC region of j -> OUT slot; STORE the previous OUT slot; SYNC
 
 ACT, WGT and OUT are double-buffered, so the DMA works behind the array.
+
+A layer whose output map is larger than the buffers hold (act_depth/2, out_depth/2, acc_depth entries)
+runs the schedule above once per band of output rows of one sample (`slabs`); a band's windows read their
+input rows, halo included, straight from external memory. The program may then be longer than the
+instruction memory: emu.compiler.codegen.split_runs cuts it into runs.
 """
 from __future__ import annotations
 
@@ -35,7 +40,7 @@ from emu.contract.config import AccelConfig, PARAM_BYTES, PARAM_DTYPE
 from emu.contract.isa import Buffer, Opcode
 from emu.compiler.program import TensorRegion
 
-__all__ = ["CompileError", "KTile", "Gemm", "Memory", "dma", "emit"]
+__all__ = ["CompileError", "KTile", "Gemm", "Memory", "dma", "slabs", "emit"]
 
 ALIGN = 64  # every region starts on a 64-byte boundary (any bus width divides it)
 _BLOCKS_MAX = (1 << 10) - 1
@@ -148,7 +153,7 @@ def _tiles(g: Gemm, cfg: AccelConfig) -> tuple[np.ndarray, np.ndarray]:
     return tiles, used
 
 
-def _slabs(g: Gemm, cfg: AccelConfig, batch: int) -> tuple[int, list[tuple[int, int, int, int]]]:
+def slabs(g: Gemm, cfg: AccelConfig, batch: int) -> tuple[int, list[tuple[int, int, int, int]]]:
     """How a layer's output is cut to fit the buffers: (entries per buffer slot, slabs), each slab
     (first sample, samples, first output row, output rows) computed in one pass through the array.
 
@@ -174,7 +179,7 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
     N = g.weight.shape[0]
     if cfg.wgt_depth < 2 * R or cfg.param_depth < 1:
         raise CompileError(f"wgt_depth={cfg.wgt_depth} must hold two {R}-entry weight tiles")
-    slot, slabs = _slabs(g, cfg, batch)
+    slot, passes = slabs(g, cfg, batch)
     tiles, used = _tiles(g, cfg)
     nt, kt = used.shape
     w_addr = {}
@@ -190,7 +195,7 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
     oc = g.out.padded_hwc
     out_origin = g.out.addr + (g.out.pad[0] * oc[1] + g.out.pad[1]) * oc[2]
     macs = 0
-    for m0, mm, r0, rh in slabs:
+    for m0, mm, r0, rh in passes:
         entries = mm * rh * out_w
 
         def load_act(i: int, slot_no: int, out: list) -> None:
