@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ResNet", "resnet18", "resnet20", "random_model", "ARCHITECTURES"]
+__all__ = ["ResNet", "resnet18", "resnet20", "random_model", "quantized", "ARCHITECTURES"]
 
 
 class BasicBlock(nn.Module):
@@ -94,3 +94,17 @@ def random_model(name: str, *, seed: int = 0, calibration: int = 8) -> tuple[nn.
     with torch.no_grad():
         model(x)
     return model.eval(), x
+
+
+def quantized(name: str, *, seed: int = 0, act_bits: int = 8, weight_bits: int = 8, calibration: int = 8
+              ) -> tuple[torch.export.ExportedProgram, torch.Tensor]:
+    """(the exported Q/DQ program of `random_model(name)` quantized post-training with SystolaQuantizer,
+    its calibration inputs); the batch is dynamic."""
+    from emu.frontend import SystolaQuantizer, convert_pt2e, prepare_pt2e
+    model, x = random_model(name, seed=seed, calibration=calibration)
+    batch = {"x": {0: torch.export.Dim("batch")}}
+    graph = torch.export.export(model, (x,), dynamic_shapes=batch).module()
+    prepared = prepare_pt2e(graph, SystolaQuantizer(act_bits=act_bits, weight_bits=weight_bits))
+    with torch.no_grad():
+        prepared(x)
+    return torch.export.export(convert_pt2e(prepared), (x,), dynamic_shapes=batch), x

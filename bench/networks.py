@@ -1,0 +1,63 @@
+"""Real networks on the accelerator: program size, compile time, cycles and array utilization.
+
+For each network (the digits zoo, CIFAR ResNet-20 at 32x32, ResNet-18 at 224x224; random weights with
+measured BatchNorm statistics, W8A8 post-training quantization) and each array, one row: layers,
+instructions, program bytes, runs of instr_depth, seconds to lower and compile, cycles per image, and the
+array utilization (useful MACs / (cycles x rows x cols)) over the whole network and over its 3x3
+convolutions alone, from the compile-time cycle profile (emu/compiler/profile.py, equal to golden's count).
+
+    python bench/networks.py                     # all networks, 8x8 and 16x16 (a few minutes)
+    python bench/networks.py --nets resnet20 --arrays 8x8
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+from emu.compiler.codegen import compile_graph
+from emu.compiler.profile import cycle_profile
+from emu.contract.config import AccelConfig
+from emu.contract.isa import INSTR_BYTES
+from emu.frontend import load_pt2, lower
+
+NETS = ("digits-mlp", "digits-cnn", "resnet20", "resnet18")
+
+
+def _model(name: str):
+    if name.startswith("digits-"):
+        from emu.zoo import digits
+        return load_pt2(digits.checkpoint("w8a8", name.split("-")[1]))
+    from emu.zoo.vision import quantized
+    return quantized(name)[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--nets", default=",".join(NETS), help=f"comma-separated, from {', '.join(NETS)}")
+    ap.add_argument("--arrays", default="8x8,16x16", help="comma-separated ROWSxCOLS")
+    args = ap.parse_args()
+    arrays = [tuple(int(v) for v in a.split("x")) for a in args.arrays.split(",")]
+    print(f"{'network':<11} {'array':>5} {'layers':>6} {'instrs':>9} {'prog KiB':>9} {'runs':>5} {'lower s':>7} "
+          f"{'compile s':>9} {'cycles/img':>12} {'util':>6} {'util 3x3':>8}")
+    for net in args.nets.split(","):
+        ep = _model(net)
+        t0 = time.perf_counter()
+        graph = lower(ep)
+        t_lower = time.perf_counter() - t0
+        for rows, cols in arrays:
+            cfg = AccelConfig(rows=rows, cols=cols)
+            t0 = time.perf_counter()
+            program = compile_graph(graph, cfg, batch=1)
+            t_compile = time.perf_counter() - t0
+            layers = cycle_profile(program)
+            cycles = sum(l.cycles for l in layers)
+            util = sum(l.macs for l in layers) / (cycles * cfg.macs)
+            conv3 = [l for l in layers if l.kind.startswith("Conv2d 3x3")]
+            util3 = (sum(l.macs for l in conv3) / (sum(l.cycles for l in conv3) * cfg.macs)) if conv3 else 0.0
+            print(f"{net:<11} {rows:>2}x{cols:<2} {len(graph.nodes):>6} {program.prog_len:>9,} "
+                  f"{program.prog_len * INSTR_BYTES / 1024:>9,.0f} {len(program.segments):>5} {t_lower:>7.2f} "
+                  f"{t_compile:>9.2f} {cycles:>12,} {100 * util:>5.1f}% {100 * util3:>7.1f}%", flush=True)
+
+
+if __name__ == "__main__":
+    main()
