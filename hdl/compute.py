@@ -1,17 +1,18 @@
 """The compute units: MATMUL (systolic array -> ACC) and POST (ACC -> requantize -> OUT), independent, so a
 POST of one group of ACC rows overlaps the MATMULs filling the next.
 
-It owns the accumulator buffer. An instruction accepted at cycle t, on `matmul_start` or `post_start` (each
-START_COPIES copies of one strobe, all set together), keeps `busy` (MATMUL) or `post_busy` (POST) high
-until cycle t + emu.contract.timing.instr_cycles(instr) (MATMUL 2R + C + T - 2 + MATMUL_LATENCY, POST
-T + POST_LATENCY), and the datapath below finishes every buffer write by then; the unit sees the
-instruction emu.contract.timing.ISSUE_LATENCY cycles after its issue, and `busy` / `post_busy` are registers.
+It owns the accumulator buffer. Its command interface is `cmd` (compute_command_signature, flipped). An
+instruction accepted at cycle t, on `cmd.matmul_start` or `cmd.post_start` (each START_COPIES copies of one
+strobe, all set together), keeps `cmd.busy` (MATMUL) or `cmd.post_busy` (POST) high until cycle
+t + emu.contract.timing.instr_cycles(instr) (MATMUL 2R + C + T - 2 + MATMUL_LATENCY, POST T + POST_LATENCY),
+and the datapath below finishes every buffer write by then; the unit sees the instruction
+emu.contract.timing.ISSUE_LATENCY cycles after its issue, and `busy` / `post_busy` are registers.
 Buffer read addresses are counters the buffers hold (hdl/bram.py `counted_reads`, one beside each block
-RAM on ECP5): the unit presents `load`/`base`/`step` (`act_rd`,
-`wgt_rd`, `param_rd`, and the ACC's own) a cycle before the read, as it would set an address register; the
-ACC's write inputs are registered in the ACC (`registered_write`). Every buffer read takes
-B = hdl.bram.BlockRAM.LATENCY = 2 cycles. With t the cycle the start is seen, s = cycle - (t + 1) and
-L = the array's latency R + C + 4 (times below are the unit's own; the timing constants add ISSUE_LATENCY):
+RAM on ECP5): the unit presents `load`/`base`/`step` (`act_rd`, `wgt_rd`, `param_rd`, and the ACC's own) a
+cycle before the read, as it would set an address register; the ACC's write inputs are registered in the ACC
+(`registered_write`). Every buffer read takes B = hdl.bram.BlockRAM.LATENCY = 2 cycles. With t the cycle the
+start is seen, s = cycle - (t + 1) and L = the array's latency R + C + 4 (times below are the unit's own; the
+timing constants add ISSUE_LATENCY):
 
 MATMUL  s = 0 .. R-1      WGT entry wgt_addr + s read; row s of the array loads it at s + B
         s = R .. R+T-1    ACT entry act_addr + i (i = s - R) read; enters the array at s + B
@@ -29,12 +30,13 @@ POST    s = 0 .. T-1      ACC entry acc_addr + s read (PARAM entry param_addr re
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from emu.contract import timing
 from emu.contract.config import AccelConfig
+from emu.contract.isa import FIELDS, Field, Opcode
 
 from hdl.array import MULT_LATENCY, SystolicArray
 from hdl.bram import BlockRAM, counter_signature
@@ -42,7 +44,8 @@ from hdl.buffers import entry_layouts
 from hdl.pipeline import delay
 from hdl.postproc import PostProc
 
-__all__ = ["ComputeUnit", "MATMUL_LATENCY_MIN", "POST_LATENCY_MIN", "START_COPIES", "start_counts"]
+__all__ = ["ComputeUnit", "compute_command_signature", "MATMUL_LATENCY_MIN", "POST_LATENCY_MIN", "START_COPIES",
+           "start_counts"]
 
 MATMUL_LATENCY_MIN = timing.ISSUE_LATENCY + BlockRAM.LATENCY + MULT_LATENCY + 7
 POST_LATENCY_MIN = timing.ISSUE_LATENCY + BlockRAM.LATENCY + PostProc.LATENCY + 1
@@ -61,6 +64,37 @@ def start_counts(cfg: AccelConfig, rows, *, post: bool) -> dict:
     return {"busy_left": rows + (cycles - timing.ISSUE_LATENCY - 3), "rows_left": rows - 2}
 
 
+def _shape(field: Field):
+    return signed(field.width) if field.signed else unsigned(field.width)
+
+
+def compute_command_signature() -> wiring.Signature:
+    """The compute unit's command interface as the sequencer sees it (hdl/sequencer.py `cu`; the unit's `cmd`
+    is its flip): Out the start strobes (START_COPIES copies each), the start_counts of the instruction and
+    the MATMUL and POST fields; In `busy` (MATMUL) and `post_busy` (POST), flip-flops. Field members have the
+    widths and signedness of emu.contract.isa.FIELDS; `acc_addr` is MATMUL's or POST's."""
+    mm = {f.name: f for f in FIELDS[Opcode.MATMUL]}
+    po = {f.name: f for f in FIELDS[Opcode.POST]}
+    assert all(_shape(mm[name]) == _shape(po[name]) for name in ("rows", "acc_addr"))
+    rows_bits = mm["rows"].width
+    # start_counts of the instruction's rows, each counted down by the unit to a negative value whose sign bit
+    # is the flag it needs: `rows_left` (rows - 2, >= -2) is the field and a sign bit; `busy_left` (rows plus
+    # the unit's fixed cycles, below 2 * 2**16 for any array up to 64 x 64: checked below) one bit more for
+    # that sum, a sign bit and one spare bit
+    busy_left, rows_left = signed(rows_bits + 3), signed(rows_bits + 1)
+    largest = AccelConfig(rows=64, cols=64)
+    assert all(start_counts(largest, (1 << rows_bits) - 1, post=post)["busy_left"] < 1 << (busy_left.width - 2)
+               for post in (False, True))
+    return wiring.Signature({
+        "matmul_start": Out(START_COPIES), "post_start": Out(START_COPIES),
+        "busy_left": Out(busy_left), "rows_left": Out(rows_left),
+        **{name: Out(_shape(mm[name])) for name in ("act_addr", "wgt_addr", "acc_addr", "accumulate", "reduce_max")},
+        **{name: Out(_shape(po[name])) for name in ("out_addr", "param_addr", "shift", "zero_point", "clamp_lo",
+                                                     "clamp_hi")},
+        "busy": In(1), "post_busy": In(1),
+    })
+
+
 class ComputeUnit(wiring.Component):
     def __init__(self, cfg: AccelConfig):
         if timing.MATMUL_LATENCY < MATMUL_LATENCY_MIN or timing.POST_LATENCY < POST_LATENCY_MIN:
@@ -70,12 +104,7 @@ class ComputeUnit(wiring.Component):
         self._cfg = cfg
         lay = entry_layouts(cfg)
         super().__init__({
-            "matmul_start": In(START_COPIES), "post_start": In(START_COPIES),
-            "busy_left": In(signed(19)), "rows_left": In(signed(17)),     # start_counts
-            "act_addr": In(16), "wgt_addr": In(16), "acc_addr": In(16), "accumulate": In(1), "reduce_max": In(1),
-            "out_addr": In(16), "param_addr": In(16),
-            "shift": In(6), "zero_point": In(signed(8)), "clamp_lo": In(signed(8)), "clamp_hi": In(signed(8)),
-            "busy": Out(1), "post_busy": Out(1),
+            "cmd": In(compute_command_signature()),
             "act_rd": Out(counter_signature(BlockRAM.addr_bits(cfg.act_depth))), "act_rd_data": In(lay["act"]),
             "wgt_rd": Out(counter_signature(BlockRAM.addr_bits(cfg.wgt_depth))), "wgt_rd_data": In(lay["wgt"]),
             "param_rd": Out(counter_signature(BlockRAM.addr_bits(cfg.param_depth))),
@@ -85,7 +114,7 @@ class ComputeUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg = self._cfg
+        cfg, cmd = self._cfg, self.cmd
         R, C = cfg.rows, cfg.cols
         m.submodules.array = arr = SystolicArray(rows=R, cols=C, act_bits=cfg.act_bits,
                                                  weight_bits=cfg.weight_bits, acc_bits=cfg.acc_bits)
@@ -100,18 +129,18 @@ class ComputeUnit(wiring.Component):
         B = BlockRAM.LATENCY
         # one copy of a start strobe per group of registers (START_COPIES): the busy counter; the phase
         # counters; the instruction's flags and base registers; and two groups of address counters
-        mm_start, post_start = self.matmul_start, self.post_start
+        mm_start, post_start = cmd.matmul_start, cmd.post_start
 
         # MATMUL state. Each counter runs down as a signed number whose sign bit is the flag the next cycle
         # needs, so the busy flag and the phase flags are registers loaded from a sign bit, not compares.
         accumulate, reduce_max = Signal(name="accumulate"), Signal(name="reduce_max")
-        mm_left = Signal(signed(19))      # busy cycles left - 2: busy next cycle while >= 0
+        mm_left = Signal(cmd.busy_left.shape())  # busy cycles left - 2: busy next cycle while >= 0
         w_row = Signal(range(max(R, 2)))  # WGT entry (array row) read this cycle
         w_phase = Signal()                # WGT rows are read (s < R)
         a_phase = Signal()                # ACT entries are read (R <= s < R + T)
-        act_left = Signal(signed(17))     # ACT entries left to read - 2, in the ACT phase
-        m.d.sync += self.busy.eq(~mm_left[-1] | mm_start[0])
-        with m.If(self.busy):
+        act_left = Signal(cmd.rows_left.shape())  # ACT entries left to read - 2, in the ACT phase
+        m.d.sync += cmd.busy.eq(~mm_left[-1] | mm_start[0])
+        with m.If(cmd.busy):
             m.d.sync += mm_left.eq(mm_left - 1)
         with m.If(w_phase):
             m.d.sync += w_row.eq(w_row + 1)
@@ -127,41 +156,41 @@ class ComputeUnit(wiring.Component):
         acc_base = Signal(len(acc.wr_addr), name="acc_base")
         acc_load = Signal(name="acc_load")
         with m.If(mm_start[0]):
-            m.d.sync += mm_left.eq(self.busy_left)
+            m.d.sync += mm_left.eq(cmd.busy_left)
         with m.If(mm_start[1]):
-            m.d.sync += [w_row.eq(0), w_phase.eq(1), act_left.eq(self.rows_left)]
+            m.d.sync += [w_row.eq(0), w_phase.eq(1), act_left.eq(cmd.rows_left)]
         m.d.sync += acc_load.eq(mm_start[2])
         with m.If(mm_start[2]):
-            m.d.sync += [accumulate.eq(self.accumulate), reduce_max.eq(self.reduce_max), acc_base.eq(self.acc_addr)]
+            m.d.sync += [accumulate.eq(cmd.accumulate), reduce_max.eq(cmd.reduce_max), acc_base.eq(cmd.acc_addr)]
         m.d.comb += [
-            self.wgt_rd.load.eq(mm_start[3]), self.wgt_rd.base.eq(self.wgt_addr), self.wgt_rd.step.eq(self.busy),
-            self.act_rd.load.eq(mm_start[4]), self.act_rd.base.eq(self.act_addr), self.act_rd.step.eq(a_phase),
+            self.wgt_rd.load.eq(mm_start[3]), self.wgt_rd.base.eq(cmd.wgt_addr), self.wgt_rd.step.eq(cmd.busy),
+            self.act_rd.load.eq(mm_start[4]), self.act_rd.base.eq(cmd.act_addr), self.act_rd.step.eq(a_phase),
         ]
 
         # POST state, counted down the same way
-        shift, zp = Signal(6, name="shift"), Signal(signed(8), name="zero_point")
-        lo, hi = Signal(signed(8), name="clamp_lo"), Signal(signed(8), name="clamp_hi")
-        p_left = Signal(signed(19))       # busy cycles left - 2
-        out_ptr = Signal(16)
+        shift, zp = Signal(cmd.shift.shape(), name="shift"), Signal(cmd.zero_point.shape(), name="zero_point")
+        lo, hi = Signal(cmd.clamp_lo.shape(), name="clamp_lo"), Signal(cmd.clamp_hi.shape(), name="clamp_hi")
+        p_left = Signal(cmd.busy_left.shape())   # busy cycles left - 2
+        out_ptr = Signal(cmd.out_addr.shape())
         p_phase = Signal()                # ACC rows are read
-        p_rows_left = Signal(signed(17))  # rows left to read - 2
-        m.d.sync += self.post_busy.eq(~p_left[-1] | post_start[0])
-        with m.If(self.post_busy):
+        p_rows_left = Signal(cmd.rows_left.shape())  # rows left to read - 2
+        m.d.sync += cmd.post_busy.eq(~p_left[-1] | post_start[0])
+        with m.If(cmd.post_busy):
             m.d.sync += p_left.eq(p_left - 1)
         with m.If(p_phase):
             m.d.sync += p_rows_left.eq(p_rows_left - 1)
             with m.If(p_rows_left[-1]):
                 m.d.sync += p_phase.eq(0)
         with m.If(post_start[0]):
-            m.d.sync += p_left.eq(self.busy_left)
+            m.d.sync += p_left.eq(cmd.busy_left)
         with m.If(post_start[1]):
-            m.d.sync += [p_phase.eq(1), p_rows_left.eq(self.rows_left), out_ptr.eq(self.out_addr)]
+            m.d.sync += [p_phase.eq(1), p_rows_left.eq(cmd.rows_left), out_ptr.eq(cmd.out_addr)]
         with m.If(post_start[2]):
-            m.d.sync += [shift.eq(self.shift), zp.eq(self.zero_point), lo.eq(self.clamp_lo), hi.eq(self.clamp_hi)]
+            m.d.sync += [shift.eq(cmd.shift), zp.eq(cmd.zero_point), lo.eq(cmd.clamp_lo), hi.eq(cmd.clamp_hi)]
         # the PARAM entry is read throughout; ACC rows from the cycle after `start` on
         m.d.comb += [
-            self.param_rd.load.eq(post_start[3]), self.param_rd.base.eq(self.param_addr),
-            acc.rd_count[post_rd].load.eq(post_start[4]), acc.rd_count[post_rd].base.eq(self.acc_addr),
+            self.param_rd.load.eq(post_start[3]), self.param_rd.base.eq(cmd.param_addr),
+            acc.rd_count[post_rd].load.eq(post_start[4]), acc.rd_count[post_rd].base.eq(cmd.acc_addr),
             # (stepping every cycle: reads past the POST's rows are not used, and `post_busy` is then not a
             # clock enable of the ~150 counter flip-flops beside the ACC's blocks)
             acc.rd_count[post_rd].step.eq(1),

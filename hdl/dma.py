@@ -73,13 +73,14 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
 from emu.contract import timing
-from emu.contract.config import EXT_ADDR_BITS
+from emu.contract.config import EXT_ADDR_BITS, PARAM_BYTES
+from emu.contract.isa import FIELDS, INSTR_BYTES, Opcode
 
 from hdl.axi import axi4_signature
 from hdl import ecp5
 from hdl.pipeline import delay, product, product_latency
 
-__all__ = ["DMA", "LOAD_SETUP_MIN", "STORE_SETUP_MIN", "LOAD_DRAIN_MIN"]
+__all__ = ["DMA", "dma_command_signature", "LOAD_SETUP_MIN", "STORE_SETUP_MIN", "LOAD_DRAIN_MIN"]
 
 #: The cycle of a transfer (the arguments are registered in cycle 1) in which rows * row_bytes, the bytes
 #: of a merged span, leaves its registered shift-add tree and the spans are set up.
@@ -105,15 +106,44 @@ STORE_SETUP = timing.DMA_STORE_SETUP - timing.ISSUE_LATENCY
 LOAD_DRAIN = timing.DMA_LOAD_DRAIN
 
 
+#: AccelConfig's limits: every buffer depth (instr_depth included) is at most 2**16 entries, and an entry at
+#: most 64 lanes (rows, cols <= 64).
+_DEPTH_MAX = 1 << 16
+_LANES_MAX = 64
+
+
+def dma_command_signature() -> wiring.Signature:
+    """The DMA's command interface as the sequencer sees it (hdl/sequencer.py `dma`; the DMA's `cmd` is its
+    flip): Out `start` (a one-cycle strobe), `store` (1: STORE, 0: LOAD), `target` and the transfer
+    arguments, all unsigned; In `busy` and `error` (flip-flops). The widths are the LOAD/STORE fields'
+    (emu.contract.isa.FIELDS) but for `rows` and `row_bytes`, which are not fields."""
+    ld = {f.name: f.width for f in FIELDS[Opcode.LOAD]}
+    assert ld == {f.name: f.width for f in FIELDS[Opcode.STORE]} and ld["ext_addr"] == EXT_ADDR_BITS
+    return wiring.Signature({
+        "start": Out(1), "store": Out(1),
+        # LOAD's `buf` (ACT, WGT, PARAM), or the sequencer's TARGET_INSTR for the program preload
+        "target": Out(ld["buf"]),
+        # one bit over the field: the program preload moves prog_len rows, up to instr_depth <= 2**16
+        "rows": Out(max(ld["rows"], _DEPTH_MAX.bit_length())),
+        "blocks": Out(ld["blocks"]),
+        # bytes of one row, from the decoder (row_len * element bytes) or INSTR_BYTES for the preload: a legal
+        # row_len is at most an entry's lanes, so a PARAM row (the longest) is at most 64 * PARAM_BYTES bytes
+        "row_bytes": Out(max(_LANES_MAX * PARAM_BYTES, INSTR_BYTES).bit_length()),
+        "buf_addr": Out(ld["buf_addr"]), "ext_addr": Out(EXT_ADDR_BITS),
+        "ext_stride": Out(ld["ext_stride"]), "block_stride": Out(ld["block_stride"]),
+        "busy": In(1), "error": In(1),
+    })
+
+
 def _therm(n, width):
     """Bits j < n, j in [0, width)."""
     return Cat(*(n > j for j in range(width)))
 
 
 class DMA(wiring.Component):
-    """Transfer arguments, sampled on `start` (all unsigned): `rows` (17 bits: the program preload moves up
-    to 65536 entries) rows per block, `blocks` (10 bits) blocks, `row_bytes` (10 bits), `buf_addr` (16 bits,
-    first entry), `ext_addr` (32 bits), `ext_stride` and `block_stride` (20 bits each, bytes).
+    """`cmd` (dma_command_signature, flipped): the transfer arguments, sampled on `cmd.start`: `rows` rows per
+    block, `blocks` blocks, `row_bytes` bytes a row, `buf_addr` (first entry), `ext_addr`, `ext_stride` and
+    `block_stride` (bytes); `cmd.busy` and `cmd.error` back.
 
     `rd_latency` (1 or 2): cycles from `rd_addr` to `rd_data` of the STORE source (2: a block RAM with an
     output register)."""
@@ -128,12 +158,11 @@ class DMA(wiring.Component):
                              f"DMA pipeline (DMA_LOAD_SETUP - ISSUE_LATENCY >= {LOAD_SETUP_MIN}, DMA_STORE_SETUP - "
                              f"ISSUE_LATENCY >= {STORE_SETUP_MIN}, DMA_LOAD_DRAIN = {LOAD_DRAIN_MIN})")
         self._B, self._EB, self._rd_latency = bus_bytes, entry_bytes, rd_latency
+        cmd = dma_command_signature()
         super().__init__({
-            "start": In(1), "store": In(1), "target": In(2),
-            "rows": In(17), "blocks": In(10), "row_bytes": In(10), "buf_addr": In(16),
-            "ext_addr": In(32), "ext_stride": In(20), "block_stride": In(20),
-            "busy": Out(1), "error": Out(1),
-            "wr_en": Out(1), "wr_target": Out(2), "wr_addr": Out(16), "wr_data": Out(8 * entry_bytes),
+            "cmd": In(cmd),
+            "wr_en": Out(1), "wr_target": Out(cmd.members["target"].shape), "wr_addr": Out(16),
+            "wr_data": Out(8 * entry_bytes),
             "rd_addr": Out(16), "rd_data": In(8 * entry_bytes),
             "bus": Out(axi4_signature(addr_bits=EXT_ADDR_BITS, data_bits=8 * bus_bytes, id_bits=id_bits)),
         })
@@ -143,7 +172,7 @@ class DMA(wiring.Component):
         B, EB = self._B, self._EB
         lgB = exact_log2(B)
         NW = -(-EB // B)             # entry words of B bytes (the last one padded with zeros)
-        bus = self.bus
+        bus, cmd = self.bus, self.cmd
 
         def copies(value, count, name):
             return ecp5.copies(m, value, count, name=name, platform=platform)
@@ -160,9 +189,11 @@ class DMA(wiring.Component):
         credit_ok, credit_ok_n = Signal(), Signal()        # a STORE with credits != 0, registered with them
         m.d.comb += credit_ok_n.eq(credit_ok)
         m.d.sync += credit_ok.eq(credit_ok_n)
-        store, target = Signal(), Signal(2)
-        rows, blocks, rb, buf_addr = Signal(17), Signal(10), Signal(10), Signal(16)
-        ext_addr, stride, block_stride = Signal(EXT_ADDR_BITS), Signal(20), Signal(20)
+        store, target = Signal(), Signal(cmd.target.shape())
+        rows, blocks, rb, buf_addr = (Signal(cmd.rows.shape()), Signal(cmd.blocks.shape()),
+                                      Signal(cmd.row_bytes.shape()), Signal(cmd.buf_addr.shape()))
+        ext_addr, stride, block_stride = (Signal(cmd.ext_addr.shape()), Signal(cmd.ext_stride.shape()),
+                                          Signal(cmd.block_stride.shape()))
         go = Signal()                                   # cycle 1 of a transfer
         # `error` is assigned through its next value, which a flip-flop of its own registers for the output:
         # the sequencer's register of it is across the chip, and the bus state machine reads this one
@@ -170,15 +201,15 @@ class DMA(wiring.Component):
         m.d.comb += error_n.eq(error)
         m.d.sync += error.eq(error_n)
         with m.If(~busy):
-            m.d.sync += [store.eq(self.store), target.eq(self.target), rows.eq(self.rows),
-                         blocks.eq(self.blocks), rb.eq(self.row_bytes), buf_addr.eq(self.buf_addr),
-                         ext_addr.eq(self.ext_addr), stride.eq(self.ext_stride),
-                         block_stride.eq(self.block_stride)]
-        m.d.sync += go.eq(self.start & ~busy)
-        with m.If(self.start & ~busy):
+            m.d.sync += [store.eq(cmd.store), target.eq(cmd.target), rows.eq(cmd.rows),
+                         blocks.eq(cmd.blocks), rb.eq(cmd.row_bytes), buf_addr.eq(cmd.buf_addr),
+                         ext_addr.eq(cmd.ext_addr), stride.eq(cmd.ext_stride),
+                         block_stride.eq(cmd.block_stride)]
+        m.d.sync += go.eq(cmd.start & ~busy)
+        with m.If(cmd.start & ~busy):
             m.d.comb += error_n.eq(0)
-        m.d.comb += [self.wr_target.eq(target), self.busy.eq(busy),
-                     self.error.eq(copies(error_n, 1, "error_out")[0])]
+        m.d.comb += [self.wr_target.eq(target), cmd.busy.eq(busy),
+                     cmd.error.eq(copies(error_n, 1, "error_out")[0])]
 
         # ---- transfer constants (cycles 2-5), the span product (cycle SPAN_CYCLE), span set-up ----
         # Nothing reads these before the span set-up, so each is given the register stages it needs.
@@ -186,7 +217,7 @@ class DMA(wiring.Component):
         stride_is_rb, rb_ge_bus = Signal(), Signal()
         b_mrb = Signal(signed(12))                         # B - row_bytes
         stride_lane, bstride_lane = Signal(lgB), Signal(lgB)
-        rows_m1, blocks_m1 = Signal(17), Signal(10)
+        rows_m1, blocks_m1 = Signal(rows.shape()), Signal(blocks.shape())
         multi_rows, multi_blocks = Signal(), Signal()      # rows != 1, blocks != 1
         rb_c = delay(m, rb, 1, "row_bytes_c")              # row_bytes for the constants: a fanout of its own
         m.d.sync += [stride_is_rb.eq(stride == rb_c), rb_ge_bus.eq(rb_c >= B), merged.eq(stride_is_rb & rb_ge_bus),
@@ -657,7 +688,7 @@ class DMA(wiring.Component):
 
         with m.FSM(name="bus"):
             with m.State("IDLE"):
-                with m.If(self.start):
+                with m.If(cmd.start):
                     m.d.sync += [setup_cnt.eq(1), setup_end.eq(0), busy.eq(1)]
                     m.next = "SETUP"
             with m.State("SETUP"):

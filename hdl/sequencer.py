@@ -10,12 +10,13 @@ one a cycle, into a pipeline that runs ahead of issue:
 The instruction at the head of the queue issues as soon as its unit is seen idle, emu.contract.timing.BUSY_LATENCY
 after it goes idle (LOAD/STORE: DMA; MATMUL: array; POST: post-processing; SYNC/END: all), so everything
 issue decides on is a flip-flop: the head's unit flags and one `ready` flag per unit, each formed a cycle
-ahead. Each queue entry carries its pc (counted where entries are pushed), so
-no pc counter follows the pops. Fetching is credit-counted: the queue holds as many entries as the loop
-from a pop back to a fetched entry at the head takes cycles, so after the first instruction reaches the head (emu.contract.timing.FETCH_LATENCY cycles after the
-preload ends) the queue never runs dry and one instruction can issue every cycle. CYCLES counts cycles
-since start while the run is on and stops with it: END issued at cycle t ends the run with CYCLES = t + 1
-(emu.contract.timing.Timer), and so does a fault raised at cycle t.
+ahead. Each queue entry carries its pc (counted where entries are pushed), so no pc counter follows the
+pops. Fetching is credit-counted: the queue holds as many entries as the loop from a pop back to a fetched
+entry at the head takes cycles, so after the first instruction reaches the head
+(emu.contract.timing.FETCH_LATENCY cycles after the preload ends) the queue never runs dry and one
+instruction can issue every cycle. CYCLES counts cycles since start while the run is on and stops with it:
+END issued at cycle t ends the run with CYCLES = t + 1 (emu.contract.timing.Timer), and so does a fault
+raised at cycle t.
 
 Faults (emu.contract.faults), checked each cycle in this order:
   BUS_ERROR       the DMA reported an error response: pc of that LOAD/STORE (0 for the preload)
@@ -29,7 +30,7 @@ draining replaces the fault: it belongs to an earlier instruction.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -41,14 +42,16 @@ from emu.contract.isa import INSTR_BITS, INSTR_BYTES, OPCODE_BITS, Opcode
 
 from hdl import ecp5
 from hdl.bram import BlockRAM
-from hdl.compute import START_COPIES, start_counts
+from hdl.compute import START_COPIES, compute_command_signature, start_counts
 from hdl.decoder import COUNT_BITS, Decoder, views
+from hdl.dma import dma_command_signature
 from hdl.pipeline import Queue, accumulate, delay, product, product_latency
 
 __all__ = ["Sequencer", "TARGET_INSTR", "FETCH_LATENCY", "QUEUE_DEPTH", "IMEM_ADDR_COPIES"]
 
 #: DMA write target of the program preload (LOAD targets are the Buffer values ACT, WGT, PARAM).
 TARGET_INSTR = 3
+assert TARGET_INSTR.bit_length() <= Shape.cast(dma_command_signature().members["target"].shape).width
 
 
 #: The head of the issue queue: which unit the instruction needs (one bit each, all zero for a faulty word),
@@ -69,6 +72,12 @@ QUEUE_DEPTH = 2 + BlockRAM.LATENCY + Decoder.LATENCY + 1
 
 
 class Sequencer(wiring.Component):
+    """In from the CSR block: `start`, `prog_addr`, `prog_len`, `watchdog`; out to it: `running`, `finished`,
+    `error_code`, `error_pc`, `cycles`, `macs`. `imem_rd_addr` / `imem_rd_data`: the instruction memory's
+    read port (its address in IMEM_ADDR_COPIES copies). `dma` and `cu`: the DMA's and the compute unit's
+    command interfaces (hdl.dma.dma_command_signature, hdl.compute.compute_command_signature), driven from
+    registers, with the units' busy and error flags coming back."""
+
     def __init__(self, cfg: AccelConfig):
         if timing.FETCH_LATENCY != FETCH_LATENCY or timing.BUSY_LATENCY != 1:
             raise ValueError(f"emu.contract.timing.FETCH_LATENCY={timing.FETCH_LATENCY}, "
@@ -81,16 +90,7 @@ class Sequencer(wiring.Component):
             "running": Out(1), "finished": Out(1), "error_code": Out(4), "error_pc": Out(32),
             "cycles": Out(64), "macs": Out(64),
             "imem_rd_addr": Out(self._imem_abits).array(IMEM_ADDR_COPIES), "imem_rd_data": In(INSTR_BITS),
-            "dma_start": Out(1), "dma_store": Out(1), "dma_target": Out(2), "dma_rows": Out(17),
-            "dma_blocks": Out(10), "dma_row_bytes": Out(10), "dma_buf_addr": Out(16), "dma_ext_addr": Out(32),
-            "dma_ext_stride": Out(20), "dma_block_stride": Out(20), "dma_busy": In(1), "dma_error": In(1),
-            "cu_matmul_start": Out(START_COPIES), "cu_post_start": Out(START_COPIES),
-            "cu_busy_left": Out(signed(19)), "cu_rows_left": Out(signed(17)),
-            "cu_act_addr": Out(16),
-            "cu_wgt_addr": Out(16), "cu_acc_addr": Out(16), "cu_accumulate": Out(1), "cu_reduce_max": Out(1),
-            "cu_out_addr": Out(16),
-            "cu_param_addr": Out(16), "cu_shift": Out(6), "cu_zero_point": Out(signed(8)),
-            "cu_clamp_lo": Out(signed(8)), "cu_clamp_hi": Out(signed(8)), "cu_busy": In(1), "cu_post_busy": In(1),
+            "dma": Out(dma_command_signature()), "cu": Out(compute_command_signature()),
         })
 
     def elaborate(self, platform):
@@ -102,7 +102,10 @@ class Sequencer(wiring.Component):
         # pointer, not a whole entry.
         pc_bits = self._cfg.instr_depth.bit_length()     # a pc is at most prog_len <= instr_depth
         m.submodules.queue = queue = Queue(width=head_layout.size, depth=QUEUE_DEPTH)
-        m.submodules.payload = payload = Memory(shape=INSTR_BITS + 10 + COUNT_BITS + pc_bits, depth=QUEUE_DEPTH, init=[])
+        rb_bits = len(dec.row_bytes)
+        assert rb_bits <= len(self.dma.row_bytes)      # the decoder's row bytes reach the DMA whole
+        m.submodules.payload = payload = Memory(shape=INSTR_BITS + rb_bits + COUNT_BITS + pc_bits, depth=QUEUE_DEPTH,
+                                                init=[])
         payload_wr, payload_rd = payload.write_port(), payload.read_port(domain="comb")
 
         # `start` registered here: it comes from the CSR block across the chip and loads ~200 flip-flops
@@ -208,9 +211,9 @@ class Sequencer(wiring.Component):
         head = data.View(head_layout, queue.r_data)   # all zero while the queue is empty
         head_word = payload_rd.data[:INSTR_BITS]
         op = head_word[:OPCODE_BITS]                  # only for the argument registers
-        head_row_bytes = payload_rd.data[INSTR_BITS:INSTR_BITS + 10]
-        head_count = payload_rd.data[INSTR_BITS + 10:INSTR_BITS + 10 + COUNT_BITS]
-        head_pc = payload_rd.data[INSTR_BITS + 10 + COUNT_BITS:]
+        head_row_bytes = payload_rd.data[INSTR_BITS:INSTR_BITS + rb_bits]
+        head_count = payload_rd.data[INSTR_BITS + rb_bits:INSTR_BITS + rb_bits + COUNT_BITS]
+        head_pc = payload_rd.data[INSTR_BITS + rb_bits + COUNT_BITS:]
         v = views(head_word)
         ld, mm, po = v[Opcode.LOAD], v[Opcode.MATMUL], v[Opcode.POST]
         mm_counts, po_counts = (start_counts(self._cfg, f.rows, post=post) for f, post in ((mm, False), (po, True)))
@@ -224,19 +227,19 @@ class Sequencer(wiring.Component):
         # flip-flop, instead of decoding the opcode out of the LUT RAM: the fields matter only when a start
         # goes with them, and then the head is a legal MATMUL or POST.
         m.d.sync += [
-            self.dma_store.eq(op == Opcode.STORE), self.dma_target.eq(ld.buf),
-            self.dma_rows.eq(ld.rows), self.dma_blocks.eq(ld.blocks), self.dma_row_bytes.eq(head_row_bytes),
-            self.dma_buf_addr.eq(ld.buf_addr), self.dma_ext_addr.eq(ld.ext_addr),
-            self.dma_ext_stride.eq(ld.ext_stride), self.dma_block_stride.eq(ld.block_stride),
-            self.cu_busy_left.eq(Mux(head.post, po_counts["busy_left"], mm_counts["busy_left"])),
-            self.cu_rows_left.eq(Mux(head.post, po_counts["rows_left"], mm_counts["rows_left"])),
-            self.cu_act_addr.eq(mm.act_addr), self.cu_wgt_addr.eq(mm.wgt_addr),
-            self.cu_acc_addr.eq(Mux(head.post, po.acc_addr, mm.acc_addr)),
-            self.cu_accumulate.eq(mm.accumulate), self.cu_reduce_max.eq(mm.reduce_max),
-            self.cu_out_addr.eq(po.out_addr),
-            self.cu_param_addr.eq(po.param_addr), self.cu_shift.eq(po.shift),
-            self.cu_zero_point.eq(po.zero_point), self.cu_clamp_lo.eq(po.clamp_lo),
-            self.cu_clamp_hi.eq(po.clamp_hi),
+            self.dma.store.eq(op == Opcode.STORE), self.dma.target.eq(ld.buf),
+            self.dma.rows.eq(ld.rows), self.dma.blocks.eq(ld.blocks), self.dma.row_bytes.eq(head_row_bytes),
+            self.dma.buf_addr.eq(ld.buf_addr), self.dma.ext_addr.eq(ld.ext_addr),
+            self.dma.ext_stride.eq(ld.ext_stride), self.dma.block_stride.eq(ld.block_stride),
+            self.cu.busy_left.eq(Mux(head.post, po_counts["busy_left"], mm_counts["busy_left"])),
+            self.cu.rows_left.eq(Mux(head.post, po_counts["rows_left"], mm_counts["rows_left"])),
+            self.cu.act_addr.eq(mm.act_addr), self.cu.wgt_addr.eq(mm.wgt_addr),
+            self.cu.acc_addr.eq(Mux(head.post, po.acc_addr, mm.acc_addr)),
+            self.cu.accumulate.eq(mm.accumulate), self.cu.reduce_max.eq(mm.reduce_max),
+            self.cu.out_addr.eq(po.out_addr),
+            self.cu.param_addr.eq(po.param_addr), self.cu.shift.eq(po.shift),
+            self.cu.zero_point.eq(po.zero_point), self.cu.clamp_lo.eq(po.clamp_lo),
+            self.cu.clamp_hi.eq(po.clamp_hi),
         ]
         # A unit's busy flag (and the DMA's error) comes from across the chip into a register of its own with
         # no logic in front (emu.contract.timing.BUSY_LATENCY); `starting` covers the two cycles before it shows a
@@ -253,16 +256,16 @@ class Sequencer(wiring.Component):
         # there (hdl/compute.py); the two below are this unit's own
         array_started, post_started = Signal(name="array_started"), Signal(name="post_started")
         m.d.comb += [
-            self.cu_matmul_start.eq(Cat(ecp5.copies(m, array_go, START_COPIES, name="cu_matmul_start",
+            self.cu.matmul_start.eq(Cat(ecp5.copies(m, array_go, START_COPIES, name="cu_matmul_start",
                                                     platform=platform))),
-            self.cu_post_start.eq(Cat(ecp5.copies(m, post_go, START_COPIES, name="cu_post_start",
+            self.cu.post_start.eq(Cat(ecp5.copies(m, post_go, START_COPIES, name="cu_post_start",
                                                   platform=platform))),
         ]
         m.d.sync += [
-            self.dma_start.eq(dma_go), array_started.eq(array_go), post_started.eq(post_go),
-            dma_busy.eq(self.dma_busy), array_busy.eq(self.cu_busy), post_busy.eq(self.cu_post_busy),
-            dma_error.eq(self.dma_error),
-            dma_starting.eq(dma_go | self.dma_start), array_starting.eq(array_go | array_started),
+            self.dma.start.eq(dma_go), array_started.eq(array_go), post_started.eq(post_go),
+            dma_busy.eq(self.dma.busy), array_busy.eq(self.cu.busy), post_busy.eq(self.cu.post_busy),
+            dma_error.eq(self.dma.error),
+            dma_starting.eq(dma_go | self.dma.start), array_starting.eq(array_go | array_started),
             post_starting.eq(post_go | post_started),
         ]
         dma_idle = ~dma_busy & ~dma_starting
@@ -294,11 +297,11 @@ class Sequencer(wiring.Component):
         ready = {unit: Signal(name=f"{unit}_ready", init=1) for unit in ("dma", "array", "post")}
         unit_pop = {"dma": head.dma & ready["dma"], "array": head.matmul & ready["array"],
                     "post": head.post & ready["post"]}
-        ok_next = ~self.dma_error & ~overdue_next
+        ok_next = ~self.dma.error & ~overdue_next
         ready_next = {
-            "dma": ~self.dma_busy & ~(unit_pop["dma"] | self.dma_start) & ok_next,
-            "array": ~self.cu_busy & ~(unit_pop["array"] | array_started) & ok_next,
-            "post": ~self.cu_post_busy & ~(unit_pop["post"] | post_started) & ok_next,
+            "dma": ~self.dma.busy & ~(unit_pop["dma"] | self.dma.start) & ok_next,
+            "array": ~self.cu.busy & ~(unit_pop["array"] | array_started) & ok_next,
+            "post": ~self.cu.post_busy & ~(unit_pop["post"] | post_started) & ok_next,
         }
         m.d.sync += [ready[unit].eq(nxt) for unit, nxt in ready_next.items()]
 
@@ -328,11 +331,11 @@ class Sequencer(wiring.Component):
             with m.State("IDLE"):
                 # while idle the DMA's arguments are the preload's, so only its strobe waits for start
                 m.d.sync += [
-                    self.dma_target.eq(TARGET_INSTR), self.dma_store.eq(0),
-                    self.dma_rows.eq(self.prog_len), self.dma_blocks.eq(1),
-                    self.dma_row_bytes.eq(INSTR_BYTES), self.dma_buf_addr.eq(0),
-                    self.dma_ext_addr.eq(self.prog_addr), self.dma_ext_stride.eq(INSTR_BYTES),
-                    self.dma_block_stride.eq(0),
+                    self.dma.target.eq(TARGET_INSTR), self.dma.store.eq(0),
+                    self.dma.rows.eq(self.prog_len), self.dma.blocks.eq(1),
+                    self.dma.row_bytes.eq(INSTR_BYTES), self.dma.buf_addr.eq(0),
+                    self.dma.ext_addr.eq(self.prog_addr), self.dma.ext_stride.eq(INSTR_BYTES),
+                    self.dma.block_stride.eq(0),
                 ]
                 with m.If(start):
                     m.d.sync += [self.error_code.eq(0), self.error_pc.eq(0), prog_last.eq(self.prog_len - 1),

@@ -80,16 +80,9 @@ class Accelerator(wiring.Component):
             csr.running.eq(seq.running), csr.finished.eq(seq.finished), csr.error_code.eq(seq.error_code),
             csr.error_pc.eq(seq.error_pc), csr.cycles.eq(seq.cycles), csr.macs.eq(seq.macs),
         ]
-        # sequencer -> units
-        for name in ("start", "store", "target", "rows", "blocks", "row_bytes", "buf_addr", "ext_addr", "ext_stride",
-                     "block_stride"):
-            m.d.comb += getattr(dma, name).eq(getattr(seq, "dma_" + name))
-        m.d.comb += [seq.dma_busy.eq(dma.busy), seq.dma_error.eq(dma.error)]
-        for name in ("matmul_start", "post_start", "busy_left", "rows_left", "act_addr", "wgt_addr", "acc_addr",
-                     "accumulate", "reduce_max", "out_addr", "param_addr", "shift", "zero_point", "clamp_lo",
-                     "clamp_hi"):
-            m.d.comb += getattr(cu, name).eq(getattr(seq, "cu_" + name))
-        m.d.comb += [seq.cu_busy.eq(cu.busy), seq.cu_post_busy.eq(cu.post_busy)]
+        # sequencer <-> units: one signature each side, so every member's width and direction is checked
+        wiring.connect(m, seq.dma, dma.cmd)
+        wiring.connect(m, seq.cu, cu.cmd)
 
         # DMA writes: the byte image of one entry goes to the buffer its target names
         for buf, target, elem_bytes in ((act, Buf.ACT, 1), (wgt, Buf.WGT, 1), (param, Buf.PARAM, PARAM_BYTES)):

@@ -82,14 +82,14 @@ def test_compute_max_mode_matches_golden():
         for instr in instrs:
             post = instr.op == Opcode.POST
             for name, value in (instr.fields | start_counts(cfg, instr.fields["rows"], post=post)).items():
-                if hasattr(cu, name):
-                    ctx.set(getattr(cu, name), value)
-            start = cu.post_start if post else cu.matmul_start
+                if name in cu.cmd.signature.members:
+                    ctx.set(getattr(cu.cmd, name), value)
+            start = cu.cmd.post_start if post else cu.cmd.matmul_start
             ctx.set(start, (1 << len(start)) - 1)   # every copy of the strobe
             await ctx.tick()
             ctx.set(start, 0)
             cycles = 1
-            while ctx.get(cu.post_busy if instr.op == Opcode.POST else cu.busy):
+            while ctx.get(cu.cmd.post_busy if instr.op == Opcode.POST else cu.cmd.busy):
                 await ctx.tick()
                 cycles += 1
             busy.append(cycles)

@@ -116,20 +116,20 @@ def test_dma_3d_transfer_matches_golden(case, bus_bits, rd_latency):
 
     async def tb(ctx):
         for name in ("rows", "blocks", "buf_addr", "ext_addr", "ext_stride", "block_stride"):
-            ctx.set(getattr(dut, name), getattr(instr, name))
-        ctx.set(dut.store, instr.op == Opcode.STORE)
-        ctx.set(dut.target, instr.buf)
-        ctx.set(dut.row_bytes, row_bytes)
-        ctx.set(dut.start, 1)
+            ctx.set(getattr(dut.cmd, name), getattr(instr, name))
+        ctx.set(dut.cmd.store, instr.op == Opcode.STORE)
+        ctx.set(dut.cmd.target, instr.buf)
+        ctx.set(dut.cmd.row_bytes, row_bytes)
+        ctx.set(dut.cmd.start, 1)
         rd_addrs = [0] * (rd_latency - 1) + [ctx.get(dut.rd_addr)]  # rd_addr of the last rd_latency cycles
         await ctx.tick()
-        ctx.set(dut.start, 0)
+        ctx.set(dut.cmd.start, 0)
         cycle = 1
         while True:
             slave.drive(ctx, dut.bus)
             image = out_images[rd_addrs[0] % 64]                       # rd_data lags rd_addr rd_latency cycles
             ctx.set(dut.rd_data, int.from_bytes(image.tobytes(), "little"))
-            if not ctx.get(dut.busy):
+            if not ctx.get(dut.cmd.busy):
                 break
             if ctx.get(dut.wr_en):
                 assert ctx.get(dut.wr_target) == instr.buf
@@ -140,7 +140,7 @@ def test_dma_3d_transfer_matches_golden(case, bus_bits, rd_latency):
             cycle += 1
             assert cycle <= 4 * dma_cycles(instr, cfg), "the DMA hangs"
         state["cycles"] = cycle
-        assert not ctx.get(dut.error)
+        assert not ctx.get(dut.cmd.error)
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)

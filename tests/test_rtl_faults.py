@@ -103,3 +103,22 @@ def test_second_start_without_reset_runs_the_same(name):
     """CTRL written again after done: nothing fetched by the first run reaches the second."""
     mem, n = _image(*RESTARTS[name])
     assert_same_as_golden(CFG_3X5, mem, 0, n, runs=2)
+
+
+def test_fault_in_a_later_run_has_the_programs_pc():
+    """A program of three runs whose second run holds an illegal word: golden and RTL stop there and report
+    the pc counted from the program's first instruction (run 1's 3 instructions + 1)."""
+    mem, n = _image([LOAD, SYNC, END, LOAD, SYNC, END, LOAD, END], {4: 0xF})
+    runs = [(0, 3), (48, 3), (96, 2)]
+    _, _, fault = golden(CFG_3X5, mem, *runs[0], then=runs[1:])
+    assert (fault.code, fault.pc) == (FaultCode.ILLEGAL_OPCODE, 4)
+    assert_same_as_golden(CFG_3X5, mem, *runs[0], then=runs[1:])
+
+
+def test_runs_of_one_program_sum_their_cycles():
+    mem, n = _image([LOAD, SYNC, MATMUL, END, LOAD, SYNC, END])
+    _, res, _ = golden(CFG_3X5, mem, 0, 4, then=[(64, 3)])
+    _, first, _ = golden(CFG_3X5, mem, 0, 4)
+    _, second, _ = golden(CFG_3X5, mem, 64, 3)
+    assert (res.cycles, res.instructions) == (first.cycles + second.cycles, 7)
+    assert_same_as_golden(CFG_3X5, mem, 0, 4, then=[(64, 3)])

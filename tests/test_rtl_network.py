@@ -43,3 +43,26 @@ def test_whole_held_out_split_on_verilator(model, tag):
     gold = evaluate(ep, graph, cfg, x, y, backend=get_backend("golden"))
     assert rtl.reference_equal and gold.reference_equal
     assert (rtl.accuracy, rtl.cycles_per_inference) == (gold.accuracy, gold.cycles_per_inference)
+
+
+def test_banded_maps_in_several_runs_on_verilator():
+    """Maps larger than the buffers (bands of output rows) and a program longer than instr_depth (runs
+    started one after the other in one simulation): RTL == golden == integer reference, cycles equal."""
+    from graphs import NetBuilder, random_input
+    from rtlcheck import CFG_3X5
+    rng = np.random.default_rng(11)
+    b = NetBuilder(rng, (12, 9, 3))
+    x = b.conv(4, padding=(1, 1, 1, 1))
+    b.add(x, b.conv(4, padding=(1, 1, 1, 1)))
+    b.pool("max")
+    graph = b.graph()
+    program = compile_graph(graph, CFG_3X5, batch=2)
+    assert len(program.segments) > 1
+    xq = random_input(rng, graph, 3)
+    rtl = run_program(program, xq, backend=get_backend("rtl"))
+    gold = run_program(program, xq)
+    ref = run_reference(graph, xq)
+    for node in graph.nodes:
+        np.testing.assert_array_equal(rtl.layers[node.output], ref[node.output], err_msg=node.name)
+        np.testing.assert_array_equal(gold.layers[node.output], ref[node.output], err_msg=node.name)
+    assert (rtl.cycles, rtl.macs) == (gold.cycles, gold.macs)
