@@ -66,3 +66,24 @@ def test_banded_maps_in_several_runs_on_verilator():
         np.testing.assert_array_equal(rtl.layers[node.output], ref[node.output], err_msg=node.name)
         np.testing.assert_array_equal(gold.layers[node.output], ref[node.output], err_msg=node.name)
     assert (rtl.cycles, rtl.macs) == (gold.cycles, gold.macs)
+
+
+def test_cifar_resnet20_on_verilator():
+    """A real architecture at its real resolution: ResNet-20 (He et al.) at 32x32x3, W8A8, on the default
+    8x8 array: maps larger than the buffers, a program of several runs, one image. RTL == golden ==
+    integer reference on every layer, cycles equal to golden's and to the compile-time profile."""
+    from emu.compiler.profile import cycle_profile
+    from emu.zoo.vision import quantized
+    ep, x = quantized("resnet20")
+    graph = lower(ep)
+    program = compile_graph(graph, AccelConfig(), batch=1)
+    assert len(program.segments) > 1
+    xq = quantize_input(program, x[:1].numpy())
+    rtl = run_program(program, xq, backend=get_backend("rtl"))
+    gold = run_program(program, xq)
+    ref = run_reference(graph, xq)
+    for node in graph.nodes:
+        np.testing.assert_array_equal(rtl.layers[node.output], ref[node.output], err_msg=node.name)
+        np.testing.assert_array_equal(gold.layers[node.output], ref[node.output], err_msg=node.name)
+    assert (rtl.cycles, rtl.macs) == (gold.cycles, gold.macs)
+    assert rtl.cycles == sum(layer.cycles for layer in cycle_profile(program))
