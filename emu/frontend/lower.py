@@ -104,6 +104,7 @@ class _Pending:             # a float layer result, possibly clamped, not yet qu
     nodes: list
     lo: float = -math.inf
     hi: float = math.inf
+    map_shape: tuple | None = None   # set when torch flattens the result before quantizing it: its IR map shape
 
 
 def _pair(v) -> tuple[int, int]:
@@ -262,6 +263,10 @@ class _Lowering:
         flat_map = len(in_shape) == 4 and len(out_shape) == 2 and int(np.prod(in_shape[1:])) == out_shape[1]
         if flat_map and isinstance(val, (_Dequantized, _Quantized)):
             return type(val)(val.tensor, flat=True)
+        if flat_map and isinstance(val, _Pending) and val.map_shape is None:
+            # a layer's float result flattened before its quantize (XNNPACK leaves pools unquantized): the
+            # IR tensor stays the map, and the next linear reads it flattened
+            return dataclasses.replace(val, map_shape=self.ir_shape(src))
         raise self.fail(node, f"a reshape from {in_shape} to {out_shape} (only flattening [B, C, H, W] to "
                               f"[B, C*H*W] or shape-preserving views)")
 
@@ -281,9 +286,10 @@ class _Lowering:
             self.tensors[node.name] = ir.TensorInfo(node.name, self.ir_shape(node), q)
             return _Quantized(node.name)
         if isinstance(val, _Pending):
-            self.tensors[node.name] = ir.TensorInfo(node.name, self.ir_shape(node), q)
+            shape = val.map_shape or self.ir_shape(node)
+            self.tensors[node.name] = ir.TensorInfo(node.name, shape, q)
             self.nodes.append(self.make_node(node, val, q))
-            return _Quantized(node.name)
+            return _Quantized(node.name, flat=val.map_shape is not None)
         raise self.fail(node, "a quantize that follows neither the input, a layer nor a dequantize")
 
     def visit_linear(self, node, val) -> _Pending:

@@ -74,6 +74,9 @@ def _to_torch(x: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
 
 def _from_torch(v: torch.Tensor, shape: tuple[int, ...]) -> np.ndarray:
     y = v.to(torch.int64).numpy()
+    if len(shape) == 3 and y.ndim == 2:     # a map torch flattened (C, H, W order) before quantizing it
+        h, w, c = shape
+        y = y.reshape(len(y), c, h, w)
     if len(shape) == 3 and y.ndim == 4:
         y = y.transpose(0, 2, 3, 1)
     return np.ascontiguousarray(y).reshape((len(y),) + tuple(shape))

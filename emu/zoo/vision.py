@@ -4,6 +4,10 @@ on the CPU torch), with random weights and BatchNorm statistics measured on the 
 - `resnet18`: He et al. 2016, the ImageNet ResNet-18 exactly as torchvision defines it (7x7/2 stem, 3x3/2
   max pool, four stages of two basic blocks, 64-128-256-512 channels, 1x1/2 projection shortcuts),
   [batch, 3, 224, 224] -> 1000 logits.
+- `vgg11`: Simonyan and Zisserman 2015, configuration A's feature extractor (eight 3x3 convolutions,
+  64-128-256-256-512-512-512-512 channels, five 2x2 max pools) at 32x32, then a global average pool and one
+  linear layer, as CIFAR adaptations do. `lenet5`: LeCun et al. 1998 at 28x28 (5x5 convs of 6 and 16
+  channels with padding 2 on the first, 2x2 average pools, 120-84-10 linear layers, ReLU for tanh).
 - `resnet20`: He et al. 2016 section 4.2, the CIFAR-10 ResNet-20 (3x3 stem, three stages of three basic
   blocks, 16-32-64 channels, global average pool), [batch, 3, 32, 32] -> 10 logits. Its shortcuts are the
   paper's option B (1x1 projections where the shape changes; option A's zero-padded identity is a channel
@@ -19,7 +23,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ResNet", "resnet18", "resnet20", "random_model", "quantized", "ARCHITECTURES"]
+__all__ = ["ResNet", "resnet18", "resnet20", "VGG", "vgg11", "LeNet5", "random_model", "quantized", "ARCHITECTURES",
+           "QUANTIZERS"]
 
 
 class BasicBlock(nn.Module):
@@ -70,16 +75,56 @@ def resnet20(classes: int = 10) -> ResNet:
     return ResNet((3, 3, 3), (16, 32, 64), classes, "cifar")
 
 
-#: name -> (constructor, input shape per sample, C x H x W)
-ARCHITECTURES = {"resnet18": (resnet18, (3, 224, 224)), "resnet20": (resnet20, (3, 32, 32))}
+class VGG(nn.Module):
+    def __init__(self, plan: tuple, classes: int):
+        super().__init__()
+        layers, cin = [], 3
+        for v in plan:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2))
+            else:
+                layers += [nn.Conv2d(cin, v, 3, padding=1, bias=False), nn.BatchNorm2d(v), nn.ReLU()]
+                cin = v
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
 
 
-def random_model(name: str, *, seed: int = 0, calibration: int = 8) -> tuple[nn.Module, torch.Tensor]:
+def vgg11(classes: int = 10) -> VGG:
+    return VGG((64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"), classes)
+
+
+class LeNet5(nn.Module):
+    def __init__(self, classes: int = 10):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 6, 5, padding=2), nn.Conv2d(6, 16, 5)
+        self.pool = nn.AvgPool2d(2)
+        self.fc1, self.fc2, self.fc3 = nn.Linear(16 * 5 * 5, 120), nn.Linear(120, 84), nn.Linear(84, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(torch.relu(self.conv1(x)))
+        x = torch.flatten(self.pool(torch.relu(self.conv2(x))), 1)
+        return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
+
+
+#: name -> (constructor, input shape per sample at the architecture's own resolution, C x H x W)
+ARCHITECTURES = {"resnet18": (resnet18, (3, 224, 224)), "resnet20": (resnet20, (3, 32, 32)),
+                 "vgg11": (vgg11, (3, 32, 32)), "lenet5": (LeNet5, (1, 28, 28))}
+
+
+def random_model(name: str, *, seed: int = 0, calibration: int = 8, resolution: int | None = None
+                 ) -> tuple[nn.Module, torch.Tensor]:
     """(model in eval mode, `calibration` random inputs): He-normal weights from `seed`, BatchNorm running
-    statistics measured on those inputs (the cumulative average over one pass in training mode)."""
+    statistics measured on those inputs (the cumulative average over one pass in training mode). The input
+    is the architecture's own resolution unless `resolution` (H = W) says otherwise."""
     if name not in ARCHITECTURES:
         raise ValueError(f"architecture {name!r} is not known: expected one of {', '.join(ARCHITECTURES)}")
     make, shape = ARCHITECTURES[name]
+    if resolution is not None:
+        shape = (shape[0], resolution, resolution)
     torch.manual_seed(seed)
     model = make()
     for m in model.modules():
@@ -96,15 +141,35 @@ def random_model(name: str, *, seed: int = 0, calibration: int = 8) -> tuple[nn.
     return model.eval(), x
 
 
-def quantized(name: str, *, seed: int = 0, act_bits: int = 8, weight_bits: int = 8, calibration: int = 8
+#: quantizers `quantized` takes: Systola's own, and torchao's XNNPACK-style symmetric per-channel int8
+QUANTIZERS = ("systola", "xnnpack")
+
+
+def _quantizer(kind: str, act_bits: int, weight_bits: int):
+    from emu.frontend import SystolaQuantizer
+    if kind == "systola":
+        return SystolaQuantizer(act_bits=act_bits, weight_bits=weight_bits)
+    if kind != "xnnpack" or (act_bits, weight_bits) != (8, 8):
+        raise ValueError(f"quantizer {kind!r} at W{weight_bits}A{act_bits} is not accepted: expected "
+                         f"{' or '.join(QUANTIZERS)} (xnnpack at W8A8 only)")
+    import warnings
+    from torchao.testing.pt2e._xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")      # XNNPACKQuantizer warns that it is deprecated
+        return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+
+
+def quantized(name: str, *, seed: int = 0, act_bits: int = 8, weight_bits: int = 8, calibration: int = 8,
+              resolution: int | None = None, quantizer: str = "systola"
               ) -> tuple[torch.export.ExportedProgram, torch.Tensor]:
-    """(the exported Q/DQ program of `random_model(name)` quantized post-training with SystolaQuantizer,
-    its calibration inputs); the batch is dynamic."""
-    from emu.frontend import SystolaQuantizer, convert_pt2e, prepare_pt2e
-    model, x = random_model(name, seed=seed, calibration=calibration)
+    """(the exported Q/DQ program of `random_model(name)` quantized post-training with `quantizer`, its
+    calibration inputs); the batch is dynamic."""
+    from emu.frontend import convert_pt2e, prepare_pt2e
+    q = _quantizer(quantizer, act_bits, weight_bits)
+    model, x = random_model(name, seed=seed, calibration=calibration, resolution=resolution)
     batch = {"x": {0: torch.export.Dim("batch")}}
     graph = torch.export.export(model, (x,), dynamic_shapes=batch).module()
-    prepared = prepare_pt2e(graph, SystolaQuantizer(act_bits=act_bits, weight_bits=weight_bits))
+    prepared = prepare_pt2e(graph, q)
     with torch.no_grad():
         prepared(x)
     return torch.export.export(convert_pt2e(prepared), (x,), dynamic_shapes=batch), x

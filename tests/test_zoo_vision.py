@@ -1,0 +1,53 @@
+"""Published architectures at their real resolutions (emu/zoo/vision.py), quantized with Systola's and
+torchao's XNNPACK-style quantizers: each compiles at 8x8 and 16x16, and `verify` on golden passes (golden ==
+integer reference on every element, torch's Q/DQ graph within 1 LSB)."""
+import io
+
+import pytest
+
+from emu.compiler.codegen import compile_graph
+from emu.contract.config import AccelConfig
+from emu.frontend import lower
+from emu.runtime.run import get_backend
+from emu.runtime.verify import verify
+from emu.zoo.vision import quantized
+
+ARRAYS = (AccelConfig(), AccelConfig(rows=16, cols=16))
+
+
+def check_verifies(net: str, quantizer: str, resolution: int | None = None) -> None:
+    ep, x = quantized(net, quantizer=quantizer, resolution=resolution)
+    graph = lower(ep)
+    for cfg in ARRAYS:
+        log = io.StringIO()
+        assert verify(ep, graph, cfg, x[:1].numpy(), {"golden": get_backend("golden")}, batch=1, out=log), \
+            log.getvalue()
+
+
+@pytest.mark.parametrize("quantizer", ["systola", "xnnpack"])
+@pytest.mark.parametrize("net", ["lenet5", "resnet20"])
+def test_small_networks_verify(net, quantizer):
+    check_verifies(net, quantizer)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quantizer", ["systola", "xnnpack"])
+@pytest.mark.parametrize("net, resolution", [("vgg11", None), ("resnet18", 64), ("resnet18", None)])
+def test_large_networks_verify(net, resolution, quantizer):
+    """VGG-11 at 32x32 and ResNet-18 at 64x64 take 1-2 minutes each on golden; ResNet-18 at 224x224 longer."""
+    check_verifies(net, quantizer, resolution)
+
+
+def test_resnet18_at_224_compiles():
+    """112x112x64 after the stem, 56x56 after the pool: bands of output rows, a program of many runs."""
+    ep, _ = quantized("resnet18")
+    program = compile_graph(lower(ep), AccelConfig(), batch=1)
+    assert len(program.segments) > 100
+    assert max(n for _, n in program.segments) <= program.cfg.instr_depth
+
+
+@pytest.mark.slow
+def test_resnet18_at_224_compiles_at_3x5():
+    ep, _ = quantized("resnet18")
+    program = compile_graph(lower(ep), AccelConfig(rows=3, cols=5), batch=1)
+    assert len(program.segments) > 100
