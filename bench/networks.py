@@ -35,6 +35,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nets", default=",".join(NETS), help=f"comma-separated, from {', '.join(NETS)}")
     ap.add_argument("--arrays", default="8x8,16x16", help="comma-separated ROWSxCOLS")
+    ap.add_argument("--batch", type=int, default=1, help="samples per run (default 1); cycles are per image")
     args = ap.parse_args()
     arrays = [tuple(int(v) for v in a.split("x")) for a in args.arrays.split(",")]
     print(f"{'network':<11} {'array':>5} {'layers':>6} {'instrs':>9} {'prog KiB':>9} {'runs':>5} {'lower s':>7} "
@@ -47,16 +48,16 @@ def main() -> None:
         for rows, cols in arrays:
             cfg = AccelConfig(rows=rows, cols=cols)
             t0 = time.perf_counter()
-            program = compile_graph(graph, cfg, batch=1)
+            program = compile_graph(graph, cfg, batch=args.batch)
             t_compile = time.perf_counter() - t0
             layers = cycle_profile(program)
-            cycles = sum(l.cycles for l in layers)
-            util = sum(l.macs for l in layers) / (cycles * cfg.macs)
+            cycles = sum(l.cycles for l in layers) / args.batch
+            util = sum(l.macs for l in layers) / (cycles * args.batch * cfg.macs)
             conv3 = [l for l in layers if l.kind.startswith("Conv2d 3x3")]
             util3 = (sum(l.macs for l in conv3) / (sum(l.cycles for l in conv3) * cfg.macs)) if conv3 else 0.0
             print(f"{net:<11} {rows:>2}x{cols:<2} {len(graph.nodes):>6} {program.prog_len:>9,} "
                   f"{program.prog_len * INSTR_BYTES / 1024:>9,.0f} {len(program.segments):>5} {t_lower:>7.2f} "
-                  f"{t_compile:>9.2f} {cycles:>12,} {100 * util:>5.1f}% {100 * util3:>7.1f}%", flush=True)
+                  f"{t_compile:>9.2f} {cycles:>12,.0f} {100 * util:>5.1f}% {100 * util3:>7.1f}%", flush=True)
 
 
 if __name__ == "__main__":
