@@ -118,3 +118,28 @@ def random_case(cfg: AccelConfig, seed: int, *, rounds: int = 3, max_t: int = 12
     prog_addr = 16 * int(rng.integers(0, (PROG_REGION[1] - blob.size) // 16))
     mem[prog_addr:prog_addr + blob.size] = blob
     return mem, prog_addr, len(prog), stores
+
+
+def split_case(mem: np.ndarray, prog_addr: int, prog_len: int, seed: int, *, cuts: int = 2
+               ) -> list[tuple[int, int]]:
+    """The program at `prog_addr` in `mem` rewritten as runs at the start of the program region: an END after
+    `cuts` randomly chosen SYNCs (where emu.compiler.codegen.split_runs may cut). Returns the runs
+    [(prog_addr, prog_len)]."""
+    rng = np.random.default_rng(seed)
+    instrs = [isa.decode(w) for w in isa.decode_program(mem[prog_addr:prog_addr + 16 * prog_len])]
+    syncs = [pc for pc, i in enumerate(instrs) if i.op == Opcode.SYNC]
+    chosen = set(int(pc) for pc in rng.choice(syncs, size=min(cuts, len(syncs)), replace=False))
+    base = PROG_REGION[0]
+    out, runs, first = [], [], 0
+    for pc, instr in enumerate(instrs):
+        out.append(instr)
+        if pc in chosen:
+            out.append(isa.make(Opcode.END))
+            runs.append((base + 16 * first, len(out) - first))
+            first = len(out)
+    runs.append((base + 16 * first, len(out) - first))
+    blob = np.frombuffer(isa.encode_program(out), np.uint8)
+    if base + blob.size > PROG_REGION[1]:
+        raise ValueError("the split program does not fit the program region")
+    mem[base:base + blob.size] = blob
+    return runs

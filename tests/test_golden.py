@@ -204,3 +204,21 @@ def test_watchdog():
     with pytest.raises(HardwareFault) as e:
         Golden(AccelConfig(), mem).run(PROG, 3, watchdog=500)
     assert (e.value.code, e.value.pc) == (FaultCode.WATCHDOG, 1)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_program_cut_into_runs_after_syncs_writes_the_same_memory(seed):
+    """The buffers carry over from run to run, so cutting after SYNCs changes only the cycles (each run's
+    preload and END), never the memory or the MACs."""
+    from randprog import random_case, split_case
+    from rtlcheck import CFG_3X5
+    mem, pa, pl, _ = random_case(CFG_3X5, 400 + seed)
+    whole = mem.copy()
+    res = Golden(CFG_3X5, whole).run(pa, pl)
+    runs = split_case(mem, pa, pl, seed)
+    parts = mem.copy()
+    res_runs = Golden(CFG_3X5, parts).run_all(runs)
+    program_bytes = slice(0, max(pa + 16 * pl, runs[-1][0] + 16 * runs[-1][1]))
+    whole[program_bytes] = parts[program_bytes] = 0
+    assert np.array_equal(whole, parts)
+    assert (res_runs.macs, res_runs.instructions) == (res.macs, res.instructions + len(runs) - 1)

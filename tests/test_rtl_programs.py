@@ -1,7 +1,7 @@
 """Whole-accelerator random programs on the RTL: memory, cycles and MACs equal to the golden emulator."""
 import pytest
 
-from randprog import random_case
+from randprog import random_case, split_case
 
 from rtlcheck import CFG_2X7, CFG_3X5, CFG_W4A4, assert_same_as_golden
 
@@ -24,3 +24,11 @@ def test_random_w4a4(seed):
 def test_random_128bit_bus(seed):
     mem, pa, pl, _ = random_case(CFG_2X7, 200 + seed)
     assert_same_as_golden(CFG_2X7, mem, pa, pl)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_random_program_in_runs_3x5(seed):
+    """The program cut into three runs after random SYNCs: the RTL carries the buffers over as golden does."""
+    mem, pa, pl, _ = random_case(CFG_3X5, 300 + seed)
+    (first, *then) = split_case(mem, pa, pl, seed)
+    assert_same_as_golden(CFG_3X5, mem, *first, then=then)
