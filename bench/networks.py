@@ -2,7 +2,7 @@
 
 For each network (the digits zoo, CIFAR ResNet-20 at 32x32, ResNet-18 at 224x224; random weights with
 measured BatchNorm statistics, W8A8 post-training quantization) and each array, one row: layers,
-instructions, program bytes, runs of instr_depth, seconds to lower and compile, cycles per image, and the
+instructions, program bytes, segments of instr_depth, seconds to lower and compile, cycles per image, and the
 array utilization (useful MACs / (cycles x rows x cols)) over the whole network and over its 3x3
 convolutions alone, from the compile-time cycle profile (emu/compiler/profile.py, equal to golden's count).
 
@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1, help="samples per run (default 1); cycles are per image")
     args = ap.parse_args()
     arrays = [tuple(int(v) for v in a.split("x")) for a in args.arrays.split(",")]
-    print(f"{'network':<11} {'array':>5} {'layers':>6} {'instrs':>9} {'prog KiB':>9} {'runs':>5} {'lower s':>7} "
+    print(f"{'network':<11} {'array':>5} {'layers':>6} {'instrs':>9} {'prog KiB':>9} {"segs":>5} {'lower s':>7} "
           f"{'compile s':>9} {'cycles/img':>12} {'util':>6} {'util 3x3':>8}")
     for net in args.nets.split(","):
         ep = _model(net)

@@ -63,7 +63,7 @@ async def run_program(dut):
 
     await axil.write_dword(regs.OFFSET["WATCHDOG"], job["watchdog"])
     # the accelerator's stretch: for each run, PROG_ADDR/PROG_LEN and the CTRL write, then the one wait on
-    # done (or on the cycle limit). A program of several runs (job["segments"]) starts each after the one
+    # done (or on the cycle limit). A program of several segments (job["segments"]) starts each after the one
     # before is done and stops at a fault; with job["runs"] > 1 its one run is started again after each
     # done. Every run's registers are kept.
     result["runs"] = []

@@ -23,7 +23,7 @@ import numpy as np
 from emu.contract import regs
 from emu.contract.config import AccelConfig
 from emu.contract.faults import FaultCode, HardwareFault
-from emu.emulator.golden import RunResult, program_fault, sum_runs
+from emu.emulator.golden import RunResult, program_fault, sum_segments
 from emu.contract.isa import INSTR_BYTES, Opcode, decode_program, opcode_of
 
 from sim.runner import CLOCK_NS, MEM_WORDS_MAX, REPO, build
@@ -96,9 +96,9 @@ def simulate(cfg: AccelConfig, memory: np.ndarray, prog_addr: int, prog_len: int
     runs: start the program this many times, each time after the previous run's done, without a reset in
     between (what is left in the fetch pipeline from one run must not reach the next). Every run must report
     the same STATUS, fault, pc, CYCLES and MACS as the first, else RuntimeError; the memory is the last run's.
-    then: further (prog_addr, prog_len) runs of the same program (emu.compiler.program.Program.runs), each
+    then: further (prog_addr, prog_len) runs of the same program (emu.compiler.program.Program.starts), each
     started once the one before is done, in the same simulation; results are summed and a fault's pc is
-    counted from prog_addr (emu.emulator.golden.program_fault), as golden's run_all does.
+    counted from prog_addr (emu.emulator.golden.program_fault), as Golden.run_segments does.
     """
     if memory.dtype != np.uint8 or memory.ndim != 1:
         raise TypeError("memory must be a 1-D uint8 array")
@@ -178,6 +178,6 @@ def simulate(cfg: AccelConfig, memory: np.ndarray, prog_addr: int, prog_len: int
         fault = HardwareFault(code, result["pc"], f"RTL status {result['status']:#x}{waves_note}")
         raise program_fault(segments, len(result["runs"]) - 1 if runs == 1 else 0, fault)
     done = result["runs"][:len(segments)]
-    total = sum_runs([RunResult(cycles=r["cycles"], macs=r["macs"], instructions=_instructions(memory, a, n))
+    total = sum_segments([RunResult(cycles=r["cycles"], macs=r["macs"], instructions=_instructions(memory, a, n))
                       for r, (a, n) in zip(done, segments)])
     return HilRun(after, total, result["run_seconds"], time.perf_counter() - t_begin)

@@ -53,7 +53,7 @@ def test_too_many_bits_for_the_hardware_are_refused():
 
 
 def test_a_reduction_longer_than_one_run_goes_on_in_the_next():
-    """One output tile's 8 K-tiles need 38 instructions; with instr_depth=16 the runs cut it after SYNCs and
+    """One output tile's 8 K-tiles need 38 instructions; with instr_depth=16 the segments cut it after SYNCs and
     the accumulators carry over from run to run."""
     rng = np.random.default_rng(7)
     g = random_mlp(rng, [64, 64])
@@ -61,7 +61,7 @@ def test_a_reduction_longer_than_one_run_goes_on_in_the_next():
     assert len(program.segments) > 3
 
 
-def test_long_program_is_split_into_runs():
+def test_long_program_is_split_into_segments():
     rng = np.random.default_rng(9)
     g = random_mlp(rng, [40, 48, 30, 10])
     cfg = AccelConfig(rows=3, cols=5, **SMALL)

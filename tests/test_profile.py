@@ -9,7 +9,7 @@ from graphs import NetBuilder, random_input
 from rtlcheck import SMALL
 
 
-def test_profile_totals_equal_golden_on_a_banded_program_of_several_runs():
+def test_profile_totals_equal_golden_on_a_banded_program_of_several_segments():
     rng = np.random.default_rng(12)
     b = NetBuilder(rng, (14, 10, 5))
     x = b.conv(6, padding=(1, 1, 1, 1))

@@ -209,9 +209,10 @@ def cmd_compile(args) -> int:
     program = compile_graph(graph, cfg, batch=args.batch)
     program.save(args.output)
     from emu.compiler.profile import profile_table
-    runs = len(program.segments)
+    segments = len(program.segments)
     print(f"compiled {len(graph.nodes)} layers for {cfg.describe()}: {program.prog_len} instructions"
-          + (f" in {runs} runs of at most instr_depth={cfg.instr_depth}" if runs > 1 else "")
+          + (f" in {segments} segments of at most instr_depth={cfg.instr_depth} (one start each)"
+             if segments > 1 else "")
           + f", {program.image.size} bytes of external memory, {program.batch} sample{'s' * (program.batch != 1)} "
             f"per run -> {args.output}")
     print(profile_table(program))

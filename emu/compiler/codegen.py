@@ -33,7 +33,7 @@ from emu.compiler.schedule import CompileError, Gemm, KTile, Memory, emit, slabs
 __all__ = ["CompileError", "compile_graph", "BATCH_CHOICES"]
 
 #: Batch sizes `compile_graph(batch=None)` tries, largest first, until the program fits one run of
-#: instr_depth instructions; batch 1 when none does (the program is then several runs, see `split_runs`).
+#: instr_depth instructions; batch 1 when none does (the program is then several segments, see `split_segments`).
 BATCH_CHOICES = (64, 32, 16, 8, 4, 2, 1)
 
 
@@ -190,24 +190,25 @@ class _Compiler:
             layers.append({"name": node.name, "kind": node.describe(), "source": node.source,
                            "output": self.regions[node.output].to_json(), "macs": macs,
                            "instructions": len(prog) - first})
-        runs = split_runs(prog, cfg.instr_depth)
-        blob = isa.encode_program(runs)
+        instrs = split_segments(prog, cfg.instr_depth)
+        blob = isa.encode_program(instrs)
         prog_addr = self.mem.alloc(len(blob), blob)
-        return Program(cfg, self.mem.image(), prog_addr, len(runs), self.batch, self.regions[g.input],
-                       self.regions[g.output], layers, g.input_layout, segments=segment_table(runs))
+        return Program(cfg, self.mem.image(), prog_addr, len(instrs), self.batch, self.regions[g.input],
+                       self.regions[g.output], layers, g.input_layout, segments=segment_table(instrs))
 
 
-def split_runs(prog: list, instr_depth: int) -> list:
-    """The instructions with an END after each run: the fewest runs of at most `instr_depth` instructions,
-    each cut after a SYNC. One run when the whole program fits, as before.
+def split_segments(prog: list, instr_depth: int) -> list:
+    """The instructions with an END after each segment: the fewest segments of at most `instr_depth`
+    instructions, each cut after a SYNC, each one start of the hardware. One segment when the whole program
+    fits, as before.
 
     After a SYNC every unit is idle, and the on-chip buffers keep their contents from one run to the next
-    (nothing clears them, in the gateware or in golden), so the next run goes on where this one stopped,
+    (nothing clears them, in the gateware or in golden), so the next segment goes on where this one stopped,
     even inside a layer's reduction."""
     out, start = [], 0
     syncs = [pc + 1 for pc, i in enumerate(prog) if i.op == Opcode.SYNC]
     while len(prog) - start > instr_depth - 1:
-        # the last SYNC that leaves room for the run's END
+        # the last SYNC that leaves room for the segment's END
         k = bisect.bisect_right(syncs, start + instr_depth - 1) - 1
         stop = syncs[k] if k >= 0 else start
         if stop <= start:
@@ -218,7 +219,7 @@ def split_runs(prog: list, instr_depth: int) -> list:
 
 
 def segment_table(instrs: list) -> list[tuple[int, int]]:
-    """(first pc, instructions) of each run of a program: runs end at END."""
+    """(first pc, instructions) of each segment of a program: segments end at END."""
     out, start = [], 0
     for pc, i in enumerate(instrs):
         if i.op == Opcode.END:
@@ -232,7 +233,7 @@ def compile_graph(graph: Graph, cfg: AccelConfig, *, batch: int | None = None) -
     largest of BATCH_CHOICES whose program fits the instruction memory in one run (else batch 1)."""
     if batch is None:
         program = _Compiler(graph, cfg, 1).run()
-        if len(program.segments) > 1:      # larger batches only add runs
+        if len(program.segments) > 1:      # larger batches only add segments
             return program
         for b in BATCH_CHOICES:
             program = _Compiler(graph, cfg, b).run()

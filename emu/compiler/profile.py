@@ -1,8 +1,8 @@
 """Where a program's cycles go, layer by layer, from the cycle model alone (emu.contract.timing).
 
 The cycle count of a program does not depend on the data, so it is known at compile time: this walks the
-program's runs through the same `Timer` golden counts with, and charges each cycle to the layer whose
-instruction was issued last (a run's preload to the layer it starts in). Layers end with a SYNC, so a
+program's segments through the same `Timer` golden counts with, and charges each cycle to the layer whose
+instruction was issued last (a segment's preload to the layer it starts in). Layers end with a SYNC, so a
 layer's work is done before the next one issues. The totals equal what golden and the RTL report.
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ def cycle_profile(program: Program) -> list[LayerCycles]:
     owner = [i for i, l in enumerate(layers) for _ in range(l.instructions)]   # layer of each non-END instr
     instrs = program.instructions
     k = 0                                   # instructions of layers seen so far (ENDs not counted)
-    for (first, count), (addr, _) in zip(program.segments, program.runs()):
+    for (first, count), (addr, _) in zip(program.segments, program.starts()):
         timer = Timer(cfg, preload_cycles(addr, count, cfg))
         before = 0
         for instr in instrs[first:first + count]:

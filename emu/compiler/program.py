@@ -99,9 +99,9 @@ class Program:
     output: TensorRegion
     layers: list[dict]           # per layer: name, kind, output TensorRegion json, source, ideal macs
     input_layout: str = "nc"
-    #: (first pc, instructions) of each run, in order: a program longer than instr_depth is several runs,
-    #: each ending with END, started one after the other on the same external memory (see
-    #: emu.compiler.codegen.split_runs). None: one run of all prog_len instructions.
+    #: (first pc, instructions) of each segment, in order: a program longer than instr_depth is several
+    #: segments, each ending with END and each one start of the hardware, started one after the other on the
+    #: same external memory (see emu.compiler.codegen.split_segments). None: one segment of all prog_len.
     segments: list[tuple[int, int]] | None = None
 
     def __post_init__(self):
@@ -117,8 +117,8 @@ class Program:
         if pc != self.prog_len:
             raise ProgramError(f"segments {self.segments} cover {pc} of the program's {self.prog_len} instructions")
 
-    def runs(self) -> list[tuple[int, int]]:
-        """(byte address, instructions) of each run, for a backend."""
+    def starts(self) -> list[tuple[int, int]]:
+        """(PROG_ADDR, PROG_LEN) of each segment: what a backend starts, in order."""
         return [(self.prog_addr + first * INSTR_BYTES, count) for first, count in self.segments]
 
     @property

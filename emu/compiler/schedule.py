@@ -26,7 +26,7 @@ ACT, WGT and OUT are double-buffered, so the DMA works behind the array.
 A layer whose output map is larger than the buffers hold (act_depth/2, out_depth/2, acc_depth entries)
 runs the schedule above once per band of output rows of one sample (`slabs`); a band's windows read their
 input rows, halo included, straight from external memory. The program may then be longer than the
-instruction memory: emu.compiler.codegen.split_runs cuts it into runs.
+instruction memory: emu.compiler.codegen.split_segments cuts it into segments.
 """
 from __future__ import annotations
 

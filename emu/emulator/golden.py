@@ -18,7 +18,7 @@ from emu.contract.faults import FaultCode, HardwareFault
 from emu.contract.isa import INSTR_BYTES, Buffer, Instr, Opcode, decode, opcode_of
 from emu.contract.timing import Timer, dma_extent, element_bytes, instr_cycles, preload_cycles
 
-__all__ = ["Golden", "RunResult", "check_fields", "program_fault", "sum_runs"]
+__all__ = ["Golden", "RunResult", "check_fields", "program_fault", "sum_segments"]
 
 
 @dataclasses.dataclass
@@ -31,15 +31,15 @@ class RunResult:
         return self.macs / max(1, self.cycles * cfg.macs)
 
 
-def program_fault(runs: list[tuple[int, int]], index: int, fault: HardwareFault) -> HardwareFault:
-    """A fault raised in run `index` of a program of several runs (emu.compiler.program.Program.runs),
+def program_fault(segments: list[tuple[int, int]], index: int, fault: HardwareFault) -> HardwareFault:
+    """A fault raised in segment `index` of a program of several (emu.compiler.program.Program.starts),
     with its pc counted from the program's first instruction: golden and RTL report it the same way."""
-    first = (runs[index][0] - runs[0][0]) // INSTR_BYTES
+    first = (segments[index][0] - segments[0][0]) // INSTR_BYTES
     return HardwareFault(fault.code, first + fault.pc, fault.detail)
 
 
-def sum_runs(results: list[RunResult]) -> RunResult:
-    """The result of a program of several runs: cycles, MACs and instructions summed."""
+def sum_segments(results: list[RunResult]) -> RunResult:
+    """The result of a program of several segments: cycles, MACs and instructions summed."""
     return RunResult(cycles=sum(r.cycles for r in results), macs=sum(r.macs for r in results),
                      instructions=sum(r.instructions for r in results))
 
@@ -164,16 +164,16 @@ class Golden:
         self.out[i.out_addr:i.out_addr + i.rows] = numerics.wrap(y, self.cfg.act_bits)
 
     # ---- a whole run ----
-    def run_all(self, runs: list[tuple[int, int]], *, watchdog: int = 0) -> RunResult:
-        """Run a program of several runs [(prog_addr, prog_len)], each started after the previous one
-        ends, as the host does on the hardware; `watchdog` bounds each run. Raises HardwareFault."""
+    def run_segments(self, segments: list[tuple[int, int]], *, watchdog: int = 0) -> RunResult:
+        """Run a program of several segments [(prog_addr, prog_len)], each started after the previous one
+        ends, as the host does on the hardware; `watchdog` bounds each. Raises HardwareFault."""
         results = []
-        for index, (prog_addr, prog_len) in enumerate(runs):
+        for index, (prog_addr, prog_len) in enumerate(segments):
             try:
                 results.append(self.run(prog_addr, prog_len, watchdog=watchdog))
             except HardwareFault as fault:
-                raise program_fault(runs, index, fault) from None
-        return sum_runs(results)
+                raise program_fault(segments, index, fault) from None
+        return sum_segments(results)
 
     def run(self, prog_addr: int, prog_len: int, *, watchdog: int = 0) -> RunResult:
         """Run the program at `prog_addr` (`prog_len` instructions). Raises HardwareFault."""

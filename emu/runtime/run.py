@@ -1,8 +1,8 @@
 """Running a Program on a backend: chunks a batch of inputs into runs of `program.batch` samples,
 writes each chunk into a fresh copy of the memory image, executes, and reads every layer's output back.
 
-A backend is a callable ``(cfg, memory, runs, watchdog) -> (memory, RunResult)`` that raises HardwareFault,
-`runs` the program's [(prog_addr, prog_len)] (emu.compiler.program.Program.runs), started one after the
+A backend is a callable ``(cfg, memory, segments, watchdog) -> (memory, RunResult)`` that raises HardwareFault,
+`segments` the program's [(prog_addr, prog_len)] (emu.compiler.program.Program.starts), started one after the
 other; `golden` is the emulator, `rtl` (sim/hil.py) the simulated gateware.
 """
 from __future__ import annotations
@@ -21,14 +21,14 @@ __all__ = ["RunOutput", "run_program", "quantize_input", "check_input", "check_v
            "BACKENDS", "get_backend", "check_config"]
 
 
-def _golden(cfg, memory, runs, watchdog):
-    return memory, Golden(cfg, memory).run_all(runs, watchdog=watchdog)
+def _golden(cfg, memory, segments, watchdog):
+    return memory, Golden(cfg, memory).run_segments(segments, watchdog=watchdog)
 
 
 def _rtl(simulator: str = "verilator", waves: str | None = None):
-    def run(cfg, memory, runs, watchdog):
+    def run(cfg, memory, segments, watchdog):
         from sim.hil import run_rtl  # imported lazily: cocotb is only needed for this backend
-        (prog_addr, prog_len), *then = runs
+        (prog_addr, prog_len), *then = segments
         return run_rtl(cfg, memory, prog_addr, prog_len, then=then, simulator=simulator, waves=waves,
                        watchdog=watchdog)
     return run
@@ -146,7 +146,7 @@ def run_program(program: Program, x_int: np.ndarray, *, backend: Callable = _gol
         chunk = np.full((pb,) + region.shape, region.qparams.zero_point, np.int64)  # unused slots: zeros
         chunk[:n] = x_int[s:s + n].reshape((n,) + region.shape)
         mem[region.addr:region.addr + pb * region.sample_bytes] = region.pack(chunk)
-        mem, res = backend(program.cfg, mem, program.runs(), watchdog)
+        mem, res = backend(program.cfg, mem, program.starts(), watchdog)
         for r in regions:
             outs[r.name][s:s + n] = r.unpack(mem[r.addr:], n)
         cycles, macs, runs = cycles + res.cycles, macs + res.macs, runs + 1
