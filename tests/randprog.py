@@ -123,7 +123,7 @@ def random_case(cfg: AccelConfig, seed: int, *, rounds: int = 3, max_t: int = 12
 def split_case(mem: np.ndarray, prog_addr: int, prog_len: int, seed: int, *, cuts: int = 2
                ) -> list[tuple[int, int]]:
     """The program at `prog_addr` in `mem` rewritten as runs at the start of the program region: an END after
-    `cuts` randomly chosen SYNCs (where emu.compiler.codegen.split_runs may cut). Returns the runs
+    `cuts` randomly chosen SYNCs (where emu.compiler.codegen.split_segments may cut). Returns the runs
     [(prog_addr, prog_len)]."""
     rng = np.random.default_rng(seed)
     instrs = [isa.decode(w) for w in isa.decode_program(mem[prog_addr:prog_addr + 16 * prog_len])]

@@ -25,7 +25,7 @@ needs_iverilog = pytest.mark.skipif(shutil.which("iverilog") is None,
 def golden(cfg, mem, prog_addr, prog_len, watchdog=0, then=()):
     g = mem.copy()
     try:
-        return g, Golden(cfg, g).run_all([(prog_addr, prog_len), *then], watchdog=watchdog), None
+        return g, Golden(cfg, g).run_segments([(prog_addr, prog_len), *then], watchdog=watchdog), None
     except HardwareFault as e:
         return g, None, e
 

@@ -217,7 +217,7 @@ def test_a_program_cut_into_runs_after_syncs_writes_the_same_memory(seed):
     res = Golden(CFG_3X5, whole).run(pa, pl)
     runs = split_case(mem, pa, pl, seed)
     parts = mem.copy()
-    res_runs = Golden(CFG_3X5, parts).run_all(runs)
+    res_runs = Golden(CFG_3X5, parts).run_segments(runs)
     program_bytes = slice(0, max(pa + 16 * pl, runs[-1][0] + 16 * runs[-1][1]))
     whole[program_bytes] = parts[program_bytes] = 0
     assert np.array_equal(whole, parts)
