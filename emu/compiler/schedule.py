@@ -48,6 +48,9 @@ _STRIDE_LIMIT = 1 << 20
 _ROWS_MAX = (1 << 16) - 1
 
 
+_SYNC = isa.make(Opcode.SYNC)   # instructions are immutable: one SYNC serves every place a layer needs one
+
+
 class CompileError(ValueError):
     """A graph this configuration cannot run; the message names the layer and the limit."""
 
@@ -224,7 +227,7 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
             act_slot = {steps[0][0]: 0}
             load_act(steps[0][0], 0, out)
             load_wgt(steps[0], 0, out)
-            out.append(isa.make(Opcode.SYNC))
+            out.append(_SYNC)
             started = set()
             for s, (i, j) in enumerate(steps):
                 out.append(isa.make(Opcode.MATMUL, rows=entries, act_addr=act_slot[i] * slot,
@@ -239,16 +242,16 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
                         act_slot[nxt[0]] = 1 - act_slot[i]
                         load_act(nxt[0], act_slot[nxt[0]], out)
                     load_wgt(nxt, (s + 1) % 2, out)
-                out.append(isa.make(Opcode.SYNC))
+                out.append(_SYNC)
             for n, j in enumerate(js):
                 out.append(isa.make(Opcode.POST, rows=entries, acc_addr=(j - js[0]) * entries,
                                     out_addr=(n % 2) * slot, param_addr=j - js[0], shift=g.shift,
                                     zero_point=g.zero_point, clamp_lo=g.clamp[0], clamp_hi=g.clamp[1]))
                 if n:
                     store(j - 1, (n - 1) % 2, out)
-                out.append(isa.make(Opcode.SYNC))
+                out.append(_SYNC)
             store(js[-1], (len(js) - 1) % 2, out)
-            out.append(isa.make(Opcode.SYNC))
+            out.append(_SYNC)
             return group_macs
 
         group = max(1, min(nt, cfg.acc_depth // entries, cfg.param_depth))

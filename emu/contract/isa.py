@@ -179,7 +179,17 @@ def decode(word: int) -> Instr | None:
 
 
 def encode_program(instrs: Iterable[Instr]) -> bytes:
-    return b"".join(encode(i).to_bytes(INSTR_BYTES, "little") for i in instrs)
+    # a large network repeats the same few thousand instructions (SYNCs, weight loads of a band): each
+    # distinct one is encoded once
+    words: dict[tuple, bytes] = {}
+    out = []
+    for i in instrs:
+        key = (i.op, *i.fields.values())
+        word = words.get(key)
+        if word is None:
+            word = words[key] = encode(i).to_bytes(INSTR_BYTES, "little")
+        out.append(word)
+    return b"".join(out)
 
 
 def decode_program(blob: bytes | np.ndarray) -> list[int]:
