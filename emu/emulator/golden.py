@@ -84,7 +84,7 @@ def check_fields(instr: Instr, cfg: AccelConfig) -> tuple[FaultCode, str] | None
     return None
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=256)   # a large network is ~200 segments, each decoded once per process
 def _decoded(blob: bytes, cfg: AccelConfig) -> list[tuple[Instr | None, tuple[FaultCode, str] | None, int, int]]:
     """(instruction, decode-time fault, DMA end byte, cycles) per word; a program runs many times,
     it is decoded and timed once."""
