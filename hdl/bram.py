@@ -10,7 +10,8 @@ Behaviour, on every target: the entry at rd_addr[i] presented in cycle c appears
 c + 2. A write in cycle c is seen by reads presented from cycle c + 1 on. The units never read an entry in
 the cycle it is written (a real dual-port RAM's result would be undefined), so no read-during-write rule is
 stated. In simulation (and for non-ECP5 targets) it is an Amaranth `Memory` read port plus one register; for
-ECP5 it is DP16KD blocks with REGMODE = OUTREG (hdl/ecp5.py), one copy per read port.
+ECP5 it is DP16KD blocks with REGMODE = OUTREG (hdl/fpga/ecp5.py), one copy per read port: a family's
+`Family.block_ram`, where it has one.
 
 A wide memory is many DP16KD blocks side by side (ACC at 8x8: 15 a port, PARAM 22), and a DP16KD's address
 and enable inputs have a large setup time, so one register driving them all cannot be near them all. For
@@ -36,7 +37,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hdl import ecp5
+from hdl.fpga import family_of
 from hdl.pipeline import delay
 
 __all__ = ["BlockRAM", "counter_signature"]
@@ -50,7 +51,6 @@ def counter_signature(addr_bits: int) -> wiring.Signature:
 
 class BlockRAM(wiring.Component):
     LATENCY = 2
-    assert LATENCY == ecp5.BLOCK_RAM_LATENCY
 
     @staticmethod
     def addr_bits(depth: int) -> int:
@@ -84,16 +84,21 @@ class BlockRAM(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         width = Shape.cast(self._shape).width
-        hard = ecp5.is_ecp5(platform)
-        copies = ecp5.ebr_layout(width, self._depth).blocks if hard else 1
+        family = family_of(platform)
+        hard = family.has_block_ram
+        if hard and family.block_ram_latency != self.LATENCY:
+            raise ValueError(f"{family!r}'s block RAM reads in {family.block_ram_latency} cycles, not "
+                             f"BlockRAM.LATENCY = {self.LATENCY}")
+        copies = family.block_ram_blocks(width, self._depth) if hard else 1
+        apart = hard and family.has_replicas      # the copies in flip-flops synthesis keeps apart
 
         def counters(i):
             ctl, addrs = self.rd_count[i], []
             for c in range(copies):
                 addr = Signal.like(ctl.base, name=f"rd_addr{i}_{c}")
                 nxt = Mux(ctl.load, ctl.base, addr + 1)
-                if hard:    # flip-flops of its own: Yosys merges copies with the same inputs into one
-                    ecp5.flops(m, addr, nxt, en=ctl.load | ctl.step, name=f"rd_addr{i}_{c}")
+                if apart:    # flip-flops of its own: Yosys merges copies with the same inputs into one
+                    family.flops(m, addr, nxt, en=ctl.load | ctl.step, name=f"rd_addr{i}_{c}")
                 else:
                     with m.If(ctl.load | ctl.step):
                         m.d.sync += addr.eq(nxt)
@@ -103,9 +108,9 @@ class BlockRAM(wiring.Component):
         wr_en, wr_addr, wr_data = self.wr_en, self.wr_addr, Value.cast(self.wr_data)
         if self._registered_write:
             wr_data = delay(m, wr_data, 1, "wr_data")
-            if hard:   # copies Yosys keeps, though their inputs are the same
-                wr_en = [ecp5.replica(m, self.wr_en, name=f"wr_en_{c}", reset=True) for c in range(copies)]
-                wr_addr = [ecp5.replica(m, self.wr_addr, name=f"wr_addr_{c}") for c in range(copies)]
+            if apart:   # copies Yosys keeps, though their inputs are the same
+                wr_en = [family.replica(m, self.wr_en, name=f"wr_en_{c}", reset=True) for c in range(copies)]
+                wr_addr = [family.replica(m, self.wr_addr, name=f"wr_addr_{c}") for c in range(copies)]
             else:
                 wr_en, wr_addr = delay(m, self.wr_en, 1, "wr_en"), delay(m, self.wr_addr, 1, "wr_addr")
         k = self._addr_copies
@@ -115,8 +120,8 @@ class BlockRAM(wiring.Component):
             else:
                 rd_addrs = [self.rd_addr[i]] + [self.rd_addr_copy[i][j] for j in range(k - 1)]
             if hard:
-                ecp5.block_ram(m, width=width, depth=self._depth, wr_en=wr_en, wr_addr=wr_addr, wr_data=wr_data,
-                               rd_addr=rd_addrs, rd_data=Value.cast(self.rd_data[i]), name=f"port{i}")
+                family.block_ram(m, width=width, depth=self._depth, wr_en=wr_en, wr_addr=wr_addr, wr_data=wr_data,
+                                 rd_addr=rd_addrs, rd_data=Value.cast(self.rd_data[i]), name=f"port{i}")
                 continue
             # k slices of adjacent bits, slice j read at address copy j (one slice without copies)
             rd_data = Value.cast(self.rd_data[i])

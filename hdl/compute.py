@@ -50,8 +50,8 @@ __all__ = ["ComputeUnit", "compute_command_signature", "MATMUL_LATENCY_MIN", "PO
 MATMUL_LATENCY_MIN = timing.ISSUE_LATENCY + BlockRAM.LATENCY + MULT_LATENCY + 7
 POST_LATENCY_MIN = timing.ISSUE_LATENCY + BlockRAM.LATENCY + PostProc.LATENCY + 1
 #: Copies of each start strobe (`matmul_start`, `post_start`), one per group of registers it loads, each
-#: from a flip-flop of its own in the sequencer (hdl/ecp5.copies): one start flip-flop loading ~200
-#: registers and 40 block-RAM address counters across the unit is too wide a fanout for one net.
+#: from a flip-flop of its own in the sequencer (Family.copies, hdl/fpga/family.py): one start flip-flop
+#: loading ~200 registers and 40 block-RAM address counters across the unit is too wide a fanout for one net.
 START_COPIES = 5
 
 

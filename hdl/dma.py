@@ -61,7 +61,7 @@ beat's entry. W beats go out of the FIFO back to back once the burst's AW is acc
 3 cycles after the span set-up (S1, S2), and its beat can leave the FIFO 6 cycles after P0, so STORE's first
 address goes out 8 cycles after the span set-up.
 
-On ECP5 (`is_ecp5(platform)`) the copies are flip-flops Yosys keeps (hdl/ecp5.replica); elsewhere one
+The copies are `Family.copies` (hdl/fpga/family.py): on ECP5 flip-flops Yosys keeps; elsewhere one
 register stands for them all, which is the same cycle for cycle.
 """
 from __future__ import annotations
@@ -77,7 +77,7 @@ from emu.contract.config import EXT_ADDR_BITS, PARAM_BYTES
 from emu.contract.isa import FIELDS, INSTR_BYTES, Opcode
 
 from hdl.axi import axi4_signature
-from hdl import ecp5
+from hdl.fpga import family_of
 from hdl.pipeline import delay, product, product_latency
 
 __all__ = ["DMA", "dma_command_signature", "LOAD_SETUP_MIN", "STORE_SETUP_MIN", "LOAD_DRAIN_MIN"]
@@ -173,9 +173,10 @@ class DMA(wiring.Component):
         lgB = exact_log2(B)
         NW = -(-EB // B)             # entry words of B bytes (the last one padded with zeros)
         bus, cmd = self.bus, self.cmd
+        family = family_of(platform)
 
         def copies(value, count, name):
-            return ecp5.copies(m, value, count, name=name, platform=platform)
+            return family.copies(m, value, count, name=name)
 
         # ---- arguments: registered every cycle while idle, so the far `start` reaches no enable ----
         busy = Signal()                                 # a flip-flop: the bus state machine is not in IDLE

@@ -48,7 +48,7 @@ Each stage holds one carry chain, or at most three LUT levels. The shift's first
 (9 and 10: a 4:1 then a 2:1 mux) because one 8:1 mux stage is too slow for the whole accelerator's clock.
 
 On ECP5 each lane has its own registers for the last stage of every control and for the shift it decodes
-2**(shift-1) from (hdl/ecp5.py `replica`), so no control register drives more than one lane's shifter,
+2**(shift-1) from (`Family.replica`, hdl/fpga/family.py), so no control register drives more than one lane's shifter,
 adder or comparators; the first shift stage's select has four copies per lane.
 
 `out_valid`/`out` follow `in_valid` and all other inputs by LATENCY cycles: the controls (`param`, `shift`,
@@ -61,7 +61,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl import ecp5
+from hdl.fpga import family_of
 from hdl.buffers import param_layout
 from hdl.pipeline import delay
 
@@ -169,6 +169,7 @@ class PostProc(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        family = family_of(platform)
         m.d.comb += self.out_valid.eq(delay(m, self.in_valid, self.LATENCY, "valid"))
 
         # The per-row controls travel down the pipeline with the data, so every input may change every
@@ -191,9 +192,9 @@ class PostProc(wiring.Component):
         clip_hi = delay(m, hi, 1, "clip_hi")
 
         def copy(value, name):
-            # each lane's own register; Yosys would merge plain copies back into one (hdl/ecp5.py)
-            if ecp5.is_ecp5(platform):
-                return ecp5.replica(m, value, name=name)
+            # each lane's own register; Yosys would merge plain copies back into one (Family.replica)
+            if family.has_replicas:
+                return family.replica(m, value, name=name)
             return delay(m, value, 1, name)
 
         for n in range(self._lanes):

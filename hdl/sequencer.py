@@ -40,7 +40,7 @@ from emu.contract.config import AccelConfig
 from emu.contract.faults import FaultCode
 from emu.contract.isa import INSTR_BITS, INSTR_BYTES, OPCODE_BITS, Opcode
 
-from hdl import ecp5
+from hdl.fpga import family_of
 from hdl.bram import BlockRAM
 from hdl.compute import START_COPIES, compute_command_signature, start_counts
 from hdl.decoder import COUNT_BITS, Decoder, views
@@ -95,6 +95,7 @@ class Sequencer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        family = family_of(platform)
         m.submodules.decoder = dec = Decoder(self._cfg)
         # The queue is split: the opcode and fault of each entry in a Queue with a registered head, which is
         # all the issue decision reads, and the rest (the word, row bytes, count) in a LUT RAM read at the
@@ -130,7 +131,7 @@ class Sequencer(wiring.Component):
         idle, idle_next = Signal(init=1), Signal()
         m.d.comb += idle_next.eq(idle)
         m.d.sync += idle.eq(idle_next)
-        flush_dec, flush_queue, flush = ecp5.copies(m, idle_next, 3, name="flush", platform=platform)
+        flush_dec, flush_queue, flush = family.copies(m, idle_next, 3, name="flush")
         start_run = start & idle
 
         # ---- fetch: one word a cycle while a queue entry is free for it, up to the word past the end ----
@@ -148,11 +149,12 @@ class Sequencer(wiring.Component):
         fetch = fetching & credits[0]
         pop = Signal()
         pop_q = Signal()
-        # the instruction memory's address copies: registers of their own with fetch_pc's next value (on ECP5
-        # flip-flops Yosys does not merge back into one, hdl/ecp5.replica); elsewhere fetch_pc stands for all
+        # the instruction memory's address copies: registers of their own with fetch_pc's next value (where the
+        # family has flip-flops synthesis does not merge back into one, Family.replica); elsewhere fetch_pc
+        # stands for all
         for i, copy in enumerate(self.imem_rd_addr):
             addr = fetch_pc_next[:self._imem_abits]
-            m.d.comb += copy.eq(ecp5.replica(m, addr, name=f"imem_rd_addr_{i}") if ecp5.is_ecp5(platform)
+            m.d.comb += copy.eq(family.replica(m, addr, name=f"imem_rd_addr_{i}") if family.has_replicas
                                 else fetch_pc)
         # the credit comes back from a registered pop, so the issue decision does not reach the fetch logic
         # (a pop while idle is of an entry the flush drops: it returns no credit)
@@ -256,10 +258,8 @@ class Sequencer(wiring.Component):
         # there (hdl/compute.py); the two below are this unit's own
         array_started, post_started = Signal(name="array_started"), Signal(name="post_started")
         m.d.comb += [
-            self.cu.matmul_start.eq(Cat(ecp5.copies(m, array_go, START_COPIES, name="cu_matmul_start",
-                                                    platform=platform))),
-            self.cu.post_start.eq(Cat(ecp5.copies(m, post_go, START_COPIES, name="cu_post_start",
-                                                  platform=platform))),
+            self.cu.matmul_start.eq(Cat(family.copies(m, array_go, START_COPIES, name="cu_matmul_start"))),
+            self.cu.post_start.eq(Cat(family.copies(m, post_go, START_COPIES, name="cu_post_start"))),
         ]
         m.d.sync += [
             self.dma.start.eq(dma_go), array_started.eq(array_go), post_started.eq(post_go),

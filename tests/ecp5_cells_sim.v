@@ -1,9 +1,9 @@
-// Behavioural models of the ECP5 primitives hdl/ecp5.py instantiates, for Icarus.
+// Behavioural models of the ECP5 primitives hdl/fpga/ecp5.py instantiates, for Icarus.
 //
 // Yosys 0.70's techlibs/lattice/cells_sim_ecp5.v declares DP16KD as an empty black box and has no
 // MULT18X18D at all, and Lattice's own models are not redistributable, so these are written from the
 // ECP5 memory and sysDSP usage guides (TN1264, TN1267) and Yosys's mapping files. They model only the
-// configurations hdl/ecp5.py uses and stop the simulation on any other, rather than guess.
+// configurations hdl/fpga/ecp5.py uses and stop the simulation on any other, rather than guess.
 //
 // DP16KD: both ports the same width (1, 2, 4, 9, 18, or 36 = the PDPW16KD mode), port A writes and
 // port B reads. Address pins carry a bit address: the word address of a port 2**s bits wide (9 counts

@@ -1,11 +1,12 @@
-"""hdl/ecp5.py: the EBR tiling plan, and the primitives simulated with Icarus against a Python model.
+"""hdl/fpga/ecp5.py: the EBR tiling plan, and the primitives simulated with Icarus against a Python model.
 
 The simulation elaborates block_ram, multiplier and replica (and hdl.bram.BlockRAM's counted reads and
-registered write, built on them) for an ECP5 platform, converts the result to
-Verilog (DP16KD / MULT18X18D / TRELLIS_FF instances) and runs it on Icarus with the cell models in
-ecp5_cells_sim.v (Yosys ships only a black box for DP16KD and nothing for MULT18X18D). A Verilog testbench applies random
-stimulus generated here, one vector a cycle, and prints every output every cycle; each read, product
-and replica is compared with exact equality against the reference at the documented latency.
+registered write, built on them) for an ECP5 platform, converts the result to Verilog (DP16KD / MULT18X18D /
+TRELLIS_FF instances) and runs it on Icarus with the cell models in ecp5_cells_sim.v (Yosys ships only a
+black box for DP16KD and nothing for MULT18X18D). A Verilog testbench applies random stimulus generated
+here, one vector a cycle, and prints every output every cycle; each read, product and replica is compared
+with exact equality against the reference at the documented latency. Also: which family an elaboration
+gets (hdl.fpga.family_of).
 """
 import json
 import random
@@ -22,8 +23,9 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from rtlcheck import needs_iverilog
-from hdl.ecp5 import (BLOCK_RAM_LATENCY, MULT_LATENCY, EbrLayout, block_ram, ebr_layout, is_ecp5, multiplier,
-                      replica)
+from hdl.fpga import FAMILIES, Family, family_of
+from hdl.fpga.ecp5 import BLOCK_RAM_LATENCY, ECP5, MULT_LATENCY, EbrLayout, block_ram, ebr_layout, multiplier, replica
+from hdl.fpga.ice40 import ICE40
 
 CELL_MODELS = Path(__file__).with_name("ecp5_cells_sim.v")
 
@@ -39,12 +41,38 @@ RESET_CYCLES = 2
 
 
 class _Ecp5Platform:
+    """Stands for an amaranth-boards ECP5 platform: the gateware reads its `family`."""
     family = "ecp5"
 
 
-def test_is_ecp5():
-    assert is_ecp5(_Ecp5Platform())
-    assert not is_ecp5(None)
+class _Ice40Platform:
+    family = "iCE40"        # amaranth-boards' spelling
+
+
+def test_family_of():
+    assert isinstance(family_of(_Ecp5Platform()), ECP5)
+    assert family_of(FAMILIES["ecp5"]) is FAMILIES["ecp5"]        # the flow passes the family as the platform
+    assert isinstance(family_of(_Ice40Platform()), ICE40)
+    for platform in (None, _Ice40Platform()):
+        family = family_of(platform)
+        assert not (family.has_replicas or family.has_block_ram or family.has_multiplier or family.has_pll)
+    assert type(family_of(None)) is Family
+
+
+def test_family_without_primitives_refuses_them():
+    with pytest.raises(NotImplementedError, match=r"<no FPGA family> has no block RAM primitive"):
+        family_of(None).block_ram_blocks(8, 512)
+    m = Module()
+    with pytest.raises(NotImplementedError, match=r"<FPGA family ice40> has no hard multiplier"):
+        FAMILIES["ice40"].multiplier(m, 0, 0, name="mul")
+    m._MustUse__silence = True   # built only to be refused
+
+
+def test_ecp5_family_is_the_modules_primitives():
+    ecp5 = FAMILIES["ecp5"]
+    assert (ecp5.block_ram_latency, ecp5.multiplier_latency) == (BLOCK_RAM_LATENCY, MULT_LATENCY)
+    assert ecp5.block_ram_blocks(768, 64) == ebr_layout(768, 64).blocks == 22
+    assert ecp5.replica is replica and ecp5.block_ram is block_ram and ecp5.multiplier is multiplier
 
 
 @pytest.mark.parametrize("width, depth, layout", [
@@ -100,7 +128,7 @@ class _Harness(wiring.Component):
         super().__init__(members)
 
     def elaborate(self, platform):
-        assert is_ecp5(platform)
+        assert isinstance(family_of(platform), ECP5)
         m = Module()
         for i, (width, depth) in enumerate(RAM_SHAPES):
             port = lambda suffix: getattr(self, f"ram{i}_{suffix}")  # noqa: E731

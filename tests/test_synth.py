@@ -6,7 +6,7 @@ import pytest
 from emu.cli.main import main
 from emu.contract.config import AccelConfig
 from hdl.fpga.flow import BOARDS, REPORT_FIELDS, SynthError, check_fits, estimate, parse_target, synthesize
-from hdl.harness import ecp5_pll_dividers
+from hdl.fpga.ecp5 import pll_dividers as ecp5_pll_dividers
 
 
 def systola(capsys, *argv):

