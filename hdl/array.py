@@ -14,9 +14,9 @@ stream starts; a row presented in cycle c is written in cycle c + 1, so it serve
 `a_in` from cycle c + 1 - k on), multiplies a*w (act_bits x weight_bits, signed) in MULT_LATENCY = 4
 cycles (operands registered, product registered three times: on ECP5 one MULT18X18D with its input,
 pipeline and output registers, hdl/fpga/ecp5.py, then a fabric register; elsewhere, and for products of 4
-bits or less, the same four registers around a `*`), and registers the partial sum psum_in + product (signed). The fabric
-register takes the route out of the DSP block off the partial sum's carry chain, so that no stage holds
-both the route and the chain. A column's sum of R products never needs more than
+bits or less, the same four registers around a `*`), and registers the partial sum psum_in + product
+(signed). The fabric register takes the route out of the DSP block off the partial sum's carry chain, so
+that no stage holds both the route and the chain. A column's sum of R products never needs more than
 act_bits + weight_bits + ceil(log2 R) bits, so the partial sums are that wide (or acc_bits, wrapping, if
 that is narrower) and sign-extended to acc_bits on `y_out`: equal results with shorter carry chains and
 fewer flip-flops (8x8 W8A8: 19 bits instead of 32). No stage holds more than the multiplier or one
@@ -28,8 +28,9 @@ does not feed a multiplier directly.
 Timing: the vector presented on `a_in` with `a_valid` at cycle c comes out on `y_out` with `y_valid` at
 cycle c + LATENCY, LATENCY = R + C + MULT_LATENCY (input register 1, skew R-1, product MULT_LATENCY, psum
 chain R, deskew C-1, minus the R overlap of skew, chain and input register). Vectors may be presented back
-to back, one per cycle. A fold of T vectors therefore keeps the array busy R (weight load) + T + R + C - 2 cycles plus the pipeline registers: the 2R + C + T - 2 of
-emu.contract.timing, whose MATMUL_LATENCY counts the registers around the array (see hdl/compute.py).
+to back, one per cycle. A fold of T vectors therefore keeps the array busy R (weight load) + T + R + C - 2
+cycles plus the pipeline registers: the 2R + C + T - 2 of emu.contract.timing, whose MATMUL_LATENCY counts
+the registers around the array (see hdl/compute.py).
 """
 from __future__ import annotations
 

@@ -32,8 +32,8 @@ from emu.compiler.schedule import CompileError, Gemm, KTile, Memory, emit, slabs
 
 __all__ = ["CompileError", "compile_graph", "BATCH_CHOICES"]
 
-#: Batch sizes `compile_graph(batch=None)` tries, largest first, until the program fits one run of
-#: instr_depth instructions; batch 1 when none does (the program is then several segments, see `split_segments`).
+#: Batch sizes `compile_graph(batch=None)` tries, largest first, until the program fits one segment of
+#: instr_depth instructions; batch 1 when none does (it is then several segments, see `split_segments`).
 BATCH_CHOICES = (64, 32, 16, 8, 4, 2, 1)
 
 
@@ -230,7 +230,7 @@ def segment_table(instrs: list) -> list[tuple[int, int]]:
 
 def compile_graph(graph: Graph, cfg: AccelConfig, *, batch: int | None = None) -> Program:
     """Lower an integer graph to a program that processes `batch` samples per run; batch=None takes the
-    largest of BATCH_CHOICES whose program fits the instruction memory in one run (else batch 1)."""
+    largest of BATCH_CHOICES whose program fits the instruction memory in one segment (else batch 1)."""
     if batch is None:
         program = _Compiler(graph, cfg, 1).run()
         if len(program.segments) > 1:      # larger batches only add segments
