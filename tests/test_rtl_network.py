@@ -14,12 +14,9 @@ from emu.zoo import digits
 pytestmark = pytest.mark.rtl
 
 
-@pytest.mark.parametrize("model, tag, rows, cols, n", [("mlp", "w8a8", 8, 8, 16), ("mlp", "w8a8", 3, 5, 16),
-                                                      ("cnn", "w4a4", 8, 8, 4)])
-def test_digits_network_on_verilator(model, tag, rows, cols, n):
-    graph = lower(load_pt2(digits.checkpoint(tag, model)))
-    program = compile_graph(graph, AccelConfig(rows=rows, cols=cols), batch=n)
-    xq = quantize_input(program, digits.load_split(model)[2][:n])
+def assert_rtl_equals_golden_and_reference(graph, program, xq):
+    """Run `program` on the RTL and on golden: every layer equal to the integer reference, cycles and MACs
+    equal. Returns the RTL's RunOutput."""
     rtl = run_program(program, xq, backend=get_backend("rtl"))
     gold = run_program(program, xq)
     ref = run_reference(graph, xq)
@@ -27,6 +24,16 @@ def test_digits_network_on_verilator(model, tag, rows, cols, n):
         np.testing.assert_array_equal(rtl.layers[node.output], ref[node.output], err_msg=node.name)
         np.testing.assert_array_equal(gold.layers[node.output], ref[node.output], err_msg=node.name)
     assert (rtl.cycles, rtl.macs) == (gold.cycles, gold.macs)
+    return rtl
+
+
+@pytest.mark.parametrize("model, tag, rows, cols, n", [("mlp", "w8a8", 8, 8, 16), ("mlp", "w8a8", 3, 5, 16),
+                                                      ("cnn", "w4a4", 8, 8, 4)])
+def test_digits_network_on_verilator(model, tag, rows, cols, n):
+    graph = lower(load_pt2(digits.checkpoint(tag, model)))
+    program = compile_graph(graph, AccelConfig(rows=rows, cols=cols), batch=n)
+    xq = quantize_input(program, digits.load_split(model)[2][:n])
+    assert_rtl_equals_golden_and_reference(graph, program, xq)
 
 
 @pytest.mark.slow
@@ -59,13 +66,7 @@ def test_banded_maps_in_several_runs_on_verilator():
     program = compile_graph(graph, CFG_3X5, batch=2)
     assert len(program.segments) > 1
     xq = random_input(rng, graph, 3)
-    rtl = run_program(program, xq, backend=get_backend("rtl"))
-    gold = run_program(program, xq)
-    ref = run_reference(graph, xq)
-    for node in graph.nodes:
-        np.testing.assert_array_equal(rtl.layers[node.output], ref[node.output], err_msg=node.name)
-        np.testing.assert_array_equal(gold.layers[node.output], ref[node.output], err_msg=node.name)
-    assert (rtl.cycles, rtl.macs) == (gold.cycles, gold.macs)
+    assert_rtl_equals_golden_and_reference(graph, program, xq)
 
 
 def test_cifar_resnet20_on_verilator():
@@ -79,11 +80,5 @@ def test_cifar_resnet20_on_verilator():
     program = compile_graph(graph, AccelConfig(), batch=1)
     assert len(program.segments) > 1
     xq = quantize_input(program, x[:1].numpy())
-    rtl = run_program(program, xq, backend=get_backend("rtl"))
-    gold = run_program(program, xq)
-    ref = run_reference(graph, xq)
-    for node in graph.nodes:
-        np.testing.assert_array_equal(rtl.layers[node.output], ref[node.output], err_msg=node.name)
-        np.testing.assert_array_equal(gold.layers[node.output], ref[node.output], err_msg=node.name)
-    assert (rtl.cycles, rtl.macs) == (gold.cycles, gold.macs)
+    rtl = assert_rtl_equals_golden_and_reference(graph, program, xq)
     assert rtl.cycles == sum(layer.cycles for layer in cycle_profile(program))

@@ -126,22 +126,22 @@ class Family:
 
     def block_rams(self, width: int, depth: int) -> int:
         """Block RAMs a `width` x `depth` memory with one read port takes."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{self!r} is not a synthesis target: every family module defines block_rams")
 
     def yosys_synth(self, top: str, *, dsp: bool, out_of_context: bool) -> str:
         """The Yosys synthesis command for the design `top`, DSP blocks allowed if `dsp`; `out_of_context`
         when `top` is the accelerator itself (no IO pads)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{self!r} is not a synthesis target: every family module defines yosys_synth")
 
     def nextpnr_args(self, *, board: bool, freq_mhz: float) -> list[str]:
         """nextpnr's arguments after the part's (`Target.nextpnr_args`): placer options, constraints, output;
         for a bare device (`board` False) the clock `freq_mhz` to place for."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{self!r} is not a synthesis target: every family module defines nextpnr_args")
 
     def resources(self, util: dict[str, int], netlist_cells: Callable[[], dict[str, int]]) -> dict[str, int]:
         """The report's `luts`, `ffs`, `dsps`, `brams` (and any counts of the family's own) from nextpnr's
         utilisation `util` (cell type -> used) or from Yosys's netlist (`netlist_cells()`, type -> count)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{self!r} is not a synthesis target: every family module defines resources")
 
     def __repr__(self):
         return f"<FPGA family {self.name}>" if self.name else "<no FPGA family>"
