@@ -29,7 +29,7 @@ def test_fields_fit_the_word(op):
     assert end <= INSTR_BITS
 
 
-@pytest.mark.parametrize("word", [0, 7, 15])
+@pytest.mark.parametrize("word", [0, 8, 15])
 def test_unassigned_opcodes_decode_to_none(word):
     assert isa.decode(word) is None
 

@@ -28,6 +28,8 @@ from emu.contract.config import AccelConfig
 from emu.compiler.ir import Add, Conv2d, Dense, Graph, Pool2d
 from emu.contract.isa import Opcode
 from emu.compiler.program import Program, TensorRegion
+from emu.contract.loops import LOOP_MIN_BODY
+from emu.compiler.loops import fold
 from emu.compiler.schedule import CompileError, Gemm, KTile, Memory, emit, slabs
 
 __all__ = ["CompileError", "compile_graph", "BATCH_CHOICES"]
@@ -187,6 +189,7 @@ class _Compiler:
         for node, gemm in zip(g.nodes, gemms):
             first = len(prog)
             macs = emit(gemm, cfg, self.mem, prog, self.batch)
+            prog[first:] = fold(prog[first:], max_words=max(LOOP_MIN_BODY + 1, cfg.instr_depth // 4))
             layers.append({"name": node.name, "kind": node.describe(), "source": node.source,
                            "output": self.regions[node.output].to_json(), "macs": macs,
                            "instructions": len(prog) - first})
@@ -199,20 +202,25 @@ class _Compiler:
 
 def split_segments(prog: list, instr_depth: int) -> list:
     """The instructions with an END after each segment: the fewest segments of at most `instr_depth`
-    instructions, each cut after a SYNC, each one start of the hardware. One segment when the whole program
-    fits, as before.
+    instructions, each cut after a SYNC outside any loop (or after a loop whose body ends with one), each
+    one start of the hardware. One segment when the whole program fits, as before.
 
-    After a SYNC every unit is idle, and the on-chip buffers keep their contents from one run to the next
-    (nothing clears them, in the gateware or in golden), so the next segment goes on where this one stopped,
-    even inside a layer's reduction."""
+    After that SYNC every unit is idle, and the on-chip buffers keep their contents from one run to the
+    next (nothing clears them, in the gateware or in golden), so the next segment goes on where this one
+    stopped, even inside a layer's reduction."""
+    cuts, open_until = [], -1      # pc after which a cut is allowed; the last pc inside the loops seen so far
+    for pc, i in enumerate(prog):
+        if i.op == Opcode.LOOP:
+            open_until = max(open_until, pc + i.body)
+        if i.op == Opcode.SYNC and pc >= open_until:
+            cuts.append(pc + 1)
     out, start = [], 0
-    syncs = [pc + 1 for pc, i in enumerate(prog) if i.op == Opcode.SYNC]
     while len(prog) - start > instr_depth - 1:
-        # the last SYNC that leaves room for the segment's END
-        k = bisect.bisect_right(syncs, start + instr_depth - 1) - 1
-        stop = syncs[k] if k >= 0 else start
+        # the last cut that leaves room for the segment's END
+        k = bisect.bisect_right(cuts, start + instr_depth - 1) - 1
+        stop = cuts[k] if k >= 0 else start
         if stop <= start:
-            raise CompileError(f"instructions {start}.. hold no SYNC within instr_depth={instr_depth}")
+            raise CompileError(f"instructions {start}.. hold no SYNC outside a loop within instr_depth={instr_depth}")
         out += prog[start:stop] + [isa.make(Opcode.END)]
         start = stop
     return out + prog[start:] + [isa.make(Opcode.END)]

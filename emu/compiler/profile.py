@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from emu.contract.isa import Opcode
+from emu.contract.loops import walk
 from emu.contract.timing import Timer, instr_cycles, preload_cycles
 from emu.compiler.program import Program
 
@@ -36,25 +37,27 @@ def cycle_profile(program: Program) -> list[LayerCycles]:
     are the run's cycles."""
     cfg = program.cfg
     layers = [LayerCycles(l["name"], l["kind"], l["macs"], l["instructions"], 0) for l in program.layers]
-    owner = [i for i, l in enumerate(layers) for _ in range(l.instructions)]   # layer of each non-END instr
+    owner = []                              # layer of each instruction word; an END goes with the one before
+    words = iter(i for i, l in enumerate(layers) for _ in range(l.instructions))
+    for instr in program.instructions:
+        if instr.op == Opcode.END:
+            owner.append(owner[-1] if owner else 0)
+        else:
+            owner.append(next(words))
     instrs = program.instructions
-    k = 0                                   # instructions of layers seen so far (ENDs not counted)
     for (first, count), (addr, _) in zip(program.segments, program.starts()):
         timer = Timer(cfg, preload_cycles(addr, count, cfg))
         before = 0
-        for instr in instrs[first:first + count]:
+        for step in walk(instrs[first:first + count]):     # loops run their bodies again
+            instr = step.instr
             cycles = instr_cycles(instr, cfg)
             timer.issue(instr, cycles)
-            if instr.op == Opcode.END:
-                layer = owner[k - 1] if k else 0
-            else:
-                layer = owner[k]
-                k += 1
-            layers[layer].cycles += timer.now - before
+            layer = layers[owner[first + step.pc]]
+            layer.cycles += timer.now - before
             if instr.op in (Opcode.LOAD, Opcode.STORE):
-                layers[layer].dma_busy += cycles
+                layer.dma_busy += cycles
             elif instr.op == Opcode.MATMUL:
-                layers[layer].array_busy += cycles
+                layer.array_busy += cycles
             before = timer.now
     return layers
 

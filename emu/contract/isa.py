@@ -30,6 +30,7 @@ class Opcode(enum.IntEnum):
     POST = 4    # post-processing: OUT[t] = requantize(ACC[t] * multiplier + bias) with clamp
     SYNC = 5    # barrier: wait until the DMA, array and post-processing units are all idle
     END = 6     # wait for all units, then raise done
+    LOOP = 7    # hardware loop: the next `body` instructions run `count` times, addresses stepping (loops.py)
 
 
 class Buffer(enum.IntEnum):
@@ -89,6 +90,18 @@ FIELDS: dict[Opcode, tuple[Field, ...]] = {
     ),
     Opcode.SYNC: (),
     Opcode.END: (),
+    Opcode.LOOP: (
+        Field("count", 12, doc="iterations of the body, >= 1"),
+        Field("body", 12, doc="instructions after this one that form the body, >= LOOP_MIN_BODY (4); "
+                              "nested LOOPs and their bodies count"),
+        Field("act_ext_inc", 20, signed=True, default=0, doc="added per iteration to ext_addr of each LOAD of ACT"),
+        Field("wgt_ext_inc", 20, signed=True, default=0, doc="added per iteration to ext_addr of each LOAD of WGT"),
+        Field("param_ext_inc", 16, signed=True, default=0,
+              doc="added per iteration to ext_addr of each LOAD of PARAM"),
+        Field("out_ext_inc", 20, signed=True, default=0, doc="added per iteration to ext_addr of each STORE"),
+        Field("acc_inc", 16, signed=True, default=0, doc="added per iteration to acc_addr of each MATMUL and POST"),
+        Field("param_inc", 8, signed=True, default=0, doc="added per iteration to param_addr of each POST"),
+    ),
 }
 
 

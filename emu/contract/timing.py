@@ -43,8 +43,9 @@ MATMUL_LATENCY = 14         # registers around the array beyond the 2R + C + T -
                             # buffer read (2), the array's input register, the PE multiplier (4), the four
                             # stages of the ACC read-add-write, the ACC write (hdl/compute.py)
 POST_LATENCY = 18           # issue (2), PARAM/ACC read (2), the post-processing unit's 14 pipeline stages
-FETCH_LATENCY = 11          # from the preload's end to the first instruction at the head of the issue queue:
-                            # fetch enable, instruction memory read (2), decode (7), queue (hdl/sequencer.py)
+FETCH_LATENCY = 12          # from the preload's end to the first instruction at the head of the issue queue:
+                            # fetch enable, instruction memory read (2), loop offsets (1), decode (7), queue
+                            # (hdl/sequencer.py)
 
 
 def element_bytes(buf: Buffer) -> int:
@@ -158,6 +159,8 @@ class Timer:
             cycles = instr_cycles(instr, self.cfg)
         if instr.op in (Opcode.SYNC, Opcode.END):
             t = max(self.now, self.dma_free, self.array_free, self.post_free)
+        elif instr.op == Opcode.LOOP:      # no unit: the fetch has taken the loop in hand
+            t = self.now
         elif instr.op in (Opcode.LOAD, Opcode.STORE):
             t = max(self.now, self.dma_free)
             self.dma_free = t + cycles + BUSY_LATENCY

@@ -16,6 +16,7 @@ from emu.contract import numerics
 from emu.contract.config import AccelConfig, PARAM_DTYPE
 from emu.contract.faults import FaultCode, HardwareFault
 from emu.contract.isa import INSTR_BYTES, Buffer, Instr, Opcode, decode, opcode_of
+from emu.contract.loops import walk
 from emu.contract.timing import Timer, dma_extent, element_bytes, instr_cycles, preload_cycles
 
 __all__ = ["Golden", "RunResult", "check_fields", "program_fault", "sum_segments"]
@@ -186,7 +187,18 @@ class Golden:
         blob = self.mem[prog_addr:prog_addr + prog_len * INSTR_BYTES].tobytes()
         timer = Timer(cfg, preload_cycles(prog_addr, prog_len, cfg))
         macs = 0
-        for pc, (instr, bad, end, cycles) in enumerate(_decoded(blob, cfg)):
+        decoded = _decoded(blob, cfg)
+        for step in walk([d[0] for d in decoded]):
+            pc, instr = step.pc, step.instr
+            if step.fault is not None:
+                raise HardwareFault(step.fault[0], pc, (decoded[pc][1] or step.fault)[1] if instr is None
+                                    and pc < len(decoded) else step.fault[1])
+            if instr is decoded[pc][0]:
+                _, bad, end, cycles = decoded[pc]
+            else:                       # stepped by a loop: its checks, extent and cycles are its own
+                bad = check_fields(instr, cfg)
+                end = dma_extent(instr) if bad is None and instr.op in (Opcode.LOAD, Opcode.STORE) else 0
+                cycles = instr_cycles(instr, cfg) if bad is None else 0
             if bad is not None:
                 raise HardwareFault(bad[0], pc, bad[1])
             if end > self.mem.size:
@@ -207,4 +219,4 @@ class Golden:
                 self._post(instr)
             elif op == Opcode.END:
                 return RunResult(cycles=timer.now, macs=macs, instructions=pc + 1)
-        raise HardwareFault(FaultCode.PROGRAM_RANGE, prog_len, "ran past the last instruction without END")
+        raise AssertionError("a walk ends at END or a fault")

@@ -1,0 +1,115 @@
+"""Loop folding: a layer's written-out instruction stream -> the same stream with hardware LOOPs.
+
+The schedule (emu/compiler/schedule.py) writes every instruction out; this pass finds where a run of
+instructions repeats with the same fields but for the addresses a LOOP steps (emu/contract/loops.py), each
+by a constant amount per repetition, and replaces the repetitions with one LOOP and one copy of the body.
+It runs twice: first over plain instructions (the inner loops: N-tiles of one K-tile, the POSTs of a
+group), then over the result (the outer loops: K-tiles of a window row, N-tile groups, bands), so loops
+nest at most LOOP_LEVELS = 2 deep. Expanding the result (emu.contract.loops.walk) gives back the input
+instruction for instruction, which is what tests/test_compiler_loops.py checks; golden and the RTL then
+run it in the expansion's cycles plus one per LOOP reached.
+"""
+from __future__ import annotations
+
+import bisect
+import dataclasses
+
+from emu.contract import isa
+from emu.contract.isa import FIELDS, Instr, Opcode
+from emu.contract.loops import INCREMENTS, LOOP_MIN_BODY, target_of
+
+__all__ = ["fold"]
+
+_INC_RANGE = {f.name: (-(1 << (f.width - 1)), (1 << (f.width - 1)) - 1) for f in FIELDS[Opcode.LOOP]}
+_COUNT_MAX = (1 << next(f.width for f in FIELDS[Opcode.LOOP] if f.name == "count")) - 1
+_BODY_MAX = (1 << next(f.width for f in FIELDS[Opcode.LOOP] if f.name == "body")) - 1
+_PERIOD_MAX = 48     # items a body may hold; a layer's repeating step is a few instructions, a band's a few dozen
+
+
+@dataclasses.dataclass(frozen=True)
+class _Item:
+    """An instruction, or a loop found by the first pass: what must be equal between repetitions (`key`),
+    the stepped values in order as (increment, value) (`vals`) and the words it encodes to."""
+    key: tuple
+    vals: tuple
+    words: list
+
+
+def _instr_item(instr: Instr) -> _Item:
+    stepped = dict(target_of(instr))
+    key = (instr.op, *(v for k, v in instr.fields.items() if k not in stepped))
+    return _Item(key, tuple((inc, instr.fields[field]) for field, inc in stepped.items()), [instr])
+
+
+def _delta(a: list[_Item], b: list[_Item]) -> dict | None:
+    """The increments that take the items `a` to `b` (equal keys), or None if no single set does."""
+    d: dict[str, int] = {}
+    for x, y in zip(a, b):
+        for (inc, v), (_, w) in zip(x.vals, y.vals):
+            if d.setdefault(inc, w - v) != w - v:
+                return None
+    for inc, v in d.items():
+        lo, hi = _INC_RANGE[inc]
+        if not lo <= v <= hi:
+            return None
+    return d
+
+
+def _loop_item(body: list[_Item], count: int, d: dict) -> _Item:
+    words = [w for item in body for w in item.words]
+    incs = {inc: d.get(inc, 0) for inc in INCREMENTS}
+    loop = isa.make(Opcode.LOOP, count=count, body=len(words), **incs)
+    return _Item(("LOOP", count, *incs.values(), *(item.key for item in body)),
+                 tuple(v for item in body for v in item.vals), [loop, *words])
+
+
+def _fold_pass(items: list[_Item], max_words: int) -> list[_Item]:
+    ids: dict[tuple, int] = {}
+    keys = [ids.setdefault(item.key, len(ids)) for item in items]
+    where: dict[int, list[int]] = {}
+    for pos, k in enumerate(keys):
+        where.setdefault(k, []).append(pos)
+    out, i, n = [], 0, len(items)
+    while i < n:
+        best = None                                     # (words saved, period, count, increments)
+        same = where[keys[i]]
+        periods_found: list[int] = []
+        for nxt in same[bisect.bisect_right(same, i):]:
+            period = nxt - i
+            if period > _PERIOD_MAX or i + 2 * period > n:
+                break
+            if any(period % p == 0 for p in periods_found) or keys[i:nxt] != keys[nxt:nxt + period]:
+                continue
+            body = items[i:nxt]
+            words = sum(len(item.words) for item in body)
+            if words < LOOP_MIN_BODY or words + 1 > min(max_words, _BODY_MAX + 1):
+                continue
+            d = _delta(body, items[nxt:nxt + period])
+            if d is None:
+                continue
+            count = 2
+            while (count < _COUNT_MAX and i + (count + 1) * period <= n
+                   and keys[i + count * period:i + (count + 1) * period] == keys[i:nxt]
+                   and _delta(items[i + (count - 1) * period:i + count * period],
+                              items[i + count * period:i + (count + 1) * period]) == d):
+                count += 1
+            periods_found.append(period)
+            saved = (count - 1) * words - 1
+            if best is None or saved > best[0]:
+                best = (saved, period, count, d)
+        if best is not None and best[0] > 0:
+            _, period, count, d = best
+            out.append(_loop_item(items[i:i + period], count, d))
+            i += period * count
+        else:
+            out.append(items[i])
+            i += 1
+    return out
+
+
+def fold(instrs: list[Instr], *, max_words: int) -> list[Instr]:
+    """`instrs` with repetitions folded into loops, two levels deep; a loop with its body is at most
+    `max_words` instructions (so that segments of the instruction memory can still be cut between loops)."""
+    inner = _fold_pass([_instr_item(i) for i in instrs], max_words)
+    # the second pass may enclose first-pass loops, never a loop of its own making
+    return [w for item in _fold_pass(inner, max_words) for w in item.words]
