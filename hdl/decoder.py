@@ -28,6 +28,7 @@ from amaranth.lib.wiring import In, Out
 from emu.contract.config import AccelConfig, PARAM_BYTES
 from emu.contract.faults import FaultCode
 from emu.contract.isa import INSTR_BITS, OPCODE_BITS, Buffer, Opcode, field_layout
+from emu.contract.loops import LOOP_MIN_BODY
 
 from hdl.pipeline import delay, product, product_latency
 
@@ -50,7 +51,8 @@ def views(word) -> dict[Opcode, data.View]:
 
 
 class Decoder(wiring.Component):
-    """In: `word`, `valid`, `past_end`, `flush`. Out, LATENCY cycles later: `out_word`, `out_valid`, `fault`
+    """In: `word`, `valid`, `past_end`, `loop_bad` (a LOOP the fetch found nested too deep or past its
+    enclosing body, emu.contract.loops.loop_fault), `flush`. Out, LATENCY cycles later: `out_word`, `out_valid`, `fault`
     (a FaultCode, 0 if legal), `row_bytes` (LOAD/STORE: bytes per row, 10 bits), `count` (MATMUL: k_valid *
     n_valid, 26 bits, unsigned; for other opcodes not meaningful: a LOAD/STORE's entry count is only
     compared with the room in its buffer, inside the decoder)."""
@@ -61,7 +63,7 @@ class Decoder(wiring.Component):
     def __init__(self, cfg: AccelConfig):
         self._cfg = cfg
         super().__init__({
-            "word": In(INSTR_BITS), "valid": In(1), "past_end": In(1), "flush": In(1),
+            "word": In(INSTR_BITS), "valid": In(1), "past_end": In(1), "loop_bad": In(1), "flush": In(1),
             "out_word": Out(INSTR_BITS), "out_valid": Out(1), "fault": Out(4), "row_bytes": Out(10),
             "count": Out(COUNT_BITS),
         })
@@ -73,9 +75,10 @@ class Decoder(wiring.Component):
         # product's operands (a LOAD/STORE's rows and blocks, else a MATMUL's k_valid and n_valid), so the
         # opcode's choice between them does not fan out into every partial product ----
         word = Signal(INSTR_BITS)
-        m.d.sync += word.eq(self.word)
+        loop_bad = Signal()
+        m.d.sync += [word.eq(self.word), loop_bad.eq(self.loop_bad)]
         v = views(word)
-        ld, mm, po = v[Opcode.LOAD], v[Opcode.MATMUL], v[Opcode.POST]
+        ld, mm, po, lp = v[Opcode.LOAD], v[Opcode.MATMUL], v[Opcode.POST], v[Opcode.LOOP]
         opcode = word[:OPCODE_BITS]
         dma_op = (opcode == Opcode.LOAD) | (opcode == Opcode.STORE)
         v_in = views(self.word)
@@ -90,7 +93,7 @@ class Decoder(wiring.Component):
         is_op = {op: Signal(name=f"is_{op.name.lower()}") for op in Opcode}
         f = {name: Signal(name=name) for name in (
             "ld_rows0", "ld_blocks0", "ld_row_len0", "ld_over_rows", "ld_over_cols", "buf_act", "buf_out",
-            "mm_zero", "mm_over", "mm_wgt_past", "po_rows0", "po_param_past")}
+            "mm_zero", "mm_over", "mm_wgt_past", "po_rows0", "po_param_past", "lp_bad")}
         row_bytes = Signal(10)
         mm_end_act, mm_end_acc, po_end_acc, po_end_out = (Signal(17, name=n) for n in (
             "mm_end_act", "mm_end_acc", "po_end_acc", "po_end_out"))
@@ -117,6 +120,7 @@ class Decoder(wiring.Component):
             f["mm_over"].eq((mm.k_valid > cfg.rows) | (mm.n_valid > cfg.cols)),
             f["mm_wgt_past"].eq(mm.wgt_addr > cfg.wgt_depth - cfg.rows),
             f["po_rows0"].eq(po.rows == 0), f["po_param_past"].eq(po.param_addr >= cfg.param_depth),
+            f["lp_bad"].eq((lp.count == 0) | (lp.body < LOOP_MIN_BODY) | loop_bad),
             mm_end_act.eq(mm.act_addr + mm.rows), mm_end_acc.eq(mm.acc_addr + mm.rows),
             po_end_acc.eq(po.acc_addr + po.rows), po_end_out.eq(po.out_addr + po.rows),
         ]
@@ -134,7 +138,8 @@ class Decoder(wiring.Component):
             illegal_field.eq((is_op[Opcode.LOAD] & (f["buf_out"] | dma_flags))
                              | (is_op[Opcode.STORE] & (~f["buf_out"] | dma_flags))
                              | (is_op[Opcode.MATMUL] & (f["mm_zero"] | f["mm_over"]))
-                             | (is_op[Opcode.POST] & f["po_rows0"])),
+                             | (is_op[Opcode.POST] & f["po_rows0"])
+                             | (is_op[Opcode.LOOP] & f["lp_bad"])),
             past["mm_act_past"].eq(mm_end_act > cfg.act_depth), past["mm_acc_past"].eq(mm_end_acc > cfg.acc_depth),
             past["mm_wgt_past_q"].eq(f["mm_wgt_past"]),
             past["po_acc_past"].eq(po_end_acc > cfg.acc_depth), past["po_out_past"].eq(po_end_out > cfg.out_depth),

@@ -38,13 +38,15 @@ from amaranth.lib.wiring import In, Out
 from emu.contract import timing
 from emu.contract.config import AccelConfig
 from emu.contract.faults import FaultCode
-from emu.contract.isa import INSTR_BITS, INSTR_BYTES, OPCODE_BITS, Opcode
+from emu.contract.isa import INSTR_BITS, INSTR_BYTES, OPCODE_BITS, Buffer, Opcode
+from emu.contract.loops import TARGETS
 
 from hdl.fpga import family_of
 from hdl.bram import BlockRAM
 from hdl.compute import START_COPIES, compute_command_signature, start_counts
 from hdl.decoder import COUNT_BITS, Decoder, views
 from hdl.dma import dma_command_signature
+from hdl.loop import LoopControl
 from hdl.pipeline import Queue, accumulate, delay, product, product_latency
 
 __all__ = ["Sequencer", "TARGET_INSTR", "FETCH_LATENCY", "QUEUE_DEPTH", "IMEM_ADDR_COPIES"]
@@ -56,19 +58,45 @@ assert TARGET_INSTR.bit_length() <= Shape.cast(dma_command_signature().members["
 
 #: The head of the issue queue: which unit the instruction needs (one bit each, all zero for a faulty word),
 #: whether it is END, whether it is faulty, and its fault code.
-head_layout = data.StructLayout({"dma": 1, "matmul": 1, "post": 1, "all_units": 1, "end": 1, "faulty": 1,
-                                 "fault": 4})
+head_layout = data.StructLayout({"dma": 1, "matmul": 1, "post": 1, "all_units": 1, "end": 1, "loop": 1,
+                                 "faulty": 1, "fault": 4})
 
+#: Cycles from the instruction memory's output to the decoder's input: a register, then the loop offsets
+#: added to the fields they step (hdl.loop.LoopControl.offsets, emu.contract.loops.TARGETS).
+OFFSET_LATENCY = 1
 #: Cycles from the preload's end (the first cycle the DMA is idle) to the first instruction at the head of
 #: the queue: fetch enable, instruction memory, decoder, queue head register.
-FETCH_LATENCY = 1 + BlockRAM.LATENCY + Decoder.LATENCY + 1
+FETCH_LATENCY = 1 + BlockRAM.LATENCY + OFFSET_LATENCY + Decoder.LATENCY + 1
 #: Copies of the fetch address, each from a register of its own, that the instruction memory reads at
 #: (hdl.bram.BlockRAM `addr_copies`): 128 x 4096 is 32 DP16KD blocks, and one register driving all 32 of
 #: them is a slow net; with 4 copies each drives 8.
 IMEM_ADDR_COPIES = 4
 #: Entries the queue must hold for one issue a cycle: a pop is registered and frees a credit the cycle
 #: after, whose fetch reaches the head BlockRAM.LATENCY + Decoder.LATENCY + 1 cycles later.
-QUEUE_DEPTH = 2 + BlockRAM.LATENCY + Decoder.LATENCY + 1
+QUEUE_DEPTH = 2 + BlockRAM.LATENCY + OFFSET_LATENCY + Decoder.LATENCY + 1
+
+
+def _with_offsets(m: Module, word, offsets) -> Signal:
+    """`word` with the loop offsets added to the fields they step (emu.contract.loops.TARGETS), wrapped
+    to each field's width; a word of another opcode passes as it is."""
+    out = Signal(INSTR_BITS, name="word_stepped")
+    m.d.comb += out.eq(word)
+    ins, outs = views(word), views(out)
+    with m.Switch(word[:OPCODE_BITS]):
+        for op in dict.fromkeys(t[0] for t in TARGETS):
+            with m.Case(op):
+                for field in dict.fromkeys(t[2] for t in TARGETS if t[0] == op):
+                    by_buf = [(buf, inc) for o, buf, f, inc in TARGETS if o == op and f == field]
+                    if by_buf[0][0] is None:
+                        step = getattr(offsets, by_buf[0][1])
+                    else:       # the buffer chooses the increment: a LOAD of ACT, WGT or PARAM
+                        step = Signal.like(getattr(offsets, by_buf[0][1]), name=f"{op.name.lower()}_{field}_step")
+                        with m.Switch(ins[op].buf):
+                            for buf, inc in by_buf:
+                                with m.Case(buf):
+                                    m.d.comb += step.eq(getattr(offsets, inc))
+                    m.d.comb += getattr(outs[op], field).eq(getattr(ins[op], field) + step)
+    return out
 
 
 class Sequencer(wiring.Component):
@@ -164,10 +192,13 @@ class Sequencer(wiring.Component):
         # fetch_pc == prog_len as a flip-flop, set by the fetch of the last instruction, so the compare does
         # not sit between the credits and `fetching`
         past_end = Signal()
+        # hardware loops: a fetch at a loop body's end goes back to its start (hdl/loop.py)
+        m.submodules.loops = loops = LoopControl(pc_bits)
+        m.d.comb += [loops.fetch.eq(fetch), loops.pc_inc.eq(fetch_pc_inc), loops.flush.eq(flush)]
         with m.If(fetch):
-            m.d.comb += fetch_pc_next.eq(fetch_pc_inc)
-            m.d.sync += fetch_pc_inc.eq(fetch_pc_inc + 1)
-            m.d.sync += past_end.eq(fetch_pc == prog_last)
+            m.d.comb += fetch_pc_next.eq(Mux(loops.jump, loops.target, fetch_pc_inc))
+            m.d.sync += fetch_pc_inc.eq(Mux(loops.jump, loops.target_inc, fetch_pc_inc + 1))
+            m.d.sync += past_end.eq((fetch_pc == prog_last) & ~loops.jump)
             with m.If(past_end):
                 m.d.sync += fetching.eq(0)
         # idle: the fetch is off (it stops the cycle after END, not in the cycle of the pop: what it fetches
@@ -177,8 +208,21 @@ class Sequencer(wiring.Component):
             m.d.sync += [fetch_pc_inc.eq(1), past_end.eq(0), fetching.eq(0), credits.eq(Const(-1, QUEUE_DEPTH))]
         fetched = Signal(2)     # (valid, past the end) of the word on imem_rd_data
         m.d.comb += fetched.eq(delay(m, Cat(fetch, past_end), BlockRAM.LATENCY, "fetched"))
-        m.d.comb += [dec.word.eq(self.imem_rd_data), dec.valid.eq(fetched[0] & ~flush),
-                     dec.past_end.eq(fetched[1]), dec.flush.eq(flush_dec)]
+        # each word's pc and loop offsets travel beside it: a pc is an address in the program, whichever
+        # iteration fetched it
+        fetched_pc = delay(m, fetch_pc, BlockRAM.LATENCY, "fetched_pc")
+        fetched_offsets = delay(m, loops.offsets.as_value(), BlockRAM.LATENCY, "fetched_offsets")
+        m.d.comb += [loops.arrive.eq(fetched[0] & ~fetched[1] & ~flush
+                                     & (self.imem_rd_data[:OPCODE_BITS] == Opcode.LOOP)),
+                     loops.arrive_word.eq(self.imem_rd_data), loops.arrive_pc.eq(fetched_pc)]
+        # the offset stage: the word registered, then its stepped fields added to
+        word_a, valid_a, past_end_a, pc_a = (Signal.like(s, name=f"{n}_a") for s, n in (
+            (self.imem_rd_data, "word"), (fetched[0], "valid"), (fetched[1], "past_end"), (fetched_pc, "pc")))
+        offsets_a = Signal(loops.offsets.shape(), name="offsets_a")
+        m.d.sync += [word_a.eq(self.imem_rd_data), valid_a.eq(fetched[0] & ~flush), past_end_a.eq(fetched[1]),
+                     pc_a.eq(fetched_pc), offsets_a.eq(fetched_offsets)]
+        m.d.comb += [dec.word.eq(_with_offsets(m, word_a, offsets_a)), dec.valid.eq(valid_a & ~flush),
+                     dec.past_end.eq(past_end_a), dec.loop_bad.eq(loops.loop_bad), dec.flush.eq(flush_dec)]
         push = dec.out_valid & ~flush
         # the head says which unit the instruction needs, one bit each, zero for a faulty word
         pushed = data.View(head_layout, queue.w_data)
@@ -190,14 +234,12 @@ class Sequencer(wiring.Component):
             pushed.post.eq(legal & (pushed_op == Opcode.POST)),
             pushed.all_units.eq(legal & ((pushed_op == Opcode.SYNC) | (pushed_op == Opcode.END))),
             pushed.end.eq(legal & (pushed_op == Opcode.END)),
+            pushed.loop.eq(legal & (pushed_op == Opcode.LOOP)),
             pushed.faulty.eq(~legal), pushed.fault.eq(dec.fault),
             queue.w_en.eq(push), queue.flush.eq(flush_queue), queue.r_en.eq(pop),
         ]
-        # Each entry carries its own pc, counted at the push (entries are pushed in program order from pc 0,
-        # the word past the end included), so no pc register hangs on the pop.
-        push_pc = Signal(pc_bits)
-        with m.If(push):
-            m.d.sync += push_pc.eq(push_pc + 1)
+        # Each entry carries its own pc, from the fetch, so no pc register hangs on the pop.
+        push_pc = delay(m, pc_a, Decoder.LATENCY, "push_pc")
         payload_in, payload_out = Signal(range(QUEUE_DEPTH)), Signal(range(QUEUE_DEPTH))
         m.d.comb += [payload_wr.en.eq(push), payload_wr.addr.eq(payload_in),
                      payload_wr.data.eq(Cat(dec.out_word, dec.row_bytes, dec.count, push_pc)),
@@ -207,7 +249,7 @@ class Sequencer(wiring.Component):
         with m.If(pop):
             m.d.sync += payload_out.eq(Mux(payload_out == QUEUE_DEPTH - 1, 0, payload_out + 1))
         with m.If(flush):
-            m.d.sync += [payload_in.eq(0), payload_out.eq(0), push_pc.eq(0)]
+            m.d.sync += [payload_in.eq(0), payload_out.eq(0)]
 
         # ---- the head entry ----
         head = data.View(head_layout, queue.r_data)   # all zero while the queue is empty
@@ -304,6 +346,9 @@ class Sequencer(wiring.Component):
             "post": ~self.cu.post_busy & ~(unit_pop["post"] | post_started) & ok_next,
         }
         m.d.sync += [ready[unit].eq(nxt) for unit, nxt in ready_next.items()]
+        # a LOOP needs no unit (the fetch has taken it in hand): it pops unless the run is stopping
+        loop_ready = Signal(init=1)
+        m.d.sync += loop_ready.eq(ok_next)
 
         # MACS += rows * (k_valid * n_valid, the head's count) of each issued MATMUL, through a registered
         # product tree and a split-carry accumulator; it is exact product_latency(16) + 3 cycles after issue,
@@ -325,7 +370,7 @@ class Sequencer(wiring.Component):
         # queue's registers) does not wait for the state decode; only in RUN does a pop issue (the starts
         # below) or end the run. Outside RUN a popped entry is dropped, and the queue is flushed while idle.
         # (It is written out from the unit pop terms rather than from the starts, which wait for the state.)
-        m.d.comb += pop.eq(unit_pop["dma"] | unit_pop["array"] | unit_pop["post"]
+        m.d.comb += pop.eq(unit_pop["dma"] | unit_pop["array"] | unit_pop["post"] | (head.loop & loop_ready)
                            | (head.all_units & ready["dma"] & ready["array"] & ready["post"]))
         with m.FSM():
             with m.State("IDLE"):

@@ -1,0 +1,112 @@
+"""Hardware loops in the fetch: where the next fetch goes, and the address offsets of each fetched word.
+
+emu/contract/loops.py defines the loops; this is that walk at fetch time. Two levels, 0 the outer and 1 the
+inner. A LOOP word arms a level when it comes out of the instruction memory (`arrive`, its pc and word),
+BlockRAM.LATENCY cycles after its fetch, while the fetch runs on into the body: so a body is at least
+LOOP_MIN_BODY = 4 words, and the level is known before the fetch reaches its end. A fetch at a level's
+end goes back to its start while iterations are left (`jump`, `target`); the innermost level decides
+first. `offsets` (one register per LOOP increment, as wide as the field it steps) is what each word
+fetched this cycle runs with: the inner iteration's, stepped by the inner increments on an inner jump,
+reset to the outer iteration's when the inner loop ends, and the outer iteration's stepped on an outer
+jump.
+
+Everything the fetch path reads is a flip-flop: `at_end` (the fetch pc is a level's end) is formed a
+fetch ahead from fetch_pc + 1 and cleared by a jump (a body's start is never its end), `last` (no
+iteration left) at each jump. `loop_bad` is the arriving LOOP's fault the cycle after it arrives
+(nested deeper than two, or an inner body ending past the outer body's end), for the decoder.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from emu.contract.isa import FIELDS, INSTR_BITS, Opcode
+from emu.contract.loops import INCREMENTS, TARGETS
+
+from hdl.decoder import instr_layout
+
+__all__ = ["LoopControl", "offset_widths"]
+
+LEVELS = 2
+
+
+def offset_widths() -> dict[str, int]:
+    """Bits of each loop offset: the width of the field it steps."""
+    return {inc: next(f.width for f in FIELDS[op] if f.name == field) for op, _, field, inc in TARGETS}
+
+
+class LoopControl(wiring.Component):
+    """In: `fetch` (a word is fetched at `pc` this cycle), `pc_inc` (pc + 1, a register), `arrive` with
+    `arrive_word` and `arrive_pc` (a legal-opcode LOOP at the instruction memory's output), `flush`.
+    Out: `jump`, `target`, `target_inc` (target + 1) for this fetch; `offsets` of the word fetched this
+    cycle; `loop_bad` for the LOOP that arrived last cycle."""
+
+    def __init__(self, pc_bits: int):
+        self._pc_bits = pc_bits
+        widths = offset_widths()
+        self._offsets = data.StructLayout({inc: widths[inc] for inc in INCREMENTS})
+        super().__init__({
+            "fetch": In(1), "pc_inc": In(pc_bits), "flush": In(1),
+            "arrive": In(1), "arrive_word": In(INSTR_BITS), "arrive_pc": In(pc_bits),
+            "jump": Out(1), "target": Out(pc_bits), "target_inc": Out(pc_bits),
+            "offsets": Out(self._offsets), "loop_bad": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        pcb = self._pc_bits
+        lp = data.View(instr_layout(Opcode.LOOP), self.arrive_word)
+        count_bits = len(lp.count)
+        active = [Signal(name=f"active{l}") for l in range(LEVELS)]
+        at_end = [Signal(name=f"at_end{l}") for l in range(LEVELS)]
+        last = [Signal(name=f"last{l}") for l in range(LEVELS)]
+        left = [Signal(count_bits, name=f"left{l}") for l in range(LEVELS)]
+        start = [Signal(pcb, name=f"start{l}") for l in range(LEVELS)]
+        start_inc = [Signal(pcb, name=f"start_inc{l}") for l in range(LEVELS)]
+        end = [Signal(pcb + 1, name=f"end{l}") for l in range(LEVELS)]
+        inc = [{name: Signal(signed(len(getattr(lp, name))), name=f"{name}{l}") for name in INCREMENTS}
+               for l in range(LEVELS)]
+        outer = Signal(self._offsets, name="outer_offsets")     # offsets of the outer iteration
+        cur = self.offsets                                        # a register: see below
+
+        def stepped(base, l):
+            return [getattr(base, name).eq(getattr(base, name) + inc[l][name]) for name in INCREMENTS]
+
+        hit = [active[l] & at_end[l] for l in range(LEVELS)]
+        jump_inner = self.fetch & hit[1] & ~last[1]
+        exit_inner = self.fetch & hit[1] & last[1]
+        jump_outer = self.fetch & hit[0] & ~last[0] & ~jump_inner
+        exit_outer = self.fetch & hit[0] & last[0] & ~jump_inner
+        m.d.comb += [self.jump.eq(jump_inner | jump_outer),
+                     self.target.eq(Mux(jump_inner, start[1], start[0])),
+                     self.target_inc.eq(Mux(jump_inner, start_inc[1], start_inc[0]))]
+
+        with m.If(self.fetch):
+            m.d.sync += [at_end[l].eq(~self.jump & (self.pc_inc == end[l])) for l in range(LEVELS)]
+        with m.If(jump_inner):
+            m.d.sync += [left[1].eq(left[1] - 1), last[1].eq(left[1] == 1)]
+            m.d.sync += stepped(cur, 1)
+        with m.If(exit_inner):
+            m.d.sync += [active[1].eq(0), cur.eq(outer)]
+        with m.If(jump_outer):
+            m.d.sync += [left[0].eq(left[0] - 1), last[0].eq(left[0] == 1)]
+            m.d.sync += stepped(outer, 0)
+            m.d.sync += [getattr(cur, name).eq(getattr(outer, name) + inc[0][name]) for name in INCREMENTS]
+        with m.If(exit_outer):
+            m.d.sync += [active[0].eq(0), outer.eq(0), cur.eq(0)]
+
+        # a LOOP arms the outer level when none is active, else the inner; a third is armed nowhere (bad)
+        level = [~active[0], active[0] & ~active[1]]
+        deep, armed_inner = Signal(), Signal()
+        m.d.sync += [deep.eq(self.arrive & active[0] & active[1]), armed_inner.eq(self.arrive & level[1])]
+        m.d.comb += self.loop_bad.eq(deep | (armed_inner & (end[1] > end[0])))
+        for l in range(LEVELS):
+            with m.If(self.arrive & level[l]):
+                m.d.sync += [active[l].eq(1), at_end[l].eq(0), start[l].eq(self.arrive_pc + 1),
+                             start_inc[l].eq(self.arrive_pc + 2), end[l].eq(self.arrive_pc + lp.body),
+                             left[l].eq(lp.count - 1), last[l].eq(lp.count <= 1)]
+                m.d.sync += [inc[l][name].eq(getattr(lp, name)) for name in INCREMENTS]
+        with m.If(self.flush):
+            m.d.sync += [*(a.eq(0) for a in active), outer.eq(0), cur.eq(0)]
+        return m
