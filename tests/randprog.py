@@ -14,7 +14,7 @@ from emu.contract import isa
 from emu.contract.config import AccelConfig, PARAM_BYTES, PARAM_DTYPE
 from emu.contract.isa import Buffer, Opcode
 
-__all__ = ["random_case", "PROG_REGION", "DATA_REGION", "OUT_REGION", "MEM_BYTES"]
+__all__ = ["random_case", "random_loop_case", "PROG_REGION", "DATA_REGION", "OUT_REGION", "MEM_BYTES"]
 
 MEM_BYTES = 1 << 16
 PROG_REGION = (0, 4096)
@@ -143,3 +143,59 @@ def split_case(mem: np.ndarray, prog_addr: int, prog_len: int, seed: int, *, cut
         raise ValueError("the split program does not fit the program region")
     mem[base:base + blob.size] = blob
     return runs
+
+
+def random_loop_case(cfg: AccelConfig, seed: int):
+    """(memory, prog_addr, prog_len) of a random program of two-level hardware loops that steps every
+    LOOP increment, by random amounts of either sign: per outer iteration a LOAD of weights, activations
+    and parameters; per inner iteration a MATMUL, a POST and a STORE of one slice of the results."""
+    rng = np.random.default_rng(seed)
+    mem = rng.integers(0, 256, MEM_BYTES, dtype=np.uint8)
+    R, C = cfg.rows, cfg.cols
+    n1, n2 = int(rng.integers(2, 4)), int(rng.integers(2, 4))
+    t = int(rng.integers(1, min(8, cfg.act_depth // 2, cfg.acc_depth // (2 * n2)) + 1))
+
+    def ext(region, extent, steps):
+        """A base address in `region` and an increment per step (either sign) that keep `steps` + 1
+        transfers of `extent` bytes inside it."""
+        lo, hi = region
+        inc = int(rng.integers(1, (hi - lo - extent) // max(1, steps) // 2)) * int(rng.choice([-1, 1]))
+        base = int(rng.integers(lo, hi - extent - abs(inc) * steps))
+        return (base - inc * steps if inc < 0 else base), inc
+
+    def load(buf, row_len, rows, row_bytes, inc_steps):
+        base, inc = ext(DATA_REGION, rows * row_bytes, inc_steps)
+        return isa.make(Opcode.LOAD, buf=buf, rows=rows, row_len=row_len, buf_addr=0, ext_addr=base,
+                        ext_stride=row_bytes), inc
+
+    l_wgt, w_inc = load(Buffer.WGT, C, R, C, n1 - 1)
+    l_act, a_inc = load(Buffer.ACT, R, t, R, n1 - 1)
+    p_inc = int(rng.choice([0, 1]))                       # param_addr step per inner iteration
+    p_rows = 1 + p_inc * (n2 - 1)
+    l_par, pe_inc = load(Buffer.PARAM, C, p_rows, C * PARAM_BYTES, n1 - 1)
+    for k in range(n1):                                   # plausible (bias, multiplier) where each LOAD reads
+        rec = np.zeros(C * p_rows, PARAM_DTYPE)
+        rec["bias"] = rng.integers(-1 << 40, 1 << 40, rec.size)
+        rec["mult"] = rng.integers(1 << 20, 1 << 30, rec.size)
+        a = l_par.ext_addr + k * pe_inc
+        mem[a:a + rec.nbytes] = np.frombuffer(rec.tobytes(), np.uint8)
+    acc_step = int(rng.integers(0, 3))                    # acc_addr per outer iteration (on top of inner)
+    matmul = isa.make(Opcode.MATMUL, rows=t, act_addr=0, wgt_addr=0, acc_addr=0, accumulate=int(rng.integers(0, 2)),
+                      k_valid=int(rng.integers(1, R + 1)), n_valid=int(rng.integers(1, C + 1)), reduce_max=0)
+    lo = int(rng.integers(cfg.act_min, 1))
+    post = isa.make(Opcode.POST, rows=t, acc_addr=0, out_addr=0, param_addr=0, shift=int(rng.integers(24, 40)),
+                    zero_point=int(rng.integers(-10, 10)), clamp_lo=lo, clamp_hi=int(rng.integers(lo, cfg.act_max + 1)))
+    o_ext, o_inc = ext(OUT_REGION, t * C, n1 * n2)
+    store = isa.make(Opcode.STORE, buf=Buffer.OUT, rows=t, row_len=int(rng.integers(1, C + 1)), buf_addr=0,
+                     ext_addr=o_ext, ext_stride=C)
+    sync = isa.make(Opcode.SYNC)
+    inner = [matmul, sync, post, sync, store, sync]
+    outer = [l_wgt, l_act, l_par, sync,
+             isa.make(Opcode.LOOP, count=n2, body=len(inner), acc_inc=t, out_ext_inc=o_inc, param_inc=p_inc),
+             *inner]
+    prog = [isa.make(Opcode.LOOP, count=n1, body=len(outer), act_ext_inc=a_inc, wgt_ext_inc=w_inc,
+                     param_ext_inc=pe_inc, out_ext_inc=o_inc * n2, acc_inc=acc_step), *outer, isa.make(Opcode.END)]
+    blob = np.frombuffer(isa.encode_program(prog), np.uint8)
+    prog_addr = 16 * int(rng.integers(0, (PROG_REGION[1] - blob.size) // 16))
+    mem[prog_addr:prog_addr + blob.size] = blob
+    return mem, prog_addr, len(prog)

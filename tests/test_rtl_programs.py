@@ -1,7 +1,7 @@
 """Whole-accelerator random programs on the RTL: memory, cycles and MACs equal to the golden emulator."""
 import pytest
 
-from randprog import random_case, split_case
+from randprog import random_case, random_loop_case, split_case
 
 from rtlcheck import CFG_2X7, CFG_3X5, CFG_W4A4, assert_same_as_golden
 
@@ -32,3 +32,11 @@ def test_random_program_in_runs_3x5(seed):
     mem, pa, pl, _ = random_case(CFG_3X5, 300 + seed)
     (first, *then) = split_case(mem, pa, pl, seed)
     assert_same_as_golden(CFG_3X5, mem, *first, then=then)
+
+
+@pytest.mark.parametrize("cfg,seed", [(CFG_3X5, 0), (CFG_3X5, 1), (CFG_W4A4, 2), (CFG_2X7, 3)])
+def test_random_loops(cfg, seed):
+    """Two-level hardware loops stepping every increment, of either sign: the RTL's fetch walks them as
+    golden does, cycle for cycle."""
+    mem, pa, pl = random_loop_case(cfg, 500 + seed)
+    assert_same_as_golden(cfg, mem, pa, pl)

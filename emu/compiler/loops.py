@@ -23,7 +23,9 @@ __all__ = ["fold"]
 _INC_RANGE = {f.name: (-(1 << (f.width - 1)), (1 << (f.width - 1)) - 1) for f in FIELDS[Opcode.LOOP]}
 _COUNT_MAX = (1 << next(f.width for f in FIELDS[Opcode.LOOP] if f.name == "count")) - 1
 _BODY_MAX = (1 << next(f.width for f in FIELDS[Opcode.LOOP] if f.name == "body")) - 1
-_PERIOD_MAX = 48     # items a body may hold; a layer's repeating step is a few instructions, a band's a few dozen
+# items a body may hold: a reduction's step is a few instructions, a band's or a group's a few dozen items
+# (docs/networks.md: a first pass limited to 16 folded ResNet-18 at 224 into twice the instructions)
+_PERIOD_MAX = 48
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +65,7 @@ def _loop_item(body: list[_Item], count: int, d: dict) -> _Item:
                  tuple(v for item in body for v in item.vals), [loop, *words])
 
 
-def _fold_pass(items: list[_Item], max_words: int) -> list[_Item]:
+def _fold_pass(items: list[_Item], max_words: int, period_max: int) -> list[_Item]:
     ids: dict[tuple, int] = {}
     keys = [ids.setdefault(item.key, len(ids)) for item in items]
     where: dict[int, list[int]] = {}
@@ -76,7 +78,7 @@ def _fold_pass(items: list[_Item], max_words: int) -> list[_Item]:
         periods_found: list[int] = []
         for nxt in same[bisect.bisect_right(same, i):]:
             period = nxt - i
-            if period > _PERIOD_MAX or i + 2 * period > n:
+            if period > period_max or i + 2 * period > n:
                 break
             if any(period % p == 0 for p in periods_found) or keys[i:nxt] != keys[nxt:nxt + period]:
                 continue
@@ -110,6 +112,6 @@ def _fold_pass(items: list[_Item], max_words: int) -> list[_Item]:
 def fold(instrs: list[Instr], *, max_words: int) -> list[Instr]:
     """`instrs` with repetitions folded into loops, two levels deep; a loop with its body is at most
     `max_words` instructions (so that segments of the instruction memory can still be cut between loops)."""
-    inner = _fold_pass([_instr_item(i) for i in instrs], max_words)
+    inner = _fold_pass([_instr_item(i) for i in instrs], max_words, _PERIOD_MAX)
     # the second pass may enclose first-pass loops, never a loop of its own making
-    return [w for item in _fold_pass(inner, max_words) for w in item.words]
+    return [w for item in _fold_pass(inner, max_words, _PERIOD_MAX) for w in item.words]

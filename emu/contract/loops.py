@@ -7,8 +7,9 @@ the field's width; every other field runs as written. Loops nest LOOP_LEVELS dee
 starts afresh each time it is reached, and its offsets add to the enclosing loop's.
 
 The LOOP word itself issues like any instruction (one issue cycle, no unit), each time it is reached; the
-body's instructions then issue as if written out in full, so a program with loops takes the cycles of
-its expansion plus one per LOOP reached. Faults, all ILLEGAL_FIELD at the LOOP's pc, when it is reached:
+body's instructions then issue as if written out in full, so after the preload a program with loops takes
+the cycles of its expansion plus at most one per LOOP reached (none where the next instruction waits for
+a unit anyway). Faults, all ILLEGAL_FIELD at the LOOP's pc, when it is reached:
 count 0, body < LOOP_MIN_BODY (the sequencer learns of a loop from its word two cycles after fetching
 it, while the fetch runs on into the body), a LOOP nested deeper than LOOP_LEVELS, or a body that ends
 past the end of the body enclosing it. A body running past the program's end reaches PROGRAM_RANGE there.
