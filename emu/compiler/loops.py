@@ -37,10 +37,15 @@ class _Item:
     words: list
 
 
-def _instr_item(instr: Instr) -> _Item:
-    stepped = dict(target_of(instr))
-    key = (instr.op, *(v for k, v in instr.fields.items() if k not in stepped))
-    return _Item(key, tuple((inc, instr.fields[field]) for field, inc in stepped.items()), [instr])
+def _instr_item(instr: Instr, seen: dict) -> _Item:
+    """The item of an instruction; equal instructions (a layer repeats a few thousand) share one."""
+    whole = (instr.op, *instr.fields.values())
+    item = seen.get(whole)
+    if item is None:
+        stepped = dict(target_of(instr))
+        key = (instr.op, *(v for k, v in instr.fields.items() if k not in stepped))
+        item = seen[whole] = _Item(key, tuple((inc, instr.fields[f]) for f, inc in stepped.items()), [instr])
+    return item
 
 
 def _delta(a: list[_Item], b: list[_Item]) -> dict | None:
@@ -112,6 +117,7 @@ def _fold_pass(items: list[_Item], max_words: int, period_max: int) -> list[_Ite
 def fold(instrs: list[Instr], *, max_words: int) -> list[Instr]:
     """`instrs` with repetitions folded into loops, two levels deep; a loop with its body is at most
     `max_words` instructions (so that segments of the instruction memory can still be cut between loops)."""
-    inner = _fold_pass([_instr_item(i) for i in instrs], max_words, _PERIOD_MAX)
+    seen: dict = {}
+    inner = _fold_pass([_instr_item(i, seen) for i in instrs], max_words, _PERIOD_MAX)
     # the second pass may enclose first-pass loops, never a loop of its own making
     return [w for item in _fold_pass(inner, max_words, _PERIOD_MAX) for w in item.words]

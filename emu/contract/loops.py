@@ -43,10 +43,13 @@ INCREMENTS: tuple[str, ...] = tuple(f.name for f in FIELDS[Opcode.LOOP] if f.nam
 _WIDTH = {(op, f.name): f.width for op in FIELDS for f in FIELDS[op]}
 
 
-def target_of(instr: Instr) -> list[tuple[str, str]]:
+_BY_KIND = {(op, b): tuple((field, inc) for o, buf, field, inc in TARGETS if o == op and buf in (None, b))
+            for op in Opcode for b in (None, *Buffer)}
+
+
+def target_of(instr: Instr) -> tuple[tuple[str, str], ...]:
     """(field, increment) pairs a loop steps in `instr`."""
-    return [(field, inc) for op, buf, field, inc in TARGETS
-            if op == instr.op and (buf is None or instr.fields.get("buf") == buf)]
+    return _BY_KIND.get((instr.op, instr.fields.get("buf")), ())
 
 
 def offset(instr: Instr, offsets: dict[str, int]) -> Instr:
