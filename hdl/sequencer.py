@@ -4,8 +4,13 @@ Cycle 0 is the cycle `start` is seen: the program (prog_len 16-byte instructions
 into instruction memory by the DMA. From the cycle the DMA goes idle, instructions are fetched in order,
 one a cycle, into a pipeline that runs ahead of issue:
 
-  fetch (instruction memory, hdl.bram.BlockRAM.LATENCY cycles) -> decode (hdl.decoder.Decoder.LATENCY
-  cycles: fields, fault checks, MAC counts) -> queue (hdl.pipeline.Queue, registered head)
+  fetch (instruction memory, hdl.bram.BlockRAM.LATENCY cycles) -> loop offsets (OFFSET_LATENCY: the
+  fields a LOOP steps, emu/contract/loops.py) -> decode (hdl.decoder.Decoder.LATENCY cycles: fields, fault
+  checks, MAC counts) -> queue (hdl.pipeline.Queue, registered head)
+
+The fetch walks hardware loops (hdl.loop.LoopControl): at a body's end it goes back to the body's start
+while iterations are left, so the body's words reach the queue as if written out; a LOOP word itself is
+queued and pops without a unit (one issue cycle).
 
 The instruction at the head of the queue issues as soon as its unit is seen idle, emu.contract.timing.BUSY_LATENCY
 after it goes idle (LOAD/STORE: DMA; MATMUL: array; POST: post-processing; SYNC/END: all), so everything

@@ -9,6 +9,7 @@ from emu.contract import isa, timing
 from emu.contract.config import AccelConfig
 from emu.contract.faults import FaultCode
 from emu.contract.isa import INSTR_BYTES, Buffer, Opcode
+from emu.contract.loops import walk
 from emu.emulator.golden import Golden
 
 CFG = AccelConfig(rows=3, cols=5, act_depth=64, wgt_depth=32, acc_depth=64, out_depth=64, param_depth=8,
@@ -58,7 +59,7 @@ def _command(instr):
 def run(words, prog_len, *, bus_error_on=None, limit=3000):
     """Start the sequencer on `words` (the instruction memory after the preload) and run it until `finished`.
     Each unit is busy from the cycle after it sees a start until instr_cycles - ISSUE_LATENCY cycles after it,
-    taking the cycles of the instruction the test expects there (the preload, then the program's, in order);
+    taking the cycles of the instruction the test expects there (the preload, then the program's as it runs);
     the DMA ends its `bus_error_on`-th transfer with its error flag set, which stays set until its next
     start. Returns the log of (cycle, unit, command) and the sequencer's outputs at `finished`. Cycles count
     as emu.contract.timing does: `start` is presented in cycle -1, and the sequencer registers it."""
@@ -66,9 +67,9 @@ def run(words, prog_len, *, bus_error_on=None, limit=3000):
     from hdl.sequencer import Sequencer
     dut = Sequencer(CFG)
     expected = {"dma": [_preload(prog_len)], "matmul": [], "post": []}     # (busy cycles, command) a unit
-    for instr in (isa.decode(w) for w in words[:prog_len]):
-        if instr is not None and _unit(instr):
-            expected[_unit(instr)].append((timing.instr_cycles(instr, CFG), _command(instr)))
+    for step in walk([isa.decode(w) for w in words[:prog_len]]):       # the order they run in, loops too
+        if step.fault is None and _unit(step.instr):
+            expected[_unit(step.instr)].append((timing.instr_cycles(step.instr, CFG), _command(step.instr)))
     memory = list(words) + [0] * (CFG.instr_depth - len(words))
     log, out = [], {}
 
@@ -129,25 +130,39 @@ def _words(instrs, illegal=None):
     return words
 
 
+def _assert_issues_as_timed(program, macs):
+    log, out = run(_words(program), len(program))
+    mem = np.zeros(MEM, np.uint8)
+    mem[PROG_ADDR:PROG_ADDR + INSTR_BYTES * len(program)] = np.frombuffer(isa.encode_program(program), np.uint8)
+    gold = Golden(CFG, mem).run(PROG_ADDR, len(program))
+    timer = timing.Timer(CFG, timing.preload_cycles(PROG_ADDR, len(program), CFG))
+    want = [(timing.ISSUE_LATENCY, "dma", _preload(len(program))[1])]
+    for step in walk(program):
+        timer.issue(step.instr)
+        if _unit(step.instr):
+            want.append((timer.now - 1 + timing.ISSUE_LATENCY, _unit(step.instr), _command(step.instr)))
+    assert [(unit, cmd) for _, unit, cmd in log] == [(unit, cmd) for _, unit, cmd in want]
+    assert [c for c, _, _ in log] == [c for c, _, _ in want]
+    assert out["error_code"] == 0 and out["running"] == 0
+    assert (out["cycles"], out["macs"]) == (gold.cycles, gold.macs) == (timer.now, macs)
+    assert out["cycle"] == out["cycles"]          # END's pop at CYCLES - 1 sets `finished`
+
+
 def test_sequencer_issues_program_in_order_on_the_timing_models_cycles():
     """The preload, then every LOAD/STORE to the DMA, MATMUL and POST to the compute unit, each with its
     fields, in program order, at the cycle emu.contract.timing.Timer issues it (+ ISSUE_LATENCY);
     `finished` with CYCLES and MACS as the golden emulator counts them."""
-    log, out = run(_words(PROGRAM), len(PROGRAM))
-    mem = np.zeros(MEM, np.uint8)
-    mem[PROG_ADDR:PROG_ADDR + INSTR_BYTES * len(PROGRAM)] = np.frombuffer(isa.encode_program(PROGRAM), np.uint8)
-    gold = Golden(CFG, mem).run(PROG_ADDR, len(PROGRAM))
-    timer = timing.Timer(CFG, timing.preload_cycles(PROG_ADDR, len(PROGRAM), CFG))
-    want = [(timing.ISSUE_LATENCY, "dma", _preload(len(PROGRAM))[1])]
-    for instr in PROGRAM:
-        timer.issue(instr)
-        if _unit(instr):
-            want.append((timer.now - 1 + timing.ISSUE_LATENCY, _unit(instr), _command(instr)))
-    assert [(unit, cmd) for _, unit, cmd in log] == [(unit, cmd) for _, unit, cmd in want]
-    assert [c for c, _, _ in log] == [c for c, _, _ in want]
-    assert out["error_code"] == 0 and out["running"] == 0
-    assert (out["cycles"], out["macs"]) == (gold.cycles, gold.macs) == (timer.now, 2 * 4 * 3 * 4)
-    assert out["cycle"] == out["cycles"]          # END's pop at CYCLES - 1 sets `finished`
+    _assert_issues_as_timed(PROGRAM, 2 * 4 * 3 * 4)
+
+
+def test_loops_issue_their_bodies_with_stepped_fields():
+    """Two nested LOOPs: the units receive the walk's instructions (emu.contract.loops.walk), each
+    field stepped, at the Timer's cycles; the inner loop ends where the outer does."""
+    inner = isa.make(Opcode.LOOP, count=3, body=4, acc_inc=2)
+    outer = isa.make(Opcode.LOOP, count=2, body=9, act_ext_inc=-5, wgt_ext_inc=9, param_ext_inc=12,
+                     out_ext_inc=40, acc_inc=1)
+    program = [outer, LOAD_ACT, LOAD_WGT, LOAD_PARAM, STORE, inner, MATMUL, SYNC, SYNC, SYNC, END]
+    _assert_issues_as_timed(program, 2 * 3 * 4 * 3 * 4)
 
 
 def test_illegal_opcode_faults_at_its_pc_after_draining():
