@@ -279,14 +279,22 @@ def cmd_eval(args) -> int:
 
 def cmd_disasm(args) -> int:
     from emu.compiler.program import Program, ProgramError
-    from emu.contract.isa import INSTR_BYTES, decode_program
+    from emu.contract.isa import INSTR_BYTES, Opcode, decode_program
     program = Program.load(args.program)
     words = decode_program(program.image[program.prog_addr:program.prog_addr + program.prog_len * INSTR_BYTES])
-    illegal = []
+    illegal, ends = [], []       # ends: last pc of each loop body open at this pc, outermost first
     for pc, (word, instr) in enumerate(zip(words, program.instructions)):
+        ends = [e for e in ends if e >= pc]
         if instr is None:
             illegal.append(pc)
-        print(f"{pc:5d}  {instr if instr is not None else f'ILLEGAL {word:#034x}'}")
+            text = f"ILLEGAL {word:#034x}"
+        elif instr.op == Opcode.LOOP:       # the increments it steps, the zero ones left out
+            text = " ".join(["LOOP"] + [f"{k}={v}" for k, v in instr.fields.items() if v or not k.endswith("_inc")])
+        else:
+            text = str(instr)
+        print(f"{pc:5d}  {'  ' * len(ends)}{text}")
+        if instr is not None and instr.op == Opcode.LOOP:
+            ends.append(pc + instr.body)
     if illegal:
         raise ProgramError(f"{args.program}: {len(illegal)} of {len(words)} instruction words have no legal "
                            f"opcode (the first at pc {illegal[0]}); the program is corrupt and would fault "
