@@ -16,7 +16,7 @@ import dataclasses
 
 from emu.contract import isa
 from emu.contract.isa import FIELDS, Instr, Opcode
-from emu.contract.loops import INCREMENTS, LOOP_MIN_BODY, target_of
+from emu.contract.loops import INCREMENTS, LOOP_LEVELS, LOOP_MIN_BODY, target_of
 
 __all__ = ["fold"]
 
@@ -115,9 +115,11 @@ def _fold_pass(items: list[_Item], max_words: int, period_max: int) -> list[_Ite
 
 
 def fold(instrs: list[Instr], *, max_words: int) -> list[Instr]:
-    """`instrs` with repetitions folded into loops, two levels deep; a loop with its body is at most
+    """`instrs` with repetitions folded into loops, LOOP_LEVELS deep; a loop with its body is at most
     `max_words` instructions (so that segments of the instruction memory can still be cut between loops)."""
     seen: dict = {}
-    inner = _fold_pass([_instr_item(i, seen) for i in instrs], max_words, _PERIOD_MAX)
-    # the second pass may enclose first-pass loops, never a loop of its own making
-    return [w for item in _fold_pass(inner, max_words, _PERIOD_MAX) for w in item.words]
+    items = [_instr_item(i, seen) for i in instrs]
+    # each pass may enclose the loops of the passes before, never a loop of its own making
+    for _ in range(LOOP_LEVELS):
+        items = _fold_pass(items, max_words, _PERIOD_MAX)
+    return [w for item in items for w in item.words]
