@@ -36,8 +36,9 @@ __all__ = ["Build", "build", "verilog_for", "hil_wrapper", "hil_sources", "veril
 REPO = Path(__file__).resolve().parent.parent
 SIM_DIR = Path(__file__).resolve().parent
 BUILD_ROOT = Path(os.environ.get("SYSTOLA_BUILD", REPO / "build" / "rtl"))
-#: Capacity of the HDL memory model in bus words (16 MiB at 128 bits); MEM_SIZE limits it per run.
-MEM_WORDS_MAX = 1 << 20
+#: Capacity of the HDL memory model in bus words (32 MiB at 64 bits: ResNet-18 at 224x224 is 27.7 MB); MEM_SIZE
+#: limits it per run.
+MEM_WORDS_MAX = 1 << 22
 #: Clock period of every simulation (ns); the HDL top generates it, cocotb's Clock uses it on the AXI path.
 CLOCK_NS = 10
 SIMULATORS = ("verilator", "icarus")

@@ -83,3 +83,14 @@ def test_cifar_resnet20_on_verilator():
     xq = quantize_input(program, x[:1].numpy())
     rtl = assert_rtl_equals_golden_and_reference(graph, program, xq)
     assert rtl.cycles == sum(layer.cycles for layer in cycle_profile(program))
+
+
+@pytest.mark.slow
+def test_resnet18_224_on_verilator():
+    """ResNet-18 at 224x224x3, one image, on the default 8x8 array: 59 M cycles, ~2 segments, a 27.7 MB
+    memory image (`make test-all`; tens of minutes: docs/networks.md has the measured wall time)."""
+    from emu.zoo.vision import quantized
+    ep, x = quantized("resnet18", resolution=224)
+    graph = lower(ep)
+    program = compile_graph(graph, AccelConfig(), batch=1)
+    assert_rtl_equals_golden_and_reference(graph, program, quantize_input(program, x[:1].numpy()))
