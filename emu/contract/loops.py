@@ -83,11 +83,13 @@ class Step:
 def loop_fault(instr: Instr, pc: int, enclosing_end: int | None, depth: int) -> tuple[FaultCode, str] | None:
     """The fault of a LOOP at `pc` reached inside `depth` loops, the innermost ending at `enclosing_end`."""
     if instr.count == 0 or instr.body < LOOP_MIN_BODY:
-        return FaultCode.ILLEGAL_FIELD, f"LOOP count={instr.count} body={instr.body} (count >= 1, body >= {LOOP_MIN_BODY})"
+        return (FaultCode.ILLEGAL_FIELD,
+                f"LOOP count={instr.count} body={instr.body} (count >= 1, body >= {LOOP_MIN_BODY})")
     if depth == LOOP_LEVELS:
         return FaultCode.ILLEGAL_FIELD, f"LOOP nested deeper than {LOOP_LEVELS}"
     if enclosing_end is not None and pc + instr.body > enclosing_end:
-        return FaultCode.ILLEGAL_FIELD, f"LOOP body ends at {pc + instr.body}, past its enclosing body's {enclosing_end}"
+        return (FaultCode.ILLEGAL_FIELD,
+                f"LOOP body ends at {pc + instr.body}, past its enclosing body's {enclosing_end}")
     return None
 
 
