@@ -43,7 +43,7 @@ from amaranth.lib.wiring import In, Out
 from emu.contract import timing
 from emu.contract.config import AccelConfig
 from emu.contract.faults import FaultCode
-from emu.contract.isa import INSTR_BITS, INSTR_BYTES, OPCODE_BITS, Buffer, Opcode
+from emu.contract.isa import INSTR_BITS, INSTR_BYTES, OPCODE_BITS, Opcode
 from emu.contract.loops import TARGETS
 
 from hdl.fpga import family_of
@@ -62,7 +62,7 @@ assert TARGET_INSTR.bit_length() <= Shape.cast(dma_command_signature().members["
 
 
 #: The head of the issue queue: which unit the instruction needs (one bit each, all zero for a faulty word),
-#: whether it is END, whether it is faulty, and its fault code.
+#: whether it is END, whether it is a LOOP (which needs no unit), whether it is faulty, and its fault code.
 head_layout = data.StructLayout({"dma": 1, "matmul": 1, "post": 1, "all_units": 1, "end": 1, "loop": 1,
                                  "faulty": 1, "fault": 4})
 
@@ -70,14 +70,14 @@ head_layout = data.StructLayout({"dma": 1, "matmul": 1, "post": 1, "all_units": 
 #: added to the fields they step (hdl.loop.LoopControl.offsets, emu.contract.loops.TARGETS).
 OFFSET_LATENCY = 1
 #: Cycles from the preload's end (the first cycle the DMA is idle) to the first instruction at the head of
-#: the queue: fetch enable, instruction memory, decoder, queue head register.
+#: the queue: fetch enable, instruction memory, offset stage, decoder, queue head register.
 FETCH_LATENCY = 1 + BlockRAM.LATENCY + OFFSET_LATENCY + Decoder.LATENCY + 1
 #: Copies of the fetch address, each from a register of its own, that the instruction memory reads at
 #: (hdl.bram.BlockRAM `addr_copies`): 128 x 4096 is 32 DP16KD blocks, and one register driving all 32 of
 #: them is a slow net; with 4 copies each drives 8.
 IMEM_ADDR_COPIES = 4
 #: Entries the queue must hold for one issue a cycle: a pop is registered and frees a credit the cycle
-#: after, whose fetch reaches the head BlockRAM.LATENCY + Decoder.LATENCY + 1 cycles later.
+#: after, whose fetch reaches the head BlockRAM.LATENCY + OFFSET_LATENCY + Decoder.LATENCY + 1 cycles later.
 QUEUE_DEPTH = 2 + BlockRAM.LATENCY + OFFSET_LATENCY + Decoder.LATENCY + 1
 
 
@@ -220,7 +220,7 @@ class Sequencer(wiring.Component):
         m.d.comb += [loops.arrive.eq(fetched[0] & ~fetched[1] & ~flush
                                      & (self.imem_rd_data[:OPCODE_BITS] == Opcode.LOOP)),
                      loops.arrive_word.eq(self.imem_rd_data), loops.arrive_pc.eq(fetched_pc)]
-        # the offset stage: the word registered, then its stepped fields added to
+        # the offset stage: the word registered, then the loop offsets added to the fields they step
         word_a, valid_a, past_end_a, pc_a = (Signal.like(s, name=f"{n}_a") for s, n in (
             (self.imem_rd_data, "word"), (fetched[0], "valid"), (fetched[1], "past_end"), (fetched_pc, "pc")))
         offsets_a = Signal(loops.offsets.shape(), name="offsets_a")
