@@ -5,8 +5,8 @@ inner. A LOOP word arms a level when it comes out of the instruction memory (`ar
 BlockRAM.LATENCY cycles after its fetch, while the fetch runs on into the body: so a body is at least
 LOOP_MIN_BODY = 4 words, and the level is known before the fetch reaches its end. A fetch at a level's
 end goes back to its start while iterations are left (`jump`, `target`); the innermost level decides
-first. `offsets` (one register per LOOP increment, as wide as the field it steps) is what each word
-fetched this cycle runs with: the inner iteration's, stepped by the inner increments on an inner jump,
+first. `offsets` (one register per LOOP increment, as wide as the field it steps) is what the word
+fetched the cycle before runs with: the inner iteration's, stepped by the inner increments on an inner jump,
 reset to the outer iteration's when the inner loop ends, and the outer iteration's stepped on an outer
 jump.
 
@@ -17,7 +17,7 @@ iteration left) at each jump. `loop_bad` is the arriving LOOP's fault the cycle 
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -39,8 +39,8 @@ def offset_widths() -> dict[str, int]:
 class LoopControl(wiring.Component):
     """In: `fetch` (a word is fetched at `pc` this cycle), `pc_inc` (pc + 1, a register), `arrive` with
     `arrive_word` and `arrive_pc` (a legal-opcode LOOP at the instruction memory's output), `flush`.
-    Out: `jump`, `target`, `target_inc` (target + 1) for this fetch; `offsets` of the word fetched this
-    cycle; `loop_bad` for the LOOP that arrived last cycle."""
+    Out: `jump` (a fetch this cycle goes to `target`, with `target_inc` = target + 1); `offsets` of the
+    word fetched the cycle before; `loop_bad` for the LOOP that arrived last cycle."""
 
     def __init__(self, pc_bits: int):
         self._pc_bits = pc_bits
@@ -74,27 +74,39 @@ class LoopControl(wiring.Component):
             return [getattr(base, name).eq(getattr(base, name) + inc[l][name]) for name in INCREMENTS]
 
         hit = [active[l] & at_end[l] for l in range(LEVELS)]
-        jump_inner = self.fetch & hit[1] & ~last[1]
-        exit_inner = self.fetch & hit[1] & last[1]
-        jump_outer = self.fetch & hit[0] & ~last[0] & ~jump_inner
-        exit_outer = self.fetch & hit[0] & last[0] & ~jump_inner
-        m.d.comb += [self.jump.eq(jump_inner | jump_outer),
-                     self.target.eq(Mux(jump_inner, start[1], start[0])),
-                     self.target_inc.eq(Mux(jump_inner, start_inc[1], start_inc[0]))]
-
+        take_inner = hit[1] & ~last[1]
+        take_outer = hit[0] & ~last[0] & ~take_inner
+        # `jump` holds no `fetch` term, so the fetch address mux is selected from flip-flops
+        m.d.comb += [self.jump.eq(take_inner | take_outer),
+                     self.target.eq(Mux(take_inner, start[1], start[0])),
+                     self.target_inc.eq(Mux(take_inner, start_inc[1], start_inc[0]))]
         with m.If(self.fetch):
             m.d.sync += [at_end[l].eq(~self.jump & (self.pc_inc == end[l])) for l in range(LEVELS)]
+            with m.If(take_inner):
+                m.d.sync += [left[1].eq(left[1] - 1), last[1].eq(left[1] == 1)]
+            with m.Elif(hit[1]):
+                m.d.sync += active[1].eq(0)
+            with m.If(take_outer):
+                m.d.sync += [left[0].eq(left[0] - 1), last[0].eq(left[0] == 1)]
+            with m.Elif(hit[0] & ~take_inner):
+                m.d.sync += active[0].eq(0)
+
+        # The offsets are stepped a cycle after the fetch that jumps, from registered events, so `fetch` does
+        # not fan out into their few hundred enables; the words fetched meanwhile get theirs from the
+        # fetch pipeline a cycle later too (`offsets` is one cycle behind the fetch: see the sequencer).
+        events = Signal(4)
+        m.d.sync += events.eq(Cat(self.fetch & take_inner, self.fetch & hit[1] & last[1],
+                                  self.fetch & take_outer, self.fetch & hit[0] & last[0] & ~take_inner))
+        jump_inner, exit_inner, jump_outer, exit_outer = events
         with m.If(jump_inner):
-            m.d.sync += [left[1].eq(left[1] - 1), last[1].eq(left[1] == 1)]
             m.d.sync += stepped(cur, 1)
         with m.If(exit_inner):
-            m.d.sync += [active[1].eq(0), cur.eq(outer)]
+            m.d.sync += cur.eq(outer)
         with m.If(jump_outer):
-            m.d.sync += [left[0].eq(left[0] - 1), last[0].eq(left[0] == 1)]
             m.d.sync += stepped(outer, 0)
             m.d.sync += [getattr(cur, name).eq(getattr(outer, name) + inc[0][name]) for name in INCREMENTS]
         with m.If(exit_outer):
-            m.d.sync += [active[0].eq(0), outer.eq(0), cur.eq(0)]
+            m.d.sync += [outer.eq(0), cur.eq(0)]
 
         # a LOOP arms the outer level when none is active, else the inner; a third is armed nowhere (bad)
         level = [~active[0], active[0] & ~active[1]]

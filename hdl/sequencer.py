@@ -200,6 +200,7 @@ class Sequencer(wiring.Component):
         # hardware loops: a fetch at a loop body's end goes back to its start (hdl/loop.py)
         m.submodules.loops = loops = LoopControl(pc_bits)
         m.d.comb += [loops.fetch.eq(fetch), loops.pc_inc.eq(fetch_pc_inc), loops.flush.eq(flush)]
+        assert BlockRAM.LATENCY >= 1, "loop offsets lag the fetch by a cycle (hdl/loop.py)"
         with m.If(fetch):
             m.d.comb += fetch_pc_next.eq(Mux(loops.jump, loops.target, fetch_pc_inc))
             m.d.sync += fetch_pc_inc.eq(Mux(loops.jump, loops.target_inc, fetch_pc_inc + 1))
@@ -216,7 +217,7 @@ class Sequencer(wiring.Component):
         # each word's pc and loop offsets travel beside it: a pc is an address in the program, whichever
         # iteration fetched it
         fetched_pc = delay(m, fetch_pc, BlockRAM.LATENCY, "fetched_pc")
-        fetched_offsets = delay(m, loops.offsets.as_value(), BlockRAM.LATENCY, "fetched_offsets")
+        fetched_offsets = delay(m, loops.offsets.as_value(), BlockRAM.LATENCY - 1, "fetched_offsets")
         m.d.comb += [loops.arrive.eq(fetched[0] & ~fetched[1] & ~flush
                                      & (self.imem_rd_data[:OPCODE_BITS] == Opcode.LOOP)),
                      loops.arrive_word.eq(self.imem_rd_data), loops.arrive_pc.eq(fetched_pc)]
