@@ -30,7 +30,9 @@ from sim.runner import CLOCK_NS, MEM_WORDS_MAX, REPO, build
 
 __all__ = ["run_rtl", "simulate", "HilRun", "SimulationTimeout", "DEFAULT_MAX_CYCLES", "write_words", "read_words"]
 
-DEFAULT_MAX_CYCLES = 20_000_000
+#: The testbench's cycle limit per segment, a guard against a hung simulation: with hardware loops one
+#: segment of ResNet-18 at 224x224 runs ~20-30 M cycles; 200 M cycles are tens of minutes of Verilator.
+DEFAULT_MAX_CYCLES = 200_000_000
 _run_ids = itertools.count()
 
 
