@@ -119,6 +119,10 @@ class LoopControl(wiring.Component):
                              start_inc[l].eq(self.arrive_pc + 2), end[l].eq(self.arrive_pc + lp.body),
                              left[l].eq(lp.count - 1), last[l].eq(lp.count <= 1)]
                 m.d.sync += [inc[l][name].eq(getattr(lp, name)) for name in INCREMENTS]
-        with m.If(self.flush):
+        # the clear comes a cycle after the flush, from a flip-flop beside these registers: the flush is a
+        # long, loaded net, and nothing is fetched for many cycles after it (a start begins with the preload)
+        flush_q = Signal()
+        m.d.sync += flush_q.eq(self.flush)
+        with m.If(flush_q):
             m.d.sync += [*(a.eq(0) for a in active), outer.eq(0), cur.eq(0)]
         return m

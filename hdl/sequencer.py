@@ -213,13 +213,19 @@ class Sequencer(wiring.Component):
             m.d.comb += fetch_pc_next.eq(0)
             m.d.sync += [fetch_pc_inc.eq(1), past_end.eq(0), fetching.eq(0), credits.eq(Const(-1, QUEUE_DEPTH))]
         fetched = Signal(2)     # (valid, past the end) of the word on imem_rd_data
-        m.d.comb += fetched.eq(delay(m, Cat(fetch, past_end), BlockRAM.LATENCY, "fetched"))
+        # the valid bits are cleared while idle, so a word fetched before a run ended never arms a loop:
+        # the flush reaches these two flip-flops, not the loop registers' enables behind `arrive`
+        in_flight = [Signal(2, name=f"fetched_d{d}") for d in range(BlockRAM.LATENCY)]
+        for d, reg in enumerate(in_flight):
+            m.d.sync += reg.eq(Cat(fetch, past_end) if d == 0 else in_flight[d - 1])
+            with m.If(flush):
+                m.d.sync += reg[0].eq(0)
+        m.d.comb += fetched.eq(in_flight[-1])
         # each word's pc and loop offsets travel beside it: a pc is an address in the program, whichever
         # iteration fetched it
         fetched_pc = delay(m, fetch_pc, BlockRAM.LATENCY, "fetched_pc")
         fetched_offsets = delay(m, loops.offsets.as_value(), BlockRAM.LATENCY - 1, "fetched_offsets")
-        m.d.comb += [loops.arrive.eq(fetched[0] & ~fetched[1] & ~flush
-                                     & (self.imem_rd_data[:OPCODE_BITS] == Opcode.LOOP)),
+        m.d.comb += [loops.arrive.eq(fetched[0] & ~fetched[1] & (self.imem_rd_data[:OPCODE_BITS] == Opcode.LOOP)),
                      loops.arrive_word.eq(self.imem_rd_data), loops.arrive_pc.eq(fetched_pc)]
         # the offset stage: the word registered, then the loop offsets added to the fields they step
         word_a, valid_a, past_end_a, pc_a = (Signal.like(s, name=f"{n}_a") for s, n in (
