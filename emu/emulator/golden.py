@@ -190,9 +190,9 @@ class Golden:
         decoded = _decoded(blob, cfg)
         for step in walk([d[0] for d in decoded]):
             pc, instr = step.pc, step.instr
-            if step.fault is not None:
-                raise HardwareFault(step.fault[0], pc, (decoded[pc][1] or step.fault)[1] if instr is None
-                                    and pc < len(decoded) else step.fault[1])
+            if step.fault is not None:      # an illegal word's detail names its opcode
+                detail = decoded[pc][1][1] if instr is None and pc < len(decoded) else step.fault[1]
+                raise HardwareFault(step.fault[0], pc, detail)
             if instr is decoded[pc][0]:
                 _, bad, end, cycles = decoded[pc]
             else:                       # stepped by a loop: its checks, extent and cycles are its own
