@@ -39,10 +39,11 @@ def test_large_networks_verify(net, resolution, quantizer):
 
 
 def test_resnet18_at_224_compiles():
-    """112x112x64 after the stem, 56x56 after the pool: bands of output rows, a program of many runs."""
+    """112x112x64 after the stem, 56x56 after the pool: bands of output rows, folded into hardware loops
+    (683,545 instructions written out; 10,648 with loops: docs/networks.md), a program of a few runs."""
     ep, _ = quantized("resnet18")
     program = compile_graph(lower(ep), AccelConfig(), batch=1)
-    assert len(program.segments) > 100
+    assert program.prog_len < 20_000 and 1 < len(program.segments) < 10
     assert max(n for _, n in program.segments) <= program.cfg.instr_depth
 
 
@@ -50,4 +51,4 @@ def test_resnet18_at_224_compiles():
 def test_resnet18_at_224_compiles_at_3x5():
     ep, _ = quantized("resnet18")
     program = compile_graph(lower(ep), AccelConfig(rows=3, cols=5), batch=1)
-    assert len(program.segments) > 100
+    assert program.prog_len < 50_000 and len(program.segments) > 1
