@@ -81,26 +81,33 @@ IMEM_ADDR_COPIES = 4
 QUEUE_DEPTH = 2 + BlockRAM.LATENCY + OFFSET_LATENCY + Decoder.LATENCY + 1
 
 
-def _with_offsets(m: Module, word, offsets) -> Signal:
-    """`word` with the loop offsets added to the fields they step (emu.contract.loops.TARGETS), wrapped
-    to each field's width; a word of another opcode passes as it is."""
+def _offset_stage(m: Module, word, offsets) -> Signal:
+    """`word` (the instruction memory's output) one cycle later, with the loop `offsets` added to the
+    fields they step (emu.contract.loops.TARGETS), wrapped to each field's width; a word of another opcode
+    passes as it is. Which offset a field takes (by opcode and buffer) is chosen before the register, from
+    the memory's output register, so after it only the adds and a select on registered opcode flags remain."""
+    word_q = Signal(INSTR_BITS, name="word_a")
+    m.d.sync += word_q.eq(word)
+    ins = views(word)
     out = Signal(INSTR_BITS, name="word_stepped")
-    m.d.comb += out.eq(word)
-    ins, outs = views(word), views(out)
-    with m.Switch(word[:OPCODE_BITS]):
-        for op in dict.fromkeys(t[0] for t in TARGETS):
-            with m.Case(op):
-                for field in dict.fromkeys(t[2] for t in TARGETS if t[0] == op):
-                    by_buf = [(buf, inc) for o, buf, f, inc in TARGETS if o == op and f == field]
-                    if by_buf[0][0] is None:
-                        step = getattr(offsets, by_buf[0][1])
-                    else:       # the buffer chooses the increment: a LOAD of ACT, WGT or PARAM
-                        step = Signal.like(getattr(offsets, by_buf[0][1]), name=f"{op.name.lower()}_{field}_step")
-                        with m.Switch(ins[op].buf):
-                            for buf, inc in by_buf:
-                                with m.Case(buf):
-                                    m.d.comb += step.eq(getattr(offsets, inc))
-                    m.d.comb += getattr(outs[op], field).eq(getattr(ins[op], field) + step)
+    m.d.comb += out.eq(word_q)
+    outs, ins_q = views(out), views(word_q)
+    for op in dict.fromkeys(t[0] for t in TARGETS):
+        is_op = Signal(name=f"is_{op.name.lower()}_a")
+        m.d.sync += is_op.eq(word[:OPCODE_BITS] == op)
+        for field in dict.fromkeys(t[2] for t in TARGETS if t[0] == op):
+            by_buf = [(buf, inc) for o, buf, f, inc in TARGETS if o == op and f == field]
+            step = Signal.like(getattr(offsets, by_buf[0][1]), name=f"{op.name.lower()}_{field}_step")
+            if by_buf[0][0] is None:
+                m.d.sync += step.eq(getattr(offsets, by_buf[0][1]))
+            else:       # the buffer chooses the increment: a LOAD of ACT, WGT or PARAM
+                m.d.sync += step.eq(0)
+                with m.Switch(ins[op].buf):
+                    for buf, inc in by_buf:
+                        with m.Case(buf):
+                            m.d.sync += step.eq(getattr(offsets, inc))
+            with m.If(is_op):
+                m.d.comb += getattr(outs[op], field).eq(getattr(ins_q[op], field) + step)
     return out
 
 
@@ -228,12 +235,11 @@ class Sequencer(wiring.Component):
         m.d.comb += [loops.arrive.eq(fetched[0] & ~fetched[1] & (self.imem_rd_data[:OPCODE_BITS] == Opcode.LOOP)),
                      loops.arrive_word.eq(self.imem_rd_data), loops.arrive_pc.eq(fetched_pc)]
         # the offset stage: the word registered, then the loop offsets added to the fields they step
-        word_a, valid_a, past_end_a, pc_a = (Signal.like(s, name=f"{n}_a") for s, n in (
-            (self.imem_rd_data, "word"), (fetched[0], "valid"), (fetched[1], "past_end"), (fetched_pc, "pc")))
-        offsets_a = Signal(loops.offsets.shape(), name="offsets_a")
-        m.d.sync += [word_a.eq(self.imem_rd_data), valid_a.eq(fetched[0] & ~flush), past_end_a.eq(fetched[1]),
-                     pc_a.eq(fetched_pc), offsets_a.eq(fetched_offsets)]
-        m.d.comb += [dec.word.eq(_with_offsets(m, word_a, offsets_a)), dec.valid.eq(valid_a & ~flush),
+        valid_a, past_end_a, pc_a = (Signal.like(s, name=f"{n}_a") for s, n in (
+            (fetched[0], "valid"), (fetched[1], "past_end"), (fetched_pc, "pc")))
+        m.d.sync += [valid_a.eq(fetched[0] & ~flush), past_end_a.eq(fetched[1]), pc_a.eq(fetched_pc)]
+        stepped = _offset_stage(m, self.imem_rd_data, data.View(loops.offsets.shape(), fetched_offsets))
+        m.d.comb += [dec.word.eq(stepped), dec.valid.eq(valid_a & ~flush),
                      dec.past_end.eq(past_end_a), dec.loop_bad.eq(loops.loop_bad), dec.flush.eq(flush_dec)]
         push = dec.out_valid & ~flush
         # the head says which unit the instruction needs, one bit each, zero for a faulty word
