@@ -3,7 +3,7 @@ import numpy as np
 
 from emu.contract import isa
 from emu.contract.isa import Buffer, Opcode
-from emu.contract.loops import LOOP_LEVELS, walk
+from emu.contract.loops import LOOP_LEVELS, depths, walk
 from emu.compiler.loops import fold
 
 from randprog import random_case
@@ -33,21 +33,11 @@ def _layer_like(kt=6, nt=4):
     return out
 
 
-def _depth(prog):
-    deepest, open_ends = 0, []
-    for pc, i in enumerate(prog):
-        open_ends = [e for e in open_ends if e >= pc]
-        if i.op == Opcode.LOOP:
-            open_ends.append(pc + i.body)
-            deepest = max(deepest, len(open_ends))
-    return deepest
-
-
 def test_a_reduction_folds_into_two_levels_and_expands_back():
     flat = _layer_like()
     folded = fold(flat, max_words=64)
     assert [str(i) for i in _expand(folded)] == [str(i) for i in flat]
-    assert len(folded) < len(flat) * 2 // 3 and 1 <= _depth(folded) <= LOOP_LEVELS
+    assert len(folded) < len(flat) * 2 // 3 and 1 <= max(depths(folded)) <= LOOP_LEVELS
 
 
 def test_max_words_bounds_every_loop():

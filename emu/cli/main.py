@@ -280,11 +280,11 @@ def cmd_eval(args) -> int:
 def cmd_disasm(args) -> int:
     from emu.compiler.program import Program, ProgramError
     from emu.contract.isa import INSTR_BYTES, Opcode, decode_program
+    from emu.contract.loops import depths
     program = Program.load(args.program)
     words = decode_program(program.image[program.prog_addr:program.prog_addr + program.prog_len * INSTR_BYTES])
-    illegal, ends = [], []       # ends: last pc of each loop body open at this pc, outermost first
-    for pc, (word, instr) in enumerate(zip(words, program.instructions)):
-        ends = [e for e in ends if e >= pc]
+    illegal = []
+    for pc, (word, instr, depth) in enumerate(zip(words, program.instructions, depths(program.instructions))):
         if instr is None:
             illegal.append(pc)
             text = f"ILLEGAL {word:#034x}"
@@ -292,9 +292,7 @@ def cmd_disasm(args) -> int:
             text = " ".join(["LOOP"] + [f"{k}={v}" for k, v in instr.fields.items() if v or not k.endswith("_inc")])
         else:
             text = str(instr)
-        print(f"{pc:5d}  {'  ' * len(ends)}{text}")
-        if instr is not None and instr.op == Opcode.LOOP:
-            ends.append(pc + instr.body)
+        print(f"{pc:5d}  {'  ' * depth}{text}")
     if illegal:
         raise ProgramError(f"{args.program}: {len(illegal)} of {len(words)} instruction words have no legal "
                            f"opcode (the first at pc {illegal[0]}); the program is corrupt and would fault "

@@ -28,7 +28,7 @@ from emu.contract.config import AccelConfig
 from emu.compiler.ir import Add, Conv2d, Dense, Graph, Pool2d
 from emu.contract.isa import Opcode
 from emu.compiler.program import Program, TensorRegion
-from emu.contract.loops import LOOP_MIN_BODY
+from emu.contract.loops import LOOP_MIN_BODY, depths
 from emu.compiler.loops import fold
 from emu.compiler.schedule import CompileError, Gemm, KTile, Memory, emit, slabs
 
@@ -208,12 +208,9 @@ def split_segments(prog: list, instr_depth: int) -> list:
     After that SYNC every unit is idle, and the on-chip buffers keep their contents from one run to the
     next (nothing clears them, in the gateware or in golden), so the next segment goes on where this one
     stopped, even inside a layer's reduction."""
-    cuts, open_until = [], -1      # pc after which a cut is allowed; the last pc inside the loops seen so far
-    for pc, i in enumerate(prog):
-        if i.op == Opcode.LOOP:
-            open_until = max(open_until, pc + i.body)
-        if i.op == Opcode.SYNC and pc >= open_until:
-            cuts.append(pc + 1)
+    # a cut may follow a SYNC that no loop body holds, or that ends the bodies holding it
+    level = depths(prog) + [0]
+    cuts = [pc + 1 for pc, i in enumerate(prog) if i.op == Opcode.SYNC and level[pc + 1] == 0]
     out, start = [], 0
     while len(prog) - start > instr_depth - 1:
         # the last cut that leaves room for the segment's END

@@ -23,7 +23,8 @@ from typing import Iterator, Sequence
 from emu.contract.faults import FaultCode
 from emu.contract.isa import FIELDS, Buffer, Instr, Opcode
 
-__all__ = ["LOOP_LEVELS", "LOOP_MIN_BODY", "INCREMENTS", "TARGETS", "target_of", "offset", "Step", "loop_fault", "walk"]
+__all__ = ["LOOP_LEVELS", "LOOP_MIN_BODY", "INCREMENTS", "TARGETS", "target_of", "offset", "depths", "Step",
+           "loop_fault", "walk"]
 
 LOOP_LEVELS = 2
 LOOP_MIN_BODY = 4
@@ -60,6 +61,17 @@ def offset(instr: Instr, offsets: dict[str, int]) -> Instr:
             fields = fields or dict(instr.fields)
             fields[field] = (fields[field] + offsets[inc]) % (1 << _WIDTH[instr.op, field])
     return instr if fields is None else Instr(instr.op, fields)
+
+
+def depths(instrs: Sequence[Instr | None]) -> list[int]:
+    """How many loop bodies, as written, hold each instruction (a LOOP word is outside its own body)."""
+    out, ends = [], []
+    for pc, instr in enumerate(instrs):
+        ends = [e for e in ends if e >= pc]
+        out.append(len(ends))
+        if instr is not None and instr.op == Opcode.LOOP:
+            ends.append(pc + instr.body)
+    return out
 
 
 @dataclasses.dataclass
