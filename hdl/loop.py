@@ -1,9 +1,10 @@
 """Hardware loops in the fetch: where the next fetch goes, and the address offsets of each fetched word.
 
 emu/contract/loops.py defines the loops; this is that walk at fetch time. Two levels, 0 the outer and 1 the
-inner. A LOOP word arms a level when it comes out of the instruction memory (`arrive`, its pc and word),
-BlockRAM.LATENCY cycles after its fetch, while the fetch runs on into the body: so a body is at least
-LOOP_MIN_BODY = 4 words, and the level is known before the fetch reaches its end. A fetch at a level's
+inner. A LOOP word is copied when it comes out of the instruction memory (`arrive`, its pc and word),
+BlockRAM.LATENCY cycles after its fetch, and arms a level from that copy a cycle later, while the fetch runs
+on into the body: the fetch of the body's fifth word is the first to see the level, so a body is at least
+LOOP_MIN_BODY = 5 words, and the level is known before the fetch reaches its end. A fetch at a level's
 end goes back to its start while iterations are left (`jump`, `target`); the innermost level decides
 first. `offsets` (one register per LOOP increment, as wide as the field it steps) is what the word
 fetched the cycle before runs with: the inner iteration's, stepped by the inner increments on an inner jump,
@@ -12,8 +13,9 @@ jump.
 
 Everything the fetch path reads is a flip-flop: `at_end` (the fetch pc is a level's end) is formed a
 fetch ahead from fetch_pc + 1 and cleared by a jump (a body's start is never its end), `last` (no
-iteration left) at each jump. `loop_bad` is the arriving LOOP's fault the cycle after it arrives
-(nested deeper than two, or an inner body ending past the outer body's end), for the decoder.
+iteration left) at each jump. `loop_bad` is the arrived LOOP's fault the cycle after it arrives
+(nested deeper than two, or an inner body ending past the outer body's end), when the offset stage hands
+the same word to the decoder.
 """
 from __future__ import annotations
 
@@ -56,8 +58,8 @@ class LoopControl(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         pcb = self._pc_bits
-        lp = data.View(instr_layout(Opcode.LOOP), self.arrive_word)
-        count_bits = len(lp.count)
+        widths = {f.name: f.width for f in FIELDS[Opcode.LOOP]}
+        count_bits = widths["count"]
         active = [Signal(name=f"active{l}") for l in range(LEVELS)]
         at_end = [Signal(name=f"at_end{l}") for l in range(LEVELS)]
         last = [Signal(name=f"last{l}") for l in range(LEVELS)]
@@ -65,7 +67,7 @@ class LoopControl(wiring.Component):
         start = [Signal(pcb, name=f"start{l}") for l in range(LEVELS)]
         start_inc = [Signal(pcb, name=f"start_inc{l}") for l in range(LEVELS)]
         end = [Signal(pcb + 1, name=f"end{l}") for l in range(LEVELS)]
-        inc = [{name: Signal(signed(len(getattr(lp, name))), name=f"{name}{l}") for name in INCREMENTS}
+        inc = [{name: Signal(signed(widths[name]), name=f"{name}{l}") for name in INCREMENTS}
                for l in range(LEVELS)]
         outer = Signal(self._offsets, name="outer_offsets")     # offsets of the outer iteration
         cur = self.offsets                                        # a register: see below
@@ -108,15 +110,24 @@ class LoopControl(wiring.Component):
         with m.If(exit_outer):
             m.d.sync += [outer.eq(0), cur.eq(0)]
 
-        # a LOOP arms the outer level when none is active, else the inner; a third is armed nowhere (bad)
+        # The LOOP word is copied first, as it leaves the instruction memory, and the level is armed from the
+        # copy a cycle later: the memory's output then drives flip-flops only, which the placer can put beside
+        # it, instead of the adds and enables of the loop registers spread over the fetch.
+        got = Signal(name="loop_arrived")
+        got_pc = Signal(pcb, name="loop_pc")
+        got_word = Signal(INSTR_BITS, name="loop_word")
+        m.d.sync += [got.eq(self.arrive), got_pc.eq(self.arrive_pc), got_word.eq(self.arrive_word)]
+        lp = data.View(instr_layout(Opcode.LOOP), got_word)
+        got_end = Signal(pcb + 1, name="loop_end")
+        m.d.comb += got_end.eq(got_pc + lp.body)
+        # a LOOP arms the outer level when none is active, else the inner; a third is armed nowhere (bad). The
+        # fault goes to the decoder now, beside the word it belongs to (the offset stage's output).
         level = [~active[0], active[0] & ~active[1]]
-        deep, armed_inner = Signal(), Signal()
-        m.d.sync += [deep.eq(self.arrive & active[0] & active[1]), armed_inner.eq(self.arrive & level[1])]
-        m.d.comb += self.loop_bad.eq(deep | (armed_inner & (end[1] > end[0])))
+        m.d.comb += self.loop_bad.eq(got & ((active[0] & active[1]) | (level[1] & (got_end > end[0]))))
         for l in range(LEVELS):
-            with m.If(self.arrive & level[l]):
-                m.d.sync += [active[l].eq(1), at_end[l].eq(0), start[l].eq(self.arrive_pc + 1),
-                             start_inc[l].eq(self.arrive_pc + 2), end[l].eq(self.arrive_pc + lp.body),
+            with m.If(got & level[l]):
+                m.d.sync += [active[l].eq(1), at_end[l].eq(0), start[l].eq(got_pc + 1),
+                             start_inc[l].eq(got_pc + 2), end[l].eq(got_end),
                              left[l].eq(lp.count - 1), last[l].eq(lp.count <= 1)]
                 m.d.sync += [inc[l][name].eq(getattr(lp, name)) for name in INCREMENTS]
         # the clear comes a cycle after the flush, from a flip-flop beside these registers: the flush is a

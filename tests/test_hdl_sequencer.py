@@ -158,10 +158,10 @@ def test_sequencer_issues_program_in_order_on_the_timing_models_cycles():
 def test_loops_issue_their_bodies_with_stepped_fields():
     """Two nested LOOPs: the units receive the walk's instructions (emu.contract.loops.walk), each
     field stepped, at the Timer's cycles; the inner loop ends where the outer does."""
-    inner = isa.make(Opcode.LOOP, count=3, body=4, acc_inc=2)
-    outer = isa.make(Opcode.LOOP, count=2, body=9, act_ext_inc=-5, wgt_ext_inc=9, param_ext_inc=12,
+    inner = isa.make(Opcode.LOOP, count=3, body=5, acc_inc=2)
+    outer = isa.make(Opcode.LOOP, count=2, body=10, act_ext_inc=-5, wgt_ext_inc=9, param_ext_inc=12,
                      out_ext_inc=40, acc_inc=1)
-    program = [outer, LOAD_ACT, LOAD_WGT, LOAD_PARAM, STORE, inner, MATMUL, SYNC, SYNC, SYNC, END]
+    program = [outer, LOAD_ACT, LOAD_WGT, LOAD_PARAM, STORE, inner, MATMUL, *[SYNC] * 4, END]
     _assert_issues_as_timed(program, 2 * 3 * 4 * 3 * 4)
 
 

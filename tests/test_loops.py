@@ -19,10 +19,10 @@ def _mm(acc_addr):
 
 
 def test_two_levels_add_their_offsets_and_the_inner_loop_restarts():
-    inner = isa.make(Opcode.LOOP, count=3, body=4, acc_inc=1)
-    prog = [isa.make(Opcode.LOOP, count=2, body=6, acc_inc=10), SYNC, inner, _mm(5), SYNC, SYNC, SYNC, END]
+    inner = isa.make(Opcode.LOOP, count=3, body=5, acc_inc=1)
+    prog = [isa.make(Opcode.LOOP, count=2, body=7, acc_inc=10), SYNC, inner, _mm(5), *[SYNC] * 4, END]
     steps = list(walk(prog))
-    assert [s.pc for s in steps] == [0, 1, 2, *[3, 4, 5, 6] * 3, 1, 2, *[3, 4, 5, 6] * 3, 7]
+    assert [s.pc for s in steps] == [0, 1, 2, *[3, 4, 5, 6, 7] * 3, 1, 2, *[3, 4, 5, 6, 7] * 3, 8]
     assert [s.instr.acc_addr for s in steps if s.instr.op == Opcode.MATMUL] == [5, 6, 7, 15, 16, 17]
     assert all(s.fault is None for s in steps)
 

@@ -54,17 +54,17 @@ CASES = {
                                   ext_addr=MEM + 4096, ext_stride=5), SYNC, END], {}, FaultCode.BUS_ERROR),
     "missing_end": ([LOAD, MATMUL, SYNC], {}, FaultCode.PROGRAM_RANGE),
     # hardware loops (emu/contract/loops.py): each fault at the LOOP's pc, or at the stepped instruction's
-    "loop_count_zero": ([LOAD, _loop(0, 4), MATMUL, SYNC, SYNC, SYNC, END], {}, FaultCode.ILLEGAL_FIELD),
-    "loop_short_body": ([LOAD, _loop(2, 3), MATMUL, SYNC, SYNC, END], {}, FaultCode.ILLEGAL_FIELD),
-    "loop_three_deep": ([_loop(2, 10), _loop(2, 9), _loop(2, 4), *[SYNC] * 8, END], {}, FaultCode.ILLEGAL_FIELD),
+    "loop_count_zero": ([LOAD, _loop(0, 5), MATMUL, *[SYNC] * 4, END], {}, FaultCode.ILLEGAL_FIELD),
+    "loop_short_body": ([LOAD, _loop(2, 4), MATMUL, SYNC, SYNC, SYNC, END], {}, FaultCode.ILLEGAL_FIELD),
+    "loop_three_deep": ([_loop(2, 11), _loop(2, 10), _loop(2, 5), *[SYNC] * 9, END], {}, FaultCode.ILLEGAL_FIELD),
     "loop_past_enclosing": ([_loop(2, 6), SYNC, _loop(2, 6), *[SYNC] * 6, END], {}, FaultCode.ILLEGAL_FIELD),
     "loop_past_program": ([LOAD, _loop(2, 8), SYNC, SYNC, SYNC, SYNC], {}, FaultCode.PROGRAM_RANGE),
     # the 16th iteration's MATMUL reaches ACC entry 64 of 64: BUFFER_RANGE at its pc
-    "loop_steps_past_buffer": ([LOAD, _loop(20, 4, acc_inc=4), MATMUL, SYNC, SYNC, SYNC, END], {},
+    "loop_steps_past_buffer": ([LOAD, _loop(20, 5, acc_inc=4), MATMUL, *[SYNC] * 4, END], {},
                                FaultCode.BUFFER_RANGE),
-    "loop_steps_past_memory": ([_loop(20, 4, act_ext_inc=1000), LOAD, SYNC, SYNC, SYNC, END], {},
+    "loop_steps_past_memory": ([_loop(20, 5, act_ext_inc=1000), LOAD, *[SYNC] * 4, END], {},
                                FaultCode.BUS_ERROR),
-    "loop_steps_below_zero": ([_loop(20, 4, act_ext_inc=-300), LOAD, SYNC, SYNC, SYNC, END], {},
+    "loop_steps_below_zero": ([_loop(20, 5, act_ext_inc=-300), LOAD, *[SYNC] * 4, END], {},
                               FaultCode.BUS_ERROR),
 }
 

@@ -92,8 +92,8 @@ FIELDS: dict[Opcode, tuple[Field, ...]] = {
     Opcode.END: (),
     Opcode.LOOP: (
         Field("count", 12, doc="iterations of the body, >= 1"),
-        Field("body", 12, doc="instructions after this one that form the body, >= LOOP_MIN_BODY (4); "
-                              "nested LOOPs and their bodies count"),
+        Field("body", 12, doc="instructions after this one that form the body, >= LOOP_MIN_BODY "
+                              "(emu.contract.loops); nested LOOPs and their bodies count"),
         Field("act_ext_inc", 20, signed=True, default=0, doc="added per iteration to ext_addr of each LOAD of ACT"),
         Field("wgt_ext_inc", 20, signed=True, default=0, doc="added per iteration to ext_addr of each LOAD of WGT"),
         Field("param_ext_inc", 16, signed=True, default=0,

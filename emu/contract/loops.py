@@ -10,7 +10,7 @@ The LOOP word itself issues like any instruction (one issue cycle, no unit), eac
 body's instructions then issue as if written out in full, so after the preload a program with loops takes
 the cycles of its expansion plus at most one per LOOP reached (none where the next instruction waits for
 a unit anyway). Faults, all ILLEGAL_FIELD at the LOOP's pc, when it is reached:
-count 0, body < LOOP_MIN_BODY (the sequencer learns of a loop from its word two cycles after fetching
+count 0, body < LOOP_MIN_BODY (the sequencer learns of a loop from its word three cycles after fetching
 it, while the fetch runs on into the body), a LOOP nested deeper than LOOP_LEVELS, or a body that ends
 past the end of the body enclosing it. A body running past the program's end reaches PROGRAM_RANGE there.
 A pc is always an address in the program, whichever iteration runs it.
@@ -27,7 +27,7 @@ __all__ = ["LOOP_LEVELS", "LOOP_MIN_BODY", "INCREMENTS", "TARGETS", "target_of",
            "loop_fault", "walk"]
 
 LOOP_LEVELS = 2
-LOOP_MIN_BODY = 4
+LOOP_MIN_BODY = 5
 
 #: (opcode, buffer or None, field, the LOOP increment that steps it)
 TARGETS: tuple[tuple[Opcode, Buffer | None, str, str], ...] = (
