@@ -176,7 +176,7 @@ class Sequencer(wiring.Component):
 
         # ---- fetch: one word a cycle while a queue entry is free for it, up to the word past the end ----
         fetch_pc = Signal(pc_bits)
-        fetch_pc_next = Signal(pc_bits)     # set below: fetch_pc + 1 on a fetch, 0 at start
+        fetch_pc_next = Signal(pc_bits)     # set below: the next fetch's pc on a fetch
         # fetch_pc + 1 in a register of its own, so fetch_pc's next value (which the far address copies
         # take) is a mux of flip-flops rather than behind a carry chain
         fetch_pc_inc = Signal(pc_bits, init=1)
@@ -215,10 +215,11 @@ class Sequencer(wiring.Component):
             with m.If(past_end):
                 m.d.sync += fetching.eq(0)
         # idle: the fetch is off (it stops the cycle after END, not in the cycle of the pop: what it fetches
-        # then is dropped), and the next run fetches from pc 0 with every queue entry free
+        # then is dropped), and the next run fetches from pc 0 with every queue entry free. fetch_pc is reset,
+        # not its next value: the address copies follow it a cycle later, long before the start's preload
+        # ends, and the flush (a loaded net) reaches no far address copy
         with m.If(flush):
-            m.d.comb += fetch_pc_next.eq(0)
-            m.d.sync += [fetch_pc_inc.eq(1), past_end.eq(0), fetching.eq(0), credits.eq(Const(-1, QUEUE_DEPTH))]
+            m.d.sync += [fetch_pc.eq(0), fetch_pc_inc.eq(1), past_end.eq(0), fetching.eq(0), credits.eq(Const(-1, QUEUE_DEPTH))]
         fetched = Signal(2)     # (valid, past the end) of the word on imem_rd_data
         # the valid bits are cleared while idle, so a word fetched before a run ended never arms a loop:
         # the flush reaches these two flip-flops, not the loop registers' enables behind `arrive`
