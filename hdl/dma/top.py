@@ -96,12 +96,12 @@ class DMA(wiring.Component):
         B, EB = self._B, self._EB
         bus = self.bus
         m.submodules.arguments = args = Arguments()
-        m.submodules.span = span = SpanSetup(bus_bytes=B, entry_bytes=EB)
+        m.submodules.span_setup = span = SpanSetup(bus_bytes=B, entry_bytes=EB)
         m.submodules.bursts = bursts = BurstGenerator(bus_bytes=B)
-        m.submodules.lanes = lanes = LaneSequencer(bus_bytes=B)
+        m.submodules.lane_seq = lanes = LaneSequencer(bus_bytes=B)
         m.submodules.load = load = LoadAssembly(bus_bytes=B, entry_bytes=EB)
         m.submodules.store = store = StoreProducer(bus_bytes=B, entry_bytes=EB, rd_latency=self._rd_latency)
-        m.submodules.fsm = fsm = BusStateMachine()
+        m.submodules.bus_fsm = fsm = BusStateMachine()
 
         wiring.connect(m, wiring.flipped(self.cmd), args.cmd)
         wiring.connect(m, args=args.xfer, span=span.xfer, bursts=bursts.xfer, lanes=lanes.xfer, load=load.xfer,
