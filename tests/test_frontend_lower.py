@@ -18,10 +18,10 @@ from emu.zoo.digits import MODELS_DIR as MODELS, checkpoint as digits_checkpoint
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _lower_model(model, quantizer=None, dynamic=True, features=16):
+def _lower_model(model, quantizer=None, dynamic=True, features=16, host=True):
     x = calibration_data(features=features)
     quantizer = quantizer or SystolaQuantizer(act_bits=8, weight_bits=8)
-    return lower(export(quantize(model, quantizer, x, dynamic=dynamic), x, dynamic=dynamic))
+    return lower(export(quantize(model, quantizer, x, dynamic=dynamic), x, dynamic=dynamic), host=host)
 
 
 @pytest.mark.parametrize("bits", [8, 4])
@@ -139,7 +139,7 @@ def _assert_one_line_error(info, node_name, op):
     assert f"node {node_name!r}" in message and op in message and "supported:" in message
 
 
-def test_unsupported_sigmoid():
+def test_sigmoid_is_a_host_op_or_refused_without_host():
     class Sig(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -150,9 +150,12 @@ def test_unsupported_sigmoid():
 
     torch.manual_seed(0)
     with pytest.raises(UnsupportedModelError) as info:
-        _lower_model(Sig())
+        _lower_model(Sig(), host=False)
     _assert_one_line_error(info, "sigmoid", "aten.sigmoid")
     assert isinstance(info.value, ValueError)
+    torch.manual_seed(0)
+    kinds = [type(n).__name__ for n in _lower_model(Sig()).nodes]
+    assert kinds == ["Dense", "Host", "Dense"]
 
 
 def test_unsupported_ceil_mode_pool():
@@ -169,9 +172,10 @@ def test_unsupported_ceil_mode_pool():
     x = torch.randn(8, 1, 4, 4)
     converted = quantize(Pool(), SystolaQuantizer(act_bits=8, weight_bits=8), x)
     with pytest.raises(UnsupportedModelError) as info:
-        lower(export(converted, x))
+        lower(export(converted, x), host=False)
     _assert_one_line_error(info, "max_pool2d", "aten.max_pool2d")
     assert "ceil_mode" in str(info.value)
+    assert [type(n).__name__ for n in lower(export(converted, x)).nodes] == ["Conv2d", "Host", "Dense"]
 
 
 @pytest.mark.parametrize("tag", ["w8a8", "w2a2"])

@@ -94,3 +94,18 @@ def test_resnet18_224_on_verilator():
     graph = lower(ep)
     program = compile_graph(graph, AccelConfig(), batch=1)
     assert_rtl_equals_golden_and_reference(graph, program, quantize_input(program, x[:1].numpy()))
+
+
+def test_host_ops_between_segments_on_verilator():
+    """A network with host ops (hardswish, a sigmoid gate, LayerNorm): the RTL runs the three segments
+    between them, every layer equal to golden and the integer reference, cycles equal."""
+    from test_compiler_host import HostNet, _x
+    from test_frontend_quantizer import export, quantize
+    from emu.frontend import SystolaQuantizer
+    import torch
+    torch.manual_seed(0)
+    x = _x(4)
+    graph = lower(export(quantize(HostNet().eval(), SystolaQuantizer(), x), x))
+    program = compile_graph(graph, AccelConfig(), batch=4)
+    assert len(program.segments) == 3
+    assert_rtl_equals_golden_and_reference(graph, program, quantize_input(program, x.numpy()))

@@ -79,6 +79,12 @@ def _add_config_flags(p: argparse.ArgumentParser, *, run: bool = False) -> None:
     g.add_argument("--bus-bits", type=int, metavar="B", help="AXI data width: 32, 64 or 128 (default 64)")
 
 
+def _add_no_host_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-host", action="store_true",
+                   help="refuse ops the accelerator cannot run instead of running them on the host with torch "
+                        "between program segments (docs/operators.md)")
+
+
 def _add_rtl_flags(p: argparse.ArgumentParser, *, waves: bool = False) -> None:
     p.add_argument("--sim", choices=("verilator", "icarus"), help="RTL simulator (with an rtl backend; "
                    "default verilator)")
@@ -118,7 +124,7 @@ def _check_model_path(path: str) -> None:
         raise UserError(f"model file {path!r} does not exist (expected a torch.export.save .pt2 file)")
 
 
-def _load_model(path: str):
+def _load_model(path: str, *, host: bool = True):
     _check_model_path(path)
     from emu.frontend.lower import load_pt2, lower
     try:
@@ -127,7 +133,7 @@ def _load_model(path: str):
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"model file {path!r} could not be loaded as a torch.export .pt2 file ({first[:200]})") \
             from None
-    return ep, lower(ep)
+    return ep, lower(ep, host=host)
 
 
 def _load_npy(path: str) -> np.ndarray:
@@ -205,7 +211,7 @@ def cmd_compile(args) -> int:
     _check_model_path(args.model)
     check_dir_target(args.output, "program directory", is_program_dir)
     from emu.compiler.codegen import compile_graph
-    _, graph = _load_model(args.model)
+    _, graph = _load_model(args.model, host=not args.no_host)
     program = compile_graph(graph, cfg, batch=args.batch)
     program.save(args.output)
     from emu.compiler.profile import profile_table
@@ -249,7 +255,7 @@ def cmd_verify(args) -> int:
     from emu.runtime.run import get_backend
     runners = {b: _backend(b, args) if b == "rtl" else get_backend(b) for b in names}   # --sim is rtl's
     x = _load_npy(args.input)
-    ep, graph = _load_model(args.model)
+    ep, graph = _load_model(args.model, host=not args.no_host)
     from emu.runtime.verify import verify
     ok = verify(ep, graph, cfg, x, runners, batch=args.batch, out=sys.stdout)
     return 0 if ok else 1
@@ -354,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="program directory to write: new, empty, or an earlier program (replaced whole)")
     c.add_argument("--batch", type=int, default=None, help="samples per run of the program (default: the largest "
                    "of 64, 32, ... 1 whose program fits the instruction memory)")
+    _add_no_host_flag(c)
     _add_config_flags(c)
     c.set_defaults(func=cmd_compile)
 
@@ -377,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--backends", default="golden", help="comma-separated: golden,rtl (default golden)")
     v.add_argument("--batch", type=int, default=None, help="samples per run of the program "
                    "(default: as large as fits, up to 64)")
+    _add_no_host_flag(v)
     _add_rtl_flags(v)
     _add_config_flags(v)
     v.set_defaults(func=cmd_verify)

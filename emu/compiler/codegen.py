@@ -25,9 +25,9 @@ import numpy as np
 
 from emu.contract import isa, numerics
 from emu.contract.config import AccelConfig
-from emu.compiler.ir import Add, Conv2d, Dense, Graph, Pool2d
+from emu.compiler.ir import Add, Conv2d, Dense, Graph, Host, Pool2d
 from emu.contract.isa import Opcode
-from emu.compiler.program import Program, TensorRegion
+from emu.compiler.program import HostStep, Program, TensorRegion
 from emu.contract.loops import LOOP_MIN_BODY, depths
 from emu.compiler.loops import fold
 from emu.compiler.schedule import CompileError, Gemm, KTile, Memory, emit, slabs
@@ -175,29 +175,47 @@ class _Compiler:
 
     def run(self) -> Program:
         g, cfg = self.graph, self.cfg
-        prog: list = []
-        layers = []
+        parts: list[list] = [[]]     # the instructions between host ops
+        layers, hosts = [], []
         # every layer is checked before any is emitted, so a model that will be refused is refused at once
         for node in g.nodes:
-            if not isinstance(node, (Dense, Conv2d, Pool2d, Add)):
+            if not isinstance(node, (Dense, Conv2d, Pool2d, Add, Host)):
                 raise CompileError(f"layer {node.name}: {type(node).__name__} is not supported; supported: "
-                                   f"Dense, Conv2d, Pool2d, Add")
-            _check_bits(node, g, cfg)
-        gemms = [self.gemm(node) for node in g.nodes]
-        for gemm in gemms:
+                                   f"Dense, Conv2d, Pool2d, Add, Host")
+            if not isinstance(node, Host):
+                _check_bits(node, g, cfg)
+        gemms = {node.name: self.gemm(node) for node in g.nodes if not isinstance(node, Host)}
+        for gemm in gemms.values():
             slabs(gemm, cfg, self.batch)
-        for node, gemm in zip(g.nodes, gemms):
+        for node in g.nodes:
+            layer = {"name": node.name, "kind": node.describe(), "source": node.source,
+                     "output": self.regions[node.output].to_json()}
+            if isinstance(node, Host):
+                # the accelerator stops before it (END), the host runs it, the next segment goes on
+                hosts.append(node)
+                parts.append([])
+                layers.append({**layer, "macs": 0, "host_macs": node.macs * self.batch, "instructions": 0,
+                               "placement": "host"})
+                continue
+            prog = parts[-1]
             first = len(prog)
-            macs = emit(gemm, cfg, self.mem, prog, self.batch)
+            macs = emit(gemms[node.name], cfg, self.mem, prog, self.batch)
             prog[first:] = fold(prog[first:], max_words=max(LOOP_MIN_BODY + 1, cfg.instr_depth // 4))
-            layers.append({"name": node.name, "kind": node.describe(), "source": node.source,
-                           "output": self.regions[node.output].to_json(), "macs": macs,
-                           "instructions": len(prog) - first})
-        instrs = split_segments(prog, cfg.instr_depth)
+            layers.append({**layer, "macs": macs, "instructions": len(prog) - first, "placement": "accelerator"})
+        instrs, steps = [], []
+        for k, part in enumerate(parts):
+            if part:
+                instrs += split_segments(part, cfg.instr_depth)
+            if k < len(hosts):
+                node = hosts[k]
+                steps.append(HostStep(len(segment_table(instrs)), node.name, node.graph,
+                                      [self.regions[t] for t in node.inputs], self.regions[node.output]))
+        if not instrs:
+            raise CompileError("the model has no layer the accelerator runs: every op is a host op")
         blob = isa.encode_program(instrs)
         prog_addr = self.mem.alloc(len(blob), blob)
         return Program(cfg, self.mem.image(), prog_addr, len(instrs), self.batch, self.regions[g.input],
-                       self.regions[g.output], layers, g.input_layout, segments=segment_table(instrs))
+                       self.regions[g.output], layers, g.input_layout, segments=segment_table(instrs), host=steps)
 
 
 def split_segments(prog: list, instr_depth: int) -> list:
@@ -233,16 +251,22 @@ def segment_table(instrs: list) -> list[tuple[int, int]]:
     return out
 
 
+def _parts(program: Program) -> int:
+    """The fewest segments the program can have: one per stretch of layers between host ops."""
+    cuts = [0] + [step.after for step in program.host] + [len(program.segments)]
+    return sum(b > a for a, b in zip(cuts, cuts[1:]))
+
+
 def compile_graph(graph: Graph, cfg: AccelConfig, *, batch: int | None = None) -> Program:
     """Lower an integer graph to a program that processes `batch` samples per run; batch=None takes the
     largest of BATCH_CHOICES whose program fits the instruction memory in one segment (else batch 1)."""
     if batch is None:
         program = _Compiler(graph, cfg, 1).run()
-        if len(program.segments) > 1:      # larger batches only add segments
+        if len(program.segments) > _parts(program):      # larger batches only add segments
             return program
         for b in BATCH_CHOICES:
             program = _Compiler(graph, cfg, b).run()
-            if len(program.segments) == 1 or b == BATCH_CHOICES[-1]:
+            if len(program.segments) == _parts(program) or b == BATCH_CHOICES[-1]:
                 return program
     if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 65535:
         raise CompileError(f"batch={batch!r} is not accepted: expected an integer from 1 to 65535")

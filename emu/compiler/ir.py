@@ -16,7 +16,7 @@ import numpy as np
 
 from emu.contract import numerics
 
-__all__ = ["QParams", "TensorInfo", "Dense", "Conv2d", "Pool2d", "Add", "add_weights", "Graph", "Node"]
+__all__ = ["QParams", "TensorInfo", "Dense", "Conv2d", "Pool2d", "Add", "Host", "add_weights", "Graph", "Node"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,7 +187,30 @@ def add_weights(sa: float, sb: float, bits: int = 8) -> tuple[tuple[int, int], f
     return (wa, wb), unit, bits
 
 
-Node = Dense | Conv2d | Pool2d | Add
+@dataclasses.dataclass
+class Host:
+    """y = quantize(f(dequantize(x_1), ...)): float ops torch runs on the host between accelerator segments
+    (emu.compiler.host.HostGraph holds f). No weights on the accelerator; `macs` counts the multiplies of
+    its linear/conv/matmul ops per sample, for the placement table."""
+    name: str
+    host_inputs: tuple[str, ...]
+    output: str
+    graph: object             # emu.compiler.host.HostGraph
+    ops: tuple[str, ...]      # the torch ops it runs, for messages and tables
+    macs: int = 0
+    source: str = ""
+    weight_bits: int = 0
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return self.host_inputs
+
+    def describe(self) -> str:
+        return "Host " + ",".join(dict.fromkeys(op.split(".")[1] if op.startswith("aten.") else op
+                                                for op in self.ops if "sym_size" not in op))[:40]
+
+
+Node = Dense | Conv2d | Pool2d | Add | Host
 
 
 @dataclasses.dataclass
@@ -201,7 +224,7 @@ class Graph:
     def summary(self) -> str:
         lines = []
         for n in self.nodes:
-            i, o = self.tensors[n.input], self.tensors[n.output]
-            lines.append(f"{n.describe():14s} {n.name:20s} {i.shape} -> {o.shape} "
-                         f"W{n.weight_bits}A{o.qparams.bits}")
+            i, o = self.tensors[n.inputs[0]], self.tensors[n.output]
+            bits = f"host A{o.qparams.bits}" if isinstance(n, Host) else f"W{n.weight_bits}A{o.qparams.bits}"
+            lines.append(f"{n.describe():14s} {n.name:20s} {i.shape} -> {o.shape} {bits}")
         return "\n".join(lines)

@@ -1,7 +1,7 @@
 """A compiled program: instructions, the external-memory image and a JSON manifest.
 
 On disk (an output directory): `manifest.json`, `memory.bin` (the whole initial external-memory image,
-program included). Written to a temporary directory first and renamed, so a failed compile leaves
+program included) and, when the model has host ops, `host.npz` (their constant tensors). Written to a temporary directory first and renamed, so a failed compile leaves
 nothing half-written.
 """
 from __future__ import annotations
@@ -13,15 +13,18 @@ import os
 import numpy as np
 
 from emu.contract.config import AccelConfig
+from emu.compiler.host import HostGraph
 from emu.compiler.ir import QParams
 from emu.contract.isa import Instr, decode, decode_program, INSTR_BYTES
 from emu.outputs import replace_dir
 
-__all__ = ["TensorRegion", "Program", "ProgramError", "MANIFEST", "MEMORY", "is_program_dir"]
+__all__ = ["TensorRegion", "HostStep", "Program", "ProgramError", "MANIFEST", "MEMORY", "HOST_CONSTS",
+           "is_program_dir"]
 
 MANIFEST = "manifest.json"
 MEMORY = "memory.bin"
-FORMAT_VERSION = 3
+HOST_CONSTS = "host.npz"
+FORMAT_VERSION = 4
 
 
 class ProgramError(ValueError):
@@ -30,7 +33,7 @@ class ProgramError(ValueError):
 
 def is_program_dir(entries) -> bool:
     """True if a folder holding `entries` is one `Program.save` wrote (so it may be replaced)."""
-    return set(entries) <= {MANIFEST, MEMORY}
+    return set(entries) <= {MANIFEST, MEMORY, HOST_CONSTS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +92,36 @@ class TensorRegion:
 
 
 @dataclasses.dataclass
+class HostStep:
+    """A host op (emu.compiler.host) run after the program's first `after` segments: it reads its input
+    regions of external memory and writes its output region, border included."""
+    after: int
+    name: str
+    graph: HostGraph
+    inputs: list[TensorRegion]
+    output: TensorRegion
+
+    def run(self, mem: np.ndarray, batch: int) -> None:
+        xs = [r.unpack(mem[r.addr:], batch) for r in self.inputs]
+        out = self.output
+        mem[out.addr:out.addr + batch * out.sample_bytes] = out.pack(self.graph.run(xs, out.shape))
+
+    def to_json(self, index: int) -> tuple[dict, dict[str, np.ndarray]]:
+        graph = self.graph.to_json()
+        graph["consts"] = [f"{index}.{c}" for c in graph["consts"]]
+        return ({"after": self.after, "name": self.name, "graph": graph,
+                 "inputs": [r.to_json() for r in self.inputs], "output": self.output.to_json()},
+                {f"{index}.{k}": v for k, v in self.graph.consts.items()})
+
+    @classmethod
+    def from_json(cls, d: dict, consts) -> "HostStep":
+        graph = HostGraph.from_json(d["graph"], consts)
+        graph.consts = {k.split(".", 1)[1]: v for k, v in graph.consts.items()}
+        return cls(int(d["after"]), d["name"], graph, [TensorRegion.from_json(r) for r in d["inputs"]],
+                   TensorRegion.from_json(d["output"]))
+
+
+@dataclasses.dataclass
 class Program:
     cfg: AccelConfig
     image: np.ndarray            # uint8 external-memory image, program at prog_addr
@@ -103,6 +136,8 @@ class Program:
     #: segments, each ending with END and each one start of the hardware, started one after the other on the
     #: same external memory (see emu.compiler.codegen.split_segments). None: one segment of all prog_len.
     segments: list[tuple[int, int]] | None = None
+    #: host ops, in order, each after the segments it follows (HostStep.after, non-decreasing)
+    host: list[HostStep] = dataclasses.field(default_factory=list)
 
     def __post_init__(self):
         if self.segments is None:
@@ -142,6 +177,7 @@ class Program:
             "input": self.input.to_json(),
             "output": self.output.to_json(),
             "layers": self.layers,
+            "host": [step.to_json(k)[0] for k, step in enumerate(self.host)],
         }
 
     def save(self, out_dir: str) -> None:
@@ -151,6 +187,9 @@ class Program:
             with open(os.path.join(tmp, MANIFEST), "w") as f:
                 json.dump(self.manifest(), f, indent=1)
             self.image.tofile(os.path.join(tmp, MEMORY))
+            if self.host:
+                consts = {k: v for i, step in enumerate(self.host) for k, v in step.to_json(i)[1].items()}
+                np.savez(os.path.join(tmp, HOST_CONSTS), **consts)
         replace_dir(out_dir, fill, what="program directory", owned=is_program_dir)
 
     @classmethod
@@ -180,6 +219,9 @@ class Program:
             program = cls(AccelConfig.from_dict(m["config"]), image, m["prog_addr"], m["prog_len"], m["batch"],
                           TensorRegion.from_json(m["input"]), TensorRegion.from_json(m["output"]), m["layers"],
                           m.get("input_layout", "nc"), [tuple(seg) for seg in m["segments"]])
+            if m["host"]:
+                with np.load(os.path.join(out_dir, HOST_CONSTS), allow_pickle=False) as consts:
+                    program.host = [HostStep.from_json(d, consts) for d in m["host"]]
         except (KeyError, TypeError, ValueError, json.JSONDecodeError, OSError) as e:
             if isinstance(e, ProgramError) and str(e).startswith((path, str(out_dir))):
                 raise

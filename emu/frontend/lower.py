@@ -25,7 +25,13 @@ Activations must use the signed full range [-2**(b-1), 2**(b-1)-1] of torch.int8
 
 No-op nodes are skipped: flatten/view/reshape that keep a [B, features] tensor, `contiguous`, `clone`,
 eval-mode dropout, shape arithmetic and `_assert_*` nodes, and a dequantize that is re-quantized with
-identical parameters. Everything else raises `UnsupportedModelError`.
+identical parameters.
+
+Host ops (`lower(..., host=True)`, the default): an op the accelerator cannot run that reads dequantized
+activations (sigmoid, hardswish, LayerNorm, softmax, a product of two maps, ...) starts a host op; every
+op after it up to the next quantize joins it, and the slice becomes one `ir.Host` node whose
+`emu.compiler.host.HostGraph` replays exactly those torch ops. Everything else (and, with host=False,
+those ops too) raises `UnsupportedModelError`.
 """
 from __future__ import annotations
 
@@ -37,11 +43,12 @@ import numpy as np
 import torch
 
 from emu.compiler import ir
+from emu.compiler.host import HostGraph, HostInput, encode_arg, op_target
 from emu.frontend import UnsupportedModelError
 from emu.frontend.ops import (ACTIVATION_OPS, ADD_OPS, AVG_POOL_OPS, DEQUANTIZE, DEQUANTIZE_PER_CHANNEL,
                               MAX_POOL_OPS, NOOP_OPS, QUANTIZE)
 
-__all__ = ["load_pt2", "lower", "constants_of", "SUPPORTED"]
+__all__ = ["load_pt2", "lower", "constants_of", "static_batch", "SUPPORTED"]
 
 aten = torch.ops.aten
 qd = torch.ops.quantized_decomposed
@@ -71,6 +78,16 @@ def constants_of(ep: torch.export.ExportedProgram) -> dict[str, torch.Tensor]:
     return out
 
 
+def static_batch(ep: torch.export.ExportedProgram) -> int | None:
+    """The batch size `ep` was exported for, or None if its batch dimension is dynamic."""
+    user = ep.graph_signature.user_inputs
+    for node in ep.graph.nodes:
+        if node.op == "placeholder" and node.name in user:
+            b = node.meta["val"].shape[0]
+            return int(b) if isinstance(b, int) else None
+    return None
+
+
 # ---- symbolic values the walk assigns to torch nodes ----
 @dataclasses.dataclass
 class _FloatInput:          # the user's float input
@@ -96,6 +113,10 @@ class _Weight:              # a dequantized integer weight
     bits: int
 
 
+class _Host:                # a float value torch computes on the host (emu.compiler.host)
+    pass
+
+
 @dataclasses.dataclass
 class _Pending:             # a float layer result, possibly clamped, not yet quantized
     op: str                 # "linear", "conv", "max", "avg", "add", "identity"
@@ -113,8 +134,9 @@ def _pair(v) -> tuple[int, int]:
 
 
 class _Lowering:
-    def __init__(self, ep: torch.export.ExportedProgram):
+    def __init__(self, ep: torch.export.ExportedProgram, *, host: bool = True):
         self.ep = ep
+        self.host = host
         self.consts = constants_of(ep)
         self.values: dict[torch.fx.Node, object] = {}
         self.tensors: dict[str, ir.TensorInfo] = {}
@@ -191,6 +213,7 @@ class _Lowering:
     # -- the walk --
     def run(self) -> ir.Graph:
         user_inputs = self.ep.graph_signature.user_inputs
+        self.static_batch = static_batch(self.ep)
         for node in self.ep.graph.nodes:
             if node.op == "placeholder":
                 if node.name in user_inputs:
@@ -214,8 +237,33 @@ class _Lowering:
         t = node.target
         src = node.args[0] if node.args else None
         val = self.values.get(src) if isinstance(src, torch.fx.Node) else None
-        if not isinstance(node.meta.get("val"), torch.Tensor) and not _uses_values(node, self.values):
+        if t == aten.sym_size.int or (not isinstance(node.meta.get("val"), torch.Tensor)
+                                      and not _uses_values(node, self.values)):
             return  # shape arithmetic, _assert_*, sym_size: no tensor flows through it
+        if t in QUANTIZE and isinstance(val, _Host):
+            self.values[node] = self.visit_host(node)
+        elif any(isinstance(self.values.get(a), _Host) for a in node.all_input_nodes) and t not in QUANTIZE:
+            self.values[node] = _Host()
+        else:
+            try:
+                self.visit_op(node, t, src, val)
+            except UnsupportedModelError as e:
+                if not self.hostable(node):
+                    raise
+                if not self.host:
+                    raise UnsupportedModelError(f"{e} (without --no-host, torch runs it on the host)") from None
+                self.values[node] = _Host()
+
+    def hostable(self, node) -> bool:
+        """The op can run on the host: it reads dequantized activations (and constants), not a layer's
+        unquantized result or the float model input."""
+        if node.target in QUANTIZE + DEQUANTIZE + DEQUANTIZE_PER_CHANNEL:
+            return False
+        ins = [self.values[a] for a in node.all_input_nodes if a in self.values]
+        return any(isinstance(v, (_Dequantized, _Host)) for v in ins) and all(
+            isinstance(v, (_Dequantized, _Host, _Weight)) for v in ins)
+
+    def visit_op(self, node, t, src, val) -> None:
         if t in QUANTIZE:
             self.values[node] = self.visit_quantize(node, val)
         elif t in DEQUANTIZE:
@@ -253,6 +301,66 @@ class _Lowering:
             self.values[node] = self.visit_view(node, src, val)
         else:
             raise self.fail(node, "this op")
+
+    def visit_host(self, qnode) -> "_Quantized":
+        """The host op ending at quantize node `qnode`: the slice of the graph back to dequantized IR tensors."""
+        inputs: dict[torch.fx.Node, int] = {}
+        order: list[torch.fx.Node] = []
+        seen: set = set()
+
+        def collect(n):
+            if n in seen:
+                return
+            seen.add(n)
+            v = self.values.get(n)
+            if isinstance(v, _Dequantized):
+                inputs.setdefault(n, len(inputs))
+            elif n.op == "placeholder" or n.op == "get_attr" or n.target == aten.sym_size.int:
+                pass
+            elif isinstance(v, (_Host, _Weight)) or not isinstance(n.meta.get("val"), torch.Tensor):
+                for a in n.all_input_nodes:
+                    collect(a)
+                order.append(n)
+            else:
+                raise self.fail(n, "a host op reading a value that is neither dequantized nor computed on the host")
+        collect(qnode.args[0])
+        index = {n: len(inputs) + k for k, n in enumerate(order)}
+        consts: dict[str, np.ndarray] = {}
+
+        def encode_node(n):
+            if n in inputs:
+                return {"ref": inputs[n]}
+            if n in index:
+                return {"ref": index[n]}
+            if n.target == aten.sym_size.int:
+                return {"batch": True} if n.args[1] == 0 else int(n.meta["val"])
+            if n.name in self.consts:
+                consts[n.name] = self.consts[n.name].detach().contiguous().numpy()
+                return {"const": n.name}
+            raise TypeError(f"node {n.name}")
+        try:
+            ops = [{"op": _op_name(n), "args": encode_arg(list(n.args), encode_node),
+                    "kwargs": {k: encode_arg(v, encode_node) for k, v in n.kwargs.items()}} for n in order]
+            out = encode_node(qnode.args[0])
+            for op in ops:
+                op_target(op["op"])
+        except (TypeError, AttributeError, ValueError) as e:
+            raise self.fail(qnode, f"a host op whose arguments cannot be stored ({e})") from None
+        q = self.act_qparams(qnode)
+
+        def torch_shape(n):
+            return (-1,) + tuple(int(d) for d in self.shape(n)[1:])
+        ins = sorted(inputs, key=inputs.get)
+        graph = HostGraph([HostInput(self.values[n].tensor, self.tensors[self.values[n].tensor].qparams,
+                                     torch_shape(n)) for n in ins], ops, out, q, torch_shape(qnode), consts,
+                          self.static_batch)
+        self.tensors[qnode.name] = ir.TensorInfo(qnode.name, self.ir_shape(qnode), q)
+        names = tuple(op["op"] for op in ops)
+        self.nodes.append(ir.Host(name=order[0].name if order else qnode.name,
+                                  host_inputs=tuple(self.values[n].tensor for n in ins), output=qnode.name,
+                                  graph=graph, ops=names, macs=sum(_macs(n) for n in order),
+                                  source=" -> ".join(n.name for n in order + [qnode])))
+        return _Quantized(qnode.name)
 
     def visit_view(self, node, src, val):
         if node.target == aten.dropout.default and (len(node.args) < 3 or node.args[2]):
@@ -435,6 +543,20 @@ def _op_name(node: torch.fx.Node) -> str:
     return getattr(node.target, "__name__", str(node.target))
 
 
+def _macs(node: torch.fx.Node) -> int:
+    """Multiplies per sample of a linear, convolution or matrix product node (0 for other ops)."""
+    out = node.meta.get("val")
+    if not isinstance(out, torch.Tensor) or node.op != "call_function":
+        return 0
+    shape = lambda a: tuple(a.meta["val"].shape) if isinstance(a, torch.fx.Node) else ()   # noqa: E731
+    per_out = 0
+    if node.target in (aten.linear.default, aten.matmul.default, aten.mm.default, aten.bmm.default):
+        per_out = int(shape(node.args[0])[-1])
+    elif node.target in (aten.conv1d.default, aten.conv2d.default):
+        per_out = int(np.prod(shape(node.args[1])[1:]))
+    return per_out * int(np.prod([int(d) for d in out.shape[1:]]))
+
+
 def _bits_of(qmax: int) -> int:
     """b such that qmax == 2**(b-1) - 1, else 0."""
     bits = int(qmax + 1).bit_length()
@@ -472,11 +594,14 @@ def _clamp_range(lo: float, hi: float, node, q: ir.QParams) -> tuple[int, int]:
     return int(c_lo), int(c_hi)
 
 
-def lower(exported_program: torch.export.ExportedProgram) -> ir.Graph:
-    """The integer graph of a PT2E-converted exported program; raises `UnsupportedModelError` otherwise."""
+def lower(exported_program: torch.export.ExportedProgram, *, host: bool = True) -> ir.Graph:
+    """The integer graph of a PT2E-converted exported program; raises `UnsupportedModelError` otherwise.
+
+    host: float ops between a dequantize and a quantize that the accelerator cannot run become ir.Host
+    nodes (torch runs them between segments); False refuses them."""
     quantized = QUANTIZE + DEQUANTIZE + DEQUANTIZE_PER_CHANNEL
     if not any(n.op == "call_function" and n.target in quantized for n in exported_program.graph.nodes):
         raise UnsupportedModelError("the model is not quantized (no quantize/dequantize nodes): quantize it with "
                                     "emu.frontend.SystolaQuantizer (PT2E prepare, calibrate, convert) and "
                                     "export it again; see docs/quantization.md")
-    return _Lowering(exported_program).run()
+    return _Lowering(exported_program, host=host).run()

@@ -13,19 +13,9 @@ import numpy as np
 import torch
 
 from emu.compiler import ir
-from emu.frontend.lower import constants_of
+from emu.frontend.lower import constants_of, static_batch
 
 __all__ = ["torch_layer", "torch_layer_outputs", "torch_forward", "static_batch"]
-
-
-def static_batch(ep: torch.export.ExportedProgram) -> int | None:
-    """The batch size `ep` was exported for, or None if its batch dimension is dynamic."""
-    user = ep.graph_signature.user_inputs
-    for node in ep.graph.nodes:
-        if node.op == "placeholder" and node.name in user:
-            b = node.meta["val"].shape[0]
-            return int(b) if isinstance(b, int) else None
-    return None
 
 
 def _in_batches(ep: torch.export.ExportedProgram, n: int, run):

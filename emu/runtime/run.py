@@ -3,7 +3,8 @@ writes each chunk into a fresh copy of the memory image, executes, and reads eve
 
 A backend is a callable ``(cfg, memory, segments, watchdog) -> (memory, RunResult)`` that raises HardwareFault,
 `segments` the program's [(prog_addr, prog_len)] (emu.compiler.program.Program.starts), started one after the
-other; `golden` is the emulator, `rtl` (sim/hil.py) the simulated gateware.
+other (between two host ops: those run here, on the memory the backend returns); `golden` is the emulator,
+`rtl` (sim/hil.py) the simulated gateware.
 """
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ import numpy as np
 
 from emu.contract.config import AccelConfig
 from emu.contract.faults import FaultCode, HardwareFault
-from emu.emulator.golden import Golden, RunResult
+from emu.emulator.golden import Golden, RunResult, program_fault, sum_segments
 from emu.compiler.program import Program
 
-__all__ = ["RunOutput", "run_program", "quantize_input", "check_input", "check_values", "user_shape", "InputError",
+__all__ = ["RunOutput", "run_program", "run_once", "quantize_input", "check_input", "check_values", "user_shape", "InputError",
            "BACKENDS", "get_backend", "check_config"]
 
 
@@ -130,6 +131,24 @@ def quantize_input(program: Program, x: np.ndarray) -> np.ndarray:
     return program.input.qparams.quantize(x)
 
 
+def run_once(program: Program, mem: np.ndarray, backend: Callable, watchdog: int = 0) -> tuple[np.ndarray, RunResult]:
+    """One run of the program on `mem`: its segments on the backend, each host op (emu.compiler.host) between
+    the segments it follows; a fault's pc counts from the program's first instruction."""
+    starts, results, done = program.starts(), [], 0
+    for step in [*program.host, None]:
+        upto = len(starts) if step is None else step.after
+        if upto > done:
+            try:
+                mem, res = backend(program.cfg, mem, starts[done:upto], watchdog)
+            except HardwareFault as fault:
+                raise program_fault(starts, done, fault) from None
+            results.append(res)
+            done = upto
+        if step is not None:
+            step.run(mem, program.batch)
+    return mem, sum_segments(results)
+
+
 def run_program(program: Program, x_int: np.ndarray, *, backend: Callable = _golden, watchdog: int = 0,
                 hw: AccelConfig | None = None, progress: Callable | None = None) -> RunOutput:
     """Run integer inputs [B, *input shape] through the program, `program.batch` samples at a time."""
@@ -146,7 +165,7 @@ def run_program(program: Program, x_int: np.ndarray, *, backend: Callable = _gol
         chunk = np.full((pb,) + region.shape, region.qparams.zero_point, np.int64)  # unused slots: zeros
         chunk[:n] = x_int[s:s + n].reshape((n,) + region.shape)
         mem[region.addr:region.addr + pb * region.sample_bytes] = region.pack(chunk)
-        mem, res = backend(program.cfg, mem, program.starts(), watchdog)
+        mem, res = run_once(program, mem, backend, watchdog)
         for r in regions:
             outs[r.name][s:s + n] = r.unpack(mem[r.addr:], n)
         cycles, macs, runs = cycles + res.cycles, macs + res.macs, runs + 1
