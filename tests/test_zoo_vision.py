@@ -30,9 +30,15 @@ def test_small_networks_verify(net, quantizer):
     check_verifies(net, quantizer)
 
 
+def test_mobilenet_v3_small_with_host_ops_verifies():
+    """Hardswish, hardsigmoid and the squeeze-excitation multiply run as host ops between segments."""
+    check_verifies("mobilenet_v3_small", "systola", 32)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("quantizer", ["systola", "xnnpack"])
-@pytest.mark.parametrize("net, resolution", [("vgg11", None), ("resnet18", 64), ("resnet18", None)])
+@pytest.mark.parametrize("net, resolution", [("mobilenet_v3_small", 32), ("mobilenet_v3_small", None),
+                                             ("vgg11", None), ("resnet18", 64), ("resnet18", None)])
 def test_large_networks_verify(net, resolution, quantizer):
     """VGG-11 at 32x32 and ResNet-18 at 64x64 take 1-2 minutes each on golden; ResNet-18 at 224x224 longer."""
     check_verifies(net, quantizer, resolution)

@@ -356,7 +356,12 @@ class _Lowering:
                           self.static_batch)
         self.tensors[qnode.name] = ir.TensorInfo(qnode.name, self.ir_shape(qnode), q)
         names = tuple(op["op"] for op in ops)
-        self.nodes.append(ir.Host(name=order[0].name if order else qnode.name,
+        # named after the op that produces its result: an op in several slices (recomputed, as torch's graph
+        # does) starts each of them, so only the last op or the quantize names one host op alone
+        name = order[-1].name if order else qnode.name
+        if any(n.name == name for n in self.nodes):
+            name = qnode.name
+        self.nodes.append(ir.Host(name=name,
                                   host_inputs=tuple(self.values[n].tensor for n in ins), output=qnode.name,
                                   graph=graph, ops=names, macs=sum(_macs(n) for n in order),
                                   source=" -> ".join(n.name for n in order + [qnode])))
