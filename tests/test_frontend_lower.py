@@ -194,3 +194,33 @@ def test_qparams_are_ir_qparams():
     graph = _lower_model(TinyMLP(), SystolaQuantizer(act_bits=4, weight_bits=2))
     assert all(isinstance(t.qparams, ir.QParams) and t.qparams.bits == 4 for t in graph.tensors.values())
     assert all(n.weight_bits == 2 and set(np.unique(n.weight)) <= {-1, 0, 1} for n in graph.nodes)
+
+
+class ViewsItsInput(torch.nn.Module):
+    """A user's MNIST model: the flat input viewed as a map, a conv, a linear on the flattened map."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = torch.nn.Conv2d(1, 4, 3), torch.nn.Linear(4 * 5 * 5, 10)
+
+    def forward(self, x):
+        x = x.view(-1, 1, 7, 7)
+        return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+
+@pytest.mark.parametrize("quantizer", ["systola", "xnnpack"])
+def test_input_viewed_as_a_map(quantizer):
+    """The program takes the map; the user still gives [B, 49]; golden == reference, torch exact."""
+    import io
+    from emu.contract.config import AccelConfig
+    from emu.runtime.run import get_backend
+    from emu.runtime.verify import verify
+    from emu.zoo.vision import _quantizer
+    torch.manual_seed(0)
+    x = torch.randn(8, 49)
+    ep = export(quantize(ViewsItsInput().eval(), _quantizer(quantizer, 8, 8), x), x)
+    graph = lower(ep)
+    assert graph.input_layout == "nchw_flat" and graph.tensors[graph.input].shape == (7, 7, 1)
+    log = io.StringIO()
+    assert verify(ep, graph, AccelConfig(rows=4, cols=4), x.numpy(), {"golden": get_backend("golden")}, out=log), \
+        log.getvalue()

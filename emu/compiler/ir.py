@@ -219,7 +219,7 @@ class Graph:
     nodes: list[Node]
     input: str
     output: str
-    input_layout: str = "nc"   # how the user's float input is laid out: "nc" or "nchw"
+    input_layout: str = "nc"   # the user's float input: "nc", "nchw", or "nchw_flat" ([B, C*H*W] the model views)
 
     def summary(self) -> str:
         lines = []

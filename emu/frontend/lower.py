@@ -92,6 +92,7 @@ def static_batch(ep: torch.export.ExportedProgram) -> int | None:
 @dataclasses.dataclass
 class _FloatInput:          # the user's float input
     shape: tuple[int, ...]
+    flat: bool = False      # [B, C*H*W] viewed as [B, C, H, W] (an MNIST model's x.view(-1, 1, 28, 28))
 
 
 @dataclasses.dataclass
@@ -380,8 +381,20 @@ class _Lowering:
             # a layer's float result flattened before its quantize (XNNPACK leaves pools unquantized): the
             # IR tensor stays the map, and the next linear reads it flattened
             return dataclasses.replace(val, map_shape=self.ir_shape(src))
+        unflat = len(in_shape) == 2 and len(out_shape) == 4 and int(np.prod(out_shape[1:])) == in_shape[1]
+        if unflat and isinstance(val, _FloatInput) and not val.flat:
+            return _FloatInput(out_shape, flat=True)
+        if unflat and isinstance(val, _Dequantized) and val.tensor == self.input and self.layout == "nc":
+            # the model input viewed as a map: the program takes the map (NHWC), the user still gives
+            # [B, C*H*W] in torch's order; a linear reading the input flat permutes its columns as for any map
+            self.tensors[val.tensor] = dataclasses.replace(self.tensors[val.tensor], shape=self.ir_shape(node))
+            self.layout = "nchw_flat"
+            for n, v in self.values.items():
+                if isinstance(v, (_Quantized, _Dequantized)) and v.tensor == val.tensor:
+                    self.values[n] = dataclasses.replace(v, flat=True)
+            return _Dequantized(val.tensor)
         raise self.fail(node, f"a reshape from {in_shape} to {out_shape} (only flattening [B, C, H, W] to "
-                              f"[B, C*H*W] or shape-preserving views)")
+                              f"[B, C*H*W], a view of the model input as [B, C, H, W], or shape-preserving views)")
 
     def visit_quantize(self, node, val):
         q = self.act_qparams(node)
@@ -395,7 +408,7 @@ class _Lowering:
             if len(val.shape) not in (2, 4):
                 raise self.fail(node, f"an input of shape {val.shape} (only [batch, features] or [B, C, H, W])")
             self.input = node.name
-            self.layout = "nchw" if len(val.shape) == 4 else "nc"
+            self.layout = ("nchw_flat" if val.flat else "nchw") if len(val.shape) == 4 else "nc"
             self.tensors[node.name] = ir.TensorInfo(node.name, self.ir_shape(node), q)
             return _Quantized(node.name)
         if isinstance(val, _Pending):
