@@ -1,7 +1,8 @@
 """Real networks on the accelerator: program size, compile time, cycles and array utilization.
 
-For each network (the digits zoo, CIFAR ResNet-20 at 32x32, ResNet-18 at 224x224; random weights with
-measured BatchNorm statistics, W8A8 post-training quantization) and each array, one row: layers,
+For each network (the digits zoo, CIFAR ResNet-20 at 32x32, ResNet-18 at 224x224, MobileNetV3-Small at
+32x32 with its host ops; random weights with
+measured BatchNorm statistics, W8A8 post-training quantization) and each array, one row: layers, host ops,
 instructions, program bytes, segments of instr_depth, seconds to lower and compile, cycles per image, and the
 array utilization (useful MACs / (cycles x rows x cols)) over the whole network and over its 3x3
 convolutions alone, from the compile-time cycle profile (emu/compiler/profile.py, equal to golden's count).
@@ -20,7 +21,7 @@ from emu.contract.config import AccelConfig
 from emu.contract.isa import INSTR_BYTES
 from emu.frontend import load_pt2, lower
 
-NETS = ("digits-mlp", "digits-cnn", "resnet20", "resnet18")
+NETS = ("digits-mlp", "digits-cnn", "resnet20", "resnet18", "mobilenet_v3_small-32")
 
 
 def _model(name: str):
@@ -28,7 +29,8 @@ def _model(name: str):
         from emu.zoo import digits
         return load_pt2(digits.checkpoint("w8a8", name.split("-")[1]))
     from emu.zoo.vision import quantized
-    return quantized(name)[0]
+    arch, _, resolution = name.partition("-")      # "-32": at 32x32 instead of the architecture's own size
+    return quantized(arch, resolution=int(resolution) if resolution else None)[0]
 
 
 def main() -> None:
@@ -38,7 +40,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1, help="samples per run (default 1); cycles are per image")
     args = ap.parse_args()
     arrays = [tuple(int(v) for v in a.split("x")) for a in args.arrays.split(",")]
-    print(f"{'network':<11} {'array':>5} {'layers':>6} {'instrs':>9} {'prog KiB':>9} {'segs':>5} {'lower s':>7} "
+    print(f"{'network':<21} {'array':>5} {'layers':>6} {'host':>4} {'instrs':>9} {'prog KiB':>9} {'segs':>5} {'lower s':>7} "
           f"{'compile s':>9} {'cycles/img':>12} {'util':>6} {'util 3x3':>8}")
     for net in args.nets.split(","):
         ep = _model(net)
@@ -55,7 +57,8 @@ def main() -> None:
             util = sum(l.macs for l in layers) / (cycles * args.batch * cfg.macs)
             conv3 = [l for l in layers if l.kind.startswith("Conv2d 3x3")]
             util3 = (sum(l.macs for l in conv3) / (sum(l.cycles for l in conv3) * cfg.macs)) if conv3 else 0.0
-            print(f"{net:<11} {rows:>2}x{cols:<2} {len(graph.nodes):>6} {program.prog_len:>9,} "
+            hosts = sum(type(n).__name__ == "Host" for n in graph.nodes)
+            print(f"{net:<21} {rows:>2}x{cols:<2} {len(graph.nodes):>6} {hosts:>4} {program.prog_len:>9,} "
                   f"{program.prog_len * INSTR_BYTES / 1024:>9,.0f} {len(program.segments):>5} {t_lower:>7.2f} "
                   f"{t_compile:>9.2f} {cycles:>12,.0f} {100 * util:>5.1f}% {100 * util3:>7.1f}%", flush=True)
 
