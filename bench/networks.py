@@ -40,7 +40,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1, help="samples per run (default 1); cycles are per image")
     args = ap.parse_args()
     arrays = [tuple(int(v) for v in a.split("x")) for a in args.arrays.split(",")]
-    print(f"{'network':<21} {'array':>5} {'layers':>6} {'host':>4} {'instrs':>9} {'prog KiB':>9} {'segs':>5} {'lower s':>7} "
+    print(f"{'network':<21} {'array':>5} {'layers':>6} {'host':>4} {'instrs':>9} {'prog KiB':>9} {'segs':>5} "
+          f"{'lower s':>7} "
           f"{'compile s':>9} {'cycles/img':>12} {'util':>6} {'util 3x3':>8}")
     for net in args.nets.split(","):
         ep = _model(net)

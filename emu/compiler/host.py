@@ -135,4 +135,5 @@ def _to_torch(x: np.ndarray, inp: HostInput):
     if t.dim() == 4:                              # IR [B, H, W, C] -> torch [B, C, H, W] (then maybe flat)
         t = t.permute(0, 3, 1, 2)
     t = t.reshape((B,) + tuple(inp.torch_shape[1:]))
-    return torch.ops.quantized_decomposed.dequantize_per_tensor.default(t, q.scale, q.zero_point, q.qmin, q.qmax, torch.int8)
+    dequantize = torch.ops.quantized_decomposed.dequantize_per_tensor.default
+    return dequantize(t, q.scale, q.zero_point, q.qmin, q.qmax, torch.int8)

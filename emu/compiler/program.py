@@ -1,8 +1,8 @@
 """A compiled program: instructions, the external-memory image and a JSON manifest.
 
 On disk (an output directory): `manifest.json`, `memory.bin` (the whole initial external-memory image,
-program included) and, when the model has host ops, `host.npz` (their constant tensors). Written to a temporary directory first and renamed, so a failed compile leaves
-nothing half-written.
+program included) and, when the model has host ops, `host.npz` (their constant tensors). Written to a
+temporary directory first and renamed, so a failed compile leaves nothing half-written.
 """
 from __future__ import annotations
 

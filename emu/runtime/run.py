@@ -18,8 +18,8 @@ from emu.contract.faults import FaultCode, HardwareFault
 from emu.emulator.golden import Golden, RunResult, program_fault, sum_segments
 from emu.compiler.program import Program
 
-__all__ = ["RunOutput", "run_program", "run_once", "quantize_input", "check_input", "check_values", "user_shape", "InputError",
-           "BACKENDS", "get_backend", "check_config"]
+__all__ = ["RunOutput", "run_program", "run_once", "quantize_input", "check_input", "check_values", "user_shape",
+           "InputError", "BACKENDS", "get_backend", "check_config"]
 
 
 def _golden(cfg, memory, segments, watchdog):
@@ -135,7 +135,8 @@ def quantize_input(program: Program, x: np.ndarray) -> np.ndarray:
     return program.input.qparams.quantize(x)
 
 
-def run_once(program: Program, mem: np.ndarray, backend: Callable, watchdog: int = 0) -> tuple[np.ndarray, RunResult]:
+def run_once(program: Program, mem: np.ndarray, backend: Callable, watchdog: int = 0
+             ) -> tuple[np.ndarray, RunResult]:
     """One run of the program on `mem`: its segments on the backend, each host op (emu.compiler.host) between
     the segments it follows; a fault's pc counts from the program's first instruction."""
     starts, results, done = program.starts(), [], 0
