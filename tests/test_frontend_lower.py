@@ -158,22 +158,43 @@ def test_sigmoid_is_a_host_op_or_refused_without_host():
     assert kinds == ["Dense", "Host", "Dense"]
 
 
-def test_unsupported_ceil_mode_pool():
-    class Pool(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = torch.nn.Conv2d(1, 2, 3)
-            self.fc = torch.nn.Linear(2, 4)
+class CeilPool(torch.nn.Module):
+    def __init__(self, pool, features=3 * 4 * 4):
+        super().__init__()
+        self.conv, self.pool = torch.nn.Conv2d(1, 3, 3), pool
+        self.fc = torch.nn.Linear(features, 4)
 
-        def forward(self, x):
-            return self.fc(torch.flatten(F.max_pool2d(self.conv(x), 2, ceil_mode=True), 1))
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.conv(x)), 1))
 
+
+@pytest.mark.parametrize("kernel, stride, size", [(2, 2, 7), (3, 2, 8), (3, 1, 6)])   # SqueezeNet's is 3, 2
+def test_ceil_mode_max_pool(kernel, stride, size):
+    """ceil_mode: the last window hangs over the map's edge (not for stride 1); golden == reference,
+    torch within 1 LSB."""
+    import io
+    from emu.contract.config import AccelConfig
+    from emu.runtime.run import get_backend
+    from emu.runtime.verify import verify
     torch.manual_seed(0)
-    x = torch.randn(8, 1, 4, 4)
-    converted = quantize(Pool(), SystolaQuantizer(act_bits=8, weight_bits=8), x)
+    x = torch.randn(8, 1, size + 2, size + 2)
+    out = -(-(size - kernel) // stride) + 1
+    model = CeilPool(torch.nn.MaxPool2d(kernel, stride, ceil_mode=True), 3 * out * out)
+    ep = export(quantize(model, SystolaQuantizer(), x), x)
+    graph = lower(ep)
+    assert "Host" not in [type(n).__name__ for n in graph.nodes]
+    log = io.StringIO()
+    assert verify(ep, graph, AccelConfig(rows=4, cols=4), x.numpy(), {"golden": get_backend("golden")}, out=log), \
+        log.getvalue()
+
+
+def test_ceil_mode_avg_pool_is_a_host_op():
+    torch.manual_seed(0)
+    x = torch.randn(8, 1, 10, 10)
+    converted = quantize(CeilPool(torch.nn.AvgPool2d(3, 2, ceil_mode=True)), SystolaQuantizer(), x)
     with pytest.raises(UnsupportedModelError) as info:
         lower(export(converted, x), host=False)
-    _assert_one_line_error(info, "max_pool2d", "aten.max_pool2d")
+    _assert_one_line_error(info, "avg_pool2d", "aten.avg_pool2d")
     assert "ceil_mode" in str(info.value)
     assert [type(n).__name__ for n in lower(export(converted, x)).nodes] == ["Conv2d", "Host", "Dense"]
 

@@ -466,14 +466,16 @@ class _Lowering:
         kernel = _pair(a[1])
         stride = _pair(a[2]) if a[2] else kernel
         padding, dilation, ceil = _pair(a[3] or 0), _pair(a[4] or 1), bool(a[5])
-        if dilation != (1, 1) or ceil:
-            raise self.fail(node, "max pooling with dilation or ceil_mode")
+        if dilation != (1, 1):
+            raise self.fail(node, "max pooling with dilation")
         if isinstance(val, _Pending) and val.op == "identity" and len(node.args[0].users) == 1:
             pending = val                              # a clamp before the pool: clamps commute with max
         else:
             pending = _Pending("identity", [self.dequantized(node, node.args[0], "a max pool input")], {}, [])
         pending.op = "max"
-        pending.args = {"kernel": kernel, "stride": stride, "padding": (padding[0], padding[1]) * 2}
+        extra = _ceil_extra(self.shape(node.args[0])[2:], kernel, stride, padding) if ceil else (0, 0)
+        pending.args = {"kernel": kernel, "stride": stride,
+                        "padding": (padding[0], padding[1], padding[0] + extra[0], padding[1] + extra[1])}
         pending.nodes.append(node)
         return pending
 
@@ -573,6 +575,19 @@ def _macs(node: torch.fx.Node) -> int:
     elif node.target in (aten.conv1d.default, aten.conv2d.default):
         per_out = int(np.prod(shape(node.args[1])[1:]))
     return per_out * int(np.prod([int(d) for d in out.shape[1:]]))
+
+
+def _ceil_extra(size, kernel, stride, padding) -> tuple[int, int]:
+    """The bottom/right padding beyond `padding` that a ceil_mode pool's last windows read, by torch's rule:
+    out = ceil((n + 2p - k) / s) + 1, less one if the last window would start in the right padding. Max
+    pooling's padding never wins, so the extra rows are exact (each window keeps at least one real element)."""
+    extra = []
+    for n, k, s, p in zip((int(d) for d in size), kernel, stride, padding):
+        out = -(-(n + 2 * p - k) // s) + 1
+        if (out - 1) * s >= n + p:
+            out -= 1
+        extra.append(max(0, (out - 1) * s + k - (n + 2 * p)))
+    return extra[0], extra[1]
 
 
 def _bits_of(qmax: int) -> int:
