@@ -1,7 +1,7 @@
 """Real networks on the accelerator: program size, compile time, cycles and array utilization.
 
 For each network (the digits zoo, CIFAR ResNet-20 at 32x32, ResNet-18 at 224x224, MobileNetV3-Small at
-32x32 with its host ops; random weights with
+32x32 and SqueezeNet 1.1 at 224x224 with their host ops; random weights with
 measured BatchNorm statistics, W8A8 post-training quantization) and each array, one row: layers, host ops,
 instructions, program bytes, segments of instr_depth, seconds to lower and compile, cycles per image, and the
 array utilization (useful MACs / (cycles x rows x cols)) over the whole network and over its 3x3
@@ -21,7 +21,7 @@ from emu.contract.config import AccelConfig
 from emu.contract.isa import INSTR_BYTES
 from emu.frontend import load_pt2, lower
 
-NETS = ("digits-mlp", "digits-cnn", "resnet20", "resnet18", "mobilenet_v3_small-32")
+NETS = ("digits-mlp", "digits-cnn", "resnet20", "resnet18", "mobilenet_v3_small-32", "squeezenet1_1")
 
 
 def _model(name: str):

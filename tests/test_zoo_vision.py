@@ -35,9 +35,15 @@ def test_mobilenet_v3_small_with_host_ops_verifies():
     check_verifies("mobilenet_v3_small", "systola", 32)
 
 
+def test_squeezenet_with_ceil_mode_pools_and_host_concatenation_verifies():
+    """SqueezeNet 1.1 at 64x64: ceil-mode max pools on the accelerator, each Fire module's cat a host op."""
+    check_verifies("squeezenet1_1", "systola", 64)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("quantizer", ["systola", "xnnpack"])
 @pytest.mark.parametrize("net, resolution", [("mobilenet_v3_small", 32), ("mobilenet_v3_small", None),
+                                             ("squeezenet1_1", 64), ("squeezenet1_1", None),
                                              ("vgg11", None), ("resnet18", 64), ("resnet18", None)])
 def test_large_networks_verify(net, resolution, quantizer):
     """VGG-11 at 32x32 and ResNet-18 at 64x64 take 1-2 minutes each on golden; ResNet-18 at 224x224 longer."""

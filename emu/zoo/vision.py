@@ -11,6 +11,8 @@ on the CPU torch), with random weights and BatchNorm statistics measured on the 
 - `mobilenet_v3_small`: Howard et al. 2019, MobileNetV3-Small as torchvision defines it (hardswish,
   depthwise convolutions, squeeze-excitation with hardsigmoid), [batch, 3, 224, 224] -> 1000 logits; its
   hardswish, hardsigmoid and squeeze-excitation multiply are host ops (docs/operators.md).
+- `squeezenet1_1`: Iandola et al. 2016, SqueezeNet 1.1 as torchvision defines it (ceil-mode 3x3/2 max pools,
+  Fire modules whose channel concatenation is a host op), [batch, 3, 224, 224] -> 1000 logits.
 - `resnet20`: He et al. 2016 section 4.2, the CIFAR-10 ResNet-20 (3x3 stem, three stages of three basic
   blocks, 16-32-64 channels, global average pool), [batch, 3, 32, 32] -> 10 logits. Its shortcuts are the
   paper's option B (1x1 projections where the shape changes; option A's zero-padded identity is a channel
@@ -26,8 +28,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ResNet", "resnet18", "resnet20", "VGG", "vgg11", "LeNet5", "MobileNetV3", "random_model", "quantized",
-           "ARCHITECTURES", "QUANTIZERS"]
+__all__ = ["ResNet", "resnet18", "resnet20", "VGG", "vgg11", "LeNet5", "MobileNetV3", "SqueezeNet", "random_model",
+           "quantized", "ARCHITECTURES", "QUANTIZERS"]
 
 
 class BasicBlock(nn.Module):
@@ -182,10 +184,42 @@ class MobileNetV3(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
+class Fire(nn.Module):
+    """SqueezeNet's module: a 1x1 squeeze, then 1x1 and 3x3 expansions side by side, concatenated."""
+
+    def __init__(self, cin: int, squeeze: int, e1: int, e3: int):
+        super().__init__()
+        self.squeeze = nn.Conv2d(cin, squeeze, 1)
+        self.e1, self.e3 = nn.Conv2d(squeeze, e1, 1), nn.Conv2d(squeeze, e3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = torch.relu(self.squeeze(x))
+        return torch.cat([torch.relu(self.e1(s)), torch.relu(self.e3(s))], 1)
+
+
+class SqueezeNet(nn.Module):
+    """SqueezeNet 1.1 as torchvision defines it (Iandola et al. 2016): 3x3/2 stem of 64, 3x3/2 ceil-mode
+    max pools, eight Fire modules, a 1x1 conv classifier with ReLU and a global average pool."""
+
+    def __init__(self, classes: int = 1000):
+        super().__init__()
+        pool = lambda: nn.MaxPool2d(3, 2, ceil_mode=True)      # noqa: E731
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 64, 3, stride=2), nn.ReLU(), pool(), Fire(64, 16, 64, 64), Fire(128, 16, 64, 64), pool(),
+            Fire(128, 32, 128, 128), Fire(256, 32, 128, 128), pool(), Fire(256, 48, 192, 192),
+            Fire(384, 48, 192, 192), Fire(384, 64, 256, 256), Fire(512, 64, 256, 256))
+        self.classifier = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(512, classes, 1), nn.ReLU(),
+                                        nn.AdaptiveAvgPool2d(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.classifier(self.features(x)), 1)
+
+
 #: name -> (constructor, input shape per sample at the architecture's own resolution, C x H x W)
 ARCHITECTURES = {"resnet18": (resnet18, (3, 224, 224)), "resnet20": (resnet20, (3, 32, 32)),
                  "vgg11": (vgg11, (3, 32, 32)), "lenet5": (LeNet5, (1, 28, 28)),
-                 "mobilenet_v3_small": (MobileNetV3, (3, 224, 224))}
+                 "mobilenet_v3_small": (MobileNetV3, (3, 224, 224)),
+                 "squeezenet1_1": (SqueezeNet, (3, 224, 224))}
 
 
 def random_model(name: str, *, seed: int = 0, calibration: int = 8, resolution: int | None = None
