@@ -20,11 +20,33 @@ import numpy as np
 
 from emu.compiler.ir import QParams
 
-__all__ = ["HostGraph", "HostInput", "encode_arg", "op_target"]
+__all__ = ["HostGraph", "HostInput", "encode_arg", "op_target", "ir_to_torch", "torch_to_ir"]
 
 # torch is imported where a host op is built or run, so loading a program (or refusing bad input) does not
 # pay for it
 _ENUMS = ("dtype", "layout", "memory_format")
+
+
+def ir_to_torch(x: np.ndarray, shape: tuple[int, ...]):
+    """Integers [B, *shape] in IR layout (NHWC maps) -> torch layout (NCHW), as int8."""
+    import torch
+    x = np.asarray(x).reshape((len(x),) + tuple(shape))
+    if len(shape) == 3:
+        x = x.transpose(0, 3, 1, 2)
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.int8))
+
+
+def torch_to_ir(v, shape: tuple[int, ...]) -> np.ndarray:
+    """A torch integer tensor -> int64 [B, *shape] in IR layout; a map torch flattened (C, H, W order)
+    before quantizing it is unflattened first."""
+    import torch
+    y = v.to(torch.int64).numpy()
+    if len(shape) == 3 and y.ndim == 2:
+        h, w, c = shape
+        y = y.reshape(len(y), c, h, w)
+    if len(shape) == 3 and y.ndim == 4:
+        y = y.transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(y).reshape((len(y),) + tuple(shape))
 
 
 def op_target(name: str):
@@ -107,10 +129,8 @@ class HostGraph:
                 values.append(op_target(op["op"])(*arg(op["args"]), **{k: arg(v) for k, v in op["kwargs"].items()}))
             q = self.out_qparams
             quantize = torch.ops.quantized_decomposed.quantize_per_tensor.default
-            y = quantize(arg(self.out).float(), q.scale, q.zero_point, q.qmin, q.qmax, torch.int8).to(torch.int64)
-        if y.dim() == 4:
-            y = y.permute(0, 2, 3, 1)
-        return y.reshape((B,) + tuple(out_shape)).numpy()
+            y = quantize(arg(self.out).float(), q.scale, q.zero_point, q.qmin, q.qmax, torch.int8)
+        return torch_to_ir(y, tuple(out_shape))
 
     def to_json(self) -> dict:
         return {"inputs": [{"tensor": i.tensor, "qparams": dataclasses.astuple(i.qparams),
@@ -129,11 +149,7 @@ class HostGraph:
 def _to_torch(x: np.ndarray, inp: HostInput):
     """An IR tensor as torch sees it after its dequantize: float32, torch's layout."""
     import torch
-    B = len(x)
     q = inp.qparams
-    t = torch.from_numpy(np.ascontiguousarray(x)).to(torch.int8)
-    if t.dim() == 4:                              # IR [B, H, W, C] -> torch [B, C, H, W] (then maybe flat)
-        t = t.permute(0, 3, 1, 2)
-    t = t.reshape((B,) + tuple(inp.torch_shape[1:]))
+    t = ir_to_torch(x, x.shape[1:]).reshape((len(x),) + tuple(inp.torch_shape[1:]))
     dequantize = torch.ops.quantized_decomposed.dequantize_per_tensor.default
     return dequantize(t, q.scale, q.zero_point, q.qmin, q.qmax, torch.int8)

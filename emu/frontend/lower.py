@@ -114,8 +114,8 @@ class _Weight:              # a dequantized integer weight
     bits: int
 
 
-class _Host:                # a float value torch computes on the host (emu.compiler.host)
-    pass
+class _Host:
+    """A float value torch computes on the host (emu.compiler.host)."""
 
 
 @dataclasses.dataclass
@@ -316,14 +316,14 @@ class _Lowering:
             v = self.values.get(n)
             if isinstance(v, _Dequantized):
                 inputs.setdefault(n, len(inputs))
-            elif n.op == "placeholder" or n.op == "get_attr" or n.target == aten.sym_size.int:
-                pass
-            elif isinstance(v, (_Host, _Weight)) or not isinstance(n.meta.get("val"), torch.Tensor):
+            elif n.op not in ("placeholder", "get_attr") and n.target != aten.sym_size.int:
+                # (constants and the batch size are encoded where an op uses them)
+                if not (isinstance(v, (_Host, _Weight)) or not isinstance(n.meta.get("val"), torch.Tensor)):
+                    raise self.fail(n, "a host op reading a value that is neither dequantized nor computed on the "
+                                       "host")
                 for a in n.all_input_nodes:
                     collect(a)
                 order.append(n)
-            else:
-                raise self.fail(n, "a host op reading a value that is neither dequantized nor computed on the host")
         collect(qnode.args[0])
         index = {n: len(inputs) + k for k, n in enumerate(order)}
         consts: dict[str, np.ndarray] = {}

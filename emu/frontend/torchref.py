@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from emu.compiler import ir
+from emu.compiler.host import ir_to_torch, torch_to_ir
 from emu.frontend.lower import constants_of, static_batch
 
 __all__ = ["torch_layer", "torch_layer_outputs", "torch_forward", "static_batch"]
@@ -52,24 +53,6 @@ def _evaluator(ep: torch.export.ExportedProgram):
         return cache[node.name]
 
     return arg
-
-
-def _to_torch(x: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
-    """IR layout (NHWC maps) -> torch layout (NCHW), as int8."""
-    x = np.asarray(x).reshape((len(x),) + tuple(shape))
-    if len(shape) == 3:
-        x = x.transpose(0, 3, 1, 2)
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.int8))
-
-
-def _from_torch(v: torch.Tensor, shape: tuple[int, ...]) -> np.ndarray:
-    y = v.to(torch.int64).numpy()
-    if len(shape) == 3 and y.ndim == 2:     # a map torch flattened (C, H, W order) before quantizing it
-        h, w, c = shape
-        y = y.reshape(len(y), c, h, w)
-    if len(shape) == 3 and y.ndim == 4:
-        y = y.transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(y).reshape((len(y),) + tuple(shape))
 
 
 def torch_layer_outputs(ep: torch.export.ExportedProgram, graph: ir.Graph,
@@ -114,9 +97,9 @@ def _layer_outputs(ep: torch.export.ExportedProgram, graph: ir.Graph,
                 if node.name in graph.tensors:
                     computed[node.name] = v
                     if node.name in inputs:
-                        v = _to_torch(inputs[node.name], graph.tensors[node.name].shape).reshape(v.shape)
+                        v = ir_to_torch(inputs[node.name], graph.tensors[node.name].shape).reshape(v.shape)
                 env[node.name] = v
-    return {n.name: _from_torch(computed[n.output], graph.tensors[n.output].shape)
+    return {n.name: torch_to_ir(computed[n.output], graph.tensors[n.output].shape)
             for n in graph.nodes if all(t in inputs for t in n.inputs)}
 
 
