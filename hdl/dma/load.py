@@ -17,7 +17,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from hdl.dma.lanes import therm
-from hdl.dma.signatures import beat_signature, bus_state_signature, transfer_signature
+from hdl.dma.signatures import beat_signature, bus_state_signature, entry_words, transfer_signature
 from hdl.fpga import family_of
 
 __all__ = ["LoadAssembly"]
@@ -40,7 +40,7 @@ class LoadAssembly(wiring.Component):
         m = Module()
         B, EB = self._B, self._EB
         lgB = exact_log2(B)
-        NW = -(-EB // B)             # entry words of B bytes (the last one padded with zeros)
+        NW = entry_words(EB, B)
         family = family_of(platform)
 
         def copies(value, count, name):

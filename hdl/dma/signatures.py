@@ -27,7 +27,13 @@ from emu.contract.isa import FIELDS, INSTR_BYTES, Opcode
 
 __all__ = ["dma_command_signature", "ARGUMENTS", "transfer_signature", "status_signature", "span_signature",
            "burst_signature", "beat_signature", "w_fifo_signature", "bus_state_signature",
-           "BOUNDARY_BITS", "LIM_BITS", "LEN_BITS", "SPAN_BITS"]
+           "BOUNDARY_BITS", "LIM_BITS", "LEN_BITS", "SPAN_BITS", "entry_words"]
+
+
+def entry_words(entry_bytes: int, bus_bytes: int) -> int:
+    """Bus words of one buffer entry: ceil(entry_bytes / bus_bytes), the last word padded with zeros."""
+    return -(-entry_bytes // bus_bytes)
+
 
 #: AccelConfig's limits: every buffer depth (instr_depth included) is at most 2**16 entries, and an entry at
 #: most 64 lanes (rows, cols <= 64).

@@ -15,7 +15,7 @@ from amaranth.utils import exact_log2
 
 from hdl.dma.cycles import SPAN_CYCLE
 from hdl.dma.lanes import therm
-from hdl.dma.signatures import LIM_BITS, SPAN_BITS, span_signature, transfer_signature
+from hdl.dma.signatures import LIM_BITS, SPAN_BITS, entry_words, span_signature, transfer_signature
 from hdl.pipeline import delay, product
 
 __all__ = ["SpanSetup"]
@@ -35,7 +35,7 @@ class SpanSetup(wiring.Component):
         m = Module()
         B, EB = self._B, self._EB
         lgB = exact_log2(B)
-        NW = -(-EB // B)             # entry words of B bytes (the last one padded with zeros)
+        NW = entry_words(EB, B)
         xfer = self.xfer
         go, rows, blocks, rb = xfer.go, xfer.rows, xfer.blocks, xfer.row_bytes
         stride, block_stride = xfer.ext_stride, xfer.block_stride

@@ -18,7 +18,8 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
 from hdl.dma.lanes import therm
-from hdl.dma.signatures import beat_signature, bus_state_signature, transfer_signature, w_fifo_signature
+from hdl.dma.signatures import (beat_signature, bus_state_signature, entry_words, transfer_signature,
+                                w_fifo_signature)
 from hdl.fpga import family_of
 from hdl.pipeline import delay
 
@@ -46,7 +47,7 @@ class StoreProducer(wiring.Component):
         m = Module()
         B, EB = self._B, self._EB
         lgB = exact_log2(B)
-        NW = -(-EB // B)             # entry words of B bytes (the last one padded with zeros)
+        NW = entry_words(EB, B)
         family = family_of(platform)
 
         def copies(value, count, name):
