@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Iterator
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from emu.contract.isa import INSTR_BYTES, Buffer, Instr, Opcode, decode, opcode_
 from emu.contract.loops import walk
 from emu.contract.timing import Timer, dma_extent, element_bytes, instr_cycles, preload_cycles
 
-__all__ = ["Golden", "RunResult", "check_fields", "program_fault", "sum_segments"]
+__all__ = ["Golden", "RunResult", "check_fields", "program_fault", "program_blob", "sum_segments", "trace"]
 
 
 @dataclasses.dataclass
@@ -178,45 +179,79 @@ class Golden:
 
     def run(self, prog_addr: int, prog_len: int, *, watchdog: int = 0) -> RunResult:
         """Run the program at `prog_addr` (`prog_len` instructions). Raises HardwareFault."""
-        cfg = self.cfg
-        if prog_len == 0 or prog_len > cfg.instr_depth:
-            raise HardwareFault(FaultCode.PROGRAM_RANGE, 0,
-                                f"program length {prog_len} outside 1..{cfg.instr_depth}")
-        if prog_addr + prog_len * INSTR_BYTES > self.mem.size:
-            raise HardwareFault(FaultCode.BUS_ERROR, 0, "program lies past the end of external memory")
-        blob = self.mem[prog_addr:prog_addr + prog_len * INSTR_BYTES].tobytes()
-        timer = Timer(cfg, preload_cycles(prog_addr, prog_len, cfg))
-        macs = 0
-        decoded = _decoded(blob, cfg)
-        for step in walk([d[0] for d in decoded]):
-            pc, instr = step.pc, step.instr
-            if step.fault is not None:      # an illegal word's detail names its opcode
-                detail = decoded[pc][1][1] if instr is None and pc < len(decoded) else step.fault[1]
-                raise HardwareFault(step.fault[0], pc, detail)
-            if instr is decoded[pc][0]:
-                _, bad, end, cycles = decoded[pc]
-            else:                       # stepped by a loop: its checks, extent and cycles are its own
-                bad = check_fields(instr, cfg)
-                end = dma_extent(instr) if bad is None and instr.op in (Opcode.LOAD, Opcode.STORE) else 0
-                cycles = instr_cycles(instr, cfg) if bad is None else 0
-            if bad is not None:
-                raise HardwareFault(bad[0], pc, bad[1])
-            if end > self.mem.size:
-                raise HardwareFault(FaultCode.BUS_ERROR, pc, f"access up to byte {end:#x} "
-                                    f"past the memory's {self.mem.size:#x} bytes")
-            timer.issue(instr, cycles)
-            if watchdog and timer.now > watchdog:
-                raise HardwareFault(FaultCode.WATCHDOG, pc, f"cycle limit {watchdog} reached")
-            op = instr.op
-            if op == Opcode.LOAD:
-                self._load(instr)
-            elif op == Opcode.STORE:
-                self._store(instr)
-            elif op == Opcode.MATMUL:
-                self._matmul(instr)
+        blob = program_blob(self.mem, prog_addr, prog_len, self.cfg)
+        for item in trace(blob, prog_addr, self.cfg, self.mem.size, watchdog):
+            if isinstance(item, Instr):
+                self.execute(item)
+            elif isinstance(item, HardwareFault):
+                raise item
+            else:
+                return item
+        raise AssertionError("a trace ends at END or a fault")
+
+    def execute(self, instr: Instr) -> None:
+        """One data instruction (LOAD, STORE, MATMUL or POST), already checked."""
+        op = instr.op
+        if op == Opcode.LOAD:
+            self._load(instr)
+        elif op == Opcode.STORE:
+            self._store(instr)
+        elif op == Opcode.MATMUL:
+            self._matmul(instr)
+        else:
+            self._post(instr)
+
+
+def program_blob(mem: np.ndarray, prog_addr: int, prog_len: int, cfg: AccelConfig) -> bytes:
+    """The program's words as the preload copies them. Raises PROGRAM_RANGE or BUS_ERROR at pc 0."""
+    if prog_len == 0 or prog_len > cfg.instr_depth:
+        raise HardwareFault(FaultCode.PROGRAM_RANGE, 0, f"program length {prog_len} outside 1..{cfg.instr_depth}")
+    if prog_addr + prog_len * INSTR_BYTES > mem.size:
+        raise HardwareFault(FaultCode.BUS_ERROR, 0, "program lies past the end of external memory")
+    return mem[prog_addr:prog_addr + prog_len * INSTR_BYTES].tobytes()
+
+
+def trace(blob: bytes, prog_addr: int, cfg: AccelConfig, mem_size: int, watchdog: int = 0
+          ) -> Iterator[Instr | RunResult | HardwareFault]:
+    """What a program does, known before any data moves (no decision depends on a value): yields each data
+    instruction (LOAD, STORE, MATMUL, POST) in the order it runs, with its loop offsets applied and checked,
+    then the RunResult at END or the HardwareFault the next instruction raises. Every fault depends only
+    on the program, the configuration, the memory's size and the watchdog."""
+    timer = Timer(cfg, preload_cycles(prog_addr, len(blob) // INSTR_BYTES, cfg))
+    macs = 0
+    decoded = _decoded(blob, cfg)
+    for step in walk([d[0] for d in decoded]):
+        pc, instr = step.pc, step.instr
+        if step.fault is not None:      # an illegal word's detail names its opcode
+            detail = decoded[pc][1][1] if instr is None and pc < len(decoded) else step.fault[1]
+            yield HardwareFault(step.fault[0], pc, detail)
+            return
+        if instr is decoded[pc][0]:
+            _, bad, end, cycles = decoded[pc]
+        else:                       # stepped by a loop: its checks, extent and cycles are its own
+            bad = check_fields(instr, cfg)
+            end = dma_extent(instr) if bad is None and instr.op in (Opcode.LOAD, Opcode.STORE) else 0
+            cycles = instr_cycles(instr, cfg) if bad is None else 0
+        if bad is not None:
+            yield HardwareFault(bad[0], pc, bad[1])
+            return
+        if end > mem_size:
+            yield HardwareFault(FaultCode.BUS_ERROR, pc, f"access up to byte {end:#x} past the memory's "
+                                f"{mem_size:#x} bytes")
+            return
+        timer.issue(instr, cycles)
+        if watchdog and timer.now > watchdog:
+            yield HardwareFault(FaultCode.WATCHDOG, pc, f"cycle limit {watchdog} reached")
+            return
+        op = instr.op
+        if op == Opcode.END:
+            yield RunResult(cycles=timer.now, macs=macs, instructions=pc + 1)
+            return
+        if op in _DATA_OPS:
+            if op == Opcode.MATMUL:
                 macs += instr.rows * instr.k_valid * instr.n_valid
-            elif op == Opcode.POST:
-                self._post(instr)
-            elif op == Opcode.END:
-                return RunResult(cycles=timer.now, macs=macs, instructions=pc + 1)
-        raise AssertionError("a walk ends at END or a fault")
+            yield instr
+    raise AssertionError("a walk ends at END or a fault")
+
+
+_DATA_OPS = (Opcode.LOAD, Opcode.STORE, Opcode.MATMUL, Opcode.POST)

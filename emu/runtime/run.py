@@ -15,6 +15,7 @@ import numpy as np
 
 from emu.contract.config import AccelConfig
 from emu.contract.faults import FaultCode, HardwareFault
+from emu.emulator.dataflow import run_dataflow
 from emu.emulator.golden import Golden, RunResult, program_fault, sum_segments
 from emu.compiler.program import Program
 
@@ -23,6 +24,10 @@ __all__ = ["RunOutput", "run_program", "run_once", "quantize_input", "check_inpu
 
 
 def _golden(cfg, memory, segments, watchdog):
+    return memory, run_dataflow(cfg, memory, segments, watchdog=watchdog)
+
+
+def _golden_steps(cfg, memory, segments, watchdog):
     return memory, Golden(cfg, memory).run_segments(segments, watchdog=watchdog)
 
 
@@ -38,9 +43,11 @@ def _rtl(simulator: str = "verilator", waves: str | None = None):
 BACKENDS = ("golden", "rtl")
 
 
-def get_backend(name: str, **opts) -> Callable:
+def get_backend(name: str, *, exact_steps: bool = False, **opts) -> Callable:
+    """The backend `name`; `exact_steps` makes golden execute instruction by instruction (the reference its
+    data-flow fast path, emu.emulator.dataflow, is checked against) instead of through the run's plan."""
     if name == "golden":
-        return _golden
+        return _golden_steps if exact_steps else _golden
     if name == "rtl":
         return _rtl(**opts)
     raise ValueError(f"backend {name!r} is not accepted: expected one of {', '.join(BACKENDS)}")

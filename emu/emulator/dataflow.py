@@ -1,0 +1,452 @@
+"""The golden emulator's fast path: a run's data flow, traced once, executed as a few large array operations.
+
+Nothing a program does depends on a value (emu.emulator.golden.trace): which bytes each LOAD reads, which
+MATMULs add into which accumulator rows, which POST reads them and where each STORE writes are all known
+before any data moves. `plan` follows the trace once and keeps, for every buffer entry, where its value comes
+from instead of the value:
+
+- an ACT, WGT or PARAM entry: the LOAD that filled it, so the bytes of external memory it holds;
+- an ACC entry: a row of a *chain*, the MATMUL terms (ACT rows x WGT tile) set, added or max-ed into it in
+  order, on top of a base (zero, or the ACC rows of other chains it started from);
+- an OUT entry: the POST row that wrote it.
+
+The trace is cut into *stages* where a LOAD reads a byte that a STORE of the current stage wrote, so within a
+stage every LOAD sees memory as it was at the stage's start. A stage runs as: the chains its POSTs read (sum
+chains that read the same activation bytes as one matrix product, their weight tiles side by side), its
+POSTs, then one scatter of its STOREs in program order (a byte written twice keeps the later value).
+
+Why this equals step-by-step execution (`Golden`) on every byte: a chain of sums wraps modulo 2**acc_bits
+after every MATMUL, and wrapping once at the end gives the same residue; the products are exact in float64
+because the largest possible |sum| of a fused product is checked to stay below 2**53. A run the plan cannot
+express runs step by step instead: a STORE into the program of a later segment, or a chain evaluated in a
+later stage than its LOAD after a STORE changed the bytes that LOAD read.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+
+from emu.contract import numerics
+from emu.contract.config import AccelConfig, PARAM_BYTES, PARAM_DTYPE
+from emu.contract.faults import HardwareFault
+from emu.contract.isa import Buffer, Instr
+from emu.contract.timing import dma_extent
+from emu.emulator.golden import Golden, RunResult, program_blob, program_fault, sum_segments, trace
+
+__all__ = ["run_dataflow", "plan", "Plan", "Unsupported"]
+
+_EXACT = {np.float32: float(1 << 24), np.float64: float(1 << 53)}   # every integer up to these is exact
+
+
+class Unsupported(Exception):
+    """The run's data flow is outside what a plan expresses; it runs step by step."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Load:
+    """A LOAD as the source of its entries: entry e (from 0) holds `row_len` elements from byte
+    ext + (e // rows) * block_stride + (e % rows) * ext_stride on."""
+    ext: int
+    rows: int
+    ext_stride: int
+    block_stride: int
+    row_len: int
+    stage: int
+    instr: Instr
+
+    def starts(self, index: np.ndarray) -> np.ndarray:
+        return self.ext + (index // self.rows) * self.block_stride + (index % self.rows) * self.ext_stride
+
+
+class _Entries:
+    """Which LOAD filled each entry of one buffer (-1: none since reset, so zero), and its index in that LOAD."""
+
+    def __init__(self, depth: int):
+        self.load = np.full(depth, -1, np.int64)
+        self.index = np.zeros(depth, np.int64)
+
+    def fill(self, first: int, n: int, load_id: int) -> None:
+        self.load[first:first + n] = load_id
+        self.index[first:first + n] = np.arange(n)
+
+    def ref(self, first: int, n: int) -> tuple:
+        """Entries first..first+n-1 as ("run", load, index0, n) when one LOAD filled them all (a LOAD fills
+        consecutive entries in order, so they are consecutive in it), else ("rows", load ids, indices, n)."""
+        ids = self.load[first:first + n]
+        if ids[0] >= 0 and ids[0] == ids[-1] and (n <= 2 or (ids == ids[0]).all()):
+            return ("run", int(ids[0]), int(self.index[first]), n)
+        return ("rows", ids.copy(), self.index[first:first + n].copy(), n)
+
+
+@dataclasses.dataclass
+class _Chain:
+    rows: int                         # T: ACC rows it covers
+    base: tuple | None                # None: zero; else (view ids [T] (-1: zero), row in that view [T])
+    terms: list                       # (kind "set"/"add"/"max", ACT ref, WGT ref)
+
+
+@dataclasses.dataclass
+class _Post:
+    src: tuple                        # (view ids [T] (-1: zero), rows [T]); or (view id,) for a whole view
+    param: np.ndarray | None          # byte addresses of its PARAM record (len * PARAM_BYTES), None: zero
+    instr: Instr
+
+
+@dataclasses.dataclass
+class _Group:
+    """Sum chains over the same activation bytes: one product A [T, K] @ W [K, C * len(views)]."""
+    views: list
+    a_idx: np.ndarray                 # byte address per element of A (the zero byte: a zero-filled lane)
+    w_idx: np.ndarray
+    dtype: type                       # float32 where every partial sum is exact in it: twice as fast
+
+
+@dataclasses.dataclass
+class _Stage:
+    groups: list = dataclasses.field(default_factory=list)
+    singles: list = dataclasses.field(default_factory=list)   # (view, [(kind, a_idx [T, R], w_idx [R, C])])
+    posts: list = dataclasses.field(default_factory=list)     # post ids, in order
+    stores: list = dataclasses.field(default_factory=list)    # (post ids [n], rows [n], dst [n, row_len])
+    pool: list = dataclasses.field(default_factory=list)      # post ids whose outputs the scatter reads
+    src: np.ndarray | None = None
+    dst: np.ndarray | None = None
+
+
+@dataclasses.dataclass
+class Plan:
+    stages: list
+    views: list                       # (chain id, terms) per view
+    chains: list
+    posts: list
+    results: list                     # RunResult per segment run
+    fault: tuple | None               # (segment index, HardwareFault) that ends the run
+
+
+def _ref_key(loads: list, ref: tuple) -> tuple:
+    if ref[0] == "run":
+        L = loads[ref[1]]
+        return ("run", L.ext, L.rows, L.ext_stride, L.block_stride, L.row_len, ref[2], ref[3])
+    return ("rows", ref[1].tobytes(), ref[2].tobytes())
+
+
+class _Builder:
+    def __init__(self, cfg: AccelConfig, mem_size: int):
+        self.cfg, self.zero = cfg, mem_size
+        self.entries = {b: _Entries(d) for b, d in ((Buffer.ACT, cfg.act_depth), (Buffer.WGT, cfg.wgt_depth),
+                                                    (Buffer.PARAM, cfg.param_depth))}
+        self.loads: list[_Load] = []
+        self.acc_chain = np.full(cfg.acc_depth, -1, np.int64)
+        self.acc_row = np.zeros(cfg.acc_depth, np.int64)
+        self.out_post = np.full(cfg.out_depth, -1, np.int64)
+        self.out_row = np.zeros(cfg.out_depth, np.int64)
+        self.chains: list[_Chain] = []
+        self.views: list[tuple[int, int]] = []
+        self.view_of: dict[tuple[int, int], int] = {}
+        self.scheduled: set[int] = set()
+        self.posts: list[_Post] = []
+        self.stages = [_Stage()]
+        self.pending = np.zeros(mem_size, bool)       # bytes a STORE of the current stage writes
+        self.pending_dst: list[np.ndarray] = []
+        self.written = np.full(mem_size, -1, np.int64)  # the last earlier stage whose STOREs wrote each byte
+        self.valid: dict[int, bool] = {}
+        self.later_programs = np.zeros(mem_size, bool)
+        lut = [numerics.wrap(np.arange(256, dtype=np.int64).astype(np.uint8).view(np.int8), bits)
+               for bits in (cfg.act_bits, cfg.weight_bits)]
+        self.max_a, self.max_w = (int(np.abs(v).max()) for v in lut)
+
+    # ---- following the trace ----
+    def step(self, i: Instr) -> None:
+        getattr(self, "_" + i.op.name.lower())(i)
+
+    def _load(self, i: Instr) -> None:
+        # the extent first: most LOADs read nowhere near this stage's STOREs
+        if self.pending[i.ext_addr:dma_extent(i)].any() and self.pending[Golden._addresses(i)].any():
+            self._close_stage()
+        load = _Load(i.ext_addr, i.rows, i.ext_stride, i.block_stride, i.row_len, len(self.stages) - 1, i)
+        self.loads.append(load)
+        self.entries[Buffer(i.buf)].fill(i.buf_addr, i.rows * i.blocks, len(self.loads) - 1)
+
+    def _matmul(self, i: Instr) -> None:
+        T, rows = i.rows, slice(i.acc_addr, i.acc_addr + i.rows)
+        term = ("set" if not i.accumulate else "max" if i.reduce_max else "add",
+                self.entries[Buffer.ACT].ref(i.act_addr, T), self.entries[Buffer.WGT].ref(i.wgt_addr, self.cfg.rows))
+        cur, at = self.acc_chain[rows], self.acc_row[rows]
+        if term[0] != "set" and cur[0] >= 0 and self.chains[cur[0]].rows == T and (cur == cur[0]).all() and (
+                at == np.arange(T)).all():
+            self.chains[cur[0]].terms.append(term)
+            return
+        base = None
+        if term[0] != "set" and (cur >= 0).any():
+            base = (np.array([self._view(c) if c >= 0 else -1 for c in cur.tolist()], np.int64), at.copy())
+        self.chains.append(_Chain(T, base, [term]))
+        self.acc_chain[rows] = len(self.chains) - 1
+        self.acc_row[rows] = np.arange(T)
+
+    def _view(self, chain: int) -> int:
+        key = (chain, len(self.chains[chain].terms))
+        if key not in self.view_of:
+            self.view_of[key] = len(self.views)
+            self.views.append(key)
+        return self.view_of[key]
+
+    def _post(self, i: Instr) -> None:
+        T, rows = i.rows, slice(i.acc_addr, i.acc_addr + i.rows)
+        cur, at = self.acc_chain[rows], self.acc_row[rows]
+        if cur[0] >= 0 and self.chains[cur[0]].rows == T and (cur == cur[0]).all() and (at == np.arange(T)).all():
+            src = (self._view(int(cur[0])),)
+        else:
+            ids = {c: self._view(c) for c in set(cur.tolist()) if c >= 0}
+            src = (np.array([ids.get(c, -1) for c in cur.tolist()], np.int64), at.copy())
+        for v in (src if len(src) == 1 else set(src[0].tolist()) - {-1}):
+            self._schedule(int(v))
+        param = None
+        load_id = int(self.entries[Buffer.PARAM].load[i.param_addr])
+        if load_id >= 0:
+            L = self.loads[load_id]
+            self._check_carry(load_id)
+            start = int(L.starts(self.entries[Buffer.PARAM].index[i.param_addr]))
+            param = start + np.arange(L.row_len * PARAM_BYTES, dtype=np.int64)
+        self.posts.append(_Post(src, param, i))
+        self.stages[-1].posts.append(len(self.posts) - 1)
+        self.out_post[i.out_addr:i.out_addr + T] = len(self.posts) - 1
+        self.out_row[i.out_addr:i.out_addr + T] = np.arange(T)
+
+    def _store(self, i: Instr) -> None:
+        dst = Golden._addresses(i)
+        if self.later_programs[dst].any():
+            raise Unsupported("a STORE writes the program of a later segment")
+        n = i.rows * i.blocks
+        entries = slice(i.buf_addr, i.buf_addr + n)
+        self.stages[-1].stores.append((self.out_post[entries].copy(), self.out_row[entries].copy(), dst))
+        self.pending[dst] = True
+        self.pending_dst.append(dst.reshape(-1))
+
+    # ---- stages ----
+    def _check_carry(self, load_id: int) -> None:
+        """A LOAD of an earlier stage read at this one: its bytes must not have changed since."""
+        L = self.loads[load_id]
+        if L.stage == len(self.stages) - 1:
+            return
+        if load_id not in self.valid:
+            self.valid[load_id] = bool((self.written[Golden._addresses(L.instr)] < L.stage).all())
+        if not self.valid[load_id]:
+            raise Unsupported("a chain reads a LOAD whose bytes a later STORE changed")
+
+    def _schedule(self, v: int) -> None:
+        """Evaluate view `v` in the current stage, after the views its base reads."""
+        if v in self.scheduled:
+            return
+        self.scheduled.add(v)
+        chain = self.chains[self.views[v][0]]
+        if chain.base is not None:
+            for b in set(chain.base[0].tolist()) - {-1}:
+                self._schedule(int(b))
+        for _, a, w in chain.terms[:self.views[v][1]]:
+            for ref in (a, w):
+                for load_id in ([ref[1]] if ref[0] == "run" else set(ref[1].tolist()) - {-1}):
+                    self._check_carry(int(load_id))
+        self.stages[-1].singles.append(v)
+
+    def _close_stage(self) -> None:
+        self._finish(self.stages[-1])
+        stage = len(self.stages) - 1
+        for dst in self.pending_dst:
+            self.pending[dst] = False
+            self.written[dst] = stage
+        self.pending_dst = []
+        self.valid = {k: ok for k, ok in self.valid.items() if not ok}   # re-checked against the new writes
+        self.stages.append(_Stage())
+
+    def _starts(self, ref: tuple, elem_bytes: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """(first byte, elements) of each entry of a ref; a never-loaded entry has 0 elements."""
+        if ref[0] == "run":
+            L = self.loads[ref[1]]
+            return L.starts(ref[2] + np.arange(ref[3])), np.full(ref[3], L.row_len)
+        ids, idx = ref[1], ref[2]
+        starts, lens = np.zeros(len(ids), np.int64), np.zeros(len(ids), np.int64)
+        for load_id in set(ids.tolist()) - {-1}:
+            m = ids == load_id
+            starts[m], lens[m] = self.loads[load_id].starts(idx[m]), self.loads[load_id].row_len
+        return starts, lens
+
+    def _lanes(self, ref: tuple, width: int) -> np.ndarray:
+        """Byte address of each element [entries, width] of a ref (the zero byte past memory where the
+        LOAD zero-filled)."""
+        starts, lens = self._starts(ref)
+        lane = np.arange(width)
+        return np.where(lane < lens[:, None], starts[:, None] + lane, self.zero)
+
+    def _finish(self, stage: _Stage) -> None:
+        """Turn the stage's views into product groups and its STOREs into one scatter."""
+        R, C = self.cfg.rows, self.cfg.cols
+        groups: dict[tuple, list[int]] = {}
+        singles = []
+        for v in stage.singles:
+            chain_id, n = self.views[v]
+            chain = self.chains[chain_id]
+            terms = chain.terms[:n]
+            # sum chains fuse into one product when its largest |sum| stays exact in float64
+            if chain.base is None and all(k != "max" for k, _, _ in terms) and (
+                    len(terms) * R * self.max_a * self.max_w <= _EXACT[np.float64]):
+                key = (chain.rows, tuple(_ref_key(self.loads, a) for _, a, _ in terms))
+                groups.setdefault(key, []).append(v)
+            else:
+                singles.append((v, [(k, self._lanes(a, R), self._lanes(w, C)) for k, a, w in terms]))
+        stage.singles = singles
+        for key, views in groups.items():
+            terms = self.chains[self.views[views[0]][0]].terms[:self.views[views[0]][1]]
+            a_idx = np.concatenate([self._lanes(a, R) for _, a, _ in terms], axis=1)       # [T, n * R]
+            keep = (a_idx != self.zero).any(axis=0)          # lanes every row zero-fills add nothing
+            w_all = []
+            for v in views:
+                vt = self.chains[self.views[v][0]].terms[:self.views[v][1]]
+                w_all.append(np.concatenate([self._lanes(w, C) for _, _, w in vt], axis=0)[keep])  # [K, C]
+            bound = int(keep.sum()) * self.max_a * self.max_w     # the largest |partial sum| of the product
+            dtype = np.float32 if bound <= _EXACT[np.float32] else np.float64
+            stage.groups.append(_Group(views, _index(a_idx[:, keep]), _index(np.concatenate(w_all, axis=1)), dtype))
+        # the scatter: every STORE's bytes in program order, the last write of a byte winning
+        pool = sorted({int(p) for posts, _, _ in stage.stores for p in posts.tolist()} - {-1})
+        offset, total = {}, 0
+        for p in pool:
+            offset[p] = total
+            total += self.posts[p].instr.rows * C
+        srcs, dsts = [], []
+        for posts, rows, dst in stage.stores:
+            base = np.array([offset.get(p, -1) for p in posts.tolist()], np.int64)
+            col = np.arange(dst.shape[1])
+            src = np.where(base[:, None] >= 0, base[:, None] + rows[:, None] * C + col, total)
+            srcs.append(src.reshape(-1))
+            dsts.append(dst.reshape(-1))
+        if dsts:
+            dst, src = np.concatenate(dsts), np.concatenate(srcs)
+            last = dst.size - 1 - np.unique(dst[::-1], return_index=True)[1]
+            stage.pool, stage.dst, stage.src = pool, _index(dst[last]), _index(src[last])
+
+    def finish(self) -> None:
+        self._finish(self.stages[-1])
+
+
+def _index(a: np.ndarray) -> np.ndarray:
+    """Addresses as int32 where they fit: half the memory, and faster to gather with."""
+    return a.astype(np.int32) if a.size and a.max() < (1 << 31) else a.astype(np.int64)
+
+
+@functools.lru_cache(maxsize=4)     # a plan is large; a run repeats one program over many chunks
+def _cached_plan(blobs: tuple[bytes, ...], segments: tuple[tuple[int, int], ...], cfg: AccelConfig,
+                 mem_size: int, watchdog: int) -> Plan:
+    return plan(blobs, segments, cfg, mem_size, watchdog)
+
+
+def plan(blobs: tuple[bytes, ...], segments: tuple[tuple[int, int], ...], cfg: AccelConfig, mem_size: int,
+         watchdog: int = 0) -> Plan:
+    """The plan of running `segments` [(prog_addr, prog_len)] whose programs are `blobs` (None where the
+    program check faults) on a memory of `mem_size` bytes. Raises Unsupported."""
+    b = _Builder(cfg, mem_size)
+    results, fault = [], None
+    for index, ((prog_addr, prog_len), blob) in enumerate(zip(segments, blobs)):
+        b.later_programs[:] = False
+        for addr, length in segments[index + 1:]:
+            b.later_programs[addr:addr + length * 16] = True
+        if isinstance(blob, HardwareFault):
+            fault = (index, blob)
+            break
+        for item in trace(blob, prog_addr, cfg, mem_size, watchdog):
+            if isinstance(item, Instr):
+                b.step(item)
+            elif isinstance(item, HardwareFault):
+                fault = (index, item)
+            else:
+                results.append(item)
+        if fault:
+            break
+    b.finish()
+    return Plan(b.stages, b.views, b.chains, b.posts, results, fault)
+
+
+def _blob(mem: np.ndarray, prog_addr: int, prog_len: int, cfg: AccelConfig) -> bytes | HardwareFault:
+    try:
+        return program_blob(mem, prog_addr, prog_len, cfg)
+    except HardwareFault as f:
+        return f
+
+
+class _Run:
+    """One execution of a plan on a memory image."""
+
+    def __init__(self, p: Plan, cfg: AccelConfig, mem: np.ndarray):
+        self.p, self.cfg = p, cfg
+        self.mem = np.zeros(mem.size + 1, np.uint8)     # one zero byte past the end: zero-filled lanes read it
+        self.mem[:-1] = mem
+        # the value each byte loads as, into ACT (0) and WGT (1), by the float type of the product
+        values = [numerics.wrap(np.arange(256, dtype=np.int64).astype(np.uint8).view(np.int8), bits)
+                  for bits in (cfg.act_bits, cfg.weight_bits)]
+        self.luts = {(k, t): v.astype(t) for k, v in enumerate(values) for t in (np.float32, np.float64)}
+        self.vals: dict[int, np.ndarray] = {}
+        self.outs: dict[int, np.ndarray] = {}
+
+    def gather(self, idx: np.ndarray, which: int, dtype: type) -> np.ndarray:
+        return self.luts[which, dtype].take(self.mem.take(idx))
+
+    def product(self, a_idx: np.ndarray, w_idx: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+        prod = self.gather(a_idx, 0, dtype) @ self.gather(w_idx, 1, dtype)
+        return numerics.wrap(prod.astype(np.int64), self.cfg.acc_bits)
+
+    def rows_of(self, src: tuple) -> np.ndarray:
+        """ACC rows [T, C] from (view ids, rows), a zero where the id is -1."""
+        ids, rows = src
+        out = np.zeros((len(ids), self.cfg.cols), np.int64)
+        for v in set(ids.tolist()) - {-1}:
+            m = ids == v
+            out[m] = self.vals[v][rows[m]]
+        return out
+
+    def stage(self, st: _Stage) -> None:
+        C, acc_bits = self.cfg.cols, self.cfg.acc_bits
+        for g in st.groups:
+            acc = self.product(g.a_idx, g.w_idx, g.dtype)
+            for k, v in enumerate(g.views):
+                self.vals[v] = acc[:, k * C:(k + 1) * C]
+        for v, terms in st.singles:
+            chain = self.p.chains[self.p.views[v][0]]
+            acc = np.zeros((chain.rows, C), np.int64) if chain.base is None else self.rows_of(chain.base)
+            for kind, a_idx, w_idx in terms:
+                prod = self.product(a_idx, w_idx)
+                acc = prod if kind == "set" else np.maximum(prod, acc) if kind == "max" else numerics.wrap(
+                    prod + acc, acc_bits)
+            self.vals[v] = acc
+        for post_id in st.posts:
+            post = self.p.posts[post_id]
+            i = post.instr
+            acc = self.vals[post.src[0]] if len(post.src) == 1 else self.rows_of(post.src)
+            bias = np.zeros(C, np.int64)
+            mult = np.zeros(C, np.int64)
+            if post.param is not None:
+                rec = self.mem[post.param].view(PARAM_DTYPE)
+                bias[:rec.size], mult[:rec.size] = rec["bias"], rec["mult"]
+            y = numerics.requantize(acc, bias, mult, i.shift, i.zero_point, i.clamp_lo, i.clamp_hi)
+            self.outs[post_id] = numerics.wrap(y, self.cfg.act_bits)
+        if st.dst is not None:
+            pool = np.concatenate([self.outs[p].reshape(-1) for p in st.pool] + [np.zeros(1, np.int64)])
+            self.mem[st.dst] = pool.take(st.src).astype(np.int8).view(np.uint8)
+
+
+def run_dataflow(cfg: AccelConfig, memory: np.ndarray, segments: list[tuple[int, int]], *, watchdog: int = 0
+                 ) -> RunResult:
+    """Run `segments` like `Golden(cfg, memory).run_segments`, with the same effect on `memory`, the same
+    result and the same fault, through the run's plan; step by step where no plan expresses the run."""
+    key = tuple((int(a), int(n)) for a, n in segments)
+    blobs = tuple(_blob(memory, a, n, cfg) for a, n in key)
+    try:
+        p = _cached_plan(blobs, key, cfg, memory.size, watchdog)
+    except Unsupported:
+        return Golden(cfg, memory).run_segments(segments, watchdog=watchdog)
+    run = _Run(p, cfg, memory)
+    for st in p.stages:
+        run.stage(st)
+    memory[:] = run.mem[:-1]
+    if p.fault is not None:
+        index, fault = p.fault
+        raise program_fault(segments, index, fault)
+    return sum_segments(p.results)
