@@ -86,6 +86,10 @@ def _add_no_host_flag(p: argparse.ArgumentParser) -> None:
 
 
 def _add_rtl_flags(p: argparse.ArgumentParser, *, waves: bool = False) -> None:
+    p.add_argument("--exact-steps", action="store_true",
+                   help="golden: execute the program instruction by instruction, the reference its fast path "
+                        "(the traced data flow run as whole matrix products, emu/emulator/dataflow.py) is tested "
+                        "against; same results, 30-1000x slower")
     p.add_argument("--sim", choices=("verilator", "icarus"), help="RTL simulator (with an rtl backend; "
                    "default verilator)")
     if waves:
@@ -177,7 +181,9 @@ def _backend(name: str, args):
         for flag, value in (("--waves", waves), ("--sim", sim)):
             if value is not None:
                 raise UserError(f"{flag} {value!r} has no effect on the {name} backend: it needs --backend rtl")
-        return get_backend(name)
+        return get_backend(name, exact_steps=getattr(args, "exact_steps", False))
+    if getattr(args, "exact_steps", False) and getattr(args, "backend", "golden") == "rtl":
+        raise UserError("--exact-steps has no effect on the rtl backend: it is the golden emulator's")
     if waves is not None:
         from emu.outputs import check_file_target
         check_file_target(waves, "waveform")
@@ -253,7 +259,8 @@ def cmd_verify(args) -> int:
     if "rtl" not in names and args.sim is not None:
         raise UserError(f"--sim {args.sim!r} has no effect without rtl in --backends")
     from emu.runtime.run import get_backend
-    runners = {b: _backend(b, args) if b == "rtl" else get_backend(b) for b in names}   # --sim is rtl's
+    runners = {b: _backend(b, args) if b == "rtl" else get_backend(b, exact_steps=args.exact_steps)
+               for b in names}   # --sim is rtl's
     x = _load_npy(args.input)
     ep, graph = _load_model(args.model, host=not args.no_host)
     from emu.runtime.verify import verify

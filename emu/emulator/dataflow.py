@@ -61,27 +61,40 @@ class _Load:
 
 
 class _Entries:
-    """Which LOAD filled each entry of one buffer (-1: none since reset, so zero), and its index in that LOAD."""
+    """Which LOAD filled each entry of one buffer (-1: none since reset, so zero), and its index in that LOAD;
+    the last few LOADs' entry ranges too, which answer most questions without touching the arrays."""
+
+    RECENT = 8
 
     def __init__(self, depth: int):
         self.load = np.full(depth, -1, np.int64)
         self.index = np.zeros(depth, np.int64)
+        self.recent: list[tuple[int, int, int]] = []      # (first, end, load id), the newest last
 
     def fill(self, first: int, n: int, load_id: int) -> None:
         self.load[first:first + n] = load_id
         self.index[first:first + n] = np.arange(n)
+        end = first + n
+        self.recent = [r for r in self.recent[-self.RECENT:] if r[0] < first or r[1] > end] + [(first, end, load_id)]
 
     def ref(self, first: int, n: int) -> tuple:
         """Entries first..first+n-1 as ("run", load, index0, n) when one LOAD filled them all (a LOAD fills
         consecutive entries in order, so they are consecutive in it), else ("rows", load ids, indices, n)."""
-        ids = self.load[first:first + n]
+        end = first + n
+        for f, e, load_id in reversed(self.recent):
+            if f <= first and end <= e:
+                return ("run", load_id, first - f, n)
+            if f < end and first < e:      # a newer LOAD overwrote part of the range
+                break
+        ids = self.load[first:end]
         if ids[0] >= 0 and ids[0] == ids[-1] and (n <= 2 or (ids == ids[0]).all()):
             return ("run", int(ids[0]), int(self.index[first]), n)
-        return ("rows", ids.copy(), self.index[first:first + n].copy(), n)
+        return ("rows", ids.copy(), self.index[first:end].copy(), n)
 
 
 @dataclasses.dataclass
 class _Chain:
+    first: int                        # its first ACC entry
     rows: int                         # T: ACC rows it covers
     base: tuple | None                # None: zero; else (view ids [T] (-1: zero), row in that view [T])
     terms: list                       # (kind "set"/"add"/"max", ACT ref, WGT ref)
@@ -101,6 +114,8 @@ class _Group:
     a_idx: np.ndarray                 # byte address per element of A (the zero byte: a zero-filled lane)
     w_idx: np.ndarray
     dtype: type                       # float32 where every partial sum is exact in it: twice as fast
+    posts: list | None = None         # the POST reading each view whole, when one POST each with the same
+    param: np.ndarray | None = None   # rounding and clamp requantizes them all at once; their PARAM bytes
 
 
 @dataclasses.dataclass
@@ -139,6 +154,7 @@ class _Builder:
         self.loads: list[_Load] = []
         self.acc_chain = np.full(cfg.acc_depth, -1, np.int64)
         self.acc_row = np.zeros(cfg.acc_depth, np.int64)
+        self.intact: dict[int, tuple[int, int]] = {}    # first ACC entry -> (chain, rows) of chains still whole
         self.out_post = np.full(cfg.out_depth, -1, np.int64)
         self.out_row = np.zeros(cfg.out_depth, np.int64)
         self.chains: list[_Chain] = []
@@ -172,15 +188,19 @@ class _Builder:
         T, rows = i.rows, slice(i.acc_addr, i.acc_addr + i.rows)
         term = ("set" if not i.accumulate else "max" if i.reduce_max else "add",
                 self.entries[Buffer.ACT].ref(i.act_addr, T), self.entries[Buffer.WGT].ref(i.wgt_addr, self.cfg.rows))
-        cur, at = self.acc_chain[rows], self.acc_row[rows]
-        if term[0] != "set" and cur[0] >= 0 and self.chains[cur[0]].rows == T and (cur == cur[0]).all() and (
-                at == np.arange(T)).all():
-            self.chains[cur[0]].terms.append(term)
+        whole = self.intact.get(i.acc_addr)
+        if term[0] != "set" and whole is not None and whole[1] == T:
+            self.chains[whole[0]].terms.append(term)
             return
+        cur, at = self.acc_chain[rows], self.acc_row[rows]
         base = None
         if term[0] != "set" and (cur >= 0).any():
             base = (np.array([self._view(c) if c >= 0 else -1 for c in cur.tolist()], np.int64), at.copy())
-        self.chains.append(_Chain(T, base, [term]))
+        for c in set(cur.tolist()) - {-1}:       # chains that lose rows here are no longer whole
+            if self.intact.get(self.chains[c].first, (-1,))[0] == c:
+                del self.intact[self.chains[c].first]
+        self.chains.append(_Chain(i.acc_addr, T, base, [term]))
+        self.intact[i.acc_addr] = (len(self.chains) - 1, T)
         self.acc_chain[rows] = len(self.chains) - 1
         self.acc_row[rows] = np.arange(T)
 
@@ -193,10 +213,11 @@ class _Builder:
 
     def _post(self, i: Instr) -> None:
         T, rows = i.rows, slice(i.acc_addr, i.acc_addr + i.rows)
-        cur, at = self.acc_chain[rows], self.acc_row[rows]
-        if cur[0] >= 0 and self.chains[cur[0]].rows == T and (cur == cur[0]).all() and (at == np.arange(T)).all():
-            src = (self._view(int(cur[0])),)
+        whole = self.intact.get(i.acc_addr)
+        if whole is not None and whole[1] == T:
+            src = (self._view(whole[0]),)
         else:
+            cur, at = self.acc_chain[rows], self.acc_row[rows]
             ids = {c: self._view(c) for c in set(cur.tolist()) if c >= 0}
             src = (np.array([ids.get(c, -1) for c in cur.tolist()], np.int64), at.copy())
         for v in (src if len(src) == 1 else set(src[0].tolist()) - {-1}):
@@ -305,7 +326,9 @@ class _Builder:
                 w_all.append(np.concatenate([self._lanes(w, C) for _, _, w in vt], axis=0)[keep])  # [K, C]
             bound = int(keep.sum()) * self.max_a * self.max_w     # the largest |partial sum| of the product
             dtype = np.float32 if bound <= _EXACT[np.float32] else np.float64
-            stage.groups.append(_Group(views, _index(a_idx[:, keep]), _index(np.concatenate(w_all, axis=1)), dtype))
+            group = _Group(views, _index(a_idx[:, keep]), _index(np.concatenate(w_all, axis=1)), dtype)
+            self._post_together(stage, group)
+            stage.groups.append(group)
         # the scatter: every STORE's bytes in program order, the last write of a byte winning
         pool = sorted({int(p) for posts, _, _ in stage.stores for p in posts.tolist()} - {-1})
         offset, total = {}, 0
@@ -323,6 +346,31 @@ class _Builder:
             dst, src = np.concatenate(dsts), np.concatenate(srcs)
             last = dst.size - 1 - np.unique(dst[::-1], return_index=True)[1]
             stage.pool, stage.dst, stage.src = pool, _index(dst[last]), _index(src[last])
+
+    def _post_together(self, stage: _Stage, group: _Group) -> None:
+        """Give `group` the POSTs of its views if one POST reads each view whole and they all round and
+        clamp alike; they leave the stage's list of POSTs run one by one."""
+        readers: dict[int, list[int]] = {}
+        for p in stage.posts:
+            src = self.posts[p].src
+            for v in ((src[0],) if len(src) == 1 else set(src[0].tolist())):
+                readers.setdefault(int(v), []).append(p if len(src) == 1 else -1)
+        posts = [readers.get(v, [-1]) for v in group.views]
+        if any(len(r) != 1 or r[0] < 0 for r in posts):
+            return
+        posts = [r[0] for r in posts]
+        scalars = {tuple(self.posts[p].instr.fields[f] for f in ("shift", "zero_point", "clamp_lo", "clamp_hi"))
+                   for p in posts}
+        if len(scalars) != 1:
+            return
+        width = self.cfg.cols * PARAM_BYTES
+        param = np.full((len(posts), width), self.zero, np.int64)     # zero records past each row_len
+        for k, p in enumerate(posts):
+            if self.posts[p].param is not None:
+                param[k, :self.posts[p].param.size] = self.posts[p].param
+        group.posts, group.param = posts, _index(param.reshape(-1))
+        taken = set(posts)
+        stage.posts = [p for p in stage.posts if p not in taken]
 
     def finish(self) -> None:
         self._finish(self.stages[-1])
@@ -347,8 +395,9 @@ def plan(blobs: tuple[bytes, ...], segments: tuple[tuple[int, int], ...], cfg: A
     results, fault = [], None
     for index, ((prog_addr, prog_len), blob) in enumerate(zip(segments, blobs)):
         b.later_programs[:] = False
-        for addr, length in segments[index + 1:]:
-            b.later_programs[addr:addr + length * 16] = True
+        for (addr, length), later in zip(segments[index + 1:], blobs[index + 1:]):
+            if not isinstance(later, HardwareFault):      # a program that faults its check is never read
+                b.later_programs[addr:addr + len(later)] = True
         if isinstance(blob, HardwareFault):
             fault = (index, blob)
             break
@@ -379,15 +428,26 @@ class _Run:
         self.p, self.cfg = p, cfg
         self.mem = np.zeros(mem.size + 1, np.uint8)     # one zero byte past the end: zero-filled lanes read it
         self.mem[:-1] = mem
-        # the value each byte loads as, into ACT (0) and WGT (1), by the float type of the product
-        values = [numerics.wrap(np.arange(256, dtype=np.int64).astype(np.uint8).view(np.int8), bits)
-                  for bits in (cfg.act_bits, cfg.weight_bits)]
-        self.luts = {(k, t): v.astype(t) for k, v in enumerate(values) for t in (np.float32, np.float64)}
+        # the value each byte loads as, by element width and float type of the product, kept for the whole
+        # memory: one gather per operand instead of two, and a STORE updates the few bytes it writes
+        self.bits = (cfg.act_bits, cfg.weight_bits)
+        self.images: dict[tuple[int, type], np.ndarray] = {}
         self.vals: dict[int, np.ndarray] = {}
         self.outs: dict[int, np.ndarray] = {}
 
+    def _lut(self, bits: int, dtype: type) -> np.ndarray:
+        return numerics.wrap(np.arange(256, dtype=np.int64).astype(np.uint8).view(np.int8), bits).astype(dtype)
+
     def gather(self, idx: np.ndarray, which: int, dtype: type) -> np.ndarray:
-        return self.luts[which, dtype].take(self.mem.take(idx))
+        key = (self.bits[which], dtype)
+        if key not in self.images:
+            self.images[key] = self._lut(*key).take(self.mem)
+        return self.images[key].take(idx)
+
+    def scatter(self, dst: np.ndarray, values: np.ndarray) -> None:
+        self.mem[dst] = values
+        for (bits, dtype), image in self.images.items():
+            image[dst] = self._lut(bits, dtype).take(values)
 
     def product(self, a_idx: np.ndarray, w_idx: np.ndarray, dtype: type = np.float64) -> np.ndarray:
         prod = self.gather(a_idx, 0, dtype) @ self.gather(w_idx, 1, dtype)
@@ -402,12 +462,26 @@ class _Run:
             out[m] = self.vals[v][rows[m]]
         return out
 
+    def requantize(self, acc: np.ndarray, param: np.ndarray | None, i: Instr) -> np.ndarray:
+        """The POST datapath on ACC rows [T, n * C], the n PARAM records at byte addresses `param`."""
+        bias = np.zeros(acc.shape[1], np.int64)
+        mult = np.zeros(acc.shape[1], np.int64)
+        if param is not None:
+            rec = self.mem.take(param).view(PARAM_DTYPE)
+            bias[:rec.size], mult[:rec.size] = rec["bias"], rec["mult"]
+        y = numerics.requantize(acc, bias, mult, i.shift, i.zero_point, i.clamp_lo, i.clamp_hi)
+        return numerics.wrap(y, self.cfg.act_bits)
+
     def stage(self, st: _Stage) -> None:
         C, acc_bits = self.cfg.cols, self.cfg.acc_bits
         for g in st.groups:
             acc = self.product(g.a_idx, g.w_idx, g.dtype)
             for k, v in enumerate(g.views):
                 self.vals[v] = acc[:, k * C:(k + 1) * C]
+            if g.posts is not None:
+                y = self.requantize(acc, g.param, self.p.posts[g.posts[0]].instr)
+                for k, post_id in enumerate(g.posts):
+                    self.outs[post_id] = y[:, k * C:(k + 1) * C]
         for v, terms in st.singles:
             chain = self.p.chains[self.p.views[v][0]]
             acc = np.zeros((chain.rows, C), np.int64) if chain.base is None else self.rows_of(chain.base)
@@ -420,16 +494,10 @@ class _Run:
             post = self.p.posts[post_id]
             i = post.instr
             acc = self.vals[post.src[0]] if len(post.src) == 1 else self.rows_of(post.src)
-            bias = np.zeros(C, np.int64)
-            mult = np.zeros(C, np.int64)
-            if post.param is not None:
-                rec = self.mem[post.param].view(PARAM_DTYPE)
-                bias[:rec.size], mult[:rec.size] = rec["bias"], rec["mult"]
-            y = numerics.requantize(acc, bias, mult, i.shift, i.zero_point, i.clamp_lo, i.clamp_hi)
-            self.outs[post_id] = numerics.wrap(y, self.cfg.act_bits)
+            self.outs[post_id] = self.requantize(acc, post.param, i)
         if st.dst is not None:
             pool = np.concatenate([self.outs[p].reshape(-1) for p in st.pool] + [np.zeros(1, np.int64)])
-            self.mem[st.dst] = pool.take(st.src).astype(np.int8).view(np.uint8)
+            self.scatter(st.dst, pool.take(st.src).astype(np.int8).view(np.uint8))
 
 
 def run_dataflow(cfg: AccelConfig, memory: np.ndarray, segments: list[tuple[int, int]], *, watchdog: int = 0

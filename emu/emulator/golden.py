@@ -16,9 +16,9 @@ import numpy as np
 from emu.contract import numerics
 from emu.contract.config import AccelConfig, PARAM_DTYPE
 from emu.contract.faults import FaultCode, HardwareFault
-from emu.contract.isa import INSTR_BYTES, Buffer, Instr, Opcode, decode, opcode_of
+from emu.contract.isa import FIELDS, INSTR_BYTES, Buffer, Instr, Opcode, decode, opcode_of
 from emu.contract.loops import walk
-from emu.contract.timing import Timer, dma_extent, element_bytes, instr_cycles, preload_cycles
+from emu.contract.timing import AXI_BOUNDARY, Timer, dma_extent, element_bytes, instr_cycles, preload_cycles
 
 __all__ = ["Golden", "RunResult", "check_fields", "program_fault", "program_blob", "sum_segments", "trace"]
 
@@ -86,6 +86,28 @@ def check_fields(instr: Instr, cfg: AccelConfig) -> tuple[FaultCode, str] | None
     return None
 
 
+def _costs(instr: Instr, cfg: AccelConfig) -> tuple[tuple[FaultCode, str] | None, int, int]:
+    """(decode-time fault, DMA end byte, cycles) of an instruction. Everything but the end byte depends on a
+    LOAD/STORE's ext_addr only modulo AXI_BOUNDARY (bursts split there, and every bus width divides it), so
+    the loop-stepped copies of one instruction mostly share one entry of the cache."""
+    fields = instr.fields
+    if instr.op not in (Opcode.LOAD, Opcode.STORE):
+        return _costs_of(instr.op, tuple(fields.values()), cfg)
+    ext = fields["ext_addr"]
+    bad, end, cycles = _costs_of(instr.op, tuple(ext % AXI_BOUNDARY if k == "ext_addr" else v
+                                                 for k, v in fields.items()), cfg)
+    return bad, end - ext % AXI_BOUNDARY + ext if bad is None else 0, cycles
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _costs_of(op: Opcode, values: tuple, cfg: AccelConfig) -> tuple[tuple[FaultCode, str] | None, int, int]:
+    instr = Instr(op, dict(zip((f.name for f in FIELDS[op]), values)))
+    bad = check_fields(instr, cfg)
+    if bad is not None:
+        return bad, 0, 0
+    return None, dma_extent(instr) if op in (Opcode.LOAD, Opcode.STORE) else 0, instr_cycles(instr, cfg)
+
+
 @functools.lru_cache(maxsize=256)   # a large network is ~200 segments, each decoded once per process
 def _decoded(blob: bytes, cfg: AccelConfig) -> list[tuple[Instr | None, tuple[FaultCode, str] | None, int, int]]:
     """(instruction, decode-time fault, DMA end byte, cycles) per word; a program runs many times,
@@ -97,9 +119,7 @@ def _decoded(blob: bytes, cfg: AccelConfig) -> list[tuple[Instr | None, tuple[Fa
         if instr is None:
             out.append((None, (FaultCode.ILLEGAL_OPCODE, f"opcode {opcode_of(word)}"), 0, 0))
             continue
-        bad = check_fields(instr, cfg)
-        end = dma_extent(instr) if bad is None and instr.op in (Opcode.LOAD, Opcode.STORE) else 0
-        out.append((instr, bad, end, instr_cycles(instr, cfg) if bad is None else 0))
+        out.append((instr, *_costs(instr, cfg)))
     return out
 
 
@@ -229,9 +249,7 @@ def trace(blob: bytes, prog_addr: int, cfg: AccelConfig, mem_size: int, watchdog
         if instr is decoded[pc][0]:
             _, bad, end, cycles = decoded[pc]
         else:                       # stepped by a loop: its checks, extent and cycles are its own
-            bad = check_fields(instr, cfg)
-            end = dma_extent(instr) if bad is None and instr.op in (Opcode.LOAD, Opcode.STORE) else 0
-            cycles = instr_cycles(instr, cfg) if bad is None else 0
+            bad, end, cycles = _costs(instr, cfg)
         if bad is not None:
             yield HardwareFault(bad[0], pc, bad[1])
             return
