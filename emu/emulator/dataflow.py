@@ -37,7 +37,7 @@ from emu.emulator.golden import Golden, RunResult, program_blob, program_fault, 
 
 __all__ = ["run_dataflow", "plan", "Plan", "Unsupported"]
 
-_EXACT = {np.float32: float(1 << 24), np.float64: float(1 << 53)}   # every integer up to these is exact
+_EXACT32 = 1 << 24       # float32 holds every integer up to this exactly
 
 
 class Unsupported(Exception):
@@ -111,9 +111,9 @@ class _Post:
 class _Group:
     """Sum chains over the same activation bytes: one product A [T, K] @ W [K, C * len(views)]."""
     views: list
-    a_idx: np.ndarray                 # byte address per element of A (the zero byte: a zero-filled lane)
-    w_idx: np.ndarray
-    dtype: type                       # float32 where every partial sum is exact in it: twice as fast
+    a: "_Operand"                     # A's bytes in memory
+    w: "_Operand"
+    chunk: int                        # reduction lanes per float32 product, so that each is exact
     posts: list | None = None         # the POST reading each view whole, when one POST each with the same
     param: np.ndarray | None = None   # rounding and clamp requantizes them all at once; their PARAM bytes
 
@@ -308,13 +308,12 @@ class _Builder:
             chain_id, n = self.views[v]
             chain = self.chains[chain_id]
             terms = chain.terms[:n]
-            # sum chains fuse into one product when its largest |sum| stays exact in float64
-            if chain.base is None and all(k != "max" for k, _, _ in terms) and (
-                    len(terms) * R * self.max_a * self.max_w <= _EXACT[np.float64]):
+            if chain.base is None and all(k != "max" for k, _, _ in terms):
                 key = (chain.rows, tuple(_ref_key(self.loads, a) for _, a, _ in terms))
                 groups.setdefault(key, []).append(v)
             else:
-                singles.append((v, [(k, self._lanes(a, R), self._lanes(w, C)) for k, a, w in terms]))
+                singles.append((v, [(k, _Operand.of(self._lanes(a, R), self.zero), _Operand.of(self._lanes(w, C), self.zero))
+                                    for k, a, w in terms]))
         stage.singles = singles
         for key, views in groups.items():
             terms = self.chains[self.views[views[0]][0]].terms[:self.views[views[0]][1]]
@@ -324,9 +323,10 @@ class _Builder:
             for v in views:
                 vt = self.chains[self.views[v][0]].terms[:self.views[v][1]]
                 w_all.append(np.concatenate([self._lanes(w, C) for _, _, w in vt], axis=0)[keep])  # [K, C]
-            bound = int(keep.sum()) * self.max_a * self.max_w     # the largest |partial sum| of the product
-            dtype = np.float32 if bound <= _EXACT[np.float32] else np.float64
-            group = _Group(views, _index(a_idx[:, keep]), _index(np.concatenate(w_all, axis=1)), dtype)
+            # the largest |partial sum| of a float32 product of `chunk` lanes is exact; the chunks add in int64
+            chunk = max(1, _EXACT32 // (self.max_a * self.max_w))
+            group = _Group(views, _Operand.of(a_idx[:, keep], self.zero),
+                           _Operand.of(np.concatenate(w_all, axis=1), self.zero), chunk)
             self._post_together(stage, group)
             stage.groups.append(group)
         # the scatter: every STORE's bytes in program order, the last write of a byte winning
@@ -381,6 +381,52 @@ def _index(a: np.ndarray) -> np.ndarray:
     return a.astype(np.int32) if a.size and a.max() < (1 << 31) else a.astype(np.int64)
 
 
+def _nest(v: np.ndarray) -> list[tuple[int, int]] | None:
+    """(count, stride) per dimension, outermost first, with v[i] - v[0] the sum of index x stride over the
+    dimensions of i in C order; None if `v` has no such form."""
+    v = v - v[0]
+    dims = []
+    while v.size > 1:
+        d = np.diff(v)
+        change = np.flatnonzero(d != d[0])
+        run = int(change[0]) + 1 if change.size else v.size
+        if v.size % run:
+            return None
+        m = v.reshape(-1, run)
+        if not (m - m[:, :1] == m[0]).all():
+            return None
+        dims.append((run, int(d[0])))
+        v = m[:, 0]
+    return dims[::-1]
+
+
+@dataclasses.dataclass
+class _Operand:
+    """A matrix of memory bytes: a strided view where its addresses are a row part plus a column part, each
+    nested strides (a convolution's activations: output rows and columns by taps and channels; weight
+    tiles side by side), which copies without reading an index per element; else an address per element."""
+    shape: tuple[int, int]
+    view: tuple | None = None          # (first byte, counts, byte strides)
+    index: np.ndarray | None = None
+
+    @staticmethod
+    def of(idx: np.ndarray, zero: int) -> "_Operand":
+        rows, cols = idx[:, 0] - idx[0, 0], idx[0]
+        if idx.size > 64 and not (idx == zero).any() and (idx == rows[:, None] + cols[None, :]).all():
+            r, c = _nest(rows), _nest(cols)
+            if r is not None and c is not None:
+                dims = r + c
+                return _Operand(idx.shape, (int(idx[0, 0]), tuple(n for n, _ in dims), tuple(s for _, s in dims)))
+        return _Operand(idx.shape, index=_index(idx))
+
+    def bytes(self, mem: np.ndarray) -> np.ndarray:
+        """The matrix's bytes of `mem` (any 1-byte dtype)."""
+        if self.view is None:
+            return mem.take(self.index)
+        first, counts, strides = self.view
+        return np.lib.stride_tricks.as_strided(mem[first:], counts, strides, writeable=False).reshape(self.shape)
+
+
 @functools.lru_cache(maxsize=4)     # a plan is large; a run repeats one program over many chunks
 def _cached_plan(blobs: tuple[bytes, ...], segments: tuple[tuple[int, int], ...], cfg: AccelConfig,
                  mem_size: int, watchdog: int) -> Plan:
@@ -428,30 +474,27 @@ class _Run:
         self.p, self.cfg = p, cfg
         self.mem = np.zeros(mem.size + 1, np.uint8)     # one zero byte past the end: zero-filled lanes read it
         self.mem[:-1] = mem
-        # the value each byte loads as, by element width and float type of the product, kept for the whole
-        # memory: one gather per operand instead of two, and a STORE updates the few bytes it writes
-        self.bits = (cfg.act_bits, cfg.weight_bits)
-        self.images: dict[tuple[int, type], np.ndarray] = {}
+        self.signed = self.mem.view(np.int8)
+        # the value each byte loads as into ACT (0) and WGT (1): the signed byte itself at 8 bits
+        self.luts = [None if bits == 8 else numerics.wrap(np.arange(256).astype(np.uint8).view(np.int8), bits)
+                     .astype(np.float32) for bits in (cfg.act_bits, cfg.weight_bits)]
         self.vals: dict[int, np.ndarray] = {}
         self.outs: dict[int, np.ndarray] = {}
 
-    def _lut(self, bits: int, dtype: type) -> np.ndarray:
-        return numerics.wrap(np.arange(256, dtype=np.int64).astype(np.uint8).view(np.int8), bits).astype(dtype)
+    def values(self, op: "_Operand", which: int) -> np.ndarray:
+        lut = self.luts[which]
+        if lut is None:
+            return op.bytes(self.signed).astype(np.float32)
+        return lut.take(op.bytes(self.mem))
 
-    def gather(self, idx: np.ndarray, which: int, dtype: type) -> np.ndarray:
-        key = (self.bits[which], dtype)
-        if key not in self.images:
-            self.images[key] = self._lut(*key).take(self.mem)
-        return self.images[key].take(idx)
-
-    def scatter(self, dst: np.ndarray, values: np.ndarray) -> None:
-        self.mem[dst] = values
-        for (bits, dtype), image in self.images.items():
-            image[dst] = self._lut(bits, dtype).take(values)
-
-    def product(self, a_idx: np.ndarray, w_idx: np.ndarray, dtype: type = np.float64) -> np.ndarray:
-        prod = self.gather(a_idx, 0, dtype) @ self.gather(w_idx, 1, dtype)
-        return numerics.wrap(prod.astype(np.int64), self.cfg.acc_bits)
+    def product(self, a: "_Operand", w: "_Operand", chunk: int = 1 << 30) -> np.ndarray:
+        """wrap(A @ W) to acc_bits, from float32 products of at most `chunk` reduction lanes each."""
+        av, wv = self.values(a, 0), self.values(w, 1)
+        acc = None
+        for k in range(0, max(1, av.shape[1]), chunk):
+            part = (av[:, k:k + chunk] @ wv[k:k + chunk]).astype(np.int64)
+            acc = part if acc is None else acc + part
+        return numerics.wrap(acc, self.cfg.acc_bits)
 
     def rows_of(self, src: tuple) -> np.ndarray:
         """ACC rows [T, C] from (view ids, rows), a zero where the id is -1."""
@@ -475,7 +518,7 @@ class _Run:
     def stage(self, st: _Stage) -> None:
         C, acc_bits = self.cfg.cols, self.cfg.acc_bits
         for g in st.groups:
-            acc = self.product(g.a_idx, g.w_idx, g.dtype)
+            acc = self.product(g.a, g.w, g.chunk)
             for k, v in enumerate(g.views):
                 self.vals[v] = acc[:, k * C:(k + 1) * C]
             if g.posts is not None:
@@ -485,8 +528,8 @@ class _Run:
         for v, terms in st.singles:
             chain = self.p.chains[self.p.views[v][0]]
             acc = np.zeros((chain.rows, C), np.int64) if chain.base is None else self.rows_of(chain.base)
-            for kind, a_idx, w_idx in terms:
-                prod = self.product(a_idx, w_idx)
+            for kind, a, w in terms:
+                prod = self.product(a, w)
                 acc = prod if kind == "set" else np.maximum(prod, acc) if kind == "max" else numerics.wrap(
                     prod + acc, acc_bits)
             self.vals[v] = acc
@@ -497,7 +540,7 @@ class _Run:
             self.outs[post_id] = self.requantize(acc, post.param, i)
         if st.dst is not None:
             pool = np.concatenate([self.outs[p].reshape(-1) for p in st.pool] + [np.zeros(1, np.int64)])
-            self.scatter(st.dst, pool.take(st.src).astype(np.int8).view(np.uint8))
+            self.mem[st.dst] = pool.take(st.src).astype(np.int8).view(np.uint8)
 
 
 def run_dataflow(cfg: AccelConfig, memory: np.ndarray, segments: list[tuple[int, int]], *, watchdog: int = 0
