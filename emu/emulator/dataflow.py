@@ -299,6 +299,24 @@ class _Builder:
         lane = np.arange(width)
         return np.where(lane < lens[:, None], starts[:, None] + lane, self.zero)
 
+    def _lanes_of(self, refs: list[tuple], width: int) -> np.ndarray:
+        """`_lanes` of refs of the same length, stacked [refs, entries, width]; the single-LOAD refs at once."""
+        n = refs[0][3]
+        out = np.empty((len(refs), n, width), np.int64)
+        run = [k for k, r in enumerate(refs) if r[0] == "run"]
+        if run:
+            loads = [self.loads[refs[k][1]] for k in run]
+            ext, rows, es, bs, row_len = (np.array([getattr(L, f) for L in loads])[:, None]
+                                          for f in ("ext", "rows", "ext_stride", "block_stride", "row_len"))
+            e = np.array([refs[k][2] for k in run])[:, None] + np.arange(n)
+            starts = ext + (e // rows) * bs + (e % rows) * es
+            lane = np.arange(width)
+            out[run] = np.where(lane < row_len[:, :, None], starts[:, :, None] + lane, self.zero)
+        for k, r in enumerate(refs):
+            if r[0] != "run":
+                out[k] = self._lanes(r, width)
+        return out
+
     def _finish(self, stage: _Stage) -> None:
         """Turn the stage's views into product groups and its STOREs into one scatter."""
         R, C = self.cfg.rows, self.cfg.cols
@@ -317,12 +335,13 @@ class _Builder:
         stage.singles = singles
         for key, views in groups.items():
             terms = self.chains[self.views[views[0]][0]].terms[:self.views[views[0]][1]]
-            a_idx = np.concatenate([self._lanes(a, R) for _, a, _ in terms], axis=1)       # [T, n * R]
+            a_idx = self._lanes_of([a for _, a, _ in terms], R)                           # [terms, T, R]
+            a_idx = a_idx.transpose(1, 0, 2).reshape(a_idx.shape[1], -1)                   # [T, terms * R]
             keep = (a_idx != self.zero).any(axis=0)          # lanes every row zero-fills add nothing
             w_all = []
             for v in views:
                 vt = self.chains[self.views[v][0]].terms[:self.views[v][1]]
-                w_all.append(np.concatenate([self._lanes(w, C) for _, _, w in vt], axis=0)[keep])  # [K, C]
+                w_all.append(self._lanes_of([w for _, _, w in vt], C).reshape(-1, C)[keep])   # [K, C]
             # the largest |partial sum| of a float32 product of `chunk` lanes is exact; the chunks add in int64
             chunk = max(1, _EXACT32 // (self.max_a * self.max_w))
             group = _Group(views, _Operand.of(a_idx[:, keep], self.zero),
