@@ -139,13 +139,6 @@ class Plan:
     fault: tuple | None               # (segment index, HardwareFault) that ends the run
 
 
-def _ref_key(loads: list, ref: tuple) -> tuple:
-    if ref[0] == "run":
-        L = loads[ref[1]]
-        return ("run", L.ext, L.rows, L.ext_stride, L.block_stride, L.row_len, ref[2], ref[3])
-    return ("rows", ref[1].tobytes(), ref[2].tobytes())
-
-
 class _Builder:
     def __init__(self, cfg: AccelConfig, mem_size: int):
         self.cfg, self.zero = cfg, mem_size
@@ -292,6 +285,16 @@ class _Builder:
             starts[m], lens[m] = self.loads[load_id].starts(idx[m]), self.loads[load_id].row_len
         return starts, lens
 
+    def _key(self, ref: tuple) -> tuple:
+        """What a ref reads, as a key: refs that read the same bytes (a reload of the same tile) are equal.
+        Within a stage, the same bytes hold the same values (a changed byte would have opened a new stage
+        or failed the carry check)."""
+        if ref[0] == "run":
+            L = self.loads[ref[1]]
+            return ("run", L.ext, L.rows, L.ext_stride, L.block_stride, L.row_len, ref[2], ref[3])
+        starts, lens = self._starts(ref)
+        return ("rows", starts.tobytes(), lens.tobytes())
+
     def _lanes(self, ref: tuple, width: int) -> np.ndarray:
         """Byte address of each element [entries, width] of a ref (the zero byte past memory where the
         LOAD zero-filled)."""
@@ -327,7 +330,7 @@ class _Builder:
             chain = self.chains[chain_id]
             terms = chain.terms[:n]
             if chain.base is None and all(k != "max" for k, _, _ in terms):
-                key = (chain.rows, tuple(_ref_key(self.loads, a) for _, a, _ in terms))
+                key = (chain.rows, tuple(self._key(a) for _, a, _ in terms))
                 groups.setdefault(key, []).append(v)
             else:
                 singles.append((v, [(k, _Operand.of(self._lanes(a, R), self.zero), _Operand.of(self._lanes(w, C), self.zero))
@@ -438,12 +441,18 @@ class _Operand:
                 return _Operand(idx.shape, (int(idx[0, 0]), tuple(n for n, _ in dims), tuple(s for _, s in dims)))
         return _Operand(idx.shape, index=_index(idx))
 
-    def bytes(self, mem: np.ndarray) -> np.ndarray:
-        """The matrix's bytes of `mem` (any 1-byte dtype)."""
+    def values(self, mem: np.ndarray, lut: np.ndarray | None) -> np.ndarray:
+        """The matrix as float32: each byte of `mem` through `lut`, or (None) `mem`'s own values."""
         if self.view is None:
-            return mem.take(self.index)
-        first, counts, strides = self.view
-        return np.lib.stride_tricks.as_strided(mem[first:], counts, strides, writeable=False).reshape(self.shape)
+            raw = mem.take(self.index)
+        else:
+            first, counts, strides = self.view
+            raw = np.lib.stride_tricks.as_strided(mem[first:], counts, strides, writeable=False)
+        if lut is not None:
+            return lut.take(raw).reshape(self.shape)
+        out = np.empty(raw.shape, np.float32)
+        np.copyto(out, raw, casting="unsafe")     # one pass from the strided bytes
+        return out.reshape(self.shape)
 
 
 @functools.lru_cache(maxsize=4)     # a plan is large; a run repeats one program over many chunks
@@ -502,9 +511,7 @@ class _Run:
 
     def values(self, op: "_Operand", which: int) -> np.ndarray:
         lut = self.luts[which]
-        if lut is None:
-            return op.bytes(self.signed).astype(np.float32)
-        return lut.take(op.bytes(self.mem))
+        return op.values(self.signed if lut is None else self.mem, lut)
 
     def product(self, a: "_Operand", w: "_Operand", chunk: int = 1 << 30) -> np.ndarray:
         """wrap(A @ W) to acc_bits, from float32 products of at most `chunk` reduction lanes each."""
