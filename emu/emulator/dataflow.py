@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import typing
 
 import numpy as np
 
 from emu.contract import numerics
 from emu.contract.config import AccelConfig, PARAM_BYTES, PARAM_DTYPE
 from emu.contract.faults import HardwareFault
-from emu.contract.isa import Buffer, Instr
-from emu.contract.timing import dma_extent
+from emu.contract.isa import Buffer, Instr, Opcode
 from emu.emulator.golden import Golden, RunResult, program_blob, program_fault, sum_segments, trace
 
 __all__ = ["run_dataflow", "plan", "Plan", "Unsupported"]
@@ -44,8 +44,7 @@ class Unsupported(Exception):
     """The run's data flow is outside what a plan expresses; it runs step by step."""
 
 
-@dataclasses.dataclass(frozen=True)
-class _Load:
+class _Load(typing.NamedTuple):
     """A LOAD as the source of its entries: entry e (from 0) holds `row_len` elements from byte
     ext + (e // rows) * block_stride + (e % rows) * ext_stride on."""
     ext: int
@@ -67,15 +66,28 @@ class _Entries:
     RECENT = 8
 
     def __init__(self, depth: int):
-        self.load = np.full(depth, -1, np.int64)
-        self.index = np.zeros(depth, np.int64)
+        self._load = np.full(depth, -1, np.int64)
+        self._index = np.zeros(depth, np.int64)
+        self.unfilled: list[tuple[int, int, int]] = []    # fills not yet written to the arrays, in order
         self.recent: list[tuple[int, int, int]] = []      # (first, end, load id), the newest last
 
     def fill(self, first: int, n: int, load_id: int) -> None:
-        self.load[first:first + n] = load_id
-        self.index[first:first + n] = np.arange(n)
         end = first + n
+        self.unfilled.append((first, end, load_id))
         self.recent = [r for r in self.recent[-self.RECENT:] if r[0] < first or r[1] > end] + [(first, end, load_id)]
+
+    @property
+    def load(self) -> np.ndarray:
+        for first, end, load_id in self.unfilled:
+            self._load[first:end] = load_id
+            self._index[first:end] = np.arange(end - first)
+        self.unfilled = []
+        return self._load
+
+    @property
+    def index(self) -> np.ndarray:
+        self.load
+        return self._index
 
     def ref(self, first: int, n: int) -> tuple:
         """Entries first..first+n-1 as ("run", load, index0, n) when one LOAD filled them all (a LOAD fills
@@ -144,6 +156,7 @@ class _Builder:
         self.cfg, self.zero = cfg, mem_size
         self.entries = {b: _Entries(d) for b, d in ((Buffer.ACT, cfg.act_depth), (Buffer.WGT, cfg.wgt_depth),
                                                     (Buffer.PARAM, cfg.param_depth))}
+        self.act, self.wgt = self.entries[Buffer.ACT], self.entries[Buffer.WGT]
         self.loads: list[_Load] = []
         self.acc_chain = np.full(cfg.acc_depth, -1, np.int64)
         self.acc_row = np.zeros(cfg.acc_depth, np.int64)
@@ -166,22 +179,33 @@ class _Builder:
         self.max_a, self.max_w = (int(np.abs(v).max()) for v in lut)
 
     # ---- following the trace ----
-    def step(self, i: Instr) -> None:
-        getattr(self, "_" + i.op.name.lower())(i)
+    def step(self, i: Instr, end: int) -> None:
+        op = i.op
+        if op == Opcode.MATMUL:
+            self._matmul(i)
+        elif op == Opcode.LOAD:
+            self._load(i, end)
+        elif op == Opcode.POST:
+            self._post(i)
+        else:
+            self._store(i)
 
-    def _load(self, i: Instr) -> None:
+    def _load(self, i: Instr, end: int) -> None:
+        f = i.fields
         # the extent first: most LOADs read nowhere near this stage's STOREs
-        if self.pending[i.ext_addr:dma_extent(i)].any() and self.pending[Golden._addresses(i)].any():
+        if self.pending[f["ext_addr"]:end].any() and self.pending[Golden._addresses(i)].any():
             self._close_stage()
-        load = _Load(i.ext_addr, i.rows, i.ext_stride, i.block_stride, i.row_len, len(self.stages) - 1, i)
-        self.loads.append(load)
-        self.entries[Buffer(i.buf)].fill(i.buf_addr, i.rows * i.blocks, len(self.loads) - 1)
+        self.loads.append(_Load(f["ext_addr"], f["rows"], f["ext_stride"], f["block_stride"], f["row_len"],
+                                len(self.stages) - 1, i))
+        self.entries[f["buf"]].fill(f["buf_addr"], f["rows"] * f["blocks"], len(self.loads) - 1)
 
     def _matmul(self, i: Instr) -> None:
-        T, rows = i.rows, slice(i.acc_addr, i.acc_addr + i.rows)
-        term = ("set" if not i.accumulate else "max" if i.reduce_max else "add",
-                self.entries[Buffer.ACT].ref(i.act_addr, T), self.entries[Buffer.WGT].ref(i.wgt_addr, self.cfg.rows))
-        whole = self.intact.get(i.acc_addr)
+        f = i.fields
+        T, acc_addr = f["rows"], f["acc_addr"]
+        rows = slice(acc_addr, acc_addr + T)
+        term = ("set" if not f["accumulate"] else "max" if f["reduce_max"] else "add",
+                self.act.ref(f["act_addr"], T), self.wgt.ref(f["wgt_addr"], self.cfg.rows))
+        whole = self.intact.get(acc_addr)
         if term[0] != "set" and whole is not None and whole[1] == T:
             self.chains[whole[0]].terms.append(term)
             return
@@ -476,8 +500,8 @@ def plan(blobs: tuple[bytes, ...], segments: tuple[tuple[int, int], ...], cfg: A
             fault = (index, blob)
             break
         for item in trace(blob, prog_addr, cfg, mem_size, watchdog):
-            if isinstance(item, Instr):
-                b.step(item)
+            if isinstance(item, tuple):
+                b.step(*item)
             elif isinstance(item, HardwareFault):
                 fault = (index, item)
             else:

@@ -90,13 +90,16 @@ def _costs(instr: Instr, cfg: AccelConfig) -> tuple[tuple[FaultCode, str] | None
     """(decode-time fault, DMA end byte, cycles) of an instruction. Everything but the end byte depends on a
     LOAD/STORE's ext_addr only modulo AXI_BOUNDARY (bursts split there, and every bus width divides it), so
     the loop-stepped copies of one instruction mostly share one entry of the cache."""
-    fields = instr.fields
+    values = list(instr.fields.values())
     if instr.op not in (Opcode.LOAD, Opcode.STORE):
-        return _costs_of(instr.op, tuple(fields.values()), cfg)
-    ext = fields["ext_addr"]
-    bad, end, cycles = _costs_of(instr.op, tuple(ext % AXI_BOUNDARY if k == "ext_addr" else v
-                                                 for k, v in fields.items()), cfg)
-    return bad, end - ext % AXI_BOUNDARY + ext if bad is None else 0, cycles
+        return _costs_of(instr.op, tuple(values), cfg)
+    ext = values[_EXT]
+    values[_EXT] = ext % AXI_BOUNDARY
+    bad, end, cycles = _costs_of(instr.op, tuple(values), cfg)
+    return bad, end - values[_EXT] + ext if bad is None else 0, cycles
+
+
+_EXT = [f.name for f in FIELDS[Opcode.LOAD]].index("ext_addr")     # STORE has the same fields
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -201,8 +204,8 @@ class Golden:
         """Run the program at `prog_addr` (`prog_len` instructions). Raises HardwareFault."""
         blob = program_blob(self.mem, prog_addr, prog_len, self.cfg)
         for item in trace(blob, prog_addr, self.cfg, self.mem.size, watchdog):
-            if isinstance(item, Instr):
-                self.execute(item)
+            if isinstance(item, tuple):
+                self.execute(item[0])
             elif isinstance(item, HardwareFault):
                 raise item
             else:
@@ -232,10 +235,11 @@ def program_blob(mem: np.ndarray, prog_addr: int, prog_len: int, cfg: AccelConfi
 
 
 def trace(blob: bytes, prog_addr: int, cfg: AccelConfig, mem_size: int, watchdog: int = 0
-          ) -> Iterator[Instr | RunResult | HardwareFault]:
+          ) -> Iterator[tuple[Instr, int] | RunResult | HardwareFault]:
     """What a program does, known before any data moves (no decision depends on a value): yields each data
     instruction (LOAD, STORE, MATMUL, POST) in the order it runs, with its loop offsets applied and checked,
-    then the RunResult at END or the HardwareFault the next instruction raises. Every fault depends only
+    as (instruction, one past the last byte it touches if a LOAD/STORE, else 0), then the RunResult at END
+    or the HardwareFault the next instruction raises. Every fault depends only
     on the program, the configuration, the memory's size and the watchdog."""
     timer = Timer(cfg, preload_cycles(prog_addr, len(blob) // INSTR_BYTES, cfg))
     macs = 0
@@ -268,7 +272,7 @@ def trace(blob: bytes, prog_addr: int, cfg: AccelConfig, mem_size: int, watchdog
         if op in _DATA_OPS:
             if op == Opcode.MATMUL:
                 macs += instr.rows * instr.k_valid * instr.n_valid
-            yield instr
+            yield instr, end
     raise AssertionError("a walk ends at END or a fault")
 
 
