@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
     ctx->commandArgs(argc, argv);
     top = new Vsystola_hil{ctx};
     uint64_t max_cycles = plusarg("MAX_CYCLES=", 20000000);
-    top->rst = 1; top->dump = 0;
+    top->rst = 1; top->load = 0; top->dump = 0;
     top->eval();
     for (int i = 0; i < 4; i++) posedge();
     top->rst = 0;

@@ -6,7 +6,8 @@
 //   write: AW accepted at cycle a -> W accepted from a + 1, one a cycle -> B valid the cycle after the last
 //          W beat (DMA_WRITE_LATENCY = 2: the AW cycle plus the B cycle).
 // A beat whose word lies at or past +MEM_SIZE (bytes, plusarg) answers SLVERR (reads return 0, writes are
-// dropped). Contents: $readmemh(+MEM_IN) at time 0 (one DATA_BYTES-wide word per line, word 0 first);
+// dropped). Contents: $readmemh(+MEM_IN) at time 0 and again on a cycle with `load` high (one DATA_BYTES-wide
+// word per line, word 0 first: a simulation that serves many runs reloads the file between them);
 // $writememh(+MEM_OUT) of the first MEM_SIZE bytes on a cycle with `dump` high.
 module systola_axi_mem #(
     parameter DATA_BYTES = 8,
@@ -15,6 +16,7 @@ module systola_axi_mem #(
 ) (
     input  wire clk,
     input  wire rst,
+    input  wire load,
     input  wire dump,
     input  wire [ID_BITS-1:0] awid, input wire [31:0] awaddr, input wire [7:0] awlen,
     input  wire [2:0] awsize, input wire [1:0] awburst, input wire awvalid, output wire awready,
@@ -40,6 +42,7 @@ module systola_axi_mem #(
     end
 
     always @(posedge clk) begin
+        if (load) $readmemh(in_file, mem);
         if (dump) $writememh(out_file, mem, 0, size_words - 1);
     end
 

@@ -28,7 +28,7 @@ from emu.contract.isa import INSTR_BYTES, Opcode, decode_program, opcode_of
 
 from sim.runner import CLOCK_NS, MEM_WORDS_MAX, REPO, build
 
-__all__ = ["run_rtl", "simulate", "HilRun", "SimulationTimeout", "DEFAULT_MAX_CYCLES", "write_words", "read_words"]
+__all__ = ["run_rtl", "simulate", "RtlSession", "HilRun", "SimulationTimeout", "DEFAULT_MAX_CYCLES", "write_words", "read_words"]
 
 #: The testbench's cycle limit per segment, a guard against a hung simulation: with hardware loops one
 #: segment of ResNet-18 at 224x224 runs ~20-30 M cycles; 200 M cycles are tens of minutes of Verilator.
@@ -159,27 +159,138 @@ def simulate(cfg: AccelConfig, memory: np.ndarray, prog_addr: int, prog_len: int
         raise RuntimeError(f"the RTL simulation in {run_dir} produced no result:\n{log}")
     result = json.loads(result_path.read_text())
     waves_note = f"; waves in {waves}" if waves is not None else ""
-    if result["timeout"]:
-        raise SimulationTimeout(f"the RTL simulation ran {max_cycles} cycles without done (the testbench's "
-                                f"cycle limit; run directory {run_dir}{waves_note})")
-    code = FaultCode(result["code"])
-    for i, run in enumerate(result.get("runs", [])[1:], 2):
+    try:
+        _check_ended(result, job["expect_cfg"], max_cycles, f"run directory {run_dir}{waves_note}")
+    except HardwareFault:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    for i, run in enumerate(result["runs"][1:], 2):
         if runs > 1 and run != result["runs"][0]:
             raise RuntimeError(f"run {i} of {runs} on the RTL reported {run}, run 1 {result['runs'][0]} "
                                f"(run directory {run_dir}{waves_note})")
-    if code == FaultCode.CONFIG_MISMATCH:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        raise HardwareFault(code, 0, f"hardware reports {result['hw_cfg']}, program built for "
-                            f"{job['expect_cfg']}")
     if memory_model == "hdl":
         after = read_words(run_dir / "mem_out.hex", memory.size, bus)
     else:
         after = np.frombuffer(bytes.fromhex((run_dir / "mem_out.raw").read_text()), np.uint8)[:memory.size].copy()
     shutil.rmtree(run_dir, ignore_errors=True)
+    total = _outcome(result, segments, memory, waves_note, fault_index=len(result["runs"]) - 1 if runs == 1 else 0)
+    return HilRun(after, total, result["run_seconds"], time.perf_counter() - t_begin)
+
+
+def _check_ended(result: dict, expect_cfg: dict, max_cycles: int, where: str) -> None:
+    """Raise what ended a testbench without a memory dump: its cycle limit, or a configuration mismatch."""
+    if result["timeout"]:
+        raise SimulationTimeout(f"the RTL simulation ran {max_cycles} cycles without done (the testbench's "
+                                f"cycle limit; {where})")
+    if result.get("code") == FaultCode.CONFIG_MISMATCH:
+        raise HardwareFault(FaultCode.CONFIG_MISMATCH, 0, f"hardware reports {result['hw_cfg']}, program built "
+                            f"for {expect_cfg}")
+
+
+def _outcome(result: dict, segments: list[tuple[int, int]], memory: np.ndarray, waves_note: str = "", *,
+             fault_index: int) -> RunResult:
+    """The RunResult of the segments' runs, or the fault of run `fault_index` with its pc counted from the
+    first segment's first instruction, as Golden.run_segments does."""
+    code = FaultCode(result["code"])
     if code != FaultCode.NONE:
         fault = HardwareFault(code, result["pc"], f"RTL status {result['status']:#x}{waves_note}")
-        raise program_fault(segments, len(result["runs"]) - 1 if runs == 1 else 0, fault)
-    done = result["runs"][:len(segments)]
-    total = sum_segments([RunResult(cycles=r["cycles"], macs=r["macs"], instructions=_instructions(memory, a, n))
-                      for r, (a, n) in zip(done, segments)])
-    return HilRun(after, total, result["run_seconds"], time.perf_counter() - t_begin)
+        raise program_fault(segments, fault_index, fault)
+    return sum_segments([RunResult(cycles=r["cycles"], macs=r["macs"], instructions=_instructions(memory, a, n))
+                         for r, (a, n) in zip(result["runs"], segments)])
+
+
+class RtlSession:
+    """One simulator start serving many runs on memories of one size (the chunks of a batch): the HDL memory
+    model reloads each run's image and the accelerator is reset between runs; the buffers keep their
+    contents, as on the hardware. Use as a context manager; `run` has the backend contract of
+    emu.runtime.run (memory after, RunResult; raises HardwareFault or SimulationTimeout). A run that times
+    out ends the session."""
+
+    def __init__(self, cfg: AccelConfig, mem_size: int, *, simulator: str = "verilator",
+                 hardware: AccelConfig | None = None, max_cycles: int = DEFAULT_MAX_CYCLES):
+        self.cfg, self.hw, self.simulator, self.max_cycles = cfg, hardware or cfg, simulator, max_cycles
+        self.bus = self.hw.bus_bytes
+        self.padded = -(-int(mem_size) // self.bus) * self.bus
+        if self.padded > MEM_WORDS_MAX * self.bus:
+            raise ValueError(f"memory of {mem_size} bytes exceeds the HDL memory model's {MEM_WORDS_MAX * self.bus} "
+                             "bytes")
+        self.runs = 0
+        self.thread = None
+
+    def __enter__(self) -> "RtlSession":
+        import threading
+        b = build(self.hw, simulator=self.simulator, memory_model="hdl")
+        self.dir = b.build_dir / "runs" / f"{os.getpid()}-{next(_run_ids)}-session"
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True)
+        self.expect_cfg = regs.config_registers(self.cfg)
+        job = {"memory_model": "hdl", "session": True, "max_cycles": self.max_cycles, "clock_ns": CLOCK_NS,
+               "mem_size": self.padded, "expect_cfg": self.expect_cfg, "result": str(self.dir / "result.json")}
+        (self.dir / "job.json").write_text(json.dumps(job))
+        write_words(self.dir / "mem_in.hex", np.zeros(self.padded, np.uint8), self.bus)
+        plusargs = [f"+MEM_IN={self.dir / 'mem_in.hex'}", f"+MEM_OUT={self.dir / 'mem_out.hex'}",
+                    f"+MEM_SIZE={self.padded}"]
+        from cocotb_tools.runner import get_runner
+        runner = get_runner(self.simulator)
+        pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+        self.error: list[BaseException] = []
+
+        def simulate_all():
+            try:
+                runner.test(test_module="sim.cocotb_hil", hdl_toplevel=b.toplevel, hdl_toplevel_lang="verilog",
+                            build_dir=b.build_dir, test_dir=self.dir, plusargs=plusargs,
+                            extra_env={"SYSTOLA_HIL_JOB": str(self.dir / "job.json"), "PYTHONPATH": pythonpath,
+                                       "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING")},
+                            log_file=self.dir / "sim.log")
+            except BaseException as e:      # reported by the host side's next wait
+                self.error.append(e)
+
+        self.thread = threading.Thread(target=simulate_all, daemon=True)
+        self.thread.start()
+        try:
+            header = self._wait("ready.json")
+        except HardwareFault:
+            self.__exit__(None, None, None)
+            raise
+        if "code" in header:        # the configuration check failed: the testbench has ended
+            self.__exit__(None, None, None)
+            raise HardwareFault(FaultCode.CONFIG_MISMATCH, 0, f"hardware reports {header['hw_cfg']}, program "
+                                f"built for {self.expect_cfg}")
+        return self
+
+    def _wait(self, name: str) -> dict:
+        path = self.dir / name
+        while not path.exists():
+            if not self.thread.is_alive() and not path.exists():
+                log = (self.dir / "sim.log").read_text()[-4000:] if (self.dir / "sim.log").exists() else ""
+                raise RuntimeError(f"the RTL simulation in {self.dir} ended without {name} "
+                                   f"({self.error[0] if self.error else 'no error'}):\n{log}")
+            time.sleep(0.002)
+        return json.loads(path.read_text())
+
+    def _command(self, cmd: dict) -> None:
+        tmp = self.dir / f"cmd-{self.runs}.json.tmp"
+        tmp.write_text(json.dumps(cmd))
+        os.replace(tmp, self.dir / f"cmd-{self.runs}.json")
+
+    def __call__(self, cfg: AccelConfig, memory: np.ndarray, segments: list[tuple[int, int]], watchdog: int = 0
+                 ) -> tuple[np.ndarray, RunResult]:
+        if memory.dtype != np.uint8 or memory.ndim != 1 or -(-memory.size // self.bus) * self.bus != self.padded:
+            raise ValueError(f"this session runs uint8 memories of {self.padded} bytes, not {memory.shape}")
+        padded = np.zeros(self.padded, np.uint8)
+        padded[:memory.size] = memory
+        write_words(self.dir / "mem_in.hex", padded, self.bus)
+        segments = [(int(a), int(n)) for a, n in segments]
+        self._command({"segments": segments, "watchdog": int(watchdog)})
+        result = self._wait(f"result-{self.runs}.json")
+        self.runs += 1
+        _check_ended(result, self.expect_cfg, self.max_cycles, f"session in {self.dir}")
+        after = read_words(self.dir / "mem_out.hex", memory.size, self.bus)
+        return after, _outcome(result, segments, memory, fault_index=len(result["runs"]) - 1)
+
+    def __exit__(self, *exc) -> None:
+        if self.thread is not None and self.thread.is_alive():
+            self._command({"stop": True})
+            self.thread.join()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -3,7 +3,7 @@
 Two top levels:
   memory_model="hdl"  `systola_hil`: the accelerator wired to sim/axi_mem.v (fixed latency, loaded and
                       dumped in bulk) and a clock generated in HDL, so a run needs no Python per clock;
-                      only rst/dump/done and the AXI4-Lite slave are left to cocotb.
+                      only rst/load/dump/done and the AXI4-Lite slave are left to cocotb.
   memory_model="axi"  `systola_accel` itself: cocotbext-axi's AxiRam drives the m_axi_* ports and
                       cocotb's Clock drives clk (Python is on the bus every beat anyway).
 The key hashes the configuration, the generated Verilog, the wrapper and memory model text, the
@@ -81,6 +81,7 @@ def hil_wrapper(cfg: AccelConfig) -> str:
 module systola_hil (
     output reg clk,
     input wire rst,
+    input wire load,
     input wire dump,
     output wire done,
     output wire irq,
@@ -95,7 +96,7 @@ module systola_hil (
 {lite_conn}
     );
     systola_axi_mem #(.DATA_BYTES({cfg.bus_bytes}), .ID_BITS({AXI_ID_BITS}), .WORDS({MEM_WORDS_MAX})) mem (
-        .clk(clk), .rst(rst), .dump(dump),
+        .clk(clk), .rst(rst), .load(load), .dump(dump),
 {mem_ports}
     );
 endmodule
@@ -104,7 +105,7 @@ endmodule
 
 # Ports the cocotb testbench reads or drives, per top level; nothing else is made visible to VPI.
 _VPI_PORTS = {
-    "systola_hil": ["clk", "rst", "dump", "done", "s_axil_*"],
+    "systola_hil": ["clk", "rst", "load", "dump", "done", "s_axil_*"],
     "systola_accel": ["clk", "rst", "done", "m_axi_*", "s_axil_*"],
 }
 

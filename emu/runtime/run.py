@@ -4,10 +4,12 @@ writes each chunk into a fresh copy of the memory image, executes, and reads eve
 A backend is a callable ``(cfg, memory, segments, watchdog) -> (memory, RunResult)`` that raises HardwareFault,
 `segments` the program's [(prog_addr, prog_len)] (emu.compiler.program.Program.starts), started one after the
 other (between two host ops: those run here, on the memory the backend returns); `golden` is the emulator,
-`rtl` (sim/hil.py) the simulated gateware.
+`rtl` (sim/hil.py) the simulated gateware. A backend with a `session(cfg, mem_size)` attribute (rtl) opens
+one context for a whole `run_program`, a callable of the same contract: one simulator start for all runs.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Callable
 
@@ -37,6 +39,13 @@ def _rtl(simulator: str = "verilator", waves: str | None = None):
         (prog_addr, prog_len), *then = segments
         return run_rtl(cfg, memory, prog_addr, prog_len, then=then, simulator=simulator, waves=waves,
                        watchdog=watchdog)
+
+    def session(cfg: AccelConfig, mem_size: int):
+        from sim.hil import RtlSession
+        return RtlSession(cfg, mem_size, simulator=simulator)
+
+    if waves is None:       # a waveform is of one run: with waves, each run starts its own simulation
+        run.session = session
     return run
 
 
@@ -170,15 +179,17 @@ def run_program(program: Program, x_int: np.ndarray, *, backend: Callable = _gol
     outs = {r.name: np.zeros((B,) + r.shape, np.int64) for r in regions}
     cycles = macs = runs = 0
     starts = range(0, B, pb)
-    for s in (progress(starts) if progress else starts):
-        n = min(pb, B - s)
-        mem = program.image.copy()
-        region = program.input
-        chunk = np.full((pb,) + region.shape, region.qparams.zero_point, np.int64)  # unused slots: zeros
-        chunk[:n] = x_int[s:s + n].reshape((n,) + region.shape)
-        mem[region.addr:region.addr + pb * region.sample_bytes] = region.pack(chunk)
-        mem, res = run_once(program, mem, backend, watchdog)
-        for r in regions:
-            outs[r.name][s:s + n] = r.unpack(mem[r.addr:], n)
-        cycles, macs, runs = cycles + res.cycles, macs + res.macs, runs + 1
+    opened = backend.session(program.cfg, program.image.size) if hasattr(backend, "session") else None
+    with opened or contextlib.nullcontext(backend) as run:
+        for s in (progress(starts) if progress else starts):
+            n = min(pb, B - s)
+            mem = program.image.copy()
+            region = program.input
+            chunk = np.full((pb,) + region.shape, region.qparams.zero_point, np.int64)  # unused slots: zeros
+            chunk[:n] = x_int[s:s + n].reshape((n,) + region.shape)
+            mem[region.addr:region.addr + pb * region.sample_bytes] = region.pack(chunk)
+            mem, res = run_once(program, mem, run, watchdog)
+            for r in regions:
+                outs[r.name][s:s + n] = r.unpack(mem[r.addr:], n)
+            cycles, macs, runs = cycles + res.cycles, macs + res.macs, runs + 1
     return RunOutput(outs[program.output.name], outs, cycles, macs, runs, pb)
