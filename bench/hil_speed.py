@@ -4,7 +4,8 @@ Prints, all from one invocation on one machine:
 - HIL speed: accelerator cycles (CYCLES register) per wall second of the cocotb-driven run (HDL clock,
   HDL memory, one await on done), divided by the same Verilog in a plain `verilator --binary` harness
   (bench/ceiling.py: no cocotb, no VPI; the ceiling). Both time the stretch from the CTRL write to done
-  inside the simulator; the totals with image write, simulator start, $readmemh and dump come second.
+  inside the simulator; the totals with image write, simulator start, $readmemh and dump come second,
+  then a batch's rate: several runs in one simulator start (sim/hil.py RtlSession), end to end.
 - RTL cycles vs golden cycles (the cycle model's error).
 - array utilization vs the ideal weight-stationary count sum over folds of 2R + C + T - 2
   (folds = ceil(K/R) * ceil(N/C), T = M).
@@ -99,6 +100,9 @@ def matmul_program(cfg: AccelConfig, M: int, K: int, N: int, seed: int = 0):
     return mem, prog_base, len(prog), folds, (c_base, expect)
 
 
+SESSION_RUNS = 8
+
+
 def main() -> None:
     from ceiling import build_ceiling, run_ceiling
     from sim.hil import simulate
@@ -128,6 +132,16 @@ def main() -> None:
           f"{hil.total_seconds:.2f} s ({r.cycles / hil.total_seconds / 1e3:.0f} k cycles/s), plain Verilator "
           f"{ceil.total_seconds:.2f} s ({ceil.cycles / ceil.total_seconds / 1e3:.0f} k cycles/s), ratio "
           f"{ceil.total_seconds / hil.total_seconds:.2f}")
+    # a batch on the RTL: one simulator start, then a run per chunk (what run_program does)
+    from sim.hil import RtlSession
+    t = time.time()
+    with RtlSession(cfg, mem.size) as session:
+        for _ in range(SESSION_RUNS):
+            session(cfg, mem.copy(), [(pa, pl)])
+    wall = time.time() - t
+    print(f"{SESSION_RUNS} runs in one simulator start (RtlSession), end to end: {SESSION_RUNS * r.cycles} cycles in "
+          f"{wall:.2f} s = {SESSION_RUNS * r.cycles / wall / 1e3:.0f} k cycles/s, "
+          f"{SESSION_RUNS * r.cycles / wall / ceil_rate:.2f} of the plain Verilator run's rate")
     print(f"cycle model error: {r.cycles - g.cycles} cycles ({(r.cycles - g.cycles) / g.cycles:+.3%}); "
           f"plain Verilator cycles {ceil.cycles}")
     print(f"memory identical to golden: cocotb {np.array_equal(hil.memory, g_mem)}, plain Verilator "

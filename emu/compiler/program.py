@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 
 import numpy as np
@@ -50,7 +51,7 @@ class TensorRegion:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape))
+        return math.prod(self.shape)
 
     @property
     def hwc(self) -> tuple[int, int, int]:
@@ -63,7 +64,7 @@ class TensorRegion:
 
     @property
     def sample_bytes(self) -> int:
-        return int(np.prod(self.padded_hwc))
+        return math.prod(self.padded_hwc)
 
     def pack(self, x: np.ndarray) -> np.ndarray:
         """int64 [n, *shape] -> the bytes of n samples (uint8 [n * sample_bytes]), border included."""
