@@ -121,13 +121,14 @@ class _Post:
 
 @dataclasses.dataclass
 class _Group:
-    """Sum chains over the same activation bytes: one product A [T, K] @ W [K, C * len(views)]."""
-    views: list
+    """Sum chains as one product A [sum of T, K] @ W [K, C x n]: row block b holds the n chains that read
+    its activation bytes, each beside the others (their weight tiles side by side); blocks share W."""
+    blocks: list                      # (rows T, n views, n POSTs or None) per row block
     a: "_Operand"                     # A's bytes in memory
     w: "_Operand"
     chunk: int                        # reduction lanes per float32 product, so that each is exact
-    posts: list | None = None         # the POST reading each view whole, when one POST each with the same
-    param: np.ndarray | None = None   # rounding and clamp requantizes them all at once; their PARAM bytes
+    param: np.ndarray | None = None   # with POSTs: one POST reads each view whole and all round and clamp
+    post: Instr | None = None         # alike (`post`), so one requantization serves them; their PARAM bytes
 
 
 @dataclasses.dataclass
@@ -360,7 +361,11 @@ class _Builder:
                 singles.append((v, [(k, _Operand.of(self._lanes(a, R), self.zero), _Operand.of(self._lanes(w, C), self.zero))
                                     for k, a, w in terms]))
         stage.singles = singles
-        for key, views in groups.items():
+        # the largest |partial sum| of a float32 product of `chunk` lanes is exact; the chunks add in int64
+        chunk = max(1, _EXACT32 // (self.max_a * self.max_w))
+        by_weights: dict[bytes, list] = {}
+        readers = self._readers(stage)
+        for views in groups.values():
             terms = self.chains[self.views[views[0]][0]].terms[:self.views[views[0]][1]]
             a_idx = self._lanes_of([a for _, a, _ in terms], R)                           # [terms, T, R]
             a_idx = a_idx.transpose(1, 0, 2).reshape(a_idx.shape[1], -1)                   # [T, terms * R]
@@ -369,12 +374,22 @@ class _Builder:
             for v in views:
                 vt = self.chains[self.views[v][0]].terms[:self.views[v][1]]
                 w_all.append(self._lanes_of([w for _, _, w in vt], C).reshape(-1, C)[keep])   # [K, C]
-            # the largest |partial sum| of a float32 product of `chunk` lanes is exact; the chunks add in int64
-            chunk = max(1, _EXACT32 // (self.max_a * self.max_w))
-            group = _Group(views, _Operand.of(a_idx[:, keep], self.zero),
-                           _Operand.of(np.concatenate(w_all, axis=1), self.zero), chunk)
-            self._post_together(stage, group)
+            w_idx = np.concatenate(w_all, axis=1)
+            posts = self._whole_posts(readers, views)
+            key = (w_idx.shape, w_idx.tobytes(), None if posts is None else (posts[1], posts[2].tobytes()))
+            by_weights.setdefault(key, []).append((views, a_idx[:, keep], w_idx, posts))
+        # products with the same weights and POSTs that requantize alike stack their rows: fewer, taller
+        # products (a layer's spatial tiles)
+        taken = set()
+        for (_, _, post_key), parts in by_weights.items():
+            blocks = [(a_idx.shape[0], views, None if posts is None else posts[0]) for views, a_idx, _, posts in parts]
+            group = _Group(blocks, _Operand.of(np.concatenate([p[1] for p in parts]), self.zero),
+                           _Operand.of(parts[0][2], self.zero), chunk)
+            if post_key is not None:
+                group.param, group.post = _index(parts[0][3][2]), self.posts[parts[0][3][0][0]].instr
+                taken.update(p for _, _, posts in blocks for p in posts)
             stage.groups.append(group)
+        stage.posts = [p for p in stage.posts if p not in taken]
         # the scatter: every STORE's bytes in program order, the last write of a byte winning
         pool = sorted({int(p) for posts, _, _ in stage.stores for p in posts.tolist()} - {-1})
         offset, total = {}, 0
@@ -393,30 +408,33 @@ class _Builder:
             last = dst.size - 1 - np.unique(dst[::-1], return_index=True)[1]
             stage.pool, stage.dst, stage.src = pool, _index(dst[last]), _index(src[last])
 
-    def _post_together(self, stage: _Stage, group: _Group) -> None:
-        """Give `group` the POSTs of its views if one POST reads each view whole and they all round and
-        clamp alike; they leave the stage's list of POSTs run one by one."""
+    def _readers(self, stage: _Stage) -> dict[int, list[int]]:
+        """The POSTs of the stage that read each view: the POST's id if it reads the view whole, else -1."""
         readers: dict[int, list[int]] = {}
         for p in stage.posts:
             src = self.posts[p].src
             for v in ((src[0],) if len(src) == 1 else set(src[0].tolist())):
                 readers.setdefault(int(v), []).append(p if len(src) == 1 else -1)
-        posts = [readers.get(v, [-1]) for v in group.views]
+        return readers
+
+    def _whole_posts(self, readers: dict[int, list[int]], views: list[int]
+                     ) -> tuple[list[int], tuple, np.ndarray] | None:
+        """(the POST reading each view, their rounding and clamp, their PARAM bytes side by side) if one POST
+        of the stage reads each view whole and they all round and clamp alike, else None."""
+        posts = [readers.get(v, [-1]) for v in views]
         if any(len(r) != 1 or r[0] < 0 for r in posts):
-            return
+            return None
         posts = [r[0] for r in posts]
         scalars = {tuple(self.posts[p].instr.fields[f] for f in ("shift", "zero_point", "clamp_lo", "clamp_hi"))
                    for p in posts}
         if len(scalars) != 1:
-            return
+            return None
         width = self.cfg.cols * PARAM_BYTES
         param = np.full((len(posts), width), self.zero, np.int64)     # zero records past each row_len
         for k, p in enumerate(posts):
             if self.posts[p].param is not None:
                 param[k, :self.posts[p].param.size] = self.posts[p].param
-        group.posts, group.param = posts, _index(param.reshape(-1))
-        taken = set(posts)
-        stage.posts = [p for p in stage.posts if p not in taken]
+        return posts, scalars.pop(), param.reshape(-1)
 
     def finish(self) -> None:
         self._finish(self.stages[-1])
@@ -569,12 +587,14 @@ class _Run:
         C, acc_bits = self.cfg.cols, self.cfg.acc_bits
         for g in st.groups:
             acc = self.product(g.a, g.w, g.chunk)
-            for k, v in enumerate(g.views):
-                self.vals[v] = acc[:, k * C:(k + 1) * C]
-            if g.posts is not None:
-                y = self.requantize(acc, g.param, self.p.posts[g.posts[0]].instr)
-                for k, post_id in enumerate(g.posts):
-                    self.outs[post_id] = y[:, k * C:(k + 1) * C]
+            y = None if g.post is None else self.requantize(acc, g.param, g.post)
+            first = 0
+            for rows, views, posts in g.blocks:
+                for k, v in enumerate(views):
+                    self.vals[v] = acc[first:first + rows, k * C:(k + 1) * C]
+                    if y is not None:
+                        self.outs[posts[k]] = y[first:first + rows, k * C:(k + 1) * C]
+                first += rows
         for v, terms in st.singles:
             chain = self.p.chains[self.p.views[v][0]]
             acc = np.zeros((chain.rows, C), np.int64) if chain.base is None else self.rows_of(chain.base)
