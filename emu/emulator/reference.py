@@ -1,8 +1,9 @@
 """The integer reference: the graph evaluated straight from the IR, no tiling, no hardware.
 
 Every integer backend (golden, RTL) must equal it on every element of every layer. Feature maps are
-int64 [B, H, W, C]; vectors [B, K]. Sums go through float64 matrix products, exact because every
-partial sum is below 2**31 (the compiler's accumulator proof) << 2**53.
+int64 [B, H, W, C]; vectors [B, K]. Sums go through float32 matrix products over chunks of the reduction
+short enough that no partial sum can pass 2**24, where float32 stops holding every integer (max|x| x
+max|w| x chunk <= 2**24, whatever order BLAS adds in), and the chunks add in int64.
 """
 from __future__ import annotations
 
@@ -30,21 +31,34 @@ def _requant(node, graph: Graph, acc: np.ndarray) -> np.ndarray:
     return numerics.requantize(acc, bias, mult, shift, graph.tensors[node.output].qparams.zero_point, *node.clamp)
 
 
-def _matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    return (x.astype(np.float64) @ np.asarray(w, np.float64).T).astype(np.int64)
+def _matmul(x: np.ndarray, w: np.ndarray, x_max: int) -> np.ndarray:
+    """x [M, K] @ w[N, K].T, exact in int64; x float32 holding integers of magnitude at most `x_max`."""
+    w = np.asarray(w)
+    chunk = max(1, (1 << 24) // max(1, x_max * int(np.abs(w).max(initial=0))))
+    wf = w.T.astype(np.float32)
+    acc = np.zeros((x.shape[0], w.shape[0]), np.int64)
+    for k in range(0, x.shape[1], chunk):
+        acc += (x[:, k:k + chunk] @ wf[k:k + chunk]).astype(np.int64)
+    return acc
+
+
+def _centred(x: np.ndarray, zero_point: int) -> tuple[np.ndarray, int]:
+    """x - zero_point as float32 (exact: activations are at most 8 bits), and its largest magnitude."""
+    c = (x - zero_point).astype(np.float32)
+    return c, int(np.abs(c).max(initial=0))
 
 
 def _dense(node: Dense, graph: Graph, x: np.ndarray) -> np.ndarray:
-    zx = graph.tensors[node.input].qparams.zero_point
-    return _requant(node, graph, _matmul(x.reshape(len(x), -1) - zx, node.weight))
+    xc, x_max = _centred(x.reshape(len(x), -1), graph.tensors[node.input].qparams.zero_point)
+    return _requant(node, graph, _matmul(xc, node.weight, x_max))
 
 
 def _conv(node: Conv2d, graph: Graph, x: np.ndarray) -> np.ndarray:
-    zx = graph.tensors[node.input].qparams.zero_point
+    xc, x_max = _centred(x, graph.tensors[node.input].qparams.zero_point)
     n, kh, kw, cin = node.weight.shape
-    win = windows(x - zx, (kh, kw), node.stride, node.padding, node.dilation)
+    win = windows(xc, (kh, kw), node.stride, node.padding, node.dilation)
     B, oh, ow = win.shape[:3]
-    acc = _matmul(win.reshape(B * oh * ow, -1), node.weight.reshape(n, -1))
+    acc = _matmul(win.reshape(B * oh * ow, -1), node.weight.reshape(n, -1), x_max)
     return _requant(node, graph, acc).reshape(B, oh, ow, n)
 
 
