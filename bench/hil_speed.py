@@ -103,6 +103,27 @@ def matmul_program(cfg: AccelConfig, M: int, K: int, N: int, seed: int = 0):
 SESSION_RUNS = 8
 
 
+def eval_rates(ceiling_rate: float, images: int = 64, batch: int = 4) -> None:
+    """What `systola eval --backend rtl` does with the digits CNN: `images` held-out images in runs of `batch`
+    through one RtlSession; accelerator cycles per second inside the simulator and end to end (simulator
+    start, image writes, runs, dumps and read-backs)."""
+    from emu.compiler.codegen import compile_graph
+    from emu.frontend import load_pt2, lower
+    from emu.runtime.run import quantize_input, run_program
+    from emu.zoo import digits
+    from sim.hil import RtlSession
+    program = compile_graph(lower(load_pt2(digits.checkpoint("w8a8", "cnn"))), AccelConfig(), batch=batch)
+    x = quantize_input(program, digits.load_split("cnn")[2][:images])
+    t = time.time()
+    with RtlSession(program.cfg, program.image.size) as session:
+        out = run_program(program, x, backend=session)
+    wall = time.time() - t
+    print(f"digits CNN, {images} images in runs of {batch} on the RTL (one simulator start): {out.cycles} cycles, "
+          f"{out.cycles / session.sim_seconds / 1e3:.0f} k cycles/s inside the simulator, "
+          f"{out.cycles / wall / 1e3:.0f} k cycles/s end to end in {wall:.1f} s, "
+          f"{out.cycles / wall / ceiling_rate:.2f} of the plain Verilator run's rate")
+
+
 def main() -> None:
     from ceiling import build_ceiling, run_ceiling
     from sim.hil import simulate
@@ -142,6 +163,7 @@ def main() -> None:
     print(f"{SESSION_RUNS} runs in one simulator start (RtlSession), end to end: {SESSION_RUNS * r.cycles} cycles in "
           f"{wall:.2f} s = {SESSION_RUNS * r.cycles / wall / 1e3:.0f} k cycles/s, "
           f"{SESSION_RUNS * r.cycles / wall / ceil_rate:.2f} of the plain Verilator run's rate")
+    eval_rates(ceil_rate)
     print(f"cycle model error: {r.cycles - g.cycles} cycles ({(r.cycles - g.cycles) / g.cycles:+.3%}); "
           f"plain Verilator cycles {ceil.cycles}")
     print(f"memory identical to golden: cocotb {np.array_equal(hil.memory, g_mem)}, plain Verilator "

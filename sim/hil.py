@@ -215,6 +215,7 @@ class RtlSession:
             raise ValueError(f"memory of {mem_size} bytes exceeds the HDL memory model's {MEM_WORDS_MAX * self.bus} "
                              "bytes")
         self.runs = 0
+        self.sim_seconds = 0.0     # summed over runs: CTRL write to done, inside the simulator
         self.thread = None
 
     def __enter__(self) -> "RtlSession":
@@ -285,6 +286,7 @@ class RtlSession:
         self._command({"segments": segments, "watchdog": int(watchdog)})
         result = self._wait(f"result-{self.runs}.json")
         self.runs += 1
+        self.sim_seconds += result.get("run_seconds", 0.0)
         _check_ended(result, self.expect_cfg, self.max_cycles, f"session in {self.dir}")
         after = read_words(self.dir / "mem_out.hex", memory.size, self.bus)
         return after, _outcome(result, segments, memory, fault_index=len(result["runs"]) - 1)

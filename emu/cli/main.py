@@ -89,7 +89,8 @@ def _add_rtl_flags(p: argparse.ArgumentParser, *, waves: bool = False) -> None:
     p.add_argument("--exact-steps", action="store_true",
                    help="golden: execute the program instruction by instruction, the reference its fast path "
                         "(the traced data flow run as whole matrix products, emu/emulator/dataflow.py) is tested "
-                        "against; same results, 30-1000x slower")
+                        "against; same results, 15-40x slower on the digits and ResNet-20 programs "
+                        "(bench/golden_speed.py)")
     p.add_argument("--sim", choices=("verilator", "icarus"), help="RTL simulator (with an rtl backend; "
                    "default verilator)")
     if waves:

@@ -16,10 +16,11 @@ chains that read the same activation bytes as one matrix product, their weight t
 POSTs, then one scatter of its STOREs in program order (a byte written twice keeps the later value).
 
 Why this equals step-by-step execution (`Golden`) on every byte: a chain of sums wraps modulo 2**acc_bits
-after every MATMUL, and wrapping once at the end gives the same residue; the products are exact in float64
-because the largest possible |sum| of a fused product is checked to stay below 2**53. A run the plan cannot
-express runs step by step instead: a STORE into the program of a later segment, or a chain evaluated in a
-later stage than its LOAD after a STORE changed the bytes that LOAD read.
+after every MATMUL, and wrapping once at the end gives the same residue; the products are float32 over
+chunks of the reduction short enough that no partial sum can pass 2**24 (max|a| x max|w| x chunk), whatever
+order BLAS adds in, and the chunks add in int64. A run the plan cannot express runs step by step instead: a
+STORE into the program of a later segment, or a chain evaluated in a later stage than its LOAD after a STORE
+changed the bytes that LOAD read. docs/golden.md has the measurements.
 """
 from __future__ import annotations
 
@@ -76,17 +77,20 @@ class _Entries:
         self.unfilled.append((first, end, load_id))
         self.recent = [r for r in self.recent[-self.RECENT:] if r[0] < first or r[1] > end] + [(first, end, load_id)]
 
-    @property
-    def load(self) -> np.ndarray:
+    def _flush(self) -> None:
         for first, end, load_id in self.unfilled:
             self._load[first:end] = load_id
             self._index[first:end] = np.arange(end - first)
         self.unfilled = []
+
+    @property
+    def load(self) -> np.ndarray:
+        self._flush()
         return self._load
 
     @property
     def index(self) -> np.ndarray:
-        self.load
+        self._flush()
         return self._index
 
     def ref(self, first: int, n: int) -> tuple:
@@ -134,7 +138,8 @@ class _Group:
 @dataclasses.dataclass
 class _Stage:
     groups: list = dataclasses.field(default_factory=list)
-    singles: list = dataclasses.field(default_factory=list)   # (view, [(kind, a_idx [T, R], w_idx [R, C])])
+    views: list = dataclasses.field(default_factory=list)     # views to evaluate here, bases first
+    singles: list = dataclasses.field(default_factory=list)   # (view, [(kind, A, W)]): evaluated term by term
     posts: list = dataclasses.field(default_factory=list)     # post ids, in order
     stores: list = dataclasses.field(default_factory=list)    # (post ids [n], rows [n], dst [n, row_len])
     pool: list = dataclasses.field(default_factory=list)      # post ids whose outputs the scatter reads
@@ -175,9 +180,7 @@ class _Builder:
         self.written = np.full(mem_size, -1, np.int64)  # the last earlier stage whose STOREs wrote each byte
         self.valid: dict[int, bool] = {}
         self.later_programs = np.zeros(mem_size, bool)
-        lut = [numerics.wrap(np.arange(256, dtype=np.int64).astype(np.uint8).view(np.int8), bits)
-               for bits in (cfg.act_bits, cfg.weight_bits)]
-        self.max_a, self.max_w = (int(np.abs(v).max()) for v in lut)
+        self.max_a, self.max_w = -cfg.act_min, -cfg.weight_min     # the largest |value| a LOAD can give
 
     # ---- following the trace ----
     def step(self, i: Instr, end: int) -> None:
@@ -217,8 +220,8 @@ class _Builder:
         for c in set(cur.tolist()) - {-1}:       # chains that lose rows here are no longer whole
             if self.intact.get(self.chains[c].first, (-1,))[0] == c:
                 del self.intact[self.chains[c].first]
-        self.chains.append(_Chain(i.acc_addr, T, base, [term]))
-        self.intact[i.acc_addr] = (len(self.chains) - 1, T)
+        self.chains.append(_Chain(acc_addr, T, base, [term]))
+        self.intact[acc_addr] = (len(self.chains) - 1, T)
         self.acc_chain[rows] = len(self.chains) - 1
         self.acc_row[rows] = np.arange(T)
 
@@ -286,7 +289,7 @@ class _Builder:
             for ref in (a, w):
                 for load_id in ([ref[1]] if ref[0] == "run" else set(ref[1].tolist()) - {-1}):
                     self._check_carry(int(load_id))
-        self.stages[-1].singles.append(v)
+        self.stages[-1].views.append(v)
 
     def _close_stage(self) -> None:
         self._finish(self.stages[-1])
@@ -295,7 +298,7 @@ class _Builder:
             self.pending[dst] = False
             self.written[dst] = stage
         self.pending_dst = []
-        self.valid = {k: ok for k, ok in self.valid.items() if not ok}   # re-checked against the new writes
+        self.valid.clear()       # checked again against the new writes
         self.stages.append(_Stage())
 
     def _starts(self, ref: tuple, elem_bytes: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -347,10 +350,13 @@ class _Builder:
 
     def _finish(self, stage: _Stage) -> None:
         """Turn the stage's views into product groups and its STOREs into one scatter."""
+        self._products(stage)
+        self._scatter(stage)
+
+    def _products(self, stage: _Stage) -> None:
         R, C = self.cfg.rows, self.cfg.cols
         groups: dict[tuple, list[int]] = {}
-        singles = []
-        for v in stage.singles:
+        for v in stage.views:
             chain_id, n = self.views[v]
             chain = self.chains[chain_id]
             terms = chain.terms[:n]
@@ -358,9 +364,8 @@ class _Builder:
                 key = (chain.rows, tuple(self._key(a) for _, a, _ in terms))
                 groups.setdefault(key, []).append(v)
             else:
-                singles.append((v, [(k, _Operand.of(self._lanes(a, R), self.zero), _Operand.of(self._lanes(w, C), self.zero))
-                                    for k, a, w in terms]))
-        stage.singles = singles
+                stage.singles.append((v, [(k, _Operand.of(self._lanes(a, R), self.zero),
+                                           _Operand.of(self._lanes(w, C), self.zero)) for k, a, w in terms]))
         # the largest |partial sum| of a float32 product of `chunk` lanes is exact; the chunks add in int64
         chunk = max(1, _EXACT32 // (self.max_a * self.max_w))
         by_weights: dict[bytes, list] = {}
@@ -390,7 +395,10 @@ class _Builder:
                 taken.update(p for _, _, posts in blocks for p in posts)
             stage.groups.append(group)
         stage.posts = [p for p in stage.posts if p not in taken]
-        # the scatter: every STORE's bytes in program order, the last write of a byte winning
+
+    def _scatter(self, stage: _Stage) -> None:
+        """Every STORE's bytes in program order as one scatter, the last write of a byte winning."""
+        C = self.cfg.cols
         pool = sorted({int(p) for posts, _, _ in stage.stores for p in posts.tolist()} - {-1})
         offset, total = {}, 0
         for p in pool:
