@@ -28,7 +28,8 @@ from emu.contract.isa import INSTR_BYTES, Opcode, decode_program, opcode_of
 
 from sim.runner import CLOCK_NS, MEM_WORDS_MAX, REPO, build
 
-__all__ = ["run_rtl", "simulate", "RtlSession", "HilRun", "SimulationTimeout", "DEFAULT_MAX_CYCLES", "write_words", "read_words"]
+__all__ = ["run_rtl", "simulate", "RtlSession", "HilRun", "SimulationTimeout", "DEFAULT_MAX_CYCLES", "write_words",
+           "read_words"]
 
 #: The testbench's cycle limit per segment, a guard against a hung simulation: with hardware loops one
 #: segment of ResNet-18 at 224x224 runs ~20-30 M cycles; 200 M cycles are tens of minutes of Verilator.
@@ -202,9 +203,9 @@ def _outcome(result: dict, segments: list[tuple[int, int]], memory: np.ndarray, 
 class RtlSession:
     """One simulator start serving many runs on memories of one size (the chunks of a batch): the HDL memory
     model reloads each run's image and the accelerator is reset between runs; the buffers keep their
-    contents, as on the hardware. Use as a context manager; `run` has the backend contract of
-    emu.runtime.run (memory after, RunResult; raises HardwareFault or SimulationTimeout). A run that times
-    out ends the session."""
+    contents, as on the hardware. Use as a context manager; calling it runs one memory, with the backend
+    contract of emu.runtime.run (memory after, RunResult; raises HardwareFault or SimulationTimeout). A run
+    that times out ends the session, and its folder (with sim.log) is kept."""
 
     def __init__(self, cfg: AccelConfig, mem_size: int, *, simulator: str = "verilator",
                  hardware: AccelConfig | None = None, max_cycles: int = DEFAULT_MAX_CYCLES):
@@ -251,8 +252,8 @@ class RtlSession:
         self.thread.start()
         try:
             header = self._wait("ready.json")
-        except HardwareFault:
-            self.__exit__(None, None, None)
+        except RuntimeError as e:
+            self.__exit__(type(e), e, None)
             raise
         if "code" in header:        # the configuration check failed: the testbench has ended
             self.__exit__(None, None, None)
@@ -291,8 +292,9 @@ class RtlSession:
         after = read_words(self.dir / "mem_out.hex", memory.size, self.bus)
         return after, _outcome(result, segments, memory, fault_index=len(result["runs"]) - 1)
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind, *_) -> None:
         if self.thread is not None and self.thread.is_alive():
             self._command({"stop": True})
             self.thread.join()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if kind is None or issubclass(kind, HardwareFault):     # else the message names the folder
+            shutil.rmtree(self.dir, ignore_errors=True)
