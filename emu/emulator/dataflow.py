@@ -34,6 +34,7 @@ from emu.contract import numerics
 from emu.contract.config import AccelConfig, PARAM_BYTES, PARAM_DTYPE
 from emu.contract.faults import HardwareFault
 from emu.contract.isa import Buffer, Instr, Opcode
+from emu.heartbeat import heartbeat
 from emu.emulator.golden import Golden, RunResult, program_blob, program_fault, sum_segments, trace
 
 __all__ = ["run_dataflow", "plan", "Plan", "Unsupported"]
@@ -513,29 +514,39 @@ def _cached_plan(blobs: tuple[bytes, ...], segments: tuple[tuple[int, int], ...]
 
 def plan(blobs: tuple[bytes, ...], segments: tuple[tuple[int, int], ...], cfg: AccelConfig, mem_size: int,
          watchdog: int = 0) -> Plan:
-    """The plan of running `segments` [(prog_addr, prog_len)] whose programs are `blobs` (None where the
-    program check faults) on a memory of `mem_size` bytes. Raises Unsupported."""
+    """The plan of running `segments` [(prog_addr, prog_len)] whose programs are `blobs` (the HardwareFault
+    where the program check faults) on a memory of `mem_size` bytes. Raises Unsupported."""
     b = _Builder(cfg, mem_size)
-    results, fault = [], None
-    for index, ((prog_addr, prog_len), blob) in enumerate(zip(segments, blobs)):
-        b.later_programs[:] = False
-        for (addr, length), later in zip(segments[index + 1:], blobs[index + 1:]):
-            if not isinstance(later, HardwareFault):      # a program that faults its check is never read
-                b.later_programs[addr:addr + len(later)] = True
-        if isinstance(blob, HardwareFault):
-            fault = (index, blob)
-            break
-        for item in trace(blob, prog_addr, cfg, mem_size, watchdog):
-            if isinstance(item, tuple):
-                b.step(*item)
-            elif isinstance(item, HardwareFault):
-                fault = (index, item)
-            else:
-                results.append(item)
-        if fault:
-            break
-    b.finish()
+    results, fault, traced = [], None, [0]
+    with heartbeat("golden: tracing the program's data flow, once per program and process",
+                   detail=lambda: f"{traced[0]:,} instructions so far"):
+        for index in range(len(segments)):
+            fault = _plan_segment(b, index, segments, blobs, cfg, mem_size, watchdog, results, traced)
+            if fault:
+                break
+        b.finish()
     return Plan(b.stages, b.views, b.chains, b.posts, results, fault)
+
+
+def _plan_segment(b: _Builder, index: int, segments, blobs, cfg: AccelConfig, mem_size: int, watchdog: int,
+                  results: list, traced: list) -> tuple | None:
+    """Follow segment `index`'s trace into the builder; the (segment, fault) that ends the run, if any."""
+    (prog_addr, _), blob = segments[index], blobs[index]
+    b.later_programs[:] = False
+    for (addr, _), later in zip(segments[index + 1:], blobs[index + 1:]):
+        if not isinstance(later, HardwareFault):      # a program that faults its check is never read
+            b.later_programs[addr:addr + len(later)] = True
+    if isinstance(blob, HardwareFault):
+        return index, blob
+    for item in trace(blob, prog_addr, cfg, mem_size, watchdog):
+        if isinstance(item, tuple):
+            b.step(*item)
+            traced[0] += 1
+        elif isinstance(item, HardwareFault):
+            return index, item
+        else:
+            results.append(item)
+    return None
 
 
 def _blob(mem: np.ndarray, prog_addr: int, prog_len: int, cfg: AccelConfig) -> bytes | HardwareFault:
