@@ -41,6 +41,17 @@ def test_compile_run_disasm(capsys, compiled, x_npy, tmp_path):
     assert code == 0 and out.splitlines()[-1].strip().endswith("END")
 
 
+def test_exact_steps_runs_the_same(capsys, compiled, x_npy, tmp_path):
+    """--exact-steps: golden instruction by instruction, the same outputs and cycles as its fast path."""
+    outs = []
+    for extra in ([], ["--exact-steps"]):
+        code, out, _ = systola(capsys, "run", compiled, "--input", x_npy, "--output", tmp_path / "y.npy", "--raw",
+                               *extra)
+        assert code == 0
+        outs.append((np.load(tmp_path / "y.npy"), out.split("cycles")[0]))
+    assert np.array_equal(outs[0][0], outs[1][0]) and outs[0][1] == outs[1][1]
+
+
 def test_verify_passes_on_3x5(capsys, x_npy):
     code, out, _ = systola(capsys, "verify", MODEL, "--input", x_npy, "--rows", "3", "--cols", "5")
     assert code == 0, out

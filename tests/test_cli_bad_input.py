@@ -179,6 +179,8 @@ BAD = [
      "--sim 'icarus' has no effect on the golden backend"),
     (["run", "prog", "--input", "x.npy", "--output", "y.npy", "--waves", "w.fst"],
      "--waves 'w.fst' has no effect on the golden backend"),
+    (["run", "prog", "--input", "x.npy", "--output", "y.npy", "--backend", "rtl", "--exact-steps"],
+     "--exact-steps has no effect on the rtl backend"),
     (["run", "prog", "--input", "x.npy", "--output", "y.npy", "--backend", "rtl", "--waves", "mine"],
      "waveform 'mine' is a directory"),
     (["run", "prog", "--input", "x.npy", "--output", "y.npy", "--watchdog", "-5"], "--watchdog -5 is not accepted"),
