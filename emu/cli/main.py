@@ -85,12 +85,15 @@ def _add_no_host_flag(p: argparse.ArgumentParser) -> None:
                         "between program segments (docs/operators.md)")
 
 
-def _add_rtl_flags(p: argparse.ArgumentParser, *, waves: bool = False) -> None:
+def _add_exact_steps_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exact-steps", action="store_true",
                    help="golden: execute the program instruction by instruction, the reference its fast path "
                         "(the traced data flow run as whole matrix products, emu/emulator/dataflow.py) is tested "
                         "against; same results, 15-40x slower on the digits and ResNet-20 programs "
                         "(bench/golden_speed.py)")
+
+
+def _add_rtl_flags(p: argparse.ArgumentParser, *, waves: bool = False) -> None:
     p.add_argument("--sim", choices=("verilator", "icarus"), help="RTL simulator (with an rtl backend; "
                    "default verilator)")
     if waves:
@@ -380,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=".npy to write: dequantized float32 (or integers, --raw)")
     r.add_argument("--raw", action="store_true", help="write the output's integers instead of floats")
     r.add_argument("--backend", default="golden", choices=("golden", "rtl"), help=backend_help)
+    _add_exact_steps_flag(r)
     _add_rtl_flags(r, waves=True)
     r.add_argument("--watchdog", type=int, default=0, metavar="CYCLES",
                    help="cycle limit of each run, reported as the WATCHDOG fault (default 0: no limit)")
@@ -393,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--batch", type=int, default=None, help="samples per run of the program "
                    "(default: as large as fits, up to 64)")
     _add_no_host_flag(v)
+    _add_exact_steps_flag(v)
     _add_rtl_flags(v)
     _add_config_flags(v)
     v.set_defaults(func=cmd_verify)
@@ -403,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(sklearn's bundled 8x8 digits, the test quarter: 450 images)")
     e.add_argument("--backend", default="golden", choices=("golden", "rtl"), help=backend_help +
                    "; the RTL takes a few minutes for 450 digits")
+    _add_exact_steps_flag(e)
     _add_rtl_flags(e)
     e.add_argument("--limit", type=int, metavar="N", help="score only the first N samples")
     e.add_argument("--batch", type=int, default=None, help="samples per run (default: as large as fits)")
