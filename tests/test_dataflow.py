@@ -9,8 +9,8 @@ from emu.contract import isa
 from emu.contract.config import AccelConfig, PARAM_BYTES
 from emu.contract.faults import FaultCode, HardwareFault
 from emu.contract.isa import Buffer, Opcode
-from emu.emulator.dataflow import Unsupported, plan, run_dataflow
-from emu.emulator.golden import Golden, program_blob
+from emu.emulator.dataflow import Unsupported, plan, program_blobs, run_dataflow
+from emu.emulator.golden import Golden
 from emu.frontend import load_pt2, lower
 from emu.runtime.run import get_backend, quantize_input, run_program, user_shape
 from randprog import MEM_BYTES, random_case, random_loop_case, split_case
@@ -35,14 +35,8 @@ def check_same_as_steps(cfg, mem, segments, watchdog=0, *, planned=True):
     got = outcome(lambda: run_dataflow(cfg, fast, segments, watchdog=watchdog))
     assert got == want
     np.testing.assert_array_equal(fast, steps)
-    if planned:
-        blobs = []
-        for a, n in segments:
-            try:
-                blobs.append(program_blob(mem, a, n, cfg))
-            except HardwareFault as f:
-                blobs.append(f)
-        plan(tuple(blobs), tuple(segments), cfg, mem.size, watchdog)   # raises Unsupported if it fell back
+    if planned:      # plan raises Unsupported where the fast path fell back
+        plan(program_blobs(mem, segments, cfg), tuple(segments), cfg, mem.size, watchdog)
     return want
 
 
@@ -133,7 +127,7 @@ def test_a_store_into_a_later_segments_program_runs_step_by_step():
     second = _place(mem, 0x3000, [isa.make(Opcode.END)] * 8)
     first = _place(mem, 0x2000, _store_over(0x3000, 8) + [isa.make(Opcode.END)])
     with pytest.raises(Unsupported):
-        plan((program_blob(mem, *first, cfg), program_blob(mem, *second, cfg)), (first, second), cfg, mem.size)
+        plan(program_blobs(mem, (first, second), cfg), (first, second), cfg, mem.size)
     check_same_as_steps(cfg, mem, [first, second], planned=False)
 
 
@@ -155,7 +149,7 @@ def test_a_chain_read_after_its_bytes_changed_runs_step_by_step():
                isa.make(Opcode.END)]
     seg = _place(mem, 0x2000, instrs)
     with pytest.raises(Unsupported):
-        plan((program_blob(mem, *seg, cfg),), (seg,), cfg, mem.size)
+        plan(program_blobs(mem, (seg,), cfg), (seg,), cfg, mem.size)
     check_same_as_steps(cfg, mem, [seg], planned=False)
 
 

@@ -1,4 +1,6 @@
 """The other simulation paths: Icarus Verilog, and cocotbext-axi's AxiRam with random back-pressure."""
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -52,10 +54,8 @@ def _reads_no_leftovers(cfg, mem, segments) -> bool:
             rng = np.random.default_rng(0)
             for buf in (g.act, g.wgt, g.bias, g.mult, g.acc, g.out):
                 buf[:] = rng.integers(-100, 100, buf.shape)
-        try:
+        with contextlib.suppress(HardwareFault):     # the memory at the fault is compared too
             g.run_segments(segments)
-        except HardwareFault:
-            pass
         out.append(g.mem)
     return np.array_equal(*out)
 

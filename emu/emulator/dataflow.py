@@ -37,7 +37,7 @@ from emu.contract.isa import Buffer, Instr, Opcode
 from emu.heartbeat import heartbeat
 from emu.emulator.golden import Golden, RunResult, program_blob, program_fault, sum_segments, trace
 
-__all__ = ["run_dataflow", "plan", "Plan", "Unsupported"]
+__all__ = ["run_dataflow", "plan", "program_blobs", "Plan", "Unsupported"]
 
 _EXACT32 = 1 << 24       # float32 holds every integer up to this exactly
 
@@ -508,8 +508,13 @@ class _Operand:
 
 @functools.lru_cache(maxsize=4)     # a plan is large; a run repeats one program over many chunks
 def _cached_plan(blobs: tuple[bytes, ...], segments: tuple[tuple[int, int], ...], cfg: AccelConfig,
-                 mem_size: int, watchdog: int) -> Plan:
-    return plan(blobs, segments, cfg, mem_size, watchdog)
+                 mem_size: int, watchdog: int) -> Plan | None:
+    """The plan, or None where the run is Unsupported: kept too, so that a run stepped once is not traced
+    again for every chunk."""
+    try:
+        return plan(blobs, segments, cfg, mem_size, watchdog)
+    except Unsupported:
+        return None
 
 
 def plan(blobs: tuple[bytes, ...], segments: tuple[tuple[int, int], ...], cfg: AccelConfig, mem_size: int,
@@ -549,11 +554,15 @@ def _plan_segment(b: _Builder, index: int, segments, blobs, cfg: AccelConfig, me
     return None
 
 
-def _blob(mem: np.ndarray, prog_addr: int, prog_len: int, cfg: AccelConfig) -> bytes | HardwareFault:
-    try:
-        return program_blob(mem, prog_addr, prog_len, cfg)
-    except HardwareFault as f:
-        return f
+def program_blobs(mem: np.ndarray, segments, cfg: AccelConfig) -> tuple[bytes | HardwareFault, ...]:
+    """Each segment's program words, or the HardwareFault its program check raises (`plan`'s `blobs`)."""
+    out = []
+    for prog_addr, prog_len in segments:
+        try:
+            out.append(program_blob(mem, prog_addr, prog_len, cfg))
+        except HardwareFault as f:
+            out.append(f)
+    return tuple(out)
 
 
 class _Run:
@@ -624,9 +633,8 @@ class _Run:
             self.vals[v] = acc
         for post_id in st.posts:
             post = self.p.posts[post_id]
-            i = post.instr
             acc = self.vals[post.src[0]] if len(post.src) == 1 else self.rows_of(post.src)
-            self.outs[post_id] = self.requantize(acc, post.param, i)
+            self.outs[post_id] = self.requantize(acc, post.param, post.instr)
         if st.dst is not None:
             pool = np.concatenate([self.outs[p].reshape(-1) for p in st.pool] + [np.zeros(1, np.int64)])
             self.mem[st.dst] = pool.take(st.src).astype(np.int8).view(np.uint8)
@@ -637,10 +645,8 @@ def run_dataflow(cfg: AccelConfig, memory: np.ndarray, segments: list[tuple[int,
     """Run `segments` like `Golden(cfg, memory).run_segments`, with the same effect on `memory`, the same
     result and the same fault, through the run's plan; step by step where no plan expresses the run."""
     key = tuple((int(a), int(n)) for a, n in segments)
-    blobs = tuple(_blob(memory, a, n, cfg) for a, n in key)
-    try:
-        p = _cached_plan(blobs, key, cfg, memory.size, watchdog)
-    except Unsupported:
+    p = _cached_plan(program_blobs(memory, key, cfg), key, cfg, memory.size, watchdog)
+    if p is None:
         return Golden(cfg, memory).run_segments(segments, watchdog=watchdog)
     run = _Run(p, cfg, memory)
     for st in p.stages:
