@@ -13,7 +13,9 @@ jump.
 
 Everything the fetch path reads is a flip-flop: `at_end` (the fetch pc is a level's end) is formed a
 fetch ahead from fetch_pc + 1 and cleared by a jump (a body's start is never its end), `last` (no
-iteration left) at each jump. `loop_bad` is the arrived LOOP's fault the cycle after it arrives
+iteration left) at each jump. `jump_next` and `target_next` are what `jump` and `target` will be next
+cycle, from the registers' next values, so the sequencer can register where a fetch goes a cycle ahead and
+its far instruction-memory address copies are one gate from flip-flops. `loop_bad` is the arrived LOOP's fault the cycle after it arrives
 (nested deeper than two, or an inner body ending past the outer body's end), when the offset stage hands
 the same word to the decoder.
 """
@@ -41,8 +43,9 @@ def offset_widths() -> dict[str, int]:
 class LoopControl(wiring.Component):
     """In: `fetch` (a word is fetched at `pc` this cycle), `pc_inc` (pc + 1, a register), `arrive` with
     `arrive_word` and `arrive_pc` (a legal-opcode LOOP at the instruction memory's output), `flush`.
-    Out: `jump` (a fetch this cycle goes to `target`, with `target_inc` = target + 1); `offsets` of the
-    word fetched the cycle before; `loop_bad` for the LOOP that arrived last cycle."""
+    Out: `jump` (a fetch this cycle goes to `target`, with `target_inc` = target + 1), and the two as they
+    will be next cycle (`jump_next`, `target_next`); `offsets` of the word fetched the cycle before;
+    `loop_bad` for the LOOP that arrived last cycle."""
 
     def __init__(self, pc_bits: int):
         self._pc_bits = pc_bits
@@ -52,6 +55,7 @@ class LoopControl(wiring.Component):
             "fetch": In(1), "pc_inc": In(pc_bits), "flush": In(1),
             "arrive": In(1), "arrive_word": In(INSTR_BITS), "arrive_pc": In(pc_bits),
             "jump": Out(1), "target": Out(pc_bits), "target_inc": Out(pc_bits),
+            "jump_next": Out(1), "target_next": Out(pc_bits),
             "offsets": Out(self._offsets), "loop_bad": Out(1),
         })
 
@@ -75,23 +79,39 @@ class LoopControl(wiring.Component):
         def stepped(base, l):
             return [getattr(base, name).eq(getattr(base, name) + inc[l][name]) for name in INCREMENTS]
 
-        hit = [active[l] & at_end[l] for l in range(LEVELS)]
-        take_inner = hit[1] & ~last[1]
-        take_outer = hit[0] & ~last[0] & ~take_inner
+        # the registers the jump decision reads, each with its next value: they are assigned below through
+        # `nxt`, and `jump_next` / `target_next` are the decision on those next values
+        decided = {"active": active, "at_end": at_end, "last": last, "start": start}
+        upcoming = {name: [Signal.like(r, name=f"{r.name}_next") for r in regs] for name, regs in decided.items()}
+        for name, regs in decided.items():
+            m.d.comb += [n.eq(r) for n, r in zip(upcoming[name], regs)]
+            m.d.sync += [r.eq(n) for n, r in zip(upcoming[name], regs)]
+        active_n, at_end_n, last_n, start_n = upcoming.values()
+
+        def decide(active, at_end, last, start):
+            """(hit per level, take the inner jump, take the outer jump, the jump's target)."""
+            hit = [active[l] & at_end[l] for l in range(LEVELS)]
+            take_inner = hit[1] & ~last[1]
+            return hit, take_inner, hit[0] & ~last[0] & ~take_inner, Mux(take_inner, start[1], start[0])
+
+        hit, take_inner, take_outer, target = decide(active, at_end, last, start)
+        _, inner_n, outer_n, target_n = decide(active_n, at_end_n, last_n, start_n)
         # `jump` holds no `fetch` term, so the fetch address mux is selected from flip-flops
-        m.d.comb += [self.jump.eq(take_inner | take_outer),
-                     self.target.eq(Mux(take_inner, start[1], start[0])),
-                     self.target_inc.eq(Mux(take_inner, start_inc[1], start_inc[0]))]
+        m.d.comb += [self.jump.eq(take_inner | take_outer), self.target.eq(target),
+                     self.target_inc.eq(Mux(take_inner, start_inc[1], start_inc[0])),
+                     self.jump_next.eq(inner_n | outer_n), self.target_next.eq(target_n)]
         with m.If(self.fetch):
-            m.d.sync += [at_end[l].eq(~self.jump & (self.pc_inc == end[l])) for l in range(LEVELS)]
+            m.d.comb += [at_end_n[l].eq(~self.jump & (self.pc_inc == end[l])) for l in range(LEVELS)]
             with m.If(take_inner):
-                m.d.sync += [left[1].eq(left[1] - 1), last[1].eq(left[1] == 1)]
+                m.d.sync += left[1].eq(left[1] - 1)
+                m.d.comb += last_n[1].eq(left[1] == 1)
             with m.Elif(hit[1]):
-                m.d.sync += active[1].eq(0)
+                m.d.comb += active_n[1].eq(0)
             with m.If(take_outer):
-                m.d.sync += [left[0].eq(left[0] - 1), last[0].eq(left[0] == 1)]
+                m.d.sync += left[0].eq(left[0] - 1)
+                m.d.comb += last_n[0].eq(left[0] == 1)
             with m.Elif(hit[0] & ~take_inner):
-                m.d.sync += active[0].eq(0)
+                m.d.comb += active_n[0].eq(0)
 
         # The offsets are stepped a cycle after the fetch that jumps, from registered events, so `fetch` does
         # not fan out into their few hundred enables; the words fetched meanwhile get theirs from the
@@ -126,14 +146,15 @@ class LoopControl(wiring.Component):
         m.d.comb += self.loop_bad.eq(got & ((active[0] & active[1]) | (level[1] & (got_end > end[0]))))
         for l in range(LEVELS):
             with m.If(got & level[l]):
-                m.d.sync += [active[l].eq(1), at_end[l].eq(0), start[l].eq(got_pc + 1),
-                             start_inc[l].eq(got_pc + 2), end[l].eq(got_end),
-                             left[l].eq(lp.count - 1), last[l].eq(lp.count <= 1)]
+                m.d.comb += [active_n[l].eq(1), at_end_n[l].eq(0), start_n[l].eq(got_pc + 1),
+                             last_n[l].eq(lp.count <= 1)]
+                m.d.sync += [start_inc[l].eq(got_pc + 2), end[l].eq(got_end), left[l].eq(lp.count - 1)]
                 m.d.sync += [inc[l][name].eq(getattr(lp, name)) for name in INCREMENTS]
         # the clear comes a cycle after the flush, from a flip-flop beside these registers: the flush is a
         # long, loaded net, and nothing is fetched for many cycles after it (a start begins with the preload)
         flush_q = Signal()
         m.d.sync += flush_q.eq(self.flush)
         with m.If(flush_q):
-            m.d.sync += [*(a.eq(0) for a in active), outer.eq(0), cur.eq(0)]
+            m.d.comb += [a.eq(0) for a in active_n]
+            m.d.sync += [outer.eq(0), cur.eq(0)]
         return m

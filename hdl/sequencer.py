@@ -177,11 +177,14 @@ class Sequencer(wiring.Component):
         # ---- fetch: one word a cycle while a queue entry is free for it, up to the word past the end ----
         fetch_pc = Signal(pc_bits)
         fetch_pc_next = Signal(pc_bits)     # set below: the next fetch's pc on a fetch
-        # fetch_pc + 1 in a register of its own, so fetch_pc's next value (which the far address copies
-        # take) is a mux of flip-flops rather than behind a carry chain
-        fetch_pc_inc = Signal(pc_bits, init=1)
-        m.d.comb += fetch_pc_next.eq(fetch_pc)
-        m.d.sync += fetch_pc.eq(fetch_pc_next)
+        # fetch_pc + 1 in a register of its own (with its next value), and `fetch_to`, where a fetch this
+        # cycle goes (fetch_pc + 1 or a loop's start), registered a cycle ahead from the next values of the
+        # loop registers: fetch_pc's next value, which the far address copies take, is then one gate from
+        # flip-flops (the loop decision in front of it was the worst path)
+        fetch_pc_inc, fetch_pc_inc_next = Signal(pc_bits, init=1), Signal(pc_bits)
+        fetch_to = Signal(pc_bits, init=1)
+        m.d.comb += [fetch_pc_next.eq(fetch_pc), fetch_pc_inc_next.eq(fetch_pc_inc)]
+        m.d.sync += [fetch_pc.eq(fetch_pc_next), fetch_pc_inc.eq(fetch_pc_inc_next)]
         fetching = Signal()
         # free queue entries as a thermometer code (credits[i] while more than i are free), so `fetch` is one
         # gate from flip-flops
@@ -208,9 +211,10 @@ class Sequencer(wiring.Component):
         m.submodules.loops = loops = LoopControl(pc_bits)
         m.d.comb += [loops.fetch.eq(fetch), loops.pc_inc.eq(fetch_pc_inc), loops.flush.eq(flush)]
         assert BlockRAM.LATENCY >= 1, "loop offsets lag the fetch by a cycle (hdl/loop.py)"
+        m.d.sync += fetch_to.eq(Mux(loops.jump_next, loops.target_next, fetch_pc_inc_next))
         with m.If(fetch):
-            m.d.comb += fetch_pc_next.eq(Mux(loops.jump, loops.target, fetch_pc_inc))
-            m.d.sync += fetch_pc_inc.eq(Mux(loops.jump, loops.target_inc, fetch_pc_inc + 1))
+            m.d.comb += [fetch_pc_next.eq(fetch_to),
+                         fetch_pc_inc_next.eq(Mux(loops.jump, loops.target_inc, fetch_pc_inc + 1))]
             m.d.sync += past_end.eq((fetch_pc == prog_last) & ~loops.jump)
             with m.If(past_end):
                 m.d.sync += fetching.eq(0)
@@ -219,7 +223,8 @@ class Sequencer(wiring.Component):
         # not its next value: the address copies follow it a cycle later, long before the start's preload
         # ends, and the flush (a loaded net) reaches no far address copy
         with m.If(flush):
-            m.d.sync += [fetch_pc.eq(0), fetch_pc_inc.eq(1), past_end.eq(0), fetching.eq(0), credits.eq(Const(-1, QUEUE_DEPTH))]
+            m.d.comb += fetch_pc_inc_next.eq(1)
+            m.d.sync += [fetch_pc.eq(0), past_end.eq(0), fetching.eq(0), credits.eq(Const(-1, QUEUE_DEPTH))]
         fetched = Signal(2)     # (valid, past the end) of the word on imem_rd_data
         # the valid bits are cleared while idle, so a word fetched before a run ended never arms a loop:
         # the flush reaches these two flip-flops, not the loop registers' enables behind `arrive`
