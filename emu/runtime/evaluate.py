@@ -15,20 +15,19 @@ from emu.runtime.run import InputError, quantize_input, run_program, user_shape
 
 __all__ = ["DATASETS", "EvalResult", "load_dataset", "evaluate"]
 
-DATASETS = ("digits",)
+DATASETS = ("digits", "mnist")
 
 
 def load_dataset(name: str, graph) -> tuple[np.ndarray, np.ndarray]:
-    """(x float32 in the model's input layout, labels) of the held-out split of dataset `name`."""
-    if name not in DATASETS:
-        raise ValueError(f"dataset {name!r} is not accepted: expected one of {', '.join(DATASETS)}")
-    from emu.zoo import digits
-    _, _, x, y = digits.load_split()
+    """(x float32 in the model's input layout, labels) of the held-out split of dataset `name`
+    (`emu.zoo.datasets`)."""
+    from emu.zoo import datasets
+    split = datasets.load(datasets.check_dataset(name))
     want = user_shape(graph.tensors[graph.input].shape, graph.input_layout)
-    if int(np.prod(want)) != x.shape[1] or (len(want) == 3 and want[0] != 1):
-        raise InputError(f"dataset {name!r} has samples of shape {(1, 8, 8)} (or {x.shape[1]} flat); "
-                         f"the model takes {want}")
-    return x.reshape((len(x),) + want), y
+    try:
+        return datasets.as_shape(split.x_test, want, name), split.y_test
+    except ValueError as e:
+        raise InputError(str(e)) from None
 
 
 @dataclasses.dataclass

@@ -22,19 +22,16 @@ w4a4.pt2,w2a2.pt2}`` and ``accuracy.json`` (correct test images of each), and pr
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from emu.frontend import SystolaQuantizer  # imports torchao quietly, so it goes first
-from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train  # noqa: E402
-from torchao.quantization.pt2e.learnable_fake_quantize import enable_range_learning  # noqa: E402
-from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e  # noqa: E402
-from emu.zoo.nets import DigitsCNN, DigitsMLP  # noqa: E402
+from emu.zoo import datasets, train
+from emu.zoo.nets import DigitsCNN, DigitsMLP
+from emu.zoo.train import accuracy, export_pt2, qat
+
 
 __all__ = ["load_split", "DigitsMLP", "DigitsCNN", "train_float", "qat", "export_pt2", "accuracy", "MODELS_DIR",
            "main", "checkpoint", "float_model", "TAGS", "MODELS", "RECIPES", "ACCURACY_FILE",
@@ -43,8 +40,7 @@ __all__ = ["load_split", "DigitsMLP", "DigitsCNN", "train_float", "qat", "export
 MODELS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
 #: Correct test images of every shipped model, written by `main`.
 ACCURACY_FILE = os.path.join(MODELS_DIR, "accuracy.json")
-SEED = 0
-_DYNAMIC_BATCH = {"x": {0: torch.export.Dim("batch")}}
+SEED = train.SEED
 
 #: Model name -> network class.
 MODELS = {"mlp": DigitsMLP, "cnn": DigitsCNN}
@@ -101,105 +97,19 @@ def recorded_accuracy(model: str = "mlp") -> dict[str, int]:
 
 
 def load_split(model: str = "mlp") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(x_train, y_train, x_test, y_test): x float32 in [0, 1] shaped for `model`, y int64 labels 0..9."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-    digits = load_digits()
-    x = (digits.data / 16.0).astype(np.float32).reshape(-1, *INPUT_SHAPES[_check_model(model)])
-    y = digits.target.astype(np.int64)
-    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=SEED, stratify=y)
-    return x_train, y_train, x_test, y_test
-
-
-def _fit(model, x: np.ndarray, y: np.ndarray, epochs: int, lr: float, batch: int = 64,
-         cosine: bool = False) -> None:
-    """Adam on cross-entropy; ``cosine`` anneals the learning rate to 0 over the epochs."""
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    gen = torch.Generator().manual_seed(SEED)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs) if cosine else None
-    for _ in range(epochs):
-        for idx in torch.randperm(len(xt), generator=gen).split(batch):
-            opt.zero_grad()
-            F.cross_entropy(model(xt[idx]), yt[idx]).backward()
-            opt.step()
-        if schedule is not None:
-            schedule.step()
-
-
-def accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
-    """Top-1 accuracy in [0, 1] of a float or converted model on float32 inputs."""
-    return _correct(model, x, y) / len(y)
-
-
-def _correct(model, x: np.ndarray, y: np.ndarray) -> int:
-    with torch.no_grad():
-        return int((model(torch.from_numpy(x)).argmax(1).numpy() == y).sum())
+    """(x_train, y_train, x_test, y_test): x float32 in [0, 1] shaped for `model`, y int64 labels 0..9
+    (`emu.zoo.datasets.load("digits")`)."""
+    shape = INPUT_SHAPES[_check_model(model)]
+    split = datasets.load("digits")
+    return (split.x_train.reshape(-1, *shape), split.y_train, split.x_test.reshape(-1, *shape), split.y_test)
 
 
 def train_float(x_train: np.ndarray, y_train: np.ndarray, epochs: int | None = None, lr: float | None = None,
                 model: str = "mlp") -> torch.nn.Module:
     """A float `model` trained from a fixed seed (epochs and lr default to FLOAT_TRAINING[model])."""
     default_epochs, default_lr = FLOAT_TRAINING[_check_model(model)]
-    torch.manual_seed(SEED)
-    net = MODELS[model]()
-    net.train()
-    _fit(net, x_train, y_train, epochs or default_epochs, lr or default_lr)
-    return net.eval()
-
-
-def qat(model: torch.nn.Module, act_bits: int, weight_bits: int, x_train: np.ndarray, y_train: np.ndarray,
-        epochs: int = 30, lr: float = 1e-3, *, calibration: str = "minmax", weight_calibration: str = "minmax",
-        learn_scales: bool = False, layer_bits: dict | None = None, cosine: bool = False) -> torch.fx.GraphModule:
-    """Quantization-aware fine-tuning of a copy of `model`; returns the `convert_pt2e` result.
-
-    With ``learn_scales`` the quantizers are first calibrated on the whole training set (eval mode, so
-    batch norms keep their statistics), then their scales and zero points train with the weights (LSQ).
-    """
-    torch.manual_seed(SEED)
-    example = (torch.from_numpy(x_train[:8]),)
-    graph = torch.export.export(_copy(model), example, dynamic_shapes=_DYNAMIC_BATCH).module()
-    quantizer = SystolaQuantizer(act_bits=act_bits, weight_bits=weight_bits, is_qat=True, calibration=calibration,
-                                 weight_calibration=weight_calibration, learn_scales=learn_scales,
-                                 layer_bits=layer_bits)
-    prepared = prepare_qat_pt2e(graph, quantizer)
-    if learn_scales:
-        move_exported_model_to_eval(prepared)
-        with torch.no_grad():
-            prepared(torch.from_numpy(x_train))
-        prepared.apply(enable_range_learning)
-    move_exported_model_to_train(prepared)
-    _fit(prepared, x_train, y_train, epochs, lr, cosine=cosine)
-    move_exported_model_to_eval(prepared)
-    return convert_pt2e(prepared)
-
-
-def _copy(model: torch.nn.Module) -> torch.nn.Module:
-    return copy.deepcopy(model).eval()
-
-
-def export_pt2(converted: torch.fx.GraphModule, path: str, dynamic_batch: bool = True,
-               input_shape: tuple[int, ...] = (64,)) -> torch.export.ExportedProgram:
-    """torch.export `converted` ([batch, *input_shape] float input) and save it to `path`.
-
-    The float weights `convert_pt2e` leaves behind (unused once the integer weights are folded in) are
-    dropped first so the file holds only what the graph reads.
-    """
-    _drop_unused_parameters(converted)
-    example = (torch.zeros(8, *input_shape),)
-    dynamic = _DYNAMIC_BATCH if dynamic_batch else None
-    ep = torch.export.export(converted, example, dynamic_shapes=dynamic)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    torch.export.save(ep, path)
-    return ep
-
-
-def _drop_unused_parameters(gm: torch.fx.GraphModule) -> None:
-    used = {n.target for n in gm.graph.nodes if n.op == "get_attr"}
-    for name, _ in list(gm.named_parameters()) + list(gm.named_buffers()):
-        if name not in used:
-            owner, _, attr = name.rpartition(".")
-            delattr(gm.get_submodule(owner) if owner else gm, attr)
+    return train.train_float(MODELS[model], x_train, y_train, epochs=epochs or default_epochs,
+                             lr=lr or default_lr)
 
 
 def train_model(model: str, tags: tuple[str, ...] = TAGS, out_dir: str = MODELS_DIR) -> dict[str, int]:
@@ -207,13 +117,13 @@ def train_model(model: str, tags: tuple[str, ...] = TAGS, out_dir: str = MODELS_
     x_train, y_train, x_test, y_test = load_split(model)
     net = train_float(x_train, y_train, model=model)
     torch.save(net.state_dict(), os.path.join(out_dir, f"digits_{model}_float.pt"))
-    correct = {"float": _correct(net, x_test, y_test)}
+    correct = {"float": train.correct(net, x_test, y_test)}
     for tag in tags:
         bits = int(tag[1])
         converted = qat(net, bits, bits, x_train, y_train, **RECIPES[model][bits])
         path = os.path.join(out_dir, f"digits_{model}_{tag}.pt2")
         ep = export_pt2(converted, path, dynamic_batch=True, input_shape=INPUT_SHAPES[model])
-        correct[tag] = _correct(ep.module(), x_test, y_test)
+        correct[tag] = train.correct(ep.module(), x_test, y_test)
     return correct
 
 

@@ -1,7 +1,7 @@
-"""The two digits networks Systola ships: an MLP and a small CNN with one residual block.
+"""The small networks Systola trains itself: digits (8x8) and MNIST (28x28) classifiers.
 
-Both take scikit-learn's 8x8 digits with pixels scaled to [0, 1]: `DigitsMLP` as [batch, 64] float32,
-`DigitsCNN` as [batch, 1, 8, 8] (NCHW). Both return [batch, 10] logits.
+All take images with pixels scaled to [0, 1] and return [batch, 10] logits. `DigitsMLP` takes [batch, 64]
+float32, `DigitsCNN` [batch, 1, 8, 8] (NCHW); `MnistFC` [batch, 784], `MnistCNN` [batch, 1, 28, 28].
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DigitsMLP", "DigitsCNN"]
+__all__ = ["DigitsMLP", "DigitsCNN", "MnistFC", "MnistCNN"]
 
 
 class DigitsMLP(nn.Module):
@@ -61,3 +61,49 @@ class DigitsCNN(nn.Module):
         x = F.relu6(self.down_bn(self.down(x)))
         x = self.gap(self.pool(x))
         return self.fc(torch.flatten(x, 1))
+
+
+class MnistFC(nn.Module):
+    """784 -> width -> ReLU -> width -> ReLU -> width -> ReLU -> 10: the fully connected networks of the
+    Brevitas/FINN BNN-PYNQ results, TFC (width 64), SFC (256) and LFC (1024), without their batch norms and
+    dropout."""
+
+    def __init__(self, width: int = 64):
+        super().__init__()
+        self.fc1 = nn.Linear(784, width)
+        self.fc2 = nn.Linear(width, width)
+        self.fc3 = nn.Linear(width, width)
+        self.fc4 = nn.Linear(width, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc4(F.relu(self.fc3(x)))
+
+
+class MnistCNN(nn.Module):
+    """A small CNN for [batch, 1, 28, 28] MNIST; 3x3 convolutions, padding 1, no bias, batch norm folded.
+
+    ::
+
+        conv(1 -> c1) + BN + ReLU, MaxPool2d(2)        [c1, 14, 14]
+        conv(c1 -> c2) + BN + ReLU, MaxPool2d(2)       [c2, 7, 7]
+        conv(c2 -> c2) + BN + ReLU                     [c2, 7, 7]
+        AdaptiveAvgPool2d(1), flatten, Linear(c2 -> 10)
+    """
+
+    def __init__(self, channels: tuple[int, int] = (16, 32)):
+        super().__init__()
+        c1, c2 = channels
+        self.conv1, self.bn1 = _conv_bn(1, c1)
+        self.conv2, self.bn2 = _conv_bn(c1, c2)
+        self.conv3, self.bn3 = _conv_bn(c2, c2)
+        self.pool = nn.MaxPool2d(2)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(c2, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(F.relu(self.bn1(self.conv1(x))))
+        x = self.pool(F.relu(self.bn2(self.conv2(x))))
+        x = F.relu(self.bn3(self.conv3(x)))
+        return self.fc(torch.flatten(self.gap(x), 1))
