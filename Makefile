@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: the CPU wheel; an unpinned torch would pull several GB of CUDA packages
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,plot,synth]'
+	$(PY) -m pip install -q -e '.[dev,plot,synth,ray]'
 	touch $(STAMP)
 
 install: $(STAMP)

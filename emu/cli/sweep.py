@@ -128,7 +128,7 @@ def cmd_sweep(args) -> int:
         if args.synth:
             from hdl.fpga import flow
             flow.parse_target(device=args.synth)
-        check_dir_target(args.out, "sweep folder", is_sweep_dir)
+        check_dir_target(args.out, "--out", is_sweep_dir)
     except ValueError as e:
         raise UserError(str(e)) from None
     grid = Grid(model, dataset, tuple(grid_precisions), tuple(arrays), synth=args.synth, seed=args.seed,

@@ -85,7 +85,10 @@ def _plot(rows: list[dict], x: str, label: str, log: bool, lower_better: bool, p
     ok = [r for r in rows if r.get(x) and r.get("golden_accuracy_pct") is not None]
     if not ok:
         return False
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:   # the plots need the `plot` extra; the table and data do not
+        return False
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.4, 4.4))

@@ -156,11 +156,12 @@ def _synth_key(cfg, device: str, seed: int) -> str:
 
 
 def run_sweep(grid: Grid, out_dir: str, *, jobs: int = 2, ray_address: str | None = None,
-              log=sys.stderr) -> list[dict]:
-    """Run every point of `grid` not yet in `out_dir`; write the results, plots and report; return the rows."""
+              log=None) -> list[dict]:
+    """Run every point of `grid` not yet in `out_dir`; write the results, plots and report; return the rows.
+    Progress goes to `log` (default: standard error)."""
     from emu.contract.config import AccelConfig
     from emu.sweep import report
-    check_dir_target(out_dir, "sweep folder", is_sweep_dir)
+    check_dir_target(out_dir, "sweep folder", is_sweep_dir)   # also when called as a library
     folder = _Folder(os.path.abspath(out_dir))
     folder.write_json(grid.to_json(), "sweep.json")
     model = grid.model
@@ -185,7 +186,7 @@ def run_sweep(grid: Grid, out_dir: str, *, jobs: int = 2, ray_address: str | Non
 
     total = len(todo) + len(synth) + (1 if todo and folder.read_bytes("cache", f"float-{float_key}.pt") is None
                                       else 0)
-    progress = _Progress(total, log)
+    progress = _Progress(total, log or sys.stderr)
     executor = _Executor(jobs, ray_address) if total else None
     try:
         pending = {}
