@@ -1,7 +1,7 @@
 """The DMA's LOAD assembly: R beats rotated onto entry bytes and merged into buffer entries.
 
-Each accepted R beat is registered (stage 0) with what it covers (the entry word it starts in, one-hot; its
-lane window; the bytes that spill into the next entry). It is rotated twice (the bytes of the current
+Each accepted R beat is registered (stage 0) with what it covers (its position and length, decoded in stage
+1 into the entry word it starts in, one-hot, and its lane window; the bytes that spill into the next entry). It is rotated twice (the bytes of the current
 entry, the bytes of the next) in two stages: stage 1 by the rotation's low two bits (with a copy of them
 per bus lane), stage 2 by the rest, into a copy per group of entry words, while it decodes the per-byte
 write enables; stage 3 merges it into the assembly register and writes the completed entry
@@ -51,12 +51,6 @@ class LoadAssembly(wiring.Component):
         complete, s, n, pos, skip, skip_rb, entry = (beat.complete, beat.s, beat.n, beat.pos, beat.skip,
                                                      beat.skip_rb, beat.entry)
 
-        # window of the beat in entry space: bytes [pos, pos + n) within two B-byte words
-        # (a table of n and pos % B: one wide LUT per lane rather than a thermometer code behind a shifter)
-        lane_win = Signal(2 * B)                            # lanes of words pos // B and pos // B + 1
-        m.d.comb += lane_win.eq(Array(Const(((1 << (i >> lgB)) - 1) << (i % B), 2 * B)
-                                      for i in range((B + 1) << lgB))[Cat(pos[:lgB], n)])
-        word = pos[lgB:]
 
         # stage 0 registers the beat and what it covers; stages 1 and 2 rotate it (by the rotation's two low
         # bits, then by the rest) and stage 2 decodes the byte enables; stage 3 merges it into the assembly
@@ -64,18 +58,23 @@ class LoadAssembly(wiring.Component):
         load_beat = Signal()
         m.d.comb += load_beat.eq(in_rdata & self.rvalid)
         beat_q, v_q, complete_q, entry_q = Signal(8 * B), Signal(), Signal(), Signal(16)
-        word_q = Signal(NW + 1)                             # one-hot: the entry word the beat starts in
-        win_q, spill_q = Signal(2 * B), Signal(B)
+        # the beat's window is registered as it comes (n, pos) and decoded in stage 1: the beat registers sit
+        # in the lane sequencer, far from here, and the route from them left no time for the decode
+        n_q, pos_q = Signal.like(n), Signal.like(pos)
+        spill_q = Signal(B)
         m.d.sync += [
             beat_q.eq(self.rdata), v_q.eq(load_beat), complete_q.eq(load_beat & complete), entry_q.eq(entry),
-            word_q.eq(Cat(*(word == w for w in range(NW + 1)))), win_q.eq(lane_win),
-            spill_q.eq(Mux(complete, therm(s[:lgB + 1], B), 0)),
+            n_q.eq(n), pos_q.eq(pos), spill_q.eq(Mux(complete, therm(s[:lgB + 1], B), 0)),
         ]
-        # stage 1: what the beat covers, one cycle on
+        # stage 1: what the beat covers, one cycle on: the entry word it starts in (one-hot), and its window in
+        # entry space, bytes [pos, pos + n) within two B-byte words: lanes of words pos // B and pos // B + 1 (a
+        # table of n and pos % B: one wide LUT per lane rather than a thermometer code behind a shifter)
         complete_1, entry_1 = Signal(), Signal(16)
         word_1, win_1, spill_1 = Signal(NW + 1), Signal(2 * B), Signal(B)
-        m.d.sync += [complete_1.eq(complete_q), entry_1.eq(entry_q), word_1.eq(word_q), win_1.eq(win_q),
-                     spill_1.eq(Mux(v_q, spill_q, 0))]
+        lane_win = Array(Const(((1 << (i >> lgB)) - 1) << (i % B), 2 * B) for i in range((B + 1) << lgB))
+        m.d.sync += [complete_1.eq(complete_q), entry_1.eq(entry_q),
+                     word_1.eq(Cat(*(pos_q[lgB:] == w for w in range(NW + 1)))),
+                     win_1.eq(lane_win[Cat(pos_q[:lgB], n_q)]), spill_1.eq(Mux(v_q, spill_q, 0))]
         v_c = copies(v_q, NW, "beat_valid")                 # stage 1 too, one copy per entry word
         # The two lane rotations (bytes of this entry; bytes spilling into the next): lane j takes beat byte
         # (rotation + j) % B. One B:1 byte mux behind the beat register is three LUT levels, too slow for one
