@@ -9,18 +9,18 @@ Dataflow (R = rows = reduction lanes K, C = cols = output lanes N)::
                      v             v   (column n delayed C-1-n cycles: deskew)
                   y[t][0]       y[t][1] ...                        y[t][n] = sum_k a[t][k] * w[k][n]
 
-Each PE holds one weight w[k][n] (loaded a row at a time through `w_load`/`w_row`/`w_data` before a
-stream starts; a row presented in cycle c is written in cycle c + 1, so it serves the vectors presented on
-`a_in` from cycle c + 1 - k on), multiplies a*w (act_bits x weight_bits, signed) in MULT_LATENCY = 4
-cycles (operands registered, product registered three times: on ECP5 one MULT18X18D with its input,
-pipeline and output registers, hdl/fpga/ecp5.py, then a fabric register; elsewhere, and for products of 4
-bits or less, the same four registers around a `*`), and registers the partial sum psum_in + product
-(signed). The fabric register takes the route out of the DSP block off the partial sum's carry chain, so
-that no stage holds both the route and the chain. A column's sum of R products never needs more than
-act_bits + weight_bits + ceil(log2 R) bits, so the partial sums are that wide (or acc_bits, wrapping, if
-that is narrower) and sign-extended to acc_bits on `y_out`: equal results with shorter carry chains and
-fewer flip-flops (8x8 W8A8: 19 bits instead of 32). No stage holds more than the multiplier or one
-partial-sum carry chain.
+Each PE holds one weight w[k][n] (loaded a row at a time through `w_load`/`w_row`/`w_data` before a stream
+starts; a row presented in cycle c is written in cycle c + 1, so it serves the vectors presented on `a_in`
+from cycle c + 1 - k on), multiplies a*w (act_bits x weight_bits, signed; a 1-bit weight is binary, -1 or +1)
+in MULT_LATENCY = 4 cycles (operands registered, product registered three times: on ECP5 one MULT18X18D with
+its input, pipeline and output registers, hdl/fpga/ecp5.py, then a fabric register; elsewhere, and for
+products of 4 bits or less, the same four registers around a `*`), and registers the partial sum psum_in +
+product (signed). The fabric register takes the route out of the DSP block off the partial sum's carry chain,
+so that no stage holds both the route and the chain. A column's sum of R products never needs more than
+act_bits + weight_bits + ceil(log2 R) bits, so the partial sums are that wide (or acc_bits, wrapping, if that
+is narrower) and sign-extended to acc_bits on `y_out`: equal results with shorter carry chains and fewer
+flip-flops (8x8 W8A8: 19 bits instead of 32). No stage holds more than the multiplier or one partial-sum carry
+chain.
 
 `a_in` is registered once before the skew, so the buffer's read data (a block RAM output, slow on FPGAs)
 does not feed a multiplier directly.
@@ -34,7 +34,7 @@ the registers around the array (see hdl/compute.py).
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -105,7 +105,10 @@ class SystolicArray(wiring.Component):
                 else:
                     a_r, w_r = Signal.like(a, name=f"a_r_{k}_{n}"), Signal.like(weight[k][n], name=f"w_r_{k}_{n}")
                     prod = Signal(signed(self._act_bits + self._weight_bits), name=f"prod_{k}_{n}")
-                    m.d.sync += [a_r.eq(a), w_r.eq(weight[k][n]), prod.eq(a_r * w_r)]
+                    # a binary weight's bit is its sign: a * -1 where set, a * +1 where not (a negate or a
+                    # copy; act_bits + 1 bits hold -act_min)
+                    w_value = Mux(w_r[0], -1, 1) if self._weight_bits == 1 else w_r
+                    m.d.sync += [a_r.eq(a), w_r.eq(weight[k][n]), prod.eq(a_r * w_value)]
                     prod = delay(m, prod, MULT_LATENCY - 2, f"prod_{k}_{n}")
                 psum = Signal(signed(psum_bits), name=f"psum_{k}_{n}")
                 a_next = Signal(signed(self._act_bits), name=f"a_{k}_{n}")

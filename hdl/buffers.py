@@ -2,7 +2,7 @@
 
 Entry layouts (all signed two's complement):
   ACT    `rows` elements of act_bits       (one activation vector, the K lanes of a tile)
-  WGT    `cols` elements of weight_bits    (one K row of a weight tile)
+  WGT    `cols` elements of weight_bits    (one K row of a weight tile; 1 bit: a binary weight's sign)
   PARAM  `cols` elements of {bias: int64, mult: int32}
   ACC    `cols` elements of acc_bits
   OUT    `cols` elements of act_bits
@@ -34,10 +34,13 @@ def entry_bytes_max(cfg: AccelConfig) -> int:
     return max(cfg.rows, cfg.cols, PARAM_BYTES * cfg.cols, INSTR_BYTES)
 
 
-def from_bytes(raw, layout: data.ArrayLayout, elem_bytes: int):
-    """Entry value from its byte image: element i keeps the low bits of bytes [i*eb, (i+1)*eb)."""
+def from_bytes(raw, layout: data.ArrayLayout, elem_bytes: int, first_bit: int = 0):
+    """Entry value from its byte image: element i keeps the bits of bytes [i*eb, (i+1)*eb) from `first_bit`
+    on, the low bits unless told (a binary weight keeps its sign, BINARY_WEIGHT_BIT)."""
     width = Shape.cast(layout.elem_shape).width
-    return Cat(*(raw[8 * elem_bytes * i:8 * elem_bytes * i + width] for i in range(layout.length)))
+    assert first_bit + width <= 8 * elem_bytes
+    return Cat(*(raw[8 * elem_bytes * i + first_bit:8 * elem_bytes * i + first_bit + width]
+                 for i in range(layout.length)))
 
 
 def to_bytes(entry: data.View, elem_bits: int):

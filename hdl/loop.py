@@ -11,13 +11,13 @@ fetched the cycle before runs with: the inner iteration's, stepped by the inner 
 reset to the outer iteration's when the inner loop ends, and the outer iteration's stepped on an outer
 jump.
 
-Everything the fetch path reads is a flip-flop: `at_end` (the fetch pc is a level's end) is formed a
-fetch ahead from fetch_pc + 1 and cleared by a jump (a body's start is never its end), `last` (no
-iteration left) at each jump. `jump_next` and `target_next` are what `jump` and `target` will be next
-cycle, from the registers' next values, so the sequencer can register where a fetch goes a cycle ahead and
-its far instruction-memory address copies are one gate from flip-flops. `loop_bad` is the arrived LOOP's fault the cycle after it arrives
-(nested deeper than two, or an inner body ending past the outer body's end), when the offset stage hands
-the same word to the decoder.
+Everything the fetch path reads is a flip-flop: `at_end` (the fetch pc is a level's end) is formed a fetch
+ahead from fetch_pc + 1 and cleared by a jump (a body's start is never its end), `last` (no iteration left) at
+each jump. `jump_next` and `target_next` are what `jump` and `target` will be next cycle, from the registers'
+next values, so the sequencer can register where a fetch goes a cycle ahead and its far instruction-memory
+address copies are one gate from flip-flops. `loop_bad` is the arrived LOOP's fault the cycle after it arrives
+(nested deeper than two, or an inner body ending past the outer body's end), when the offset stage hands the
+same word to the decoder.
 """
 from __future__ import annotations
 

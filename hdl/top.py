@@ -18,7 +18,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
 from emu.contract import regs
-from emu.contract.config import AccelConfig, EXT_ADDR_BITS, PARAM_BYTES
+from emu.contract.config import AccelConfig, BINARY_WEIGHT_BIT, ELEMENT_BYTES, EXT_ADDR_BITS, PARAM_BYTES
 from emu.contract.isa import INSTR_BITS, Buffer as Buf
 
 from hdl.axi import axi4_signature, axil_signature, connect_flat, flat_members
@@ -85,11 +85,14 @@ class Accelerator(wiring.Component):
         wiring.connect(m, seq.cu, cu.cmd)
 
         # DMA writes: the byte image of one entry goes to the buffer its target names
-        for buf, target, elem_bytes in ((act, Buf.ACT, 1), (wgt, Buf.WGT, 1), (param, Buf.PARAM, PARAM_BYTES)):
+        wgt_bit = BINARY_WEIGHT_BIT if cfg.weight_bits == 1 else 0
+        for buf, target, elem_bytes, first_bit in ((act, Buf.ACT, ELEMENT_BYTES, 0),
+                                                   (wgt, Buf.WGT, ELEMENT_BYTES, wgt_bit),
+                                                   (param, Buf.PARAM, PARAM_BYTES, 0)):
             m.d.comb += [
                 buf.wr_en.eq(dma.wr_en & (dma.wr_target == target)),
                 buf.wr_addr.eq(dma.wr_addr),
-                buf.wr_data.eq(from_bytes(dma.wr_data, buf.wr_data.shape(), elem_bytes)),
+                buf.wr_data.eq(from_bytes(dma.wr_data, buf.wr_data.shape(), elem_bytes, first_bit)),
             ]
         m.d.comb += [
             imem.wr_en.eq(dma.wr_en & (dma.wr_target == TARGET_INSTR)),

@@ -13,6 +13,7 @@ import numpy as np
 from emu.contract import isa
 from emu.contract.config import AccelConfig, PARAM_BYTES, PARAM_DTYPE
 from emu.contract.isa import Buffer, Opcode
+from emu.contract.numerics import SHIFT_MAX
 
 __all__ = ["random_case", "random_loop_case", "PROG_REGION", "DATA_REGION", "OUT_REGION", "MEM_BYTES"]
 
@@ -87,9 +88,14 @@ def random_case(cfg: AccelConfig, seed: int, *, rounds: int = 3, max_t: int = 12
         # reads them (blocks disjoint, so no record overwrites another)
         load = dma(Opcode.LOAD, Buffer.PARAM, 1, p_blocks, p_len, param_base, DATA_REGION,
                    row_bytes=p_len * PARAM_BYTES, overlap=False)
+        # the largest |ACC| two MATMULs can reach, scaled by a typical multiplier: the shift brings that to
+        # about the output range and the bias moves it by up to half of it, so every output depends on its
+        # products (a larger bias would saturate narrow outputs whatever the weights)
+        scaled = 2 * R * -cfg.act_min * -cfg.weight_min * (1 << 29)
+        shift = max(1, min(SHIFT_MAX, scaled.bit_length() - cfg.act_bits + int(rng.integers(-2, 3))))
         for b in range(p_blocks):
             rec = np.zeros(p_len, PARAM_DTYPE)
-            rec["bias"] = rng.integers(-1 << 40, 1 << 40, p_len)
+            rec["bias"] = rng.integers(-(1 << (shift + cfg.act_bits - 1)), 1 << (shift + cfg.act_bits - 1), p_len)
             rec["mult"] = rng.integers(1 << 20, 1 << 30, p_len)
             rec = np.frombuffer(rec.tobytes(), np.uint8)
             a = load.ext_addr + b * load.block_stride
@@ -105,7 +111,7 @@ def random_case(cfg: AccelConfig, seed: int, *, rounds: int = 3, max_t: int = 12
         lo = int(rng.integers(cfg.act_min, 1))
         prog.append(isa.make(Opcode.SYNC))   # POST runs on its own unit: it must not overtake the MATMULs
         prog.append(isa.make(Opcode.POST, rows=t, acc_addr=acc_addr, out_addr=out_addr, param_addr=param_addr,
-                             shift=int(rng.integers(24, 40)), zero_point=int(rng.integers(-10, 10)),
+                             shift=shift, zero_point=int(rng.integers(-10, 10)),
                              clamp_lo=lo, clamp_hi=int(rng.integers(lo, cfg.act_max + 1))))
         prog.append(isa.make(Opcode.SYNC))
         o_rows, o_blocks = _split(rng, t)

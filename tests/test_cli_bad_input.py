@@ -128,7 +128,7 @@ BAD = [
     (["compile", "mlp.pt2", "-o", "o", "--cols", "-1"], "cols=-1 is not accepted"),
     (["compile", "mlp.pt2", "-o", "o", "--rows", "abc"], "argument --rows: invalid int value: 'abc'"),
     (["compile", "mlp.pt2", "-o", "o", "--act-bits", "9"], "act_bits=9 is not accepted"),
-    (["compile", "mlp.pt2", "-o", "o", "--weight-bits", "1"], "weight_bits=1 is not accepted"),
+    (["compile", "mlp.pt2", "-o", "o", "--weight-bits", "0"], "weight_bits=0 is not accepted"),
     (["compile", "mlp.pt2", "-o", "o", "--acc-bits", "8"], "acc_bits=8 is not accepted"),
     (["compile", "mlp.pt2", "-o", "o", "--bus-bits", "48"], "bus_bits=48 is not accepted"),
     (["compile", "mlp.pt2", "-o", "o", "--act-bits", "4"], "8-bit activations, but the accelerator is built for "
@@ -238,7 +238,7 @@ BAD = [
     # ---- sweep: refused before any training ----
     (["sweep", "--out", "mine"], "--out 'mine' is a non-empty directory that systola did not write"),
     (["sweep", "--out", "notes.txt"], "--out 'notes.txt' is a file"),
-    (["sweep", "--bits", "1", "--out", "sw"], "--bits 1 is not accepted: expected widths from 2 to 8"),
+    (["sweep", "--bits", "0", "--out", "sw"], "--bits 0 is not accepted: expected widths from 1 to 8"),
     (["sweep", "--bits", "8,x", "--out", "sw"], "--bits '8,x' is not accepted: expected comma-separated widths"),
     (["sweep", "--bits", "4", "--act-bits", "4", "--out", "sw"], "--bits is not accepted with --weight-bits"),
     (["sweep", "--weight-bits", "9", "--out", "sw"], "--weight-bits 9 is not accepted"),

@@ -6,8 +6,8 @@ from emu.contract.config import AccelConfig, ConfigError
 @pytest.mark.parametrize("kwargs, message", [
     ({"rows": 0}, "rows=0 is not accepted: expected an integer from 1 to 64"),
     ({"cols": 65}, "cols=65 is not accepted: expected an integer from 1 to 64"),
-    ({"act_bits": 1}, "act_bits=1 is not accepted: expected an integer from 2 to 8"),
-    ({"weight_bits": 9}, "weight_bits=9 is not accepted: expected an integer from 2 to 8"),
+    ({"act_bits": 0}, "act_bits=0 is not accepted: expected an integer from 1 to 8"),
+    ({"weight_bits": 9}, "weight_bits=9 is not accepted: expected an integer from 1 to 8"),
     ({"acc_bits": 40}, "acc_bits=40 is not accepted: expected an integer from 16 to 32"),
     ({"rows": 2.5}, "rows=2.5 is not accepted"),
     ({"rows": True}, "rows=True is not accepted"),

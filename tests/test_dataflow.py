@@ -16,7 +16,8 @@ from emu.runtime.run import get_backend, quantize_input, run_program, user_shape
 from randprog import MEM_BYTES, random_case, random_loop_case, split_case
 
 CONFIGS = (AccelConfig(), AccelConfig(rows=3, cols=5, act_bits=4, weight_bits=3, acc_bits=20),
-           AccelConfig(rows=4, cols=4, act_bits=2, weight_bits=2, acc_bits=16))
+           AccelConfig(rows=4, cols=4, act_bits=2, weight_bits=2, acc_bits=16),
+           AccelConfig(rows=4, cols=3, act_bits=1, weight_bits=1, acc_bits=16))   # binary weights
 
 
 def outcome(run):

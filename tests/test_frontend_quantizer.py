@@ -62,10 +62,10 @@ def _nodes(gm, target):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"act_bits": 9}, "act_bits=9 is not accepted: expected an integer from 2 to 8"),
-    ({"weight_bits": 1}, "weight_bits=1 is not accepted: expected an integer from 2 to 8"),
-    ({"act_bits": "8"}, "act_bits='8' is not accepted: expected an integer from 2 to 8"),
-    ({"weight_bits": True}, "weight_bits=True is not accepted: expected an integer from 2 to 8"),
+    ({"act_bits": 9}, "act_bits=9 is not accepted: expected an integer from 1 to 8"),
+    ({"weight_bits": 0}, "weight_bits=0 is not accepted: expected an integer from 1 to 8"),
+    ({"act_bits": "8"}, "act_bits='8' is not accepted: expected an integer from 1 to 8"),
+    ({"weight_bits": True}, "weight_bits=True is not accepted: expected an integer from 1 to 8"),
     ({"is_qat": 1}, "is_qat=1 is not accepted: expected True or False"),
 ])
 def test_arguments_checked(kwargs, message):
@@ -126,13 +126,17 @@ def test_w8a8_close_to_float():
     ({"weight_calibration": "percentile"},
      "weight_calibration='percentile' is not accepted: expected one of 'minmax', 'mse'"),
     ({"learn_scales": True}, "learn_scales=True is not accepted with is_qat=False: scales are learned by QAT"),
+    ({"weight_bits": 1}, "1-bit (binary) weights are accepted only with is_qat=True: post-training "
+     "quantization would round small weights to 0"),
+    ({"layer_bits": {"fc1": (8, 1)}}, "1-bit (binary) weights are accepted only with is_qat=True: post-training "
+     "quantization would round small weights to 0"),
     ({"is_qat": True, "learn_scales": "yes"}, "learn_scales='yes' is not accepted: expected True or False"),
     ({"layer_bits": [("fc1", (8, 8))]}, "layer_bits=[('fc1', (8, 8))] is not accepted: expected a dict from a "
      "module or node name pattern to (act_bits, weight_bits)"),
     ({"layer_bits": {"fc1": (8, 9)}}, "layer_bits['fc1']=(8, 9) is not accepted: expected a pair (act_bits, "
-     "weight_bits) of integers from 2 to 8"),
+     "weight_bits) of integers from 1 to 8"),
     ({"layer_bits": {"fc1": 8}}, "layer_bits['fc1']=8 is not accepted: expected a pair (act_bits, "
-     "weight_bits) of integers from 2 to 8"),
+     "weight_bits) of integers from 1 to 8"),
 ])
 def test_options_checked(kwargs, message):
     with pytest.raises(ValueError) as info:

@@ -3,7 +3,7 @@ import pytest
 
 from randprog import random_case, random_loop_case, split_case
 
-from rtlcheck import CFG_2X7, CFG_3X5, CFG_W4A4, assert_same_as_golden
+from rtlcheck import CFG_2X7, CFG_3X5, CFG_W1A1, CFG_W1A3, CFG_W4A4, assert_same_as_golden
 
 pytestmark = pytest.mark.rtl
 
@@ -18,6 +18,14 @@ def test_random_3x5(seed):
 def test_random_w4a4(seed):
     mem, pa, pl, _ = random_case(CFG_W4A4, 100 + seed)
     assert_same_as_golden(CFG_W4A4, mem, pa, pl)
+
+
+@pytest.mark.parametrize("cfg,seed", [(CFG_W1A3, 0), (CFG_W1A3, 2), (CFG_W1A1, 1)])
+def test_random_binary(cfg, seed):
+    """Random bytes into 1-bit buffers: a weight keeps its byte's sign bit (-1 or +1), a 1-bit activation
+    its low bit, on the RTL as in golden."""
+    mem, pa, pl, _ = random_case(cfg, 400 + seed)
+    assert_same_as_golden(cfg, mem, pa, pl)
 
 
 @pytest.mark.parametrize("seed", range(2))

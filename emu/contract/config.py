@@ -16,9 +16,12 @@ __all__ = ["AccelConfig", "ConfigError", "EXT_ADDR_BITS", "ELEMENT_BYTES", "PARA
 
 #: External (AXI) address width in bits. Byte addresses.
 EXT_ADDR_BITS = 32
-#: Bytes an activation or weight element occupies in external memory (any width 2..8 bits is stored
+#: Bytes an activation or weight element occupies in external memory (any width 1..8 bits is stored
 #: sign-extended in one byte, so a tensor's layout does not depend on the precision it is run at).
 ELEMENT_BYTES = 1
+#: At weight_bits=1 weights are binary, -1 or +1 (never 0): a buffer keeps one bit per weight, this bit of its
+#: byte (the sign), and the array multiplies by -1 where it is set, by +1 where not (a zero byte loads as +1).
+BINARY_WEIGHT_BIT = 7
 #: One requantization parameter element (one output lane) in external memory, packed little endian: the
 #: int64 bias, added after the multiply in units of 2**-shift output steps, then the int32 multiplier.
 PARAM_DTYPE = np.dtype([("bias", "<i8"), ("mult", "<i4")])
@@ -40,8 +43,10 @@ class AccelConfig:
 
     rows, cols:        the systolic array is ``rows`` x ``cols`` MACs. ``rows`` is the reduction (K) dimension
                        of one tile, ``cols`` the output-channel (N) dimension. 1..64 each, any values.
-    act_bits:          width of activations, signed two's complement, 2..8.
-    weight_bits:       width of weights, signed two's complement, 2..8.
+    act_bits:          width of activations, signed two's complement, 1..8 (1 bit: -1 or 0; with a zero
+                       point of -1 that is the binary activation {0, scale}).
+    weight_bits:       width of weights, signed two's complement, 2..8; or 1: binary weights, -1 or +1
+                       (BINARY_WEIGHT_BIT).
     acc_bits:          width of the array's accumulators, signed, 16..32. Products and sums wrap to this
                        width in hardware; the compiler proves per layer that they never do.
     act_depth:         entries of the activation buffer; one entry holds ``rows`` activations.
@@ -71,8 +76,8 @@ class AccelConfig:
     def __post_init__(self) -> None:
         _check_int("rows", self.rows, 1, 64)
         _check_int("cols", self.cols, 1, 64)
-        _check_int("act_bits", self.act_bits, 2, 8)
-        _check_int("weight_bits", self.weight_bits, 2, 8)
+        _check_int("act_bits", self.act_bits, 1, 8)
+        _check_int("weight_bits", self.weight_bits, 1, 8)
         _check_int("acc_bits", self.acc_bits, 16, 32)
         for name in ("act_depth", "wgt_depth", "acc_depth", "out_depth", "param_depth", "instr_depth"):
             _check_int(name, getattr(self, name), 1, 1 << 16)
@@ -107,7 +112,8 @@ class AccelConfig:
 
     @property
     def weight_max(self) -> int:
-        return (1 << (self.weight_bits - 1)) - 1
+        """Largest weight; +1 for binary weights (weight_bits=1: -1 or +1)."""
+        return 1 if self.weight_bits == 1 else (1 << (self.weight_bits - 1)) - 1
 
     @property
     def acc_min(self) -> int:

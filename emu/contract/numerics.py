@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-__all__ = ["wrap", "round_shift", "requantize", "post_bias", "requant_params", "MULT_BITS", "SHIFT_MAX",
+__all__ = ["wrap", "loaded", "round_shift", "requantize", "post_bias", "requant_params", "MULT_BITS", "SHIFT_MAX",
            "accumulator_bound"]
 
 #: Multipliers are unsigned values below 2**MULT_BITS, stored in an int32 word.
@@ -36,6 +36,17 @@ def wrap(x: np.ndarray, bits: int) -> np.ndarray:
     x = np.asarray(x, dtype=np.int64)
     half = np.int64(1) << np.int64(bits - 1)
     return ((x + half) & ((half << np.int64(1)) - np.int64(1))) - half
+
+
+def loaded(raw: np.ndarray, bits: int, *, weight: bool) -> np.ndarray:
+    """int64 values a buffer element holds for each signed byte (int8 or int64 in -128..127) a LOAD moves into
+    it: the byte wrapped to `bits`; a 1-bit weight is binary, -1 where the byte's BINARY_WEIGHT_BIT (its sign)
+    is set and +1 where not."""
+    from emu.contract.config import BINARY_WEIGHT_BIT
+    raw = np.asarray(raw, dtype=np.int64)
+    if weight and bits == 1:
+        return np.int64(1) - np.int64(2) * ((raw >> np.int64(BINARY_WEIGHT_BIT)) & np.int64(1))
+    return wrap(raw, bits)
 
 
 def round_shift(p: np.ndarray, shift: int) -> np.ndarray:

@@ -574,8 +574,9 @@ class _Run:
         self.mem[:-1] = mem
         self.signed = self.mem.view(np.int8)
         # the value each byte loads as into ACT (0) and WGT (1): the signed byte itself at 8 bits
-        self.luts = [None if bits == 8 else numerics.wrap(np.arange(256).astype(np.uint8).view(np.int8), bits)
-                     .astype(np.float32) for bits in (cfg.act_bits, cfg.weight_bits)]
+        self.luts = [None if bits == 8 else numerics.loaded(np.arange(256).astype(np.uint8).view(np.int8), bits,
+                                                             weight=weight).astype(np.float32)
+                     for bits, weight in ((cfg.act_bits, False), (cfg.weight_bits, True))]
         self.vals: dict[int, np.ndarray] = {}
         self.outs: dict[int, np.ndarray] = {}
 

@@ -136,7 +136,8 @@ class Golden:
         self.mem = memory
         c = cfg
         self.act = np.zeros((c.act_depth, c.rows), np.int64)
-        self.wgt = np.zeros((c.wgt_depth, c.cols), np.int64)
+        # zero bits, as the block RAMs start: binary weights (weight_bits=1) read them as +1
+        self.wgt = np.full((c.wgt_depth, c.cols), numerics.loaded(0, c.weight_bits, weight=True), np.int64)
         self.bias = np.zeros((c.param_depth, c.cols), np.int64)
         self.mult = np.zeros((c.param_depth, c.cols), np.int64)
         self.acc = np.zeros((c.acc_depth, c.cols), np.int64)
@@ -163,10 +164,11 @@ class Golden:
             self.bias[rows, :i.row_len] = rec["bias"]
             self.mult[rows, :i.row_len] = rec["mult"]
             return
-        bits = self.cfg.act_bits if buf == Buffer.ACT else self.cfg.weight_bits
-        target = self.act if buf == Buffer.ACT else self.wgt
-        target[rows] = 0
-        target[rows, :i.row_len] = numerics.wrap(raw.view(np.int8), bits)
+        weight = buf != Buffer.ACT
+        bits = self.cfg.weight_bits if weight else self.cfg.act_bits
+        target = self.wgt if weight else self.act
+        target[rows] = numerics.loaded(0, bits, weight=weight)     # the lanes past row_len load zero bytes
+        target[rows, :i.row_len] = numerics.loaded(raw.view(np.int8), bits, weight=weight)
 
     def _store(self, i: Instr) -> None:
         vals = self.out[i.buf_addr:i.buf_addr + i.rows * i.blocks, :i.row_len].astype(np.int8).view(np.uint8)

@@ -16,12 +16,13 @@ Feature maps become NHWC tensors ([H, W, C]); a flatten of a map is a view, and 
 columns are permuted from torch's C, H, W order to H, W, C.
 
 Each `ir.Dense` takes: weight int [N, K] and weight_scale [N] (per-tensor weights broadcast their scale);
-weight_bits from the weight's quant_min/quant_max ([-(2**(b-1)-1), 2**(b-1)-1] or the full signed range);
+weight_bits from the weight's quant_min/quant_max ([-(2**(b-1)-1), 2**(b-1)-1] or the full signed range;
+1, binary, for a [-1, 1] weight that holds no 0);
 bias = bias_float / (in_scale * weight_scale[n]) as a float (emu.compiler.ir.Dense.post_params rounds it in
 POST units); clamp =
 the output integer range after the activation, computed with torch's own quantize op on the activation's
 float bounds (rounding commutes with clamping, so this is exact); output QParams from the quantize node.
-Activations must use the signed full range [-2**(b-1), 2**(b-1)-1] of torch.int8, b in 2..8.
+Activations must use the signed full range [-2**(b-1), 2**(b-1)-1] of torch.int8, b in 1..8.
 
 No-op nodes are skipped: flatten/view/reshape that keep a [B, features] tensor, `contiguous`, `clone`,
 eval-mode dropout, shape arithmetic and `_assert_*` nodes, and a dequantize that is re-quantized with
@@ -54,7 +55,7 @@ aten = torch.ops.aten
 qd = torch.ops.quantized_decomposed
 
 #: One line for error messages: what the lowering accepts.
-SUPPORTED = ("supported: quantize/dequantize_per_tensor (signed int8 dtype, 2..8-bit full range), "
+SUPPORTED = ("supported: quantize/dequantize_per_tensor (signed int8 dtype, 1..8-bit full range), "
              "dequantize_per_channel weights (axis 0, zero point 0), aten.linear, aten.conv2d, max_pool2d, "
              "avg_pool2d, adaptive_avg_pool2d, mean over H and W, add.Tensor, relu/relu6/hardtanh/clamp, "
              "flatten, and no-op view/reshape/contiguous/clone/dropout(eval)")
@@ -166,9 +167,9 @@ class _Lowering:
         _, scale, zp, qmin, qmax, dtype = node.args[:6]
         scale, zp = float(self.scalar(node, scale)), int(self.scalar(node, zp))
         bits = _bits_of(qmax)
-        if dtype != torch.int8 or not 2 <= bits <= 8 or qmin != -(1 << (bits - 1)):
+        if dtype != torch.int8 or not 1 <= bits <= 8 or qmin != -(1 << (bits - 1)):
             raise self.fail(node, f"activation range [{qmin}, {qmax}] of {dtype} is not a signed full range "
-                                  f"[-2**(b-1), 2**(b-1)-1] of torch.int8 with b in 2..8")
+                                  f"[-2**(b-1), 2**(b-1)-1] of torch.int8 with b in 1..8")
         if not (math.isfinite(scale) and scale > 0):
             raise self.fail(node, f"activation scale {scale} must be positive and finite")
         return ir.QParams(scale, zp, bits)
@@ -194,6 +195,8 @@ class _Lowering:
         v = values.to(torch.int64).numpy()
         if v.min() < qmin or v.max() > qmax:
             raise self.fail(node, f"weight values outside [{qmin}, {qmax}]")
+        if (qmin, qmax) == (-1, 1) and v.all():
+            bits = 1        # binary: -1 and +1 only (emu.frontend.binary), one sign bit on the accelerator
         return _Weight(v, scale.astype(np.float64).reshape(-1), bits)
 
     def shape(self, node) -> tuple[int, ...]:

@@ -59,21 +59,23 @@ from torchao.quantization.pt2e.quantizer import (
     SharedQuantizationSpec,
 )
 
+from emu.frontend.binary import BinaryFakeQuantize
 from emu.frontend.observers import CALIBRATIONS, MSEObserver, PercentileObserver, PerChannelMSEObserver
 from emu.frontend.ops import (ACTIVATION_OPS, ADD_OPS, BATCH_NORM_OPS, LAYER_OPS, MAX_POOL_OPS, POOL_OPS,
                               VIEW_OPS)
 
 __all__ = ["SystolaQuantizer", "ANNOTATORS", "weight_range", "act_range"]
 
-BITS_MIN, BITS_MAX = 2, 8
+BITS_MIN, BITS_MAX = 1, 8
 #: Smallest scale an observer may produce (as XNNPACK's config); keeps all-zero channels finite.
 _EPS = 2.0 ** -12
 
 
 def weight_range(bits: int) -> tuple[int, int]:
-    """Signed, restricted symmetric integer range of a `bits`-wide weight."""
+    """Signed, restricted symmetric integer range of a `bits`-wide weight; [-1, 1] for binary weights (1 bit:
+    the values are -1 and +1 only, `emu.frontend.binary`)."""
     q = (1 << (bits - 1)) - 1
-    return -q, q
+    return (-1, 1) if bits == 1 else (-q, q)
 
 
 def act_range(bits: int) -> tuple[int, int]:
@@ -265,7 +267,11 @@ def _module_path(node: Node) -> str:
 
 
 class SystolaQuantizer(Quantizer):
-    """Annotates a `torch.export`-ed model for Systola: W`weight_bits` A`act_bits`, both 2..8.
+    """Annotates a `torch.export`-ed model for Systola: W`weight_bits` A`act_bits`, both 1..8.
+
+    1-bit weights are binary (±scale per channel) and need QAT: `emu.frontend.binary.BinaryFakeQuantize`, and
+    `binarize_weights` on the prepared model before `convert_pt2e`. 1-bit activations are {0, scale} after
+    a ReLU (the range [-1, 0] with zero point -1).
 
     ``layer_bits`` overrides the widths per layer: a dict from a pattern (`fnmatch`, e.g. ``"fc3"``,
     ``"block.*"``, ``"add*"``) to ``(act_bits, weight_bits)``, matched against the module path of the
@@ -297,6 +303,9 @@ class SystolaQuantizer(Quantizer):
             raise ValueError("learn_scales=True is not accepted with is_qat=False: scales are learned by QAT")
         self.learn_scales = learn_scales
         self.layer_bits = _check_layer_bits(layer_bits)
+        if not is_qat and 1 in (weight_bits, *(w for _, w in self.layer_bits.values())):
+            raise ValueError("1-bit (binary) weights are accepted only with is_qat=True: post-training "
+                             "quantization would round small weights to 0")
         self._specs: dict[tuple[str, int], QuantizationSpec] = {}
 
     # -- specs: one object per (kind, width), so equal widths share observers implicitly --
@@ -308,12 +317,18 @@ class SystolaQuantizer(Quantizer):
                         "mse": MSEObserver}[self.calibration]
             if self.is_qat and not self.learn_scales and self.calibration == "minmax":
                 observer = MovingAverageMinMaxObserver
-            self._specs[key] = self._spec(act_range(bits), torch.per_tensor_affine, observer)
+            # LSQ's gradient scale is 1/sqrt(n * quant_max), and a 1-bit activation's quant_max is 0
+            self._specs[key] = self._spec(act_range(bits), torch.per_tensor_affine, observer,
+                                          grad_scaling=bits > 1)
         return self._specs[key]
 
     def weight_spec(self, bits: int) -> QuantizationSpec:
-        """Per-output-channel symmetric spec over the restricted signed `bits`-wide range."""
+        """Per-output-channel symmetric spec over the restricted signed `bits`-wide range (binary at 1 bit)."""
         key = ("weight", bits)
+        if bits == 1 and key not in self._specs:
+            self._specs[key] = QuantizationSpec(dtype=torch.int8, quant_min=-1, quant_max=1,
+                                                qscheme=torch.per_channel_symmetric, ch_axis=0,
+                                                observer_or_fake_quant_ctr=BinaryFakeQuantize.with_args(eps=_EPS))
         if key not in self._specs:
             observer = {"minmax": PerChannelMinMaxObserver, "mse": PerChannelMSEObserver}[self.weight_calibration]
             if self.is_qat and not self.learn_scales and self.weight_calibration == "minmax":
@@ -321,11 +336,12 @@ class SystolaQuantizer(Quantizer):
             self._specs[key] = self._spec(weight_range(bits), torch.per_channel_symmetric, observer, ch_axis=0)
         return self._specs[key]
 
-    def _spec(self, qrange: tuple[int, int], qscheme, observer, **kw) -> QuantizationSpec:
+    def _spec(self, qrange: tuple[int, int], qscheme, observer, *, grad_scaling: bool = True,
+              **kw) -> QuantizationSpec:
         if not self.is_qat:
             ctr = observer.with_args(eps=_EPS)
         elif self.learn_scales:
-            ctr = LearnableFakeQuantize.with_args(observer=observer, use_grad_scaling=True, eps=_EPS)
+            ctr = LearnableFakeQuantize.with_args(observer=observer, use_grad_scaling=grad_scaling, eps=_EPS)
         else:
             ctr = FakeQuantize.with_args(observer=observer, eps=_EPS)
         return QuantizationSpec(dtype=torch.int8, quant_min=qrange[0], quant_max=qrange[1], qscheme=qscheme,

@@ -18,6 +18,7 @@ from emu.frontend import SystolaQuantizer  # imports torchao quietly, so it goes
 from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train  # noqa: E402
 from torchao.quantization.pt2e.learnable_fake_quantize import enable_range_learning  # noqa: E402
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e  # noqa: E402
+from emu.frontend.binary import binarize_weights  # noqa: E402
 
 __all__ = ["SEED", "fit", "accuracy", "correct", "train_float", "qat", "export_pt2"]
 
@@ -84,6 +85,7 @@ def qat(model: torch.nn.Module, act_bits: int, weight_bits: int, x_train: np.nda
     move_exported_model_to_train(prepared)
     fit(prepared, x_train, y_train, epochs, lr, cosine=cosine)
     move_exported_model_to_eval(prepared)
+    binarize_weights(prepared)     # 1-bit weights to exactly ±scale, so that they convert to ±1, never 0
     return convert_pt2e(prepared)
 
 
