@@ -46,7 +46,7 @@ def row(grid, precision, point: dict | None, float_info: dict | None, synth: dic
     point = point or {"error": "not run"}
     r = {"model": grid.model.name, "dataset": grid.dataset, "precision": precision.tag,
          "weight_bits": precision.weight_bits, "act_bits": precision.act_bits, "logit_bits": precision.logit_bits,
-         "hw_weight_bits": precision.hardware[0], "hw_act_bits": precision.hardware[1],
+         "hw_weight_bits": point.get("hw_weight_bits"), "hw_act_bits": point.get("hw_act_bits"),
          "array": f"{point.get('rows', '?')}x{point.get('cols', '?')}",
          "float_accuracy_pct": _pct((float_info or {}).get("accuracy")),
          "torch_accuracy_pct": _pct(point.get("torch_accuracy")),

@@ -51,11 +51,6 @@ class Precision:
         return f"W{self.weight_bits}A{self.act_bits}" + ("" if self.logit_bits == self.act_bits else
                                                          f" ({self.logit_bits}-bit logits)")
 
-    @property
-    def hardware(self) -> tuple[int, int]:
-        """(weight_bits, act_bits) of the narrowest accelerator that runs the network."""
-        return self.weight_bits, max(self.act_bits, self.logit_bits)
-
 
 @dataclasses.dataclass(frozen=True)
 class Grid:
@@ -175,26 +170,38 @@ def run_sweep(grid: Grid, out_dir: str, *, jobs: int = 2, ray_address: str | Non
     todo = {p: [a for a in grid.arrays if folder.read_json("points", point_file(p, *a)) is None]
             for p in grid.precisions}
     todo = {p: arrays for p, arrays in todo.items() if arrays}
-    synth = {}
-    if grid.synth:
-        for p in grid.precisions:
-            w, a = p.hardware
-            for rows, cols in grid.arrays:
-                cfg = AccelConfig(rows=rows, cols=cols, weight_bits=w, act_bits=a)
-                synth.setdefault(_synth_key(cfg, grid.synth, grid.seed), cfg)
-        synth = {k: cfg for k, cfg in synth.items() if folder.read_json("cache", f"synth-{k}.json") is None}
 
-    total = len(todo) + len(synth) + (1 if todo and folder.read_bytes("cache", f"float-{float_key}.pt") is None
-                                      else 0)
+    def synth_config(pt: dict | None):
+        """The accelerator a finished point ran on (its own widths: what its network needs), if any."""
+        if not grid.synth or not pt or "hw_weight_bits" not in pt:
+            return None
+        return AccelConfig(rows=pt["rows"], cols=pt["cols"], weight_bits=pt["hw_weight_bits"],
+                           act_bits=pt["hw_act_bits"])
+
+    synth_wanted: dict[str, AccelConfig] = {}      # key -> configuration, of every point known so far
+
+    def want_synth(pt: dict) -> None:
+        cfg = synth_config(pt)
+        if cfg is not None:
+            key = _synth_key(cfg, grid.synth, grid.seed)
+            if key not in synth_wanted and folder.read_json("cache", f"synth-{key}.json") is None:
+                synth_wanted[key] = cfg
+                pending[executor.submit(work.synth_task, cfg.to_dict(), grid.synth, grid.seed)] = ("synth", key, cfg)
+                progress.total += 1
+
+    done_points = [folder.read_json("points", point_file(p, *a)) for p in grid.precisions for a in grid.arrays]
+    float_state = folder.read_bytes("cache", f"float-{float_key}.pt")
+    float_info = folder.read_json("cache", f"float-{float_key}.json")
+    total = len(todo) + (1 if todo and float_state is None else 0)
     progress = _Progress(total, log or sys.stderr)
-    executor = _Executor(jobs, ray_address) if total else None
+    pending: dict[cf.Future, tuple] = {}
+    needs_synth = grid.synth and any(synth_config(pt) and folder.read_json(
+        "cache", f"synth-{_synth_key(synth_config(pt), grid.synth, grid.seed)}.json") is None for pt in done_points)
+    executor = _Executor(jobs, ray_address) if total or needs_synth else None
     try:
-        pending = {}
-        # synthesis first: it is the longest work, and needs no training
-        for k, cfg in synth.items():
-            pending[executor.submit(work.synth_task, cfg.to_dict(), grid.synth, grid.seed)] = ("synth", k, cfg)
-        float_state = folder.read_bytes("cache", f"float-{float_key}.pt")
-        float_info = folder.read_json("cache", f"float-{float_key}.json")
+        # synthesis of the points already finished first: it is the longest work
+        for pt in done_points:
+            want_synth(pt)
         if todo and float_state is None:
             result = executor.submit(work.train_float_task, model, grid.dataset).result()
             float_state, float_info = result["state"], {"accuracy": result["accuracy"], "seconds": result["seconds"]}
@@ -206,28 +213,31 @@ def run_sweep(grid: Grid, out_dir: str, *, jobs: int = 2, ray_address: str | Non
             fut = executor.submit(work.precision_task, model, grid.dataset, float_state, dataclasses.asdict(p),
                                   arrays, pt2=pt2, scale=grid.epochs_scale, rtl_samples=grid.rtl)
             pending[fut] = ("precision", p, arrays)
-        for fut in cf.as_completed(pending):
-            kind, what, extra = pending[fut]
-            try:
-                result = fut.result()
-            except Exception as e:    # recorded; the sweep goes on
-                result = {"error": f"{type(e).__name__}: {e}"}
-            if kind == "synth":
-                folder.write_json(result, "cache", f"synth-{what}.json")
-                progress.step(f"synth {extra.rows}x{extra.cols} W{extra.weight_bits}A{extra.act_bits}: "
-                              + (f"{result['fmax_mhz']:.1f} MHz" if "error" not in result else result["error"]))
-                continue
-            if "error" in result:
-                points = [{"rows": r, "cols": c, "error": result["error"]} for r, c in extra]
-            else:
-                folder.write_bytes(result["pt2"], "cache", f"qat-{qat_keys[what]}.pt2")
-                points = [dict(pt, qat_seconds=result["qat_seconds"], recipe=result["recipe"])
-                          for pt in result["points"]]
-            for pt in points:
-                folder.write_json(pt, "points", point_file(what, pt["rows"], pt["cols"]))
-            progress.step(f"{what.tag}: " + ", ".join(
-                f"{pt['rows']}x{pt['cols']} " + (f"{100 * pt['golden_accuracy']:.2f} %" if "error" not in pt
-                                                 else "failed") for pt in points))
+        while pending:
+            finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for fut in finished:
+                kind, what, extra = pending.pop(fut)
+                try:
+                    result = fut.result()
+                except Exception as e:    # recorded; the sweep goes on
+                    result = {"error": f"{type(e).__name__}: {e}"}
+                if kind == "synth":
+                    folder.write_json(result, "cache", f"synth-{what}.json")
+                    progress.step(f"synth {extra.rows}x{extra.cols} W{extra.weight_bits}A{extra.act_bits}: "
+                                  + (f"{result['fmax_mhz']:.1f} MHz" if "error" not in result else result["error"]))
+                    continue
+                if "error" in result:
+                    points = [{"rows": r, "cols": c, "error": result["error"]} for r, c in extra]
+                else:
+                    folder.write_bytes(result["pt2"], "cache", f"qat-{qat_keys[what]}.pt2")
+                    points = [dict(pt, qat_seconds=result["qat_seconds"], recipe=result["recipe"])
+                              for pt in result["points"]]
+                for pt in points:
+                    folder.write_json(pt, "points", point_file(what, pt["rows"], pt["cols"]))
+                    want_synth(pt)
+                progress.step(f"{what.tag}: " + ", ".join(
+                    f"{pt['rows']}x{pt['cols']} " + (f"{100 * pt['golden_accuracy']:.2f} %" if "error" not in pt
+                                                     else "failed") for pt in points))
     finally:
         if executor is not None:
             executor.close()
@@ -236,11 +246,9 @@ def run_sweep(grid: Grid, out_dir: str, *, jobs: int = 2, ray_address: str | Non
     for p in grid.precisions:
         for r, c in grid.arrays:
             pt = folder.read_json("points", point_file(p, r, c))
-            w, a = p.hardware
-            rep = None
-            if grid.synth:
-                cfg = AccelConfig(rows=r, cols=c, weight_bits=w, act_bits=a)
-                rep = folder.read_json("cache", f"synth-{_synth_key(cfg, grid.synth, grid.seed)}.json")
+            cfg = synth_config(pt)
+            rep = None if cfg is None else folder.read_json(
+                "cache", f"synth-{_synth_key(cfg, grid.synth, grid.seed)}.json")
             rows.append(report.row(grid, p, pt, float_info, rep))
     report.write(folder.path, grid, rows)
     return rows

@@ -76,10 +76,11 @@ def _load_pt2(blob: bytes):
     return ep, lower(ep)
 
 
-def hardware_bits(graph, bits: dict) -> tuple[int, int]:
+def hardware_bits(graph) -> tuple[int, int]:
     """(weight_bits, act_bits) of the narrowest accelerator that runs `graph`: its widest weights and
-    activations (the logits may be wider than the rest)."""
-    return bits["weight_bits"], max(t.qparams.bits for t in graph.tensors.values())
+    activations (the logits may be wider than the rest; pooling and adds multiply by 2-bit unit weights, so
+    binary weights with those run on weight_bits=2)."""
+    return (max(n.weight_bits for n in graph.nodes), max(t.qparams.bits for t in graph.tensors.values()))
 
 
 def precision_task(model, dataset: str, float_state: bytes, bits: dict, arrays: list[tuple[int, int]], *,
@@ -97,7 +98,7 @@ def precision_task(model, dataset: str, float_state: bytes, bits: dict, arrays: 
     qat_seconds = time.perf_counter() - t0
     ep, graph = _load_pt2(pt2)
     _, _, x_test, y_test = dataset_inputs(model, dataset)
-    hw_w, hw_a = hardware_bits(graph, bits)
+    hw_w, hw_a = hardware_bits(graph)
     points = []
     for rows, cols in arrays:
         point = {"rows": rows, "cols": cols, "hw_weight_bits": hw_w, "hw_act_bits": hw_a}
