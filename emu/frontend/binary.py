@@ -51,7 +51,7 @@ class BinaryFakeQuantize(FakeQuantizeBase):
             self.zero_point.zero_()
         if self.fake_quant_enabled[0] == 1:
             binary = torch.where(x >= 0, 1.0, -1.0).to(x.dtype) * self.scale.reshape(self._channel_shape(x))
-            x = x + (binary - x).detach()      # straight-through: the gradient passes as if the identity
+            x = binary.detach() + (x - x.detach())     # exactly the binary value; the gradient: the identity
         return x
 
     @torch.jit.export
