@@ -97,7 +97,7 @@ def test_a_failing_point_is_recorded_and_the_others_run():
     with open(digits.checkpoint("w8a8"), "rb") as f:
         pt2 = f.read()
     result = work.precision_task(models.ZOO["digits-mlp"], "digits", b"", {"weight_bits": 8, "act_bits": 8,
-                                 "logit_bits": 8}, [(0, 8), (4, 4)], pt2=pt2, scale=1.0, rtl_samples=0)
+                                 "logit_bits": 8}, [(0, 8), (4, 4)], pt2=pt2, recipe={}, rtl_samples=0)
     bad, good = result["points"]
     assert bad["error"].startswith("ConfigError: rows=0 is not accepted")
     assert round(good["golden_accuracy"] * 450) == digits.recorded_accuracy("mlp")["w8a8"]

@@ -110,26 +110,25 @@ def last_linear(net) -> str:
     return names[-1]
 
 
-def recipe(model: SweepModel, net, *, weight_bits: int, act_bits: int, logit_bits: int, scale: float) -> dict:
-    """`emu.zoo.train.qat` keyword arguments for one width. At 4 bits and more: fake quantization with
-    moving-average min/max observers for max(10, 30·scale) epochs. Below: LSQ with MSE-optimal initial
-    clipping and a cosine decay for max(20, 120·scale) epochs (60·scale for a CNN). The last layer's output
-    is `logit_bits` wide. The digits networks at 8, 4 and 2 bits use the shipped checkpoints' own recipes
-    (`emu.zoo.digits.RECIPES`) at scale 1."""
-    last = last_linear(net)
-    low = min(weight_bits, act_bits) <= 3
+def recipe(model: SweepModel, *, weight_bits: int, act_bits: int, logit_bits: int, scale: float) -> dict:
+    """`emu.zoo.train.qat` keyword arguments for one width, as JSON (layer_bits values are lists). At 8 bits:
+    fake quantization with moving-average min/max observers for max(10, 30·scale) epochs. Below: LSQ with
+    MSE-optimal initial clipping and a cosine decay for max(20, 120·scale) epochs (60·scale for a CNN). The
+    last layer's output is `logit_bits` wide. The digits networks at 8, 4 and 2 bits use the shipped
+    checkpoints' own recipes (`emu.zoo.digits.RECIPES`) at scale 1."""
+    last = last_linear(build_net(model)())
+    low = min(weight_bits, act_bits) < 8
     if model.name in ("digits-mlp", "digits-cnn") and weight_bits == act_bits and scale == 1:
         from emu.zoo.digits import RECIPES
         shipped = RECIPES[model.name.split("-")[1]].get(weight_bits)
         if shipped is not None and dict(shipped.get("layer_bits", {})).get(last, (act_bits, weight_bits)) == \
                 (logit_bits, weight_bits):
-            return dict(shipped)
+            return dict(shipped, layer_bits={k: list(v) for k, v in shipped.get("layer_bits", {}).items()})
     conv = len(model.input_shape) == 3
     if not low:
         r = dict(epochs=max(10, round(30 * scale)), lr=1e-3)
     else:
         r = dict(epochs=max(20, round((60 if conv else 120) * scale)), lr=3e-3, cosine=True, calibration="mse",
                  weight_calibration="mse", learn_scales=True)
-    if logit_bits != act_bits:
-        r["layer_bits"] = {last: (logit_bits, weight_bits)}
+    r["layer_bits"] = {last: [logit_bits, weight_bits]} if logit_bits != act_bits else {}
     return r

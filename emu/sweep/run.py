@@ -156,13 +156,16 @@ def run_sweep(grid: Grid, out_dir: str, *, jobs: int = 2, ray_address: str | Non
     Progress goes to `log` (default: standard error)."""
     from emu.contract.config import AccelConfig
     from emu.sweep import report
+    from emu.sweep.models import recipe
     check_dir_target(out_dir, "sweep folder", is_sweep_dir)   # also when called as a library
     folder = _Folder(os.path.abspath(out_dir))
     folder.write_json(grid.to_json(), "sweep.json")
     model = grid.model
     versions = _versions()
     float_key = _key("float", model.digest, grid.dataset, model.epochs, model.lr, versions)
-    qat_keys = {p: _key("qat", float_key, dataclasses.asdict(p), grid.epochs_scale) for p in grid.precisions}
+    recipes = {p: recipe(model, weight_bits=p.weight_bits, act_bits=p.act_bits, logit_bits=p.logit_bits,
+                         scale=grid.epochs_scale) for p in grid.precisions}
+    qat_keys = {p: _key("qat", float_key, dataclasses.asdict(p), recipes[p]) for p in grid.precisions}
 
     def point_file(p: Precision, rows: int, cols: int) -> str:
         return f"{_key('point', qat_keys[p], rows, cols, grid.rtl)}.json"
@@ -211,7 +214,7 @@ def run_sweep(grid: Grid, out_dir: str, *, jobs: int = 2, ray_address: str | Non
         for p, arrays in todo.items():
             pt2 = folder.read_bytes("cache", f"qat-{qat_keys[p]}.pt2")
             fut = executor.submit(work.precision_task, model, grid.dataset, float_state, dataclasses.asdict(p),
-                                  arrays, pt2=pt2, scale=grid.epochs_scale, rtl_samples=grid.rtl)
+                                  arrays, pt2=pt2, recipe=recipes[p], rtl_samples=grid.rtl)
             pending[fut] = ("precision", p, arrays)
         while pending:
             finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
@@ -230,7 +233,7 @@ def run_sweep(grid: Grid, out_dir: str, *, jobs: int = 2, ray_address: str | Non
                     points = [{"rows": r, "cols": c, "error": result["error"]} for r, c in extra]
                 else:
                     folder.write_bytes(result["pt2"], "cache", f"qat-{qat_keys[what]}.pt2")
-                    points = [dict(pt, qat_seconds=result["qat_seconds"], recipe=result["recipe"])
+                    points = [dict(pt, qat_seconds=result["qat_seconds"], recipe=recipes[what])
                               for pt in result["points"]]
                 for pt in points:
                     folder.write_json(pt, "points", point_file(what, pt["rows"], pt["cols"]))

@@ -47,23 +47,21 @@ def train_float_task(model, dataset: str) -> dict:
             "seconds": time.perf_counter() - t0}
 
 
-def _qat(model, dataset, float_state: bytes, bits: dict, scale: float) -> tuple[bytes, dict]:
+def _qat(model, dataset, float_state: bytes, bits: dict, recipe: dict) -> bytes:
     import torch
-    from emu.sweep.models import build_net, recipe
+    from emu.sweep.models import build_net
     from emu.zoo import train
     x_train, y_train, _, _ = dataset_inputs(model, dataset)
     net = build_net(model)()
     net.load_state_dict(torch.load(io.BytesIO(float_state), weights_only=True))
     net.eval()
-    r = recipe(model, net, weight_bits=bits["weight_bits"], act_bits=bits["act_bits"],
-               logit_bits=bits["logit_bits"], scale=scale)
-    converted = train.qat(net, bits["act_bits"], bits["weight_bits"], x_train, y_train, **r)
+    kwargs = dict(recipe, layer_bits={k: tuple(v) for k, v in recipe.get("layer_bits", {}).items()} or None)
+    converted = train.qat(net, bits["act_bits"], bits["weight_bits"], x_train, y_train, **kwargs)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.pt2")
         train.export_pt2(converted, path, dynamic_batch=True, input_shape=model.input_shape)
         with open(path, "rb") as f:
-            return f.read(), {k: v for k, v in r.items() if k != "layer_bits"} | {
-                "layer_bits": {k: list(v) for k, v in r.get("layer_bits", {}).items()}}
+            return f.read()
 
 
 def _load_pt2(blob: bytes):
@@ -84,17 +82,17 @@ def hardware_bits(graph) -> tuple[int, int]:
 
 
 def precision_task(model, dataset: str, float_state: bytes, bits: dict, arrays: list[tuple[int, int]], *,
-                   pt2: bytes | None, scale: float, rtl_samples: int) -> dict:
-    """{"pt2": the QAT model's bytes, "qat_seconds", "recipe", "points": one dict per array}. A point that
-    fails carries its "error" and the others still run."""
+                   pt2: bytes | None, recipe: dict, rtl_samples: int) -> dict:
+    """{"pt2": the QAT model's bytes (fine-tuned with `recipe`, `emu.zoo.train.qat`'s keyword arguments,
+    unless given), "qat_seconds", "points": one dict per array}. A point that fails carries its "error" and
+    the others still run."""
     from emu.contract.config import AccelConfig
     from emu.runtime.evaluate import evaluate
     from emu.runtime.run import get_backend
     _worker_setup()
     t0 = time.perf_counter()
-    used = None
     if pt2 is None:
-        pt2, used = _qat(model, dataset, float_state, bits, scale)
+        pt2 = _qat(model, dataset, float_state, bits, recipe)
     qat_seconds = time.perf_counter() - t0
     ep, graph = _load_pt2(pt2)
     _, _, x_test, y_test = dataset_inputs(model, dataset)
@@ -121,7 +119,7 @@ def precision_task(model, dataset: str, float_state: bytes, bits: dict, arrays: 
             point["error"] = f"{type(e).__name__}: {e}"
         point["eval_seconds"] = time.perf_counter() - t1
         points.append(point)
-    return {"pt2": pt2, "qat_seconds": qat_seconds, "recipe": used, "points": points}
+    return {"pt2": pt2, "qat_seconds": qat_seconds, "points": points}
 
 
 def synth_task(cfg_dict: dict, device: str, seed: int) -> dict:
