@@ -75,3 +75,21 @@ def test_verify_takes_sim_for_its_rtl_backend(capsys, x_npy):
     """`--sim` belongs to the rtl backend: naming golden beside it is not a flag without effect."""
     code, out, _ = systola(capsys, "verify", MODEL, "--input", x_npy, "--backends", "golden,rtl", "--sim", "verilator")
     assert code == 0 and "PASS" in out, out
+
+
+@pytest.mark.parametrize("dataset, rows", [("digits", ["mlp   W8A8", "mlp   W2A2", "cnn   W4A4"]),
+                                           ("mnist", ["tfc   W8A8", "tfc   W2A2", "tfc   W1A1"])])
+def test_demo(capsys, dataset, rows):
+    code, out, _ = systola(capsys, "demo", "--quick", "--dataset", dataset)
+    assert code == 0 and "golden equals the integer reference on every element" in out
+    lines = out.splitlines()
+    for row in rows:
+        (line,) = [ln for ln in lines if ln.startswith(row)]
+        assert " yes " in line
+
+
+def test_eval_on_mnist(capsys):
+    from emu.zoo import mnist
+    code, out, _ = systola(capsys, "eval", mnist.checkpoint("w1a1"), "--dataset", "mnist", "--weight-bits", "1")
+    assert code == 0 and "1000 held-out samples" in out and "W1A8" in out
+    assert f"golden  accuracy {mnist.recorded_accuracy()['w1a1'] / 10:6.2f} %" in out

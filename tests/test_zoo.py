@@ -1,9 +1,11 @@
-"""Shipped digits checkpoints: they load, reproduce their recorded accuracy, and hold only ops the lowering knows."""
+"""Shipped digits and MNIST checkpoints: they load, reproduce their recorded accuracy, and hold only ops the
+lowering knows."""
 import pytest
 import torch
 
 from emu.frontend import load_pt2
-from emu.zoo import digits
+from emu.zoo import datasets, digits, mnist
+from emu.zoo.train import correct
 
 qd = torch.ops.quantized_decomposed
 aten = torch.ops.aten
@@ -28,6 +30,20 @@ def test_float_model_reproduces_recorded_accuracy(model):
     _, _, x_test, y_test = digits.load_split(model)
     correct = round(digits.accuracy(digits.float_model(model), x_test, y_test) * len(y_test))
     assert correct == digits.recorded_accuracy(model)["float"]
+
+
+@pytest.mark.parametrize("tag", ("float",) + mnist.TAGS)
+def test_mnist_checkpoint_reproduces_recorded_accuracy(tag):
+    split = datasets.load("mnist")
+    net = mnist.float_model() if tag == "float" else load_pt2(mnist.checkpoint(tag)).module()
+    assert correct(net, datasets.as_shape(split.x_test, (784,), "mnist"), split.y_test) == \
+        mnist.recorded_accuracy()[tag]
+
+
+def test_mnist_binary_checkpoint_holds_only_plus_minus_one():
+    from emu.frontend.lower import lower
+    graph = lower(load_pt2(mnist.checkpoint("w1a1")))
+    assert all(n.weight_bits == 1 for n in graph.nodes)
 
 
 @pytest.mark.parametrize("tag", digits.TAGS)

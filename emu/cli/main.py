@@ -357,7 +357,7 @@ def cmd_synth(args) -> int:
 
 def cmd_demo(args) -> int:
     from emu.cli.demo import run_demo
-    return run_demo(quick=args.quick, rtl=args.rtl)
+    return run_demo(quick=args.quick, rtl=args.rtl, dataset=args.dataset)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -442,9 +442,11 @@ def build_parser() -> argparse.ArgumentParser:
     from emu.cli.sweep import add_parser as add_sweep
     add_sweep(sub)
 
-    m = sub.add_parser("demo", help="digits MLP and CNN at W8A8, W4A4, W2A2: accuracy, cycles, utilization "
-                       "on golden (about 15 s)")
-    m.add_argument("--quick", action="store_true", help="100 samples instead of the 450 held-out digits")
+    m = sub.add_parser("demo", help="the shipped classifiers at every width they ship in: accuracy, cycles, "
+                       "utilization on golden (digits about 15 s, mnist about 10 s)")
+    m.add_argument("--dataset", default="digits", choices=("digits", "mnist"), help="digits (the digits MLP and "
+                   "CNN at W8A8, W4A4, W2A2; default) or mnist (the MNIST TFC at W8A8, W4A4, W2A2, W1A1)")
+    m.add_argument("--quick", action="store_true", help="100 samples instead of the whole held-out split")
     m.add_argument("--rtl", action="store_true", help=f"also run 16 samples of each on the RTL (Verilator; "
                    f"the first build takes minutes)")
     m.set_defaults(func=cmd_demo)

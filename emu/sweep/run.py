@@ -75,9 +75,8 @@ def _key(*parts) -> str:
 
 
 def _versions() -> str:
-    import torch
-    import torchao
-    return f"torch {torch.__version__}, torchao {torchao.__version__}"
+    from importlib.metadata import version     # not an import of torchao, which logs about its CUDA parts
+    return f"torch {version('torch')}, torchao {version('torchao')}"
 
 
 class _Executor:

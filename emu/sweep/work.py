@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-__all__ = ["train_float_task", "precision_task", "synth_task", "dataset_inputs"]
+__all__ = ["train_float_task", "qat_model", "precision_task", "synth_task", "dataset_inputs"]
 
 
 def _worker_setup():
@@ -47,7 +47,8 @@ def train_float_task(model, dataset: str) -> dict:
             "seconds": time.perf_counter() - t0}
 
 
-def _qat(model, dataset, float_state: bytes, bits: dict, recipe: dict) -> bytes:
+def qat_model(model, dataset: str, float_state: bytes, bits: dict, recipe: dict) -> bytes:
+    """The `.pt2` bytes of the float network (its state_dict bytes) fine-tuned at `bits` with `recipe`."""
     import torch
     from emu.sweep.models import build_net
     from emu.zoo import train
@@ -92,7 +93,7 @@ def precision_task(model, dataset: str, float_state: bytes, bits: dict, arrays: 
     _worker_setup()
     t0 = time.perf_counter()
     if pt2 is None:
-        pt2 = _qat(model, dataset, float_state, bits, recipe)
+        pt2 = qat_model(model, dataset, float_state, bits, recipe)
     qat_seconds = time.perf_counter() - t0
     ep, graph = _load_pt2(pt2)
     _, _, x_test, y_test = dataset_inputs(model, dataset)
