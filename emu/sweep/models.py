@@ -5,7 +5,8 @@ A user's file (``--model my_net.py``) defines, at top level::
     model = MyNet            # a float nn.Module class or a function returning a fresh float nn.Module
     input_shape = (784,)     # one sample's shape without the batch: (784,) flat or (1, 28, 28) images
 
-and optionally ``epochs = 30`` (float training epochs) and ``lr = 1e-3``. The file is run again in every
+and optionally ``epochs = 30`` (float training epochs), ``lr = 1e-3`` and ``augment = 0`` (training
+images moved by up to that many pixels). The file is run again in every
 worker (its text travels with the work, so a Ray worker on another machine needs no copy of it).
 """
 from __future__ import annotations
@@ -22,13 +23,15 @@ __all__ = ["SweepModel", "ZOO", "resolve", "recipe", "build_net", "last_linear"]
 class SweepModel:
     """name: a zoo name or the file's name; dataset: the one it fits (None: any with its input size);
     input_shape: one sample's shape; source: the user's file text (None for a zoo network); epochs / lr:
-    float training."""
+    float training; augment: training images moved by up to that many pixels (`emu.zoo.train.shifted`), in
+    float training and QAT."""
     name: str
     input_shape: tuple[int, ...]
     epochs: int
     lr: float
     dataset: str | None = None
     source: str | None = None
+    augment: int = 0
 
     @property
     def digest(self) -> str:
@@ -39,7 +42,7 @@ class SweepModel:
             from emu.zoo import nets
             with open(nets.__file__, "rb") as f:
                 text = f.read()
-        return hashlib.sha256(text + repr((self.name, self.input_shape)).encode()).hexdigest()[:16]
+        return hashlib.sha256(text + repr((self.name, self.input_shape, self.augment)).encode()).hexdigest()[:16]
 
 
 #: Zoo name -> (network factory name in emu.zoo.nets with its arguments, model).
@@ -51,10 +54,10 @@ _ZOO_NETS = {
 ZOO = {
     "digits-mlp": SweepModel("digits-mlp", (64,), 100, 3e-3, "digits"),
     "digits-cnn": SweepModel("digits-cnn", (1, 8, 8), 40, 3e-3, "digits"),
-    "mnist-tfc": SweepModel("mnist-tfc", (784,), 30, 1e-3, "mnist"),
-    "mnist-sfc": SweepModel("mnist-sfc", (784,), 30, 1e-3, "mnist"),
-    "mnist-lfc": SweepModel("mnist-lfc", (784,), 20, 1e-3, "mnist"),
-    "mnist-cnn": SweepModel("mnist-cnn", (1, 28, 28), 15, 3e-3, "mnist"),
+    "mnist-tfc": SweepModel("mnist-tfc", (784,), 60, 1e-3, "mnist", augment=2),
+    "mnist-sfc": SweepModel("mnist-sfc", (784,), 60, 1e-3, "mnist", augment=2),
+    "mnist-lfc": SweepModel("mnist-lfc", (784,), 40, 1e-3, "mnist", augment=2),
+    "mnist-cnn": SweepModel("mnist-cnn", (1, 28, 28), 30, 3e-3, "mnist", augment=2),
 }
 
 
@@ -89,7 +92,7 @@ def resolve(spec: str) -> SweepModel:
         raise ValueError(f"--model {spec!r}: input_shape={shape!r} is not accepted: expected (features,) or "
                          f"(channels, height, width)")
     return SweepModel(os.path.basename(spec), tuple(shape), int(scope.get("epochs", 30)),
-                      float(scope.get("lr", 1e-3)), source=source)
+                      float(scope.get("lr", 1e-3)), source=source, augment=int(scope.get("augment", 0)))
 
 
 def build_net(model: SweepModel) -> Callable:
@@ -131,4 +134,6 @@ def recipe(model: SweepModel, *, weight_bits: int, act_bits: int, logit_bits: in
         r = dict(epochs=max(20, round((60 if conv else 120) * scale)), lr=3e-3, cosine=True, calibration="mse",
                  weight_calibration="mse", learn_scales=True)
     r["layer_bits"] = {last: [logit_bits, weight_bits]} if logit_bits != act_bits else {}
+    if model.augment:
+        r["augment"] = model.augment
     return r

@@ -40,7 +40,8 @@ def train_float_task(model, dataset: str) -> dict:
     _worker_setup()
     t0 = time.perf_counter()
     x_train, y_train, x_test, y_test = dataset_inputs(model, dataset)
-    net = train.train_float(build_net(model), x_train, y_train, epochs=model.epochs, lr=model.lr)
+    net = train.train_float(build_net(model), x_train, y_train, epochs=model.epochs, lr=model.lr,
+                            augment=model.augment)
     buf = io.BytesIO()
     torch.save(net.state_dict(), buf)
     return {"state": buf.getvalue(), "accuracy": train.accuracy(net, x_test, y_test),

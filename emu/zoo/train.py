@@ -7,6 +7,7 @@ quantization parameters. `qat` is torch.export -> `prepare_qat_pt2e` with `Systo
 from __future__ import annotations
 
 import copy
+import math
 import os
 from typing import Callable
 
@@ -26,17 +27,34 @@ SEED = 0
 _DYNAMIC_BATCH = {"x": {0: torch.export.Dim("batch")}}
 
 
+def shifted(x: torch.Tensor, gen: torch.Generator, pixels: int) -> torch.Tensor:
+    """Square images x (batch first, [b, 1, s, s] or flattened [b, s*s]) each moved by a random whole number
+    of pixels, up to `pixels` in each direction; what moves in is 0."""
+    side = math.isqrt(x[0].numel())
+    images = x.reshape(len(x), 1, side, side)
+    padded = F.pad(images, (pixels,) * 4)
+    dy, dx = torch.randint(0, 2 * pixels + 1, (2, len(x)), generator=gen)
+    rows = (dy[:, None] + torch.arange(side))[:, :, None]           # [b, s, 1]
+    cols = (dx[:, None] + torch.arange(side))[:, None, :]           # [b, 1, s]
+    out = padded[torch.arange(len(x))[:, None, None], 0, rows, cols]
+    return out.reshape(x.shape)
+
+
 def fit(model, x: np.ndarray, y: np.ndarray, epochs: int, lr: float, batch: int = 64,
-         cosine: bool = False) -> None:
-    """Adam on cross-entropy; ``cosine`` anneals the learning rate to 0 over the epochs."""
+        cosine: bool = False, augment: int = 0) -> None:
+    """Adam on cross-entropy; ``cosine`` anneals the learning rate to 0 over the epochs; ``augment`` > 0
+    moves each training image by up to that many pixels each time it is seen (`shifted`, its own seeded
+    generator, so the batch order is that of ``augment=0``)."""
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     gen = torch.Generator().manual_seed(SEED)
+    moves = torch.Generator().manual_seed(SEED + 1)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs) if cosine else None
     for _ in range(epochs):
         for idx in torch.randperm(len(xt), generator=gen).split(batch):
             opt.zero_grad()
-            F.cross_entropy(model(xt[idx]), yt[idx]).backward()
+            xb = shifted(xt[idx], moves, augment) if augment else xt[idx]
+            F.cross_entropy(model(xb), yt[idx]).backward()
             opt.step()
         if schedule is not None:
             schedule.step()
@@ -53,18 +71,19 @@ def correct(model, x: np.ndarray, y: np.ndarray) -> int:
 
 
 def train_float(net: Callable[[], torch.nn.Module], x_train: np.ndarray, y_train: np.ndarray, *, epochs: int,
-                lr: float) -> torch.nn.Module:
+                lr: float, augment: int = 0) -> torch.nn.Module:
     """A float network made by `net()` under a fixed seed and trained with `fit`; returned in eval mode."""
     torch.manual_seed(SEED)
     model = net()
     model.train()
-    fit(model, x_train, y_train, epochs, lr)
+    fit(model, x_train, y_train, epochs, lr, augment=augment)
     return model.eval()
 
 
 def qat(model: torch.nn.Module, act_bits: int, weight_bits: int, x_train: np.ndarray, y_train: np.ndarray,
         epochs: int = 30, lr: float = 1e-3, *, calibration: str = "minmax", weight_calibration: str = "minmax",
-        learn_scales: bool = False, layer_bits: dict | None = None, cosine: bool = False) -> torch.fx.GraphModule:
+        learn_scales: bool = False, layer_bits: dict | None = None, cosine: bool = False,
+        augment: int = 0) -> torch.fx.GraphModule:
     """Quantization-aware fine-tuning of a copy of `model`; returns the `convert_pt2e` result.
 
     With ``learn_scales`` the quantizers are first calibrated on the whole training set (eval mode, so
@@ -83,7 +102,7 @@ def qat(model: torch.nn.Module, act_bits: int, weight_bits: int, x_train: np.nda
             prepared(torch.from_numpy(x_train))
         prepared.apply(enable_range_learning)
     move_exported_model_to_train(prepared)
-    fit(prepared, x_train, y_train, epochs, lr, cosine=cosine)
+    fit(prepared, x_train, y_train, epochs, lr, cosine=cosine, augment=augment)
     move_exported_model_to_eval(prepared)
     binarize_weights(prepared)     # 1-bit weights to exactly ±scale, so that they convert to ±1, never 0
     return convert_pt2e(prepared)
