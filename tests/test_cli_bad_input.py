@@ -88,6 +88,7 @@ def work(tmp_path_factory):
     (w / "text.npy").write_text("not numpy")
     (w / "bad.pt2").write_bytes(b"not a model")
     (w / "notes.txt").write_text("the user's own file")
+    (w / "net784.py").write_text("import torch.nn as nn\nmodel = lambda: nn.Linear(784, 10)\ninput_shape = (784,)\n")
     (w / "mine").mkdir()
     (w / "mine" / "thesis.tex").write_text("the user's own folder")
     (w / "badcfg.json").write_text("{rows: 4")
@@ -251,6 +252,9 @@ BAD = [
     (["sweep", "--jobs", "0", "--out", "sw"], "--jobs 0 is not accepted"),
     (["sweep", "--rtl", "-1", "--out", "sw"], "--rtl -1 is not accepted"),
     (["sweep", "--synth", "XC7A35T", "--out", "sw"], "device 'XC7A35T' is not accepted"),
+    (["sweep", "--ray", "127.0.0.1:9", "--out", "sw"], "--ray '127.0.0.1:9': nothing listens there"),
+    (["sweep", "--ray", "auto", "--out", "sw"], "--ray 'auto' is not accepted: expected HOST:PORT"),
+    (["sweep", "--model", "net784.py", "--out", "sw"], "dataset 'digits' has samples of shape (1, 8, 8)"),
     # ---- the command itself ----
     ([], "the following arguments are required: COMMAND"),
     (["train"], "argument COMMAND: invalid choice: 'train'"),

@@ -46,7 +46,7 @@ class UserError(Exception):
 _USER_ERRORS = (("emu.cli.main", "UserError"), ("emu.contract.config", "ConfigError"),
                 ("emu.compiler.schedule", "CompileError"), ("emu.compiler.program", "ProgramError"),
                 ("emu.frontend", "UnsupportedModelError"), ("emu.outputs", "OutputError"),
-                ("emu.runtime.run", "InputError"))
+                ("emu.runtime.run", "InputError"), ("emu.sweep.run", "SweepError"))
 
 
 def _is_user_error(e: BaseException) -> bool:

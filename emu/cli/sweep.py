@@ -111,7 +111,7 @@ def cmd_sweep(args) -> int:
     from emu.cli.main import UserError
     from emu.outputs import check_dir_target
     from emu.sweep.models import resolve
-    from emu.sweep.run import Grid, is_sweep_dir, run_sweep
+    from emu.sweep.run import Grid, check_ray_address, is_sweep_dir, run_sweep
     try:
         model = resolve(args.model)
         grid_precisions = precisions(args)
@@ -125,10 +125,14 @@ def cmd_sweep(args) -> int:
         dataset = args.dataset or model.dataset or "digits"
         if model.dataset is not None and dataset != model.dataset:
             raise ValueError(f"--dataset {dataset} is not accepted for {model.name}: it takes {model.dataset}")
+        from emu.sweep.work import dataset_inputs
+        dataset_inputs(model, dataset)        # a model whose input the dataset does not fit is refused now
         if args.synth:
             from hdl.fpga import flow
             flow.parse_target(device=args.synth)
         check_dir_target(args.out, "--out", is_sweep_dir)
+        if args.ray is not None:
+            check_ray_address(args.ray)
     except ValueError as e:
         raise UserError(str(e)) from None
     grid = Grid(model, dataset, tuple(grid_precisions), tuple(arrays), synth=args.synth, seed=args.seed,

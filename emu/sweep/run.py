@@ -28,7 +28,7 @@ from typing import Callable, Iterable
 from emu.outputs import check_dir_target, write_file
 from emu.sweep import work
 
-__all__ = ["Grid", "Precision", "run_sweep", "is_sweep_dir", "SWEEP_FILES"]
+__all__ = ["Grid", "Precision", "SweepError", "run_sweep", "check_ray_address", "is_sweep_dir", "SWEEP_FILES"]
 
 #: What a sweep folder may hold (anything else and the folder is not a sweep's).
 SWEEP_FILES = ("sweep.json", "points", "cache", "results.csv", "results.json", "report.html")
@@ -79,6 +79,24 @@ def _versions() -> str:
     return f"torch {version('torch')}, torchao {version('torchao')}"
 
 
+class SweepError(ValueError):
+    """A sweep that cannot start (no Ray cluster at the address given, no ray package): one line."""
+
+
+def check_ray_address(address: str) -> None:
+    """SweepError unless a Ray head may listen at `address` (HOST:PORT): a TCP connection is tried, since
+    ray.init waits minutes for an address where nothing listens."""
+    import socket
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise SweepError(f"--ray {address!r} is not accepted: expected HOST:PORT of a Ray head, e.g. 127.0.0.1:6379")
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+    except OSError as e:
+        raise SweepError(f"--ray {address!r}: nothing listens there ({e.strerror or type(e).__name__}); start a "
+                         f"head with `ray start --head --port {port}` (docs/sweep.md)") from None
+
+
 class _Executor:
     """submit(fn, *args, **kwargs) -> concurrent.futures.Future, on local processes or on Ray."""
 
@@ -88,7 +106,8 @@ class _Executor:
             try:
                 import ray
             except ImportError:
-                raise ValueError("--ray needs the ray package: pip install 'systola[ray]'") from None
+                raise SweepError("--ray needs the ray package: pip install 'systola[ray]'") from None
+            check_ray_address(ray_address)
             ray.init(address=ray_address, logging_level="ERROR", log_to_driver=False)
             self._ray = ray
             self._remote = {}
@@ -169,8 +188,11 @@ def run_sweep(grid: Grid, out_dir: str, *, jobs: int = 2, ray_address: str | Non
     def point_file(p: Precision, rows: int, cols: int) -> str:
         return f"{_key('point', qat_keys[p], rows, cols, grid.rtl)}.json"
 
-    todo = {p: [a for a in grid.arrays if folder.read_json("points", point_file(p, *a)) is None]
-            for p in grid.precisions}
+    def finished(p: Precision, array) -> bool:     # a point that failed is tried again
+        pt = folder.read_json("points", point_file(p, *array))
+        return pt is not None and "error" not in pt
+
+    todo = {p: [a for a in grid.arrays if not finished(p, a)] for p in grid.precisions}
     todo = {p: arrays for p, arrays in todo.items() if arrays}
 
     def synth_config(pt: dict | None):
