@@ -140,12 +140,13 @@ def test_mnist_split_is_fixed_and_balanced():
 @pytest.mark.synth
 def test_synthesis_of_each_points_accelerator(capsys, tmp_path):
     """Each point joined with the synthesis of the accelerator it ran on (its own widths), ~10 minutes."""
-    code, _, err = sweep(capsys, "--bits", "4,2", "--arrays", "2x2", "--synth", "LFE5U-25F-6", "--out",
+    code, _, err = sweep(capsys, "--bits", "8,2", "--arrays", "2x2", "--synth", "LFE5U-25F-6", "--out",
                          tmp_path / "sw")
     assert code == 0, err
-    w4, w2 = rows(tmp_path / "sw")
-    assert (w4["hw_weight_bits"], w4["hw_act_bits"], w2["hw_weight_bits"], w2["hw_act_bits"]) == (4, 4, 2, 8)
-    for r in (w4, w2):
+    w8, w2 = rows(tmp_path / "sw")
+    assert (w8["hw_weight_bits"], w8["hw_act_bits"], w2["hw_weight_bits"], w2["hw_act_bits"]) == (8, 8, 2, 8)
+    assert w8["luts"] != w2["luts"]
+    for r in (w8, w2):
         assert r["luts"] > 0 and r["fmax_mhz"] > 0
         assert r["images_per_s_at_fmax"] == round(r["fmax_mhz"] * 1e6 / r["cycles_per_image"], 1)
     assert (tmp_path / "sw" / "accuracy_vs_luts.png").exists()

