@@ -87,8 +87,8 @@ def test_ray_cluster_gives_the_process_pools_results(capsys, tmp_path):
 
 @pytest.mark.rtl
 def test_rtl_sample_equals_golden(capsys, tmp_path):
-    code, _, err = sweep(capsys, "--bits", "8", "--arrays", "8x8", "--rtl", "8", "--out", tmp_path / "sw")
-    assert code == 0, err
+    code, out, err = sweep(capsys, "--bits", "8", "--arrays", "8x8", "--rtl", "8", "--out", tmp_path / "sw")
+    assert code == 0 and "of 8   = golden" in out, err
     (r,) = rows(tmp_path / "sw")
     assert r["rtl_samples"] == 8 and r["rtl_equals_golden"] is True
 

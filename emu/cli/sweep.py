@@ -144,7 +144,8 @@ def cmd_sweep(args) -> int:
     rows = run_sweep(grid, args.out, jobs=args.jobs, ray_address=args.ray)
     width = max(len("precision"), *(len(r["precision"]) for r in rows))
     print(f"{'precision':{width}s} {'array':>6s} {'float':>7s} {'torch':>7s} {'golden':>7s} {'cycles/img':>11s} "
-          f"{'util':>6s}" + (f" {'LUT4':>7s} {'Fmax':>6s}" if args.synth else ""))
+          f"{'util':>6s}" + (f" {'RTL sample':>18s}" if args.rtl else "")
+          + (f" {'LUT4':>7s} {'Fmax':>6s}" if args.synth else ""))
     for r in rows:
         if r["golden_accuracy_pct"] is None:
             print(f"{r['precision']:{width}s} {r['array']:>6s} failed: {r['error']}")
@@ -152,6 +153,8 @@ def cmd_sweep(args) -> int:
         print(f"{r['precision']:{width}s} {r['array']:>6s} {r['float_accuracy_pct']:6.2f}% "
               f"{r['torch_accuracy_pct']:6.2f}% {r['golden_accuracy_pct']:6.2f}% {r['cycles_per_image']:11.0f} "
               f"{r['utilization_pct']:5.1f}%"
+              + (f" {r['rtl_accuracy_pct']:6.2f}% of {r['rtl_samples']:<3d} "
+                 f"{'= golden' if r['rtl_equals_golden'] else 'DIFFERS'}" if args.rtl else "")
               + (f" {r['luts'] or '':>7} {r['fmax_mhz'] or '':>6}" if args.synth else ""))
     print(f"report: {os.path.join(args.out, 'report.html')}")
     failed = [r for r in rows if r["error"]]
