@@ -1,13 +1,13 @@
 """The DMA's LOAD assembly: R beats rotated onto entry bytes and merged into buffer entries.
 
-Each accepted R beat is registered (stage 0) with what it covers (its position and length, decoded in stage
-1 into the entry word it starts in, one-hot, and its lane window; the bytes that spill into the next entry). It is rotated twice (the bytes of the current
-entry, the bytes of the next) in two stages: stage 1 by the rotation's low two bits (with a copy of them
-per bus lane), stage 2 by the rest, into a copy per group of entry words, while it decodes the per-byte
-write enables; stage 3 merges it into the assembly register and writes the completed entry
-(wr_en/wr_addr/wr_data are registers), zero beyond row_bytes. At most one entry completes per beat (a
-span's rows are >= bus_bytes long), so the write comes 4 cycles (LOAD_DRAIN_MIN) after the beat that
-completes it.
+Each accepted R beat is registered (stage 0) with what it covers (its position and length, decoded in stage 1
+into the entry word it starts in, one-hot, and its lane window; the bytes that spill into the next entry). It
+is rotated twice (the bytes of the current entry, the bytes of the next) in two stages: stage 1 by the
+rotation's low two bits (with a copy of them per bus lane), stage 2 by the rest, into a copy per group of
+entry words, while it decodes the per-byte write enables; stage 3 merges it into the assembly register and
+writes the completed entry (wr_en/wr_addr/wr_data are registers), zero beyond row_bytes. At most one entry
+completes per beat (a span's rows are >= bus_bytes long), so the write comes 4 cycles (LOAD_DRAIN_MIN) after
+the beat that completes it.
 """
 from __future__ import annotations
 
@@ -50,7 +50,6 @@ class LoadAssembly(wiring.Component):
         beat = self.beat
         complete, s, n, pos, skip, skip_rb, entry = (beat.complete, beat.s, beat.n, beat.pos, beat.skip,
                                                      beat.skip_rb, beat.entry)
-
 
         # stage 0 registers the beat and what it covers; stages 1 and 2 rotate it (by the rotation's two low
         # bits, then by the rest) and stage 2 decodes the byte enables; stage 3 merges it into the assembly
