@@ -20,7 +20,8 @@ def test_random_w4a4(seed):
     assert_same_as_golden(CFG_W4A4, mem, pa, pl)
 
 
-@pytest.mark.parametrize("cfg,seed", [(CFG_W1A3, 0), (CFG_W1A3, 2), (CFG_W1A1, 1)])
+@pytest.mark.parametrize("cfg,seed", [(CFG_W1A3, 0), (CFG_W1A3, 2),
+                                      pytest.param(CFG_W1A1, 1, marks=pytest.mark.slow)])   # its own build
 def test_random_binary(cfg, seed):
     """Random bytes into 1-bit buffers: a weight keeps its byte's sign bit (-1 or +1), a 1-bit activation
     its low bit, on the RTL as in golden."""
