@@ -36,7 +36,8 @@ def run_demo(*, quick: bool = False, rtl: bool = False, dataset: str = "digits",
     from emu.frontend.lower import load_pt2, lower
     module, models, split = DEMOS[dataset]
     zoo = importlib.import_module(module)
-    total = {"digits": 450, "mnist": 1000}[dataset]
+    from emu.zoo import datasets
+    total = len(datasets.load(dataset).y_test)
     print(f"Systola demo: {dataset} classifiers, accuracy on {split.format(n=100 if quick else total)}; every "
           f"precision runs on one {cfg.rows}x{cfg.cols} array of {cfg.weight_bits}-bit weights and "
           f"{cfg.act_bits}-bit activations ({cfg.acc_bits}-bit accumulators, {cfg.bus_bits}-bit bus)")
