@@ -18,7 +18,7 @@ RTL's Verilog, 4-40 minutes a configuration). Writes DIR/results.csv, results.js
 finished points, QAT models and syntheses are kept.
 
 examples (a 2-core machine):
-  systola sweep --out sw                                   digits MLP at 8, 4, 2 bits on 4x4 and 8x8 (~2 min)
+  systola sweep --out sw                                   digits MLP at 8, 4, 2 bits on 4x4 and 8x8 (~1 min)
   systola sweep --model mnist-tfc --dataset mnist --bits 8,4,2 --arrays 8x8,16x16 --out sw-mnist
   systola sweep --model digits-cnn --bits 4 --arrays 8x8 --synth LFE5U-85F-6 --out sw-syn   (~30 min)
   systola sweep --model my_net.py --dataset mnist --weight-bits 2,4 --act-bits 4,8 --out sw-mine
