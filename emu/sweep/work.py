@@ -13,8 +13,6 @@ import os
 import tempfile
 import time
 
-import numpy as np
-
 __all__ = ["train_float_task", "qat_model", "precision_task", "synth_task", "dataset_inputs"]
 
 
