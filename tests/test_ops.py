@@ -34,6 +34,11 @@ def test_conv_1x1_many_channels():
     check(lambda b: b.conv(11, kernel=(1, 1), relu=False), shape=(4, 3, 13))
 
 
+def test_conv1d_and_pool1d_as_maps_of_height_1():
+    check(lambda b: (b.conv(6, kernel=(1, 5), stride=(1, 3), padding=(0, 2, 0, 2)),
+                     b.pool("max", kernel=(1, 4), stride=(1, 4))), shape=(1, 40, 3))
+
+
 def test_max_pool_padded():
     check(lambda b: b.pool("max", kernel=(3, 3), stride=(2, 2), padding=(1, 1, 1, 1)))
 

@@ -25,7 +25,7 @@ def check_verifies(net: str, quantizer: str, resolution: int | None = None) -> N
 
 
 @pytest.mark.parametrize("quantizer", ["systola", "xnnpack"])
-@pytest.mark.parametrize("net", ["lenet5", "resnet20"])
+@pytest.mark.parametrize("net", ["lenet5", "resnet20", "m5"])
 def test_small_networks_verify(net, quantizer):
     check_verifies(net, quantizer)
 

@@ -41,7 +41,7 @@ def torch_to_ir(v, shape: tuple[int, ...]) -> np.ndarray:
     before quantizing it is unflattened first."""
     import torch
     y = v.to(torch.int64).numpy()
-    if len(shape) == 3 and y.ndim == 2:
+    if len(shape) == 3 and y.ndim in (2, 3):      # flattened (C, H, W), or a 1-D map [B, C, L]
         h, w, c = shape
         y = y.reshape(len(y), c, h, w)
     if len(shape) == 3 and y.ndim == 4:

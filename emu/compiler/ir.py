@@ -81,6 +81,11 @@ class _Layer(abc.ABC):
         return type(self).__name__
 
 
+def _stride(stride: tuple[int, int]) -> str:
+    """A window's stride for tables: one number when H and W agree (a 1-D op's is 1 x L)."""
+    return str(stride[0]) if stride[0] == stride[1] else f"{stride[0]}x{stride[1]}"
+
+
 @dataclasses.dataclass
 class Dense(_Layer):
     """y = clamp(requant((x - zx) @ weight.T + bias)); a torch Linear (with an optional ReLU-style clamp)."""
@@ -121,7 +126,7 @@ class Conv2d(_Layer):
 
     def describe(self) -> str:
         kh, kw = self.weight.shape[1:3]
-        return f"Conv2d {kh}x{kw}/{self.stride[0]}"
+        return f"Conv2d {kh}x{kw}/{_stride(self.stride)}"
 
 
 @dataclasses.dataclass
@@ -148,7 +153,7 @@ class Pool2d(_Layer):
         return np.full(channels, self.in_scale(graph) / (div * graph.tensors[self.output].qparams.scale))
 
     def describe(self) -> str:
-        return f"{self.kind.capitalize()}Pool {self.kernel[0]}x{self.kernel[1]}/{self.stride[0]}"
+        return f"{self.kind.capitalize()}Pool {self.kernel[0]}x{self.kernel[1]}/{_stride(self.stride)}"
 
 
 @dataclasses.dataclass
@@ -219,7 +224,9 @@ class Graph:
     nodes: list[Node]
     input: str
     output: str
-    input_layout: str = "nc"   # the user's float input: "nc", "nchw", or "nchw_flat" ([B, C*H*W] the model views)
+    # the user's float input: "nc", "ncl" ([B, C, L], a map of height 1), "nchw", or "nchw_flat" ([B, C*H*W]
+    # the model views as a map)
+    input_layout: str = "nc"
 
     def summary(self) -> str:
         lines = []

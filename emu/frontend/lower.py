@@ -2,14 +2,15 @@
 
 Accepted graph (after `convert_pt2e` and `torch.export`, static or dynamic batch)::
 
-    x --quantize_per_tensor--> q0                       (the graph input tensor, [B, K] or [B, C, H, W])
+    x --quantize_per_tensor--> q0          (the graph input tensor, [B, K], [B, C, L] or [B, C, H, W])
     dequantize_per_tensor(q_i) [, dequantize_per_channel(w_int), float bias]
         -> layer op -> [relu | relu6 | hardtanh | clamp | max_pool2d]* -> quantize_per_tensor   (one IR node)
     ... -> dequantize_per_tensor -> output
 
 Layer ops: aten.linear (ir.Dense), aten.conv2d (ir.Conv2d; grouped convolutions become dense ones with
 zero blocks, which the compiler skips), aten.max_pool2d / avg_pool2d / adaptive_avg_pool2d / mean over
-H and W (ir.Pool2d), aten.add.Tensor of two dequantized tensors (ir.Add), and an activation or max pool
+H and W (ir.Pool2d), their 1-D forms over a [B, C, L] tensor as 2-D ones over a map of height 1 (the IR's
+[1, L, C]), aten.add.Tensor of two dequantized tensors (ir.Add), and an activation or max pool
 applied straight to a dequantized tensor (an ir.Pool2d max of window 1 when nothing else: a requantize).
 Clamps commute with max pooling, so a clamp before or after a max pool joins its layer's clamp.
 Feature maps become NHWC tensors ([H, W, C]); a flatten of a map is a view, and the next linear's weight
@@ -56,8 +57,8 @@ qd = torch.ops.quantized_decomposed
 
 #: One line for error messages: what the lowering accepts.
 SUPPORTED = ("supported: quantize/dequantize_per_tensor (signed int8 dtype, 1..8-bit full range), "
-             "dequantize_per_channel weights (axis 0, zero point 0), aten.linear, aten.conv2d, max_pool2d, "
-             "avg_pool2d, adaptive_avg_pool2d, mean over H and W, add.Tensor, relu/relu6/hardtanh/clamp, "
+             "dequantize_per_channel weights (axis 0, zero point 0), aten.linear, aten.conv2d/conv1d, "
+             "max_pool2d/1d, avg_pool2d/1d, adaptive_avg_pool2d/1d, mean over H and W, add.Tensor, relu/relu6/hardtanh/clamp, "
              "flatten, and no-op view/reshape/contiguous/clone/dropout(eval)")
 
 def load_pt2(path: str | os.PathLike) -> torch.export.ExportedProgram:
@@ -135,6 +136,17 @@ def _pair(v) -> tuple[int, int]:
     return (int(v[0]), int(v[-1]))
 
 
+#: the 1-D ops, each lowered as its 2-D form over a map of height 1
+_ONE_D = (aten.conv1d.default, aten.max_pool1d.default, aten.avg_pool1d.default, aten.adaptive_avg_pool1d.default)
+
+
+def _window_arg(node, v, fill: int) -> tuple[int, int]:
+    """A kernel/stride/padding/dilation argument as (H, W); a 1-D op's is (fill, v) over a map of height 1."""
+    if node.target in _ONE_D:
+        return (fill, _pair(v)[1])
+    return _pair(v)
+
+
 class _Lowering:
     def __init__(self, ep: torch.export.ExportedProgram, *, host: bool = True):
         self.ep = ep
@@ -190,8 +202,9 @@ class _Lowering:
                                   f"range of torch.int8 with 2..8 bits")
         if np.any(zp != 0):
             raise self.fail(node, "weights with a nonzero zero point (weights must be symmetric)")
-        if values.dim() not in (2, 4):
-            raise self.fail(node, f"weight of shape {tuple(values.shape)} (linear [N, K] or conv [N, C, KH, KW])")
+        if values.dim() not in (2, 3, 4):
+            raise self.fail(node, f"weight of shape {tuple(values.shape)} (linear [N, K], conv1d [N, C, K] or "
+                                  f"conv [N, C, KH, KW])")
         v = values.to(torch.int64).numpy()
         if v.min() < qmin or v.max() > qmax:
             raise self.fail(node, f"weight values outside [{qmin}, {qmax}]")
@@ -206,6 +219,8 @@ class _Lowering:
     def ir_shape(self, node) -> tuple[int, ...]:
         """The IR shape (no batch; NHWC for maps) of a torch node's [B, ...] value."""
         s = tuple(int(d) for d in self.shape(node)[1:])
+        if len(s) == 2:
+            return (1, s[1], s[0])         # [B, C, L], a 1-D map: a map of height 1
         return (s[1], s[2], s[0]) if len(s) == 3 else s
 
     def dequantized(self, node, arg, what: str) -> _Dequantized:
@@ -281,7 +296,7 @@ class _Lowering:
             self.values[node] = self.weight(node, per_channel=True)
         elif t == aten.linear.default:
             self.values[node] = self.visit_linear(node, val)
-        elif t == aten.conv2d.default:
+        elif t in (aten.conv2d.default, aten.conv1d.default):
             self.values[node] = self.visit_conv(node)
         elif t in ACTIVATION_OPS:
             if isinstance(val, _Dequantized):
@@ -294,6 +309,9 @@ class _Lowering:
             self.values[node] = val
         elif t in MAX_POOL_OPS:
             self.values[node] = self.visit_max_pool(node, val)
+        elif t in (aten.adaptive_avg_pool2d.default, aten.adaptive_avg_pool1d.default) and \
+                self.shape(src) == self.shape(node):
+            self.values[node] = val     # an adaptive pool to the size it has: every bin is one element
         elif t in AVG_POOL_OPS:
             self.values[node] = self.visit_avg_pool(node)
         elif t in ADD_OPS:
@@ -377,7 +395,7 @@ class _Lowering:
         in_shape, out_shape = self.shape(src), self.shape(node)
         if in_shape == out_shape:
             return val
-        flat_map = len(in_shape) == 4 and len(out_shape) == 2 and int(np.prod(in_shape[1:])) == out_shape[1]
+        flat_map = len(in_shape) in (3, 4) and len(out_shape) == 2 and int(np.prod(in_shape[1:])) == out_shape[1]
         if flat_map and isinstance(val, (_Dequantized, _Quantized)):
             return type(val)(val.tensor, flat=True)
         if flat_map and isinstance(val, _Pending) and val.map_shape is None:
@@ -408,10 +426,11 @@ class _Lowering:
         if isinstance(val, _FloatInput):
             if self.input is not None:
                 raise self.fail(node, "a second quantization of the model input")
-            if len(val.shape) not in (2, 4):
-                raise self.fail(node, f"an input of shape {val.shape} (only [batch, features] or [B, C, H, W])")
+            if len(val.shape) not in (2, 3, 4):
+                raise self.fail(node, f"an input of shape {val.shape} (only [batch, features], [B, C, L] or "
+                                      f"[B, C, H, W])")
             self.input = node.name
-            self.layout = ("nchw_flat" if val.flat else "nchw") if len(val.shape) == 4 else "nc"
+            self.layout = {2: "nc", 3: "ncl", 4: "nchw_flat" if val.flat else "nchw"}[len(val.shape)]
             self.tensors[node.name] = ir.TensorInfo(node.name, self.ir_shape(node), q)
             return _Quantized(node.name)
         if isinstance(val, _Pending):
@@ -445,12 +464,17 @@ class _Lowering:
     def visit_conv(self, node) -> _Pending:
         x = self.dequantized(node, node.args[0], "a conv input")
         weight = self.values.get(node.args[1])
-        if not isinstance(weight, _Weight) or weight.values.ndim != 4:
-            raise self.fail(node, "a conv whose weight is not a dequantized integer [N, C, KH, KW] constant")
+        one_d = node.target == aten.conv1d.default
+        if not isinstance(weight, _Weight) or weight.values.ndim != (3 if one_d else 4):
+            raise self.fail(node, "a conv whose weight is not a dequantized integer [N, C, KH, KW] (conv1d: "
+                                  "[N, C, K]) constant")
         a = list(node.args) + [None] * 7
-        stride, padding, dilation = _pair(a[3] or 1), _pair(a[4] or 0), _pair(a[5] or 1)
+        if isinstance(a[4], str):
+            raise self.fail(node, f"a conv with padding={a[4]!r} (only explicit padding)")
+        stride, padding, dilation = (_window_arg(node, v, fill) for v, fill in
+                                     ((a[3] or 1, 1), (a[4] or 0, 0), (a[5] or 1, 1)))
         groups = int(a[6] or 1)
-        w = weight.values                             # [N, Cin/groups, KH, KW]
+        w = weight.values[:, :, None] if one_d else weight.values      # [N, Cin/groups, KH, KW]
         n, cg = w.shape[:2]
         cin = cg * groups
         if self.tensors[x.tensor].shape[-1] != cin or len(self.tensors[x.tensor].shape) != 3:
@@ -466,9 +490,9 @@ class _Lowering:
 
     def visit_max_pool(self, node, val) -> _Pending:
         a = list(node.args) + [None] * 6
-        kernel = _pair(a[1])
-        stride = _pair(a[2]) if a[2] else kernel
-        padding, dilation, ceil = _pair(a[3] or 0), _pair(a[4] or 1), bool(a[5])
+        kernel = _window_arg(node, a[1], 1)
+        stride = _window_arg(node, a[2], 1) if a[2] else kernel
+        padding, dilation, ceil = _window_arg(node, a[3] or 0, 0), _window_arg(node, a[4] or 1, 1), bool(a[5])
         if dilation != (1, 1):
             raise self.fail(node, "max pooling with dilation")
         if isinstance(val, _Pending) and val.op == "identity" and len(node.args[0].users) == 1:
@@ -476,7 +500,7 @@ class _Lowering:
         else:
             pending = _Pending("identity", [self.dequantized(node, node.args[0], "a max pool input")], {}, [])
         pending.op = "max"
-        extra = _ceil_extra(self.shape(node.args[0])[2:], kernel, stride, padding) if ceil else (0, 0)
+        extra = _ceil_extra(self.tensors[pending.inputs[0].tensor].shape[:2], kernel, stride, padding) if ceil else (0, 0)
         pending.args = {"kernel": kernel, "stride": stride,
                         "padding": (padding[0], padding[1], padding[0] + extra[0], padding[1] + extra[1])}
         pending.nodes.append(node)
@@ -491,16 +515,16 @@ class _Lowering:
             if dims != [2, 3]:
                 raise self.fail(node, f"a mean over dims {a[1]} (only H and W: a global average pool)")
             kernel, stride, padding = (h, w), (1, 1), (0, 0)
-        elif t == aten.adaptive_avg_pool2d.default:
-            oh, ow = _pair(a[1])
+        elif t in (aten.adaptive_avg_pool2d.default, aten.adaptive_avg_pool1d.default):
+            oh, ow = _window_arg(node, a[1], 1)
             if h % oh or w % ow:
                 raise self.fail(node, f"adaptive pooling of {h}x{w} to {oh}x{ow} (sizes must divide)")
             kernel = stride = (h // oh, w // ow)
             padding = (0, 0)
         else:
-            kernel = _pair(a[1])
-            stride = _pair(a[2]) if a[2] else kernel
-            padding = _pair(a[3] or 0)
+            kernel = _window_arg(node, a[1], 1)
+            stride = _window_arg(node, a[2], 1) if a[2] else kernel
+            padding = _window_arg(node, a[3] or 0, 0)
             ceil, include_pad, divisor = bool(a[4]), True if a[5] is None else bool(a[5]), a[6]
             if ceil or divisor is not None or (not include_pad and any(padding)):
                 raise self.fail(node, "average pooling with ceil_mode, divisor_override or count_include_pad=False")

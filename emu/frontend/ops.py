@@ -16,12 +16,14 @@ DEQUANTIZE_PER_CHANNEL = (qd.dequantize_per_channel.default,)
 #: Element-wise clamps that may follow a layer (or an add) inside one quantized op.
 ACTIVATION_OPS = (aten.relu.default, aten.relu_.default, aten.relu6.default, aten.hardtanh.default,
                   aten.hardtanh_.default, aten.clamp.default)
-LAYER_OPS = (aten.conv2d.default, aten.linear.default)
+#: Conv1d runs as a convolution over a map of height 1 (the IR's [1, L, C]).
+LAYER_OPS = (aten.conv2d.default, aten.conv1d.default, aten.linear.default)
 BATCH_NORM_OPS = (aten.batch_norm.default, aten._native_batch_norm_legit_no_training.default,
                   aten._native_batch_norm_legit.default, aten.cudnn_batch_norm.default)
 ADD_OPS = (aten.add.Tensor, aten.add_.Tensor)
-MAX_POOL_OPS = (aten.max_pool2d.default,)
-AVG_POOL_OPS = (aten.avg_pool2d.default, aten.adaptive_avg_pool2d.default, aten.mean.dim)
+MAX_POOL_OPS = (aten.max_pool2d.default, aten.max_pool1d.default)
+AVG_POOL_OPS = (aten.avg_pool2d.default, aten.avg_pool1d.default, aten.adaptive_avg_pool2d.default,
+                aten.adaptive_avg_pool1d.default, aten.mean.dim)
 POOL_OPS = MAX_POOL_OPS + AVG_POOL_OPS
 #: Reshapes of a quantized tensor (its output shares the input's quantization parameters).
 VIEW_OPS = (aten.flatten.using_ints, aten.view.default, aten.reshape.default, aten._unsafe_view.default)

@@ -102,10 +102,10 @@ class InputError(ValueError):
 
 def user_shape(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
     """A per-sample shape in the program's layout (NHWC maps) -> the model's own: (C, H, W) for "nchw",
-    (C*H*W,) for "nchw_flat" (a model that views its flat input as a map)."""
-    if layout in ("nchw", "nchw_flat") and len(shape) == 3:
+    (C*H*W,) for "nchw_flat" (a model that views its flat input as a map), (C, L) for "ncl" (a 1-D map)."""
+    if layout in ("nchw", "nchw_flat", "ncl") and len(shape) == 3:
         h, w, c = shape
-        return (c, h, w) if layout == "nchw" else (c * h * w,)
+        return {"nchw": (c, h, w), "nchw_flat": (c * h * w,), "ncl": (c, w)}[layout]
     return tuple(shape)
 
 
@@ -143,7 +143,7 @@ def check_input(x: np.ndarray, shape: tuple[int, ...], layout: str, *, what: str
 def quantize_input(program: Program, x: np.ndarray) -> np.ndarray:
     """float32 model input (batch first, in the model's own layout) -> int64 in the program's layout."""
     x = check_input(x, program.input.shape, program.input_layout)
-    if program.input_layout == "nchw_flat":
+    if program.input_layout in ("nchw_flat", "ncl"):
         h, w, c = program.input.shape
         x = x.reshape(len(x), c, h, w)
     if program.input_layout in ("nchw", "nchw_flat") and x.ndim == 4:

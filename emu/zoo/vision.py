@@ -17,6 +17,11 @@ on the CPU torch), with random weights and BatchNorm statistics measured on the 
   blocks, 16-32-64 channels, global average pool), [batch, 3, 32, 32] -> 10 logits. Its shortcuts are the
   paper's option B (1x1 projections where the shape changes; option A's zero-padded identity is a channel
   concatenation the accelerator does not have yet).
+- `m5`: Dai et al. 2017, the M5 raw-waveform network as torchaudio's tutorial defines it (an 80-sample
+  stride-16 Conv1d, three 3-tap Conv1ds of 32-32-64-64 channels, each with BatchNorm, ReLU and a 4-wide max
+  pool, a global average pool and one linear layer), [batch, 1, 8000] (one second at 8 kHz) -> 35 keyword
+  logits. The tutorial's final permute and log_softmax are left out: flattening gives the same logits, and
+  log_softmax does not change the class.
 
 No pretrained weights are reachable here, so `random_model` initialises the weights (He-normal, as
 torchvision) and then sets every BatchNorm's running statistics from the activations of random inputs, as
@@ -28,7 +33,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ResNet", "resnet18", "resnet20", "VGG", "vgg11", "LeNet5", "MobileNetV3", "SqueezeNet", "random_model",
+__all__ = ["ResNet", "resnet18", "resnet20", "VGG", "vgg11", "LeNet5", "MobileNetV3", "SqueezeNet", "M5", "random_model",
            "quantized", "ARCHITECTURES", "QUANTIZERS"]
 
 
@@ -215,11 +220,26 @@ class SqueezeNet(nn.Module):
         return torch.flatten(self.classifier(self.features(x)), 1)
 
 
-#: name -> (constructor, input shape per sample at the architecture's own resolution, C x H x W)
+class M5(nn.Module):
+    def __init__(self, classes: int = 35, channels: int = 32):
+        super().__init__()
+        widths = (1, channels, channels, 2 * channels, 2 * channels)
+        layers: list[nn.Module] = []
+        for i, (cin, cout) in enumerate(zip(widths, widths[1:])):
+            conv = nn.Conv1d(cin, cout, 80, stride=16) if i == 0 else nn.Conv1d(cin, cout, 3)
+            layers += [conv, nn.BatchNorm1d(cout), nn.ReLU(inplace=True), nn.MaxPool1d(4)]
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool1d(1))
+        self.fc = nn.Linear(2 * channels, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.features(x), 1))
+
+
+#: name -> (constructor, input shape per sample at the architecture's own resolution: C x H x W, or C x L)
 ARCHITECTURES = {"resnet18": (resnet18, (3, 224, 224)), "resnet20": (resnet20, (3, 32, 32)),
                  "vgg11": (vgg11, (3, 32, 32)), "lenet5": (LeNet5, (1, 28, 28)),
                  "mobilenet_v3_small": (MobileNetV3, (3, 224, 224)),
-                 "squeezenet1_1": (SqueezeNet, (3, 224, 224))}
+                 "squeezenet1_1": (SqueezeNet, (3, 224, 224)), "m5": (M5, (1, 8000))}
 
 
 def random_model(name: str, *, seed: int = 0, calibration: int = 8, resolution: int | None = None
@@ -231,13 +251,13 @@ def random_model(name: str, *, seed: int = 0, calibration: int = 8, resolution: 
         raise ValueError(f"architecture {name!r} is not known: expected one of {', '.join(ARCHITECTURES)}")
     make, shape = ARCHITECTURES[name]
     if resolution is not None:
-        shape = (shape[0], resolution, resolution)
+        shape = (shape[0], resolution) if len(shape) == 2 else (shape[0], resolution, resolution)
     torch.manual_seed(seed)
     model = make()
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             m.momentum = None          # cumulative: the statistics of exactly the calibration pass
             nn.init.uniform_(m.weight, 0.5, 1.5)
             nn.init.uniform_(m.bias, -0.2, 0.2)
