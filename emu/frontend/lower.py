@@ -58,8 +58,8 @@ qd = torch.ops.quantized_decomposed
 #: One line for error messages: what the lowering accepts.
 SUPPORTED = ("supported: quantize/dequantize_per_tensor (signed int8 dtype, 1..8-bit full range), "
              "dequantize_per_channel weights (axis 0, zero point 0), aten.linear, aten.conv2d/conv1d, "
-             "max_pool2d/1d, avg_pool2d/1d, adaptive_avg_pool2d/1d, mean over H and W, add.Tensor, relu/relu6/hardtanh/clamp, "
-             "flatten, and no-op view/reshape/contiguous/clone/dropout(eval)")
+             "max_pool2d/1d, avg_pool2d/1d, adaptive_avg_pool2d/1d, mean over H and W, add.Tensor, "
+             "relu/relu6/hardtanh/clamp, flatten, and no-op view/reshape/contiguous/clone/dropout(eval)")
 
 def load_pt2(path: str | os.PathLike) -> torch.export.ExportedProgram:
     """Load a `.pt2` file written by `torch.export.save`.
@@ -500,7 +500,8 @@ class _Lowering:
         else:
             pending = _Pending("identity", [self.dequantized(node, node.args[0], "a max pool input")], {}, [])
         pending.op = "max"
-        extra = _ceil_extra(self.tensors[pending.inputs[0].tensor].shape[:2], kernel, stride, padding) if ceil else (0, 0)
+        size = self.tensors[pending.inputs[0].tensor].shape[:2]      # H, W of the IR map
+        extra = _ceil_extra(size, kernel, stride, padding) if ceil else (0, 0)
         pending.args = {"kernel": kernel, "stride": stride,
                         "padding": (padding[0], padding[1], padding[0] + extra[0], padding[1] + extra[1])}
         pending.nodes.append(node)

@@ -33,8 +33,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ResNet", "resnet18", "resnet20", "VGG", "vgg11", "LeNet5", "MobileNetV3", "SqueezeNet", "M5", "random_model",
-           "quantized", "ARCHITECTURES", "QUANTIZERS"]
+__all__ = ["ResNet", "resnet18", "resnet20", "VGG", "vgg11", "LeNet5", "MobileNetV3", "SqueezeNet", "M5",
+           "random_model", "quantized", "ARCHITECTURES", "QUANTIZERS"]
 
 
 class BasicBlock(nn.Module):
