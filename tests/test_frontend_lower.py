@@ -245,3 +245,34 @@ def test_input_viewed_as_a_map(quantizer):
     log = io.StringIO()
     assert verify(ep, graph, AccelConfig(rows=4, cols=4), x.numpy(), {"golden": get_backend("golden")}, out=log), \
         log.getvalue()
+
+
+class ReadsAudioChannels(torch.nn.Module):
+    """A 1-D conv net over [B, 3, 24]: the input's channels must reach the program channels-last."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = torch.nn.Conv1d(3, 4, 5, stride=2, padding=2), torch.nn.Linear(4 * 6, 5)
+
+    def forward(self, x):
+        return self.fc(F.max_pool1d(torch.relu(self.conv(x)), 2).flatten(1))
+
+
+@pytest.mark.parametrize("quantizer", ["systola", "xnnpack"])
+def test_conv1d_input_with_channels(quantizer):
+    """The program takes [1, L, C] from the user's [B, C, L]: its logits equal torch's Q/DQ graph's end to end
+    (within 1 LSB), which a wrong input layout would not (the per-layer checks feed both sides the same input)."""
+    from emu.compiler.codegen import compile_graph
+    from emu.contract.config import AccelConfig
+    from emu.frontend.torchref import torch_forward
+    from emu.runtime.run import quantize_input, run_program
+    from emu.zoo.vision import _quantizer
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 24)
+    ep = export(quantize(ReadsAudioChannels().eval(), _quantizer(quantizer, 8, 8), x), x)
+    graph = lower(ep)
+    assert graph.input_layout == "ncl" and graph.tensors[graph.input].shape == (1, 24, 3)
+    program = compile_graph(graph, AccelConfig(rows=4, cols=4))
+    ours = program.output.qparams.dequantize(run_program(program, quantize_input(program, x.numpy())).output)
+    theirs = np.asarray(torch_forward(ep, x.numpy()), np.float32)
+    assert np.abs(ours - theirs).max() <= program.output.qparams.scale * 1.01

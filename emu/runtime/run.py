@@ -143,11 +143,9 @@ def check_input(x: np.ndarray, shape: tuple[int, ...], layout: str, *, what: str
 def quantize_input(program: Program, x: np.ndarray) -> np.ndarray:
     """float32 model input (batch first, in the model's own layout) -> int64 in the program's layout."""
     x = check_input(x, program.input.shape, program.input_layout)
-    if program.input_layout in ("nchw_flat", "ncl"):
-        h, w, c = program.input.shape
-        x = x.reshape(len(x), c, h, w)
-    if program.input_layout in ("nchw", "nchw_flat") and x.ndim == 4:
-        x = x.transpose(0, 2, 3, 1)
+    if program.input_layout != "nc" and len(program.input.shape) == 3:
+        h, w, c = program.input.shape       # every map layout is (C, H, W) in torch's order
+        x = x.reshape(len(x), c, h, w).transpose(0, 2, 3, 1)
     return program.input.qparams.quantize(x)
 
 
