@@ -40,6 +40,28 @@ def test_squeezenet_with_ceil_mode_pools_and_host_concatenation_verifies():
     check_verifies("squeezenet1_1", "systola", 64)
 
 
+def test_shufflenet_v2_with_split_cat_and_shuffle_on_the_host_verifies():
+    """ShuffleNetV2 x0.5 at 32x32: each unit's chunk (two outputs, read through getitem), cat and channel
+    shuffle are one host op; its convolutions, depthwise ones included, run on the accelerator."""
+    check_verifies("shufflenet_v2_x0_5", "systola", 32)
+
+
+def test_mobilenet_v2_with_xnnpack_requantized_flatten_verifies():
+    """MobileNetV2 at 32x32, XNNPACK-quantized: the classifier's dropout requantizes the flattened map, which
+    stays a map in the IR."""
+    check_verifies("mobilenet_v2", "xnnpack", 32)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quantizer", ["systola", "xnnpack"])
+@pytest.mark.parametrize("net, resolution", [("mobilenet_v2", 32), ("mobilenet_v2", 96), ("mobilenet_v2", None),
+                                             ("efficientnet_b0", 32), ("efficientnet_b0", None),
+                                             ("shufflenet_v2_x0_5", 32), ("shufflenet_v2_x0_5", None)])
+def test_mobile_networks_verify(net, resolution, quantizer):
+    """MobileNetV2, EfficientNet-B0 and ShuffleNetV2 x0.5 at their resolutions; a few minutes each at 224x224."""
+    check_verifies(net, quantizer, resolution)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("quantizer", ["systola", "xnnpack"])
 @pytest.mark.parametrize("net, resolution", [("mobilenet_v3_small", 32), ("mobilenet_v3_small", None),

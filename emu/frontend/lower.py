@@ -300,7 +300,7 @@ class _Lowering:
             self.values[node] = self.visit_conv(node)
         elif t in ACTIVATION_OPS:
             if isinstance(val, _Dequantized):
-                val = _Pending("identity", [val], {}, [])
+                val = self.identity(val)
             elif not isinstance(val, _Pending) or len(src.users) != 1 or val.op == "avg":
                 raise self.fail(node, "an activation that follows neither a layer nor a dequantized tensor")
             lo, hi = _activation_bounds(node)
@@ -422,7 +422,7 @@ class _Lowering:
         if isinstance(val, _Dequantized):
             if q == self.tensors[val.tensor].qparams:
                 return _Quantized(val.tensor, val.flat)
-            val = _Pending("identity", [val], {}, [])   # a requantize
+            val = self.identity(val)   # a requantize
         if isinstance(val, _FloatInput):
             if self.input is not None:
                 raise self.fail(node, "a second quantization of the model input")
@@ -439,6 +439,10 @@ class _Lowering:
             self.nodes.append(self.make_node(node, val, q))
             return _Quantized(node.name, flat=val.map_shape is not None)
         raise self.fail(node, "a quantize that follows neither the input, a layer nor a dequantize")
+
+    def identity(self, val: "_Dequantized") -> _Pending:
+        """A requantize of `val`; a flattened map stays a map in the IR (XNNPACK requantizes after a flatten)."""
+        return _Pending("identity", [val], {}, [], map_shape=self.tensors[val.tensor].shape if val.flat else None)
 
     def visit_linear(self, node, val) -> _Pending:
         x = self.dequantized(node, node.args[0], "a linear input")
@@ -583,12 +587,15 @@ class _Lowering:
 
 
 def _op_name(node: torch.fx.Node) -> str:
-    """'aten.sigmoid.default' for an ATen/registered op, the function name otherwise, the node kind else."""
+    """'aten.sigmoid.default' for an ATen/registered op, 'operator.mul' for Python's operators, the function
+    name otherwise, the node kind else."""
     if node.op != "call_function":
         return node.op
     if isinstance(node.target, torch._ops.OpOverload):
         return str(node.target)
-    return getattr(node.target, "__name__", str(node.target))
+    name = getattr(node.target, "__name__", str(node.target))
+    # Python arithmetic on shapes and the getitem of a multi-output op (chunk, split)
+    return f"operator.{name}" if getattr(node.target, "__module__", None) == "_operator" else name
 
 
 def _macs(node: torch.fx.Node) -> int:

@@ -8,9 +8,9 @@ on the CPU torch), with random weights and BatchNorm statistics measured on the 
   64-128-256-256-512-512-512-512 channels, five 2x2 max pools) at 32x32, then a global average pool and one
   linear layer, as CIFAR adaptations do. `lenet5`: LeCun et al. 1998 at 28x28 (5x5 convs of 6 and 16
   channels with padding 2 on the first, 2x2 average pools, 120-84-10 linear layers, ReLU for tanh).
-- `mobilenet_v3_small`: Howard et al. 2019, MobileNetV3-Small as torchvision defines it (hardswish,
-  depthwise convolutions, squeeze-excitation with hardsigmoid), [batch, 3, 224, 224] -> 1000 logits; its
-  hardswish, hardsigmoid and squeeze-excitation multiply are host ops (docs/operators.md).
+- `mobilenet_v3_small`, `mobilenet_v2`, `efficientnet_b0`, `shufflenet_v2_x0_5`: the mobile networks of
+  `emu.zoo.mobile`, [batch, 3, 224, 224] -> 1000 logits; their hardswish, sigmoid-style gates,
+  squeeze-excitation multiplies and ShuffleNet's split, cat and shuffle are host ops (docs/operators.md).
 - `squeezenet1_1`: Iandola et al. 2016, SqueezeNet 1.1 as torchvision defines it (ceil-mode 3x3/2 max pools,
   Fire modules whose channel concatenation is a host op), [batch, 3, 224, 224] -> 1000 logits.
 - `resnet20`: He et al. 2016 section 4.2, the CIFAR-10 ResNet-20 (3x3 stem, three stages of three basic
@@ -33,7 +33,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ResNet", "resnet18", "resnet20", "VGG", "vgg11", "LeNet5", "MobileNetV3", "SqueezeNet", "M5",
+from emu.zoo.mobile import EfficientNet, MobileNetV2, MobileNetV3, ShuffleNetV2
+
+__all__ = ["ResNet", "resnet18", "resnet20", "VGG", "vgg11", "LeNet5", "SqueezeNet", "M5",
            "random_model", "quantized", "ARCHITECTURES", "QUANTIZERS"]
 
 
@@ -120,75 +122,6 @@ class LeNet5(nn.Module):
         return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
 
 
-def _divisible(v: float, divisor: int = 8) -> int:
-    """MobileNet's channel rounding: the nearest multiple of `divisor`, never 10 % below `v`."""
-    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    return new + divisor if new < 0.9 * v else new
-
-
-class SqueezeExcite(nn.Module):
-    """Hu et al. 2018 as MobileNetV3 uses it: global average pool, 1x1 conv to `squeeze` channels, ReLU,
-    1x1 conv back, hardsigmoid, the map scaled channel by channel."""
-
-    def __init__(self, channels: int, squeeze: int):
-        super().__init__()
-        self.fc1, self.fc2 = nn.Conv2d(channels, squeeze, 1), nn.Conv2d(squeeze, channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.fc2(torch.relu(self.fc1(nn.functional.adaptive_avg_pool2d(x, 1))))
-        return x * nn.functional.hardsigmoid(s)
-
-
-class InvertedResidual(nn.Module):
-    """MobileNetV3's block: 1x1 expansion (unless `expanded` == `cin`), depthwise kxk, optional
-    squeeze-excitation, 1x1 projection; a residual add when the shape is kept."""
-
-    def __init__(self, cin: int, kernel: int, expanded: int, cout: int, se: bool, act: str, stride: int):
-        super().__init__()
-        act_layer = nn.Hardswish if act == "HS" else nn.ReLU
-        layers: list[nn.Module] = []
-        if expanded != cin:
-            layers += [nn.Conv2d(cin, expanded, 1, bias=False), nn.BatchNorm2d(expanded), act_layer()]
-        layers += [nn.Conv2d(expanded, expanded, kernel, stride, kernel // 2, groups=expanded, bias=False),
-                   nn.BatchNorm2d(expanded), act_layer()]
-        if se:
-            layers.append(SqueezeExcite(expanded, _divisible(expanded // 4)))
-        layers += [nn.Conv2d(expanded, cout, 1, bias=False), nn.BatchNorm2d(cout)]
-        self.block = nn.Sequential(*layers)
-        self.residual = stride == 1 and cin == cout
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)
-        return x + y if self.residual else y
-
-
-#: MobileNetV3-Small's blocks (Howard et al. 2019, table 2): cin, kernel, expanded, cout, SE, activation, stride
-MOBILENET_V3_SMALL = ((16, 3, 16, 16, True, "RE", 2), (16, 3, 72, 24, False, "RE", 2),
-                      (24, 3, 88, 24, False, "RE", 1), (24, 5, 96, 40, True, "HS", 2),
-                      (40, 5, 240, 40, True, "HS", 1), (40, 5, 240, 40, True, "HS", 1),
-                      (40, 5, 120, 48, True, "HS", 1), (48, 5, 144, 48, True, "HS", 1),
-                      (48, 5, 288, 96, True, "HS", 2), (96, 5, 576, 96, True, "HS", 1),
-                      (96, 5, 576, 96, True, "HS", 1))
-
-
-class MobileNetV3(nn.Module):
-    """MobileNetV3-Small as torchvision defines it: 3x3/2 stem of 16 channels with hardswish, the eleven
-    blocks, a 1x1 conv to 576 with hardswish, global average pool, linear 1024 with hardswish, dropout,
-    linear to the classes."""
-
-    def __init__(self, classes: int = 1000):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.Hardswish())
-        self.blocks = nn.Sequential(*(InvertedResidual(*b) for b in MOBILENET_V3_SMALL))
-        self.head = nn.Sequential(nn.Conv2d(96, 576, 1, bias=False), nn.BatchNorm2d(576), nn.Hardswish())
-        self.classifier = nn.Sequential(nn.Linear(576, 1024), nn.Hardswish(), nn.Dropout(0.2),
-                                        nn.Linear(1024, classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = nn.functional.adaptive_avg_pool2d(self.head(self.blocks(self.stem(x))), 1)
-        return self.classifier(torch.flatten(x, 1))
-
-
 class Fire(nn.Module):
     """SqueezeNet's module: a 1x1 squeeze, then 1x1 and 3x3 expansions side by side, concatenated."""
 
@@ -238,7 +171,9 @@ class M5(nn.Module):
 #: name -> (constructor, input shape per sample at the architecture's own resolution: C x H x W, or C x L)
 ARCHITECTURES = {"resnet18": (resnet18, (3, 224, 224)), "resnet20": (resnet20, (3, 32, 32)),
                  "vgg11": (vgg11, (3, 32, 32)), "lenet5": (LeNet5, (1, 28, 28)),
-                 "mobilenet_v3_small": (MobileNetV3, (3, 224, 224)),
+                 "mobilenet_v3_small": (MobileNetV3, (3, 224, 224)), "mobilenet_v2": (MobileNetV2, (3, 224, 224)),
+                 "efficientnet_b0": (EfficientNet, (3, 224, 224)),
+                 "shufflenet_v2_x0_5": (ShuffleNetV2, (3, 224, 224)),
                  "squeezenet1_1": (SqueezeNet, (3, 224, 224)), "m5": (M5, (1, 8000))}
 
 
