@@ -4,9 +4,10 @@ For each network (the digits zoo, CIFAR ResNet-20 at 32x32, ResNet-18 at 224x224
 32x32; SqueezeNet 1.1, MobileNetV2 (also at 96x96), EfficientNet-B0 and ShuffleNetV2 x0.5 at 224x224, with
 their host ops; random weights with measured BatchNorm statistics, W8A8 post-training quantization) and
 each array, one row: layers, host ops, instructions, program bytes, segments of instr_depth, seconds to
-lower and compile, cycles per image, and the array utilization (useful MACs / (cycles x rows x cols)) over
-the whole network and over its 3x3 convolutions alone, from the compile-time cycle profile
-(emu/compiler/profile.py, equal to golden's count).
+lower and compile, cycles per image, and the array utilization (the network's own MACs / (cycles x rows x
+cols)) over the whole network, its dense 3x3 convolutions and its depthwise ones; "issued" counts the MACs
+the array issues instead (every lane of a tile, a depthwise weight's zero blocks included: the hardware
+MAC counter's). From the compile-time cycle profile (emu/compiler/profile.py, equal to golden's count).
 
     python bench/networks.py                     # all networks, 8x8 and 16x16 (a few minutes)
     python bench/networks.py --nets resnet20 --arrays 8x8
@@ -43,8 +44,8 @@ def main() -> None:
     args = ap.parse_args()
     arrays = [tuple(int(v) for v in a.split("x")) for a in args.arrays.split(",")]
     print(f"{'network':<21} {'array':>5} {'layers':>6} {'host':>4} {'instrs':>9} {'prog KiB':>9} {'segs':>5} "
-          f"{'lower s':>7} "
-          f"{'compile s':>9} {'cycles/img':>12} {'util':>6} {'util 3x3':>8}")
+          f"{'lower s':>7} {'compile s':>9} {'cycles/img':>12} {'util':>6} {'issued':>6} {'util 3x3':>8} "
+          f"{'util dw':>7} {'dw issued':>9}")
     for net in args.nets.split(","):
         ep = _model(net)
         t0 = time.perf_counter()
@@ -57,13 +58,18 @@ def main() -> None:
             t_compile = time.perf_counter() - t0
             layers = cycle_profile(program)
             cycles = sum(l.cycles for l in layers) / args.batch
-            util = sum(l.macs for l in layers) / (cycles * args.batch * cfg.macs)
-            conv3 = [l for l in layers if l.kind.startswith("Conv2d 3x3")]
-            util3 = (sum(l.macs for l in conv3) / (sum(l.cycles for l in conv3) * cfg.macs)) if conv3 else 0.0
+
+            def util(kept, issued=False):
+                busy = sum(l.cycles for l in kept) * cfg.macs
+                return sum(l.macs if issued else l.network_macs for l in kept) / busy if busy else 0.0
+            conv3 = [l for l in layers if l.kind.startswith("Conv2d 3x3/") and l.kind[-2:] != "dw"]
+            dw = [l for l in layers if l.kind.endswith(" dw")]
             hosts = sum(type(n).__name__ == "Host" for n in graph.nodes)
             print(f"{net:<21} {rows:>2}x{cols:<2} {len(graph.nodes):>6} {hosts:>4} {program.prog_len:>9,} "
                   f"{program.prog_len * INSTR_BYTES / 1024:>9,.0f} {len(program.segments):>5} {t_lower:>7.2f} "
-                  f"{t_compile:>9.2f} {cycles:>12,.0f} {100 * util:>5.1f}% {100 * util3:>7.1f}%", flush=True)
+                  f"{t_compile:>9.2f} {cycles:>12,.0f} {100 * util(layers):>5.1f}% "
+                  f"{100 * util(layers, True):>5.1f}% {100 * util(conv3):>7.1f}% {100 * util(dw):>6.1f}% "
+                  f"{100 * util(dw, True):>8.1f}%", flush=True)
 
 
 if __name__ == "__main__":

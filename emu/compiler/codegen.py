@@ -201,7 +201,8 @@ class _Compiler:
             first = len(prog)
             macs = emit(gemms[node.name], cfg, self.mem, prog, self.batch)
             prog[first:] = fold(prog[first:], max_words=max(LOOP_MIN_BODY + 1, cfg.instr_depth // 4))
-            layers.append({**layer, "macs": macs, "instructions": len(prog) - first, "placement": "accelerator"})
+            layers.append({**layer, "macs": macs, "network_macs": node.macs(g) * self.batch,
+                           "instructions": len(prog) - first, "placement": "accelerator"})
         instrs, steps = [], []
         for k, part in enumerate(parts):
             if part:

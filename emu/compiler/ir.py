@@ -77,8 +77,20 @@ class _Layer(abc.ABC):
         bias = getattr(self, "bias", None)
         return mult, (np.zeros(len(mult), np.int64) if bias is None else numerics.post_bias(bias, mult)), shift
 
+    @abc.abstractmethod
+    def macs(self, graph: "Graph") -> int:
+        """Multiply-accumulates per sample as the network defines the layer (torch's count: a grouped
+        convolution's zero blocks are not work); a pool or add counts one per input element it reads. The
+        array may issue more (k_valid x n_valid lanes of every tile, the hardware's MAC counter)."""
+
     def describe(self) -> str:
         return type(self).__name__
+
+
+def _pixels(graph: "Graph", tensor: str) -> int:
+    """Positions of a map (H x W), or 1 for a vector."""
+    shape = graph.tensors[tensor].shape
+    return int(np.prod(shape[:-1])) if len(shape) == 3 else 1
 
 
 def _stride(stride: tuple[int, int]) -> str:
@@ -100,7 +112,11 @@ class Dense(_Layer):
     source: str = ""          # the torch graph node(s) it came from, for messages and tables
 
     def real_scale(self, graph):
-        return self.in_scale(graph) * np.asarray(self.weight_scale, np.float64) / graph.tensors[self.output].qparams.scale
+        out_scale = graph.tensors[self.output].qparams.scale
+        return self.in_scale(graph) * np.asarray(self.weight_scale, np.float64) / out_scale
+
+    def macs(self, graph):
+        return int(self.weight.size)
 
 
 @dataclasses.dataclass
@@ -108,7 +124,8 @@ class Conv2d(_Layer):
     """y = clamp(requant(conv(x - zx, weight) + bias)) on NHWC maps; padding reads as the real value 0.
 
     weight is int64 [N, KH, KW, Cin]; stride (sh, sw); padding (top, left, bottom, right); dilation (dh, dw).
-    Output size OH = (H + top + bottom - dh * (KH - 1) - 1) // sh + 1, likewise OW."""
+    Output size OH = (H + top + bottom - dh * (KH - 1) - 1) // sh + 1, likewise OW. A grouped (depthwise)
+    convolution's weight is dense with zero blocks; `groups` says how many, for its MAC count."""
     name: str
     input: str
     output: str
@@ -121,12 +138,17 @@ class Conv2d(_Layer):
     padding: tuple[int, int, int, int] = (0, 0, 0, 0)
     dilation: tuple[int, int] = (1, 1)
     source: str = ""
+    groups: int = 1
 
     real_scale = Dense.real_scale
 
+    def macs(self, graph):
+        return _pixels(graph, self.output) * int(self.weight.size) // self.groups
+
     def describe(self) -> str:
         kh, kw = self.weight.shape[1:3]
-        return f"Conv2d {kh}x{kw}/{_stride(self.stride)}"
+        kind = "" if self.groups == 1 else " dw" if self.groups == self.weight.shape[-1] else f" g{self.groups}"
+        return f"Conv2d {kh}x{kw}/{_stride(self.stride)}{kind}"
 
 
 @dataclasses.dataclass
@@ -151,6 +173,9 @@ class Pool2d(_Layer):
         channels = graph.tensors[self.output].shape[-1]
         div = self.kernel[0] * self.kernel[1] if self.kind == "avg" else 1
         return np.full(channels, self.in_scale(graph) / (div * graph.tensors[self.output].qparams.scale))
+
+    def macs(self, graph):
+        return _pixels(graph, self.output) * graph.tensors[self.output].shape[-1] * self.kernel[0] * self.kernel[1]
 
     def describe(self) -> str:
         return f"{self.kind.capitalize()}Pool {self.kernel[0]}x{self.kernel[1]}/{_stride(self.stride)}"
@@ -178,6 +203,9 @@ class Add(_Layer):
 
     def real_scale(self, graph):
         return np.full(graph.tensors[self.output].shape[-1], self.unit / graph.tensors[self.output].qparams.scale)
+
+    def macs(self, graph):
+        return 2 * graph.tensors[self.output].size
 
 
 def add_weights(sa: float, sb: float, bits: int = 8) -> tuple[tuple[int, int], float, int]:

@@ -21,24 +21,25 @@ __all__ = ["LayerCycles", "cycle_profile"]
 class LayerCycles:
     name: str
     kind: str
-    macs: int            # useful MACs (k_valid * n_valid per activation row)
+    macs: int            # MACs the array issues (k_valid * n_valid per activation row: the MAC counter's)
     instructions: int    # the layer's own, without the END of each run
     cycles: int
     dma_busy: int = 0    # cycles the DMA and the array are busy in them: the larger one is the bottleneck
     array_busy: int = 0
     host_macs: int = 0   # a host op's multiplies (torch runs it between segments; no accelerator cycles)
+    network_macs: int = 0  # the layer's own MACs (ir._Layer.macs): fewer than issued for a grouped conv
 
     def utilization(self, array_macs: int) -> float:
-        """Useful MACs over what the array could do in the layer's cycles."""
-        return self.macs / max(1, self.cycles * array_macs)
+        """The layer's own MACs over what the array could do in its cycles (zero blocks are not useful)."""
+        return self.network_macs / max(1, self.cycles * array_macs)
 
 
 def cycle_profile(program: Program) -> list[LayerCycles]:
     """One LayerCycles per layer of `program` (one run of its `batch` samples); cycles summed over layers
     are the run's cycles."""
     cfg = program.cfg
-    layers = [LayerCycles(l["name"], l["kind"], l["macs"], l["instructions"], 0, host_macs=l.get("host_macs", 0))
-              for l in program.layers]
+    layers = [LayerCycles(l["name"], l["kind"], l["macs"], l["instructions"], 0, host_macs=l.get("host_macs", 0),
+                          network_macs=l.get("network_macs", l["macs"])) for l in program.layers]
     owner = []                              # layer of each instruction word; an END goes with the one before
     words = iter(i for i, l in enumerate(layers) for _ in range(l.instructions))
     for instr in program.instructions:
@@ -75,18 +76,19 @@ def profile_table(program: Program) -> str:
     lines = [f"{'layer':<{width}}  {'kind':<22} {'MACs':>12} {'instrs':>8} {'cycles':>11} {'util':>6}  bound"]
     total = LayerCycles("total", f"{program.batch} sample(s)", sum(x.macs for x in layers),
                         sum(x.instructions for x in layers), sum(x.cycles for x in layers),
-                        sum(x.dma_busy for x in layers), sum(x.array_busy for x in layers))
+                        sum(x.dma_busy for x in layers), sum(x.array_busy for x in layers),
+                        network_macs=sum(x.network_macs for x in layers))
     places = [d.get("placement", "accelerator") for d in program.layers] + ["accelerator"]
     for l, place in zip(layers + [total], places):
         if place == "host":
             lines.append(f"{l.name:<{width}}  {l.kind[:22]:<22} {l.host_macs:>12,} {0:>8,} {0:>11,} {'-':>6}  host")
             continue
         bound = (f"DMA x{l.dma_busy / max(1, l.array_busy):.1f}" if l.dma_busy > l.array_busy else "array")
-        lines.append(f"{l.name:<{width}}  {l.kind[:22]:<22} {l.macs:>12,} {l.instructions:>8,} {l.cycles:>11,} "
+        lines.append(f"{l.name:<{width}}  {l.kind[:22]:<22} {l.network_macs:>12,} {l.instructions:>8,} {l.cycles:>11,} "
                      f"{100 * l.utilization(cfg.macs):>5.1f}%  {bound}")
     hosts = [l for l, place in zip(layers, places) if place == "host"]
     if hosts:
-        acc = sum(l.macs for l in layers)
+        acc = sum(l.network_macs for l in layers)
         host = sum(l.host_macs for l in hosts)
         lines.append(f"{len(hosts)} host op{'s' * (len(hosts) != 1)} between {len(program.segments)} segments: "
                      f"{100 * acc / max(1, acc + host):.1f} % of the MACs run on the accelerator "

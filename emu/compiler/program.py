@@ -162,6 +162,12 @@ class Program:
         words = decode_program(self.image[self.prog_addr:self.prog_addr + self.prog_len * INSTR_BYTES])
         return [decode(w) for w in words]
 
+    @property
+    def network_macs(self) -> int:
+        """MACs of one run as the network defines its layers (emu.compiler.ir._Layer.macs, `batch` samples):
+        what utilization counts. The MAC counter counts what the array issues, more for a grouped conv."""
+        return sum(l.get("network_macs", l["macs"]) for l in self.layers)
+
     def layer_regions(self) -> list[TensorRegion]:
         return [TensorRegion.from_json(l["output"]) for l in self.layers]
 

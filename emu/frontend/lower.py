@@ -490,7 +490,7 @@ class _Lowering:
         return _Pending("conv", [x], {"weight": _Weight(dense.transpose(0, 2, 3, 1), weight.scale, weight.bits),
                                       "bias": self.bias_arg(node, 2), "stride": stride,
                                       "padding": (padding[0], padding[1], padding[0], padding[1]),
-                                      "dilation": dilation}, [node])
+                                      "dilation": dilation, "groups": groups}, [node])
 
     def visit_max_pool(self, node, val) -> _Pending:
         a = list(node.args) + [None] * 6
@@ -555,7 +555,8 @@ class _Lowering:
                                 weight_scale=w_scale, weight_bits=weight.bits, bias=bias, clamp=clamp, source=source)
             return ir.Conv2d(name=name, input=ins[0], output=node.name, weight=weight.values, weight_scale=w_scale,
                              weight_bits=weight.bits, bias=bias, clamp=clamp, stride=p.args["stride"],
-                             padding=p.args["padding"], dilation=p.args["dilation"], source=source)
+                             padding=p.args["padding"], dilation=p.args["dilation"], groups=p.args["groups"],
+                             source=source)
         if p.op == "add":
             sa, sb = (self.tensors[t].qparams.scale for t in ins)
             weights, unit, bits = ir.add_weights(sa, sb)

@@ -70,6 +70,7 @@ class RunOutput:
     macs: int
     runs: int
     batch: int                         # samples per run (the program's); the last run pads unused slots
+    network_macs: int = 0              # the network's own MACs over the runs (Program.network_macs); 0: `macs`
 
     @property
     def cycles_per_slot(self) -> float:
@@ -84,6 +85,11 @@ class RunOutput:
                 f"program, {self.cycles} cycles ({self.cycles_per_slot:.0f} per sample{note})")
 
     def utilization(self, cfg: AccelConfig) -> float:
+        """The network's own MACs over what the array could do in the run's cycles."""
+        return RunResult(self.cycles, self.network_macs or self.macs, 0).utilization(cfg)
+
+    def issued_utilization(self, cfg: AccelConfig) -> float:
+        """The MACs the array issued (the MAC counter: every lane of a tile) over what it could do."""
         return RunResult(self.cycles, self.macs, 0).utilization(cfg)
 
 
@@ -190,4 +196,4 @@ def run_program(program: Program, x_int: np.ndarray, *, backend: Callable = _gol
             for r in regions:
                 outs[r.name][s:s + n] = r.unpack(mem[r.addr:], n)
             cycles, macs, runs = cycles + res.cycles, macs + res.macs, runs + 1
-    return RunOutput(outs[program.output.name], outs, cycles, macs, runs, pb)
+    return RunOutput(outs[program.output.name], outs, cycles, macs, runs, pb, program.network_macs * runs)

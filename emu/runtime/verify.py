@@ -68,7 +68,8 @@ def verify(ep, graph: Graph, cfg: AccelConfig, x: np.ndarray, backends: dict[str
         print(f"{c.name:16s} {c.elements:9d} {cols} {100 * c.torch_exact / c.elements:11.2f}% "
               f"{c.torch_off_by_one:8d} {c.torch_worse:6d}", file=out)
     for b, r in runs.items():
-        print(f"{b}: {r.cycles} cycles in {r.runs} runs, utilization {100 * r.utilization(cfg):.1f} %", file=out)
+        print(f"{b}: {r.cycles} cycles in {r.runs} runs, utilization {100 * r.utilization(cfg):.1f} % "
+              f"({100 * r.issued_utilization(cfg):.1f} % issued, with grouped convs' zero blocks)", file=out)
     if "golden" in runs and len(runs) > 1:
         for b, r in runs.items():
             if b != "golden":
