@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from emu.compiler.codegen import compile_graph
-from emu.compiler.ir import Add, Conv2d, Dense, Graph, Pool2d, QParams, TensorInfo, add_weights
+from emu.compiler.ir import Add, Concat, Conv2d, Dense, Graph, Pool2d, QParams, TensorInfo, add_weights
 from emu.emulator.reference import run_reference
 from emu.runtime.run import run_program
 
@@ -46,8 +46,8 @@ def random_input(rng: np.random.Generator, graph: Graph, batch: int) -> np.ndarr
 
 
 class NetBuilder:
-    """Builds a random integer CNN layer by layer: `b.conv(...)`, `b.pool(...)`, `b.add(...)`, `b.dense(...)`;
-    each returns the new tensor's name. Weights span the full signed range; scales are near what PTQ gives."""
+    """Builds a random integer CNN layer by layer: `b.conv(...)`, `b.pool(...)`, `b.add(...)`, `b.concat(...)`,
+    `b.dense(...)`; each returns the new tensor's name. Weights span the full signed range; scales are near what PTQ gives."""
 
     def __init__(self, rng: np.random.Generator, shape: tuple[int, ...], *, act_bits: int = 8,
                  weight_bits: int = 8):
@@ -107,8 +107,21 @@ class NetBuilder:
         self.last = out
         return out
 
-    def dense(self, n: int, *, relu: bool = False) -> str:
-        src = self.last
+    def concat(self, *parts: str) -> str:
+        """The parts' channels side by side; every part takes the first's parameters, as the quantizer makes
+        them share."""
+        q = self.tensors[parts[0]].qparams
+        for p in parts:
+            self.tensors[p] = TensorInfo(p, self.tensors[p].shape, q)
+        h, w, _ = self.tensors[parts[0]].shape
+        name = f"t{len(self.nodes) + 1}"
+        self.tensors[name] = TensorInfo(name, (h, w, sum(self.tensors[p].shape[-1] for p in parts)), q)
+        self.nodes.append(Concat(f"cat{len(self.nodes) + 1}", tuple(parts), name))
+        self.last = name
+        return name
+
+    def dense(self, n: int, *, src: str | None = None, relu: bool = False) -> str:
+        src = src or self.last
         k = self.tensors[src].size
         wmax = (1 << (self.weight_bits - 1)) - 1
         sx = self.tensors[src].qparams.scale

@@ -276,3 +276,42 @@ def test_conv1d_input_with_channels(quantizer):
     ours = program.output.qparams.dequantize(run_program(program, quantize_input(program, x.numpy())).output)
     theirs = np.asarray(torch_forward(ep, x.numpy()), np.float32)
     assert np.abs(ours - theirs).max() <= program.output.qparams.scale * 1.01
+
+
+class Concatenates(torch.nn.Module):
+    """Two convs side by side, then a max pool and a conv reading the concatenation."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.Conv2d(2, 4, 1)
+        self.c, self.fc = torch.nn.Conv2d(7, 4, 3, padding=1), torch.nn.Linear(4 * 9, 5)
+
+    def forward(self, x):
+        y = torch.cat([torch.relu(self.a(x)), torch.relu(self.b(x))], 1)
+        return self.fc(torch.relu(self.c(F.max_pool2d(y, 2))).flatten(1))
+
+
+@pytest.mark.parametrize("quantizer, copies", [("systola", 0), ("xnnpack", 1)])
+def test_cat_is_a_memory_layout(quantizer, copies):
+    """A channel cat is a Concat: the two convs store into its region; with XNNPACK (the cat quantized after
+    the max pool, the second conv at a scale of its own) the second is first requantized into it by a 1x1
+    max pool. Golden ==
+    reference on every layer, torch within 1 LSB on every layer and end to end."""
+    import io
+    from emu.contract.config import AccelConfig
+    from emu.frontend.torchref import torch_forward
+    from emu.runtime.run import get_backend
+    from emu.runtime.verify import verify
+    from emu.zoo.vision import _quantizer
+    torch.manual_seed(0)
+    x = torch.randn(8, 2, 6, 6)
+    ep = export(quantize(Concatenates().eval(), _quantizer(quantizer, 8, 8), x), x)
+    graph = lower(ep, host=False)
+    kinds = [type(n).__name__ for n in graph.nodes]
+    assert kinds.count("Concat") == 1
+    assert sum(n.source.endswith("(a copy into it)") for n in graph.nodes) == copies
+    log = io.StringIO()
+    assert verify(ep, graph, AccelConfig(rows=4, cols=4), x.numpy(), {"golden": get_backend("golden")}, out=log), \
+        log.getvalue()
+    diff = float(log.getvalue().split("max |diff| ")[1].split()[0])
+    assert diff <= 1.01 * graph.tensors[graph.output].qparams.scale

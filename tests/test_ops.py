@@ -51,6 +51,23 @@ def test_global_avg_pool_then_dense():
     check(lambda b: (b.pool("avg", kernel=(7, 6), stride=(1, 1)), b.dense(4)))
 
 
+def test_concat_read_whole_with_padding_and_part_by_part():
+    """Each part's layer writes its channels of the concatenation; a padded conv reads the whole, another
+    padded conv and a max pool read parts (views: one pixel is the whole's channels apart)."""
+    def build(b):
+        a = b.conv(3, padding=(1, 1, 1, 1))
+        part = b.conv(4, kernel=(1, 1), src="x")
+        b.conv(6, padding=(1, 1, 1, 1), src=b.concat(a, part))
+        b.conv(2, padding=(1, 1, 1, 1), src=part)
+        b.pool("max", src=a)
+    check(build)
+
+
+def test_dense_reads_a_part_of_a_concat():
+    check(lambda b: (b.concat(b.conv(3, kernel=(1, 1)), b.conv(2, kernel=(1, 1), src="x")),
+                     b.pool("avg", kernel=(2, 2)), b.dense(4, src="t1")), shape=(3, 2, 5))
+
+
 @pytest.mark.parametrize("same_scale", [True, False])
 def test_residual_add(same_scale):
     def build(b):

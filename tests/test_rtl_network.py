@@ -69,6 +69,25 @@ def test_banded_maps_in_several_runs_on_verilator():
     assert_rtl_equals_golden_and_reference(graph, program, xq)
 
 
+def test_concatenation_views_on_verilator():
+    """A channel concatenation as a memory layout (SqueezeNet's Fire modules): two layers store their
+    channels into one map, a padded conv reads the whole, a conv and a pool read the parts with the whole's
+    pixel pitch. RTL == golden == integer reference, cycles equal."""
+    from graphs import NetBuilder, random_input
+    from rtlcheck import CFG_3X5
+    rng = np.random.default_rng(5)
+    b = NetBuilder(rng, (6, 5, 4))
+    a = b.conv(3, padding=(1, 1, 1, 1))
+    part = b.conv(4, kernel=(1, 1), src="x")
+    b.conv(5, padding=(1, 1, 1, 1), src=b.concat(a, part))
+    b.conv(2, padding=(1, 1, 1, 1), src=part)
+    b.pool("max", src=a)
+    graph = b.graph()
+    program = compile_graph(graph, CFG_3X5, batch=2)
+    assert program.input.pitch == 0 and {r.pitch for r in program.layer_regions()} == {0, 7}
+    assert_rtl_equals_golden_and_reference(graph, program, random_input(rng, graph, 2))
+
+
 def test_cifar_resnet20_on_verilator():
     """A real architecture at its real resolution: ResNet-20 (He et al.) at 32x32x3, W8A8, on the default
     8x8 array: maps larger than the buffers, two-level hardware loops, one image. RTL == golden ==

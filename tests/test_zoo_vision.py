@@ -15,13 +15,14 @@ from emu.zoo.vision import quantized
 ARRAYS = (AccelConfig(), AccelConfig(rows=16, cols=16))
 
 
-def check_verifies(net: str, quantizer: str, resolution: int | None = None) -> None:
+def check_verifies(net: str, quantizer: str, resolution: int | None = None):
     ep, x = quantized(net, quantizer=quantizer, resolution=resolution)
     graph = lower(ep)
     for cfg in ARRAYS:
         log = io.StringIO()
         assert verify(ep, graph, cfg, x[:1].numpy(), {"golden": get_backend("golden")}, batch=1, out=log), \
             log.getvalue()
+    return graph
 
 
 @pytest.mark.parametrize("quantizer", ["systola", "xnnpack"])
@@ -35,15 +36,20 @@ def test_mobilenet_v3_small_with_host_ops_verifies():
     check_verifies("mobilenet_v3_small", "systola", 32)
 
 
-def test_squeezenet_with_ceil_mode_pools_and_host_concatenation_verifies():
-    """SqueezeNet 1.1 at 64x64: ceil-mode max pools on the accelerator, each Fire module's cat a host op."""
-    check_verifies("squeezenet1_1", "systola", 64)
+def test_squeezenet_runs_wholly_on_the_accelerator():
+    """SqueezeNet 1.1 at 64x64: ceil-mode max pools, and each Fire module's cat a memory layout (its two
+    expansions store their channels side by side): no host op."""
+    graph = check_verifies("squeezenet1_1", "systola", 64)
+    kinds = [type(n).__name__ for n in graph.nodes]
+    assert kinds.count("Concat") == 8 and "Host" not in kinds
 
 
 def test_shufflenet_v2_with_split_cat_and_shuffle_on_the_host_verifies():
-    """ShuffleNetV2 x0.5 at 32x32: each unit's chunk (two outputs, read through getitem), cat and channel
-    shuffle are one host op; its convolutions, depthwise ones included, run on the accelerator."""
-    check_verifies("shufflenet_v2_x0_5", "systola", 32)
+    """ShuffleNetV2 x0.5 at 32x32: a stride-1 unit's chunk (two outputs, read through getitem), cat and
+    channel shuffle are host ops; a stride-2 unit's cat of two branches is a memory layout; the convolutions,
+    depthwise ones included, run on the accelerator."""
+    graph = check_verifies("shufflenet_v2_x0_5", "systola", 32)
+    assert [type(n).__name__ for n in graph.nodes].count("Concat") == 3
 
 
 def test_mobilenet_v2_with_xnnpack_requantized_flatten_verifies():

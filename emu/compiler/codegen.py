@@ -3,12 +3,15 @@
 Layout: every tensor of the graph gets a region of `batch` samples, NHWC, with a border as wide as its
 widest consumer's padding. The border holds the value that consumer reads as padding: the zero point
 (the real value 0) for a convolution or an average pool, the smallest integer for a max pool. Two
-consumers that need different border values are refused.
+consumers that need different border values are refused. A channel concatenation (Concat) has no
+instructions: each of its parts is a view into its region (`TensorRegion.pitch`), which the part's layer
+stores into and its readers load from, a pixel the whole's channels apart.
 
 Lowering of each node to a matrix product over K-tiles (see emu/compiler/schedule.py):
 
 - Dense: K-tiles of R consecutive input features; one output pixel per sample.
-- Conv2d: the window is KH rows of KW * Cin contiguous bytes (NHWC; with dilation, KH * KW runs of Cin);
+- Conv2d: the window is KH rows of KW * Cin contiguous bytes (NHWC; with dilation or from a view, KH * KW
+  runs of Cin);
   each run is cut into K-tiles of at most R bytes, so a K-tile is one strided DMA load per output map.
 - Pool2d and Add: channel-wise, so output channels are tiled min(R, C) at a time and K-tile (window
   position or input, channel chunk c) meets N-tile c through an identity weight tile; the other tiles are
@@ -25,7 +28,7 @@ import numpy as np
 
 from emu.contract import isa, numerics
 from emu.contract.config import AccelConfig
-from emu.compiler.ir import Add, Conv2d, Dense, Graph, Host, Pool2d
+from emu.compiler.ir import Add, Concat, Conv2d, Dense, Graph, Host, Pool2d
 from emu.contract.isa import Opcode
 from emu.compiler.program import HostStep, Program, TensorRegion
 from emu.contract.loops import LOOP_MIN_BODY, depths
@@ -82,10 +85,32 @@ class _Compiler:
                     if values.setdefault(t, (v, node.name))[0] != v:
                         raise CompileError(f"tensor {t}: layers {values[t][1]} and {node.name} need different "
                                            f"padding values ({values[t][0]} and {v}); not supported")
+        # a concatenation's parts are views into its region, so they share its border: the widest padding
+        # any reader of the whole or of a part needs, with the one value they all read
+        views: dict[str, tuple[str, int]] = {}          # part -> (concatenation, first channel)
+        for node in g.nodes:
+            if isinstance(node, Concat):
+                c0 = 0
+                for part in node.parts:
+                    if part in views or part in (g.input, g.output) or any(
+                            isinstance(n, Concat) and n.output == part for n in g.nodes):
+                        raise CompileError(f"layer {node.name}: tensor {part} cannot be a view into it (it is "
+                                           f"the model's input or output, or part of another concatenation)")
+                    views[part] = (node.output, c0)
+                    c0 += g.tensors[part].shape[-1]
+                    pads[node.output] = tuple(max(a, b) for a, b in zip(pads.get(node.output, (0,) * 4),
+                                                                        pads.get(part, (0,) * 4)))
+                    if part in values:
+                        v, who = values[part]
+                        if values.setdefault(node.output, (v, who))[0] != v:
+                            raise CompileError(f"tensor {node.output}: layers {values[node.output][1]} and {who} "
+                                               f"need different padding values; not supported")
         for name, t in g.tensors.items():
             if t.qparams.bits > cfg.act_bits:
                 raise CompileError(f"tensor {name}: {t.qparams.bits}-bit activations, but the accelerator is "
                                    f"built for act_bits={cfg.act_bits} (compile with --act-bits {t.qparams.bits})")
+            if name in views:
+                continue
             pad = pads.get(name, (0, 0, 0, 0))
             if any(pad) and len(t.shape) != 3:
                 raise CompileError(f"tensor {name}: padding a tensor of shape {t.shape} (only H x W x C maps)")
@@ -94,6 +119,10 @@ class _Compiler:
             nbytes = self.batch * region.sample_bytes
             init = np.full(nbytes, value, np.int64).astype(np.int8).tobytes() if any(pad) else None
             self.regions[name] = TensorRegion(name, self.mem.alloc(nbytes, init), t.shape, t.qparams, pad, value)
+        for part, (whole, c0) in views.items():
+            w = self.regions[whole]
+            self.regions[part] = TensorRegion(part, w.addr + c0, g.tensors[part].shape, g.tensors[part].qparams,
+                                              w.pad, w.pad_value, pitch=w.hwc[2])
 
     # ---- K-tiles ----
     def _ktiles(self, node, tensor: str, runs: list[tuple[int, int, int]]) -> list[KTile]:
@@ -123,13 +152,16 @@ class _Compiler:
             n, k = node.weight.shape
             if src.size != k:
                 raise CompileError(f"layer {node.name}: input has {src.size} features, weights expect {k}")
-            tiles = self._ktiles(node, node.input, [(0, 0, 0, k, R)])
+            h, w, c = src.hwc
+            # K-tiles of consecutive features; a view into a concatenation, pixel by pixel (H, W, C order)
+            runs = [(0, 0, 0, k, R)] if not src.pitch else [(y, x, 0, c, R) for y in range(h) for x in range(w)]
+            tiles = self._ktiles(node, node.input, runs)
             weight, lanes, hw = np.asarray(node.weight, np.int64), C, (1, 1)
         elif isinstance(node, Conv2d):
             n, kh, kw, cin = node.weight.shape
             dh, dw = node.dilation
             w = np.asarray(node.weight, np.int64)
-            if dw == 1:   # a window row is KW * Cin contiguous bytes
+            if dw == 1 and not self.regions[node.input].pitch:   # a window row is KW * Cin contiguous bytes
                 runs = [(y * dh, 0, 0, kw * cin, R) for y in range(kh)]
             else:
                 runs = [(y * dh, x * dw, 0, cin, R) for y in range(kh) for x in range(kw)]
@@ -179,12 +211,12 @@ class _Compiler:
         layers, hosts = [], []
         # every layer is checked before any is emitted, so a model that will be refused is refused at once
         for node in g.nodes:
-            if not isinstance(node, (Dense, Conv2d, Pool2d, Add, Host)):
+            if not isinstance(node, (Dense, Conv2d, Pool2d, Add, Concat, Host)):
                 raise CompileError(f"layer {node.name}: {type(node).__name__} is not supported; supported: "
-                                   f"Dense, Conv2d, Pool2d, Add, Host")
-            if not isinstance(node, Host):
+                                   f"Dense, Conv2d, Pool2d, Add, Concat, Host")
+            if not isinstance(node, (Concat, Host)):
                 _check_bits(node, g, cfg)
-        gemms = {node.name: self.gemm(node) for node in g.nodes if not isinstance(node, Host)}
+        gemms = {node.name: self.gemm(node) for node in g.nodes if not isinstance(node, (Concat, Host))}
         for gemm in gemms.values():
             slabs(gemm, cfg, self.batch)
         for node in g.nodes:
@@ -196,6 +228,10 @@ class _Compiler:
                 parts.append([])
                 layers.append({**layer, "macs": 0, "host_macs": node.macs * self.batch, "instructions": 0,
                                "placement": "host"})
+                continue
+            if isinstance(node, Concat):      # its parts' layers wrote it
+                layers.append({**layer, "macs": 0, "network_macs": 0, "instructions": 0,
+                               "placement": "accelerator"})
                 continue
             prog = parts[-1]
             first = len(prog)

@@ -16,7 +16,8 @@ import numpy as np
 
 from emu.contract import numerics
 
-__all__ = ["QParams", "TensorInfo", "Dense", "Conv2d", "Pool2d", "Add", "Host", "add_weights", "Graph", "Node"]
+__all__ = ["QParams", "TensorInfo", "Dense", "Conv2d", "Pool2d", "Add", "Concat", "Host", "add_weights", "Graph",
+           "Node"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,6 +222,27 @@ def add_weights(sa: float, sb: float, bits: int = 8) -> tuple[tuple[int, int], f
 
 
 @dataclasses.dataclass
+class Concat:
+    """y = the input maps side by side along the channels, all with y's quantization parameters (torch's cat
+    of tensors that share them). No instructions: each input is written where it lies in y's region."""
+    name: str
+    parts: tuple[str, ...]
+    output: str
+    source: str = ""
+    weight_bits: int = 0
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return self.parts
+
+    def macs(self, graph) -> int:
+        return 0
+
+    def describe(self) -> str:
+        return "Concat"
+
+
+@dataclasses.dataclass
 class Host:
     """y = quantize(f(dequantize(x_1), ...)): float ops torch runs on the host between accelerator segments
     (emu.compiler.host.HostGraph holds f). No weights on the accelerator; `macs` counts the multiplies of
@@ -243,7 +265,7 @@ class Host:
                                                 for op in self.ops if "sym_size" not in op))[:40]
 
 
-Node = Dense | Conv2d | Pool2d | Add | Host
+Node = Dense | Conv2d | Pool2d | Add | Concat | Host
 
 
 @dataclasses.dataclass
@@ -260,6 +282,7 @@ class Graph:
         lines = []
         for n in self.nodes:
             i, o = self.tensors[n.inputs[0]], self.tensors[n.output]
-            bits = f"host A{o.qparams.bits}" if isinstance(n, Host) else f"W{n.weight_bits}A{o.qparams.bits}"
+            bits = f"host A{o.qparams.bits}" if isinstance(n, Host) else \
+                f"A{o.qparams.bits}" if isinstance(n, Concat) else f"W{n.weight_bits}A{o.qparams.bits}"
             lines.append(f"{n.describe():14s} {n.name:20s} {i.shape} -> {o.shape} {bits}")
         return "\n".join(lines)

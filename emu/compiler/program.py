@@ -41,13 +41,18 @@ def is_program_dir(entries) -> bool:
 class TensorRegion:
     """An activation tensor in external memory: `batch` samples of `sample_bytes` bytes, sample n at
     addr + n * sample_bytes, each an NHWC map (a vector is a 1 x 1 x K map) with a border of `pad`
-    (top, left, bottom, right) pixels holding `pad_value`, so convolution windows read it as padding."""
+    (top, left, bottom, right) pixels holding `pad_value`, so convolution windows read it as padding.
+
+    An input of a channel concatenation is a view into the concatenation's region: `pitch` is that
+    region's channels, the bytes from one pixel to the next, and `addr` points at the view's first channel
+    (its border is the concatenation's). A tensor of its own has pitch 0: its pixels are its channels."""
     name: str
     addr: int
     shape: tuple[int, ...]   # per sample, without batch (NHWC for feature maps)
     qparams: QParams
     pad: tuple[int, int, int, int] = (0, 0, 0, 0)
     pad_value: int = 0
+    pitch: int = 0
 
     @property
     def size(self) -> int:
@@ -59,8 +64,9 @@ class TensorRegion:
 
     @property
     def padded_hwc(self) -> tuple[int, int, int]:
+        """(H, W, bytes per pixel) in memory, the border included: the channels, or the pitch of a view."""
         h, w, c = self.hwc
-        return h + self.pad[0] + self.pad[2], w + self.pad[1] + self.pad[3], c
+        return h + self.pad[0] + self.pad[2], w + self.pad[1] + self.pad[3], self.pitch or c
 
     @property
     def sample_bytes(self) -> int:
@@ -68,6 +74,8 @@ class TensorRegion:
 
     def pack(self, x: np.ndarray) -> np.ndarray:
         """int64 [n, *shape] -> the bytes of n samples (uint8 [n * sample_bytes]), border included."""
+        if self.pitch:
+            raise ValueError(f"tensor {self.name} is a view into a concatenation: its bytes are not its own")
         n = len(x)
         (h, w, c), (pt, pl) = self.hwc, self.pad[:2]
         full = np.full((n,) + self.padded_hwc, self.pad_value, np.int64)
@@ -75,21 +83,24 @@ class TensorRegion:
         return full.astype(np.int8).view(np.uint8).reshape(-1)
 
     def unpack(self, raw: np.ndarray, n: int) -> np.ndarray:
-        """The first n samples of the bytes at `addr` (uint8, at least n * sample_bytes) -> int64 [n, *shape]."""
-        (h, w, _), (pt, pl, _, _) = self.hwc, self.pad
-        full = raw[:n * self.sample_bytes].view(np.int8).astype(np.int64).reshape((n,) + self.padded_hwc)
-        return full[:, pt:pt + h, pl:pl + w].reshape((n,) + tuple(self.shape))
+        """The first n samples of the bytes at `addr` (uint8, at least n * sample_bytes, less a view's
+        channels after its own in the last pixel) -> int64 [n, *shape]."""
+        (h, w, c), (pt, pl, _, _) = self.hwc, self.pad
+        raw = raw[:n * self.sample_bytes]
+        raw = np.concatenate([raw, np.zeros(n * self.sample_bytes - len(raw), np.uint8)])
+        full = raw.view(np.int8).astype(np.int64).reshape((n,) + self.padded_hwc)
+        return full[:, pt:pt + h, pl:pl + w, :c].reshape((n,) + tuple(self.shape))
 
     def to_json(self) -> dict:
         return {"name": self.name, "addr": self.addr, "shape": list(self.shape),
                 "scale": self.qparams.scale, "zero_point": self.qparams.zero_point, "bits": self.qparams.bits,
-                "pad": list(self.pad), "pad_value": self.pad_value}
+                "pad": list(self.pad), "pad_value": self.pad_value, "pitch": self.pitch}
 
     @classmethod
     def from_json(cls, d: dict) -> "TensorRegion":
         return cls(d["name"], int(d["addr"]), tuple(d["shape"]),
                    QParams(float(d["scale"]), int(d["zero_point"]), int(d["bits"])),
-                   tuple(d.get("pad", (0, 0, 0, 0))), int(d.get("pad_value", 0)))
+                   tuple(d.get("pad", (0, 0, 0, 0))), int(d.get("pad_value", 0)), int(d.get("pitch", 0)))
 
 
 @dataclasses.dataclass

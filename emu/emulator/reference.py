@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from emu.contract import numerics
-from emu.compiler.ir import Add, Conv2d, Dense, Graph, Host, Pool2d
+from emu.compiler.ir import Add, Concat, Conv2d, Dense, Graph, Host, Pool2d
 
 __all__ = ["run_reference", "windows"]
 
@@ -90,6 +90,8 @@ def run_reference(graph: Graph, x_int: np.ndarray) -> dict[str, np.ndarray]:
             y = _conv(node, graph, *args)
         elif isinstance(node, Pool2d):
             y = _pool(node, graph, *args)
+        elif isinstance(node, Concat):   # the parts share the output's quantization: only the layout changes
+            y = np.concatenate(args, axis=-1)
         elif isinstance(node, Host):     # torch's own ops and Q/DQ, as the runtime runs them
             y = node.graph.run(args, graph.tensors[node.output].shape)
         else:

@@ -47,7 +47,7 @@ import torch
 from emu.compiler import ir
 from emu.compiler.host import HostGraph, HostInput, encode_arg, op_target
 from emu.frontend import UnsupportedModelError
-from emu.frontend.ops import (ACTIVATION_OPS, ADD_OPS, AVG_POOL_OPS, DEQUANTIZE, DEQUANTIZE_PER_CHANNEL,
+from emu.frontend.ops import (ACTIVATION_OPS, ADD_OPS, AVG_POOL_OPS, CAT_OPS, DEQUANTIZE, DEQUANTIZE_PER_CHANNEL,
                               MAX_POOL_OPS, NOOP_OPS, QUANTIZE)
 
 __all__ = ["load_pt2", "lower", "constants_of", "static_batch", "SUPPORTED"]
@@ -59,6 +59,7 @@ qd = torch.ops.quantized_decomposed
 SUPPORTED = ("supported: quantize/dequantize_per_tensor (signed int8 dtype, 1..8-bit full range), "
              "dequantize_per_channel weights (axis 0, zero point 0), aten.linear, aten.conv2d/conv1d, "
              "max_pool2d/1d, avg_pool2d/1d, adaptive_avg_pool2d/1d, mean over H and W, add.Tensor, "
+             "cat along the channels of tensors that share their parameters, "
              "relu/relu6/hardtanh/clamp, flatten, and no-op view/reshape/contiguous/clone/dropout(eval)")
 
 def load_pt2(path: str | os.PathLike) -> torch.export.ExportedProgram:
@@ -155,6 +156,7 @@ class _Lowering:
         self.values: dict[torch.fx.Node, object] = {}
         self.tensors: dict[str, ir.TensorInfo] = {}
         self.nodes: list = []
+        self.cat_parts: set[str] = set()        # tensors a Concat lays out (each in one only)
         self.input: str | None = None
         self.output: str | None = None
         self.layout = "nc"
@@ -319,6 +321,8 @@ class _Lowering:
                 raise self.fail(node, "an add with alpha or a scalar operand")
             a, b = (self.dequantized(node, x, "an add input") for x in node.args)
             self.values[node] = _Pending("add", [a, b], {}, [node])
+        elif t in CAT_OPS:
+            self.values[node] = self.visit_cat(node)
         elif t in NOOP_OPS:
             self.values[node] = self.visit_view(node, src, val)
         else:
@@ -388,6 +392,52 @@ class _Lowering:
                                   graph=graph, ops=names, macs=sum(_macs(n) for n in order),
                                   source=" -> ".join(n.name for n in order + [qnode])))
         return _Quantized(qnode.name)
+
+    def visit_cat(self, node) -> _Pending:
+        """A channel concatenation the memory layout does. A part is a view into the concatenation's region
+        when a layer writes it with the output's quantization parameters and no other concatenation takes
+        it; any other part (the model input, a host op's result, parameters of its own, as XNNPACK gives
+        them) is first requantized into a view of its own by a 1x1 max pool, which is torch's
+        quantize(dequantize(x)) to within 1 LSB."""
+        parts = [self.dequantized(node, x, "a cat input") for x in node.args[0]]
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        if dim % len(self.shape(node)) != 1 or any(p.flat for p in parts):
+            raise self.fail(node, f"a cat along dimension {dim} (only along the channels)")
+        out = node
+        while len(out.users) == 1 and next(iter(out.users)).target in NOOP_OPS and \
+                self.shape(next(iter(out.users))) == self.shape(node):
+            out = next(iter(out.users))        # eval-mode dropout (XNNPACK quantizes after it)
+        user = next(iter(out.users)) if len(out.users) == 1 else None
+        pooled = user is not None and user.target in MAX_POOL_OPS and len(user.users) == 1
+        if pooled:
+            # cat -> max pool -> quantize (XNNPACK): quantizing commutes with the max, so the concatenation
+            # takes the pool's output parameters and the pool keeps them
+            user = next(iter(user.users))
+        if user is None or user.target not in QUANTIZE:
+            raise self.fail(node, "a cat whose result is not quantized")
+        q = self.act_qparams(user)
+        producers = {n.output: n for n in self.nodes}
+        names = []
+        for i, part in enumerate(parts):
+            t = part.tensor
+            if (isinstance(producers.get(t), (ir.Dense, ir.Conv2d, ir.Pool2d, ir.Add)) and t not in self.cat_parts
+                    and t not in names and self.tensors[t].qparams == q):
+                names.append(t)
+                continue
+            if len(self.tensors[t].shape) != 3:
+                raise self.fail(node, f"a cat of a vector {t} that needs a copy (only maps are copied)")
+            copy = f"{node.name}_in{i}"
+            self.tensors[copy] = ir.TensorInfo(copy, self.tensors[t].shape, q)
+            self.nodes.append(ir.Pool2d(name=copy, input=t, output=copy, kind="max", kernel=(1, 1),
+                                        clamp=(q.qmin, q.qmax), source=f"{t} -> {node.name} (a copy into it)"))
+            names.append(copy)
+        self.cat_parts.update(names)
+        if not pooled:
+            return _Pending("concat", [_Dequantized(t) for t in names], {}, [node])
+        whole = f"{node.name}_quantized"          # a tensor torch's graph does not have
+        self.tensors[whole] = ir.TensorInfo(whole, self.ir_shape(node), q)
+        self.nodes.append(ir.Concat(name=node.name, parts=tuple(names), output=whole, source=node.name))
+        return _Dequantized(whole)
 
     def visit_view(self, node, src, val):
         if node.target == aten.dropout.default and (len(node.args) < 3 or node.args[2]):
@@ -557,6 +607,8 @@ class _Lowering:
                              weight_bits=weight.bits, bias=bias, clamp=clamp, stride=p.args["stride"],
                              padding=p.args["padding"], dilation=p.args["dilation"], groups=p.args["groups"],
                              source=source)
+        if p.op == "concat":
+            return ir.Concat(name=name, parts=tuple(ins), output=node.name, source=source)
         if p.op == "add":
             sa, sb = (self.tensors[t].qparams.scale for t in ins)
             weights, unit, bits = ir.add_weights(sa, sb)

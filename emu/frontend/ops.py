@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 __all__ = ["QUANTIZE", "DEQUANTIZE", "DEQUANTIZE_PER_CHANNEL", "ACTIVATION_OPS", "LAYER_OPS", "BATCH_NORM_OPS",
-           "ADD_OPS", "MAX_POOL_OPS", "AVG_POOL_OPS", "POOL_OPS", "VIEW_OPS", "NOOP_OPS"]
+           "ADD_OPS", "CAT_OPS", "MAX_POOL_OPS", "AVG_POOL_OPS", "POOL_OPS", "VIEW_OPS", "NOOP_OPS"]
 
 aten = torch.ops.aten
 qd = torch.ops.quantized_decomposed
@@ -21,6 +21,8 @@ LAYER_OPS = (aten.conv2d.default, aten.conv1d.default, aten.linear.default)
 BATCH_NORM_OPS = (aten.batch_norm.default, aten._native_batch_norm_legit_no_training.default,
                   aten._native_batch_norm_legit.default, aten.cudnn_batch_norm.default)
 ADD_OPS = (aten.add.Tensor, aten.add_.Tensor)
+#: Channel concatenation: its inputs and output share one set of parameters, so it is a memory layout.
+CAT_OPS = (aten.cat.default, aten.concat.default)
 MAX_POOL_OPS = (aten.max_pool2d.default, aten.max_pool1d.default)
 AVG_POOL_OPS = (aten.avg_pool2d.default, aten.avg_pool1d.default, aten.adaptive_avg_pool2d.default,
                 aten.adaptive_avg_pool1d.default, aten.mean.dim)

@@ -29,6 +29,8 @@ Annotated patterns (`ANNOTATORS`, applied in order):
 * ``max_pool2d``: output shares its input's parameters (max commutes with a monotone quantizer).
 * ``avg_pool2d`` / ``adaptive_avg_pool2d`` / ``mean.dim``: output has its own parameters.
 * ``flatten`` / ``view`` / ``reshape`` of a quantized tensor: output shares its input's parameters.
+* ``cat`` along the channels: every input and the output share one set of parameters, so the concatenation
+  is only a memory layout (each input's layer writes its channels of the output).
 
 Calibration (``calibration=`` for activations, ``weight_calibration=`` for weights; see
 `emu.frontend.observers`): ``"minmax"``, ``"percentile"`` (activations only) or ``"mse"``. QAT wraps the
@@ -61,8 +63,8 @@ from torchao.quantization.pt2e.quantizer import (
 
 from emu.frontend.binary import BinaryFakeQuantize
 from emu.frontend.observers import CALIBRATIONS, MSEObserver, PercentileObserver, PerChannelMSEObserver
-from emu.frontend.ops import (ACTIVATION_OPS, ADD_OPS, BATCH_NORM_OPS, LAYER_OPS, MAX_POOL_OPS, POOL_OPS,
-                              VIEW_OPS)
+from emu.frontend.ops import (ACTIVATION_OPS, ADD_OPS, BATCH_NORM_OPS, CAT_OPS, LAYER_OPS, MAX_POOL_OPS,
+                              POOL_OPS, VIEW_OPS)
 
 __all__ = ["SystolaQuantizer", "ANNOTATORS", "weight_range", "act_range"]
 
@@ -208,12 +210,34 @@ def _annotate_views(q: "SystolaQuantizer", gm: GraphModule) -> None:
         _annotate(node, {x: SharedQuantizationSpec(x)}, SharedQuantizationSpec((x, node)))
 
 
+def _annotate_cat(q: "SystolaQuantizer", gm: GraphModule) -> None:
+    """cat(tensors, dim=1) of annotated ops' outputs: every input and the output share the first input's
+    parameters. (A cat of anything else, a chunk's half say, is left to the host, unquantized.)"""
+    for node in gm.graph.nodes:
+        if not _is_call(node, CAT_OPS) or _annotation(node):
+            continue
+        parts = node.args[0]
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        ndim = node.meta["val"].dim() if "val" in node.meta else 0
+        if dim % max(1, ndim) != 1 or not all(
+                _annotation(p) is not None and _annotation(p).output_qspec is not None for p in parts):
+            continue
+        act_bits, _ = q.bits_for(node)
+        first = parts[0]
+        qmap = {first: q.act_spec(act_bits)}
+        for p in parts[1:]:
+            if p is not first:
+                qmap[p] = SharedQuantizationSpec((first, node))
+        _annotate(node, qmap, SharedQuantizationSpec((first, node)))
+
+
 #: Pattern name -> annotator(quantizer, graph module); applied in this order.
 ANNOTATORS: dict[str, Callable[["SystolaQuantizer", GraphModule], None]] = {
     "layer": _annotate_layer,
     "add": _annotate_add,
     "pool": _annotate_pool,
     "view": _annotate_views,
+    "cat": _annotate_cat,
 }
 
 

@@ -99,6 +99,21 @@ def _layer_outputs(ep: torch.export.ExportedProgram, graph: ir.Graph,
                     if node.name in inputs:
                         v = ir_to_torch(inputs[node.name], graph.tensors[node.name].shape).reshape(v.shape)
                 env[node.name] = v
+        for n in graph.nodes:
+            if n.output not in computed and all(t in inputs for t in n.inputs):
+                # a tensor the lowering made for a concatenation (lower.py visit_cat), which torch's graph
+                # has no node for: torch's quantize(dequantize(x)) of each input with the output's
+                # parameters, side by side
+                qo = graph.tensors[n.output].qparams
+                parts = []
+                for t in n.inputs:
+                    qi = graph.tensors[t].qparams
+                    real = torch.ops.quantized_decomposed.dequantize_per_tensor(
+                        ir_to_torch(inputs[t], graph.tensors[t].shape), qi.scale, qi.zero_point, qi.qmin, qi.qmax,
+                        torch.int8)
+                    parts.append(torch.ops.quantized_decomposed.quantize_per_tensor(
+                        real, qo.scale, qo.zero_point, qo.qmin, qo.qmax, torch.int8))
+                computed[n.output] = torch.cat(parts, 1)
     return {n.name: torch_to_ir(computed[n.output], graph.tensors[n.output].shape)
             for n in graph.nodes if all(t in inputs for t in n.inputs)}
 

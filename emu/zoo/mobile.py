@@ -11,8 +11,9 @@ weights with measured BatchNorm statistics.
 - `ShuffleNetV2` (x0.5): Ma et al. 2018 (a channel split, two branches, their concatenation and a channel
   shuffle in every block; 24-48-96-192-1024 channels).
 
-Hardswish, hardsigmoid, SiLU, sigmoid, the squeeze-excitation multiply, ShuffleNet's chunk, cat and shuffle
-are host ops (docs/operators.md); the convolutions, depthwise ones included, run on the accelerator.
+Hardswish, hardsigmoid, SiLU, sigmoid, the squeeze-excitation multiply, ShuffleNet's chunk and shuffle (and
+the cat of a chunk's half) are host ops (docs/operators.md); the convolutions, depthwise ones included, and
+the cat of a stride-2 unit's two branches (a memory layout) run on the accelerator.
 """
 from __future__ import annotations
 

@@ -10,9 +10,10 @@ on the CPU torch), with random weights and BatchNorm statistics measured on the 
   channels with padding 2 on the first, 2x2 average pools, 120-84-10 linear layers, ReLU for tanh).
 - `mobilenet_v3_small`, `mobilenet_v2`, `efficientnet_b0`, `shufflenet_v2_x0_5`: the mobile networks of
   `emu.zoo.mobile`, [batch, 3, 224, 224] -> 1000 logits; their hardswish, sigmoid-style gates,
-  squeeze-excitation multiplies and ShuffleNet's split, cat and shuffle are host ops (docs/operators.md).
+  squeeze-excitation multiplies and ShuffleNet's split and shuffle are host ops (docs/operators.md).
 - `squeezenet1_1`: Iandola et al. 2016, SqueezeNet 1.1 as torchvision defines it (ceil-mode 3x3/2 max pools,
-  Fire modules whose channel concatenation is a host op), [batch, 3, 224, 224] -> 1000 logits.
+  Fire modules whose channel concatenation is a memory layout), [batch, 3, 224, 224] -> 1000 logits: with
+  `SystolaQuantizer` it runs wholly on the accelerator.
 - `resnet20`: He et al. 2016 section 4.2, the CIFAR-10 ResNet-20 (3x3 stem, three stages of three basic
   blocks, 16-32-64 channels, global average pool), [batch, 3, 32, 32] -> 10 logits. Its shortcuts are the
   paper's option B (1x1 projections where the shape changes; option A's zero-padded identity is a channel
