@@ -58,6 +58,16 @@ def test_mobilenet_v2_with_xnnpack_requantized_flatten_verifies():
     check_verifies("mobilenet_v2", "xnnpack", 32)
 
 
+@pytest.mark.parametrize("quantizer", ["systola", "xnnpack"])
+@pytest.mark.parametrize("net", ["vit_tiny", "mixer_tiny"])
+def test_transformers_run_their_linears_on_the_accelerator(net, quantizer):
+    """A tiny ViT and MLP-Mixer: every linear layer over tokens is a 1x1 convolution over a 1 x N map on the
+    accelerator; LayerNorm, GELU, attention and the transposes are host ops."""
+    graph = check_verifies(net, quantizer)
+    hosts = [n for n in graph.nodes if type(n).__name__ == "Host"]
+    assert not any("linear" in op for n in hosts for op in n.ops)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("quantizer", ["systola", "xnnpack"])
 @pytest.mark.parametrize("net, resolution", [("mobilenet_v2", 32), ("mobilenet_v2", 96), ("mobilenet_v2", None),

@@ -16,7 +16,7 @@ import numpy as np
 
 from emu.contract import numerics
 
-__all__ = ["QParams", "TensorInfo", "Dense", "Conv2d", "Pool2d", "Add", "Concat", "Host", "add_weights", "Graph",
+__all__ = ["QParams", "hwc", "TensorInfo", "Dense", "Conv2d", "Pool2d", "Add", "Concat", "Host", "add_weights", "Graph",
            "Node"]
 
 
@@ -41,6 +41,16 @@ class QParams:
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
         return ((np.asarray(q, np.int64) - self.zero_point) * self.scale).astype(np.float32)
+
+
+def hwc(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """An IR shape as the map it is stored as: a map [H, W, C] itself, a sequence of tokens [N, D] (torch's
+    [B, N, D]) a 1 x N map of D channels, a vector [K] a 1 x 1 map of K channels."""
+    if len(shape) == 3:
+        return tuple(shape)
+    if len(shape) == 2:
+        return (1,) + tuple(shape)
+    return (1, 1, int(np.prod(shape)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,9 +99,9 @@ class _Layer(abc.ABC):
 
 
 def _pixels(graph: "Graph", tensor: str) -> int:
-    """Positions of a map (H x W), or 1 for a vector."""
-    shape = graph.tensors[tensor].shape
-    return int(np.prod(shape[:-1])) if len(shape) == 3 else 1
+    """Positions of a map (H x W) or of a sequence (N), or 1 for a vector."""
+    h, w, _ = hwc(graph.tensors[tensor].shape)
+    return h * w
 
 
 def _stride(stride: tuple[int, int]) -> str:

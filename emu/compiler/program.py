@@ -15,7 +15,7 @@ import numpy as np
 
 from emu.contract.config import AccelConfig
 from emu.compiler.host import HostGraph
-from emu.compiler.ir import QParams
+from emu.compiler.ir import QParams, hwc
 from emu.contract.isa import Instr, decode, decode_program, INSTR_BYTES
 from emu.outputs import replace_dir
 
@@ -60,7 +60,8 @@ class TensorRegion:
 
     @property
     def hwc(self) -> tuple[int, int, int]:
-        return tuple(self.shape) if len(self.shape) == 3 else (1, 1, self.size)
+        """(H, W, C): a map's; a sequence's [N, D] is a 1 x N map, a vector a 1 x 1 x K map."""
+        return hwc(self.shape)
 
     @property
     def padded_hwc(self) -> tuple[int, int, int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from emu.contract import numerics
-from emu.compiler.ir import Add, Concat, Conv2d, Dense, Graph, Host, Pool2d
+from emu.compiler.ir import Add, Concat, Conv2d, Dense, Graph, Host, Pool2d, hwc
 
 __all__ = ["run_reference", "windows"]
 
@@ -54,6 +54,7 @@ def _dense(node: Dense, graph: Graph, x: np.ndarray) -> np.ndarray:
 
 
 def _conv(node: Conv2d, graph: Graph, x: np.ndarray) -> np.ndarray:
+    x = x.reshape((len(x),) + hwc(graph.tensors[node.input].shape))     # a sequence [N, D] is a 1 x N map
     xc, x_max = _centred(x, graph.tensors[node.input].qparams.zero_point)
     n, kh, kw, cin = node.weight.shape
     win = windows(xc, (kh, kw), node.stride, node.padding, node.dilation)
@@ -63,6 +64,7 @@ def _conv(node: Conv2d, graph: Graph, x: np.ndarray) -> np.ndarray:
 
 
 def _pool(node: Pool2d, graph: Graph, x: np.ndarray) -> np.ndarray:
+    x = x.reshape((len(x),) + hwc(graph.tensors[node.input].shape))
     q = graph.tensors[node.input].qparams
     if node.kind == "max":
         win = windows(x, node.kernel, node.stride, node.padding, pad_value=q.qmin)

@@ -157,6 +157,7 @@ class _Lowering:
         self.tensors: dict[str, ir.TensorInfo] = {}
         self.nodes: list = []
         self.cat_parts: set[str] = set()        # tensors a Concat lays out (each in one only)
+        self.const_ops: set[str] = set()        # ops on constants alone, run within host ops
         self.input: str | None = None
         self.output: str | None = None
         self.layout = "nc"
@@ -219,11 +220,28 @@ class _Lowering:
         return tuple(val.shape) if isinstance(val, torch.Tensor) else ()
 
     def ir_shape(self, node) -> tuple[int, ...]:
-        """The IR shape (no batch; NHWC for maps) of a torch node's [B, ...] value."""
+        """The IR shape (no batch; NHWC for maps) of a torch node's [B, ...] value. A 3-D value is a 1-D map
+        [B, C, L] (a map of height 1, [1, L, C]) where a 1-D op or the model input is near it, else a
+        sequence of tokens [B, N, D] (the IR's [N, D]: N positions of D channels, in torch's order)."""
         s = tuple(int(d) for d in self.shape(node)[1:])
         if len(s) == 2:
-            return (1, s[1], s[0])         # [B, C, L], a 1-D map: a map of height 1
+            return (1, s[1], s[0]) if self.near_1d_op(node) else s
         return (s[1], s[2], s[0]) if len(s) == 3 else s
+
+    def near_1d_op(self, node) -> bool:
+        """A 1-D op (or the model input) produces `node`'s value or reads it, through quantize, dequantize,
+        clamps and no-op views."""
+        through = QUANTIZE + DEQUANTIZE + ACTIVATION_OPS + NOOP_OPS
+
+        def back(n):
+            while isinstance(n, torch.fx.Node) and n.op == "call_function" and n.target in through:
+                n = n.args[0]
+            return isinstance(n, torch.fx.Node) and (n.op == "placeholder" or n.target in _ONE_D)
+
+        def forward(n, depth=0):
+            return depth < 8 and any(u.target in _ONE_D or (u.target in through and forward(u, depth + 1))
+                                     for u in n.users)
+        return back(node) or forward(node)
 
     def dequantized(self, node, arg, what: str) -> _Dequantized:
         val = self.values.get(arg) if isinstance(arg, torch.fx.Node) else None
@@ -261,7 +279,13 @@ class _Lowering:
         if t == aten.sym_size.int or (not isinstance(node.meta.get("val"), torch.Tensor)
                                       and not _uses_values(node, self.values)):
             return  # shape arithmetic, _assert_*, sym_size: no tensor flows through it
-        if t in QUANTIZE and isinstance(val, _Host):
+        tensors_in = [a for a in node.all_input_nodes if isinstance(a.meta.get("val"), torch.Tensor)]
+        if tensors_in and all(a.name in self.consts or isinstance(self.values.get(a), _Host) and
+                              a.name in self.const_ops for a in tensors_in) and \
+                t not in QUANTIZE + DEQUANTIZE + DEQUANTIZE_PER_CHANNEL:
+            self.const_ops.add(node.name)
+            self.values[node] = _Host()     # an op on constants alone (ViT's class token expanded): host data
+        elif t in QUANTIZE and isinstance(val, _Host):
             self.values[node] = self.visit_host(node)
         elif any(isinstance(self.values.get(a), _Host) for a in node.all_input_nodes) and t not in QUANTIZE:
             self.values[node] = _Host()
@@ -293,7 +317,15 @@ class _Lowering:
                     raise self.fail(node, "a dequantize whose parameters differ from its quantize")
                 self.values[node] = _Dequantized(val.tensor, val.flat)
             else:
-                self.values[node] = self.weight(node, per_channel=False)
+                try:
+                    self.values[node] = self.weight(node, per_channel=False)
+                except UnsupportedModelError:
+                    if not (self.host and src is not None and src.name in self.consts):
+                        raise
+                    # a quantized constant that is not a weight (XNNPACK's ViT position embedding, added
+                    # to the tokens): torch dequantizes it within a host op
+                    self.const_ops.add(node.name)
+                    self.values[node] = _Host()
         elif t in DEQUANTIZE_PER_CHANNEL:
             self.values[node] = self.weight(node, per_channel=True)
         elif t == aten.linear.default:
@@ -501,8 +533,14 @@ class _Lowering:
             raise self.fail(node, "a linear whose weight is not a dequantized integer [N, K] constant")
         w = weight.values
         shape = self.tensors[x.tensor].shape
-        if w.shape[1] != int(np.prod(shape)):
-            raise self.fail(node, f"weight shape {w.shape} does not match the input's {int(np.prod(shape))} features")
+        features = shape[-1] if len(shape) == 2 and not x.flat else int(np.prod(shape))
+        if w.shape[1] != features:
+            raise self.fail(node, f"weight shape {w.shape} does not match the input's {features} features")
+        if len(shape) == 2 and not x.flat:
+            # a linear over the channels of every token: a 1x1 convolution over the [N, D] map
+            return _Pending("conv", [x], {"weight": _Weight(w[:, None, None, :], weight.scale, weight.bits),
+                                          "bias": self.bias_arg(node, 2), "stride": (1, 1),
+                                          "padding": (0, 0, 0, 0), "dilation": (1, 1), "groups": 1}, [node])
         if len(shape) == 3:
             if not x.flat:
                 raise self.fail(node, "a linear applied to a feature map without flatten")
@@ -563,12 +601,14 @@ class _Lowering:
 
     def visit_avg_pool(self, node) -> _Pending:
         x = self.dequantized(node, node.args[0], "an average pool input")
-        h, w, _ = self.tensors[x.tensor].shape
+        shape = self.tensors[x.tensor].shape
+        h, w, _ = ir.hwc(shape)
         t, a = node.target, list(node.args) + [None] * 7
         if t == aten.mean.dim:
-            dims = sorted(d % 4 for d in a[1])
-            if dims != [2, 3]:
-                raise self.fail(node, f"a mean over dims {a[1]} (only H and W: a global average pool)")
+            dims = sorted(d % (len(shape) + 1) for d in a[1])
+            if dims != ([1] if len(shape) == 2 else [2, 3]):
+                raise self.fail(node, f"a mean over dims {a[1]} (only H and W of a map, or the tokens of a "
+                                      f"sequence: a global average pool)")
             kernel, stride, padding = (h, w), (1, 1), (0, 0)
         elif t in (aten.adaptive_avg_pool2d.default, aten.adaptive_avg_pool1d.default):
             oh, ow = _window_arg(node, a[1], 1)
@@ -616,7 +656,7 @@ class _Lowering:
                           weight_bits=bits, clamp=clamp, source=source)
         if self.tensors[ins[0]].shape != self.tensors[node.name].shape and p.op == "identity":
             raise self.fail(node, "a requantize that changes the shape")
-        if len(self.tensors[ins[0]].shape) != 3:
+        if len(self.tensors[ins[0]].shape) == 1:
             if p.op != "identity":
                 raise self.fail(node, "pooling a tensor that is not a feature map")
             k = self.tensors[ins[0]].size   # requantize a vector: a 1 x 1 window over a 1 x 1 x K map

@@ -173,7 +173,9 @@ def _annotate_add(q: "SystolaQuantizer", gm: GraphModule) -> None:
         if not _is_call(node, ADD_OPS) or _annotation(node) or node.kwargs.get("alpha", 1) != 1:
             continue
         a, b = node.args[:2]
-        if not (isinstance(a, Node) and isinstance(b, Node)):
+        # (an add of a constant, ViT's position embedding say, is a host op: its integer weights would be
+        # another tensor's values)
+        if not (isinstance(a, Node) and isinstance(b, Node)) or "get_attr" in (a.op, b.op):
             continue
         output = _follow_activation(node)
         act_bits, _ = q.bits_for(node)

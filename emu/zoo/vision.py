@@ -18,6 +18,8 @@ on the CPU torch), with random weights and BatchNorm statistics measured on the 
   blocks, 16-32-64 channels, global average pool), [batch, 3, 32, 32] -> 10 logits. Its shortcuts are the
   paper's option B (1x1 projections where the shape changes; option A's zero-padded identity is a channel
   concatenation the accelerator does not have yet).
+- `vit_tiny`, `mixer_tiny`: a tiny ViT and MLP-Mixer of `emu.zoo.transformer` at 32x32 -> 10 logits; their
+  linear layers run on the accelerator, LayerNorm, GELU and attention on the host.
 - `m5`: Dai et al. 2017, the M5 raw-waveform network as torchaudio's tutorial defines it (an 80-sample
   stride-16 Conv1d, three 3-tap Conv1ds of 32-32-64-64 channels, each with BatchNorm, ReLU and a 4-wide max
   pool, a global average pool and one linear layer), [batch, 1, 8000] (one second at 8 kHz) -> 35 keyword
@@ -35,6 +37,7 @@ import torch
 from torch import nn
 
 from emu.zoo.mobile import EfficientNet, MobileNetV2, MobileNetV3, ShuffleNetV2
+from emu.zoo.transformer import Mixer, ViT
 
 __all__ = ["ResNet", "resnet18", "resnet20", "VGG", "vgg11", "LeNet5", "SqueezeNet", "M5",
            "random_model", "quantized", "ARCHITECTURES", "QUANTIZERS"]
@@ -175,6 +178,7 @@ ARCHITECTURES = {"resnet18": (resnet18, (3, 224, 224)), "resnet20": (resnet20, (
                  "mobilenet_v3_small": (MobileNetV3, (3, 224, 224)), "mobilenet_v2": (MobileNetV2, (3, 224, 224)),
                  "efficientnet_b0": (EfficientNet, (3, 224, 224)),
                  "shufflenet_v2_x0_5": (ShuffleNetV2, (3, 224, 224)),
+                 "vit_tiny": (ViT, (3, 32, 32)), "mixer_tiny": (Mixer, (3, 32, 32)),
                  "squeezenet1_1": (SqueezeNet, (3, 224, 224)), "m5": (M5, (1, 8000))}
 
 
