@@ -24,7 +24,7 @@ from emu.contract.isa import INSTR_BYTES
 from emu.frontend import load_pt2, lower
 
 NETS = ("digits-mlp", "digits-cnn", "resnet20", "resnet18", "mobilenet_v3_small-32", "squeezenet1_1", "mobilenet_v2",
-        "mobilenet_v2-96", "efficientnet_b0", "shufflenet_v2_x0_5")
+        "mobilenet_v2-96", "efficientnet_b0", "shufflenet_v2_x0_5", "vit_tiny", "mixer_tiny")
 
 
 def _model(name: str):
