@@ -29,8 +29,8 @@ Annotated patterns (`ANNOTATORS`, applied in order):
 * ``max_pool2d``: output shares its input's parameters (max commutes with a monotone quantizer).
 * ``avg_pool2d`` / ``adaptive_avg_pool2d`` / ``mean.dim``: output has its own parameters.
 * ``flatten`` / ``view`` / ``reshape`` of a quantized tensor: output shares its input's parameters.
-* ``cat`` along the channels: every input and the output share one set of parameters, so the concatenation
-  is only a memory layout (each input's layer writes its channels of the output).
+* ``cat`` along the channels of quantized outputs: every input and the output share one set of parameters,
+  so the concatenation is only a memory layout (each input's layer writes its channels of the output).
 
 Calibration (``calibration=`` for activations, ``weight_calibration=`` for weights; see
 `emu.frontend.observers`): ``"minmax"``, ``"percentile"`` (activations only) or ``"mse"``. QAT wraps the
