@@ -85,3 +85,35 @@ def test_shipped_qat_models_verify(capsys, x_npy, tag):
     code = main(["verify", digits.checkpoint(tag), "--input", str(x_npy)])
     out = capsys.readouterr().out
     assert code == 0, out
+
+
+def test_verify_fails_an_input_laid_out_unlike_torch(monkeypatch):
+    """The per-layer checks feed torch the program's own input, so verify also compares that input with
+    torch's quantize of the float input: a runtime that laid the input out wrongly (here: channels not moved
+    last) fails, though every layer agrees."""
+    import io
+    from emu.contract.config import AccelConfig
+    from emu.frontend import SystolaQuantizer, lower
+    from emu.runtime import verify as verify_module
+    from emu.runtime.run import get_backend
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 6, 6)
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = torch.nn.Conv2d(3, 4, 3), torch.nn.Linear(64, 5)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.conv(x)).flatten(1))
+    ep = export(quantize(Net().eval(), SystolaQuantizer(), x), x)
+    graph = lower(ep)
+    backends = {"golden": get_backend("golden")}
+    log = io.StringIO()
+    assert verify_module.verify(ep, graph, AccelConfig(rows=4, cols=4), x.numpy(), backends, out=log)
+    assert "input vs torch's input quantize: equal" in log.getvalue()
+    right = verify_module.quantize_input
+    monkeypatch.setattr(verify_module, "quantize_input",
+                        lambda program, xs: right(program, xs).transpose(0, 3, 1, 2).reshape(len(xs), 6, 6, 3))
+    log = io.StringIO()
+    assert not verify_module.verify(ep, graph, AccelConfig(rows=4, cols=4), x.numpy(), backends, out=log)
+    assert "elements differ" in log.getvalue()

@@ -16,7 +16,7 @@ from emu.compiler import ir
 from emu.compiler.host import ir_to_torch, torch_to_ir
 from emu.frontend.lower import constants_of, static_batch
 
-__all__ = ["torch_layer", "torch_layer_outputs", "torch_forward", "static_batch"]
+__all__ = ["torch_layer", "torch_layer_outputs", "torch_forward", "torch_input", "static_batch"]
 
 
 def _in_batches(ep: torch.export.ExportedProgram, n: int, run):
@@ -122,6 +122,19 @@ def torch_layer(node_name: str, ep: torch.export.ExportedProgram, graph: ir.Grap
     """Torch's integer output of IR node `node_name` fed its integer input(s) (IR layout, batch first)."""
     node = next(n for n in graph.nodes if n.name == node_name)
     return torch_layer_outputs(ep, graph, dict(zip(node.inputs, x_int)))[node_name]
+
+
+def torch_input(ep: torch.export.ExportedProgram, graph: ir.Graph, x_float: np.ndarray) -> np.ndarray | None:
+    """Torch's own quantization of the model input (its quantize node on the float input, in the user's
+    layout), as int64 [B, *input shape] in IR layout; None when that node does not read the input itself."""
+    qnode = next(n for n in ep.graph.nodes if n.name == graph.input)
+    if qnode.args[0].op != "placeholder":
+        return None
+    arg = _evaluator(ep)
+    x = torch.from_numpy(np.ascontiguousarray(x_float, dtype=np.float32))
+    with torch.no_grad():
+        q = qnode.target(x, *arg(list(qnode.args[1:])), **arg(dict(qnode.kwargs)))
+    return torch_to_ir(q, graph.tensors[graph.input].shape)
 
 
 def torch_forward(ep: torch.export.ExportedProgram, x_float: np.ndarray) -> np.ndarray:

@@ -49,7 +49,7 @@ def check_layers(ep, graph: Graph, ref: dict[str, np.ndarray], runs: dict[str, R
 def verify(ep, graph: Graph, cfg: AccelConfig, x: np.ndarray, backends: dict[str, Callable], *,
            batch: int | None = None, out: TextIO = sys.stdout) -> bool:
     """Compile, run every backend, compare; print a table; True if everything agrees."""
-    from emu.frontend.torchref import torch_forward
+    from emu.frontend.torchref import torch_forward, torch_input
     check_input(x, graph.tensors[graph.input].shape, graph.input_layout)   # before the compile's seconds
     program = compile_graph(graph, cfg, batch=batch)
     xq = quantize_input(program, x)
@@ -85,7 +85,14 @@ def verify(ep, graph: Graph, cfg: AccelConfig, x: np.ndarray, backends: dict[str
     print(f"end to end vs torch: max |diff| {np.abs(y_torch - y_ours).max():.4g} "
           f"(output LSB {program.output.qparams.scale:.4g}), predicted class agrees on {100 * agree:.1f} %",
           file=out)
-    ok = all(c.ok for c in checks)
-    print("PASS: backends equal the integer reference on every element; torch within 1 LSB" if ok
-          else "FAIL", file=out)
+    # the per-layer checks feed torch the program's own input, so a wrong input layout or quantization
+    # would pass them: the program's input must equal torch's own quantize of the float input
+    x_torch = torch_input(ep, graph, x)
+    input_off = 0 if x_torch is None else int(np.count_nonzero(x_torch.reshape(len(x), -1) != xq.reshape(len(x), -1)))
+    if x_torch is not None:
+        print(f"input vs torch's input quantize: {'equal' if not input_off else f'{input_off} elements differ'}",
+              file=out)
+    ok = all(c.ok for c in checks) and not input_off
+    print("PASS: backends equal the integer reference on every element; torch within 1 LSB; input as torch's"
+          if ok else "FAIL", file=out)
     return ok
