@@ -47,7 +47,8 @@ def random_input(rng: np.random.Generator, graph: Graph, batch: int) -> np.ndarr
 
 class NetBuilder:
     """Builds a random integer CNN layer by layer: `b.conv(...)`, `b.pool(...)`, `b.add(...)`, `b.concat(...)`,
-    `b.dense(...)`; each returns the new tensor's name. Weights span the full signed range; scales are near what PTQ gives."""
+    `b.dense(...)`; each returns the new tensor's name. Weights span the full signed range; scales are near
+    what PTQ gives."""
 
     def __init__(self, rng: np.random.Generator, shape: tuple[int, ...], *, act_bits: int = 8,
                  weight_bits: int = 8):

@@ -315,3 +315,33 @@ def test_cat_is_a_memory_layout(quantizer, copies):
         log.getvalue()
     diff = float(log.getvalue().split("max |diff| ")[1].split()[0])
     assert diff <= 1.01 * graph.tensors[graph.output].qparams.scale
+
+
+class ConcatenatesTokens(torch.nn.Module):
+    """Two linears over the tokens of a patch-embedded image, concatenated along the tokens (dim 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.a, self.b = torch.nn.Conv2d(3, 8, 2, 2), torch.nn.Linear(8, 6), torch.nn.Linear(8, 6)
+        self.fc = torch.nn.Linear(6, 2)
+
+    def forward(self, x):
+        t = self.conv(x).flatten(2).transpose(1, 2)
+        return self.fc(torch.cat([torch.relu(self.a(t)), torch.relu(self.b(t))], 1)).mean(1)
+
+
+def test_cat_along_tokens_is_not_a_channel_concat():
+    """Dimension 1 of tokens [B, N, D] is not the channels (the last is): the cat runs on the host, and
+    verify passes (as a channel Concat it failed)."""
+    import io
+    from emu.contract.config import AccelConfig
+    from emu.runtime.run import get_backend
+    from emu.runtime.verify import verify
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 4, 4)
+    ep = export(quantize(ConcatenatesTokens().eval(), SystolaQuantizer(), x), x)
+    graph = lower(ep)
+    assert "Concat" not in [type(n).__name__ for n in graph.nodes]
+    log = io.StringIO()
+    assert verify(ep, graph, AccelConfig(rows=4, cols=4), x.numpy(), {"golden": get_backend("golden")}, out=log), \
+        log.getvalue()

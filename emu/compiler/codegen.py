@@ -88,12 +88,12 @@ class _Compiler:
         # a concatenation's parts are views into its region, so they share its border: the widest padding
         # any reader of the whole or of a part needs, with the one value they all read
         views: dict[str, tuple[str, int]] = {}          # part -> (concatenation, first channel)
+        wholes = {n.output for n in g.nodes if isinstance(n, Concat)}
         for node in g.nodes:
             if isinstance(node, Concat):
                 c0 = 0
                 for part in node.parts:
-                    if part in views or part in (g.input, g.output) or any(
-                            isinstance(n, Concat) and n.output == part for n in g.nodes):
+                    if part in views or part in (g.input, g.output) or part in wholes:
                         raise CompileError(f"layer {node.name}: tensor {part} cannot be a view into it (it is "
                                            f"the model's input or output, or part of another concatenation)")
                     views[part] = (node.output, c0)

@@ -88,7 +88,8 @@ class TensorRegion:
         channels after its own in the last pixel) -> int64 [n, *shape]."""
         (h, w, c), (pt, pl, _, _) = self.hwc, self.pad
         raw = raw[:n * self.sample_bytes]
-        raw = np.concatenate([raw, np.zeros(n * self.sample_bytes - len(raw), np.uint8)])
+        if len(raw) < n * self.sample_bytes:      # a view ending where the memory image does
+            raw = np.concatenate([raw, np.zeros(n * self.sample_bytes - len(raw), np.uint8)])
         full = raw.view(np.int8).astype(np.int64).reshape((n,) + self.padded_hwc)
         return full[:, pt:pt + h, pl:pl + w, :c].reshape((n,) + tuple(self.shape))
 

@@ -433,7 +433,10 @@ class _Lowering:
         quantize(dequantize(x)) to within 1 LSB."""
         parts = [self.dequantized(node, x, "a cat input") for x in node.args[0]]
         dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
-        if dim % len(self.shape(node)) != 1 or any(p.flat for p in parts):
+        rank = len(self.shape(node))
+        # torch's channel dimension: 1 of a map [B, C, H, W] or [B, C, L], the last of tokens [B, N, D]
+        channels = 1 if len(self.ir_shape(node)) == 3 else rank - 1
+        if dim % rank != channels or any(p.flat for p in parts):
             raise self.fail(node, f"a cat along dimension {dim} (only along the channels)")
         out = node
         while len(out.users) == 1 and next(iter(out.users)).target in NOOP_OPS and \
