@@ -37,16 +37,17 @@ def _divisible(v: float, divisor: int = 8) -> int:
 
 
 class SqueezeExcite(nn.Module):
-    """Hu et al. 2018 as MobileNetV3 uses it: global average pool, 1x1 conv to `squeeze` channels, ReLU,
-    1x1 conv back, hardsigmoid, the map scaled channel by channel."""
+    """Hu et al. 2018: global average pool, 1x1 conv to `squeeze` channels, `act`, 1x1 conv back, `gate`,
+    the map scaled channel by channel. MobileNetV3 uses ReLU and hardsigmoid, EfficientNet SiLU and
+    sigmoid."""
 
-    def __init__(self, channels: int, squeeze: int):
+    def __init__(self, channels: int, squeeze: int, act=torch.relu, gate=nn.functional.hardsigmoid):
         super().__init__()
         self.fc1, self.fc2 = nn.Conv2d(channels, squeeze, 1), nn.Conv2d(squeeze, channels, 1)
+        self.act, self.gate = act, gate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.fc2(torch.relu(self.fc1(nn.functional.adaptive_avg_pool2d(x, 1))))
-        return x * nn.functional.hardsigmoid(s)
+        return x * self.gate(self.fc2(self.act(self.fc1(nn.functional.adaptive_avg_pool2d(x, 1)))))
 
 
 class InvertedResidual(nn.Module):
@@ -137,18 +138,6 @@ class MobileNetV2(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
-class SqueezeExciteSiLU(nn.Module):
-    """EfficientNet's squeeze-excitation: global average pool, 1x1 conv, SiLU, 1x1 conv, sigmoid gate."""
-
-    def __init__(self, channels: int, squeeze: int):
-        super().__init__()
-        self.fc1, self.fc2 = nn.Conv2d(channels, squeeze, 1), nn.Conv2d(squeeze, channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.fc2(nn.functional.silu(self.fc1(nn.functional.adaptive_avg_pool2d(x, 1))))
-        return x * torch.sigmoid(s)
-
-
 class MBConv(nn.Module):
     """EfficientNet's block: 1x1 expansion with SiLU (unless `expand` is 1), depthwise kxk with SiLU,
     squeeze-excitation to a quarter of the block's input channels, a linear 1x1 projection, a residual add
@@ -159,7 +148,7 @@ class MBConv(nn.Module):
         hidden = cin * expand
         layers = [conv_bn(cin, hidden, 1, act=nn.SiLU)] if expand != 1 else []
         self.block = nn.Sequential(*layers, conv_bn(hidden, hidden, kernel, stride, hidden, nn.SiLU),
-                                   SqueezeExciteSiLU(hidden, max(1, cin // 4)), conv_bn(hidden, cout, 1))
+                                   SqueezeExcite(hidden, max(1, cin // 4), nn.functional.silu, torch.sigmoid), conv_bn(hidden, cout, 1))
         self.residual = stride == 1 and cin == cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -20,10 +20,12 @@ __all__ = ["ViT", "Mixer"]
 
 
 class Attention(nn.Module):
+    """Multi-head self-attention: one qkv linear, softmax(q k^T / sqrt(d)) v per head, an output linear."""
     def __init__(self, dim, heads):
         super().__init__()
         self.heads, self.scale = heads, (dim // heads) ** -0.5
         self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+
     def forward(self, x):
         b, n, d = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
@@ -32,11 +34,13 @@ class Attention(nn.Module):
         return self.proj((attn @ v).transpose(1, 2).reshape(b, n, d))
 
 class Block(nn.Module):
+    """A pre-norm transformer block: x + attention(LN(x)), then x + MLP(LN(x)) with GELU."""
     def __init__(self, dim, heads, mlp):
         super().__init__()
         self.norm1, self.attn = nn.LayerNorm(dim), Attention(dim, heads)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, mlp), nn.GELU(), nn.Linear(mlp, dim))
+
     def forward(self, x):
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
@@ -49,17 +53,20 @@ class ViT(nn.Module):
         self.pos = nn.Parameter(torch.randn(1, (image // patch) ** 2 + 1, dim) * 0.02)
         self.blocks = nn.Sequential(*(Block(dim, heads, mlp) for _ in range(depth)))
         self.norm, self.head = nn.LayerNorm(dim), nn.Linear(dim, classes)
+
     def forward(self, x):
         x = self.embed(x).flatten(2).transpose(1, 2)
         x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], 1) + self.pos
         return self.head(self.norm(self.blocks(x))[:, 0])
 
 class MixerBlock(nn.Module):
+    """A Mixer layer: x + token MLP over the transposed LN(x), then x + channel MLP over LN(x)."""
     def __init__(self, tokens, dim, token_mlp, channel_mlp):
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.token = nn.Sequential(nn.Linear(tokens, token_mlp), nn.GELU(), nn.Linear(token_mlp, tokens))
         self.channel = nn.Sequential(nn.Linear(dim, channel_mlp), nn.GELU(), nn.Linear(channel_mlp, dim))
+
     def forward(self, x):
         x = x + self.token(self.norm1(x).transpose(1, 2)).transpose(1, 2)
         return x + self.channel(self.norm2(x))
@@ -71,6 +78,7 @@ class Mixer(nn.Module):
         self.embed = nn.Conv2d(3, dim, patch, patch)
         self.blocks = nn.Sequential(*(MixerBlock(tokens, dim, token_mlp, channel_mlp) for _ in range(depth)))
         self.norm, self.head = nn.LayerNorm(dim), nn.Linear(dim, classes)
+
     def forward(self, x):
         x = self.blocks(self.embed(x).flatten(2).transpose(1, 2))
         return self.head(self.norm(x).mean(1))
