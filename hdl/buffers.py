@@ -6,6 +6,7 @@ Entry layouts (all signed two's complement):
   PARAM  `cols` elements of {bias: int64, mult: int32}
   ACC    `cols` elements of acc_bits
   OUT    `cols` elements of act_bits
+  TABLE  `cols` elements of act_bits       (what each lane maps one act_bits value to, hdl/table.py)
 The DMA moves bytes; `from_bytes` / `to_bytes` convert an entry between its external-memory byte image
 (little endian, one sign-extended byte per activation/weight, 12 bytes per PARAM element) and its layout.
 """
@@ -25,7 +26,7 @@ param_layout = data.StructLayout({name: signed(8 * PARAM_DTYPE[name].itemsize) f
 
 def entry_layouts(cfg: AccelConfig) -> dict[str, data.ArrayLayout]:
     elements = {"act": signed(cfg.act_bits), "wgt": signed(cfg.weight_bits), "param": param_layout,
-                "acc": signed(cfg.acc_bits), "out": signed(cfg.act_bits)}
+                "acc": signed(cfg.acc_bits), "out": signed(cfg.act_bits), "table": signed(cfg.act_bits)}
     return {name: data.ArrayLayout(elements[name], lanes) for name, (lanes, _) in cfg.buffer_geometry().items()}
 
 

@@ -25,8 +25,9 @@ MATMUL  s = 0 .. R-1      WGT entry wgt_addr + s read; row s of the array loads 
         s = R+i+B+L+4     ... and written to ACC
         last write at s = 2R + C + T + 8  ->  MATMUL_LATENCY >= ISSUE_LATENCY + B + MULT_LATENCY + 7 = 14
 POST    s = 0 .. T-1      ACC entry acc_addr + s read (PARAM entry param_addr read throughout)
-        s = i + B + P     requantized row i written to OUT (P = PostProc.LATENCY)
-                          ->  last at T - 1 + B + P, POST_LATENCY >= ISSUE_LATENCY + B + P + 1
+        s = i + B + P     requantized row i leaves PostProc (P = PostProc.LATENCY) into the activation table
+        s = i + B + P + A row i (looked up if `table`) written to OUT (A = ActivationTable.LATENCY)
+                          ->  last at T - 1 + B + P + A, POST_LATENCY >= ISSUE_LATENCY + B + P + A + 1
 """
 from __future__ import annotations
 
@@ -43,12 +44,13 @@ from hdl.bram import BlockRAM, counter_signature
 from hdl.buffers import entry_layouts
 from hdl.pipeline import delay
 from hdl.postproc import PostProc
+from hdl.table import ActivationTable
 
 __all__ = ["ComputeUnit", "compute_command_signature", "MATMUL_LATENCY_MIN", "POST_LATENCY_MIN", "START_COPIES",
            "start_counts"]
 
 MATMUL_LATENCY_MIN = timing.ISSUE_LATENCY + BlockRAM.LATENCY + MULT_LATENCY + 7
-POST_LATENCY_MIN = timing.ISSUE_LATENCY + BlockRAM.LATENCY + PostProc.LATENCY + 1
+POST_LATENCY_MIN = timing.ISSUE_LATENCY + BlockRAM.LATENCY + PostProc.LATENCY + ActivationTable.LATENCY + 1
 #: Copies of each start strobe (`matmul_start`, `post_start`), one per group of registers it loads, each
 #: from a flip-flop of its own in the sequencer (Family.copies, hdl/fpga/family.py): one start flip-flop
 #: loading ~200 registers and 40 block-RAM address counters across the unit is too wide a fanout for one net.
@@ -90,7 +92,7 @@ def compute_command_signature() -> wiring.Signature:
         "busy_left": Out(busy_left), "rows_left": Out(rows_left),
         **{name: Out(_shape(mm[name])) for name in ("act_addr", "wgt_addr", "acc_addr", "accumulate", "reduce_max")},
         **{name: Out(_shape(po[name])) for name in ("out_addr", "param_addr", "shift", "zero_point", "clamp_lo",
-                                                     "clamp_hi")},
+                                                     "clamp_hi", "table")},
         "busy": In(1), "post_busy": In(1),
     })
 
@@ -110,6 +112,9 @@ class ComputeUnit(wiring.Component):
             "param_rd": Out(counter_signature(BlockRAM.addr_bits(cfg.param_depth))),
             "param_rd_data": In(lay["param"]),
             "out_wr_en": Out(1), "out_wr_addr": Out(16), "out_wr_data": Out(lay["out"]),
+            # the DMA's writes into the activation table (Buffer.TABLE), which sits behind PostProc
+            "table_wr_en": In(1), "table_wr_addr": In(BlockRAM.addr_bits(cfg.table_depth)),
+            "table_wr_data": In(lay["table"]),
         })
 
     def elaborate(self, platform):
@@ -119,6 +124,7 @@ class ComputeUnit(wiring.Component):
         m.submodules.array = arr = SystolicArray(rows=R, cols=C, act_bits=cfg.act_bits,
                                                  weight_bits=cfg.weight_bits, acc_bits=cfg.acc_bits)
         m.submodules.post_unit = pp = PostProc(lanes=C, acc_bits=cfg.acc_bits, act_bits=cfg.act_bits)
+        m.submodules.table = table = ActivationTable(lanes=C, act_bits=cfg.act_bits)
         # ACC: one write port, a read port for MATMUL's read-add-write and one for POST, so a POST of some ACC
         # rows runs while a MATMUL fills others (the program never lets the two units touch one row at once;
         # SYNC orders them). Its read addresses are counters and its write inputs registers that it holds
@@ -170,6 +176,7 @@ class ComputeUnit(wiring.Component):
         # POST state, counted down the same way
         shift, zp = Signal(cmd.shift.shape(), name="shift"), Signal(cmd.zero_point.shape(), name="zero_point")
         lo, hi = Signal(cmd.clamp_lo.shape(), name="clamp_lo"), Signal(cmd.clamp_hi.shape(), name="clamp_hi")
+        use_table = Signal(name="use_table")
         p_left = Signal(cmd.busy_left.shape())   # busy cycles left - 2
         out_ptr = Signal(cmd.out_addr.shape())
         p_phase = Signal()                # ACC rows are read
@@ -186,7 +193,8 @@ class ComputeUnit(wiring.Component):
         with m.If(post_start[1]):
             m.d.sync += [p_phase.eq(1), p_rows_left.eq(cmd.rows_left), out_ptr.eq(cmd.out_addr)]
         with m.If(post_start[2]):
-            m.d.sync += [shift.eq(cmd.shift), zp.eq(cmd.zero_point), lo.eq(cmd.clamp_lo), hi.eq(cmd.clamp_hi)]
+            m.d.sync += [shift.eq(cmd.shift), zp.eq(cmd.zero_point), lo.eq(cmd.clamp_lo), hi.eq(cmd.clamp_hi),
+                         use_table.eq(cmd.table)]
         # the PARAM entry is read throughout; ACC rows from the cycle after `start` on
         m.d.comb += [
             self.param_rd.load.eq(post_start[3]), self.param_rd.base.eq(cmd.param_addr),
@@ -241,9 +249,16 @@ class ComputeUnit(wiring.Component):
             pp.param.eq(self.param_rd_data),
             pp.shift.eq(shift), pp.zero_point.eq(zp), pp.clamp_lo.eq(lo), pp.clamp_hi.eq(hi),
         ]
-        with m.If(pp.out_valid):
+        # the table flag travels beside the row through PostProc, as its other controls do
+        m.d.comb += [
+            table.in_valid.eq(pp.out_valid), table.y.eq(pp.out),
+            table.use_table.eq(delay(m, use_table, PostProc.LATENCY, "use_table")),
+            table.wr_en.eq(self.table_wr_en), table.wr_addr.eq(self.table_wr_addr),
+            table.wr_data.eq(self.table_wr_data),
+        ]
+        with m.If(table.out_valid):
             m.d.sync += out_ptr.eq(out_ptr + 1)
         m.d.comb += [
-            self.out_wr_en.eq(pp.out_valid), self.out_wr_addr.eq(out_ptr), self.out_wr_data.eq(pp.out),
+            self.out_wr_en.eq(table.out_valid), self.out_wr_addr.eq(out_ptr), self.out_wr_data.eq(table.out),
         ]
         return m

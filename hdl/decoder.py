@@ -93,6 +93,7 @@ class Decoder(wiring.Component):
         is_op = {op: Signal(name=f"is_{op.name.lower()}") for op in Opcode}
         f = {name: Signal(name=name) for name in (
             "ld_rows0", "ld_blocks0", "ld_row_len0", "ld_over_rows", "ld_over_cols", "buf_act", "buf_out",
+            "buf_unknown",
             "mm_zero", "mm_over", "mm_wgt_past", "po_rows0", "po_param_past", "lp_bad")}
         row_bytes = Signal(10)
         mm_end_act, mm_end_acc, po_end_acc, po_end_out = (Signal(17, name=n) for n in (
@@ -100,7 +101,8 @@ class Decoder(wiring.Component):
         depth_plus_1 = Signal(18)
         with m.Switch(ld.buf):
             for buf, d in ((Buffer.ACT, cfg.act_depth), (Buffer.WGT, cfg.wgt_depth),
-                           (Buffer.PARAM, cfg.param_depth), (Buffer.OUT, cfg.out_depth)):
+                           (Buffer.PARAM, cfg.param_depth), (Buffer.OUT, cfg.out_depth),
+                           (Buffer.TABLE, cfg.table_depth)):
                 with m.Case(buf):
                     m.d.comb += depth_plus_1.eq(d + 1)
         # LOAD/STORE: -(room + 1) = buf_addr - depth - 1 (signed, 18 bits: room is at most 2**16), added into
@@ -116,6 +118,7 @@ class Decoder(wiring.Component):
             f["ld_rows0"].eq(ld.rows == 0), f["ld_blocks0"].eq(ld.blocks == 0), f["ld_row_len0"].eq(ld.row_len == 0),
             f["ld_over_rows"].eq(ld.row_len > cfg.rows), f["ld_over_cols"].eq(ld.row_len > cfg.cols),
             f["buf_act"].eq(ld.buf == Buffer.ACT), f["buf_out"].eq(ld.buf == Buffer.OUT),
+            f["buf_unknown"].eq(ld.buf > max(Buffer)),
             f["mm_zero"].eq((mm.rows == 0) | (mm.k_valid == 0) | (mm.n_valid == 0)),
             f["mm_over"].eq((mm.k_valid > cfg.rows) | (mm.n_valid > cfg.cols)),
             f["mm_wgt_past"].eq(mm.wgt_addr > cfg.wgt_depth - cfg.rows),
@@ -135,7 +138,7 @@ class Decoder(wiring.Component):
                                                                                  f["ld_over_cols"])
         m.d.sync += [
             legal.eq(Cat(*is_op.values()).any()),
-            illegal_field.eq((is_op[Opcode.LOAD] & (f["buf_out"] | dma_flags))
+            illegal_field.eq((is_op[Opcode.LOAD] & (f["buf_out"] | f["buf_unknown"] | dma_flags))
                              | (is_op[Opcode.STORE] & (~f["buf_out"] | dma_flags))
                              | (is_op[Opcode.MATMUL] & (f["mm_zero"] | f["mm_over"]))
                              | (is_op[Opcode.POST] & f["po_rows0"])

@@ -307,7 +307,7 @@ class Sequencer(wiring.Component):
             self.cu.out_addr.eq(po.out_addr),
             self.cu.param_addr.eq(po.param_addr), self.cu.shift.eq(po.shift),
             self.cu.zero_point.eq(po.zero_point), self.cu.clamp_lo.eq(po.clamp_lo),
-            self.cu.clamp_hi.eq(po.clamp_hi),
+            self.cu.clamp_hi.eq(po.clamp_hi), self.cu.table.eq(po.table),
         ]
         # A unit's busy flag (and the DMA's error) comes from across the chip into a register of its own with
         # no logic in front (emu.contract.timing.BUSY_LATENCY); `starting` covers the two cycles before it shows a

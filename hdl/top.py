@@ -1,11 +1,11 @@
 """The accelerator top level and its Verilog.
 
     s_axil_* (AXI4-Lite slave) ── CSR ── start/args ──> Sequencer ──> DMA ── m_axi_* (AXI4 master)
-                                                          │   ^         │ writes ACT/WGT/PARAM/instr memory
+                                                          │   ^         │ writes ACT/WGT/PARAM/TABLE/instr memory
                                                           │   └ decode  │ reads OUT
                                                           v
                                                ComputeUnit: WGT,ACT -> SystolicArray -> ACC
-                                                            ACC,PARAM -> PostProc -> OUT
+                                                            ACC,PARAM -> PostProc -> TABLE -> OUT
 
 Ports: clk, rst (synchronous, active high), m_axi_* and s_axil_* named as cocotbext-axi expects, `done`
 (level: STATUS.done) and `irq` (same). `generate_verilog(cfg)` names the module `systola_accel`.
@@ -94,7 +94,10 @@ class Accelerator(wiring.Component):
                 buf.wr_addr.eq(dma.wr_addr),
                 buf.wr_data.eq(from_bytes(dma.wr_data, buf.wr_data.shape(), elem_bytes, first_bit)),
             ]
+        # the activation table's lanes sit in the compute unit, behind PostProc; a LOAD writes them all at once
         m.d.comb += [
+            cu.table_wr_en.eq(dma.wr_en & (dma.wr_target == Buf.TABLE)), cu.table_wr_addr.eq(dma.wr_addr),
+            cu.table_wr_data.eq(from_bytes(dma.wr_data, cu.table_wr_data.shape(), ELEMENT_BYTES)),
             imem.wr_en.eq(dma.wr_en & (dma.wr_target == TARGET_INSTR)),
             imem.wr_addr.eq(dma.wr_addr), imem.wr_data.eq(dma.wr_data[:INSTR_BITS]),
             imem.rd_addr[0].eq(seq.imem_rd_addr[0]), seq.imem_rd_data.eq(imem.rd_data[0]),

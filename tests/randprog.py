@@ -1,7 +1,7 @@
 """Random, race-free test programs: LOAD / MATMUL / POST / STORE rounds built with emu.contract.isa.make.
 
 Dependencies between units are separated by SYNC (the ISA leaves hazards to the program): loads
-of a round, SYNC, MATMULs (one unit, in order), SYNC, POST, SYNC, STORE. Addresses, strides, row lengths,
+of a round (some with part of the activation table, which some POSTs look their results up in), SYNC, MATMULs (one unit, in order), SYNC, POST, SYNC, STORE. Addresses, strides, row lengths,
 block counts, block strides and sizes are random, unaligned included; LOAD blocks may overlap (bytes read
 twice), a STORE's blocks and rows never do. MATMULs accumulate by adding or by max (reduce_max). The whole
 memory is random so stray writes show up.
@@ -101,6 +101,11 @@ def random_case(cfg: AccelConfig, seed: int, *, rounds: int = 3, max_t: int = 12
             a = load.ext_addr + b * load.block_stride
             mem[a:a + rec.size] = rec
         prog.append(load)
+        if rng.random() < 0.7:      # some entries of the activation table, the rest kept from before
+            entries = int(rng.integers(1, cfg.table_depth + 1))
+            t_rows, t_blocks = _split(rng, entries)
+            prog.append(dma(Opcode.LOAD, Buffer.TABLE, t_rows, t_blocks, int(rng.integers(1, C + 1)),
+                            int(rng.integers(0, cfg.table_depth - entries + 1)), DATA_REGION))
         prog.append(isa.make(Opcode.SYNC))
         prog.append(isa.make(Opcode.MATMUL, rows=t, act_addr=act_addr, wgt_addr=wgt_addr, acc_addr=acc_addr,
                              accumulate=int(rng.integers(0, 2)), k_valid=int(rng.integers(1, R + 1)),
@@ -112,7 +117,8 @@ def random_case(cfg: AccelConfig, seed: int, *, rounds: int = 3, max_t: int = 12
         prog.append(isa.make(Opcode.SYNC))   # POST runs on its own unit: it must not overtake the MATMULs
         prog.append(isa.make(Opcode.POST, rows=t, acc_addr=acc_addr, out_addr=out_addr, param_addr=param_addr,
                              shift=shift, zero_point=int(rng.integers(-10, 10)),
-                             clamp_lo=lo, clamp_hi=int(rng.integers(lo, cfg.act_max + 1))))
+                             clamp_lo=lo, clamp_hi=int(rng.integers(lo, cfg.act_max + 1)),
+                             table=int(rng.integers(0, 2))))
         prog.append(isa.make(Opcode.SYNC))
         o_rows, o_blocks = _split(rng, t)
         store = dma(Opcode.STORE, Buffer.OUT, o_rows, o_blocks, int(rng.integers(1, C + 1)), out_addr, OUT_REGION,

@@ -117,6 +117,29 @@ def test_post(rng):
     np.testing.assert_array_equal(g.out[3:8], want)
 
 
+@pytest.mark.parametrize("act_bits", [2, 4, 8])
+def test_post_looks_up_the_activation_table(rng, act_bits):
+    """A LOAD of TABLE fills each lane's table (lanes past row_len with zero); a POST with table=1 maps lane n of
+    each result y to lane n of entry y mod 2**act_bits; table=0 leaves y alone."""
+    cfg = AccelConfig(rows=2, cols=4, act_bits=act_bits)
+    depth = cfg.table_depth
+    mem = np.zeros(0x8000, np.uint8)
+    mem[:depth * 3] = rng.integers(0, 256, depth * 3, dtype=np.uint8)
+    post = dict(rows=6, acc_addr=0, param_addr=0, shift=0, zero_point=0, clamp_lo=cfg.act_min,
+                clamp_hi=cfg.act_max)
+    g = Golden(cfg, mem)
+    g.acc[:6] = rng.integers(cfg.act_min, cfg.act_max + 1, (6, 4))
+    g.mult[0] = 1
+    g._load(load(Buffer.TABLE, rows=depth, row_len=3))
+    g._post(isa.make(Opcode.POST, out_addr=0, table=1, **post))
+    g._post(isa.make(Opcode.POST, out_addr=8, table=0, **post))
+    table = np.zeros((depth, 4), np.int64)
+    table[:, :3] = numerics.wrap(mem[:depth * 3].view(np.int8).reshape(depth, 3), act_bits)
+    idx = g.acc[:6] % depth
+    np.testing.assert_array_equal(g.out[:6], table[idx, np.arange(4)])
+    np.testing.assert_array_equal(g.out[8:14], g.acc[:6])
+
+
 def test_store_writes_only_its_bytes(rng):
     cfg = AccelConfig(rows=2, cols=4)
     mem = np.full(0x8000, 0xAA, np.uint8)
@@ -154,6 +177,9 @@ FAULTS = [
     ("opcode 0", [0], FaultCode.ILLEGAL_OPCODE),
     ("opcode 9", [9 | 1 << 100], FaultCode.ILLEGAL_OPCODE),
     ("load into OUT", [load(Buffer.OUT, rows=1, row_len=1)], FaultCode.ILLEGAL_FIELD),
+    ("load into buffer 5", [load(5, rows=1, row_len=1)], FaultCode.ILLEGAL_FIELD),
+    ("table row_len too long", [load(Buffer.TABLE, rows=1, row_len=9)], FaultCode.ILLEGAL_FIELD),
+    ("table past end", [load(Buffer.TABLE, rows=2, row_len=1, buf_addr=255)], FaultCode.BUFFER_RANGE),
     ("store from ACT", [isa.make(Opcode.STORE, buf=Buffer.ACT, rows=1, row_len=1, buf_addr=0, ext_addr=0,
                                  ext_stride=1)], FaultCode.ILLEGAL_FIELD),
     ("row_len 0", [load(Buffer.ACT, rows=1, row_len=0, ext_stride=1)], FaultCode.ILLEGAL_FIELD),

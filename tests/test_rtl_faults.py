@@ -43,6 +43,13 @@ CASES = {
     "blocks_buffer_range": ([LOAD, isa.make(Opcode.LOAD, buf=Buffer.ACT, rows=5, row_len=3, buf_addr=0,
                                             ext_addr=5000, ext_stride=3, blocks=13, block_stride=20), END], {},
                             FaultCode.BUFFER_RANGE),
+    "load_into_buffer_5": ([LOAD, isa.make(Opcode.LOAD, buf=5, rows=1, row_len=1, buf_addr=0, ext_addr=0,
+                                           ext_stride=1), END], {}, FaultCode.ILLEGAL_FIELD),
+    # CFG_3X5 has act_bits 8: a table of 256 entries of 5 lanes
+    "table_row_len": ([LOAD, isa.make(Opcode.LOAD, buf=Buffer.TABLE, rows=1, row_len=6, buf_addr=0, ext_addr=0,
+                                      ext_stride=6), END], {}, FaultCode.ILLEGAL_FIELD),
+    "table_buffer_range": ([LOAD, isa.make(Opcode.LOAD, buf=Buffer.TABLE, rows=2, row_len=5, buf_addr=255,
+                                           ext_addr=0, ext_stride=5), END], {}, FaultCode.BUFFER_RANGE),
     "store_from_act": ([isa.make(Opcode.STORE, buf=Buffer.ACT, rows=1, row_len=1, buf_addr=0, ext_addr=0,
                                  ext_stride=1), END], {}, FaultCode.ILLEGAL_FIELD),
     "buffer_range": ([LOAD, MATMUL, isa.make(Opcode.POST, rows=2, acc_addr=63, out_addr=0, param_addr=0, shift=0,

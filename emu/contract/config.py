@@ -125,10 +125,16 @@ class AccelConfig:
 
     def buffer_geometry(self) -> dict[str, tuple[int, int]]:
         """Every on-chip buffer: name -> (lanes per entry, entries). An ACT entry is one activation vector (the
-        K = rows lanes of a tile); WGT, PARAM, ACC and OUT entries hold one element per column."""
+        K = rows lanes of a tile); WGT, PARAM, ACC, OUT and TABLE entries hold one element per column. The
+        activation table has an entry per act_bits value (emu.contract.isa.Buffer.TABLE)."""
         return {"act": (self.rows, self.act_depth), "wgt": (self.cols, self.wgt_depth),
                 "param": (self.cols, self.param_depth), "acc": (self.cols, self.acc_depth),
-                "out": (self.cols, self.out_depth)}
+                "out": (self.cols, self.out_depth), "table": (self.cols, self.table_depth)}
+
+    @property
+    def table_depth(self) -> int:
+        """Entries of the activation table: one per act_bits value, indexed by its two's-complement bits."""
+        return 1 << self.act_bits
 
     def to_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)

@@ -27,7 +27,7 @@ class Opcode(enum.IntEnum):
     LOAD = 1    # DMA: external memory -> ACT, WGT or PARAM buffer, 3-D strided (blocks of rows)
     STORE = 2   # DMA: OUT buffer -> external memory, 3-D strided
     MATMUL = 3  # array: ACC[t] (+)= ACT[t] x WGT tile (or max=), for T activation vectors
-    POST = 4    # post-processing: OUT[t] = requantize(ACC[t] * multiplier + bias) with clamp
+    POST = 4    # post-processing: OUT[t] = requantize(ACC[t] * multiplier + bias) with clamp (then TABLE lookup)
     SYNC = 5    # barrier: wait until the DMA, array and post-processing units are all idle
     END = 6     # wait for all units, then raise done
     LOOP = 7    # hardware loop: the next `body` instructions run `count` times, addresses stepping (loops.py)
@@ -39,6 +39,7 @@ class Buffer(enum.IntEnum):
     WGT = 1
     PARAM = 2
     OUT = 3
+    TABLE = 4   # the activation table: entry i holds, per lane, what a POST with table=1 maps result i to
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,9 +52,9 @@ class Field:
 
 
 _DMA_FIELDS = (
-    Field("buf", 2, doc="Buffer: LOAD takes ACT, WGT or PARAM; STORE takes OUT"),
+    Field("buf", 3, doc="Buffer: LOAD takes ACT, WGT, PARAM or TABLE; STORE takes OUT"),
     Field("rows", 16, doc="number of rows (buffer entries) to move, >= 1"),
-    Field("row_len", 8, doc="elements per row, 1..entry width (rows for ACT, cols otherwise); "
+    Field("row_len", 7, doc="elements per row, 1..entry width (rows for ACT, cols otherwise); "
                              "LOAD zero-fills the rest of the entry, STORE writes only these"),
     Field("buf_addr", 16, doc="first buffer entry; row r uses entry buf_addr + r"),
     Field("ext_addr", 32, doc="byte address in external memory of row 0 of block 0"),
@@ -87,6 +88,8 @@ FIELDS: dict[Opcode, tuple[Field, ...]] = {
         Field("zero_point", 8, signed=True, doc="output zero point added after the shift"),
         Field("clamp_lo", 8, signed=True, doc="lower saturation bound (ReLU: max(zero_point, act_min))"),
         Field("clamp_hi", 8, signed=True, doc="upper saturation bound"),
+        Field("table", 1, default=0, doc="1: each lane's result y (act_bits, signed) is replaced by lane n of "
+                                         "TABLE entry y mod 2**act_bits (an elementwise activation)"),
     ),
     Opcode.SYNC: (),
     Opcode.END: (),

@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-__all__ = ["wrap", "loaded", "round_shift", "requantize", "post_bias", "requant_params", "MULT_BITS", "SHIFT_MAX",
+__all__ = ["wrap", "loaded", "round_shift", "requantize", "post_bias", "requant_params", "look_up", "MULT_BITS", "SHIFT_MAX",
            "accumulator_bound"]
 
 #: Multipliers are unsigned values below 2**MULT_BITS, stored in an int32 word.
@@ -62,6 +62,14 @@ def requantize(acc: np.ndarray, bias: np.ndarray, multiplier: np.ndarray, shift:
     """The POST datapath on int64 arrays; `bias` and `multiplier` broadcast along the last axis (lanes)."""
     p = np.asarray(acc, dtype=np.int64) * np.asarray(multiplier, dtype=np.int64) + np.asarray(bias, dtype=np.int64)
     return np.clip(round_shift(p, shift) + np.int64(zero_point), clamp_lo, clamp_hi)
+
+
+def look_up(y: np.ndarray, table: np.ndarray, act_bits: int) -> np.ndarray:
+    """A POST's activation-table lookup: lane n of each row of `y` ([..., lanes], act_bits values) becomes
+    table[y mod 2**act_bits, n] (`table` [2**act_bits, lanes], act_bits values): the index is y's own
+    two's-complement bits, so the table holds f(act_min) .. f(-1) in its upper half."""
+    idx = np.asarray(y, np.int64) & np.int64((1 << act_bits) - 1)
+    return np.take_along_axis(np.asarray(table, np.int64), idx.reshape(-1, idx.shape[-1]), axis=0).reshape(idx.shape)
 
 
 def post_bias(bias: np.ndarray, multiplier: np.ndarray) -> np.ndarray:

@@ -42,7 +42,8 @@ DMA_WRITE_LATENCY = 2       # cycles from a write burst's last beat to its respo
 MATMUL_LATENCY = 14         # registers around the array beyond the 2R + C + T - 2 of a fold: issue (2),
                             # buffer read (2), the array's input register, the PE multiplier (4), the four
                             # stages of the ACC read-add-write, the ACC write (hdl/compute.py)
-POST_LATENCY = 18           # issue (2), PARAM/ACC read (2), the post-processing unit's 14 pipeline stages
+POST_LATENCY = 21           # issue (2), PARAM/ACC read (2), the post-processing unit's 14 pipeline stages, the
+                            # activation table's read (2) and choice (1)
 FETCH_LATENCY = 12          # from the preload's end to the first instruction at the head of the issue queue:
                             # fetch enable, instruction memory read (2), loop offsets (1), decode (7), queue
                             # (hdl/sequencer.py)

@@ -5,7 +5,7 @@ MATMULs add into which accumulator rows, which POST reads them and where each ST
 before any data moves. `plan` follows the trace once and keeps, for every buffer entry, where its value comes
 from instead of the value:
 
-- an ACT, WGT or PARAM entry: the LOAD that filled it, so the bytes of external memory it holds;
+- an ACT, WGT, PARAM or TABLE entry: the LOAD that filled it, so the bytes of external memory it holds;
 - an ACC entry: a row of a *chain*, the MATMUL terms (ACT rows x WGT tile) set, added or max-ed into it in
   order, on top of a base (zero, or the ACC rows of other chains it started from);
 - an OUT entry: the POST row that wrote it.
@@ -122,6 +122,7 @@ class _Post:
     src: tuple                        # (view ids [T] (-1: zero), rows [T]); or (view id,) for a whole view
     param: np.ndarray | None          # byte addresses of its PARAM record (len * PARAM_BYTES), None: zero
     instr: Instr
+    table: np.ndarray | None = None   # with table=1: byte address of each TABLE element [depth, C]
 
 
 @dataclasses.dataclass
@@ -162,7 +163,8 @@ class _Builder:
     def __init__(self, cfg: AccelConfig, mem_size: int):
         self.cfg, self.zero = cfg, mem_size
         self.entries = {b: _Entries(d) for b, d in ((Buffer.ACT, cfg.act_depth), (Buffer.WGT, cfg.wgt_depth),
-                                                    (Buffer.PARAM, cfg.param_depth))}
+                                                    (Buffer.PARAM, cfg.param_depth),
+                                                    (Buffer.TABLE, cfg.table_depth))}
         self.act, self.wgt = self.entries[Buffer.ACT], self.entries[Buffer.WGT]
         self.loads: list[_Load] = []
         self.acc_chain = np.full(cfg.acc_depth, -1, np.int64)
@@ -251,10 +253,22 @@ class _Builder:
             self._check_carry(load_id)
             start = int(L.starts(self.entries[Buffer.PARAM].index[i.param_addr]))
             param = start + np.arange(L.row_len * PARAM_BYTES, dtype=np.int64)
-        self.posts.append(_Post(src, param, i))
+        self.posts.append(_Post(src, param, i, self._table() if i.table else None))
         self.stages[-1].posts.append(len(self.posts) - 1)
         self.out_post[i.out_addr:i.out_addr + T] = len(self.posts) - 1
         self.out_row[i.out_addr:i.out_addr + T] = np.arange(T)
+
+    def _table(self) -> np.ndarray:
+        """Byte addresses of the activation table's elements [depth, C] as they stand; `zero` for lanes past a
+        LOAD's row_len and entries never loaded."""
+        entries, C = self.entries[Buffer.TABLE], self.cfg.cols
+        out = np.full((self.cfg.table_depth, C), self.zero, np.int64)
+        for load_id in set(entries.load.tolist()) - {-1}:
+            self._check_carry(load_id)
+            L = self.loads[load_id]
+            rows = np.flatnonzero(entries.load == load_id)
+            out[rows, :L.row_len] = L.starts(entries.index[rows])[:, None] + np.arange(L.row_len)
+        return out
 
     def _store(self, i: Instr) -> None:
         dst = Golden._addresses(i)
@@ -434,6 +448,8 @@ class _Builder:
         if any(len(r) != 1 or r[0] < 0 for r in posts):
             return None
         posts = [r[0] for r in posts]
+        if any(self.posts[p].table is not None for p in posts):
+            return None
         scalars = {tuple(self.posts[p].instr.fields[f] for f in ("shift", "zero_point", "clamp_lo", "clamp_hi"))
                    for p in posts}
         if len(scalars) != 1:
@@ -602,15 +618,21 @@ class _Run:
             out[m] = self.vals[v][rows[m]]
         return out
 
-    def requantize(self, acc: np.ndarray, param: np.ndarray | None, i: Instr) -> np.ndarray:
-        """The POST datapath on ACC rows [T, n * C], the n PARAM records at byte addresses `param`."""
+    def requantize(self, acc: np.ndarray, param: np.ndarray | None, i: Instr, table: np.ndarray | None = None
+                   ) -> np.ndarray:
+        """The POST datapath on ACC rows [T, n * C], the n PARAM records at byte addresses `param`; then the
+        lookup in the TABLE elements at byte addresses `table` [depth, C] (n = 1)."""
         bias = np.zeros(acc.shape[1], np.int64)
         mult = np.zeros(acc.shape[1], np.int64)
         if param is not None:
             rec = self.mem.take(param).view(PARAM_DTYPE)
             bias[:rec.size], mult[:rec.size] = rec["bias"], rec["mult"]
         y = numerics.requantize(acc, bias, mult, i.shift, i.zero_point, i.clamp_lo, i.clamp_hi)
-        return numerics.wrap(y, self.cfg.act_bits)
+        y = numerics.wrap(y, self.cfg.act_bits)
+        if table is None:
+            return y
+        values = numerics.loaded(self.signed.take(table), self.cfg.act_bits, weight=False)
+        return numerics.look_up(y, values, self.cfg.act_bits)
 
     def stage(self, st: _Stage) -> None:
         C, acc_bits = self.cfg.cols, self.cfg.acc_bits
@@ -635,7 +657,7 @@ class _Run:
         for post_id in st.posts:
             post = self.p.posts[post_id]
             acc = self.vals[post.src[0]] if len(post.src) == 1 else self.rows_of(post.src)
-            self.outs[post_id] = self.requantize(acc, post.param, post.instr)
+            self.outs[post_id] = self.requantize(acc, post.param, post.instr, post.table)
         if st.dst is not None:
             pool = np.concatenate([self.outs[p].reshape(-1) for p in st.pool] + [np.zeros(1, np.int64)])
             self.mem[st.dst] = pool.take(st.src).astype(np.int8).view(np.uint8)

@@ -58,7 +58,7 @@ def check_fields(instr: Instr, cfg: AccelConfig) -> tuple[FaultCode, str] | None
     """Decode-time checks, in the order the hardware makes them: ILLEGAL_FIELD, then BUFFER_RANGE."""
     op = instr.op
     if op in (Opcode.LOAD, Opcode.STORE):
-        allowed = (Buffer.ACT, Buffer.WGT, Buffer.PARAM) if op == Opcode.LOAD else (Buffer.OUT,)
+        allowed = (Buffer.ACT, Buffer.WGT, Buffer.PARAM, Buffer.TABLE) if op == Opcode.LOAD else (Buffer.OUT,)
         if instr.buf not in allowed:
             return FaultCode.ILLEGAL_FIELD, f"buf={instr.buf} not allowed for {op.name}"
         buf = Buffer(instr.buf)
@@ -142,6 +142,7 @@ class Golden:
         self.mult = np.zeros((c.param_depth, c.cols), np.int64)
         self.acc = np.zeros((c.acc_depth, c.cols), np.int64)
         self.out = np.zeros((c.out_depth, c.cols), np.int64)
+        self.table = np.zeros((c.table_depth, c.cols), np.int64)
 
     # ---- one instruction each ----
     @staticmethod
@@ -164,9 +165,9 @@ class Golden:
             self.bias[rows, :i.row_len] = rec["bias"]
             self.mult[rows, :i.row_len] = rec["mult"]
             return
-        weight = buf != Buffer.ACT
+        weight = buf == Buffer.WGT
         bits = self.cfg.weight_bits if weight else self.cfg.act_bits
-        target = self.wgt if weight else self.act
+        target = {Buffer.ACT: self.act, Buffer.WGT: self.wgt, Buffer.TABLE: self.table}[buf]
         target[rows] = numerics.loaded(0, bits, weight=weight)     # the lanes past row_len load zero bytes
         target[rows, :i.row_len] = numerics.loaded(raw.view(np.int8), bits, weight=weight)
 
@@ -188,7 +189,10 @@ class Golden:
         acc = self.acc[i.acc_addr:i.acc_addr + i.rows]
         y = numerics.requantize(acc, self.bias[i.param_addr], self.mult[i.param_addr], i.shift,
                                 i.zero_point, i.clamp_lo, i.clamp_hi)
-        self.out[i.out_addr:i.out_addr + i.rows] = numerics.wrap(y, self.cfg.act_bits)
+        y = numerics.wrap(y, self.cfg.act_bits)
+        if i.table:
+            y = numerics.look_up(y, self.table, self.cfg.act_bits)
+        self.out[i.out_addr:i.out_addr + i.rows] = y
 
     # ---- a whole run ----
     def run_segments(self, segments: list[tuple[int, int]], *, watchdog: int = 0) -> RunResult:

@@ -108,7 +108,10 @@ def estimate(cfg: AccelConfig, target: Target) -> dict[str, int]:
     dsps = cfg.macs if mac_multiplier(cfg.act_bits, cfg.weight_bits) == "dsp" else 0
     lay = entry_layouts(cfg)
     read_ports = {"acc": 2}       # the read-add-write reads ACC on a port of its own
-    mems = [(lay[name].size, depth, read_ports.get(name, 1)) for name, (_, depth) in cfg.buffer_geometry().items()]
+    mems = [(lay[name].size, depth, read_ports.get(name, 1)) for name, (_, depth) in cfg.buffer_geometry().items()
+            if name != "table"]
+    # the activation table is a block RAM per lane, each read at its own address (hdl/table.py)
+    mems += [(cfg.act_bits, cfg.table_depth, 1)] * cfg.cols
     mems.append((INSTR_BITS, cfg.instr_depth, 1))
     family, brams = FAMILIES[target.family], 0
     for width, depth, ports in mems:
