@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from emu.compiler.codegen import compile_graph
-from emu.compiler.ir import Add, Concat, Conv2d, Dense, Graph, Pool2d, QParams, TensorInfo, add_weights
+import dataclasses
+
+from emu.compiler.ir import Activation, Add, Concat, Conv2d, Dense, Graph, Pool2d, QParams, TensorInfo, add_weights
 from emu.emulator.reference import run_reference
 from emu.runtime.run import run_program
 
@@ -47,7 +49,8 @@ def random_input(rng: np.random.Generator, graph: Graph, batch: int) -> np.ndarr
 
 class NetBuilder:
     """Builds a random integer CNN layer by layer: `b.conv(...)`, `b.pool(...)`, `b.add(...)`, `b.concat(...)`,
-    `b.dense(...)`; each returns the new tensor's name. Weights span the full signed range; scales are near
+    `b.dense(...)`, `b.lookup(...)`; each returns the new tensor's name (`b.activate()` gives the last layer a
+    random activation table). Weights span the full signed range; scales are near
     what PTQ gives."""
 
     def __init__(self, rng: np.random.Generator, shape: tuple[int, ...], *, act_bits: int = 8,
@@ -130,6 +133,29 @@ class NetBuilder:
         self.nodes.append(Dense(f"fc{len(self.nodes) + 1}", src, out, self.rng.integers(-wmax, wmax + 1, (n, k)),
                                 self.rng.uniform(0.5, 2.0, size=n) / (wmax * np.sqrt(k)), self.weight_bits,
                                 self.rng.integers(-2000, 2000, size=n), clamp))
+        self.last = out
+        return out
+
+    def _activation(self, q: QParams) -> Activation:
+        """A random table from the integers of `q` to the output range (any function: what a table can hold)."""
+        lo, hi = -(1 << (self.act_bits - 1)), (1 << (self.act_bits - 1)) - 1
+        return Activation(self.rng.integers(lo, hi + 1, 1 << q.bits), q, ("aten.random.default",))
+
+    def activate(self) -> str:
+        """The last layer requantizes to new parameters, clamps there and looks its results up in a random
+        table; its output keeps its own parameters."""
+        node = self.nodes[-1]
+        q = self._qparams(self.tensors[node.output].qparams.scale * self.rng.uniform(0.5, 2.0))
+        self.nodes[-1] = dataclasses.replace(node, activation=self._activation(q), clamp=(q.zero_point, q.qmax))
+        return node.output
+
+    def lookup(self, src: str | None = None) -> str:
+        """A random table applied alone (as emu.compiler.activations makes one: a 1x1 max pool to itself)."""
+        src = src or self.last
+        q = self.tensors[src].qparams
+        out, _ = self._out(self.tensors[src].shape, q.scale)
+        self.nodes.append(Pool2d(f"table{len(self.nodes) + 1}", src, out, "max", (1, 1), (q.qmin, q.qmax),
+                                 activation=self._activation(q)))
         self.last = out
         return out
 

@@ -77,6 +77,15 @@ def test_residual_add(same_scale):
     check(build)
 
 
+def test_activation_tables():
+    """A table after a conv (clamped, ReLU-style), an average pool, an add and a dense layer; one alone on the
+    model input; 4-bit activations on 8-bit hardware (their table fills part of the hardware's)."""
+    check(lambda b: (b.conv(7, padding=(1, 1, 1, 1)), b.activate(), b.pool("avg"), b.activate()))
+    check(lambda b: (b.lookup("x"), b.add(b.conv(5, padding=(1, 1, 1, 1)), b.conv(5, padding=(1, 1, 1, 1), src="x")),
+                     b.activate(), b.dense(4), b.activate()))
+    check(lambda b: (b.conv(4, padding=(1, 1, 1, 1)), b.activate(), b.lookup()), act_bits=4, weight_bits=4)
+
+
 def test_flattened_map_into_dense():
     check(lambda b: (b.conv(4, stride=(2, 2)), b.dense(6)))
 

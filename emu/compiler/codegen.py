@@ -28,7 +28,7 @@ import numpy as np
 
 from emu.contract import isa, numerics
 from emu.contract.config import AccelConfig
-from emu.compiler.ir import Add, Concat, Conv2d, Dense, Graph, Host, Pool2d
+from emu.compiler.ir import Activation, Add, Concat, Conv2d, Dense, Graph, Host, Pool2d
 from emu.contract.isa import Opcode
 from emu.compiler.program import HostStep, Program, TensorRegion
 from emu.contract.loops import LOOP_MIN_BODY, depths
@@ -60,7 +60,7 @@ def _check_bits(node, graph: Graph, cfg: AccelConfig) -> None:
     if node.weight_bits > cfg.weight_bits:
         raise CompileError(f"layer {node.name}: {node.weight_bits}-bit weights, but the accelerator is built "
                            f"for weight_bits={cfg.weight_bits} (compile with --weight-bits {node.weight_bits})")
-    y = graph.tensors[node.output].qparams
+    y = node.requant_qparams(graph)
     if not (y.qmin <= node.clamp[0] <= node.clamp[1] <= y.qmax):
         raise CompileError(f"layer {node.name}: clamp {node.clamp} outside the {y.bits}-bit output range")
 
@@ -142,7 +142,7 @@ class _Compiler:
         g, cfg = self.graph, self.cfg
         R, C = cfg.rows, cfg.cols
         out = self.regions[node.output]
-        yq = out.qparams
+        yq = node.requant_qparams(g)
         xq = [g.tensors[t].qparams for t in node.inputs]
         n_out = out.hwc[2]
         if isinstance(node, Dense):
@@ -202,8 +202,9 @@ class _Compiler:
         if (acc.astype(object) * mult + np.abs(bias)).max() >= 1 << 63:
             raise CompileError(f"layer {node.name}: the requantization sum acc * multiplier + bias can reach "
                                f"2**63 (a bias of {np.abs(bias).max()} POST units)")
+        table = None if node.activation is None else table_entries(node.activation, cfg.act_bits)
         return Gemm(node.name, tiles, weight, bias, mult, shift, yq.zero_point, node.clamp, out, hw,
-                    lanes, reduce_max)
+                    lanes, reduce_max, table)
 
     def run(self) -> Program:
         g, cfg = self.graph, self.cfg
@@ -253,6 +254,16 @@ class _Compiler:
         prog_addr = self.mem.alloc(len(blob), blob)
         return Program(cfg, self.mem.image(), prog_addr, len(instrs), self.batch, self.regions[g.input],
                        self.regions[g.output], layers, g.input_layout, segments=segment_table(instrs), host=steps)
+
+
+def table_entries(act: Activation, act_bits: int) -> np.ndarray:
+    """The activation table's entries (int64 [2**act_bits]) for `act`: entry i serves the act_bits value whose
+    two's-complement bits are i (emu.contract.numerics.look_up); values outside the activation's input range
+    are never looked up (the clamp keeps them out) and hold 0."""
+    v = numerics.wrap(np.arange(1 << act_bits), act_bits)
+    q = act.qparams
+    inside = (v >= q.qmin) & (v <= q.qmax)
+    return np.where(inside, act.values[np.clip(v - q.qmin, 0, len(act.values) - 1)], 0)
 
 
 def split_segments(prog: list, instr_depth: int) -> list:

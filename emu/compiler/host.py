@@ -132,6 +132,30 @@ class HostGraph:
             y = quantize(arg(self.out).float(), q.scale, q.zero_point, q.qmin, q.qmax, torch.int8)
         return torch_to_ir(y, tuple(out_shape))
 
+    def elementwise_values(self, elementwise: frozenset[str]) -> np.ndarray | None:
+        """torch's integer result for every integer of the one input, int64 [2**bits] (index q - qmin), when
+        the graph is a function of each element alone: one input, every op in `elementwise` (ATen op names,
+        any overload) with only that input, earlier ops and scalars as arguments; else None."""
+        import torch
+        if len(self.inputs) != 1 or self.consts or self.out.keys() != {"ref"}:
+            return None
+
+        def scalar_or_ref(a) -> bool:
+            if isinstance(a, list):
+                return all(scalar_or_ref(v) for v in a)
+            return not isinstance(a, dict) or a.keys() == {"ref"}
+        for op in self.ops:
+            parts = op["op"].split(".")
+            if len(parts) != 3 or parts[0] != "aten" or parts[1] not in elementwise or \
+                    not scalar_or_ref(op["args"]) or not scalar_or_ref(list(op["kwargs"].values())):
+                return None
+        q = self.inputs[0].qparams
+        x = np.arange(q.qmin, q.qmax + 1, dtype=np.int64)
+        single = dataclasses.replace(self, inputs=[dataclasses.replace(self.inputs[0], torch_shape=(-1,))],
+                                     static_batch=None)
+        with torch.no_grad():
+            return single._run([x[:, None]], (1,)).reshape(-1)
+
     def to_json(self) -> dict:
         return {"inputs": [{"tensor": i.tensor, "qparams": dataclasses.astuple(i.qparams),
                             "torch_shape": list(i.torch_shape)} for i in self.inputs],

@@ -16,7 +16,7 @@ import numpy as np
 
 from emu.contract import numerics
 
-__all__ = ["QParams", "hwc", "TensorInfo", "Dense", "Conv2d", "Pool2d", "Add", "Concat", "Host", "add_weights", "Graph",
+__all__ = ["QParams", "hwc", "TensorInfo", "Activation", "Dense", "Conv2d", "Pool2d", "Add", "Concat", "Host", "add_weights", "Graph",
            "Node"]
 
 
@@ -64,12 +64,38 @@ class TensorInfo:
         return int(np.prod(self.shape))
 
 
+@dataclasses.dataclass(frozen=True)
+class Activation:
+    """An elementwise function applied to a layer's requantized result: y = values[q - qparams.qmin] for each
+    integer q of `qparams` (the layer requantizes to `qparams`, not to its output's), the table of torch's
+    quantize(f(dequantize(q))) over every q (emu.compiler.host.HostGraph.elementwise_values). The hardware
+    looks it up in the activation table (emu.contract.isa.Buffer.TABLE)."""
+    values: np.ndarray        # int64 [2**qparams.bits], in the layer output's integer range
+    qparams: QParams          # of the integers it reads
+    ops: tuple[str, ...]      # torch's ops, for tables
+
+    def apply(self, q: np.ndarray) -> np.ndarray:
+        return self.values[np.asarray(q, np.int64) - self.qparams.qmin]
+
+    def describe(self) -> str:
+        return "+".join(dict.fromkeys(op.split(".")[1].rstrip("_") for op in self.ops if op.startswith("aten.")))
+
+
 class _Layer(abc.ABC):
-    """Shared by every node: inputs, the integer rescale and the clamp."""
+    """Shared by every node: inputs, the integer rescale, the clamp and an optional activation table.
+
+    A layer with an `activation` requantizes and clamps to the activation's parameters, then looks each
+    result up; without one it requantizes to its output's."""
+
+    activation: Activation | None = None
 
     @property
     def inputs(self) -> tuple[str, ...]:
         return (self.input,)
+
+    def requant_qparams(self, graph: "Graph") -> QParams:
+        """The parameters the POST requantizes to (and the clamp is in)."""
+        return self.activation.qparams if self.activation is not None else graph.tensors[self.output].qparams
 
     def in_scale(self, graph: "Graph") -> float:
         return graph.tensors[self.inputs[0]].qparams.scale
@@ -95,7 +121,10 @@ class _Layer(abc.ABC):
         array may issue more (k_valid x n_valid lanes of every tile, the hardware's MAC counter)."""
 
     def describe(self) -> str:
-        return type(self).__name__
+        return type(self).__name__ + self._act_suffix()
+
+    def _act_suffix(self) -> str:
+        return "" if self.activation is None else " +" + self.activation.describe()
 
 
 def _pixels(graph: "Graph", tensor: str) -> int:
@@ -121,9 +150,10 @@ class Dense(_Layer):
     bias: np.ndarray          # float64 [N], units of in_scale * weight_scale[n]
     clamp: tuple[int, int]    # output integer range after the activation function
     source: str = ""          # the torch graph node(s) it came from, for messages and tables
+    activation: Activation | None = None
 
     def real_scale(self, graph):
-        out_scale = graph.tensors[self.output].qparams.scale
+        out_scale = self.requant_qparams(graph).scale
         return self.in_scale(graph) * np.asarray(self.weight_scale, np.float64) / out_scale
 
     def macs(self, graph):
@@ -150,6 +180,7 @@ class Conv2d(_Layer):
     dilation: tuple[int, int] = (1, 1)
     source: str = ""
     groups: int = 1
+    activation: Activation | None = None
 
     real_scale = Dense.real_scale
 
@@ -159,7 +190,7 @@ class Conv2d(_Layer):
     def describe(self) -> str:
         kh, kw = self.weight.shape[1:3]
         kind = "" if self.groups == 1 else " dw" if self.groups == self.weight.shape[-1] else f" g{self.groups}"
-        return f"Conv2d {kh}x{kw}/{_stride(self.stride)}{kind}"
+        return f"Conv2d {kh}x{kw}/{_stride(self.stride)}{kind}" + self._act_suffix()
 
 
 @dataclasses.dataclass
@@ -179,17 +210,21 @@ class Pool2d(_Layer):
     padding: tuple[int, int, int, int] = (0, 0, 0, 0)
     source: str = ""
     weight_bits: int = 2                # the unit weights the accelerator multiplies by
+    activation: Activation | None = None
 
     def real_scale(self, graph):
         channels = graph.tensors[self.output].shape[-1]
         div = self.kernel[0] * self.kernel[1] if self.kind == "avg" else 1
-        return np.full(channels, self.in_scale(graph) / (div * graph.tensors[self.output].qparams.scale))
+        return np.full(channels, self.in_scale(graph) / (div * self.requant_qparams(graph).scale))
 
     def macs(self, graph):
         return _pixels(graph, self.output) * graph.tensors[self.output].shape[-1] * self.kernel[0] * self.kernel[1]
 
     def describe(self) -> str:
-        return f"{self.kind.capitalize()}Pool {self.kernel[0]}x{self.kernel[1]}/{_stride(self.stride)}"
+        if self.activation is not None and self.kind == "max" and self.kernel == (1, 1):
+            return "Table " + self.activation.describe()        # the activation alone (emu.compiler.activations)
+        return f"{self.kind.capitalize()}Pool {self.kernel[0]}x{self.kernel[1]}/{_stride(self.stride)}" + \
+            self._act_suffix()
 
 
 @dataclasses.dataclass
@@ -207,13 +242,14 @@ class Add(_Layer):
     weight_bits: int
     clamp: tuple[int, int]
     source: str = ""
+    activation: Activation | None = None
 
     @property
     def inputs(self) -> tuple[str, ...]:
         return (self.input, self.other)
 
     def real_scale(self, graph):
-        return np.full(graph.tensors[self.output].shape[-1], self.unit / graph.tensors[self.output].qparams.scale)
+        return np.full(graph.tensors[self.output].shape[-1], self.unit / self.requant_qparams(graph).scale)
 
     def macs(self, graph):
         return 2 * graph.tensors[self.output].size

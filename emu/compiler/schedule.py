@@ -98,6 +98,7 @@ class Gemm:
     out_hw: tuple[int, int]          # OH, OW
     lanes: int                       # output channels per N-tile, 1..C
     reduce_max: bool = False
+    table: np.ndarray | None = None  # int64 [2**act_bits]: the activation table's entries, None for no lookup
 
 
 def dma(op: Opcode, buf: Buffer, buf_addr: int, addr: int, dims: list[tuple[int, int]], row_len: int,
@@ -193,6 +194,11 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
     params = np.zeros((nt, C), PARAM_DTYPE)
     params[:, :L] = lanes.reshape(nt, L)
     p_addr = mem.alloc(params.nbytes, params.tobytes())
+    # the table, each entry repeated in every lane; loaded once, with the layer's first parameters (nothing
+    # else loads the table within a layer, and every earlier POST is done by the SYNC before them)
+    t_addr = None if g.table is None else mem.alloc(
+        g.table.size * C, np.repeat(g.table.astype(np.int8)[:, None], C, axis=1).tobytes())
+    table_loaded = [False]
 
     out_w = g.out_hw[1]
     oc = g.out.padded_hwc
@@ -224,6 +230,9 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
             steps = [(i, j) for i in range(kt) for j in js if used[j, i]]
             out.extend(dma(Opcode.LOAD, Buffer.PARAM, 0, p_addr + js[0] * C * PARAM_BYTES,
                            [(len(js), C * PARAM_BYTES)], C, f"layer {g.name}"))
+            if t_addr is not None and not table_loaded[0]:
+                out.extend(dma(Opcode.LOAD, Buffer.TABLE, 0, t_addr, [(g.table.size, C)], C, f"layer {g.name}"))
+                table_loaded[0] = True
             act_slot = {steps[0][0]: 0}
             load_act(steps[0][0], 0, out)
             load_wgt(steps[0], 0, out)
@@ -246,7 +255,8 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
             for n, j in enumerate(js):
                 out.append(isa.make(Opcode.POST, rows=entries, acc_addr=(j - js[0]) * entries,
                                     out_addr=(n % 2) * slot, param_addr=j - js[0], shift=g.shift,
-                                    zero_point=g.zero_point, clamp_lo=g.clamp[0], clamp_hi=g.clamp[1]))
+                                    zero_point=g.zero_point, clamp_lo=g.clamp[0], clamp_hi=g.clamp[1],
+                                    table=int(g.table is not None)))
                 if n:
                     store(j - 1, (n - 1) % 2, out)
                 out.append(_SYNC)

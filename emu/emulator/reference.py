@@ -28,7 +28,8 @@ def windows(x: np.ndarray, kernel, stride, padding, dilation=(1, 1), pad_value: 
 
 def _requant(node, graph: Graph, acc: np.ndarray) -> np.ndarray:
     mult, bias, shift = node.post_params(graph)
-    return numerics.requantize(acc, bias, mult, shift, graph.tensors[node.output].qparams.zero_point, *node.clamp)
+    y = numerics.requantize(acc, bias, mult, shift, node.requant_qparams(graph).zero_point, *node.clamp)
+    return y if node.activation is None else node.activation.apply(y)
 
 
 def _matmul(x: np.ndarray, w: np.ndarray, x_max: int) -> np.ndarray:

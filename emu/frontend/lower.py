@@ -32,8 +32,9 @@ identical parameters.
 Host ops (`lower(..., host=True)`, the default): an op the accelerator cannot run that reads dequantized
 activations (sigmoid, hardswish, LayerNorm, softmax, a product of two maps, ...) starts a host op; every
 op after it up to the next quantize joins it, and the slice becomes one `ir.Host` node whose
-`emu.compiler.host.HostGraph` replays exactly those torch ops. Everything else (and, with host=False,
-those ops too) raises `UnsupportedModelError`.
+`emu.compiler.host.HostGraph` replays exactly those torch ops. A host op that is an elementwise function
+of one tensor then becomes an activation table on the accelerator (emu.compiler.activations). Everything
+else (and, with host=False, every host op left) raises `UnsupportedModelError`.
 """
 from __future__ import annotations
 
@@ -45,10 +46,11 @@ import numpy as np
 import torch
 
 from emu.compiler import ir
+from emu.compiler.activations import tabulate
 from emu.compiler.host import HostGraph, HostInput, encode_arg, op_target
 from emu.frontend import UnsupportedModelError
 from emu.frontend.ops import (ACTIVATION_OPS, ADD_OPS, AVG_POOL_OPS, CAT_OPS, DEQUANTIZE, DEQUANTIZE_PER_CHANNEL,
-                              MAX_POOL_OPS, NOOP_OPS, QUANTIZE)
+                              ELEMENTWISE_OPS, MAX_POOL_OPS, NOOP_OPS, QUANTIZE)
 
 __all__ = ["load_pt2", "lower", "constants_of", "static_batch", "SUPPORTED"]
 
@@ -270,7 +272,14 @@ class _Lowering:
                                         f"supported: exactly one [batch, features] or [batch, C, H, W] tensor")
         if self.input is None or not self.nodes:
             raise UnsupportedModelError(f"the model has no quantized input or no quantized layer; {SUPPORTED}")
-        return ir.Graph(self.tensors, self.nodes, self.input, self.output, self.layout)
+        graph = tabulate(ir.Graph(self.tensors, self.nodes, self.input, self.output, self.layout), ELEMENTWISE_OPS)
+        for node in graph.nodes:
+            if isinstance(node, ir.Host) and not self.host:     # elementwise ops on several tensors
+                raise UnsupportedModelError(
+                    f"node {node.name!r} ({', '.join(dict.fromkeys(node.ops))}) is not supported: elementwise ops "
+                    f"run on the accelerator only as a function of one tensor (without --no-host, torch runs it "
+                    f"on the host)")
+        return graph
 
     def visit(self, node: torch.fx.Node) -> None:
         t = node.target
@@ -288,6 +297,9 @@ class _Lowering:
         elif t in QUANTIZE and isinstance(val, _Host):
             self.values[node] = self.visit_host(node)
         elif any(isinstance(self.values.get(a), _Host) for a in node.all_input_nodes) and t not in QUANTIZE:
+            if not self.host and not self.elementwise(node):
+                what = "an op on the unquantized result of an elementwise op"
+                raise UnsupportedModelError(f"{self.fail(node, what)} (without --no-host, torch runs it on the host)")
             self.values[node] = _Host()
         else:
             try:
@@ -295,9 +307,15 @@ class _Lowering:
             except UnsupportedModelError as e:
                 if not self.hostable(node):
                     raise
-                if not self.host:
+                # without host ops, an elementwise op still may: it becomes an activation table (`tabulate`)
+                if not self.host and not self.elementwise(node):
                     raise UnsupportedModelError(f"{e} (without --no-host, torch runs it on the host)") from None
                 self.values[node] = _Host()
+
+    @staticmethod
+    def elementwise(node) -> bool:
+        parts = _op_name(node).split(".")
+        return len(parts) == 3 and parts[0] == "aten" and parts[1] in ELEMENTWISE_OPS
 
     def hostable(self, node) -> bool:
         """The op can run on the host: it reads dequantized activations (and constants), not a layer's

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 __all__ = ["QUANTIZE", "DEQUANTIZE", "DEQUANTIZE_PER_CHANNEL", "ACTIVATION_OPS", "LAYER_OPS", "BATCH_NORM_OPS",
-           "ADD_OPS", "CAT_OPS", "MAX_POOL_OPS", "AVG_POOL_OPS", "POOL_OPS", "VIEW_OPS", "NOOP_OPS"]
+           "ADD_OPS", "CAT_OPS", "MAX_POOL_OPS", "AVG_POOL_OPS", "POOL_OPS", "VIEW_OPS", "NOOP_OPS",
+           "ELEMENTWISE_OPS"]
 
 aten = torch.ops.aten
 qd = torch.ops.quantized_decomposed
@@ -32,3 +33,15 @@ VIEW_OPS = (aten.flatten.using_ints, aten.view.default, aten.reshape.default, at
 #: Ops the lowering passes through unchanged: the reshapes, and copies that do nothing in eval mode.
 NOOP_OPS = VIEW_OPS + (aten.contiguous.default, aten.clone.default, aten.alias.default, aten.dropout.default,
                        aten.detach.default)
+
+#: ATen ops (by name, any overload) that act on each element alone: a host op made of these on one input,
+#: with scalar arguments only, is a function of each element's integer, which the compiler tabulates and the
+#: accelerator looks up (emu.compiler.activations). Products like x * sigmoid(x) of the one input count.
+ELEMENTWISE_OPS = frozenset(
+    name + suffix for name in ("hardswish", "hardsigmoid", "sigmoid", "silu", "gelu", "tanh", "leaky_relu", "elu",
+                               "selu", "celu", "softplus", "mish", "relu", "relu6", "hardtanh", "clamp", "abs",
+                               "neg", "exp", "expm1", "log", "log1p", "sqrt", "rsqrt", "reciprocal", "erf", "sin",
+                               "cos", "sign", "square", "pow", "mul", "div", "add", "sub", "rsub", "hardshrink",
+                               "softshrink", "threshold", "log_sigmoid_forward", "clamp_min", "clamp_max",
+                               "logit", "tanhshrink", "softsign", "frac", "round", "floor", "ceil", "trunc")
+    for suffix in ("", "_"))
