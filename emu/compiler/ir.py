@@ -35,8 +35,10 @@ class QParams:
         return (1 << (self.bits - 1)) - 1
 
     def quantize(self, x: np.ndarray) -> np.ndarray:
-        """float -> int64, round half to even (as torch.quantize_per_tensor), saturating."""
-        q = np.round(np.asarray(x, np.float64) / self.scale) + self.zero_point
+        """float -> int64 as torch's quantize_per_tensor computes it: the float32 value times the float32
+        1 / scale, rounded half to even, plus the zero point, saturating. (Dividing in float64 instead
+        differs where the float32 product lands on the other side of a half.)"""
+        q = np.round(np.asarray(x, np.float32) * np.float32(1.0 / self.scale)) + self.zero_point
         return np.clip(q, self.qmin, self.qmax).astype(np.int64)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
