@@ -96,3 +96,28 @@ def test_compile_prints_placement(host_model, tmp_path, capsys):
     assert main(["compile", str(tmp_path / "m.pt2"), "-o", str(tmp_path / "q"), "--no-host"]) == 2
     assert "without --no-host" in capsys.readouterr().err
     assert not (tmp_path / "q").exists()
+
+
+def test_torch_recurrent_layer_is_one_host_op():
+    """nn.GRU (aten.gru, its zero initial state an op with no tensor input) after a linear over the tokens
+    of a [B, T, F] sequence: the linear on the accelerator, the GRU and picking its last step one host op,
+    the classifier on the accelerator again; golden == reference, torch exact."""
+    class GRUNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj, self.rnn, self.fc = nn.Linear(6, 8), nn.GRU(8, 8, batch_first=True), nn.Linear(8, 3)
+
+        def forward(self, x):
+            y, _ = self.rnn(torch.relu(self.proj(x)))
+            return self.fc(y[:, -1])
+
+    torch.manual_seed(0)
+    x = torch.randn(6, 5, 6)
+    ep = export(quantize(GRUNet().eval(), SystolaQuantizer(), x), x)
+    graph = lower(ep)
+    assert [n.describe().split()[0] for n in graph.nodes] == ["Conv2d", "Host", "Dense"]
+    assert "aten.gru.input" in graph.nodes[1].ops and graph.input_layout == "nc"
+    program = compile_graph(graph, CFG, batch=2)
+    xq = quantize_input(program, x.numpy())
+    for c in check_layers(ep, graph, run_reference(graph, xq), {"golden": run_program(program, xq)}):
+        assert c.backend_mismatches["golden"] == 0 and c.torch_exact == c.elements, c.name

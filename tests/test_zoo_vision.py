@@ -68,6 +68,18 @@ def test_transformers_run_their_linears_on_the_accelerator(net, quantizer):
     assert not any("linear" in op for n in hosts for op in n.ops)
 
 
+@pytest.mark.parametrize("quantizer", ["systola", "xnnpack"])
+@pytest.mark.parametrize("net", ["lstm", "gru"])
+def test_recurrent_networks_verify(net, quantizer):
+    """Explicit LSTM and GRU cells over 8 steps: every linear layer and (where the quantizer quantizes
+    their input) the gates' sigmoid and tanh on the accelerator, the gates' products on the host."""
+    graph = check_verifies(net, quantizer)
+    kinds = [type(n).__name__ for n in graph.nodes]
+    assert kinds.count("Dense") >= 7 and "Host" in kinds
+    if quantizer == "xnnpack":
+        assert any(getattr(n, "activation", None) is not None for n in graph.nodes)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("quantizer", ["systola", "xnnpack"])
 @pytest.mark.parametrize("net, resolution", [("mobilenet_v2", 32), ("mobilenet_v2", 96), ("mobilenet_v2", None),

@@ -40,7 +40,7 @@ def tabulate(graph: Graph, elementwise: frozenset[str]) -> Graph:
         act = Activation(values, q, node.ops)
         k = producer.get(src)
         if k is not None and isinstance(nodes[k], _LAYERS) and nodes[k].activation is None and readers[src] == 1:
-            nodes[k] = dataclasses.replace(nodes[k], output=node.output, activation=act,
+            nodes[k] = dataclasses.replace(nodes[k], output=node.output, activation=dataclasses.replace(act, tensor=src),
                                            source=f"{nodes[k].source} -> {node.source}")
             del tensors[src]
             producer[node.output] = k

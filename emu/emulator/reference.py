@@ -28,8 +28,7 @@ def windows(x: np.ndarray, kernel, stride, padding, dilation=(1, 1), pad_value: 
 
 def _requant(node, graph: Graph, acc: np.ndarray) -> np.ndarray:
     mult, bias, shift = node.post_params(graph)
-    y = numerics.requantize(acc, bias, mult, shift, node.requant_qparams(graph).zero_point, *node.clamp)
-    return y if node.activation is None else node.activation.apply(y)
+    return numerics.requantize(acc, bias, mult, shift, node.requant_qparams(graph).zero_point, *node.clamp)
 
 
 def _matmul(x: np.ndarray, w: np.ndarray, x_max: int) -> np.ndarray:
@@ -82,7 +81,8 @@ def _add(node: Add, graph: Graph, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def run_reference(graph: Graph, x_int: np.ndarray) -> dict[str, np.ndarray]:
-    """Integer tensors by name (int64, batch first) for an integer input of shape [B, *input shape]."""
+    """Integer tensors by name (int64, batch first) for an integer input of shape [B, *input shape]; a layer
+    with a fused activation table adds its value before the table, under the table's `tensor`."""
     B = len(x_int)
     values = {graph.input: np.asarray(x_int, np.int64).reshape((B,) + graph.tensors[graph.input].shape)}
     for node in graph.nodes:
@@ -99,5 +99,10 @@ def run_reference(graph: Graph, x_int: np.ndarray) -> dict[str, np.ndarray]:
             y = node.graph.run(args, graph.tensors[node.output].shape)
         else:
             y = _add(node, graph, *args)
+        act = getattr(node, "activation", None)
+        if act is not None:         # the requantized value before the table, kept where torch has it
+            if act.tensor is not None:
+                values[act.tensor] = y.reshape((B,) + graph.tensors[node.output].shape)
+            y = act.apply(y)
         values[node.output] = y.reshape((B,) + graph.tensors[node.output].shape)
     return values

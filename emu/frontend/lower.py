@@ -238,10 +238,12 @@ class _Lowering:
         def back(n):
             while isinstance(n, torch.fx.Node) and n.op == "call_function" and n.target in through:
                 n = n.args[0]
-            return isinstance(n, torch.fx.Node) and (n.op == "placeholder" or n.target in _ONE_D)
+            # the model input is a 1-D map unless a linear reads it over its last dimension (a sequence)
+            return isinstance(n, torch.fx.Node) and (n.op == "placeholder" and not forward(n, ops=(aten.linear.default,))
+                                                     or n.target in _ONE_D)
 
-        def forward(n, depth=0):
-            return depth < 8 and any(u.target in _ONE_D or (u.target in through and forward(u, depth + 1))
+        def forward(n, depth=0, ops=_ONE_D):
+            return depth < 8 and any(u.target in ops or (u.target in through and forward(u, depth + 1, ops))
                                      for u in n.users)
         return back(node) or forward(node)
 
@@ -289,11 +291,13 @@ class _Lowering:
                                       and not _uses_values(node, self.values)):
             return  # shape arithmetic, _assert_*, sym_size: no tensor flows through it
         tensors_in = [a for a in node.all_input_nodes if isinstance(a.meta.get("val"), torch.Tensor)]
-        if tensors_in and all(a.name in self.consts or isinstance(self.values.get(a), _Host) and
-                              a.name in self.const_ops for a in tensors_in) and \
+        if all(a.name in self.consts or isinstance(self.values.get(a), _Host) and
+               a.name in self.const_ops for a in tensors_in) and \
                 t not in QUANTIZE + DEQUANTIZE + DEQUANTIZE_PER_CHANNEL:
+            # an op on constants alone (ViT's class token expanded) or on none (a recurrent layer's zero
+            # initial state): host data
             self.const_ops.add(node.name)
-            self.values[node] = _Host()     # an op on constants alone (ViT's class token expanded): host data
+            self.values[node] = _Host()
         elif t in QUANTIZE and isinstance(val, _Host):
             self.values[node] = self.visit_host(node)
         elif any(isinstance(self.values.get(a), _Host) for a in node.all_input_nodes) and t not in QUANTIZE:
@@ -533,7 +537,9 @@ class _Lowering:
                 raise self.fail(node, f"an input of shape {val.shape} (only [batch, features], [B, C, L] or "
                                       f"[B, C, H, W])")
             self.input = node.name
-            self.layout = {2: "nc", 3: "ncl", 4: "nchw_flat" if val.flat else "nchw"}[len(val.shape)]
+            # a [B, N, D] sequence is the IR's [N, D] in torch's own order, as a [B, K] vector is
+            self.layout = {2: "nc", 3: "ncl" if len(self.ir_shape(node)) == 3 else "nc",
+                           4: "nchw_flat" if val.flat else "nchw"}[len(val.shape)]
             self.tensors[node.name] = ir.TensorInfo(node.name, self.ir_shape(node), q)
             return _Quantized(node.name)
         if isinstance(val, _Pending):

@@ -16,7 +16,7 @@ from emu.compiler import ir
 from emu.compiler.host import ir_to_torch, torch_to_ir
 from emu.frontend.lower import constants_of, static_batch
 
-__all__ = ["torch_layer", "torch_layer_outputs", "torch_forward", "torch_input", "static_batch"]
+__all__ = ["torch_layer", "torch_layer_outputs", "checked_tensor", "torch_forward", "torch_input", "static_batch"]
 
 
 def _in_batches(ep: torch.export.ExportedProgram, n: int, run):
@@ -79,6 +79,8 @@ def _layer_outputs(ep: torch.export.ExportedProgram, graph: ir.Graph,
     env: dict[str, torch.Tensor] = {}
     computed: dict[str, torch.Tensor] = {}
     user = ep.graph_signature.user_inputs
+    # the value a layer with a fused activation table requantizes to: torch's tensor before the table
+    before = {n.activation.tensor: n for n in graph.nodes if getattr(n, "activation", None) and n.activation.tensor}
 
     def resolve(a):
         if isinstance(a, torch.fx.Node):
@@ -94,9 +96,9 @@ def _layer_outputs(ep: torch.export.ExportedProgram, graph: ir.Graph,
                 env[node.name] = torch.zeros((B,) + tuple(int(d) for d in shape[1:]))
             elif node.op == "call_function":
                 v = node.target(*resolve(node.args), **resolve(dict(node.kwargs)))
-                if node.name in graph.tensors:
+                if node.name in graph.tensors or node.name in before:
                     computed[node.name] = v
-                    if node.name in inputs:
+                    if node.name in inputs and node.name in graph.tensors:
                         v = ir_to_torch(inputs[node.name], graph.tensors[node.name].shape).reshape(v.shape)
                 env[node.name] = v
         for n in graph.nodes:
@@ -114,8 +116,15 @@ def _layer_outputs(ep: torch.export.ExportedProgram, graph: ir.Graph,
                     parts.append(torch.ops.quantized_decomposed.quantize_per_tensor(
                         real, qo.scale, qo.zero_point, qo.qmin, qo.qmax, torch.int8))
                 computed[n.output] = torch.cat(parts, 1)
-    return {n.name: torch_to_ir(computed[n.output], graph.tensors[n.output].shape)
+    return {n.name: torch_to_ir(computed[checked_tensor(n)], graph.tensors[n.output].shape)
             for n in graph.nodes if all(t in inputs for t in n.inputs)}
+
+
+def checked_tensor(node) -> str:
+    """The tensor of torch's graph a node is compared at: its output, or for a layer with a fused activation
+    table the value before the table (the table is torch's own function of it, exact)."""
+    act = getattr(node, "activation", None)
+    return act.tensor if act is not None and act.tensor is not None else node.output
 
 
 def torch_layer(node_name: str, ep: torch.export.ExportedProgram, graph: ir.Graph, *x_int: np.ndarray) -> np.ndarray:

@@ -20,6 +20,8 @@ on the CPU torch), with random weights and BatchNorm statistics measured on the 
   concatenation the accelerator does not have yet).
 - `vit_tiny`, `mixer_tiny`: a tiny ViT and MLP-Mixer of `emu.zoo.transformer` at 32x32 -> 10 logits; their
   linear layers run on the accelerator, LayerNorm, GELU and attention on the host.
+- `lstm`, `gru`: the sequence classifiers of `emu.zoo.recurrent` over [batch, 8, 16] -> 5 logits; their
+  linear layers and gate activations run on the accelerator, the gates' products on the host.
 - `m5`: Dai et al. 2017, the M5 raw-waveform network as torchaudio's tutorial defines it (an 80-sample
   stride-16 Conv1d, three 3-tap Conv1ds of 32-32-64-64 channels, each with BatchNorm, ReLU and a 4-wide max
   pool, a global average pool and one linear layer), [batch, 1, 8000] (one second at 8 kHz) -> 35 keyword
@@ -37,6 +39,7 @@ import torch
 from torch import nn
 
 from emu.zoo.mobile import EfficientNet, MobileNetV2, MobileNetV3, ShuffleNetV2
+from emu.zoo.recurrent import GRU, LSTM
 from emu.zoo.transformer import Mixer, ViT
 
 __all__ = ["ResNet", "resnet18", "resnet20", "VGG", "vgg11", "LeNet5", "SqueezeNet", "M5",
@@ -172,14 +175,16 @@ class M5(nn.Module):
         return self.fc(torch.flatten(self.features(x), 1))
 
 
-#: name -> (constructor, input shape per sample at the architecture's own resolution: C x H x W, or C x L)
+#: name -> (constructor, input shape per sample at the architecture's own resolution: C x H x W, C x L, or
+#: steps x features for a sequence)
 ARCHITECTURES = {"resnet18": (resnet18, (3, 224, 224)), "resnet20": (resnet20, (3, 32, 32)),
                  "vgg11": (vgg11, (3, 32, 32)), "lenet5": (LeNet5, (1, 28, 28)),
                  "mobilenet_v3_small": (MobileNetV3, (3, 224, 224)), "mobilenet_v2": (MobileNetV2, (3, 224, 224)),
                  "efficientnet_b0": (EfficientNet, (3, 224, 224)),
                  "shufflenet_v2_x0_5": (ShuffleNetV2, (3, 224, 224)),
                  "vit_tiny": (ViT, (3, 32, 32)), "mixer_tiny": (Mixer, (3, 32, 32)),
-                 "squeezenet1_1": (SqueezeNet, (3, 224, 224)), "m5": (M5, (1, 8000))}
+                 "squeezenet1_1": (SqueezeNet, (3, 224, 224)), "m5": (M5, (1, 8000)),
+                 "lstm": (LSTM, (8, 16)), "gru": (GRU, (8, 16))}
 
 
 def random_model(name: str, *, seed: int = 0, calibration: int = 8, resolution: int | None = None
