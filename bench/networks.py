@@ -1,13 +1,13 @@
 """Real networks on the accelerator: program size, compile time, cycles and array utilization.
 
 For each network (the digits zoo, CIFAR ResNet-20 at 32x32, ResNet-18 at 224x224, MobileNetV3-Small at
-32x32; SqueezeNet 1.1, MobileNetV2 (also at 96x96), EfficientNet-B0 and ShuffleNetV2 x0.5 at 224x224, with
-their host ops; random weights with measured BatchNorm statistics, W8A8 post-training quantization) and
-each array, one row: layers, host ops, instructions, program bytes, segments of instr_depth, seconds to
-lower and compile, cycles per image, and the array utilization (the network's own MACs / (cycles x rows x
-cols)) over the whole network, its dense 3x3 convolutions and its depthwise ones; "issued" counts the MACs
-the array issues instead (every lane of a tile, a depthwise weight's zero blocks included: the hardware
-MAC counter's). From the compile-time cycle profile (emu/compiler/profile.py, equal to golden's count).
+32x32; SqueezeNet 1.1, MobileNetV2 (also at 96x96), EfficientNet-B0 and ShuffleNetV2 x0.5 at 224x224, a
+tiny ViT and MLP-Mixer, LSTM and GRU classifiers over 8 steps, with their host ops; random weights with
+measured BatchNorm statistics, W8A8 post-training quantization) and each array, one row: layers, host
+ops, instructions, program bytes, segments of instr_depth, seconds to lower and compile, cycles per image,
+and the array utilization (the network's own MACs / (cycles x rows x cols)) over the whole network, its
+dense 3x3 convolutions and its depthwise ones; "issued" counts the MACs the array issues instead (every
+lane of a tile, a depthwise weight's zero blocks included: the hardware MAC counter's). From the compile-time cycle profile (emu/compiler/profile.py, equal to golden's count).
 
     python bench/networks.py                     # all networks, 8x8 and 16x16 (a few minutes)
     python bench/networks.py --nets resnet20 --arrays 8x8
@@ -24,7 +24,7 @@ from emu.contract.isa import INSTR_BYTES
 from emu.frontend import load_pt2, lower
 
 NETS = ("digits-mlp", "digits-cnn", "resnet20", "resnet18", "mobilenet_v3_small-32", "squeezenet1_1", "mobilenet_v2",
-        "mobilenet_v2-96", "efficientnet_b0", "shufflenet_v2_x0_5", "vit_tiny", "mixer_tiny")
+        "mobilenet_v2-96", "efficientnet_b0", "shufflenet_v2_x0_5", "vit_tiny", "mixer_tiny", "lstm", "gru")
 
 
 def _model(name: str):

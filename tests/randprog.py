@@ -1,7 +1,8 @@
 """Random, race-free test programs: LOAD / MATMUL / POST / STORE rounds built with emu.contract.isa.make.
 
 Dependencies between units are separated by SYNC (the ISA leaves hazards to the program): loads
-of a round (some with part of the activation table, which some POSTs look their results up in), SYNC, MATMULs (one unit, in order), SYNC, POST, SYNC, STORE. Addresses, strides, row lengths,
+of a round (some with part of the activation table, which some POSTs look their results up in), SYNC,
+MATMULs (one unit, in order), SYNC, POST, SYNC, STORE. Addresses, strides, row lengths,
 block counts, block strides and sizes are random, unaligned included; LOAD blocks may overlap (bytes read
 twice), a STORE's blocks and rows never do. MATMULs accumulate by adding or by max (reduce_max). The whole
 memory is random so stray writes show up.

@@ -40,7 +40,8 @@ def tabulate(graph: Graph, elementwise: frozenset[str]) -> Graph:
         act = Activation(values, q, node.ops)
         k = producer.get(src)
         if k is not None and isinstance(nodes[k], _LAYERS) and nodes[k].activation is None and readers[src] == 1:
-            nodes[k] = dataclasses.replace(nodes[k], output=node.output, activation=dataclasses.replace(act, tensor=src),
+            fused = dataclasses.replace(act, tensor=src)
+            nodes[k] = dataclasses.replace(nodes[k], output=node.output, activation=fused,
                                            source=f"{nodes[k].source} -> {node.source}")
             del tensors[src]
             producer[node.output] = k

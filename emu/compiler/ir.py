@@ -16,7 +16,8 @@ import numpy as np
 
 from emu.contract import numerics
 
-__all__ = ["QParams", "hwc", "TensorInfo", "Activation", "Dense", "Conv2d", "Pool2d", "Add", "Concat", "Host", "add_weights", "Graph",
+__all__ = ["QParams", "hwc", "TensorInfo", "Activation", "Dense", "Conv2d", "Pool2d", "Add", "Concat", "Host",
+           "add_weights", "Graph",
            "Node"]
 
 

@@ -22,7 +22,8 @@ import math
 
 import numpy as np
 
-__all__ = ["wrap", "loaded", "round_shift", "requantize", "post_bias", "requant_params", "look_up", "MULT_BITS", "SHIFT_MAX",
+__all__ = ["wrap", "loaded", "round_shift", "requantize", "post_bias", "requant_params", "look_up", "MULT_BITS",
+           "SHIFT_MAX",
            "accumulator_bound"]
 
 #: Multipliers are unsigned values below 2**MULT_BITS, stored in an int32 word.

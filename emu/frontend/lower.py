@@ -239,8 +239,9 @@ class _Lowering:
             while isinstance(n, torch.fx.Node) and n.op == "call_function" and n.target in through:
                 n = n.args[0]
             # the model input is a 1-D map unless a linear reads it over its last dimension (a sequence)
-            return isinstance(n, torch.fx.Node) and (n.op == "placeholder" and not forward(n, ops=(aten.linear.default,))
-                                                     or n.target in _ONE_D)
+            if isinstance(n, torch.fx.Node) and n.op == "placeholder":
+                return not forward(n, ops=(aten.linear.default,))
+            return isinstance(n, torch.fx.Node) and n.target in _ONE_D
 
         def forward(n, depth=0, ops=_ONE_D):
             return depth < 8 and any(u.target in ops or (u.target in through and forward(u, depth + 1, ops))
