@@ -7,7 +7,8 @@ measured BatchNorm statistics, W8A8 post-training quantization) and each array, 
 ops, instructions, program bytes, segments of instr_depth, seconds to lower and compile, cycles per image,
 and the array utilization (the network's own MACs / (cycles x rows x cols)) over the whole network, its
 dense 3x3 convolutions and its depthwise ones; "issued" counts the MACs the array issues instead (every
-lane of a tile, a depthwise weight's zero blocks included: the hardware MAC counter's). From the compile-time cycle profile (emu/compiler/profile.py, equal to golden's count).
+lane of a tile, a depthwise weight's zero blocks included: the hardware MAC counter's). From the
+compile-time cycle profile (emu/compiler/profile.py, equal to golden's count).
 
     python bench/networks.py                     # all networks, 8x8 and 16x16 (a few minutes)
     python bench/networks.py --nets resnet20 --arrays 8x8
