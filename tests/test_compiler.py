@@ -4,6 +4,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from emu.compiler.codegen import CompileError, compile_graph
+from emu.compiler.profile import cycle_profile
 from emu.contract.config import AccelConfig
 from graphs import NetBuilder, assert_matches_reference, random_input, random_mlp
 from rtlcheck import SMALL
@@ -81,6 +82,21 @@ def test_maps_larger_than_the_buffers_run_in_bands():
     cfg = AccelConfig(rows=3, cols=5, **SMALL)       # 19 x 13 = 247 output pixels, the buffers hold 32
     program, _ = assert_matches_reference(b.graph(), cfg, random_input(rng, b.graph(), 2), batch=2)
     assert len(program.segments) > 1
+
+
+def test_activation_loads_hide_behind_the_matmuls():
+    """A 3x3 conv of 64 channels at 28x28 (ResNet's middle stages): each K-tile's activations are 8 bytes
+    of every 64-byte pixel, one bus beat and its latency each, three times a MATMUL's cycle per entry. The
+    schedule loads them in parts beside the N-tiles' MATMULs and cuts the map in bands small enough that
+    enough N-tiles run at once, so the array, not the DMA, bounds the layer (48 % before either)."""
+    rng = np.random.default_rng(11)
+    b = NetBuilder(rng, (28, 28, 64))
+    b.conv(64, padding=(1, 1, 1, 1))
+    cfg = AccelConfig(rows=8, cols=8)
+    program, _ = assert_matches_reference(b.graph(), cfg, random_input(rng, b.graph(), 1), batch=1)
+    (conv,) = cycle_profile(program)
+    assert conv.array_busy > conv.dma_busy
+    assert conv.utilization(cfg.rows * cfg.cols) > 0.75
 
 
 def test_save_load_round_trip(tmp_path):

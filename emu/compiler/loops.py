@@ -81,7 +81,8 @@ def _fold_pass(items: list[_Item], max_words: int, period_max: int) -> list[_Ite
         best = None                                     # (words saved, period, count, increments)
         same = where[keys[i]]
         periods_found: list[int] = []
-        for nxt in same[bisect.bisect_right(same, i):]:
+        for at in range(bisect.bisect_right(same, i), len(same)):     # not a slice: `same` may be long
+            nxt = same[at]
             period = nxt - i
             if period > period_max or i + 2 * period > n:
                 break

@@ -17,16 +17,20 @@ the ACC buffer at once::
     LOAD PARAM of G; LOAD ACT of the first K-tile; LOAD WGT of the first step; SYNC
     for each step (K-tile i, N-tile j in G), K-tile major, skipping all-zero weight tiles:
         MATMUL ACT slot of i x WGT slot -> ACC region of j (the first step of j overwrites)
-        LOAD the next step's WGT tile (other slot), and its ACT K-tile when it changes (other slot)
+        LOAD the next step's WGT tile (other slot), and a part of the next K-tile's ACT (other slot)
         SYNC
     for each j in G: POST ACC region of j -> OUT slot; STORE the previous OUT slot; SYNC
 
-ACT, WGT and OUT are double-buffered, so the DMA works behind the array.
+ACT, WGT and OUT are double-buffered, so the DMA works behind the array. The next K-tile's activations
+are split over the last steps of the current one, as few parts as keep each step's DMA work within its
+MATMUL: a SYNC waits for every unit, so a K-tile loaded whole beside one MATMUL would stall the array for
+the rest of the load.
 
-A layer whose output map is larger than the buffers hold (act_depth/2, out_depth/2, acc_depth entries)
-runs the schedule above once per band of output rows of one sample (`slabs`); a band's windows read their
-input rows, halo included, straight from external memory. The program may then be longer than the
-instruction memory: emu.compiler.codegen.split_segments cuts it into segments.
+A layer whose output map is larger than the buffers hold (act_depth/2, out_depth/2, acc_depth entries), or
+whose activation loads a smaller pass hides better, runs the schedule above once per band of output rows
+of one sample (`slabs`); a band's windows read their input rows, halo included, straight from external
+memory. The program may then be longer than the instruction memory: emu.compiler.codegen.split_segments
+cuts it into segments.
 """
 from __future__ import annotations
 
@@ -38,6 +42,8 @@ import numpy as np
 from emu.contract import isa
 from emu.contract.config import AccelConfig, PARAM_BYTES, PARAM_DTYPE
 from emu.contract.isa import Buffer, Opcode
+from emu.contract.timing import (BUSY_LATENCY, DMA_LOAD_DRAIN, DMA_LOAD_SETUP, POST_LATENCY, dma_cycles,
+                                 matmul_cycles)
 from emu.compiler.program import TensorRegion
 
 __all__ = ["CompileError", "KTile", "Gemm", "Memory", "dma", "slabs", "emit"]
@@ -161,20 +167,66 @@ def slabs(g: Gemm, cfg: AccelConfig, batch: int) -> tuple[int, list[tuple[int, i
     """How a layer's output is cut to fit the buffers: (entries per buffer slot, slabs), each slab
     (first sample, samples, first output row, output rows) computed in one pass through the array.
 
-    A whole sample fits: chunks of as many whole samples as the buffers hold. It does not: bands of output
-    rows of one sample, as many rows as the buffers hold. Each band's windows read their own input rows
-    (the halo) from external memory, where padding is stored, so bands need nothing from each other."""
+    A pass is chunks of whole samples or bands of output rows of one sample, at most as many entries as the
+    buffers hold, cut the way `_pass_cycles` finds quickest: the most entries is not always best,
+    because the N-tiles a pass runs at once (acc_depth / entries) are what hide each K-tile's activation
+    load. Each band's windows read their own input rows (the halo) from external memory, where padding is
+    stored, so bands need nothing from each other."""
     out_h, out_w = g.out_hw
     pixels = out_h * out_w
     cap = min(cfg.act_depth // 2, cfg.out_depth // 2, cfg.acc_depth, _ROWS_MAX)
-    if pixels <= cap:
-        m = min(batch, cap // pixels)
-        return m * pixels, [(m0, min(m, batch - m0), 0, out_h) for m0 in range(0, batch, m)]
     if out_w > cap:
         raise CompileError(f"layer {g.name}: one output row of {out_w} pixels is more than this configuration's "
                            f"buffers hold ({cap}: act_depth/2, out_depth/2, acc_depth)")
-    band = cap // out_w
-    return band * out_w, [(n, 1, r0, min(band, out_h - r0)) for n in range(batch) for r0 in range(0, out_h, band)]
+    # every way to cut: chunks of m whole samples, or bands of r output rows; larger passes first, so that
+    # a tie keeps fewer passes
+    cuts = [(m * pixels, [(m0, min(m, batch - m0), 0, out_h) for m0 in range(0, batch, m)])
+            for m in range(min(batch, cap // pixels), 0, -1)]
+    cuts += [(r * out_w, [(n, 1, r0, min(r, out_h - r0)) for n in range(batch) for r0 in range(0, out_h, r)])
+             for r in range(min(out_h - 1, cap // out_w), 0, -1)]
+    if len({t.length for t in g.ktiles}) > 1:
+        # K-tiles of several lengths (a stem over 3 channels) repeat only every few K-tiles, too long a period
+        # for loops to fold once a pass splits its loads (emu/compiler/loops.py): the fewest passes
+        return cuts[0]
+    used = _used(g)
+    cycles = [sum(_pass_cycles(g, cfg, used, mm * rh * out_w) for _, mm, _, rh in cut[1]) for cut in cuts]
+    best = min(range(len(cuts)), key=cycles.__getitem__)
+    # more passes are more instructions, and the estimate is rough: a smaller cut has to gain a tenth
+    return cuts[best] if cycles[best] < 0.9 * cycles[0] else cuts[0]
+
+
+def _used(g: Gemm) -> np.ndarray:
+    """Which weight tiles [N-tile, K-tile] hold a non-zero weight (`_tiles`' `used`, without the tiles)."""
+    starts = np.cumsum([0] + [t.length for t in g.ktiles])[:-1]
+    nz = np.logical_or.reduceat(g.weight != 0, starts, axis=1)          # [N, K-tiles]
+    nt = -(-nz.shape[0] // g.lanes)
+    used = np.zeros((nt * g.lanes, nz.shape[1]), bool)
+    used[:nz.shape[0]] = nz
+    used = used.reshape(nt, g.lanes, -1).any(axis=1)
+    used[~used.any(axis=1), 0] = True
+    return used
+
+
+def _pass_cycles(g: Gemm, cfg: AccelConfig, used: np.ndarray, entries: int) -> int:
+    """`emit`'s schedule for a pass of `entries` output entries, in cycles, estimated from the cycle model:
+    for each group of N-tiles and each K-tile with steps in it, the larger of the array's MATMULs (one per
+    step) and the DMA's activation load beside the steps' weight tiles; then the group's POSTs. The
+    program's own cycles are exact; this only ranks ways to cut a layer."""
+    nt = used.shape[0]
+    group = max(1, min(nt, cfg.acc_depth // entries, cfg.param_depth))
+    t = g.ktiles[0]
+    act = dma_cycles(isa.make(Opcode.LOAD, buf=Buffer.ACT, rows=entries, row_len=t.length, buf_addr=0,
+                              ext_addr=t.src.addr + t.offset, ext_stride=t.strides[2]), cfg)
+    wgt = dma_cycles(isa.make(Opcode.LOAD, buf=Buffer.WGT, rows=cfg.rows, row_len=cfg.cols, buf_addr=0, ext_addr=0,
+                              ext_stride=cfg.cols), cfg)
+    step = matmul_cycles(cfg, entries) + 2 * BUSY_LATENCY + 1
+    total = 0
+    for g0 in range(0, nt, group):
+        steps = used[g0:g0 + group].sum(axis=0)
+        steps = steps[steps > 0]
+        total += int(np.maximum(steps * step, act + steps * wgt).sum()) + act
+        total += min(group, nt - g0) * (entries + POST_LATENCY + 2 * BUSY_LATENCY + 1)
+    return total
 
 
 def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
@@ -204,15 +256,42 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
     oc = g.out.padded_hwc
     out_origin = g.out.addr + (g.out.pad[0] * oc[1] + g.out.pad[1]) * oc[2]
     macs = 0
+    parts_memo: dict[tuple, int] = {}     # act_parts by (K-tile, steps, samples, rows): bands repeat them
     for m0, mm, r0, rh in passes:
         entries = mm * rh * out_w
 
-        def load_act(i: int, slot_no: int, out: list) -> None:
+        def load_act(i: int, slot_no: int, out: list, part: int = 0, parts: int = 1) -> None:
+            """K-tile i's activations into ACT slot `slot_no`, or part `part` of `parts` of them: a range of
+            the chunk's samples, or of the band's output rows for one sample (fewer parts than asked when
+            there are fewer of those; a part past them loads nothing)."""
+            if part >= parts:
+                return
             t = g.ktiles[i]
-            dims = [(mm, t.strides[0]), (rh, t.strides[1]), (out_w, t.strides[2])]
-            out.extend(dma(Opcode.LOAD, Buffer.ACT, slot_no * slot,
-                           t.src.addr + m0 * t.strides[0] + r0 * t.strides[1] + t.offset, dims, t.length,
-                           f"layer {g.name}"))
+            units, unit_stride, unit_entries = ((mm, t.strides[0], rh * out_w) if mm > 1
+                                                else (rh, t.strides[1], out_w))
+            u0, u1 = part * units // parts, (part + 1) * units // parts
+            if u0 == u1:
+                return
+            inner = [(rh, t.strides[1]), (out_w, t.strides[2])] if mm > 1 else [(out_w, t.strides[2])]
+            out.extend(dma(Opcode.LOAD, Buffer.ACT, slot_no * slot + u0 * unit_entries,
+                           t.src.addr + m0 * t.strides[0] + r0 * t.strides[1] + t.offset + u0 * unit_stride,
+                           [(u1 - u0, unit_stride), *inner], t.length, f"layer {g.name}"))
+
+        def act_parts(i: int, steps: int) -> int:
+            """Parts to load K-tile i's activations in, beside the last of the `steps` steps before it: as
+            few as keep each step's DMA work (its weight tile, the part and the part's set-up) within the
+            step's MATMUL, so that the steps before them stay alike and fold into a loop."""
+            key = (i, steps, mm, rh)
+            if key not in parts_memo:
+                whole: list = []
+                load_act(i, 0, whole)
+                wgt: list = []
+                load_wgt(next(iter(w_addr))[::-1], 0, wgt)
+                room = (matmul_cycles(cfg, entries) - dma_cycles(wgt[0], cfg)
+                        - DMA_LOAD_SETUP - DMA_LOAD_DRAIN - BUSY_LATENCY)
+                need = sum(dma_cycles(x, cfg) for x in whole)
+                parts_memo[key] = max(1, min(steps, -(-need // max(1, room))))
+            return parts_memo[key]
 
         def load_wgt(step: tuple[int, int], slot_no: int, out: list) -> None:
             i, j = step
@@ -238,6 +317,18 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
             load_wgt(steps[0], 0, out)
             out.append(_SYNC)
             started = set()
+            # the next K-tile's activations are loaded in parts beside this K-tile's last steps, so the DMA
+            # works behind as many MATMULs as it needs rather than only the last (each SYNC waits for the DMA)
+            k_first: dict[int, int] = {}          # K-tile -> its first step (steps are K-tile major)
+            for s, (i, _) in enumerate(steps):
+                k_first.setdefault(i, s)
+            order = list(k_first)
+            k_next = dict(zip(order, order[1:]))   # K-tile -> the one after it in this group
+            k_steps = {i: (k_first[k_next[i]] if i in k_next else len(steps)) - k_first[i] for i in order}
+            # one number of parts for the whole group (each K-tile's steps permitting): K-tiles alike but for
+            # their addresses fold into loops
+            most = max((act_parts(k_next[i], k_steps[i]) for i in k_next), default=1)
+            parts = {i: min(most, k_steps[i]) for i in k_next}
             for s, (i, j) in enumerate(steps):
                 out.append(isa.make(Opcode.MATMUL, rows=entries, act_addr=act_slot[i] * slot,
                                     wgt_addr=(s % 2) * R, acc_addr=(j - js[0]) * entries,
@@ -247,10 +338,13 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
                 started.add(j)
                 if s + 1 < len(steps):
                     nxt = steps[s + 1]
-                    if nxt[0] != i:
-                        act_slot[nxt[0]] = 1 - act_slot[i]
-                        load_act(nxt[0], act_slot[nxt[0]], out)
                     load_wgt(nxt, (s + 1) % 2, out)
+                    following = k_next.get(i)
+                    if following is not None:
+                        act_slot[following] = 1 - act_slot[i]
+                        first_part = k_first[i] + k_steps[i] - parts[i]
+                        if s >= first_part:
+                            load_act(following, act_slot[following], out, s - first_part, parts[i])
                 out.append(_SYNC)
             for n, j in enumerate(js):
                 out.append(isa.make(Opcode.POST, rows=entries, acc_addr=(j - js[0]) * entries,
