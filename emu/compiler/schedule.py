@@ -290,7 +290,8 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
                 room = (matmul_cycles(cfg, entries) - dma_cycles(wgt[0], cfg)
                         - DMA_LOAD_SETUP - DMA_LOAD_DRAIN - BUSY_LATENCY)
                 need = sum(dma_cycles(x, cfg) for x in whole)
-                parts_memo[key] = max(1, min(steps, -(-need // max(1, room))))
+                # a MATMUL too short to cover its weight tile and a part's set-up: parts would only add set-ups
+                parts_memo[key] = 1 if room <= 0 else max(1, min(steps, -(-need // room)))
             return parts_memo[key]
 
         def load_wgt(step: tuple[int, int], slot_no: int, out: list) -> None:
@@ -337,14 +338,13 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
                 group_macs += entries * g.ktiles[i].length * min(L, N - j * L)
                 started.add(j)
                 if s + 1 < len(steps):
-                    nxt = steps[s + 1]
-                    load_wgt(nxt, (s + 1) % 2, out)
                     following = k_next.get(i)
                     if following is not None:
                         act_slot[following] = 1 - act_slot[i]
                         first_part = k_first[i] + k_steps[i] - parts[i]
                         if s >= first_part:
                             load_act(following, act_slot[following], out, s - first_part, parts[i])
+                    load_wgt(steps[s + 1], (s + 1) % 2, out)
                 out.append(_SYNC)
             for n, j in enumerate(js):
                 out.append(isa.make(Opcode.POST, rows=entries, acc_addr=(j - js[0]) * entries,
