@@ -13,7 +13,8 @@ jump.
 
 Everything the fetch path reads is a flip-flop: `at_end` (the fetch pc is a level's end) is formed a fetch
 ahead from fetch_pc + 1 and cleared by a jump (a body's start is never its end), `last` (no iteration left) at
-each jump. `jump_next` and `target_next` are what `jump` and `target` will be next cycle, from the registers'
+each jump; the compares behind them (fetch_pc + 1 == end, left == 1) are flip-flops too, formed a fetch
+earlier still, so the decision in front of `fetch_to` is a few gates deep. `jump_next` and `target_next` are what `jump` and `target` will be next cycle, from the registers'
 next values, so the sequencer can register where a fetch goes a cycle ahead and its far instruction-memory
 address copies are one gate from flip-flops. `loop_bad` is the arrived LOOP's fault the cycle after it arrives
 (nested deeper than two, or an inner body ending past the outer body's end), when the offset stage hands the
@@ -71,6 +72,11 @@ class LoopControl(wiring.Component):
         start = [Signal(pcb, name=f"start{l}") for l in range(LEVELS)]
         start_inc = [Signal(pcb, name=f"start_inc{l}") for l in range(LEVELS)]
         end = [Signal(pcb + 1, name=f"end{l}") for l in range(LEVELS)]
+        end_m1 = [Signal(pcb + 1, name=f"end_m1_{l}") for l in range(LEVELS)]
+        # the compares the jump decision needs, kept as flip-flops a fetch ahead: `inc_at_end` is
+        # pc_inc == end (the next fetch, if it does not jump, is at the end), `one_left` is left == 1
+        inc_at_end = [Signal(name=f"inc_at_end{l}") for l in range(LEVELS)]
+        one_left = [Signal(name=f"one_left{l}") for l in range(LEVELS)]
         inc = [{name: Signal(signed(widths[name]), name=f"{name}{l}") for name in INCREMENTS}
                for l in range(LEVELS)]
         outer = Signal(self._offsets, name="outer_offsets")     # offsets of the outer iteration
@@ -101,15 +107,18 @@ class LoopControl(wiring.Component):
                      self.target_inc.eq(Mux(take_inner, start_inc[1], start_inc[0])),
                      self.jump_next.eq(inner_n | outer_n), self.target_next.eq(target_n)]
         with m.If(self.fetch):
-            m.d.comb += [at_end_n[l].eq(~self.jump & (self.pc_inc == end[l])) for l in range(LEVELS)]
+            m.d.comb += [at_end_n[l].eq(~self.jump & inc_at_end[l]) for l in range(LEVELS)]
+            # after a jump pc_inc is a body's second word, which is no active level's end (a body is at
+            # least LOOP_MIN_BODY words, and an inner body lies within the outer one)
+            m.d.sync += [inc_at_end[l].eq(~self.jump & (self.pc_inc == end_m1[l])) for l in range(LEVELS)]
             with m.If(take_inner):
-                m.d.sync += left[1].eq(left[1] - 1)
-                m.d.comb += last_n[1].eq(left[1] == 1)
+                m.d.sync += [left[1].eq(left[1] - 1), one_left[1].eq(left[1] == 2)]
+                m.d.comb += last_n[1].eq(one_left[1])
             with m.Elif(hit[1]):
                 m.d.comb += active_n[1].eq(0)
             with m.If(take_outer):
-                m.d.sync += left[0].eq(left[0] - 1)
-                m.d.comb += last_n[0].eq(left[0] == 1)
+                m.d.sync += [left[0].eq(left[0] - 1), one_left[0].eq(left[0] == 2)]
+                m.d.comb += last_n[0].eq(one_left[0])
             with m.Elif(hit[0] & ~take_inner):
                 m.d.comb += active_n[0].eq(0)
 
@@ -138,8 +147,8 @@ class LoopControl(wiring.Component):
         got_word = Signal(INSTR_BITS, name="loop_word")
         m.d.sync += [got.eq(self.arrive), got_pc.eq(self.arrive_pc), got_word.eq(self.arrive_word)]
         lp = data.View(instr_layout(Opcode.LOOP), got_word)
-        got_end = Signal(pcb + 1, name="loop_end")
-        m.d.comb += got_end.eq(got_pc + lp.body)
+        got_end, got_end_m1 = Signal(pcb + 1, name="loop_end"), Signal(pcb + 1, name="loop_end_m1")
+        m.d.comb += [got_end.eq(got_pc + lp.body), got_end_m1.eq(got_pc + lp.body - 1)]
         # a LOOP arms the outer level when none is active, else the inner; a third is armed nowhere (bad). The
         # fault goes to the decoder now, beside the word it belongs to (the offset stage's output).
         level = [~active[0], active[0] & ~active[1]]
@@ -148,7 +157,11 @@ class LoopControl(wiring.Component):
             with m.If(got & level[l]):
                 m.d.comb += [active_n[l].eq(1), at_end_n[l].eq(0), start_n[l].eq(got_pc + 1),
                              last_n[l].eq(lp.count <= 1)]
-                m.d.sync += [start_inc[l].eq(got_pc + 2), end[l].eq(got_end), left[l].eq(lp.count - 1)]
+                m.d.sync += [start_inc[l].eq(got_pc + 2), end[l].eq(got_end), end_m1[l].eq(got_end_m1),
+                             left[l].eq(lp.count - 1), one_left[l].eq(lp.count == 2),
+                             # no level jumps while one arms (the fetch is still before the body's fifth
+                             # word), so pc_inc after this cycle is pc_inc, or pc_inc + 1 on a fetch
+                             inc_at_end[l].eq(self.pc_inc == Mux(self.fetch, got_end_m1, got_end))]
                 m.d.sync += [inc[l][name].eq(getattr(lp, name)) for name in INCREMENTS]
         # the clear comes a cycle after the flush, from a flip-flop beside these registers: the flush is a
         # long, loaded net, and nothing is fetched for many cycles after it (a start begins with the preload)
