@@ -27,8 +27,9 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from emu.contract.isa import FIELDS, INSTR_BITS, Opcode
-from emu.contract.loops import INCREMENTS, TARGETS
+from emu.contract.loops import INCREMENTS, LOOP_MIN_BODY, TARGETS
 
+from hdl.bram import BlockRAM
 from hdl.decoder import instr_layout
 
 __all__ = ["LoopControl", "offset_widths"]
@@ -147,8 +148,16 @@ class LoopControl(wiring.Component):
         got_word = Signal(INSTR_BITS, name="loop_word")
         m.d.sync += [got.eq(self.arrive), got_pc.eq(self.arrive_pc), got_word.eq(self.arrive_word)]
         lp = data.View(instr_layout(Opcode.LOOP), got_word)
-        got_end, got_end_m1 = Signal(pcb + 1, name="loop_end"), Signal(pcb + 1, name="loop_end_m1")
-        m.d.comb += [got_end.eq(got_pc + lp.body), got_end_m1.eq(got_pc + lp.body - 1)]
+        got_end = Signal(pcb + 1, name="loop_end")
+        m.d.comb += got_end.eq(got_pc + lp.body)
+        # A level arms BlockRAM.LATENCY + 1 cycles after its LOOP's fetch, and no level jumps in between (the
+        # LOOP is no level's end): pc_inc after the arming cycle is the LOOP's pc + 1 + the fetches since,
+        # at most LATENCY + 2. So it is the body's end only for a body of LATENCY + 3 words fetched in every
+        # one of those cycles, which `recent` (the fetches of the last LATENCY cycles) tells without a compare.
+        assert LOOP_MIN_BODY >= BlockRAM.LATENCY + 3, "a body ends after its level arms"
+        recent = Signal(BlockRAM.LATENCY)
+        m.d.sync += recent.eq(Cat(self.fetch, recent[:-1]))
+        reaches_end = self.fetch & recent.all() & (lp.body == BlockRAM.LATENCY + 3)
         # a LOOP arms the outer level when none is active, else the inner; a third is armed nowhere (bad). The
         # fault goes to the decoder now, beside the word it belongs to (the offset stage's output).
         level = [~active[0], active[0] & ~active[1]]
@@ -157,11 +166,9 @@ class LoopControl(wiring.Component):
             with m.If(got & level[l]):
                 m.d.comb += [active_n[l].eq(1), at_end_n[l].eq(0), start_n[l].eq(got_pc + 1),
                              last_n[l].eq(lp.count <= 1)]
-                m.d.sync += [start_inc[l].eq(got_pc + 2), end[l].eq(got_end), end_m1[l].eq(got_end_m1),
+                m.d.sync += [start_inc[l].eq(got_pc + 2), end[l].eq(got_end), end_m1[l].eq(got_end - 1),
                              left[l].eq(lp.count - 1), one_left[l].eq(lp.count == 2),
-                             # no level jumps while one arms (the fetch is still before the body's fifth
-                             # word), so pc_inc after this cycle is pc_inc, or pc_inc + 1 on a fetch
-                             inc_at_end[l].eq(self.pc_inc == Mux(self.fetch, got_end_m1, got_end))]
+                             inc_at_end[l].eq(reaches_end)]
                 m.d.sync += [inc[l][name].eq(getattr(lp, name)) for name in INCREMENTS]
         # the clear comes a cycle after the flush, from a flip-flop beside these registers: the flush is a
         # long, loaded net, and nothing is fetched for many cycles after it (a start begins with the preload)

@@ -189,6 +189,9 @@ def slabs(g: Gemm, cfg: AccelConfig, batch: int) -> tuple[int, list[tuple[int, i
         # for loops to fold once a pass splits its loads (emu/compiler/loops.py): the fewest passes
         return cuts[0]
     used = _used(g)
+    # each pass is the layer's loop nest again, so instructions grow with the passes: at most twice as
+    # many as the fewest (on a small array the estimate would otherwise cut a layer into dozens)
+    cuts = [cut for cut in cuts if len(cut[1]) <= 2 * len(cuts[0][1])]
     cycles = [sum(_pass_cycles(g, cfg, used, mm * rh * out_w) for _, mm, _, rh in cut[1]) for cut in cuts]
     best = min(range(len(cuts)), key=cycles.__getitem__)
     # more passes are more instructions, and the estimate is rough: a smaller cut has to gain a tenth
