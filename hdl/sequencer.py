@@ -43,7 +43,7 @@ from amaranth.lib.wiring import In, Out
 from emu.contract import timing
 from emu.contract.config import AccelConfig
 from emu.contract.faults import FaultCode
-from emu.contract.isa import INSTR_BITS, INSTR_BYTES, OPCODE_BITS, Opcode
+from emu.contract.isa import INSTR_BITS, INSTR_BYTES, OPCODE_BITS, Opcode, field_layout
 from emu.contract.loops import TARGETS
 
 from hdl.fpga import family_of
@@ -81,33 +81,57 @@ IMEM_ADDR_COPIES = 4
 QUEUE_DEPTH = 2 + BlockRAM.LATENCY + OFFSET_LATENCY + Decoder.LATENCY + 1
 
 
+def _step_regions() -> list[tuple[int, int, list[tuple[Opcode, object, str, int, int]]]]:
+    """The stepped fields (emu.contract.loops.TARGETS) grouped into the bit ranges of the word where they
+    overlap: (lo, hi, [(opcode, buffer or None, increment, field lsb, field width)]). One adder serves each
+    range: fields of different opcodes that share bits share it, so no select follows the carry chain."""
+    spans = sorted((lsb, lsb + f.width, op, buf, inc) for op, buf, name, inc in TARGETS
+                   for f, lsb in field_layout(op) if f.name == name)
+    regions: list = []
+    for lsb, msb, op, buf, inc in spans:
+        if regions and lsb < regions[-1][1]:
+            regions[-1][1] = max(regions[-1][1], msb)
+        else:
+            regions.append([lsb, msb, []])
+        regions[-1][2].append((op, buf, inc, lsb, msb - lsb))
+    for lo, hi, fields in regions:
+        for op in {op for op, *_ in fields}:
+            assert len({lsb for o, *_, lsb, _ in fields if o == op}) == 1, f"{op.name} steps two fields in one range"
+    return [(lo, hi, fields) for lo, hi, fields in regions]
+
+
 def _offset_stage(m: Module, word, offsets) -> Signal:
     """`word` (the instruction memory's output) one cycle later, with the loop `offsets` added to the
     fields they step (emu.contract.loops.TARGETS), wrapped to each field's width; a word of another opcode
-    passes as it is. Which offset a field takes (by opcode and buffer) is chosen before the register, from
-    the memory's output register, so after it only the adds and a select on registered opcode flags remain."""
+    passes as it is. Per range of overlapping fields (_step_regions) the increment the word's opcode and
+    buffer choose is registered, shifted to its field's lsb (zero for a word that steps nothing there), and
+    added to the registered word's bits: below a field's lsb the sum is the word's bits, and above its msb
+    (a narrower field than the range) the word's bits are taken back, which is the wrap. So after the
+    registers only the carry chain and at most one select remain."""
     word_q = Signal(INSTR_BITS, name="word_a")
     m.d.sync += word_q.eq(word)
-    ins = views(word)
+    opcode, parts, done = word[:OPCODE_BITS], [], 0
+    for lo, hi, fields in _step_regions():
+        step = Signal(hi - lo, name=f"step_{lo}")
+        ends = sorted({lsb + width for *_, lsb, width in fields} - {hi})
+        keep = [Signal(name=f"keep_{lo}_from_{end}") for end in ends]   # the word's bits from `end` on
+        m.d.sync += [step.eq(0), *(k.eq(0) for k in keep)]
+        for op, buf, inc, lsb, width in fields:
+            chosen = opcode == op
+            if buf is not None:
+                chosen &= views(word)[op].buf == buf
+            with m.If(chosen):
+                m.d.sync += step.eq(getattr(offsets, inc)[:width] << (lsb - lo))
+                m.d.sync += [k.eq(1) for k, end in zip(keep, ends) if lsb + width <= end]
+        total = Signal(hi - lo, name=f"stepped_{lo}")
+        m.d.comb += total.eq(word_q[lo:hi] + step)
+        bounds = [lo, *ends, hi]
+        pieces = [total[:bounds[1] - lo]] + [Mux(k, word_q[a:b], total[a - lo:b - lo])
+                                             for k, a, b in zip(keep, bounds[1:], bounds[2:])]
+        parts += [word_q[done:lo], *pieces]
+        done = hi
     out = Signal(INSTR_BITS, name="word_stepped")
-    m.d.comb += out.eq(word_q)
-    outs, ins_q = views(out), views(word_q)
-    for op in dict.fromkeys(t[0] for t in TARGETS):
-        is_op = Signal(name=f"is_{op.name.lower()}_a")
-        m.d.sync += is_op.eq(word[:OPCODE_BITS] == op)
-        for field in dict.fromkeys(t[2] for t in TARGETS if t[0] == op):
-            by_buf = [(buf, inc) for o, buf, f, inc in TARGETS if o == op and f == field]
-            step = Signal.like(getattr(offsets, by_buf[0][1]), name=f"{op.name.lower()}_{field}_step")
-            if by_buf[0][0] is None:
-                m.d.sync += step.eq(getattr(offsets, by_buf[0][1]))
-            else:       # the buffer chooses the increment: a LOAD of ACT, WGT or PARAM
-                m.d.sync += step.eq(0)
-                with m.Switch(ins[op].buf):
-                    for buf, inc in by_buf:
-                        with m.Case(buf):
-                            m.d.sync += step.eq(getattr(offsets, inc))
-            with m.If(is_op):
-                m.d.comb += getattr(outs[op], field).eq(getattr(ins_q[op], field) + step)
+    m.d.comb += out.eq(Cat(*parts, word_q[done:]))
     return out
 
 

@@ -1,5 +1,10 @@
 """Whole-accelerator random programs on the RTL: memory, cycles and MACs equal to the golden emulator."""
+import numpy as np
 import pytest
+
+from emu.contract import isa
+from emu.contract.config import PARAM_BYTES, PARAM_DTYPE
+from emu.contract.isa import Buffer, Opcode
 
 from randprog import random_case, random_loop_case, split_case
 
@@ -49,3 +54,33 @@ def test_random_loops(cfg, seed):
     golden does, cycle for cycle."""
     mem, pa, pl = random_loop_case(cfg, 500 + seed)
     assert_same_as_golden(cfg, mem, pa, pl)
+
+
+def test_a_stepped_field_wraps_at_its_width():
+    """A POST's param_addr stepped from 1 to 0 by a LOOP increment of -1: the 16-bit field wraps, and the
+    shift above it stays as written (a carry out of the field would change every output of the second
+    iteration)."""
+    def load(buf, rows, row_len, ext_addr):
+        return isa.make(Opcode.LOAD, buf=buf, rows=rows, row_len=row_len, buf_addr=0, ext_addr=ext_addr,
+                        ext_stride=row_len * (1 if buf != Buffer.PARAM else PARAM_BYTES))
+    rows, cols = CFG_3X5.rows, CFG_3X5.cols
+    body = [isa.make(Opcode.POST, rows=2, acc_addr=0, out_addr=0, param_addr=1, shift=12, zero_point=0,
+                     clamp_lo=-128, clamp_hi=127),
+            isa.make(Opcode.SYNC),
+            isa.make(Opcode.STORE, buf=Buffer.OUT, rows=2, row_len=cols, buf_addr=0, ext_addr=9000,
+                     ext_stride=cols),
+            isa.make(Opcode.SYNC), isa.make(Opcode.SYNC)]
+    prog = [load(Buffer.ACT, 2, rows, 5000), load(Buffer.WGT, rows, cols, 6000), load(Buffer.PARAM, 2, cols, 7000),
+            isa.make(Opcode.SYNC),
+            isa.make(Opcode.MATMUL, rows=2, act_addr=0, wgt_addr=0, acc_addr=0, accumulate=0, k_valid=rows,
+                     n_valid=cols),
+            isa.make(Opcode.SYNC),
+            isa.make(Opcode.LOOP, count=2, body=len(body), param_inc=-1, out_ext_inc=64), *body,
+            isa.make(Opcode.END)]
+    mem = np.random.default_rng(3).integers(0, 256, 1 << 14, dtype=np.uint8)
+    blob = np.frombuffer(isa.encode_program(prog), np.uint8)
+    mem[:blob.size] = blob
+    params = np.zeros(2 * cols, PARAM_DTYPE)     # outputs in range, so a shift of 13 would show
+    params["bias"], params["mult"] = np.arange(2 * cols) * 100, np.arange(2 * cols) % 4 + 1
+    mem[7000:7000 + params.nbytes] = params.view(np.uint8)
+    assert_same_as_golden(CFG_3X5, mem, 0, len(prog))
