@@ -26,6 +26,10 @@ _BODY_MAX = (1 << next(f.width for f in FIELDS[Opcode.LOOP] if f.name == "body")
 # items a body may hold: a reduction's step is a few instructions, a band's or a group's a few dozen items
 # (docs/networks.md: a first pass limited to 16 folded ResNet-18 at 224 into twice the instructions)
 _PERIOD_MAX = 48
+# items an outer body may hold, its inner loops counted as one: a group of N-tiles whose K-tiles each load
+# their successor's activations in parts is over a hundred (a longer first-pass period folds worse: it takes
+# repetitions the inner loops would fold better)
+_OUTER_PERIOD_MAX = 192
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +125,6 @@ def fold(instrs: list[Instr], *, max_words: int) -> list[Instr]:
     seen: dict = {}
     items = [_instr_item(i, seen) for i in instrs]
     # each pass may enclose the loops of the passes before, never a loop of its own making
-    for _ in range(LOOP_LEVELS):
-        items = _fold_pass(items, max_words, _PERIOD_MAX)
+    for level in range(LOOP_LEVELS):
+        items = _fold_pass(items, max_words, _PERIOD_MAX if level == 0 else _OUTER_PERIOD_MAX)
     return [w for item in items for w in item.words]
