@@ -14,9 +14,10 @@ jump.
 Everything the fetch path reads is a flip-flop: `at_end` (the fetch pc is a level's end) is formed a fetch
 ahead from fetch_pc + 1 and cleared by a jump (a body's start is never its end), `last` (no iteration left) at
 each jump; the compares behind them (fetch_pc + 1 == end, left == 1) are flip-flops too, formed a fetch
-earlier still, so the decision in front of `fetch_to` is a few gates deep. `jump_next` and `target_next` are what `jump` and `target` will be next cycle, from the registers'
-next values, so the sequencer can register where a fetch goes a cycle ahead and its far instruction-memory
-address copies are one gate from flip-flops. `loop_bad` is the arrived LOOP's fault the cycle after it arrives
+earlier still, so the decision in front of `fetch_to` is a few gates deep. `jump_next` and `target_next`
+are what `jump` and `target` will be next cycle, from the registers' next values, so the sequencer can
+register where a fetch goes a cycle ahead and its far instruction-memory address copies are one gate from
+flip-flops. `loop_bad` is the arrived LOOP's fault the cycle after it arrives
 (nested deeper than two, or an inner body ending past the outer body's end), when the offset stage hands the
 same word to the decoder.
 """
