@@ -97,7 +97,7 @@ def _step_regions() -> list[tuple[int, int, list[tuple[Opcode, object, str, int,
     for lo, hi, fields in regions:
         for op in {op for op, *_ in fields}:
             assert len({lsb for o, *_, lsb, _ in fields if o == op}) == 1, f"{op.name} steps two fields in one range"
-    return [(lo, hi, fields) for lo, hi, fields in regions]
+    return [tuple(r) for r in regions]
 
 
 def _offset_stage(m: Module, word, offsets) -> Signal:
@@ -110,7 +110,7 @@ def _offset_stage(m: Module, word, offsets) -> Signal:
     registers only the carry chain and at most one select remain."""
     word_q = Signal(INSTR_BITS, name="word_a")
     m.d.sync += word_q.eq(word)
-    opcode, parts, done = word[:OPCODE_BITS], [], 0
+    opcode, ins, parts, done = word[:OPCODE_BITS], views(word), [], 0
     for lo, hi, fields in _step_regions():
         step = Signal(hi - lo, name=f"step_{lo}")
         ends = sorted({lsb + width for *_, lsb, width in fields} - {hi})
@@ -119,7 +119,7 @@ def _offset_stage(m: Module, word, offsets) -> Signal:
         for op, buf, inc, lsb, width in fields:
             chosen = opcode == op
             if buf is not None:
-                chosen &= views(word)[op].buf == buf
+                chosen &= ins[op].buf == buf
             with m.If(chosen):
                 m.d.sync += step.eq(getattr(offsets, inc)[:width] << (lsb - lo))
                 m.d.sync += [k.eq(1) for k, end in zip(keep, ends) if lsb + width <= end]
