@@ -102,10 +102,10 @@ def test_large_networks_verify(net, resolution, quantizer):
 
 def test_resnet18_at_224_compiles():
     """112x112x64 after the stem, 56x56 after the pool: bands of output rows, folded into hardware loops
-    (20,149 instructions with loops at 8x8, docs/networks.md), a program of a few runs."""
+    (10,300 instructions with loops at 8x8, docs/networks.md), a program of a few runs."""
     ep, _ = quantized("resnet18")
     program = compile_graph(lower(ep), AccelConfig(), batch=1)
-    assert program.prog_len < 25_000 and 1 < len(program.segments) < 10
+    assert program.prog_len < 12_000 and 1 < len(program.segments) < 10
     assert max(n for _, n in program.segments) <= program.cfg.instr_depth
 
 
