@@ -458,8 +458,10 @@ class Sequencer(wiring.Component):
                     fault(head.fault, head_pc)
                 with m.Elif(queue.r_rdy & overdue):
                     fault(FaultCode.WATCHDOG, head_pc)
-                # a pop excludes all three faults, so what it updates does not wait for the checks above
-                with m.If(pop & head.end):
+                # a pop excludes all three faults, so what it updates does not wait for the checks above; END
+                # pops exactly when all three units are ready, which is written out so the run's end (and
+                # the flush copies behind it, far across the chip) is one gate from the flags, not the pop's
+                with m.If(head.end & ready["dma"] & ready["array"] & ready["post"]):
                     m.d.comb += idle_next.eq(1)
                     m.d.sync += self.finished.eq(1)
                     m.next = "IDLE"
