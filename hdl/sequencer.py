@@ -206,8 +206,12 @@ class Sequencer(wiring.Component):
         # loop registers: fetch_pc's next value, which the far address copies take, is then one gate from
         # flip-flops (the loop decision in front of it was the worst path)
         fetch_pc_inc, fetch_pc_inc_next = Signal(pc_bits, init=1), Signal(pc_bits)
+        # fetch_pc_inc's next value but for the flush, which is all `fetch_to` reads: the flush is a long,
+        # loaded net, and nothing is fetched until the preload ends, long after it, by when `fetch_to` has
+        # been formed from the reset registers
+        inc_unflushed = Signal(pc_bits)
         fetch_to = Signal(pc_bits, init=1)
-        m.d.comb += [fetch_pc_next.eq(fetch_pc), fetch_pc_inc_next.eq(fetch_pc_inc)]
+        m.d.comb += [fetch_pc_next.eq(fetch_pc), inc_unflushed.eq(fetch_pc_inc), fetch_pc_inc_next.eq(inc_unflushed)]
         m.d.sync += [fetch_pc.eq(fetch_pc_next), fetch_pc_inc.eq(fetch_pc_inc_next)]
         fetching = Signal()
         # free queue entries as a thermometer code (credits[i] while more than i are free), so `fetch` is one
@@ -235,10 +239,10 @@ class Sequencer(wiring.Component):
         m.submodules.loops = loops = LoopControl(pc_bits)
         m.d.comb += [loops.fetch.eq(fetch), loops.pc_inc.eq(fetch_pc_inc), loops.flush.eq(flush)]
         assert BlockRAM.LATENCY >= 1, "loop offsets lag the fetch by a cycle (hdl/loop.py)"
-        m.d.sync += fetch_to.eq(Mux(loops.jump_next, loops.target_next, fetch_pc_inc_next))
+        m.d.sync += fetch_to.eq(Mux(loops.jump_next, loops.target_next, inc_unflushed))
         with m.If(fetch):
             m.d.comb += [fetch_pc_next.eq(fetch_to),
-                         fetch_pc_inc_next.eq(Mux(loops.jump, loops.target_inc, fetch_pc_inc + 1))]
+                         inc_unflushed.eq(Mux(loops.jump, loops.target_inc, fetch_pc_inc + 1))]
             m.d.sync += past_end.eq((fetch_pc == prog_last) & ~loops.jump)
             with m.If(past_end):
                 m.d.sync += fetching.eq(0)
