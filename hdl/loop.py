@@ -147,13 +147,13 @@ class LoopControl(wiring.Component):
         got = Signal(name="loop_arrived")
         got_pc = Signal(pcb, name="loop_pc")
         got_word = Signal(INSTR_BITS, name="loop_word")
-        # the body's end is added up as the word arrives, so the copy's fault check below is a compare of
-        # flip-flops (behind the add it was the slowest path of the fetch)
+        # the body's end is added up as the word arrives, so the copy's fault check below compares
+        # flip-flops rather than an adder's output
         got_end = Signal(pcb + 1, name="loop_end")
-        arriving = data.View(instr_layout(Opcode.LOOP), self.arrive_word)
+        layout = instr_layout(Opcode.LOOP)
         m.d.sync += [got.eq(self.arrive), got_pc.eq(self.arrive_pc), got_word.eq(self.arrive_word),
-                     got_end.eq(self.arrive_pc + arriving.body)]
-        lp = data.View(instr_layout(Opcode.LOOP), got_word)
+                     got_end.eq(self.arrive_pc + data.View(layout, self.arrive_word).body)]
+        lp = data.View(layout, got_word)
         # A level arms BlockRAM.LATENCY + 1 cycles after its LOOP's fetch, and no level jumps in between (the
         # LOOP is no level's end): pc_inc after the arming cycle is the LOOP's pc + 1 + the fetches since,
         # at most LATENCY + 2. So it is the body's end only for a body of LATENCY + 3 words fetched in every

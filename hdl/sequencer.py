@@ -422,8 +422,9 @@ class Sequencer(wiring.Component):
         # queue's registers) does not wait for the state decode; only in RUN does a pop issue (the starts
         # below) or end the run. Outside RUN a popped entry is dropped, and the queue is flushed while idle.
         # (It is written out from the unit pop terms rather than from the starts, which wait for the state.)
+        all_ready = ready["dma"] & ready["array"] & ready["post"]
         m.d.comb += pop.eq(unit_pop["dma"] | unit_pop["array"] | unit_pop["post"] | (head.loop & loop_ready)
-                           | (head.all_units & ready["dma"] & ready["array"] & ready["post"]))
+                           | (head.all_units & all_ready))
         with m.FSM():
             with m.State("IDLE"):
                 # while idle the DMA's arguments are the preload's, so only its strobe waits for start
@@ -465,7 +466,7 @@ class Sequencer(wiring.Component):
                 # a pop excludes all three faults, so what it updates does not wait for the checks above; END
                 # pops exactly when all three units are ready, which is written out so the run's end (and
                 # the flush copies behind it, far across the chip) is one gate from the flags, not the pop's
-                with m.If(head.end & ready["dma"] & ready["array"] & ready["post"]):
+                with m.If(head.end & all_ready):
                     m.d.comb += idle_next.eq(1)
                     m.d.sync += self.finished.eq(1)
                     m.next = "IDLE"

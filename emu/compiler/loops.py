@@ -113,7 +113,7 @@ def _fold_pass(items: list[_Item], max_words: int, period_max: int) -> list[_Ite
             # writes per word it covers, not by the words saved: a longer run that folds worse would take
             # the place of several that fold better (ResNet-18's 28x28 layers: three 4-iteration loops of
             # 138 words, not one 3-iteration loop of 552)
-            if words * (count - 1) > 1:
+            if (count - 1) * words - 1 > 0:         # the loop saves words
                 score = (words + 1) / (count * words)
                 if best is None or score < best[0]:
                     best = (score, period, count, d)
