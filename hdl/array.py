@@ -9,9 +9,13 @@ Dataflow (R = rows = reduction lanes K, C = cols = output lanes N)::
                      v             v   (column n delayed C-1-n cycles: deskew)
                   y[t][0]       y[t][1] ...                        y[t][n] = sum_k a[t][k] * w[k][n]
 
-Each PE holds one weight w[k][n] (loaded a row at a time through `w_load`/`w_row`/`w_data` before a stream
-starts; a row presented in cycle c is written in cycle c + 1, so it serves the vectors presented on `a_in`
-from cycle c + 1 - k on), multiplies a*w (act_bits x weight_bits, signed; a 1-bit weight is binary, -1 or +1)
+Each PE holds one weight w[k][n], loaded a row at a time through `w_load`/`w_row`/`w_data`. A row presented
+in cycle c is written into column n in cycle c + 1 + n, behind the activations (which reach column n n
+cycles after column 0), so it serves exactly the vectors presented on `a_in` from cycle c + 1 - k on, in
+every column, and the vectors before them still meet the row it replaces: the next tile's weights may enter
+while the last vectors of the one before are in the array, and consecutive folds overlap.
+
+Each PE multiplies a*w (act_bits x weight_bits, signed; a 1-bit weight is binary, -1 or +1)
 in MULT_LATENCY = 4 cycles (operands registered, product registered three times: on ECP5 one MULT18X18D with
 its input, pipeline and output registers, hdl/fpga/ecp5.py, then a fabric register; elsewhere, and for
 products of 4 bits or less, the same four registers around a `*`), and registers the partial sum psum_in +
@@ -28,9 +32,9 @@ does not feed a multiplier directly.
 Timing: the vector presented on `a_in` with `a_valid` at cycle c comes out on `y_out` with `y_valid` at
 cycle c + LATENCY, LATENCY = R + C + MULT_LATENCY (input register 1, skew R-1, product MULT_LATENCY, psum
 chain R, deskew C-1, minus the R overlap of skew, chain and input register). Vectors may be presented back
-to back, one per cycle. A fold of T vectors therefore keeps the array busy R (weight load) + T + R + C - 2
-cycles plus the pipeline registers: the 2R + C + T - 2 of emu.contract.timing, whose MATMUL_LATENCY counts
-the registers around the array (see hdl/compute.py).
+to back, one per cycle. A fold of T vectors, presented from the cycle after its first weight row, leaves
+the array R + C + T - 1 cycles after that row plus the pipeline registers: the R + C + T - 1 of
+emu.contract.timing, whose MATMUL_LATENCY counts the registers around the array (see hdl/compute.py).
 """
 from __future__ import annotations
 
@@ -66,16 +70,20 @@ class SystolicArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         R, C = self.rows, self.cols
-        # A weight row is written a cycle after it is presented: the data registered, and each row's load
-        # enable decoded and registered, so no decode sits in front of the weight registers' clock enables
+        # Column n writes a weight row 1 + n cycles after it is presented: the data, the row number and the
+        # load flag travel along the columns a register a column (the activations' own pace), and each PE
+        # row's load enable is decoded and registered per column, so no decode sits in front of the weight
+        # registers' clock enables and each enable drives one column's weights
         weight = [[Signal(signed(self._weight_bits), name=f"w_{k}_{n}") for n in range(C)] for k in range(R)]
-        w_data = Signal.like(self.w_data, name="w_data_r")
-        m.d.sync += w_data.eq(self.w_data)
-        for k in range(R):
-            load = Signal(name=f"w_load_{k}")
-            m.d.sync += load.eq(self.w_load & (self.w_row == k))
-            with m.If(load):
-                m.d.sync += [weight[k][n].eq(w_data[n]) for n in range(C)]
+        w_load, w_row = self.w_load, self.w_row
+        for n in range(C):
+            w_data = delay(m, self.w_data[n], 1 + n, f"w_data_{n}")
+            for k in range(R):
+                load = Signal(name=f"w_load_{k}_{n}")
+                m.d.sync += load.eq(w_load & (w_row == k))
+                with m.If(load):
+                    m.d.sync += weight[k][n].eq(w_data)
+            w_load, w_row = delay(m, w_load, 1, f"w_load_c{n}"), delay(m, w_row, 1, f"w_row_c{n}")
 
         # input skew: row k sees the vector k cycles after row 0
         a_reg = Signal(data.ArrayLayout(signed(self._act_bits), R), name="a_reg")

@@ -4,9 +4,12 @@ POST of one group of ACC rows overlaps the MATMULs filling the next.
 It owns the accumulator buffer. Its command interface is `cmd` (compute_command_signature, flipped). An
 instruction accepted at cycle t, on `cmd.matmul_start` or `cmd.post_start` (each START_COPIES copies of one
 strobe, all set together), keeps `cmd.busy` (MATMUL) or `cmd.post_busy` (POST) high until cycle
-t + emu.contract.timing.instr_cycles(instr) (MATMUL 2R + C + T - 2 + MATMUL_LATENCY, POST T + POST_LATENCY),
-and the datapath below finishes every buffer write by then; the unit sees the instruction
-emu.contract.timing.ISSUE_LATENCY cycles after its issue, and `busy` / `post_busy` are registers.
+t + emu.contract.timing.instr_cycles(instr) (MATMUL max(T, R, MATMUL_MIN_ACCEPT): its operands are read;
+POST T + POST_LATENCY), and a MATMUL keeps `cmd.drain` high until t + matmul_cycles (R + C + T - 1 +
+MATMUL_LATENCY), by when the datapath below has finished its ACC writes; the unit sees the instruction
+emu.contract.timing.ISSUE_LATENCY cycles after its issue, and `busy`, `drain` and `post_busy` are registers.
+A MATMUL may start as soon as `busy` falls: the one before it is still in the array, and each stream's
+ACC address and flags travel beside its rows (delay lines), so the two never meet.
 Buffer read addresses are counters the buffers hold (hdl/bram.py `counted_reads`, one beside each block
 RAM on ECP5): the unit presents `load`/`base`/`step` (`act_rd`, `wgt_rd`, `param_rd`, and the ACC's own) a
 cycle before the read, as it would set an address register; the ACC's write inputs are registered in the ACC
@@ -14,16 +17,22 @@ cycle before the read, as it would set an address register; the ACC's write inpu
 start is seen, s = cycle - (t + 1) and L = the array's latency R + C + 4 (times below are the unit's own; the
 timing constants add ISSUE_LATENCY):
 
-MATMUL  s = 0 .. R-1      WGT entry wgt_addr + s read; row s of the array loads it at s + B
-        s = R .. R+T-1    ACT entry act_addr + i (i = s - R) read; enters the array at s + B
-        s = R+i+B+L-B     ACC entry acc_addr + i read (accumulate), so it arrives with the result row
-        s = R+i+B+L       result row i leaves the array; it and the ACC row are registered
-        s = R+i+B+L+1     ... and registered again, beside the adders
-        s = R+i+B+L+2     their sum (acc_bits wrapping) and signed comparison are registered
-        s = R+i+B+L+3     ACC value = result, or (accumulate) the sum, or (accumulate with reduce_max) the
-                          signed maximum of the two, registered
-        s = R+i+B+L+4     ... and written to ACC
-        last write at s = 2R + C + T + 8  ->  MATMUL_LATENCY >= ISSUE_LATENCY + B + MULT_LATENCY + 7 = 14
+MATMUL  s = 0 .. R-1      WGT entry wgt_addr + s read; row s of the array is presented it at s + B
+        s = 1 .. T        ACT entry act_addr + i (i = s - 1) read; presented to the array at s + B, so
+                          vector 0 meets row k's weights in every column just after they are written
+                          (hdl/array.py)
+        s = 1+i+L         ACC entry acc_addr + i read (accumulate), so it arrives with the result row
+        s = 3+i+L         result row i leaves the array; it and the ACC row are registered
+        s = 4+i+L         ... and registered again, beside the adders
+        s = 5+i+L         their sum (acc_bits wrapping) and signed comparison are registered
+        s = 6+i+L         ACC value = result, or (accumulate) the sum, or (accumulate with reduce_max) the
+                          signed maximum of the two, presented to ACC's write register; written at 7+i+L
+        last write at s = L + T + 6, and `drain` is high through s = R + C + T - 4 + MATMUL_LATENCY
+                          ->  MATMUL_LATENCY >= MULT_LATENCY + 10 = 14
+        the next MATMUL starts d >= max(T, R, MATMUL_MIN_ACCEPT) + BUSY_LATENCY cycles later: its weight rows
+                          enter behind vector T - 1 (d >= T), its WGT and ACT reads follow these, and its
+                          read of ACC entry i at d + 1 + i + L sees the write at 7 + i + L when d >= 7
+                          ->  MATMUL_MIN_ACCEPT >= 7 - BUSY_LATENCY = 6
 POST    s = 0 .. T-1      ACC entry acc_addr + s read (PARAM entry param_addr read throughout)
         s = i + B + P     requantized row i leaves PostProc (P = PostProc.LATENCY) into the activation table
         s = i + B + P + A row i (looked up if `table`) written to OUT (A = ActivationTable.LATENCY)
@@ -46,10 +55,14 @@ from hdl.pipeline import delay
 from hdl.postproc import PostProc
 from hdl.table import ActivationTable
 
-__all__ = ["ComputeUnit", "compute_command_signature", "MATMUL_LATENCY_MIN", "POST_LATENCY_MIN", "START_COPIES",
-           "start_counts"]
+__all__ = ["ComputeUnit", "compute_command_signature", "MATMUL_LATENCY_MIN", "MATMUL_MIN_ACCEPT_MIN",
+           "POST_LATENCY_MIN", "START_COPIES", "start_counts"]
 
-MATMUL_LATENCY_MIN = timing.ISSUE_LATENCY + BlockRAM.LATENCY + MULT_LATENCY + 7
+#: the ACC read-add-write: a result row's ACC entry is read at s = 1+i+L and written, through ACC's write
+#: register, at s = 1+i+L + _ACC_WRITTEN (B for the read, two register stages, the sum, the choice, the write)
+_ACC_WRITTEN = BlockRAM.LATENCY + 4
+MATMUL_LATENCY_MIN = MULT_LATENCY + _ACC_WRITTEN + 4
+MATMUL_MIN_ACCEPT_MIN = _ACC_WRITTEN + 1 - timing.BUSY_LATENCY
 POST_LATENCY_MIN = timing.ISSUE_LATENCY + BlockRAM.LATENCY + PostProc.LATENCY + ActivationTable.LATENCY + 1
 #: Copies of each start strobe (`matmul_start`, `post_start`), one per group of registers it loads, each
 #: from a flip-flop of its own in the sequencer (Family.copies, hdl/fpga/family.py): one start flip-flop
@@ -59,11 +72,16 @@ START_COPIES = 5
 
 def start_counts(cfg: AccelConfig, rows, *, post: bool) -> dict:
     """What the unit's counters load when a MATMUL (or, with `post`, a POST) of `rows` rows starts: `busy_left`,
-    the busy cycles left - 2 (>= 0), and `rows_left`, the WGT-then-ACT or ACC rows left to read - 2 (>= -2).
-    `rows` is an int, or the instruction's 16-bit field, from which the sequencer registers both beside the
-    head: added here, on the unit's side, they would sit behind a cross-chip route from that register."""
-    cycles = timing.POST_LATENCY if post else timing.matmul_cycles(cfg, 0)
-    return {"busy_left": rows + (cycles - timing.ISSUE_LATENCY - 3), "rows_left": rows - 2}
+    the busy cycles left - 2 (a MATMUL's T, >= -3: the unit counts its floor max(R, MATMUL_MIN_ACCEPT)
+    beside it), `drain_left` (MATMUL) the same until its last ACC write, and `rows_left`, the ACT or ACC rows
+    left to read - 2 (>= -2). `rows` is an int, or the instruction's 16-bit field, from which the sequencer
+    registers them beside the head: added here, on the unit's side, they would sit behind a cross-chip route
+    from that register."""
+    fixed = timing.ISSUE_LATENCY + 3
+    if post:
+        return {"busy_left": rows + (timing.POST_LATENCY - fixed), "rows_left": rows - 2}
+    return {"busy_left": rows - fixed, "drain_left": rows + (timing.matmul_cycles(cfg, 0) - fixed),
+            "rows_left": rows - 2}
 
 
 def _shape(field: Field):
@@ -85,24 +103,26 @@ def compute_command_signature() -> wiring.Signature:
     # that sum, a sign bit and one spare bit
     busy_left, rows_left = signed(rows_bits + 3), signed(rows_bits + 1)
     largest = AccelConfig(rows=64, cols=64)
-    assert all(start_counts(largest, (1 << rows_bits) - 1, post=post)["busy_left"] < 1 << (busy_left.width - 2)
-               for post in (False, True))
+    assert all(count < 1 << (busy_left.width - 2) for post in (False, True)
+               for name, count in start_counts(largest, (1 << rows_bits) - 1, post=post).items() if name != "rows_left")
     return wiring.Signature({
         "matmul_start": Out(START_COPIES), "post_start": Out(START_COPIES),
-        "busy_left": Out(busy_left), "rows_left": Out(rows_left),
+        "busy_left": Out(busy_left), "drain_left": Out(busy_left), "rows_left": Out(rows_left),
         **{name: Out(_shape(mm[name])) for name in ("act_addr", "wgt_addr", "acc_addr", "accumulate", "reduce_max")},
         **{name: Out(_shape(po[name])) for name in ("out_addr", "param_addr", "shift", "zero_point", "clamp_lo",
                                                      "clamp_hi", "table")},
-        "busy": In(1), "post_busy": In(1),
+        "busy": In(1), "drain": In(1), "post_busy": In(1),
     })
 
 
 class ComputeUnit(wiring.Component):
     def __init__(self, cfg: AccelConfig):
-        if timing.MATMUL_LATENCY < MATMUL_LATENCY_MIN or timing.POST_LATENCY < POST_LATENCY_MIN:
+        if (timing.MATMUL_LATENCY < MATMUL_LATENCY_MIN or timing.POST_LATENCY < POST_LATENCY_MIN
+                or timing.MATMUL_MIN_ACCEPT < MATMUL_MIN_ACCEPT_MIN):
             raise ValueError(f"emu.contract.timing latencies MATMUL_LATENCY={timing.MATMUL_LATENCY}, "
-                             f"POST_LATENCY={timing.POST_LATENCY} are below what the datapath needs "
-                             f"({MATMUL_LATENCY_MIN}, {POST_LATENCY_MIN})")
+                             f"POST_LATENCY={timing.POST_LATENCY}, MATMUL_MIN_ACCEPT={timing.MATMUL_MIN_ACCEPT} "
+                             f"are below what the datapath needs ({MATMUL_LATENCY_MIN}, {POST_LATENCY_MIN}, "
+                             f"{MATMUL_MIN_ACCEPT_MIN})")
         self._cfg = cfg
         lay = entry_layouts(cfg)
         super().__init__({
@@ -138,34 +158,47 @@ class ComputeUnit(wiring.Component):
         mm_start, post_start = cmd.matmul_start, cmd.post_start
 
         # MATMUL state. Each counter runs down as a signed number whose sign bit is the flag the next cycle
-        # needs, so the busy flag and the phase flags are registers loaded from a sign bit, not compares.
+        # needs, so the busy flags and the phase flags are registers loaded from a sign bit, not compares.
+        # `busy` (the operands are read) is the larger of two counts: T from the instruction and the floor
+        # max(R, MATMUL_MIN_ACCEPT), a constant; `drain` runs until the last ACC write.
         accumulate, reduce_max = Signal(name="accumulate"), Signal(name="reduce_max")
-        mm_left = Signal(cmd.busy_left.shape())  # busy cycles left - 2: busy next cycle while >= 0
+        mm_left = Signal(cmd.busy_left.shape())  # busy cycles left - 2 by T: busy next cycle while >= 0
+        floor_left = Signal(cmd.busy_left.shape())  # ... and by the floor
+        drain_left = Signal(cmd.drain_left.shape())  # drain cycles left - 2
         w_row = Signal(range(max(R, 2)))  # WGT entry (array row) read this cycle
         w_phase = Signal()                # WGT rows are read (s < R)
-        a_phase = Signal()                # ACT entries are read (R <= s < R + T)
+        a_go = Signal()                   # s = 0: the ACT phase starts next cycle
+        a_phase = Signal()                # ACT entries are read (1 <= s <= T)
         act_left = Signal(cmd.rows_left.shape())  # ACT entries left to read - 2, in the ACT phase
-        m.d.sync += cmd.busy.eq(~mm_left[-1] | mm_start[0])
+        m.d.sync += [cmd.busy.eq(~mm_left[-1] | ~floor_left[-1] | mm_start[0]),
+                     cmd.drain.eq(~drain_left[-1] | mm_start[0])]
         with m.If(cmd.busy):
-            m.d.sync += mm_left.eq(mm_left - 1)
+            m.d.sync += [mm_left.eq(mm_left - 1), floor_left.eq(floor_left - 1)]
+        with m.If(cmd.drain):
+            m.d.sync += drain_left.eq(drain_left - 1)
         with m.If(w_phase):
             m.d.sync += w_row.eq(w_row + 1)
             with m.If(w_row == R - 1):
-                m.d.sync += [w_phase.eq(0), a_phase.eq(1)]
+                m.d.sync += w_phase.eq(0)
         with m.If(a_phase):
             m.d.sync += act_left.eq(act_left - 1)
             with m.If(act_left[-1]):
                 m.d.sync += a_phase.eq(0)
-        # WGT and ACT entries are read from the cycle after `start` on; the ACC addresses are first needed
-        # R + L cycles later, so they load from acc_base, a register here, a cycle after `start`, and no
+        m.d.sync += a_go.eq(mm_start[1])
+        with m.If(a_go):
+            m.d.sync += a_phase.eq(1)
+        # the flags and ACC base are registers loaded at start; each is next needed L cycles later or more,
+        # when the next MATMUL may have loaded them again, so the datapath takes them through delay lines
+        # from s = 0 (they hold for the whole stream: the next start is T + 1 cycles away at least), and no
         # path runs from the sequencer to the ACC's block RAMs
         acc_base = Signal(len(acc.wr_addr), name="acc_base")
-        acc_load = Signal(name="acc_load")
+        acc_go = Signal(name="acc_go")    # s = 0
+        floor = max(R, timing.MATMUL_MIN_ACCEPT) - timing.ISSUE_LATENCY - 3
         with m.If(mm_start[0]):
-            m.d.sync += mm_left.eq(cmd.busy_left)
+            m.d.sync += [mm_left.eq(cmd.busy_left), floor_left.eq(floor), drain_left.eq(cmd.drain_left)]
         with m.If(mm_start[1]):
             m.d.sync += [w_row.eq(0), w_phase.eq(1), act_left.eq(cmd.rows_left)]
-        m.d.sync += acc_load.eq(mm_start[2])
+        m.d.sync += acc_go.eq(mm_start[2])
         with m.If(mm_start[2]):
             m.d.sync += [accumulate.eq(cmd.accumulate), reduce_max.eq(cmd.reduce_max), acc_base.eq(cmd.acc_addr)]
         m.d.comb += [
@@ -210,10 +243,22 @@ class ComputeUnit(wiring.Component):
             arr.w_load.eq(delay(m, w_phase, B, "w_load")), arr.w_row.eq(delay(m, w_row, B, "w_row")),
             arr.w_data.eq(self.wgt_rd_data), arr.a_valid.eq(a_valid), arr.a_in.eq(self.act_rd_data),
         ]
-        # ACC rows are read B cycles ahead of the result rows they are added to
+        # ACC rows are read B cycles ahead of the result rows they are added to: from s = 1 + L on, the read
+        # counter loaded at s = L (after the stream before has read its last row). The unit counts the
+        # same address beside the ACC's own counters, and writes each row where it was read.
         acc_rd_go = delay(m, a_valid, arr.latency - B, "acc_rd_go")
-        m.d.comb += [acc.rd_count[acc_rd].load.eq(acc_load), acc.rd_count[acc_rd].base.eq(acc_base),
+        acc_rd_load = delay(m, acc_go, arr.latency, "acc_rd_load")
+        acc_rd_base = delay(m, acc_base, arr.latency, "acc_rd_base")
+        acc_rd_ptr = Signal.like(acc_base, name="acc_rd_ptr")
+        with m.If(acc_rd_load):
+            m.d.sync += acc_rd_ptr.eq(acc_rd_base)
+        with m.Elif(acc_rd_go):
+            m.d.sync += acc_rd_ptr.eq(acc_rd_ptr + 1)
+        m.d.comb += [acc.rd_count[acc_rd].load.eq(acc_rd_load), acc.rd_count[acc_rd].base.eq(acc_rd_base),
                      acc.rd_count[acc_rd].step.eq(acc_rd_go)]
+        # the flags as they were at s = i, in the cycle row i is written
+        row_accumulate = delay(m, accumulate, arr.latency + _ACC_WRITTEN, "row_accumulate")
+        row_reduce_max = delay(m, reduce_max, arr.latency + _ACC_WRITTEN, "row_reduce_max")
         # read-add-write in four stages, none holding more than one acc_bits carry chain: the ACC row and the
         # result row registered, then registered again; their sum and signed comparison registered; the
         # selection registered in the ACC's write register. (The block RAM's output route leaves no room for
@@ -233,15 +278,10 @@ class ComputeUnit(wiring.Component):
             # straight into the register, where a `>` puts logic behind the chain
             m.d.sync += [sum_b[n].eq(old[n] + new[n]), greater[n].eq((new[n] - old[n])[-1])]
         for n in range(C):
-            combined = Mux(reduce_max, Mux(greater[n], old_b[n], new_b[n]), sum_b[n])
-            m.d.comb += acc.wr_data[n].eq(Mux(accumulate, combined, new_b[n]))
-        # the write address counts in the compute unit, one ACC row per write; the ACC registers it
-        acc_wr_ptr = Signal.like(acc_base, name="acc_wr_ptr")
-        with m.If(acc_load):
-            m.d.sync += acc_wr_ptr.eq(acc_base)
-        with m.Elif(wr_go):
-            m.d.sync += acc_wr_ptr.eq(acc_wr_ptr + 1)
-        m.d.comb += [acc.wr_en.eq(wr_go), acc.wr_addr.eq(acc_wr_ptr)]
+            combined = Mux(row_reduce_max, Mux(greater[n], old_b[n], new_b[n]), sum_b[n])
+            m.d.comb += acc.wr_data[n].eq(Mux(row_accumulate, combined, new_b[n]))
+        # the ACC registers the write inputs
+        m.d.comb += [acc.wr_en.eq(wr_go), acc.wr_addr.eq(delay(m, acc_rd_ptr, _ACC_WRITTEN - 1, "acc_wr_addr"))]
 
         # ---- POST ----
         m.d.comb += [

@@ -13,7 +13,8 @@ while iterations are left, so the body's words reach the queue as if written out
 queued and pops without a unit (one issue cycle).
 
 The instruction at the head of the queue issues as soon as its unit is seen idle, emu.contract.timing.BUSY_LATENCY
-after it goes idle (LOAD/STORE: DMA; MATMUL: array; POST: post-processing; SYNC/END: all), so everything
+after it goes idle (LOAD/STORE: DMA; MATMUL: array; POST: post-processing; SYNC/END: all, and END and a
+SYNC with drain=1 also the MATMULs' ACC writes, the compute unit's `drain`), so everything
 issue decides on is a flip-flop: the head's unit flags and one `ready` flag per unit, each formed a cycle
 ahead. Each queue entry carries its pc (counted where entries are pushed), so no pc counter follows the
 pops. Fetching is credit-counted: the queue holds as many entries as the loop from a pop back to a fetched
@@ -30,7 +31,7 @@ Faults (emu.contract.faults), checked each cycle in this order:
   WATCHDOG        the instruction at pc would issue at cycle >= WATCHDOG (WATCHDOG != 0)
 (PROGRAM_RANGE and the decode checks come with the head entry from the decoder and are raised once it
 is at the head)
-After a fault nothing more issues; the run ends once all three units are idle. A bus error reported while
+After a fault nothing more issues; the run ends once all three units are idle and ACC is written. A bus error reported while
 draining replaces the fault: it belongs to an earlier instruction.
 """
 from __future__ import annotations
@@ -62,8 +63,9 @@ assert TARGET_INSTR.bit_length() <= Shape.cast(dma_command_signature().members["
 
 
 #: The head of the issue queue: which unit the instruction needs (one bit each, all zero for a faulty word),
-#: whether it is END, whether it is a LOOP (which needs no unit), whether it is faulty, and its fault code.
-head_layout = data.StructLayout({"dma": 1, "matmul": 1, "post": 1, "all_units": 1, "end": 1, "loop": 1,
+#: whether it also waits for the MATMULs' ACC writes (END, a SYNC with drain=1), whether it is END, whether
+#: it is a LOOP (which needs no unit), whether it is faulty, and its fault code.
+head_layout = data.StructLayout({"dma": 1, "matmul": 1, "post": 1, "all_units": 1, "drain": 1, "end": 1, "loop": 1,
                                  "faulty": 1, "fault": 4})
 
 #: Cycles from the instruction memory's output to the decoder's input: a register, then the loop offsets
@@ -285,6 +287,8 @@ class Sequencer(wiring.Component):
             pushed.matmul.eq(legal & (pushed_op == Opcode.MATMUL)),
             pushed.post.eq(legal & (pushed_op == Opcode.POST)),
             pushed.all_units.eq(legal & ((pushed_op == Opcode.SYNC) | (pushed_op == Opcode.END))),
+            pushed.drain.eq(legal & (((pushed_op == Opcode.SYNC) & views(dec.out_word)[Opcode.SYNC].drain)
+                                     | (pushed_op == Opcode.END))),
             pushed.end.eq(legal & (pushed_op == Opcode.END)),
             pushed.loop.eq(legal & (pushed_op == Opcode.LOOP)),
             pushed.faulty.eq(~legal), pushed.fault.eq(dec.fault),
@@ -328,6 +332,7 @@ class Sequencer(wiring.Component):
             self.dma.buf_addr.eq(ld.buf_addr), self.dma.ext_addr.eq(ld.ext_addr),
             self.dma.ext_stride.eq(ld.ext_stride), self.dma.block_stride.eq(ld.block_stride),
             self.cu.busy_left.eq(Mux(head.post, po_counts["busy_left"], mm_counts["busy_left"])),
+            self.cu.drain_left.eq(mm_counts["drain_left"]),
             self.cu.rows_left.eq(Mux(head.post, po_counts["rows_left"], mm_counts["rows_left"])),
             self.cu.act_addr.eq(mm.act_addr), self.cu.wgt_addr.eq(mm.wgt_addr),
             self.cu.acc_addr.eq(Mux(head.post, po.acc_addr, mm.acc_addr)),
@@ -344,8 +349,8 @@ class Sequencer(wiring.Component):
         dma_go = Signal()           # the start strobes' next values
         array_go = Signal()
         post_go = Signal()
-        dma_busy, array_busy, post_busy, dma_error = (Signal(name=n) for n in (
-            "dma_busy_q", "array_busy", "post_busy", "dma_error_q"))
+        dma_busy, array_busy, acc_busy, post_busy, dma_error = (Signal(name=n) for n in (
+            "dma_busy_q", "array_busy", "acc_busy", "post_busy", "dma_error_q"))
         dma_starting, array_starting, post_starting = (Signal(name=n) for n in (
             "dma_starting", "array_starting", "post_starting"))
         # the compute unit's strobes in START_COPIES flip-flops each, one per group of registers it starts
@@ -357,13 +362,14 @@ class Sequencer(wiring.Component):
         ]
         m.d.sync += [
             self.dma.start.eq(dma_go), array_started.eq(array_go), post_started.eq(post_go),
-            dma_busy.eq(self.dma.busy), array_busy.eq(self.cu.busy), post_busy.eq(self.cu.post_busy),
+            dma_busy.eq(self.dma.busy), array_busy.eq(self.cu.busy), acc_busy.eq(self.cu.drain),
+            post_busy.eq(self.cu.post_busy),
             dma_error.eq(self.dma.error),
             dma_starting.eq(dma_go | self.dma.start), array_starting.eq(array_go | array_started),
             post_starting.eq(post_go | post_started),
         ]
         dma_idle = ~dma_busy & ~dma_starting
-        array_idle = ~array_busy & ~array_starting
+        array_idle = ~array_busy & ~acc_busy & ~array_starting
         post_idle = ~post_busy & ~post_starting
         all_idle = dma_idle & array_idle & post_idle
 
@@ -388,13 +394,15 @@ class Sequencer(wiring.Component):
         # (which waits for the state decode, and for the DMA the preload), and the watchdog state left from
         # the last run may pass through in the start cycle: each flag is two LUT levels from flip-flops and
         # the units' busy inputs.
-        ready = {unit: Signal(name=f"{unit}_ready", init=1) for unit in ("dma", "array", "post")}
+        # (`acc`: no MATMUL is writing ACC, for END and a draining SYNC)
+        ready = {unit: Signal(name=f"{unit}_ready", init=1) for unit in ("dma", "array", "acc", "post")}
         unit_pop = {"dma": head.dma & ready["dma"], "array": head.matmul & ready["array"],
                     "post": head.post & ready["post"]}
         ok_next = ~self.dma.error & ~overdue_next
         ready_next = {
             "dma": ~self.dma.busy & ~(unit_pop["dma"] | self.dma.start) & ok_next,
             "array": ~self.cu.busy & ~(unit_pop["array"] | array_started) & ok_next,
+            "acc": ~self.cu.drain & ~(unit_pop["array"] | array_started) & ok_next,
             "post": ~self.cu.post_busy & ~(unit_pop["post"] | post_started) & ok_next,
         }
         m.d.sync += [ready[unit].eq(nxt) for unit, nxt in ready_next.items()]
@@ -422,7 +430,7 @@ class Sequencer(wiring.Component):
         # queue's registers) does not wait for the state decode; only in RUN does a pop issue (the starts
         # below) or end the run. Outside RUN a popped entry is dropped, and the queue is flushed while idle.
         # (It is written out from the unit pop terms rather than from the starts, which wait for the state.)
-        all_ready = ready["dma"] & ready["array"] & ready["post"]
+        all_ready = ready["dma"] & ready["array"] & ready["post"] & (ready["acc"] | ~head.drain)
         m.d.comb += pop.eq(unit_pop["dma"] | unit_pop["array"] | unit_pop["post"] | (head.loop & loop_ready)
                            | (head.all_units & all_ready))
         with m.FSM():
@@ -464,7 +472,7 @@ class Sequencer(wiring.Component):
                 with m.Elif(queue.r_rdy & overdue):
                     fault(FaultCode.WATCHDOG, head_pc)
                 # a pop excludes all three faults, so what it updates does not wait for the checks above; END
-                # pops exactly when all three units are ready, which is written out so the run's end (and
+                # pops exactly when all units are ready, which is written out so the run's end (and
                 # the flush copies behind it, far across the chip) is one gate from the flags, not the pop's
                 with m.If(head.end & all_ready):
                     m.d.comb += idle_next.eq(1)

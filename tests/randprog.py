@@ -2,7 +2,8 @@
 
 Dependencies between units are separated by SYNC (the ISA leaves hazards to the program): loads
 of a round (some with part of the activation table, which some POSTs look their results up in), SYNC,
-MATMULs (one unit, in order), SYNC, POST, SYNC, STORE. Addresses, strides, row lengths,
+MATMULs (one unit, in order; the second's weights sometimes loaded between the two behind SYNCs that do
+not drain), SYNC, POST, SYNC, STORE. Addresses, strides, row lengths,
 block counts, block strides and sizes are random, unaligned included; LOAD blocks may overlap (bytes read
 twice), a STORE's blocks and rows never do. MATMULs accumulate by adding or by max (reduce_max). The whole
 memory is random so stray writes show up.
@@ -112,6 +113,12 @@ def random_case(cfg: AccelConfig, seed: int, *, rounds: int = 3, max_t: int = 12
                              accumulate=int(rng.integers(0, 2)), k_valid=int(rng.integers(1, R + 1)),
                              n_valid=int(rng.integers(1, C + 1)), reduce_max=int(rng.integers(0, 2))))
         if rng.random() < 0.6:  # a second MATMUL accumulating into the same rows: add or max (pooling)
+            if rng.random() < 0.5:
+                # ... with weights loaded over the first one's once it has read them, while it still writes
+                # ACC (a SYNC that does not drain)
+                prog.append(isa.make(Opcode.SYNC, drain=0))
+                prog.append(dma(Opcode.LOAD, Buffer.WGT, w_rows, w_blocks, w_len, wgt_addr, DATA_REGION))
+                prog.append(isa.make(Opcode.SYNC, drain=0))
             prog.append(isa.make(Opcode.MATMUL, rows=t, act_addr=act_addr, wgt_addr=wgt_addr, acc_addr=acc_addr,
                                  accumulate=1, k_valid=R, n_valid=C, reduce_max=int(rng.integers(0, 2))))
         lo = int(rng.integers(cfg.act_min, 1))

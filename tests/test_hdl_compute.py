@@ -33,9 +33,12 @@ def _compute_with_buffers(cfg):
 def test_compute_max_mode_matches_golden():
     """MATMULs overwriting, accumulating with reduce_max and adding, read back through a POST with
     multiplier 1 and shift 0 (every ACC value stays within int8, so OUT shows it whole): OUT equals golden
-    and each instruction keeps the unit busy for instr_cycles. Small values of both signs check the signed
+    and each instruction keeps the unit busy for instr_cycles. Each starts as the sequencer would start it,
+    ISSUE_LATENCY + BUSY_LATENCY cycles after its unit (for the POST, also the MATMULs' drain) is seen
+    idle, so the MATMULs overlap: the one-row MATMULs read ACC rows the one before is writing, at the same
+    position (emu.contract.timing's rule), as early as the cycle model lets them. Small values of both signs check the signed
     compare; one result (4 * 128 * 128 - 60) wraps at acc_bits=16 to -60, below the ACC value it meets."""
-    from emu.contract.timing import ISSUE_LATENCY, instr_cycles
+    from emu.contract.timing import BUSY_LATENCY, ISSUE_LATENCY, instr_cycles, matmul_cycles
     from hdl.bram import BlockRAM
     from hdl.compute import start_counts
     cfg = AccelConfig(rows=5, cols=4, acc_bits=16, act_depth=32, wgt_depth=16, acc_depth=16, out_depth=16,
@@ -55,12 +58,14 @@ def test_compute_max_mode_matches_golden():
         dict(mm, rows=9, act_addr=6, wgt_addr=5, acc_addr=2, accumulate=1, reduce_max=1),
         dict(mm, rows=1, act_addr=20, wgt_addr=10, acc_addr=2, accumulate=1, reduce_max=1),  # wraps
         dict(mm, rows=4, act_addr=11, wgt_addr=3, acc_addr=6, accumulate=1, reduce_max=0),
+        # the row the MATMUL before wrote first, at the same position, as soon as the cycle model allows
+        dict(mm, rows=1, act_addr=0, wgt_addr=0, acc_addr=6, accumulate=1, reduce_max=0),
         dict(op=Opcode.POST, rows=11, acc_addr=1, out_addr=3, param_addr=1, shift=0, zero_point=0,
              clamp_lo=-128, clamp_hi=127),
     ]
     instrs = [isa.make(f.pop("op"), **f) for f in (dict(p) for p in program)]
     m, cu, bufs = _compute_with_buffers(cfg)
-    busy = []
+    busy, drained = [], []
     got = np.zeros_like(g.out)
 
     async def tb(ctx):
@@ -79,8 +84,15 @@ def test_compute_max_mode_matches_golden():
             ctx.set(bufs["param"].wr_data[k].mult, int(g.mult[1, k]))
         await ctx.tick()
         ctx.set(bufs["param"].wr_en, 0)
+        since_matmul = None
         for instr in instrs:
             post = instr.op == Opcode.POST
+            if post:
+                while ctx.get(cu.cmd.drain):
+                    await ctx.tick()
+                    since_matmul += 1
+                drained.append(since_matmul)
+            await ctx.tick().repeat(ISSUE_LATENCY + BUSY_LATENCY)
             for name, value in (instr.fields | start_counts(cfg, instr.fields["rows"], post=post)).items():
                 if name in cu.cmd.signature.members:
                     ctx.set(getattr(cu.cmd, name), value)
@@ -93,6 +105,7 @@ def test_compute_max_mode_matches_golden():
                 await ctx.tick()
                 cycles += 1
             busy.append(cycles)
+            since_matmul = None if post else cycles
         for e in range(cfg.out_depth):
             ctx.set(bufs["out"].rd_addr[0], e)
             await ctx.tick().repeat(BlockRAM.LATENCY)
@@ -105,5 +118,6 @@ def test_compute_max_mode_matches_golden():
     for instr in instrs:
         (g._matmul if instr.op == Opcode.MATMUL else g._post)(instr)
     assert busy == [instr_cycles(i, cfg) - ISSUE_LATENCY for i in instrs]  # the unit alone: no issue register
+    assert drained == [matmul_cycles(cfg, instrs[-2].rows) - ISSUE_LATENCY]
     assert (np.abs(g.acc) < 128).all() and g.acc[2, 0] > -60
     np.testing.assert_array_equal(got, g.out)

@@ -58,7 +58,8 @@ def _command(instr):
 
 def run(words, prog_len, *, bus_error_on=None, limit=3000):
     """Start the sequencer on `words` (the instruction memory after the preload) and run it until `finished`.
-    Each unit is busy from the cycle after it sees a start until instr_cycles - ISSUE_LATENCY cycles after it,
+    Each unit is busy from the cycle after it sees a start until instr_cycles - ISSUE_LATENCY cycles after it
+    (and a MATMUL drains until matmul_cycles - ISSUE_LATENCY cycles after it),
     taking the cycles of the instruction the test expects there (the preload, then the program's as it runs);
     the DMA ends its `bus_error_on`-th transfer with its error flag set, which stays set until its next
     start. Returns the log of (cycle, unit, command) and the sequencer's outputs at `finished`. Cycles count
@@ -80,6 +81,7 @@ def run(words, prog_len, *, bus_error_on=None, limit=3000):
         addrs = [0] * BlockRAM.LATENCY          # fetch addresses of the last LATENCY cycles
         started = {unit: [] for unit in expected}
         busy_until = {unit: 0 for unit in expected}
+        drain_until = 0
         dma_error = False
         for cycle in range(-1, limit):
             # this cycle's inputs: the word read LATENCY cycles ago, the units' flip-flops
@@ -90,6 +92,7 @@ def run(words, prog_len, *, bus_error_on=None, limit=3000):
             ctx.set(dut.dma.busy, busy["dma"])
             ctx.set(dut.dma.error, dma_error)
             ctx.set(dut.cu.busy, busy["matmul"])
+            ctx.set(dut.cu.drain, bool(started["matmul"]) and started["matmul"][-1] < cycle < drain_until)
             ctx.set(dut.cu.post_busy, busy["post"])
             strobes = {"dma": ctx.get(dut.dma.start), "matmul": ctx.get(dut.cu.matmul_start),
                        "post": ctx.get(dut.cu.post_start)}
@@ -105,6 +108,8 @@ def run(words, prog_len, *, bus_error_on=None, limit=3000):
                 log.append((cycle, unit, {n: ctx.get(getattr(iface, n)) for n in command}))
                 started[unit].append(cycle)
                 busy_until[unit] = cycle + cycles - timing.ISSUE_LATENCY
+                if unit == "matmul":
+                    drain_until = cycle + timing.matmul_cycles(CFG, command["rows_left"] + 2) - timing.ISSUE_LATENCY
                 if unit == "dma":
                     dma_error = False
             if ctx.get(dut.finished):

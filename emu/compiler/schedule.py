@@ -18,10 +18,12 @@ the ACC buffer at once::
     for each step (K-tile i, N-tile j in G), K-tile major, skipping all-zero weight tiles:
         MATMUL ACT slot of i x WGT slot -> ACC region of j (the first step of j overwrites)
         LOAD the next step's WGT tile (other slot), and a part of the next K-tile's ACT (other slot)
-        SYNC
+        SYNC drain=0 (the last step's: drain=1)
     for each j in G: POST ACC region of j -> OUT slot; STORE the previous OUT slot; SYNC
 
-ACT, WGT and OUT are double-buffered, so the DMA works behind the array. The next K-tile's activations
+ACT, WGT and OUT are double-buffered, so the DMA works behind the array, and the steps' SYNCs do not wait
+for the MATMULs' ACC writes, so consecutive MATMULs overlap (emu/contract/timing.py): each accumulates into a
+region of its own, or into the one before's at the same position. The next K-tile's activations
 are split over the last steps of the current one, as few parts as keep each step's DMA work within its
 MATMUL: a SYNC waits for every unit, so a K-tile loaded whole beside one MATMUL would stall the array for
 the rest of the load.
@@ -43,7 +45,7 @@ from emu.contract import isa
 from emu.contract.config import AccelConfig, PARAM_BYTES, PARAM_DTYPE
 from emu.contract.isa import Buffer, Opcode
 from emu.contract.timing import (BUSY_LATENCY, DMA_LOAD_DRAIN, DMA_LOAD_SETUP, POST_LATENCY, dma_cycles,
-                                 matmul_cycles)
+                                 matmul_accept_cycles, matmul_cycles)
 from emu.compiler.program import TensorRegion
 
 __all__ = ["CompileError", "KTile", "Gemm", "Memory", "dma", "slabs", "emit"]
@@ -54,7 +56,9 @@ _STRIDE_LIMIT = 1 << 20
 _ROWS_MAX = (1 << 16) - 1
 
 
-_SYNC = isa.make(Opcode.SYNC)   # instructions are immutable: one SYNC serves every place a layer needs one
+# instructions are immutable: one of each SYNC serves every place a layer needs one
+_SYNC = isa.make(Opcode.SYNC)
+_SYNC_OPERANDS = isa.make(Opcode.SYNC, drain=0)     # between a group's steps: the MATMULs may still write ACC
 
 
 class CompileError(ValueError):
@@ -213,7 +217,8 @@ def _used(g: Gemm) -> np.ndarray:
 def _pass_cycles(g: Gemm, cfg: AccelConfig, used: np.ndarray, entries: int) -> int:
     """`emit`'s schedule for a pass of `entries` output entries, in cycles, estimated from the cycle model:
     for each group of N-tiles and each K-tile with steps in it, the larger of the array's MATMULs (one per
-    step) and the DMA's activation load beside the steps' weight tiles; then the group's POSTs. The
+    step) and the DMA's activation load beside the steps' weight tiles; then the last MATMUL's drain and the
+    group's POSTs. The
     program's own cycles are exact; this only ranks ways to cut a layer."""
     nt = used.shape[0]
     group = max(1, min(nt, cfg.acc_depth // entries, cfg.param_depth))
@@ -222,12 +227,13 @@ def _pass_cycles(g: Gemm, cfg: AccelConfig, used: np.ndarray, entries: int) -> i
                               ext_addr=t.src.addr + t.offset, ext_stride=t.strides[2]), cfg)
     wgt = dma_cycles(isa.make(Opcode.LOAD, buf=Buffer.WGT, rows=cfg.rows, row_len=cfg.cols, buf_addr=0, ext_addr=0,
                               ext_stride=cfg.cols), cfg)
-    step = matmul_cycles(cfg, entries) + 2 * BUSY_LATENCY + 1
+    step = matmul_accept_cycles(cfg, entries) + 2 * BUSY_LATENCY + 1
     total = 0
     for g0 in range(0, nt, group):
         steps = used[g0:g0 + group].sum(axis=0)
         steps = steps[steps > 0]
         total += int(np.maximum(steps * step, act + steps * wgt).sum()) + act
+        total += matmul_cycles(cfg, entries) - matmul_accept_cycles(cfg, entries)   # the last MATMUL's drain
         total += min(group, nt - g0) * (entries + POST_LATENCY + 2 * BUSY_LATENCY + 1)
     return total
 
@@ -290,7 +296,7 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
                 load_act(i, 0, whole)
                 wgt: list = []
                 load_wgt(next(iter(w_addr))[::-1], 0, wgt)
-                room = (matmul_cycles(cfg, entries) - dma_cycles(wgt[0], cfg)
+                room = (matmul_accept_cycles(cfg, entries) - dma_cycles(wgt[0], cfg)
                         - DMA_LOAD_SETUP - DMA_LOAD_DRAIN - BUSY_LATENCY)
                 need = sum(dma_cycles(x, cfg) for x in whole)
                 # a MATMUL too short to cover its weight tile and a part's set-up: parts would only add set-ups
@@ -348,7 +354,7 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
                         if s >= first_part:
                             load_act(following, act_slot[following], out, s - first_part, parts[i])
                     load_wgt(steps[s + 1], (s + 1) % 2, out)
-                out.append(_SYNC)
+                out.append(_SYNC_OPERANDS if s + 1 < len(steps) else _SYNC)
             for n, j in enumerate(js):
                 out.append(isa.make(Opcode.POST, rows=entries, acc_addr=(j - js[0]) * entries,
                                     out_addr=(n % 2) * slot, param_addr=j - js[0], shift=g.shift,

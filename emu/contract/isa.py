@@ -28,7 +28,7 @@ class Opcode(enum.IntEnum):
     STORE = 2   # DMA: OUT buffer -> external memory, 3-D strided
     MATMUL = 3  # array: ACC[t] (+)= ACT[t] x WGT tile (or max=), for T activation vectors
     POST = 4    # post-processing: OUT[t] = requantize(ACC[t] * multiplier + bias) with clamp (then TABLE lookup)
-    SYNC = 5    # barrier: wait until the DMA, array and post-processing units are all idle
+    SYNC = 5    # barrier: wait until the DMA, array and post-processing units are all idle (drain: and ACC written)
     END = 6     # wait for all units, then raise done
     LOOP = 7    # hardware loop: the next `body` instructions run `count` times, addresses stepping (loops.py)
 
@@ -91,7 +91,10 @@ FIELDS: dict[Opcode, tuple[Field, ...]] = {
         Field("table", 1, default=0, doc="1: each lane's result y (act_bits, signed) is replaced by lane n of "
                                          "TABLE entry y mod 2**act_bits (an elementwise activation)"),
     ),
-    Opcode.SYNC: (),
+    Opcode.SYNC: (
+        Field("drain", 1, default=1, doc="1: also wait until every MATMUL has written ACC; 0: only until the array "
+                                         "has read its operands (the MATMULs before may still be writing ACC)"),
+    ),
     Opcode.END: (),
     Opcode.LOOP: (
         Field("count", 12, doc="iterations of the body, >= 1"),

@@ -6,6 +6,15 @@ MATMUL to the array, POST to the post-processing unit; an instruction waits unti
 BUSY_LATENCY), so a DMA transfer or a POST overlaps the instructions before it on the other units. SYNC and
 END wait until all three units are idle. Hazards between units are the program's to order with SYNC.
 
+The array is idle again once a MATMUL's operands are read (`matmul_accept_cycles`), while its last result
+rows are still on their way through the array into ACC (`matmul_cycles`): the next MATMUL's weights and
+vectors follow them in, so consecutive MATMULs overlap their fill and drain. END, and a SYNC with drain=1,
+also wait for that drain; a SYNC with drain=0 does not (what it orders, the DMA's reuse of ACT and WGT
+entries, needs the operands read), so a POST must follow a draining SYNC. A MATMUL that accumulates into
+ACC entries the one before it is still writing sees them when it reads each at the same position (the same
+acc_addr: it starts at least MATMUL_MIN_ACCEPT + BUSY_LATENCY cycles later, the read-add-write's depth,
+hdl/compute.py); at another position it is a hazard, the program's to order with a draining SYNC.
+
 Constants that describe the gateware's latencies live here and nowhere else.
 """
 from __future__ import annotations
@@ -17,8 +26,8 @@ from emu.contract.isa import INSTR_BYTES, Buffer, Instr, Opcode
 
 __all__ = ["ISSUE_LATENCY", "BUSY_LATENCY", "AXI_MAX_BURST_BEATS", "AXI_BOUNDARY", "DMA_LOAD_SETUP", "DMA_STORE_SETUP",
            "DMA_LOAD_DRAIN", "DMA_READ_LATENCY", "DMA_WRITE_LATENCY", "MATMUL_LATENCY", "POST_LATENCY",
-           "FETCH_LATENCY", "element_bytes", "bursts", "dma_spans", "dma_extent", "dma_cycles", "matmul_cycles",
-           "instr_cycles",
+           "FETCH_LATENCY", "MATMUL_MIN_ACCEPT", "element_bytes", "bursts", "dma_spans", "dma_extent", "dma_cycles",
+           "matmul_cycles", "matmul_accept_cycles", "instr_cycles",
            "preload_cycles", "Timer"]
 
 ISSUE_LATENCY = 1           # cycles from an instruction's issue to its unit seeing it: the sequencer registers
@@ -39,11 +48,13 @@ DMA_LOAD_DRAIN = 4          # cycles from a LOAD's last data beat to its last bu
                             # rotation registers, write register): the unit stays busy until that write is done
 DMA_READ_LATENCY = 2        # cycles from a read burst's address to its first data beat accepted
 DMA_WRITE_LATENCY = 2       # cycles from a write burst's last beat to its response accepted, plus address
-MATMUL_LATENCY = 14         # registers around the array beyond the 2R + C + T - 2 of a fold: issue (2),
+MATMUL_LATENCY = 14         # registers around the array beyond the R + C + T - 1 of a fold: issue (2),
                             # buffer read (2), the array's input register, the PE multiplier (4), the four
                             # stages of the ACC read-add-write, the ACC write (hdl/compute.py)
 POST_LATENCY = 21           # issue (2), PARAM/ACC read (2), the post-processing unit's 14 pipeline stages, the
                             # activation table's read (2) and choice (1)
+MATMUL_MIN_ACCEPT = 6       # a MATMUL keeps the array at least this long: the next one's ACC reads then come
+                            # after this one's writes of the same rows (hdl/compute.py MATMUL_MIN_ACCEPT_MIN)
 FETCH_LATENCY = 12          # from the preload's end to the first instruction at the head of the issue queue:
                             # fetch enable, instruction memory read (2), loop offsets (1), decode (7), queue
                             # (hdl/sequencer.py)
@@ -118,17 +129,26 @@ def dma_cycles(instr: Instr, cfg: AccelConfig) -> int:
 
 
 def matmul_cycles(cfg: AccelConfig, rows: int) -> int:
-    """Cycles a MATMUL of `rows` activation rows keeps the compute unit busy: the weight-stationary fold,
-    2R + C + T - 2, and the registers around the array (MATMUL_LATENCY)."""
-    return 2 * cfg.rows + cfg.cols + rows - 2 + MATMUL_LATENCY
+    """Cycles from a MATMUL of `rows` activation rows reaching the array to its last ACC write done (the
+    drain a POST or END waits for): the weight-stationary fold, R + C + T - 1 (the T vectors follow the
+    weight tile's first row in, a cycle apart, and the last leaves after the R + C - 2 of the skew), and the
+    registers around the array (MATMUL_LATENCY)."""
+    return cfg.rows + cfg.cols + rows - 1 + MATMUL_LATENCY
+
+
+def matmul_accept_cycles(cfg: AccelConfig, rows: int) -> int:
+    """Cycles a MATMUL of `rows` activation rows keeps the array from taking the next instruction: its T
+    vectors are read one a cycle, its R weight rows too, and at least MATMUL_MIN_ACCEPT pass. The next
+    MATMUL's weight rows enter behind the last vector (hdl/array.py), so its results are its own."""
+    return max(rows, cfg.rows, MATMUL_MIN_ACCEPT)
 
 
 def instr_cycles(instr: Instr, cfg: AccelConfig) -> int:
-    """Cycles the instruction keeps its unit busy."""
+    """Cycles the instruction keeps its unit busy (a MATMUL: until the array takes the next)."""
     if instr.op in (Opcode.LOAD, Opcode.STORE):
         return dma_cycles(instr, cfg)
     if instr.op == Opcode.MATMUL:
-        return matmul_cycles(cfg, instr.rows)
+        return matmul_accept_cycles(cfg, instr.rows)
     if instr.op == Opcode.POST:
         return instr.rows + POST_LATENCY
     return 0
@@ -144,7 +164,7 @@ def preload_cycles(prog_addr: int, prog_len: int, cfg: AccelConfig) -> int:
 
 
 class Timer:
-    """Issue-order simulation of the two units; `now` after `end()` is the run's cycle count."""
+    """Issue-order simulation of the units; `now` after END's `issue` is the run's cycle count."""
 
     def __init__(self, cfg: AccelConfig, start: int = 0):
         self.cfg = cfg
@@ -153,6 +173,7 @@ class Timer:
         self.dma_free = start
         self.array_free = start
         self.post_free = start
+        self.acc_free = start     # ... and the cycle a draining SYNC may: BUSY_LATENCY after ACC is written
 
     def issue(self, instr: Instr, cycles: int | None = None) -> None:
         """Issue `instr`; `cycles` is its `instr_cycles` when the caller has it already."""
@@ -160,6 +181,8 @@ class Timer:
             cycles = instr_cycles(instr, self.cfg)
         if instr.op in (Opcode.SYNC, Opcode.END):
             t = max(self.now, self.dma_free, self.array_free, self.post_free)
+            if instr.op == Opcode.END or instr.drain:
+                t = max(t, self.acc_free)
         elif instr.op == Opcode.LOOP:      # no unit: the fetch has taken the loop in hand
             t = self.now
         elif instr.op in (Opcode.LOAD, Opcode.STORE):
@@ -168,6 +191,7 @@ class Timer:
         elif instr.op == Opcode.MATMUL:
             t = max(self.now, self.array_free)
             self.array_free = t + cycles + BUSY_LATENCY
+            self.acc_free = t + matmul_cycles(self.cfg, instr.rows) + BUSY_LATENCY
         else:
             t = max(self.now, self.post_free)
             self.post_free = t + cycles + BUSY_LATENCY
