@@ -202,7 +202,7 @@ class ComputeUnit(wiring.Component):
         with m.If(mm_start[2]):
             m.d.sync += [accumulate.eq(cmd.accumulate), reduce_max.eq(cmd.reduce_max), acc_base.eq(cmd.acc_addr)]
         m.d.comb += [
-            self.wgt_rd.load.eq(mm_start[3]), self.wgt_rd.base.eq(cmd.wgt_addr), self.wgt_rd.step.eq(cmd.busy),
+            self.wgt_rd.load.eq(mm_start[3]), self.wgt_rd.base.eq(cmd.wgt_addr), self.wgt_rd.step.eq(w_phase),
             self.act_rd.load.eq(mm_start[4]), self.act_rd.base.eq(cmd.act_addr), self.act_rd.step.eq(a_phase),
         ]
 

@@ -121,3 +121,67 @@ def test_compute_max_mode_matches_golden():
     assert drained == [matmul_cycles(cfg, instrs[-2].rows) - ISSUE_LATENCY]
     assert (np.abs(g.acc) < 128).all() and g.acc[2, 0] > -60
     np.testing.assert_array_equal(got, g.out)
+
+
+def test_short_matmuls_read_every_weight_row():
+    """MATMULs shorter than the array is tall (T < R, busy for the floor max(R, MATMUL_MIN_ACCEPT)), back to
+    back into one ACC region, then a POST: every weight row is read, whatever T."""
+    from emu.contract.timing import BUSY_LATENCY, ISSUE_LATENCY
+    from hdl.bram import BlockRAM
+    from hdl.compute import start_counts
+    cfg = AccelConfig(rows=8, cols=3, acc_bits=16, act_depth=16, wgt_depth=16, acc_depth=8, out_depth=8,
+                      param_depth=1, instr_depth=16)
+    rng = np.random.default_rng(7)
+    g = Golden(cfg, np.zeros(16, np.uint8))
+    g.act[:] = rng.integers(-2, 3, g.act.shape)
+    g.wgt[:] = rng.integers(-2, 3, g.wgt.shape)
+    g.bias[0], g.mult[0] = 0, 1
+    mm = dict(op=Opcode.MATMUL, k_valid=8, n_valid=3, reduce_max=0)
+    program = [dict(mm, rows=2, act_addr=0, wgt_addr=0, acc_addr=0, accumulate=0),
+               dict(mm, rows=2, act_addr=4, wgt_addr=8, acc_addr=0, accumulate=1),
+               dict(op=Opcode.POST, rows=2, acc_addr=0, out_addr=0, param_addr=0, shift=0, zero_point=0,
+                    clamp_lo=-128, clamp_hi=127)]
+    instrs = [isa.make(f.pop("op"), **f) for f in (dict(p) for p in program)]
+    m, cu, bufs = _compute_with_buffers(cfg)
+    got = np.zeros_like(g.out)
+
+    async def tb(ctx):
+        for name, table in (("act", g.act), ("wgt", g.wgt)):
+            for e, row in enumerate(table):
+                ctx.set(bufs[name].wr_en, 1)
+                ctx.set(bufs[name].wr_addr, e)
+                for k, v in enumerate(row):
+                    ctx.set(bufs[name].wr_data[k], int(v))
+                await ctx.tick()
+            ctx.set(bufs[name].wr_en, 0)
+        ctx.set(bufs["param"].wr_en, 1)
+        for k in range(cfg.cols):
+            ctx.set(bufs["param"].wr_data[k].bias, 0)
+            ctx.set(bufs["param"].wr_data[k].mult, 1)
+        await ctx.tick()
+        ctx.set(bufs["param"].wr_en, 0)
+        for instr in instrs:
+            post = instr.op == Opcode.POST
+            while ctx.get(cu.cmd.busy) or (post and ctx.get(cu.cmd.drain)):
+                await ctx.tick()
+            await ctx.tick().repeat(ISSUE_LATENCY + BUSY_LATENCY)
+            for name, value in (instr.fields | start_counts(cfg, instr.fields["rows"], post=post)).items():
+                if name in cu.cmd.signature.members:
+                    ctx.set(getattr(cu.cmd, name), value)
+            start = cu.cmd.post_start if post else cu.cmd.matmul_start
+            ctx.set(start, (1 << len(start)) - 1)
+            await ctx.tick()
+            ctx.set(start, 0)
+        await ctx.tick().repeat(40)
+        for e in range(cfg.out_depth):
+            ctx.set(bufs["out"].rd_addr[0], e)
+            await ctx.tick().repeat(BlockRAM.LATENCY)
+            got[e] = [ctx.get(bufs["out"].rd_data[0][k]) for k in range(cfg.cols)]
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+    for instr in instrs:
+        (g._matmul if instr.op == Opcode.MATMUL else g._post)(instr)
+    np.testing.assert_array_equal(got, g.out)
