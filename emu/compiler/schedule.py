@@ -54,6 +54,7 @@ ALIGN = 64  # every region starts on a 64-byte boundary (any bus width divides i
 _BLOCKS_MAX = (1 << 10) - 1
 _STRIDE_LIMIT = 1 << 20
 _ROWS_MAX = (1 << 16) - 1
+_ACT_PARTS_MAX = 4
 
 
 # instructions are immutable: one of each SYNC serves every place a layer needs one
@@ -289,7 +290,10 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
         def act_parts(i: int, steps: int) -> int:
             """Parts to load K-tile i's activations in, beside the last of the `steps` steps before it: as
             few as keep each step's DMA work (its weight tile, the part and the part's set-up) within the
-            step's MATMUL, so that the steps before them stay alike and fold into a loop."""
+            step's MATMUL, so that the steps before them stay alike and fold into a loop, and at most
+            _ACT_PARTS_MAX: where the steps' MATMULs are short beside their weight tiles' loads (overlapped
+            MATMULs take T cycles) more parts than that only add set-ups, and K-tiles of one or of many parts
+            fold worse (docs/networks.md)."""
             key = (i, steps, mm, rh)
             if key not in parts_memo:
                 whole: list = []
@@ -299,8 +303,7 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
                 room = (matmul_accept_cycles(cfg, entries) - dma_cycles(wgt[0], cfg)
                         - DMA_LOAD_SETUP - DMA_LOAD_DRAIN - BUSY_LATENCY)
                 need = sum(dma_cycles(x, cfg) for x in whole)
-                # a MATMUL too short to cover its weight tile and a part's set-up: parts would only add set-ups
-                parts_memo[key] = 1 if room <= 0 else max(1, min(steps, -(-need // room)))
+                parts_memo[key] = max(1, min(steps, _ACT_PARTS_MAX, -(-need // max(1, room))))
             return parts_memo[key]
 
         def load_wgt(step: tuple[int, int], slot_no: int, out: list) -> None:
