@@ -7,7 +7,8 @@ Prints, all from one invocation on one machine:
   inside the simulator; the totals with image write, simulator start, $readmemh and dump come second,
   then a batch's rate: several runs in one simulator start (sim/hil.py RtlSession), end to end.
 - RTL cycles vs golden cycles (the cycle model's error).
-- array utilization vs the ideal weight-stationary count sum over folds of 2R + C + T - 2
+- array utilization vs the ideal weight-stationary count: folds back to back, T cycles each (R at least),
+  and the last one's R + C - 2 out of the array
   (folds = ceil(K/R) * ceil(N/C), T = M).
 
 Layout (a compiler's choice, made here by hand): A as [K/8][M][8] so one ACT chunk is one contiguous
@@ -170,7 +171,7 @@ def main() -> None:
           f"{np.array_equal(ceil.memory, g_mem)}")
     c = hil.memory[c_base:c_base + M * N].view(np.int8).reshape(N // cfg.cols, M, cfg.cols).transpose(1, 0, 2).reshape(M, N)
     print(f"result equals numpy: {np.array_equal(c, expect)}")
-    ideal = folds * (2 * cfg.rows + cfg.cols + M - 2)
+    ideal = folds * max(M, cfg.rows) + cfg.rows + cfg.cols - 2
     print(f"utilization: {r.macs / (r.cycles * cfg.macs):.1%} of the array over the run; ideal weight-"
           f"stationary count {ideal} cycles ({M * K * N / (ideal * cfg.macs):.1%}); "
           f"RTL/ideal cycles = {r.cycles / ideal:.3f}, so the RTL reaches {ideal / r.cycles:.1%} of ideal")
