@@ -30,6 +30,53 @@ def _compute_with_buffers(cfg):
     return m, cu, bufs
 
 
+async def _load_buffers(ctx, bufs, g, *, param_entry):
+    """Golden's ACT and WGT into the block RAMs, and its PARAM entry `param_entry`."""
+    for name, table in (("act", g.act), ("wgt", g.wgt)):
+        for e, row in enumerate(table):
+            ctx.set(bufs[name].wr_en, 1)
+            ctx.set(bufs[name].wr_addr, e)
+            for k, v in enumerate(row):
+                ctx.set(bufs[name].wr_data[k], int(v))
+            await ctx.tick()
+        ctx.set(bufs[name].wr_en, 0)
+    ctx.set(bufs["param"].wr_en, 1)
+    ctx.set(bufs["param"].wr_addr, param_entry)
+    for k in range(g.bias.shape[1]):
+        ctx.set(bufs["param"].wr_data[k].bias, int(g.bias[param_entry, k]))
+        ctx.set(bufs["param"].wr_data[k].mult, int(g.mult[param_entry, k]))
+    await ctx.tick()
+    ctx.set(bufs["param"].wr_en, 0)
+
+
+def _present(ctx, cu, cfg, instr):
+    """The instruction's fields and start counts on the unit's command interface."""
+    from hdl.compute import start_counts
+    counts = start_counts(cfg, instr.fields["rows"], post=instr.op == Opcode.POST)
+    for name, value in (instr.fields | counts).items():
+        if name in cu.cmd.signature.members:
+            ctx.set(getattr(cu.cmd, name), value)
+
+
+async def _read_out(ctx, bufs, got):
+    """Every OUT entry into `got`."""
+    from hdl.bram import BlockRAM
+    for e in range(len(got)):
+        ctx.set(bufs["out"].rd_addr[0], e)
+        await ctx.tick().repeat(BlockRAM.LATENCY)
+        got[e] = [ctx.get(bufs["out"].rd_data[0][k]) for k in range(got.shape[1])]
+
+
+def _simulate_and_replay(m, tb, g, instrs):
+    """Run the testbench on the unit, then the instructions on golden."""
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+    for instr in instrs:
+        (g._matmul if instr.op == Opcode.MATMUL else g._post)(instr)
+
+
 def test_compute_max_mode_matches_golden():
     """MATMULs overwriting, accumulating with reduce_max and adding, read back through a POST with
     multiplier 1 and shift 0 (every ACC value stays within int8, so OUT shows it whole): OUT equals golden
@@ -39,8 +86,6 @@ def test_compute_max_mode_matches_golden():
     position (emu.contract.timing's rule), as early as the cycle model lets them. Small values of both signs check the signed
     compare; one result (4 * 128 * 128 - 60) wraps at acc_bits=16 to -60, below the ACC value it meets."""
     from emu.contract.timing import BUSY_LATENCY, ISSUE_LATENCY, instr_cycles, matmul_cycles
-    from hdl.bram import BlockRAM
-    from hdl.compute import start_counts
     cfg = AccelConfig(rows=5, cols=4, acc_bits=16, act_depth=32, wgt_depth=16, acc_depth=16, out_depth=16,
                       param_depth=2, instr_depth=16)
     rng = np.random.default_rng(5)
@@ -69,21 +114,7 @@ def test_compute_max_mode_matches_golden():
     got = np.zeros_like(g.out)
 
     async def tb(ctx):
-        for name, table in (("act", g.act), ("wgt", g.wgt)):
-            for e, row in enumerate(table):
-                ctx.set(bufs[name].wr_en, 1)
-                ctx.set(bufs[name].wr_addr, e)
-                for k, v in enumerate(row):
-                    ctx.set(bufs[name].wr_data[k], int(v))
-                await ctx.tick()
-            ctx.set(bufs[name].wr_en, 0)
-        ctx.set(bufs["param"].wr_en, 1)
-        ctx.set(bufs["param"].wr_addr, 1)
-        for k in range(cfg.cols):
-            ctx.set(bufs["param"].wr_data[k].bias, int(g.bias[1, k]))
-            ctx.set(bufs["param"].wr_data[k].mult, int(g.mult[1, k]))
-        await ctx.tick()
-        ctx.set(bufs["param"].wr_en, 0)
+        await _load_buffers(ctx, bufs, g, param_entry=1)
         since_matmul = None
         for instr in instrs:
             post = instr.op == Opcode.POST
@@ -93,9 +124,7 @@ def test_compute_max_mode_matches_golden():
                     since_matmul += 1
                 drained.append(since_matmul)
             await ctx.tick().repeat(ISSUE_LATENCY + BUSY_LATENCY)
-            for name, value in (instr.fields | start_counts(cfg, instr.fields["rows"], post=post)).items():
-                if name in cu.cmd.signature.members:
-                    ctx.set(getattr(cu.cmd, name), value)
+            _present(ctx, cu, cfg, instr)
             start = cu.cmd.post_start if post else cu.cmd.matmul_start
             ctx.set(start, (1 << len(start)) - 1)   # every copy of the strobe
             await ctx.tick()
@@ -106,17 +135,9 @@ def test_compute_max_mode_matches_golden():
                 cycles += 1
             busy.append(cycles)
             since_matmul = None if post else cycles
-        for e in range(cfg.out_depth):
-            ctx.set(bufs["out"].rd_addr[0], e)
-            await ctx.tick().repeat(BlockRAM.LATENCY)
-            got[e] = [ctx.get(bufs["out"].rd_data[0][k]) for k in range(cfg.cols)]
+        await _read_out(ctx, bufs, got)
 
-    sim = Simulator(m)
-    sim.add_clock(1e-6)
-    sim.add_testbench(tb)
-    sim.run()
-    for instr in instrs:
-        (g._matmul if instr.op == Opcode.MATMUL else g._post)(instr)
+    _simulate_and_replay(m, tb, g, instrs)
     assert busy == [instr_cycles(i, cfg) - ISSUE_LATENCY for i in instrs]  # the unit alone: no issue register
     assert drained == [matmul_cycles(cfg, instrs[-2].rows) - ISSUE_LATENCY]
     assert (np.abs(g.acc) < 128).all() and g.acc[2, 0] > -60
@@ -127,8 +148,6 @@ def test_short_matmuls_read_every_weight_row():
     """MATMULs shorter than the array is tall (T < R, busy for the floor max(R, MATMUL_MIN_ACCEPT)), back to
     back into one ACC region, then a POST: every weight row is read, whatever T."""
     from emu.contract.timing import BUSY_LATENCY, ISSUE_LATENCY
-    from hdl.bram import BlockRAM
-    from hdl.compute import start_counts
     cfg = AccelConfig(rows=8, cols=3, acc_bits=16, act_depth=16, wgt_depth=16, acc_depth=8, out_depth=8,
                       param_depth=1, instr_depth=16)
     rng = np.random.default_rng(7)
@@ -146,42 +165,19 @@ def test_short_matmuls_read_every_weight_row():
     got = np.zeros_like(g.out)
 
     async def tb(ctx):
-        for name, table in (("act", g.act), ("wgt", g.wgt)):
-            for e, row in enumerate(table):
-                ctx.set(bufs[name].wr_en, 1)
-                ctx.set(bufs[name].wr_addr, e)
-                for k, v in enumerate(row):
-                    ctx.set(bufs[name].wr_data[k], int(v))
-                await ctx.tick()
-            ctx.set(bufs[name].wr_en, 0)
-        ctx.set(bufs["param"].wr_en, 1)
-        for k in range(cfg.cols):
-            ctx.set(bufs["param"].wr_data[k].bias, 0)
-            ctx.set(bufs["param"].wr_data[k].mult, 1)
-        await ctx.tick()
-        ctx.set(bufs["param"].wr_en, 0)
+        await _load_buffers(ctx, bufs, g, param_entry=0)
         for instr in instrs:
             post = instr.op == Opcode.POST
             while ctx.get(cu.cmd.busy) or (post and ctx.get(cu.cmd.drain)):
                 await ctx.tick()
             await ctx.tick().repeat(ISSUE_LATENCY + BUSY_LATENCY)
-            for name, value in (instr.fields | start_counts(cfg, instr.fields["rows"], post=post)).items():
-                if name in cu.cmd.signature.members:
-                    ctx.set(getattr(cu.cmd, name), value)
+            _present(ctx, cu, cfg, instr)
             start = cu.cmd.post_start if post else cu.cmd.matmul_start
             ctx.set(start, (1 << len(start)) - 1)
             await ctx.tick()
             ctx.set(start, 0)
         await ctx.tick().repeat(40)
-        for e in range(cfg.out_depth):
-            ctx.set(bufs["out"].rd_addr[0], e)
-            await ctx.tick().repeat(BlockRAM.LATENCY)
-            got[e] = [ctx.get(bufs["out"].rd_data[0][k]) for k in range(cfg.cols)]
+        await _read_out(ctx, bufs, got)
 
-    sim = Simulator(m)
-    sim.add_clock(1e-6)
-    sim.add_testbench(tb)
-    sim.run()
-    for instr in instrs:
-        (g._matmul if instr.op == Opcode.MATMUL else g._post)(instr)
+    _simulate_and_replay(m, tb, g, instrs)
     np.testing.assert_array_equal(got, g.out)
