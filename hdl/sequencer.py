@@ -36,7 +36,7 @@ draining replaces the fault: it belongs to an earlier instruction.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -55,7 +55,8 @@ from hdl.dma import dma_command_signature
 from hdl.loop import LoopControl
 from hdl.pipeline import Queue, accumulate, delay, product, product_latency
 
-__all__ = ["Sequencer", "TARGET_INSTR", "FETCH_LATENCY", "QUEUE_DEPTH", "IMEM_ADDR_COPIES"]
+__all__ = ["Sequencer", "TARGET_INSTR", "FETCH_LATENCY", "QUEUE_DEPTH", "IMEM_ADDR_COPIES", "IMEM_BITS",
+           "predecode"]
 
 #: DMA write target of the program preload (LOAD targets are the Buffer values ACT, WGT, PARAM).
 TARGET_INSTR = 3
@@ -83,46 +84,62 @@ IMEM_ADDR_COPIES = 4
 QUEUE_DEPTH = 2 + BlockRAM.LATENCY + OFFSET_LATENCY + Decoder.LATENCY + 1
 
 
-def _step_regions() -> list[tuple[int, int, list[tuple[Opcode, object, str, int, int]]]]:
+#: Bits the instruction memory holds beside each word (`predecode`): whether it is a LOOP, then one per
+#: emu.contract.loops.TARGETS entry.
+PREDECODE_BITS = 1 + len(TARGETS)
+#: Width of an instruction memory entry: the word, then its predecoded bits.
+IMEM_BITS = INSTR_BITS + PREDECODE_BITS
+
+
+def predecode(word) -> Value:
+    """PREDECODE_BITS (unsigned) decoded from the INSTR_BITS `word` as it is written into the instruction
+    memory: bit 0 is set for a LOOP, bit 1 + i for a word of TARGETS[i]'s opcode (and buffer). The fetch
+    path reads them beside the word, so its first gates after the memory select an increment instead of
+    decoding the opcode first (the decode in front of the offset stage's registers was the 8x8 build's
+    worst path)."""
+    word = Value.cast(word)
+    opcode, ins = word[:OPCODE_BITS], views(word)
+    chosen = [(opcode == op) & ((ins[op].buf == buf) if buf is not None else 1) for op, buf, *_ in TARGETS]
+    return Cat(opcode == Opcode.LOOP, *chosen)
+
+
+def _step_regions() -> list[tuple[int, int, list[tuple[int, Opcode, str, int, int]]]]:
     """The stepped fields (emu.contract.loops.TARGETS) grouped into the bit ranges of the word where they
-    overlap: (lo, hi, [(opcode, buffer or None, increment, field lsb, field width)]). One adder serves each
+    overlap: (lo, hi, [(TARGETS index, opcode, increment, field lsb, field width)]). One adder serves each
     range: fields of different opcodes that share bits share it, so no select follows the carry chain."""
-    spans = sorted((lsb, lsb + f.width, op, buf, inc) for op, buf, name, inc in TARGETS
+    spans = sorted((lsb, lsb + f.width, i, op, inc) for i, (op, _, name, inc) in enumerate(TARGETS)
                    for f, lsb in field_layout(op) if f.name == name)
     regions: list = []
-    for lsb, msb, op, buf, inc in spans:
+    for lsb, msb, i, op, inc in spans:
         if regions and lsb < regions[-1][1]:
             regions[-1][1] = max(regions[-1][1], msb)
         else:
             regions.append([lsb, msb, []])
-        regions[-1][2].append((op, buf, inc, lsb, msb - lsb))
+        regions[-1][2].append((i, op, inc, lsb, msb - lsb))
     for lo, hi, fields in regions:
-        for op in {op for op, *_ in fields}:
-            assert len({lsb for o, *_, lsb, _ in fields if o == op}) == 1, f"{op.name} steps two fields in one range"
+        for op in {op for _, op, *_ in fields}:
+            assert len({lsb for _, o, _, lsb, _ in fields if o == op}) == 1, f"{op.name} steps two fields in one range"
     return [tuple(r) for r in regions]
 
 
-def _offset_stage(m: Module, word, offsets) -> Signal:
-    """`word` (the instruction memory's output) one cycle later, with the loop `offsets` added to the
-    fields they step (emu.contract.loops.TARGETS), wrapped to each field's width; a word of another opcode
-    passes as it is. Per range of overlapping fields (_step_regions) the increment the word's opcode and
-    buffer choose is registered, shifted to its field's lsb (zero for a word that steps nothing there), and
-    added to the registered word's bits: below a field's lsb the sum is the word's bits, and above its msb
-    (a narrower field than the range) the word's bits are taken back, which is the wrap. So after the
-    registers only the carry chain and at most one select remain."""
+def _offset_stage(m: Module, entry, offsets) -> Signal:
+    """The word of `entry` (the instruction memory's output, IMEM_BITS) one cycle later, with the loop
+    `offsets` added to the fields they step (emu.contract.loops.TARGETS), wrapped to each field's width; a
+    word of another opcode passes as it is. Per range of overlapping fields (_step_regions) the increment
+    the entry's predecoded bits choose is registered, shifted to its field's lsb (zero for a word that
+    steps nothing there), and added to the registered word's bits: below a field's lsb the sum is the
+    word's bits, and above its msb (a narrower field than the range) the word's bits are taken back, which
+    is the wrap. So after the registers only the carry chain and at most one select remain."""
     word_q = Signal(INSTR_BITS, name="word_a")
-    m.d.sync += word_q.eq(word)
-    opcode, ins, parts, done = word[:OPCODE_BITS], views(word), [], 0
+    m.d.sync += word_q.eq(entry[:INSTR_BITS])
+    targets, parts, done = entry[INSTR_BITS + 1:], [], 0
     for lo, hi, fields in _step_regions():
         step = Signal(hi - lo, name=f"step_{lo}")
         ends = sorted({lsb + width for *_, lsb, width in fields} - {hi})
         keep = [Signal(name=f"keep_{lo}_from_{end}") for end in ends]   # the word's bits from `end` on
         m.d.sync += [step.eq(0), *(k.eq(0) for k in keep)]
-        for op, buf, inc, lsb, width in fields:
-            chosen = opcode == op
-            if buf is not None:
-                chosen &= ins[op].buf == buf
-            with m.If(chosen):
+        for i, op, inc, lsb, width in fields:
+            with m.If(targets[i]):
                 m.d.sync += step.eq(getattr(offsets, inc)[:width] << (lsb - lo))
                 m.d.sync += [k.eq(1) for k, end in zip(keep, ends) if lsb + width <= end]
         total = Signal(hi - lo, name=f"stepped_{lo}")
@@ -155,7 +172,7 @@ class Sequencer(wiring.Component):
             "start": In(1), "prog_addr": In(32), "prog_len": In(32), "watchdog": In(32),
             "running": Out(1), "finished": Out(1), "error_code": Out(4), "error_pc": Out(32),
             "cycles": Out(64), "macs": Out(64),
-            "imem_rd_addr": Out(self._imem_abits).array(IMEM_ADDR_COPIES), "imem_rd_data": In(INSTR_BITS),
+            "imem_rd_addr": Out(self._imem_abits).array(IMEM_ADDR_COPIES), "imem_rd_data": In(IMEM_BITS),
             "dma": Out(dma_command_signature()), "cu": Out(compute_command_signature()),
         })
 
@@ -268,8 +285,8 @@ class Sequencer(wiring.Component):
         # iteration fetched it
         fetched_pc = delay(m, fetch_pc, BlockRAM.LATENCY, "fetched_pc")
         fetched_offsets = delay(m, loops.offsets.as_value(), BlockRAM.LATENCY - 1, "fetched_offsets")
-        m.d.comb += [loops.arrive.eq(fetched[0] & ~fetched[1] & (self.imem_rd_data[:OPCODE_BITS] == Opcode.LOOP)),
-                     loops.arrive_word.eq(self.imem_rd_data), loops.arrive_pc.eq(fetched_pc)]
+        m.d.comb += [loops.arrive.eq(fetched[0] & ~fetched[1] & self.imem_rd_data[INSTR_BITS]),
+                     loops.arrive_word.eq(self.imem_rd_data[:INSTR_BITS]), loops.arrive_pc.eq(fetched_pc)]
         # the offset stage: the word registered, then the loop offsets added to the fields they step
         valid_a, past_end_a, pc_a = (Signal.like(s, name=f"{n}_a") for s, n in (
             (fetched[0], "valid"), (fetched[1], "past_end"), (fetched_pc, "pc")))

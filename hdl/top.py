@@ -13,7 +13,7 @@ Ports: clk, rst (synchronous, active high), m_axi_* and s_axil_* named as cocotb
 from __future__ import annotations
 
 from amaranth.back import verilog
-from amaranth.hdl import Module
+from amaranth.hdl import Cat, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
@@ -27,7 +27,7 @@ from hdl.buffers import entry_bytes_max, entry_layouts, from_bytes, to_bytes
 from hdl.compute import ComputeUnit
 from hdl.csr import CSR
 from hdl.dma import DMA
-from hdl.sequencer import IMEM_ADDR_COPIES, TARGET_INSTR, Sequencer
+from hdl.sequencer import IMEM_ADDR_COPIES, IMEM_BITS, TARGET_INSTR, Sequencer, predecode
 
 __all__ = ["Accelerator", "generate_verilog", "TOP_NAME", "AXI_ID_BITS"]
 
@@ -66,7 +66,7 @@ class Accelerator(wiring.Component):
         m.submodules.param = param = BlockRAM(shape=lay["param"], depth=cfg.param_depth, counted_reads=True,
                                               **loaded)
         m.submodules.out = out = BlockRAM(shape=lay["out"], depth=cfg.out_depth)
-        m.submodules.imem = imem = BlockRAM(shape=INSTR_BITS, depth=cfg.instr_depth, addr_copies=IMEM_ADDR_COPIES,
+        m.submodules.imem = imem = BlockRAM(shape=IMEM_BITS, depth=cfg.instr_depth, addr_copies=IMEM_ADDR_COPIES,
                                             **loaded)
 
         connect_flat(m, self, "m_axi_", dma.bus, self._m_sig)
@@ -99,7 +99,8 @@ class Accelerator(wiring.Component):
             cu.table_wr_en.eq(dma.wr_en & (dma.wr_target == Buf.TABLE)), cu.table_wr_addr.eq(dma.wr_addr),
             cu.table_wr_data.eq(from_bytes(dma.wr_data, cu.table_wr_data.shape(), ELEMENT_BYTES)),
             imem.wr_en.eq(dma.wr_en & (dma.wr_target == TARGET_INSTR)),
-            imem.wr_addr.eq(dma.wr_addr), imem.wr_data.eq(dma.wr_data[:INSTR_BITS]),
+            imem.wr_addr.eq(dma.wr_addr),
+            imem.wr_data.eq(Cat(dma.wr_data[:INSTR_BITS], predecode(dma.wr_data[:INSTR_BITS]))),
             imem.rd_addr[0].eq(seq.imem_rd_addr[0]), seq.imem_rd_data.eq(imem.rd_data[0]),
             *(imem.rd_addr_copy[0][j].eq(seq.imem_rd_addr[j + 1]) for j in range(IMEM_ADDR_COPIES - 1)),
         ]

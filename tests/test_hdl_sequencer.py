@@ -65,8 +65,13 @@ def run(words, prog_len, *, bus_error_on=None, limit=3000):
     start. Returns the log of (cycle, unit, command) and the sequencer's outputs at `finished`. Cycles count
     as emu.contract.timing does: `start` is presented in cycle -1, and the sequencer registers it."""
     from hdl.bram import BlockRAM
-    from hdl.sequencer import Sequencer
+    from amaranth.hdl import Cat, Module, Signal
+    from hdl.sequencer import Sequencer, predecode
     dut = Sequencer(CFG)
+    # the instruction memory's entry is the word read and its predecoded bits, as the write side forms them
+    top, read = Module(), Signal(isa.INSTR_BITS)
+    top.submodules.dut = dut
+    top.d.comb += dut.imem_rd_data.eq(Cat(read, predecode(read)))
     expected = {"dma": [_preload(prog_len)], "matmul": [], "post": []}     # (busy cycles, command) a unit
     for step in walk([isa.decode(w) for w in words[:prog_len]]):       # the order they run in, loops too
         if step.fault is None and _unit(step.instr):
@@ -85,7 +90,7 @@ def run(words, prog_len, *, bus_error_on=None, limit=3000):
         dma_error = False
         for cycle in range(-1, limit):
             # this cycle's inputs: the word read LATENCY cycles ago, the units' flip-flops
-            ctx.set(dut.imem_rd_data, memory[addrs[-BlockRAM.LATENCY]])
+            ctx.set(read, memory[addrs[-BlockRAM.LATENCY]])
             busy = {unit: bool(started[unit]) and started[unit][-1] < cycle < busy_until[unit] for unit in expected}
             if busy_until["dma"] == cycle and len(started["dma"]) == bus_error_on:
                 dma_error = True
@@ -121,7 +126,7 @@ def run(words, prog_len, *, bus_error_on=None, limit=3000):
             ctx.set(dut.start, 0)
         raise AssertionError(f"no `finished` in {limit} cycles")
 
-    sim = Simulator(dut)
+    sim = Simulator(top)
     sim.add_clock(1e-6)
     sim.add_testbench(tb)
     sim.run()

@@ -104,7 +104,7 @@ def estimate(cfg: AccelConfig, target: Target) -> dict[str, int]:
     On iCE40 each memory is packed into whole RAM blocks of its best shape; Yosys may put a very small one in
     LUTs."""
     from hdl.buffers import entry_layouts
-    from emu.contract.isa import INSTR_BITS
+    from hdl.sequencer import IMEM_BITS
     dsps = cfg.macs if mac_multiplier(cfg.act_bits, cfg.weight_bits) == "dsp" else 0
     lay = entry_layouts(cfg)
     read_ports = {"acc": 2}       # the read-add-write reads ACC on a port of its own
@@ -112,7 +112,7 @@ def estimate(cfg: AccelConfig, target: Target) -> dict[str, int]:
             if name != "table"]
     # the activation table is a block RAM per lane, each read at its own address (hdl/table.py)
     mems += [(cfg.act_bits, cfg.table_depth, 1)] * cfg.cols
-    mems.append((INSTR_BITS, cfg.instr_depth, 1))
+    mems.append((IMEM_BITS, cfg.instr_depth, 1))     # each word with its predecoded bits
     family, brams = FAMILIES[target.family], 0
     for width, depth, ports in mems:
         if family.block_ram_depth_max is not None and depth > family.block_ram_depth_max:
