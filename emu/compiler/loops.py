@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
+import operator
 
 from emu.contract import isa
 from emu.contract.isa import FIELDS, Instr, Opcode
@@ -41,14 +43,24 @@ class _Item:
     words: list
 
 
+@functools.lru_cache(maxsize=None)
+def _split(op: Opcode, buf: int | None, names: tuple[str, ...]):
+    """For instructions of `op` (and `buf`) with the fields `names` in order: a getter of the values that
+    must be equal between repetitions, and the (increment, position) of each value a loop steps."""
+    stepped = dict(target_of(Instr(op, {"buf": buf} if buf is not None else {})))
+    keep = [k for k, name in enumerate(names) if name not in stepped]
+    getter = operator.itemgetter(*keep) if len(keep) > 1 else (lambda vals: tuple(vals[k] for k in keep))
+    return getter, tuple((stepped[name], k) for k, name in enumerate(names) if name in stepped)
+
+
 def _instr_item(instr: Instr, seen: dict) -> _Item:
     """The item of an instruction; equal instructions (a layer repeats a few thousand) share one."""
-    whole = (instr.op, *instr.fields.values())
-    item = seen.get(whole)
+    vals = tuple(instr.fields.values())
+    item = seen.get((instr.op, vals))
     if item is None:
-        stepped = dict(target_of(instr))
-        key = (instr.op, *(v for k, v in instr.fields.items() if k not in stepped))
-        item = seen[whole] = _Item(key, tuple((inc, instr.fields[f]) for f, inc in stepped.items()), [instr])
+        getter, stepped = _split(instr.op, instr.fields.get("buf"), tuple(instr.fields))
+        item = seen[instr.op, vals] = _Item((instr.op, getter(vals)), tuple((inc, vals[k]) for inc, k in stepped),
+                                            [instr])
     return item
 
 

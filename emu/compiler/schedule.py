@@ -267,6 +267,10 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
     out_origin = g.out.addr + (g.out.pad[0] * oc[1] + g.out.pad[1]) * oc[2]
     macs = 0
     parts_memo: dict[tuple, int] = {}     # act_parts by (K-tile, steps, samples, rows): bands repeat them
+    # the weight loads and MATMULs of a band are those of every other band of its height (instructions are
+    # immutable, so one serves all)
+    wgt_loads: dict[tuple, isa.Instr] = {}
+    matmuls: dict[tuple, isa.Instr] = {}
     for m0, mm, r0, rh in passes:
         entries = mm * rh * out_w
 
@@ -307,9 +311,12 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
             return parts_memo[key]
 
         def load_wgt(step: tuple[int, int], slot_no: int, out: list) -> None:
-            i, j = step
-            out.append(isa.make(Opcode.LOAD, buf=Buffer.WGT, rows=R, row_len=C, buf_addr=slot_no * R,
-                                ext_addr=w_addr[j, i], ext_stride=C))
+            key = (*step, slot_no)
+            if key not in wgt_loads:
+                i, j = step
+                wgt_loads[key] = isa.make(Opcode.LOAD, buf=Buffer.WGT, rows=R, row_len=C, buf_addr=slot_no * R,
+                                          ext_addr=w_addr[j, i], ext_stride=C)
+            out.append(wgt_loads[key])
 
         def store(j: int, slot_no: int, out: list) -> None:
             dims = [(mm, g.out.sample_bytes), (rh, oc[1] * oc[2]), (out_w, oc[2])]
@@ -343,10 +350,13 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
             most = max((act_parts(k_next[i], k_steps[i]) for i in k_next), default=1)
             parts = {i: min(most, k_steps[i]) for i in k_next}
             for s, (i, j) in enumerate(steps):
-                out.append(isa.make(Opcode.MATMUL, rows=entries, act_addr=act_slot[i] * slot,
-                                    wgt_addr=(s % 2) * R, acc_addr=(j - js[0]) * entries,
-                                    accumulate=int(j in started), reduce_max=int(g.reduce_max),
-                                    k_valid=g.ktiles[i].length, n_valid=min(L, N - j * L)))
+                key = (entries, act_slot[i], s % 2, j - js[0], j in started, g.ktiles[i].length, min(L, N - j * L))
+                if key not in matmuls:
+                    matmuls[key] = isa.make(Opcode.MATMUL, rows=entries, act_addr=act_slot[i] * slot,
+                                            wgt_addr=(s % 2) * R, acc_addr=(j - js[0]) * entries,
+                                            accumulate=int(j in started), reduce_max=int(g.reduce_max),
+                                            k_valid=g.ktiles[i].length, n_valid=min(L, N - j * L))
+                out.append(matmuls[key])
                 group_macs += entries * g.ktiles[i].length * min(L, N - j * L)
                 started.add(j)
                 if s + 1 < len(steps):
