@@ -220,8 +220,7 @@ class _Compiler:
             if not isinstance(node, (Concat, Host)):
                 _check_bits(node, g, cfg)
         gemms = {node.name: self.gemm(node) for node in g.nodes if not isinstance(node, (Concat, Host))}
-        for gemm in gemms.values():
-            slabs(gemm, cfg, self.batch)
+        cuts = {name: slabs(gemm, cfg, self.batch) for name, gemm in gemms.items()}
         for node in g.nodes:
             layer = {"name": node.name, "kind": node.describe(), "source": node.source,
                      "output": self.regions[node.output].to_json()}
@@ -238,7 +237,7 @@ class _Compiler:
                 continue
             prog = parts[-1]
             first = len(prog)
-            macs = emit(gemms[node.name], cfg, self.mem, prog, self.batch)
+            macs = emit(gemms[node.name], cfg, self.mem, prog, cuts[node.name])
             prog[first:] = fold(prog[first:], max_words=max(LOOP_MIN_BODY + 1, cfg.instr_depth // 4))
             layers.append({**layer, "macs": macs, "network_macs": node.macs(g) * self.batch,
                            "instructions": len(prog) - first, "placement": "accelerator"})

@@ -143,7 +143,9 @@ def fold(instrs: list[Instr], *, max_words: int) -> list[Instr]:
     """`instrs` with repetitions folded into loops, LOOP_LEVELS deep; a loop with its body is at most
     `max_words` instructions (so that segments of the instruction memory can still be cut between loops)."""
     seen: dict = {}
-    items = [_instr_item(i, seen) for i in instrs]
+    # the schedule appends one Instr object in many places (a layer's weight loads, its MATMULs, SYNCs)
+    by_id = {}
+    items = [by_id.get(id(i)) or by_id.setdefault(id(i), _instr_item(i, seen)) for i in instrs]
     # each pass may enclose the loops of the passes before, never a loop of its own making
     for level in range(LOOP_LEVELS):
         items = _fold_pass(items, max_words, _PERIOD_MAX if level == 0 else _OUTER_PERIOD_MAX)

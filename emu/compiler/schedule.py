@@ -149,13 +149,15 @@ def dma(op: Opcode, buf: Buffer, buf_addr: int, addr: int, dims: list[tuple[int,
 
 
 def _tiles(g: Gemm, cfg: AccelConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Weight tiles [nt, kt, R, C] (tile[j, i][k, c] = W[j*lanes + c, col_i + k]) and which are used."""
+    """Weight tiles [nt, kt, R, C] (tile[j, i][k, c] = W[j*lanes + c, col_i + k]), int8 as the memory image
+    stores them (a depthwise layer's dense weight is mostly zero blocks: int64 tiles were 100 MB), and which
+    are used."""
     R, C, L = cfg.rows, cfg.cols, g.lanes
     N = g.weight.shape[0]
     nt, kt = -(-N // L), len(g.ktiles)
-    w = np.zeros((nt * L, g.weight.shape[1]), np.int64)
+    w = np.zeros((nt * L, g.weight.shape[1]), np.int8)
     w[:N] = g.weight
-    tiles = np.zeros((nt, kt, R, C), np.int64)
+    tiles = np.zeros((nt, kt, R, C), np.int8)
     col = 0
     for i, t in enumerate(g.ktiles):
         tiles[:, i, :t.length, :L] = w[:, col:col + t.length].reshape(nt, L, t.length).transpose(0, 2, 1)
@@ -239,18 +241,19 @@ def _pass_cycles(g: Gemm, cfg: AccelConfig, used: np.ndarray, entries: int) -> i
     return total
 
 
-def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
-    """Append the instructions of one layer for `batch` samples; returns the MACs the array counts."""
+def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, cut: tuple[int, list]) -> int:
+    """Append the instructions of one layer, cut into passes as `slabs` cuts it (`cut`); returns the MACs the
+    array counts."""
     R, C, L = cfg.rows, cfg.cols, g.lanes
     N = g.weight.shape[0]
     if cfg.wgt_depth < 2 * R or cfg.param_depth < 1:
         raise CompileError(f"wgt_depth={cfg.wgt_depth} must hold two {R}-entry weight tiles")
-    slot, passes = slabs(g, cfg, batch)
+    slot, passes = cut
     tiles, used = _tiles(g, cfg)
     nt, kt = used.shape
     w_addr = {}
     for j, i in zip(*np.nonzero(used)):
-        w_addr[j, i] = mem.alloc(R * C, tiles[j, i].astype(np.int8).tobytes())
+        w_addr[j, i] = mem.alloc(R * C, tiles[j, i].tobytes())
     lanes = np.zeros(nt * L, PARAM_DTYPE)            # channel j * L + c
     lanes["bias"][:N], lanes["mult"][:N] = g.bias, g.mult
     params = np.zeros((nt, C), PARAM_DTYPE)
@@ -266,7 +269,8 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
     oc = g.out.padded_hwc
     out_origin = g.out.addr + (g.out.pad[0] * oc[1] + g.out.pad[1]) * oc[2]
     macs = 0
-    parts_memo: dict[tuple, int] = {}     # act_parts by (K-tile, steps, samples, rows): bands repeat them
+    # act_parts' DMA cycles by (K-tile, samples, rows): every group of a pass and bands of one height repeat them
+    need_memo: dict[tuple, tuple[int, int]] = {}
     # the weight loads and MATMULs of a band are those of every other band of its height (instructions are
     # immutable, so one serves all)
     wgt_loads: dict[tuple, isa.Instr] = {}
@@ -298,17 +302,17 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, batch: int) -> int:
             _ACT_PARTS_MAX: where the steps' MATMULs are short beside their weight tiles' loads (overlapped
             MATMULs take T cycles) more parts than that only add set-ups, and K-tiles of one or of many parts
             fold worse (docs/networks.md)."""
-            key = (i, steps, mm, rh)
-            if key not in parts_memo:
+            key = (i, mm, rh)
+            if key not in need_memo:
                 whole: list = []
                 load_act(i, 0, whole)
                 wgt: list = []
                 load_wgt(next(iter(w_addr))[::-1], 0, wgt)
                 room = (matmul_accept_cycles(cfg, entries) - dma_cycles(wgt[0], cfg)
                         - DMA_LOAD_SETUP - DMA_LOAD_DRAIN - BUSY_LATENCY)
-                need = sum(dma_cycles(x, cfg) for x in whole)
-                parts_memo[key] = max(1, min(steps, _ACT_PARTS_MAX, -(-need // max(1, room))))
-            return parts_memo[key]
+                need_memo[key] = (sum(dma_cycles(x, cfg) for x in whole), room)
+            need, room = need_memo[key]
+            return max(1, min(steps, _ACT_PARTS_MAX, -(-need // max(1, room))))
 
         def load_wgt(step: tuple[int, int], slot_no: int, out: list) -> None:
             key = (*step, slot_no)
