@@ -82,6 +82,8 @@ IMEM_ADDR_COPIES = 4
 #: Entries the queue must hold for one issue a cycle: a pop is registered and frees a credit the cycle
 #: after, whose fetch reaches the head BlockRAM.LATENCY + OFFSET_LATENCY + Decoder.LATENCY + 1 cycles later.
 QUEUE_DEPTH = 2 + BlockRAM.LATENCY + OFFSET_LATENCY + Decoder.LATENCY + 1
+#: Slices of the queue's LUT RAM, each read at a copy of the read pointer of its own.
+PAYLOAD_COPIES = 3
 
 
 #: Bits the instruction memory holds beside each word (`predecode`): whether it is a LOOP, then one per
@@ -188,9 +190,22 @@ class Sequencer(wiring.Component):
         m.submodules.queue = queue = Queue(width=head_layout.size, depth=QUEUE_DEPTH)
         rb_bits = len(dec.row_bytes)
         assert rb_bits <= len(self.dma.row_bytes)      # the decoder's row bytes reach the DMA whole
-        m.submodules.payload = payload = Memory(shape=INSTR_BITS + rb_bits + COUNT_BITS + pc_bits, depth=QUEUE_DEPTH,
-                                                init=[])
-        payload_wr, payload_rd = payload.write_port(), payload.read_port(domain="comb")
+        # an entry's compute-unit counts (start_counts) are added up as it is pushed: behind the LUT RAM's read
+        # they were the slowest path to the argument registers
+        counts = {name: self.cu.busy_left.shape() if name != "rows_left" else self.cu.rows_left.shape()
+                  for name in ("busy_left", "drain_left", "rows_left")}
+        entry = data.StructLayout({"word": INSTR_BITS, "row_bytes": rb_bits, "count": COUNT_BITS, "pc": pc_bits,
+                                   **counts})
+        # the LUT RAM is PAYLOAD_COPIES memories of adjacent bits, each read at a copy of the read pointer of
+        # its own: one pointer register reading the whole entry (~50 LUT RAM cells) was a long, loaded net
+        bounds = [entry.size * k // PAYLOAD_COPIES for k in range(PAYLOAD_COPIES + 1)]
+        slices = [Memory(shape=hi - lo, depth=QUEUE_DEPTH, init=[]) for lo, hi in zip(bounds, bounds[1:])]
+        for k, mem in enumerate(slices):
+            m.submodules[f"payload{k}"] = mem
+        slice_wr = [mem.write_port() for mem in slices]
+        slice_rd = [mem.read_port(domain="comb") for mem in slices]
+        entry_in = Signal(entry)
+        head_entry = data.View(entry, Cat(*(port.data for port in slice_rd)))
 
         # `start` registered here: it comes from the CSR block across the chip and loads ~200 flip-flops
         start = Signal(name="start_q")
@@ -313,27 +328,40 @@ class Sequencer(wiring.Component):
         ]
         # Each entry carries its own pc, from the fetch, so no pc register hangs on the pop.
         push_pc = delay(m, pc_a, Decoder.LATENCY, "push_pc")
-        payload_in, payload_out = Signal(range(QUEUE_DEPTH)), Signal(range(QUEUE_DEPTH))
-        m.d.comb += [payload_wr.en.eq(push), payload_wr.addr.eq(payload_in),
-                     payload_wr.data.eq(Cat(dec.out_word, dec.row_bytes, dec.count, push_pc)),
-                     payload_rd.addr.eq(payload_out)]
+        payload_in = Signal(range(QUEUE_DEPTH))
+        # the read pointer in PAYLOAD_COPIES registers, one for each slice of the LUT RAM, all set from its
+        # next value
+        payload_out_next = Signal(range(QUEUE_DEPTH))
+        read_at = family.copies(m, payload_out_next, PAYLOAD_COPIES, name="payload_out")
+        payload_out = read_at[0]
+        pushed_v = views(dec.out_word)
+        pushed_post = pushed_op == Opcode.POST
+        mm_counts, po_counts = (start_counts(self._cfg, pushed_v[op].rows, post=post)
+                                for op, post in ((Opcode.MATMUL, False), (Opcode.POST, True)))
+        m.d.comb += [entry_in.word.eq(dec.out_word), entry_in.row_bytes.eq(dec.row_bytes),
+                     entry_in.count.eq(dec.count), entry_in.pc.eq(push_pc),
+                     entry_in.busy_left.eq(Mux(pushed_post, po_counts["busy_left"], mm_counts["busy_left"])),
+                     entry_in.drain_left.eq(mm_counts["drain_left"]),
+                     entry_in.rows_left.eq(Mux(pushed_post, po_counts["rows_left"], mm_counts["rows_left"]))]
+        for port, lo, hi in zip(slice_wr, bounds, bounds[1:]):
+            m.d.comb += [port.en.eq(push), port.addr.eq(payload_in), port.data.eq(entry_in.as_value()[lo:hi])]
         with m.If(push):
             m.d.sync += payload_in.eq(Mux(payload_in == QUEUE_DEPTH - 1, 0, payload_in + 1))
+        m.d.comb += payload_out_next.eq(payload_out)
         with m.If(pop):
-            m.d.sync += payload_out.eq(Mux(payload_out == QUEUE_DEPTH - 1, 0, payload_out + 1))
+            m.d.comb += payload_out_next.eq(Mux(payload_out == QUEUE_DEPTH - 1, 0, payload_out + 1))
         with m.If(flush):
-            m.d.sync += [payload_in.eq(0), payload_out.eq(0)]
+            m.d.sync += payload_in.eq(0)
+            m.d.comb += payload_out_next.eq(0)
+        m.d.comb += [port.addr.eq(at) for port, at in zip(slice_rd, read_at)]
 
         # ---- the head entry ----
         head = data.View(head_layout, queue.r_data)   # all zero while the queue is empty
-        head_word = payload_rd.data[:INSTR_BITS]
+        head_word, head_row_bytes, head_count, head_pc = (head_entry.word, head_entry.row_bytes, head_entry.count,
+                                                          head_entry.pc)
         op = head_word[:OPCODE_BITS]                  # only for the argument registers
-        head_row_bytes = payload_rd.data[INSTR_BITS:INSTR_BITS + rb_bits]
-        head_count = payload_rd.data[INSTR_BITS + rb_bits:INSTR_BITS + rb_bits + COUNT_BITS]
-        head_pc = payload_rd.data[INSTR_BITS + rb_bits + COUNT_BITS:]
         v = views(head_word)
         ld, mm, po = v[Opcode.LOAD], v[Opcode.MATMUL], v[Opcode.POST]
-        mm_counts, po_counts = (start_counts(self._cfg, f.rows, post=post) for f, post in ((mm, False), (po, True)))
 
         m.d.sync += self.finished.eq(0)  # a one-cycle pulse; the FSM below overrides it when a run ends
 
@@ -348,9 +376,8 @@ class Sequencer(wiring.Component):
             self.dma.rows.eq(ld.rows), self.dma.blocks.eq(ld.blocks), self.dma.row_bytes.eq(head_row_bytes),
             self.dma.buf_addr.eq(ld.buf_addr), self.dma.ext_addr.eq(ld.ext_addr),
             self.dma.ext_stride.eq(ld.ext_stride), self.dma.block_stride.eq(ld.block_stride),
-            self.cu.busy_left.eq(Mux(head.post, po_counts["busy_left"], mm_counts["busy_left"])),
-            self.cu.drain_left.eq(mm_counts["drain_left"]),
-            self.cu.rows_left.eq(Mux(head.post, po_counts["rows_left"], mm_counts["rows_left"])),
+            self.cu.busy_left.eq(head_entry.busy_left), self.cu.drain_left.eq(head_entry.drain_left),
+            self.cu.rows_left.eq(head_entry.rows_left),
             self.cu.act_addr.eq(mm.act_addr), self.cu.wgt_addr.eq(mm.wgt_addr),
             self.cu.acc_addr.eq(Mux(head.post, po.acc_addr, mm.acc_addr)),
             self.cu.accumulate.eq(mm.accumulate), self.cu.reduce_max.eq(mm.reduce_max),
