@@ -75,8 +75,8 @@ def start_counts(cfg: AccelConfig, rows, *, post: bool) -> dict:
     the busy cycles left - 2 (a MATMUL's T, >= -3: the unit counts its floor max(R, MATMUL_MIN_ACCEPT)
     beside it), `drain_left` (MATMUL) the same until its last ACC write, and `rows_left`, the ACT or ACC rows
     left to read - 2 (>= -2). `rows` is an int, or the instruction's 16-bit field, from which the sequencer
-    registers them beside the head: added here, on the unit's side, they would sit behind a cross-chip route
-    from that register."""
+    adds them up as the instruction enters its queue: added here, on the unit's side, they would sit behind a
+    cross-chip route from the argument register."""
     fixed = timing.ISSUE_LATENCY + 3
     if post:
         return {"busy_left": rows + (timing.POST_LATENCY - fixed), "rows_left": rows - 2}
