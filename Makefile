@@ -24,7 +24,7 @@ demo: install
 	$(VENV)/bin/systola demo
 
 test: install iverilog
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 -q --durations=20
 
 test-all: install iverilog
 	$(PY) -m pytest -n 2 -q -m ''
