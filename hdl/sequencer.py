@@ -192,10 +192,9 @@ class Sequencer(wiring.Component):
         assert rb_bits <= len(self.dma.row_bytes)      # the decoder's row bytes reach the DMA whole
         # an entry's compute-unit counts (start_counts) are added up as it is pushed: behind the LUT RAM's read
         # they were the slowest path to the argument registers
-        counts = {name: self.cu.busy_left.shape() if name != "rows_left" else self.cu.rows_left.shape()
-                  for name in ("busy_left", "drain_left", "rows_left")}
         entry = data.StructLayout({"word": INSTR_BITS, "row_bytes": rb_bits, "count": COUNT_BITS, "pc": pc_bits,
-                                   **counts})
+                                   **{name: getattr(self.cu, name).shape()
+                                      for name in ("busy_left", "drain_left", "rows_left")}})
         # the LUT RAM is PAYLOAD_COPIES memories of adjacent bits, each read at a copy of the read pointer of
         # its own: one pointer register reading the whole entry (~50 LUT RAM cells) was a long, loaded net
         bounds = [entry.size * k // PAYLOAD_COPIES for k in range(PAYLOAD_COPIES + 1)]
@@ -312,14 +311,14 @@ class Sequencer(wiring.Component):
         push = dec.out_valid & ~flush
         # the head says which unit the instruction needs, one bit each, zero for a faulty word
         pushed = data.View(head_layout, queue.w_data)
-        pushed_op = dec.out_word[:OPCODE_BITS]
+        pushed_op, pushed_v = dec.out_word[:OPCODE_BITS], views(dec.out_word)
         legal = dec.fault == 0
         m.d.comb += [
             pushed.dma.eq(legal & ((pushed_op == Opcode.LOAD) | (pushed_op == Opcode.STORE))),
             pushed.matmul.eq(legal & (pushed_op == Opcode.MATMUL)),
             pushed.post.eq(legal & (pushed_op == Opcode.POST)),
             pushed.all_units.eq(legal & ((pushed_op == Opcode.SYNC) | (pushed_op == Opcode.END))),
-            pushed.drain.eq(legal & (((pushed_op == Opcode.SYNC) & views(dec.out_word)[Opcode.SYNC].drain)
+            pushed.drain.eq(legal & (((pushed_op == Opcode.SYNC) & pushed_v[Opcode.SYNC].drain)
                                      | (pushed_op == Opcode.END))),
             pushed.end.eq(legal & (pushed_op == Opcode.END)),
             pushed.loop.eq(legal & (pushed_op == Opcode.LOOP)),
@@ -334,7 +333,6 @@ class Sequencer(wiring.Component):
         payload_out_next = Signal(range(QUEUE_DEPTH))
         read_at = family.copies(m, payload_out_next, PAYLOAD_COPIES, name="payload_out")
         payload_out = read_at[0]
-        pushed_v = views(dec.out_word)
         pushed_post = pushed_op == Opcode.POST
         mm_counts, po_counts = (start_counts(self._cfg, pushed_v[op].rows, post=post)
                                 for op, post in ((Opcode.MATMUL, False), (Opcode.POST, True)))

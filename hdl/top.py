@@ -94,13 +94,13 @@ class Accelerator(wiring.Component):
                 buf.wr_addr.eq(dma.wr_addr),
                 buf.wr_data.eq(from_bytes(dma.wr_data, buf.wr_data.shape(), elem_bytes, first_bit)),
             ]
+        instr_word = dma.wr_data[:INSTR_BITS]
         # the activation table's lanes sit in the compute unit, behind PostProc; a LOAD writes them all at once
         m.d.comb += [
             cu.table_wr_en.eq(dma.wr_en & (dma.wr_target == Buf.TABLE)), cu.table_wr_addr.eq(dma.wr_addr),
             cu.table_wr_data.eq(from_bytes(dma.wr_data, cu.table_wr_data.shape(), ELEMENT_BYTES)),
             imem.wr_en.eq(dma.wr_en & (dma.wr_target == TARGET_INSTR)),
-            imem.wr_addr.eq(dma.wr_addr),
-            imem.wr_data.eq(Cat(dma.wr_data[:INSTR_BITS], predecode(dma.wr_data[:INSTR_BITS]))),
+            imem.wr_addr.eq(dma.wr_addr), imem.wr_data.eq(Cat(instr_word, predecode(instr_word))),
             imem.rd_addr[0].eq(seq.imem_rd_addr[0]), seq.imem_rd_data.eq(imem.rd_data[0]),
             *(imem.rd_addr_copy[0][j].eq(seq.imem_rd_addr[j + 1]) for j in range(IMEM_ADDR_COPIES - 1)),
         ]
