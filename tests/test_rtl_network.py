@@ -11,6 +11,8 @@ from emu.emulator.reference import run_reference
 from emu.runtime.run import get_backend, quantize_input, run_program
 from emu.zoo import digits
 
+from rtlcheck import CFG_3X5
+
 pytestmark = pytest.mark.rtl
 
 
@@ -27,11 +29,12 @@ def assert_rtl_equals_golden_and_reference(graph, program, xq):
     return rtl
 
 
-@pytest.mark.parametrize("model, tag, rows, cols, n", [("mlp", "w8a8", 8, 8, 16), ("mlp", "w8a8", 3, 5, 16),
-                                                      ("cnn", "w4a4", 8, 8, 4)])
-def test_digits_network_on_verilator(model, tag, rows, cols, n):
+# 3x5 with the random programs' small buffers (one build for both): the MLP runs in 13 segments
+@pytest.mark.parametrize("model, tag, cfg, n", [("mlp", "w8a8", AccelConfig(), 16), ("mlp", "w8a8", CFG_3X5, 16),
+                                               ("cnn", "w4a4", AccelConfig(), 4)], ids=["mlp-8x8", "mlp-3x5", "cnn-8x8"])
+def test_digits_network_on_verilator(model, tag, cfg, n):
     graph = lower(load_pt2(digits.checkpoint(tag, model)))
-    program = compile_graph(graph, AccelConfig(rows=rows, cols=cols), batch=n)
+    program = compile_graph(graph, cfg, batch=n)
     xq = quantize_input(program, digits.load_split(model)[2][:n])
     assert_rtl_equals_golden_and_reference(graph, program, xq)
 

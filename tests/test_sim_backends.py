@@ -23,7 +23,8 @@ def test_icarus_small_program():
     assert_same_as_golden(CFG_3X5, mem, pa, pl, simulator="icarus")
 
 
-@pytest.mark.parametrize("cfg", [CFG_3X5, CFG_W4A4], ids=["3x5", "w4a4"])
+@pytest.mark.parametrize("cfg", [CFG_3X5, pytest.param(CFG_W4A4, marks=pytest.mark.slow)],  # its own build
+                         ids=["3x5", "w4a4"])
 def test_axi_ram_backpressure_with_guards(cfg):
     """AXI protocol run: random pauses on all five channels, 3-D LOADs and STOREs among the transfers;
     bytes outside every STORE row untouched."""

@@ -2,6 +2,7 @@
 signals where asked, also when the run ends in a fault or the testbench's cycle limit."""
 import ctypes
 import ctypes.util
+import json
 import re
 import struct
 import zlib
@@ -11,6 +12,8 @@ import pytest
 from emu.cli.main import main
 from emu.compiler.program import Program
 from emu.zoo import digits
+
+from rtlcheck import CFG_3X5
 
 pytestmark = pytest.mark.rtl
 
@@ -51,8 +54,9 @@ def has_signal(hierarchy: bytes, name: str) -> bool:
 @pytest.fixture(scope="module")
 def program(tmp_path_factory):
     out = tmp_path_factory.mktemp("prog") / "out"
-    assert main(["compile", digits.checkpoint("w8a8"), "-o", str(out), "--rows", "3", "--cols", "5",
-                 "--batch", "4"]) == 0
+    cfg = tmp_path_factory.mktemp("cfg") / "cfg.json"
+    cfg.write_text(json.dumps(CFG_3X5.to_dict()))      # small buffers: the traced build is the suite's longest
+    assert main(["compile", digits.checkpoint("w8a8"), "-o", str(out), "--config", str(cfg), "--batch", "4"]) == 0
     x = tmp_path_factory.mktemp("in") / "x.npy"
     import numpy as np
     np.save(x, digits.load_split()[2][:4])
