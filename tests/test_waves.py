@@ -91,6 +91,6 @@ def test_simulation_cycle_limit_names_the_waves(program, tmp_path):
     prog = Program.load(program[0])
     waves = tmp_path / "limit.fst"
     with pytest.raises(SimulationTimeout, match="ran 200 cycles without done") as info:
-        run_rtl(prog.cfg, prog.image.copy(), prog.prog_addr, prog.prog_len, waves=waves, max_cycles=200)
+        run_rtl(prog.cfg, prog.image.copy(), *prog.starts()[0], waves=waves, max_cycles=200)
     assert str(waves) in str(info.value)
     assert has_signal(fst_hierarchy(waves), "done")
