@@ -36,7 +36,7 @@ draining replaces the fault: it belongs to an earlier instruction.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -44,7 +44,7 @@ from amaranth.lib.wiring import In, Out
 from emu.contract import timing
 from emu.contract.config import AccelConfig
 from emu.contract.faults import FaultCode
-from emu.contract.isa import INSTR_BITS, INSTR_BYTES, OPCODE_BITS, Opcode, field_layout
+from emu.contract.isa import INSTR_BITS, OPCODE_BITS, Opcode, field_layout
 from emu.contract.loops import TARGETS
 
 from hdl.fpga import family_of
@@ -55,12 +55,10 @@ from hdl.dma import dma_command_signature
 from hdl.loop import LoopControl
 from hdl.pipeline import Queue, accumulate, delay, product, product_latency
 
-__all__ = ["Sequencer", "TARGET_INSTR", "FETCH_LATENCY", "QUEUE_DEPTH", "IMEM_ADDR_COPIES", "IMEM_BITS",
+__all__ = ["Sequencer", "FETCH_LATENCY", "QUEUE_DEPTH", "IMEM_ADDR_COPIES", "IMEM_BITS",
            "predecode"]
 
 #: DMA write target of the program preload (LOAD targets are the Buffer values ACT, WGT, PARAM).
-TARGET_INSTR = 3
-assert TARGET_INSTR.bit_length() <= Shape.cast(dma_command_signature().members["target"].shape).width
 
 
 #: The head of the issue queue: which unit the instruction needs (one bit each, all zero for a faulty word),
@@ -402,6 +400,10 @@ class Sequencer(wiring.Component):
             self.cu.matmul_start.eq(Cat(family.copies(m, array_go, START_COPIES, name="cu_matmul_start"))),
             self.cu.post_start.eq(Cat(family.copies(m, post_go, START_COPIES, name="cu_post_start"))),
         ]
+        # the preload's own arguments, and whether a start is the preload (set while IDLE, below); a prog_len
+        # too long for them is refused at start (prog_bad) and never preloaded
+        m.d.sync += [self.dma.preload.eq(0), self.dma.prog_addr.eq(self.prog_addr),
+                     self.dma.prog_len.eq(self.prog_len)]
         m.d.sync += [
             self.dma.start.eq(dma_go), array_started.eq(array_go), post_started.eq(post_go),
             dma_busy.eq(self.dma.busy), array_busy.eq(self.cu.busy), acc_busy.eq(self.cu.drain),
@@ -477,14 +479,9 @@ class Sequencer(wiring.Component):
                            | (head.all_units & all_ready))
         with m.FSM():
             with m.State("IDLE"):
-                # while idle the DMA's arguments are the preload's, so only its strobe waits for start
-                m.d.sync += [
-                    self.dma.target.eq(TARGET_INSTR), self.dma.store.eq(0),
-                    self.dma.rows.eq(self.prog_len), self.dma.blocks.eq(1),
-                    self.dma.row_bytes.eq(INSTR_BYTES), self.dma.buf_addr.eq(0),
-                    self.dma.ext_addr.eq(self.prog_addr), self.dma.ext_stride.eq(INSTR_BYTES),
-                    self.dma.block_stride.eq(0),
-                ]
+                # while idle a DMA start is the preload (its arguments are chosen in the DMA), so only the
+                # strobe waits for start
+                m.d.sync += self.dma.preload.eq(1)
                 with m.If(start):
                     m.d.sync += [self.error_code.eq(0), self.error_pc.eq(0), prog_last.eq(self.prog_len - 1),
                                  wd_on.eq(self.watchdog != 0), wd_left.eq(Cat(self.watchdog, 0).as_signed() - 3)]

@@ -26,8 +26,8 @@ from hdl.bram import BlockRAM
 from hdl.buffers import entry_bytes_max, entry_layouts, from_bytes, to_bytes
 from hdl.compute import ComputeUnit
 from hdl.csr import CSR
-from hdl.dma import DMA
-from hdl.sequencer import IMEM_ADDR_COPIES, IMEM_BITS, TARGET_INSTR, Sequencer, predecode
+from hdl.dma import DMA, TARGET_INSTR
+from hdl.sequencer import IMEM_ADDR_COPIES, IMEM_BITS, Sequencer, predecode
 
 __all__ = ["Accelerator", "generate_verilog", "TOP_NAME", "AXI_ID_BITS"]
 

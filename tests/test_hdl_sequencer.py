@@ -32,11 +32,10 @@ PROGRAM = [LOAD_ACT, LOAD_WGT, LOAD_PARAM, SYNC, MATMUL, MATMUL, SYNC, POST, SYN
 
 def _preload(prog_len):
     """The program preload, as the DMA's command and busy cycles: prog_len 16-byte rows at PROG_ADDR copied
-    into instruction memory, timed as the LOAD of one span it is."""
-    from hdl.sequencer import TARGET_INSTR
+    into instruction memory (the DMA forms the transfer from `preload`), timed as the LOAD of one span it is."""
     as_load = isa.make(Opcode.LOAD, buf=Buffer.ACT, rows=prog_len, row_len=INSTR_BYTES, buf_addr=0,
                        ext_addr=PROG_ADDR, ext_stride=INSTR_BYTES)
-    return timing.instr_cycles(as_load, CFG), dict(_command(as_load), target=TARGET_INSTR)
+    return timing.instr_cycles(as_load, CFG), dict(preload=1, prog_addr=PROG_ADDR, prog_len=prog_len)
 
 
 def _unit(instr):
@@ -48,8 +47,8 @@ def _command(instr):
     from hdl.compute import start_counts
     f = instr.fields
     if _unit(instr) == "dma":
-        return dict(store=int(instr.op == Opcode.STORE), target=instr.buf, rows=f["rows"], blocks=f["blocks"],
-                    row_bytes=f["row_len"] * timing.element_bytes(Buffer(instr.buf)), buf_addr=f["buf_addr"],
+        return dict(preload=0, store=int(instr.op == Opcode.STORE), target=instr.buf, rows=f["rows"],
+                    blocks=f["blocks"], row_bytes=f["row_len"] * timing.element_bytes(Buffer(instr.buf)), buf_addr=f["buf_addr"],
                     ext_addr=f["ext_addr"], ext_stride=f["ext_stride"], block_stride=f["block_stride"])
     names = (("act_addr", "wgt_addr", "acc_addr", "accumulate", "reduce_max") if instr.op == Opcode.MATMUL else
              ("acc_addr", "out_addr", "param_addr", "shift", "zero_point", "clamp_lo", "clamp_hi"))

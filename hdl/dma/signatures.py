@@ -25,8 +25,8 @@ from emu.contract import timing
 from emu.contract.config import EXT_ADDR_BITS, PARAM_BYTES
 from emu.contract.isa import FIELDS, INSTR_BYTES, Opcode
 
-__all__ = ["dma_command_signature", "ARGUMENTS", "transfer_signature", "status_signature", "span_signature",
-           "burst_signature", "beat_signature", "w_fifo_signature", "bus_state_signature",
+__all__ = ["dma_command_signature", "ARGUMENTS", "TARGET_INSTR", "transfer_signature", "status_signature",
+           "span_signature", "burst_signature", "beat_signature", "w_fifo_signature", "bus_state_signature",
            "BOUNDARY_BITS", "LIM_BITS", "LEN_BITS", "SPAN_BITS", "entry_words"]
 
 
@@ -47,19 +47,29 @@ LIM_BITS = BOUNDARY_BITS + 1
 LEN_BITS = exact_log2(timing.AXI_MAX_BURST_BEATS)
 
 
+#: The write target of the program preload: the instruction memory (beside LOAD's buffers in `target`).
+TARGET_INSTR = 3
+
+
 def dma_command_signature() -> wiring.Signature:
     """The DMA's command interface as the sequencer sees it (hdl/sequencer.py `dma`; the DMA's `cmd` is its
     flip): Out `start` (a one-cycle strobe), `store` (1: STORE, 0: LOAD), `target` and the transfer
-    arguments, all unsigned; In `busy` and `error` (flip-flops). The widths are the LOAD/STORE fields'
-    (emu.contract.isa.FIELDS) but for `rows` and `row_bytes`, which are not fields."""
+    arguments, all unsigned; `preload` (1: a start is the program preload, `prog_len` 16-byte rows from
+    `prog_addr` into instruction memory, TARGET_INSTR, and the other arguments are not read); In `busy` and
+    `error` (flip-flops). The widths are the LOAD/STORE fields' (emu.contract.isa.FIELDS) but for `rows`
+    and `row_bytes`, which are not fields."""
     ld = {f.name: f.width for f in FIELDS[Opcode.LOAD]}
     assert ld == {f.name: f.width for f in FIELDS[Opcode.STORE]} and ld["ext_addr"] == EXT_ADDR_BITS
+    assert TARGET_INSTR.bit_length() <= ld["buf"]
+    # one bit over the field: the program preload moves prog_len rows, up to instr_depth <= 2**16, through
+    # the same argument register
+    rows_bits = max(ld["rows"], _DEPTH_MAX.bit_length())
     return wiring.Signature({
         "start": Out(1), "store": Out(1),
-        # LOAD's `buf` (ACT, WGT, PARAM), or the sequencer's TARGET_INSTR for the program preload
+        # LOAD's `buf` (ACT, WGT, PARAM, TABLE), or TARGET_INSTR for the program preload
         "target": Out(ld["buf"]),
-        # one bit over the field: the program preload moves prog_len rows, up to instr_depth <= 2**16
-        "rows": Out(max(ld["rows"], _DEPTH_MAX.bit_length())),
+        "preload": Out(1), "prog_addr": Out(EXT_ADDR_BITS), "prog_len": Out(rows_bits),
+        "rows": Out(rows_bits),
         "blocks": Out(ld["blocks"]),
         # bytes of one row, from the decoder (row_len * element bytes) or INSTR_BYTES for the preload: a legal
         # row_len is at most an entry's lanes, so a PARAM row (the longest) is at most 64 * PARAM_BYTES bytes
