@@ -183,6 +183,13 @@ def _build_args(simulator: str, toplevel: str, waves: bool) -> list[str]:
     return ["-g2005"]
 
 
+def _icarus_dump(toplevel: str) -> str:
+    """A second Icarus top level that dumps every signal of `toplevel` to the +dumpfile_path=FILE file."""
+    return (f"module systola_waves_dump;\n  reg [8*4096-1:0] path;\n  initial begin\n"
+            f"    if ($value$plusargs(\"dumpfile_path=%s\", path)) $dumpfile(path);\n"
+            f"    $dumpvars(0, {toplevel});\n  end\nendmodule\n")
+
+
 def _vpi_control(toplevel: str) -> str:
     lines = [f'public_flat_rw -module "{toplevel}" -var "{v}"' for v in _VPI_PORTS[toplevel]]
     return "`verilator_config\n" + "\n".join(lines) + "\n"
@@ -251,6 +258,11 @@ def build(cfg: AccelConfig, *, simulator: str = "verilator", memory_model: str =
         toplevel, texts = "systola_accel", {"systola_accel.v": verilog_for(cfg)}
     if simulator == "verilator":
         texts = {**texts, "vpi_ports.vlt": _vpi_control(toplevel)}
+    # cocotb's Icarus dump module declares a SystemVerilog `string`, which -g2005 (_build_args) refuses: a
+    # Verilog-2005 one of ours instead, and cocotb's left out (its `waves` only adds vvp's -fst at run time)
+    icarus_waves = simulator == "icarus" and waves
+    if icarus_waves:
+        texts = {**texts, "waves_dump.v": _icarus_dump(toplevel)}
     flags = [*_build_args(simulator, toplevel, waves), f"waves={waves}"]
 
     def make(build_dir: Path) -> None:
@@ -259,8 +271,10 @@ def build(cfg: AccelConfig, *, simulator: str = "verilator", memory_model: str =
         log = build_dir / "build.log"   # the compiler's chatter goes here, not to the user's terminal
         try:
             get_runner(simulator).build(sources=[build_dir / n for n in texts], hdl_toplevel=toplevel,
-                                        build_dir=build_dir, build_args=_build_args(simulator, toplevel, waves),
-                                        timescale=("1ns", "1ps"), waves=waves, always=True, log_file=log)
+                                        build_dir=build_dir, build_args=_build_args(simulator, toplevel, waves)
+                                        + (["-s", "systola_waves_dump"] if icarus_waves else []),
+                                        timescale=("1ns", "1ps"), waves=waves and not icarus_waves, always=True,
+                                        log_file=log)
         except RuntimeError as e:
             tail = log.read_text(errors="replace").splitlines()[-20:] if log.exists() else []
             raise RuntimeError(f"{simulator} build of {toplevel} failed ({e}); last lines of {log}:\n"

@@ -13,7 +13,7 @@ from emu.cli.main import main
 from emu.compiler.program import Program
 from emu.zoo import digits
 
-from rtlcheck import CFG_3X5
+from rtlcheck import CFG_3X5, needs_iverilog
 
 pytestmark = pytest.mark.rtl
 
@@ -56,29 +56,35 @@ def program(tmp_path_factory):
     out = tmp_path_factory.mktemp("prog") / "out"
     cfg = tmp_path_factory.mktemp("cfg") / "cfg.json"
     cfg.write_text(json.dumps(CFG_3X5.to_dict()))      # small buffers: the traced build is the suite's longest
-    assert main(["compile", digits.checkpoint("w8a8"), "-o", str(out), "--config", str(cfg), "--batch", "4"]) == 0
+    assert main(["compile", digits.checkpoint("w8a8"), "-o", str(out), "--config", str(cfg), "--batch", "1"]) == 0
     x = tmp_path_factory.mktemp("in") / "x.npy"
     import numpy as np
-    np.save(x, digits.load_split()[2][:4])
+    np.save(x, digits.load_split()[2][:1])
     return out, x
 
 
-def test_run_writes_fst_with_accelerator_signals(capsys, program, tmp_path):
+# Icarus builds in seconds, the traced Verilator build in minutes (`make test-all`)
+SIMULATORS = [pytest.param("icarus", marks=needs_iverilog), pytest.param("verilator", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_run_writes_fst_with_accelerator_signals(capsys, program, tmp_path, sim):
     out, x = program
     waves = tmp_path / "run.fst"
     code = main(["run", str(out), "--input", str(x), "--output", str(tmp_path / "y.npy"), "--backend", "rtl",
-                 "--waves", str(waves)])
+                 "--sim", sim, "--waves", str(waves)])
     assert code == 0, capsys.readouterr().err
     hierarchy = fst_hierarchy(waves)
     for name in ("accel", "mem", "clk", "done", "m_axi_arvalid", "s_axil_awaddr"):
         assert has_signal(hierarchy, name), name
 
 
-def test_watchdog_fault_is_one_line_and_leaves_fst(capsys, program, tmp_path):
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_watchdog_fault_is_one_line_and_leaves_fst(capsys, program, tmp_path, sim):
     out, x = program
     waves = tmp_path / "hung.fst"
     code = main(["run", str(out), "--input", str(x), "--output", str(tmp_path / "y.npy"), "--backend", "rtl",
-                 "--waves", str(waves), "--watchdog", "60"])
+                 "--sim", sim, "--waves", str(waves), "--watchdog", "60"])
     err = capsys.readouterr().err
     assert code == 3
     assert err.count("\n") == 1 and "hardware fault WATCHDOG" in err and str(waves) in err
@@ -86,11 +92,12 @@ def test_watchdog_fault_is_one_line_and_leaves_fst(capsys, program, tmp_path):
     assert not (tmp_path / "y.npy").exists()
 
 
-def test_simulation_cycle_limit_names_the_waves(program, tmp_path):
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_simulation_cycle_limit_names_the_waves(program, tmp_path, sim):
     from sim.hil import SimulationTimeout, run_rtl
     prog = Program.load(program[0])
     waves = tmp_path / "limit.fst"
     with pytest.raises(SimulationTimeout, match="ran 200 cycles without done") as info:
-        run_rtl(prog.cfg, prog.image.copy(), *prog.starts()[0], waves=waves, max_cycles=200)
+        run_rtl(prog.cfg, prog.image.copy(), *prog.starts()[0], simulator=sim, waves=waves, max_cycles=200)
     assert str(waves) in str(info.value)
     assert has_signal(fst_hierarchy(waves), "done")
