@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import dataclasses
 import gc
 
 import numpy as np
@@ -35,7 +36,7 @@ from emu.contract.isa import Opcode
 from emu.compiler.program import HostStep, Program, TensorRegion
 from emu.contract.loops import LOOP_MIN_BODY, depths
 from emu.compiler.loops import fold
-from emu.compiler.schedule import CompileError, Gemm, KTile, Memory, emit, slabs
+from emu.compiler.schedule import CompileError, Gemm, KTile, Memory, emit, estimate, slabs
 
 __all__ = ["CompileError", "compile_graph", "BATCH_CHOICES"]
 
@@ -51,6 +52,19 @@ def _window(node) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int, int
     if isinstance(node, Pool2d):
         return node.kernel, node.stride, node.padding, (1, 1)
     return (1, 1), (1, 1), (0, 0, 0, 0), (1, 1)
+
+
+def _rows_shared(tiles: list[KTile], weight: np.ndarray, kh: int) -> tuple[list[KTile], np.ndarray]:
+    """The K-tiles of a stride-1 convolution's `kh` window rows (`tiles` row major, each row cut alike)
+    reordered piece major, each piece's lower rows following the top one as its `lead`: K-tile (row y,
+    piece p) reads what (row 0, piece p) reads for the output row y below, so one load of a band and y rows
+    more serves them all (schedule.emit). `weight`'s columns follow the K-tiles."""
+    pieces = len(tiles) // kh
+    starts = np.cumsum([0] + [t.length for t in tiles])
+    order = [y * pieces + p for p in range(pieces) for y in range(kh)]
+    cols = np.concatenate([np.arange(starts[k], starts[k + 1]) for k in order])
+    shared = [dataclasses.replace(tiles[k], lead=(k % pieces) * kh, rows_down=k // pieces) for k in order]
+    return shared, weight[:, cols]
 
 
 def _pad_value(node, graph: Graph, tensor: str) -> int:
@@ -143,6 +157,7 @@ class _Compiler:
     def gemm(self, node) -> Gemm:
         g, cfg = self.graph, self.cfg
         R, C = cfg.rows, cfg.cols
+        shared = None      # a stride-1 convolution's K-tiles that share loads, and their weight columns
         out = self.regions[node.output]
         yq = node.requant_qparams(g)
         xq = [g.tensors[t].qparams for t in node.inputs]
@@ -163,12 +178,14 @@ class _Compiler:
             n, kh, kw, cin = node.weight.shape
             dh, dw = node.dilation
             w = np.asarray(node.weight, np.int64)
+            weight, lanes, hw = w.reshape(n, -1), C, out.hwc[:2]
             if dw == 1 and not self.regions[node.input].pitch:   # a window row is KW * Cin contiguous bytes
-                runs = [(y * dh, 0, 0, kw * cin, R) for y in range(kh)]
+                tiles = self._ktiles(node, node.input, [(y * dh, 0, 0, kw * cin, R) for y in range(kh)])
+                if kh > 1 and dh == 1 and node.stride[0] == 1:
+                    shared = _rows_shared(tiles, weight, kh)
             else:
                 runs = [(y * dh, x * dw, 0, cin, R) for y in range(kh) for x in range(kw)]
-            tiles = self._ktiles(node, node.input, runs)
-            weight, lanes, hw = w.reshape(n, -1), C, out.hwc[:2]
+                tiles = self._ktiles(node, node.input, runs)
         else:             # channel-wise: Pool2d, Add
             q = min(R, C)
             ch = n_out
@@ -205,8 +222,14 @@ class _Compiler:
             raise CompileError(f"layer {node.name}: the requantization sum acc * multiplier + bias can reach "
                                f"2**63 (a bias of {np.abs(bias).max()} POST units)")
         table = None if node.activation is None else table_entries(node.activation, cfg.act_bits)
-        return Gemm(node.name, tiles, weight, bias, mult, shift, yq.zero_point, node.clamp, out, hw,
-                    lanes, reduce_max, table)
+        plain = Gemm(node.name, tiles, weight, bias, mult, shift, yq.zero_point, node.clamp, out, hw,
+                     lanes, reduce_max, table)
+        if shared is None:
+            return plain
+        # the shared loads save DMA time where the layer waits for its activations, at the price of longer
+        # loop bodies (instructions): taken where the estimate gains a twentieth
+        alt = dataclasses.replace(plain, ktiles=shared[0], weight=shared[1])
+        return alt if estimate(alt, cfg, self.batch) < 0.95 * estimate(plain, cfg, self.batch) else plain
 
     def run(self) -> Program:
         g, cfg = self.graph, self.cfg

@@ -28,6 +28,14 @@ are split over the last steps of the current one, as few parts as keep each step
 MATMUL: a SYNC waits for every unit, so a K-tile loaded whole beside one MATMUL would stall the array for
 the rest of the load.
 
+A stride-1 convolution's lower window rows can share loads (`KTile.lead`): K-tile (window row y, piece p)
+reads, for output row r, what (row 0, piece p) reads for output row r + y. In a pass over one sample's
+band, the lead's load takes the band and the y rows below it into an ACT slot that much larger, and each
+follower's MATMUL starts y output rows into it: one activation load serves the window's KH rows, where a
+layer would otherwise wait for the DMA (codegen takes the shared K-tiles where `estimate` gains a
+twentieth: CIFAR ResNet-20's 16-channel stage, whose 8-byte rows at a 16-byte pitch cost 3 DMA cycles
+each).
+
 A layer whose output map is larger than the buffers hold (act_depth/2, out_depth/2, acc_depth entries), or
 whose activation loads a smaller pass hides better, runs the schedule above once per band of output rows
 of one sample (`slabs`); a band's windows read their input rows, halo included, straight from external
@@ -48,7 +56,7 @@ from emu.contract.timing import (BUSY_LATENCY, DMA_LOAD_DRAIN, DMA_LOAD_SETUP, P
                                  matmul_accept_cycles, matmul_cycles)
 from emu.compiler.program import TensorRegion
 
-__all__ = ["CompileError", "KTile", "Gemm", "Memory", "dma", "slabs", "emit"]
+__all__ = ["CompileError", "KTile", "Gemm", "Memory", "dma", "slabs", "estimate", "emit"]
 
 ALIGN = 64  # every region starts on a 64-byte boundary (any bus width divides it)
 _BLOCKS_MAX = (1 << 10) - 1
@@ -93,6 +101,11 @@ class KTile:
     offset: int                      # bytes from sample 0's pixel-(0, 0) window origin to the first element
     length: int                      # reduction lanes, 1..R
     strides: tuple[int, int, int]    # bytes per sample, per output row, per output column
+    # A K-tile `rows_down` > 0 output rows' stride below K-tile `lead` (a stride-1 convolution's lower window
+    # rows) can read the lead's activations, loaded `rows_down` rows further, in a pass over one sample's
+    # band (`emit`); it follows its lead in `Gemm.ktiles`.
+    lead: int = -1
+    rows_down: int = 0
 
 
 @dataclasses.dataclass
@@ -199,10 +212,20 @@ def slabs(g: Gemm, cfg: AccelConfig, batch: int) -> tuple[int, list[tuple[int, i
     # each pass is the layer's loop nest again, so instructions grow with the passes: at most twice as
     # many as the fewest (on a small array the estimate would otherwise cut a layer into dozens)
     cuts = [cut for cut in cuts if len(cut[1]) <= 2 * len(cuts[0][1])]
-    cycles = [sum(_pass_cycles(g, cfg, used, mm * rh * out_w) for _, mm, _, rh in cut[1]) for cut in cuts]
+    cycles = [sum(_pass_cycles(g, cfg, used, mm * rh * out_w, _shared(g, _act_slot(g, cfg, cut[0]), mm, rh))
+                  for _, mm, _, rh in cut[1]) for cut in cuts]
     best = min(range(len(cuts)), key=cycles.__getitem__)
     # more passes are more instructions, and the estimate is rough: a smaller cut has to gain a tenth
     return cuts[best] if cycles[best] < 0.9 * cycles[0] else cuts[0]
+
+
+def estimate(g: Gemm, cfg: AccelConfig, batch: int) -> int:
+    """The layer's cycles as `slabs` cuts it, estimated (`_pass_cycles`): to choose between two `Gemm`s of
+    one layer."""
+    slot, passes = slabs(g, cfg, batch)
+    used, act_slot = _used(g), _act_slot(g, cfg, slot)
+    return sum(_pass_cycles(g, cfg, used, mm * rh * g.out_hw[1], _shared(g, act_slot, mm, rh))
+               for _, mm, _, rh in passes)
 
 
 def _used(g: Gemm) -> np.ndarray:
@@ -217,23 +240,44 @@ def _used(g: Gemm) -> np.ndarray:
     return used
 
 
-def _pass_cycles(g: Gemm, cfg: AccelConfig, used: np.ndarray, entries: int) -> int:
+def _act_slot(g: Gemm, cfg: AccelConfig, slot: int) -> int:
+    """Entries of an ACT slot for passes of at most `slot` output entries (an OUT slot, an ACC region):
+    room for the rows below a band that shared loads read (`KTile.lead`), where ACT has it."""
+    below = max(t.rows_down for t in g.ktiles) * g.out_hw[1]
+    return slot + below if slot + below <= cfg.act_depth // 2 else slot
+
+
+def _shared(g: Gemm, act_slot: int, mm: int, rh: int) -> bool:
+    """Whether a pass of `mm` samples and `rh` output rows (in ACT slots of `act_slot` entries) loads each
+    group of K-tiles with a lead once, `rows_down` rows further, for all of them (`KTile.lead`): over one
+    sample, where the slot has room for the rows below the band."""
+    return mm == 1 and (rh + max(t.rows_down for t in g.ktiles)) * g.out_hw[1] <= act_slot
+
+
+def _units(g: Gemm, shared: bool) -> list[int]:
+    """The K-tile whose activation load each K-tile reads: its lead in a shared pass, else itself."""
+    return [t.lead if shared and t.rows_down else i for i, t in enumerate(g.ktiles)]
+
+
+def _pass_cycles(g: Gemm, cfg: AccelConfig, used: np.ndarray, entries: int, shared: bool = False) -> int:
     """`emit`'s schedule for a pass of `entries` output entries, in cycles, estimated from the cycle model:
-    for each group of N-tiles and each K-tile with steps in it, the larger of the array's MATMULs (one per
-    step) and the DMA's activation load beside the steps' weight tiles; then the last MATMUL's drain and the
-    group's POSTs. The
-    program's own cycles are exact; this only ranks ways to cut a layer."""
+    for each group of N-tiles and each activation load with steps in it, the larger of the array's MATMULs
+    (one per step) and the DMA's activation load beside the steps' weight tiles; then the last MATMUL's
+    drain and the group's POSTs. The program's own cycles are exact; this only ranks ways to cut a layer."""
     nt = used.shape[0]
     group = max(1, min(nt, cfg.acc_depth // entries, cfg.param_depth))
     t = g.ktiles[0]
-    act = dma_cycles(isa.make(Opcode.LOAD, buf=Buffer.ACT, rows=entries, row_len=t.length, buf_addr=0,
+    below = max(t.rows_down for t in g.ktiles) * g.out_hw[1] if shared else 0
+    act = dma_cycles(isa.make(Opcode.LOAD, buf=Buffer.ACT, rows=entries + below, row_len=t.length, buf_addr=0,
                               ext_addr=t.src.addr + t.offset, ext_stride=t.strides[2]), cfg)
+    units = np.asarray(_units(g, shared))
+    lead = np.unique(units, return_inverse=True)[1]
     wgt = dma_cycles(isa.make(Opcode.LOAD, buf=Buffer.WGT, rows=cfg.rows, row_len=cfg.cols, buf_addr=0, ext_addr=0,
                               ext_stride=cfg.cols), cfg)
     step = matmul_accept_cycles(cfg, entries) + 2 * BUSY_LATENCY + 1
     total = 0
     for g0 in range(0, nt, group):
-        steps = used[g0:g0 + group].sum(axis=0)
+        steps = np.bincount(lead, weights=used[g0:g0 + group].sum(axis=0)).astype(np.int64)
         steps = steps[steps > 0]
         total += int(np.maximum(steps * step, act + steps * wgt).sum()) + act
         total += matmul_cycles(cfg, entries) - matmul_accept_cycles(cfg, entries)   # the last MATMUL's drain
@@ -249,6 +293,7 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, cut: tuple[int, lis
     if cfg.wgt_depth < 2 * R or cfg.param_depth < 1:
         raise CompileError(f"wgt_depth={cfg.wgt_depth} must hold two {R}-entry weight tiles")
     slot, passes = cut
+    act_slot_size = _act_slot(g, cfg, slot)
     tiles, used = _tiles(g, cfg)
     nt, kt = used.shape
     w_addr = {}
@@ -277,21 +322,27 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, cut: tuple[int, lis
     matmuls: dict[tuple, isa.Instr] = {}
     for m0, mm, r0, rh in passes:
         entries = mm * rh * out_w
+        shared = _shared(g, act_slot_size, mm, rh)
+        unit_of = _units(g, shared)
+        # the output rows each K-tile's load holds: the band, and in a shared pass the rows its followers need
+        load_rows = [rh] * len(g.ktiles)
+        for i, t in enumerate(g.ktiles):
+            load_rows[unit_of[i]] = max(load_rows[unit_of[i]], rh + (t.rows_down if shared else 0))
 
         def load_act(i: int, slot_no: int, out: list, part: int = 0, parts: int = 1) -> None:
             """K-tile i's activations into ACT slot `slot_no`, or part `part` of `parts` of them: a range of
-            the chunk's samples, or of the band's output rows for one sample (fewer parts than asked when
-            there are fewer of those; a part past them loads nothing)."""
+            the chunk's samples, or of the output rows for one sample (fewer parts than asked when there are
+            fewer of those; a part past them loads nothing)."""
             if part >= parts:
                 return
             t = g.ktiles[i]
             units, unit_stride, unit_entries = ((mm, t.strides[0], rh * out_w) if mm > 1
-                                                else (rh, t.strides[1], out_w))
+                                                else (load_rows[i], t.strides[1], out_w))
             u0, u1 = part * units // parts, (part + 1) * units // parts
             if u0 == u1:
                 return
             inner = [(rh, t.strides[1]), (out_w, t.strides[2])] if mm > 1 else [(out_w, t.strides[2])]
-            out.extend(dma(Opcode.LOAD, Buffer.ACT, slot_no * slot + u0 * unit_entries,
+            out.extend(dma(Opcode.LOAD, Buffer.ACT, slot_no * act_slot_size + u0 * unit_entries,
                            t.src.addr + m0 * t.strides[0] + r0 * t.strides[1] + t.offset + u0 * unit_stride,
                            [(u1 - u0, unit_stride), *inner], t.length, f"layer {g.name}"))
 
@@ -302,7 +353,7 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, cut: tuple[int, lis
             _ACT_PARTS_MAX: where the steps' MATMULs are short beside their weight tiles' loads (overlapped
             MATMULs take T cycles) more parts than that only add set-ups, and K-tiles of one or of many parts
             fold worse (docs/networks.md)."""
-            key = (i, mm, rh)
+            key = (i, mm, rh, load_rows[i])
             if key not in need_memo:
                 whole: list = []
                 load_act(i, 0, whole)
@@ -336,27 +387,31 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, cut: tuple[int, lis
             if t_addr is not None and not table_loaded[0]:
                 out.extend(dma(Opcode.LOAD, Buffer.TABLE, 0, t_addr, [(g.table.size, C)], C, f"layer {g.name}"))
                 table_loaded[0] = True
-            act_slot = {steps[0][0]: 0}
-            load_act(steps[0][0], 0, out)
+            # activation loads go by unit: a K-tile, or in a shared pass a lead and its followers (which come
+            # right after it, so steps are unit major too)
+            units = [unit_of[i] for i, _ in steps]
+            act_slot = {units[0]: 0}
+            load_act(units[0], 0, out)
             load_wgt(steps[0], 0, out)
             out.append(_SYNC)
             started = set()
-            # the next K-tile's activations are loaded in parts beside this K-tile's last steps, so the DMA
+            # the next unit's activations are loaded in parts beside this unit's last steps, so the DMA
             # works behind as many MATMULs as it needs rather than only the last (each SYNC waits for the DMA)
-            k_first: dict[int, int] = {}          # K-tile -> its first step (steps are K-tile major)
-            for s, (i, _) in enumerate(steps):
-                k_first.setdefault(i, s)
+            k_first: dict[int, int] = {}          # unit -> its first step
+            for s, u in enumerate(units):
+                k_first.setdefault(u, s)
             order = list(k_first)
-            k_next = dict(zip(order, order[1:]))   # K-tile -> the one after it in this group
-            k_steps = {i: (k_first[k_next[i]] if i in k_next else len(steps)) - k_first[i] for i in order}
-            # one number of parts for the whole group (each K-tile's steps permitting): K-tiles alike but for
+            k_next = dict(zip(order, order[1:]))   # unit -> the one after it in this group
+            k_steps = {u: (k_first[k_next[u]] if u in k_next else len(steps)) - k_first[u] for u in order}
+            # one number of parts for the whole group (each unit's steps permitting): units alike but for
             # their addresses fold into loops
-            most = max((act_parts(k_next[i], k_steps[i]) for i in k_next), default=1)
-            parts = {i: min(most, k_steps[i]) for i in k_next}
-            for s, (i, j) in enumerate(steps):
-                key = (entries, act_slot[i], s % 2, j - js[0], j in started, g.ktiles[i].length, min(L, N - j * L))
+            most = max((act_parts(k_next[u], k_steps[u]) for u in k_next), default=1)
+            parts = {u: min(most, k_steps[u]) for u in k_next}
+            for s, ((i, j), u) in enumerate(zip(steps, units)):
+                act_addr = act_slot[u] * act_slot_size + (g.ktiles[i].rows_down * out_w if u != i else 0)
+                key = (entries, act_addr, s % 2, j - js[0], j in started, g.ktiles[i].length, min(L, N - j * L))
                 if key not in matmuls:
-                    matmuls[key] = isa.make(Opcode.MATMUL, rows=entries, act_addr=act_slot[i] * slot,
+                    matmuls[key] = isa.make(Opcode.MATMUL, rows=entries, act_addr=act_addr,
                                             wgt_addr=(s % 2) * R, acc_addr=(j - js[0]) * entries,
                                             accumulate=int(j in started), reduce_max=int(g.reduce_max),
                                             k_valid=g.ktiles[i].length, n_valid=min(L, N - j * L))
@@ -364,12 +419,12 @@ def emit(g: Gemm, cfg: AccelConfig, mem: Memory, prog: list, cut: tuple[int, lis
                 group_macs += entries * g.ktiles[i].length * min(L, N - j * L)
                 started.add(j)
                 if s + 1 < len(steps):
-                    following = k_next.get(i)
+                    following = k_next.get(u)
                     if following is not None:
-                        act_slot[following] = 1 - act_slot[i]
-                        first_part = k_first[i] + k_steps[i] - parts[i]
+                        act_slot[following] = 1 - act_slot[u]
+                        first_part = k_first[u] + k_steps[u] - parts[u]
                         if s >= first_part:
-                            load_act(following, act_slot[following], out, s - first_part, parts[i])
+                            load_act(following, act_slot[following], out, s - first_part, parts[u])
                     load_wgt(steps[s + 1], (s + 1) % 2, out)
                 out.append(_SYNC_OPERANDS if s + 1 < len(steps) else _SYNC)
             for n, j in enumerate(js):
