@@ -86,6 +86,7 @@ class _Compiler:
         self.graph, self.cfg, self.batch = graph, cfg, batch
         self.mem = Memory()
         self.regions: dict[str, TensorRegion] = {}
+        self.cuts: dict[str, tuple] = {}      # layer -> its cut (schedule.slabs), where `gemm` found it already
         self._layout()
 
     def _layout(self) -> None:
@@ -229,7 +230,9 @@ class _Compiler:
         # the shared loads save DMA time where the layer waits for its activations, at the price of longer
         # loop bodies (instructions): taken where the estimate gains a twentieth
         alt = dataclasses.replace(plain, ktiles=shared[0], weight=shared[1])
-        return alt if estimate(alt, cfg, self.batch) < 0.95 * estimate(plain, cfg, self.batch) else plain
+        (alt_cycles, alt_cut), (plain_cycles, plain_cut) = (estimate(x, cfg, self.batch) for x in (alt, plain))
+        chosen, self.cuts[node.name] = (alt, alt_cut) if alt_cycles < 0.95 * plain_cycles else (plain, plain_cut)
+        return chosen
 
     def run(self) -> Program:
         g, cfg = self.graph, self.cfg
@@ -243,7 +246,7 @@ class _Compiler:
             if not isinstance(node, (Concat, Host)):
                 _check_bits(node, g, cfg)
         gemms = {node.name: self.gemm(node) for node in g.nodes if not isinstance(node, (Concat, Host))}
-        cuts = {name: slabs(gemm, cfg, self.batch) for name, gemm in gemms.items()}
+        cuts = {name: self.cuts.get(name) or slabs(gemm, cfg, self.batch) for name, gemm in gemms.items()}
         for node in g.nodes:
             layer = {"name": node.name, "kind": node.describe(), "source": node.source,
                      "output": self.regions[node.output].to_json()}

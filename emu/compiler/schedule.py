@@ -219,13 +219,13 @@ def slabs(g: Gemm, cfg: AccelConfig, batch: int) -> tuple[int, list[tuple[int, i
     return cuts[best] if cycles[best] < 0.9 * cycles[0] else cuts[0]
 
 
-def estimate(g: Gemm, cfg: AccelConfig, batch: int) -> int:
-    """The layer's cycles as `slabs` cuts it, estimated (`_pass_cycles`): to choose between two `Gemm`s of
-    one layer."""
-    slot, passes = slabs(g, cfg, batch)
+def estimate(g: Gemm, cfg: AccelConfig, batch: int) -> tuple[int, tuple[int, list]]:
+    """The layer's cycles as `slabs` cuts it, estimated (`_pass_cycles`), and the cut: to choose between two
+    `Gemm`s of one layer."""
+    cut = slot, passes = slabs(g, cfg, batch)
     used, act_slot = _used(g), _act_slot(g, cfg, slot)
     return sum(_pass_cycles(g, cfg, used, mm * rh * g.out_hw[1], _shared(g, act_slot, mm, rh))
-               for _, mm, _, rh in passes)
+               for _, mm, _, rh in passes), cut
 
 
 def _used(g: Gemm) -> np.ndarray:
@@ -279,7 +279,12 @@ def _pass_cycles(g: Gemm, cfg: AccelConfig, used: np.ndarray, entries: int, shar
     for g0 in range(0, nt, group):
         steps = np.bincount(lead, weights=used[g0:g0 + group].sum(axis=0)).astype(np.int64)
         steps = steps[steps > 0]
-        total += int(np.maximum(steps * step, act + steps * wgt).sum()) + act
+        # the next load's parts ride on a unit's last steps (emit's act_parts), each with a set-up and beside
+        # a weight load: where they do not fit a step, those steps wait for the DMA
+        set_up = DMA_LOAD_SETUP + DMA_LOAD_DRAIN + BUSY_LATENCY
+        parts = np.minimum(np.minimum(steps, _ACT_PARTS_MAX), -(-act // max(1, step - wgt - set_up)))
+        carrying = parts * np.maximum(step, wgt + act // parts + set_up) + (steps - parts) * step
+        total += int(np.maximum(np.maximum(steps * step, act + steps * wgt), carrying).sum()) + act
         total += matmul_cycles(cfg, entries) - matmul_accept_cycles(cfg, entries)   # the last MATMUL's drain
         total += min(group, nt - g0) * (entries + POST_LATENCY + 2 * BUSY_LATENCY + 1)
     return total
