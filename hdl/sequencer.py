@@ -58,8 +58,6 @@ from hdl.pipeline import Queue, accumulate, delay, product, product_latency
 __all__ = ["Sequencer", "FETCH_LATENCY", "QUEUE_DEPTH", "IMEM_ADDR_COPIES", "IMEM_BITS",
            "predecode"]
 
-#: DMA write target of the program preload (LOAD targets are the Buffer values ACT, WGT, PARAM).
-
 
 #: The head of the issue queue: which unit the instruction needs (one bit each, all zero for a faulty word),
 #: whether it also waits for the MATMULs' ACC writes (END, a SYNC with drain=1), whether it is END, whether
