@@ -8,6 +8,8 @@ from emu.contract.config import AccelConfig
 from hdl.fpga.flow import BOARDS, REPORT_FIELDS, SynthError, check_fits, estimate, parse_target, synthesize
 from hdl.fpga.ecp5 import pll_dividers as ecp5_pll_dividers
 
+from rtlcheck import SMALL
+
 
 def systola(capsys, *argv):
     code = main([str(a) for a in argv])
@@ -64,8 +66,7 @@ def test_pll_dividers():
 def test_synth_small_ecp5(tmp_path):
     """The smallest accelerator (1x1 W2A2, 16-bit accumulators, a 32-bit bus, small buffers: its control is
     most of it) through Yosys and nextpnr on LFE5U-25F: every field is a number the tools reported."""
-    cfg = AccelConfig(rows=1, cols=1, act_bits=2, weight_bits=2, acc_bits=16, bus_bits=32, act_depth=64,
-                      wgt_depth=32, acc_depth=64, out_depth=64, param_depth=8, instr_depth=128)
+    cfg = AccelConfig(rows=1, cols=1, act_bits=2, weight_bits=2, acc_bits=16, bus_bits=32, **SMALL)
     report = synthesize(cfg, parse_target(device="LFE5U-25F-6"), str(tmp_path), freq_mhz=100, quiet=True)
     with open(tmp_path / "report.json") as f:
         assert json.load(f) == json.loads(json.dumps(report))
