@@ -240,18 +240,22 @@ def _used(g: Gemm) -> np.ndarray:
     return used
 
 
+def _below(g: Gemm) -> int:
+    """Entries past a band that its shared loads read (`KTile.lead`): the deepest follower's rows."""
+    return max(t.rows_down for t in g.ktiles) * g.out_hw[1]
+
+
 def _act_slot(g: Gemm, cfg: AccelConfig, slot: int) -> int:
     """Entries of an ACT slot for passes of at most `slot` output entries (an OUT slot, an ACC region):
-    room for the rows below a band that shared loads read (`KTile.lead`), where ACT has it."""
-    below = max(t.rows_down for t in g.ktiles) * g.out_hw[1]
-    return slot + below if slot + below <= cfg.act_depth // 2 else slot
+    room for the rows below a band that shared loads read, where ACT has it."""
+    return slot + _below(g) if slot + _below(g) <= cfg.act_depth // 2 else slot
 
 
 def _shared(g: Gemm, act_slot: int, mm: int, rh: int) -> bool:
     """Whether a pass of `mm` samples and `rh` output rows (in ACT slots of `act_slot` entries) loads each
     group of K-tiles with a lead once, `rows_down` rows further, for all of them (`KTile.lead`): over one
     sample, where the slot has room for the rows below the band."""
-    return mm == 1 and (rh + max(t.rows_down for t in g.ktiles)) * g.out_hw[1] <= act_slot
+    return mm == 1 and rh * g.out_hw[1] + _below(g) <= act_slot
 
 
 def _units(g: Gemm, shared: bool) -> list[int]:
@@ -267,7 +271,7 @@ def _pass_cycles(g: Gemm, cfg: AccelConfig, used: np.ndarray, entries: int, shar
     nt = used.shape[0]
     group = max(1, min(nt, cfg.acc_depth // entries, cfg.param_depth))
     t = g.ktiles[0]
-    below = max(t.rows_down for t in g.ktiles) * g.out_hw[1] if shared else 0
+    below = _below(g) if shared else 0
     act = dma_cycles(isa.make(Opcode.LOAD, buf=Buffer.ACT, rows=entries + below, row_len=t.length, buf_addr=0,
                               ext_addr=t.src.addr + t.offset, ext_stride=t.strides[2]), cfg)
     units = np.asarray(_units(g, shared))
